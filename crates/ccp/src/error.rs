@@ -1,0 +1,192 @@
+//! Codec errors and the protocol's diagnostic titles.
+
+use std::fmt;
+
+/// Which identifier field was out of range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Identifier {
+    /// The frame's `channel_id`.
+    Channel,
+    /// The frame's `sequence`.
+    Sequence,
+}
+
+impl fmt::Display for Identifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Identifier::Channel => "channel_id",
+            Identifier::Sequence => "sequence",
+        })
+    }
+}
+
+/// Which part of a frame ran past the bytes its length prefix declared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Truncation {
+    /// The length prefix declared zero bytes: there is not even a type byte.
+    ZeroLength,
+    /// `channel_id`, `sequence` or `payload_len` runs past the end of the frame.
+    Header,
+    /// `payload_len` claims more bytes than the frame has left.
+    Payload {
+        /// Declared payload length.
+        declared: u64,
+        /// Bytes the frame has after its header.
+        available: usize,
+    },
+}
+
+impl fmt::Display for Truncation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Truncation::ZeroLength => f.write_str("frame length is zero"),
+            Truncation::Header => f.write_str("frame header runs past the declared frame length"),
+            Truncation::Payload {
+                declared,
+                available,
+            } => write!(
+                f,
+                "payload length {declared} exceeds the {available} bytes left in the frame"
+            ),
+        }
+    }
+}
+
+/// A frame that cannot be encoded or decoded. Every variant is terminal for the stream that
+/// produced it: more bytes cannot repair it. "Need more bytes" is not an error; decoders return
+/// `Ok(None)` for it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CodecError {
+    /// The type byte is not one of the 19 assigned codes.
+    #[error("unknown frame type 0x{0:02x}")]
+    InvalidFrameType(u8),
+    /// The frame length prefix exceeds the frame limit.
+    #[error("frame length {len} exceeds the limit of {max} bytes")]
+    FrameTooLarge {
+        /// Declared or computed frame length.
+        len: u64,
+        /// Limit in force.
+        max: usize,
+    },
+    /// The payload length exceeds the frame limit.
+    #[error("payload length {len} exceeds the limit of {max} bytes")]
+    PayloadTooLarge {
+        /// Declared payload length.
+        len: u64,
+        /// Limit in force.
+        max: usize,
+    },
+    /// A control payload exceeds the 256 KiB JSON limit.
+    #[error("control payload of {len} bytes exceeds the limit of {max} bytes")]
+    ControlPayloadTooLarge {
+        /// Payload length.
+        len: u64,
+        /// Limit in force.
+        max: usize,
+    },
+    /// `channel_id` or `sequence` does not fit in 32 bits.
+    #[error("{field} {value} exceeds {max}", max = u32::MAX)]
+    IdentifierOutOfRange {
+        /// The offending field.
+        field: Identifier,
+        /// Its value.
+        value: u64,
+    },
+    /// A varint is longer than 10 bytes or wider than 64 bits.
+    #[error("varint longer than 10 bytes or wider than 64 bits")]
+    VarintOverflow,
+    /// The frame ends before its header or payload does.
+    #[error("truncated frame: {0}")]
+    TruncatedFrame(Truncation),
+    /// A control payload is not valid UTF-8 JSON, or does not have the shape its type requires.
+    #[error("invalid control payload: {0}")]
+    InvalidControlPayload(String),
+}
+
+impl CodecError {
+    /// The diagnostic this error is reported as.
+    #[must_use]
+    pub const fn kind(&self) -> ProblemKind {
+        match self {
+            CodecError::InvalidFrameType(_) => ProblemKind::InvalidFrameType,
+            CodecError::FrameTooLarge { .. } => ProblemKind::FrameTooLarge,
+            CodecError::PayloadTooLarge { .. } => ProblemKind::PayloadTooLarge,
+            CodecError::ControlPayloadTooLarge { .. } => ProblemKind::ControlPayloadTooLarge,
+            CodecError::IdentifierOutOfRange { .. } => ProblemKind::IdentifierOutOfRange,
+            CodecError::VarintOverflow => ProblemKind::VarintOverflow,
+            CodecError::TruncatedFrame(_) => ProblemKind::TruncatedFrame,
+            CodecError::InvalidControlPayload(_) => ProblemKind::InvalidControlPayload,
+        }
+    }
+}
+
+macro_rules! problem_kinds {
+    ($( $(#[$doc:meta])* $variant:ident => $title:literal, $status:literal, $slug:literal; )+) => {
+        /// A diagnostic from the specification's "Codec Diagnostics" table: the `title` of an
+        /// RFC 9457 ERROR payload, its status code and its `type` URI.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum ProblemKind {
+            $( $(#[$doc])* $variant, )+
+        }
+
+        impl ProblemKind {
+            /// Every diagnostic.
+            pub const ALL: &'static [ProblemKind] = &[$(ProblemKind::$variant),+];
+
+            /// The exact `title` string.
+            #[must_use]
+            pub const fn title(self) -> &'static str {
+                match self { $( ProblemKind::$variant => $title, )+ }
+            }
+
+            /// The HTTP-style status code carried in `status`.
+            #[must_use]
+            pub const fn status(self) -> u16 {
+                match self { $( ProblemKind::$variant => $status, )+ }
+            }
+
+            /// The `type` URI identifying the problem.
+            #[must_use]
+            pub const fn type_uri(self) -> &'static str {
+                match self { $( ProblemKind::$variant => concat!("urn:commucat:problem:", $slug), )+ }
+            }
+
+            /// The diagnostic whose title is `title` (exact match).
+            #[must_use]
+            pub fn from_title(title: &str) -> Option<Self> {
+                Self::ALL.iter().copied().find(|k| k.title() == title)
+            }
+        }
+    };
+}
+
+problem_kinds! {
+    /// Unknown frame type.
+    InvalidFrameType => "Invalid Frame Type", 400, "invalid-frame-type";
+    /// No mutually supported protocol version.
+    ProtocolVersionMismatch => "Protocol Version Mismatch", 426, "protocol-version-mismatch";
+    /// Control JSON cannot be parsed or has the wrong shape.
+    InvalidControlPayload => "Invalid Control Payload", 400, "invalid-control-payload";
+    /// Declared frame length exceeds limits.
+    FrameTooLarge => "Frame Too Large", 413, "frame-too-large";
+    /// Declared payload length exceeds limits.
+    PayloadTooLarge => "Payload Too Large", 413, "payload-too-large";
+    /// Control payload exceeds the JSON limit.
+    ControlPayloadTooLarge => "Control Payload Too Large", 413, "control-payload-too-large";
+    /// Channel or sequence outside the allowed range.
+    IdentifierOutOfRange => "Identifier Out Of Range", 400, "identifier-out-of-range";
+    /// The device must be paired before it can connect.
+    PairingRequired => "PairingRequired", 403, "pairing-required";
+    /// Varint exceeds 64-bit width.
+    VarintOverflow => "Varint Overflow", 400, "varint-overflow";
+    /// Buffer underrun before payload end.
+    TruncatedFrame => "Truncated Frame", 400, "truncated-frame";
+}
+
+impl fmt::Display for ProblemKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.title())
+    }
+}
