@@ -3,6 +3,13 @@
 //!
 //! Run: `cargo bench -p commucat-ccp --bench codec`
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use std::hint::black_box;
 
 use bytes::{Bytes, BytesMut};

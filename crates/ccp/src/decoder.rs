@@ -53,9 +53,12 @@ impl FrameDecoder {
         self.max_frame_len
     }
 
-    /// Appends received bytes.
+    /// Appends received bytes. A failed decoder discards them: nothing after a malformed frame
+    /// can be trusted, and buffering it would only hold memory.
     pub fn extend(&mut self, chunk: &[u8]) {
-        self.buf.extend_from_slice(chunk);
+        if self.failed.is_none() {
+            self.buf.extend_from_slice(chunk);
+        }
     }
 
     /// The receive buffer, for readers that fill it in place (`AsyncReadExt::read_buf`).

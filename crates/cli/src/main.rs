@@ -3,7 +3,7 @@
 use std::io::Read;
 
 use anyhow::{Context, Result, bail};
-use ccp::{FrameDecoder, FrameType, PayloadKind};
+use ccp::{FrameDecoder, PayloadKind};
 use clap::{Parser, Subcommand};
 
 /// CommuCat: secure messaging and calling relay server.
@@ -81,6 +81,7 @@ fn describe(frame: &ccp::Frame) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ccp::FrameType;
 
     #[test]
     fn describes_control_and_opaque_frames() {

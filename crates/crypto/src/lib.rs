@@ -1,0 +1,53 @@
+//! Key material and proofs for the CommuCat relay, wire-compatible with the deployed client's
+//! `commucat-crypto` 1.0.41.
+//!
+//! * [`device`] — [`DeviceKeyPair`]: one 32-byte seed gives the device's Ed25519 key
+//!   (`device_public`) and, used directly as an X25519 scalar, its Noise static key
+//!   (`client_static`).
+//! * [`zkp`] — the handshake Schnorr proof that binds `device_public`, `client_static`,
+//!   `device_id` and the server domain (wire-compat §4).
+//! * [`certificate`] — CA-signed device certificates with their exact canonical JSON
+//!   (wire-compat §5).
+//! * [`encoding`] — strict fixed-length hex helpers.
+//!
+//! The crate is sans-IO: no sockets, no async, no clock (callers pass `now`). Secrets are
+//! zeroized on drop.
+//!
+//! ```
+//! use commucat_keys::{DeviceKeyPair, derive_handshake_context, prove, verify};
+//!
+//! let device = DeviceKeyPair::generate();
+//! let ctx = derive_handshake_context(
+//!     "example.org",
+//!     "dev-1",
+//!     &device.public_key(),
+//!     &device.x25519_static(),
+//! )?;
+//! let proof = prove(device.signing_key(), &ctx, &mut rand_core::OsRng)?;
+//! verify(&ctx, &device.public_key(), &proof)?;
+//! # Ok::<(), commucat_keys::ZkpError>(())
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod certificate;
+pub mod device;
+pub mod encoding;
+pub mod zkp;
+
+pub use certificate::{
+    CertificateError, DEFAULT_MAX_CLOCK_SKEW_SECS, DeviceCertificate, DeviceCertificateData,
+};
+pub use device::{DeviceKeyPair, KEY_LEN, KeyError, x25519_public};
+pub use encoding::{HexError, decode_hex_array, decode_hex32, decode_hex64, encode_hex};
+pub use zkp::{
+    HANDSHAKE_DOMAIN_TAG, HandshakeContext, HandshakeProof, ZkpError, derive_handshake_context,
+    prove, verify,
+};
+
+/// Re-exported so callers can name the key types without depending on the dalek crates.
+pub use ed25519_dalek::{SigningKey, VerifyingKey};
+/// Re-exported RNG traits and the OS RNG accepted by [`prove`] and
+/// [`DeviceKeyPair::generate_with`].
+pub use rand_core::{CryptoRng, OsRng, RngCore};
