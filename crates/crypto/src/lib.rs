@@ -8,6 +8,7 @@
 //!   `device_id` and the server domain (wire-compat §4).
 //! * [`certificate`] — CA-signed device certificates with their exact canonical JSON
 //!   (wire-compat §5).
+//! * [`noise`] — Noise XK/IK handshakes and the `noise-transport` record layer.
 //! * [`encoding`] — strict fixed-length hex helpers.
 //!
 //! The crate is sans-IO: no sockets, no async, no clock (callers pass `now`). Secrets are
@@ -34,6 +35,7 @@
 pub mod certificate;
 pub mod device;
 pub mod encoding;
+pub mod noise;
 pub mod zkp;
 
 pub use certificate::{
@@ -41,6 +43,7 @@ pub use certificate::{
 };
 pub use device::{DeviceKeyPair, KEY_LEN, KeyError, x25519_public};
 pub use encoding::{HexError, decode_hex_array, decode_hex32, decode_hex64, encode_hex};
+pub use noise::{DEFAULT_PROLOGUE, Handshake, HandshakePattern, NoiseError, Transport};
 pub use zkp::{
     HANDSHAKE_DOMAIN_TAG, HandshakeContext, HandshakeProof, ZkpError, derive_handshake_context,
     prove, verify,
