@@ -123,8 +123,9 @@ impl CodecError {
 
 macro_rules! problem_kinds {
     ($( $(#[$doc:meta])* $variant:ident => $title:literal, $status:literal, $slug:literal; )+) => {
-        /// A diagnostic from the specification's "Codec Diagnostics" table: the `title` of an
-        /// RFC 9457 ERROR payload, its status code and its `type` URI.
+        /// A diagnostic: the `title` of an RFC 9457 ERROR payload, its status code and its `type`
+        /// URI. The first ten are the specification's "Codec Diagnostics" table; the rest are
+        /// titles the server adds for handshake and session failures.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         #[non_exhaustive]
         pub enum ProblemKind {
@@ -183,6 +184,33 @@ problem_kinds! {
     VarintOverflow => "Varint Overflow", 400, "varint-overflow";
     /// Buffer underrun before payload end.
     TruncatedFrame => "Truncated Frame", 400, "truncated-frame";
+    // ---- Titles the server adds for the handshake and the session (not in the codec table).
+    /// A frame arrived that the current stage does not accept (e.g. MSG before the handshake).
+    UnexpectedFrame => "Unexpected Frame", 400, "unexpected-frame";
+    /// HELLO names a Noise pattern the server does not offer.
+    UnsupportedPattern => "Unsupported Handshake Pattern", 400, "unsupported-pattern";
+    /// The Noise handshake failed (message unreadable under every server key, or malformed).
+    HandshakeFailed => "Handshake Failed", 403, "handshake-failed";
+    /// The Schnorr proof does not verify for this device, key and domain.
+    InvalidProof => "Invalid Handshake Proof", 401, "invalid-proof";
+    /// The static key revealed in the Noise handshake is not HELLO's `client_static`.
+    StaticKeyMismatch => "Static Key Mismatch", 401, "static-key-mismatch";
+    /// A known device presented a different device key.
+    DeviceKeyMismatch => "Device Key Mismatch", 409, "device-key-mismatch";
+    /// The device has been revoked.
+    DeviceRevoked => "Device Revoked", 403, "device-revoked";
+    /// The presented device certificate is expired, not yet valid, foreign or not bound to the device.
+    CertificateInvalid => "Certificate Invalid", 401, "certificate-invalid";
+    /// HELLO names an existing account (id or handle) without a certificate proving membership.
+    AccountProofRequired => "Account Proof Required", 403, "account-proof-required";
+    /// The handshake did not finish in time.
+    HandshakeTimeout => "Handshake Timeout", 408, "handshake-timeout";
+    /// Sequence numbers are exhausted (`u32::MAX`): reconnect to reset them.
+    SequenceExhausted => "Sequence Exhausted", 409, "sequence-exhausted";
+    /// A storage backend the request needs is unavailable.
+    ServiceUnavailable => "Service Unavailable", 503, "service-unavailable";
+    /// An unexpected server-side failure.
+    InternalError => "Internal Error", 500, "internal-error";
 }
 
 impl fmt::Display for ProblemKind {
