@@ -1,0 +1,97 @@
+//! Persistent state of the CommuCat server behind one object-safe [`Store`] trait.
+//!
+//! Backends:
+//! - [`SqliteStore`]: embedded SQLite (WAL, foreign keys on), the zero-set-up default.
+//!
+//! Each backend keeps its own SQL and its own embedded migrations
+//! (`migrations/<backend>/`); rows decode through shared, checked conversions, so a row
+//! that does not fit a record is reported as [`StoreError::Corrupt`] rather than panicking.
+//!
+//! Use it as `Arc<dyn Store>`.
+
+mod error;
+mod model;
+mod rows;
+mod sqlite;
+
+pub use error::{Result, StoreError};
+pub use model::{
+    DeviceKeyEvent, DeviceRecord, DeviceStatus, NewDeviceRegistration, SessionRecord, UserRecord,
+    UserToCreate,
+};
+pub use sqlite::SqliteStore;
+
+/// Everything the server persists. All times are unix seconds.
+///
+/// Every method is atomic: a failed call writes nothing.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Cheap round trip for readiness checks.
+    async fn ping(&self) -> Result<()>;
+
+    /// The user with this id.
+    async fn user(&self, user_id: &str) -> Result<Option<UserRecord>>;
+
+    /// The user with this handle (exact match).
+    async fn user_by_handle(&self, handle: &str) -> Result<Option<UserRecord>>;
+
+    /// Sets the profile fields that are `Some` and keeps the stored value for `None`
+    /// (SQL `COALESCE`). Returns the updated user; unknown user → [`StoreError::NotFound`].
+    async fn update_profile(
+        &self,
+        user_id: &str,
+        display_name: Option<String>,
+        avatar_url: Option<String>,
+    ) -> Result<UserRecord>;
+
+    /// The device with this id, whatever its status.
+    async fn device(&self, device_id: &str) -> Result<Option<DeviceRecord>>;
+
+    /// All devices of a user (active and revoked), ordered by `created_at`, then `device_id`.
+    /// Unknown user → empty list.
+    async fn devices_of_user(&self, user_id: &str) -> Result<Vec<DeviceRecord>>;
+
+    /// Number of active devices of a user (0 for an unknown user).
+    async fn count_active_devices(&self, user_id: &str) -> Result<u64>;
+
+    /// Registers a device in one transaction, returning its owner:
+    /// 1. creates the user if [`UserToCreate::New`] (taken handle or user id →
+    ///    [`StoreError::Conflict`]), or checks that the existing user exists
+    ///    ([`StoreError::NotFound`]);
+    /// 2. if `max_active_devices` is set, refuses with [`StoreError::DeviceLimit`] when the
+    ///    user already has that many active devices — checked inside the transaction, so
+    ///    concurrent registrations cannot both pass;
+    /// 3. inserts the device (existing `device_id` → [`StoreError::Conflict`]);
+    /// 4. inserts the key event.
+    ///
+    /// `device.user_id` must be the owner's id and `key_event.device_id` the device's id,
+    /// else [`StoreError::Invalid`]. If any step fails nothing is written.
+    async fn register_device(&self, registration: NewDeviceRegistration) -> Result<UserRecord>;
+
+    /// Marks a device revoked, records `event` and deletes the device's sessions, in one
+    /// transaction. Unknown device → [`StoreError::NotFound`]; `event.device_id` must equal
+    /// `device_id` ([`StoreError::Invalid`]). Revoking a revoked device changes nothing and
+    /// returns `Ok`.
+    async fn revoke_device(&self, device_id: &str, event: DeviceKeyEvent) -> Result<()>;
+
+    /// The key log of a device, oldest first (ties in insertion order).
+    async fn key_events(&self, device_id: &str) -> Result<Vec<DeviceKeyEvent>>;
+
+    /// Stores a new session. Existing `session_id` → [`StoreError::Conflict`]; unknown
+    /// device → [`StoreError::NotFound`]; device of another user → [`StoreError::Invalid`].
+    async fn create_session(&self, session: SessionRecord) -> Result<()>;
+
+    /// The session with this id, expired or not (callers compare `expires_at`).
+    async fn session(&self, session_id: &str) -> Result<Option<SessionRecord>>;
+
+    /// Moves a session's expiry to `expires_at` if that is later than the stored one
+    /// (never shortens, so out-of-order refreshes are harmless). A plain update: it never
+    /// fails because the row exists. Unknown session → [`StoreError::NotFound`].
+    async fn extend_session(&self, session_id: &str, expires_at: i64) -> Result<()>;
+
+    /// Deletes a session; returns whether it existed.
+    async fn delete_session(&self, session_id: &str) -> Result<bool>;
+
+    /// Deletes every session with `expires_at <= now`; returns how many.
+    async fn purge_expired_sessions(&self, now: i64) -> Result<u64>;
+}

@@ -1,0 +1,166 @@
+//! Raw rows as every SQL backend returns them, and their checked conversion into records.
+//!
+//! Column types are portable: TEXT → `String`, INTEGER/BIGINT → `i64`, BLOB/BYTEA → `Vec<u8>`.
+
+use crate::error::StoreError;
+use crate::model::{DeviceKeyEvent, DeviceRecord, DeviceStatus, SessionRecord, UserRecord};
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct UserRow {
+    pub(crate) user_id: String,
+    pub(crate) handle: String,
+    pub(crate) display_name: Option<String>,
+    pub(crate) avatar_url: Option<String>,
+    pub(crate) created_at: i64,
+}
+
+impl From<UserRow> for UserRecord {
+    fn from(row: UserRow) -> Self {
+        Self {
+            user_id: row.user_id,
+            handle: row.handle,
+            display_name: row.display_name,
+            avatar_url: row.avatar_url,
+            created_at: row.created_at,
+        }
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct DeviceRow {
+    pub(crate) device_id: String,
+    pub(crate) user_id: String,
+    pub(crate) public_key: Vec<u8>,
+    pub(crate) status: String,
+    pub(crate) created_at: i64,
+}
+
+impl TryFrom<DeviceRow> for DeviceRecord {
+    type Error = StoreError;
+
+    fn try_from(row: DeviceRow) -> Result<Self, StoreError> {
+        let public_key = key32(&row.public_key, "device", &row.device_id)?;
+        let status = DeviceStatus::parse(&row.status).ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "device {}: unknown status {:?}",
+                row.device_id, row.status
+            ))
+        })?;
+        Ok(Self {
+            device_id: row.device_id,
+            user_id: row.user_id,
+            public_key,
+            status,
+            created_at: row.created_at,
+        })
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct KeyEventRow {
+    pub(crate) event_id: String,
+    pub(crate) device_id: String,
+    pub(crate) public_key: Vec<u8>,
+    pub(crate) recorded_at: i64,
+    pub(crate) action: String,
+}
+
+impl TryFrom<KeyEventRow> for DeviceKeyEvent {
+    type Error = StoreError;
+
+    fn try_from(row: KeyEventRow) -> Result<Self, StoreError> {
+        let public_key = key32(&row.public_key, "key event", &row.event_id)?;
+        Ok(Self {
+            event_id: row.event_id,
+            device_id: row.device_id,
+            public_key,
+            recorded_at: row.recorded_at,
+            action: row.action,
+        })
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct SessionRow {
+    pub(crate) session_id: String,
+    pub(crate) device_id: String,
+    pub(crate) user_id: String,
+    pub(crate) created_at: i64,
+    pub(crate) expires_at: i64,
+}
+
+impl From<SessionRow> for SessionRecord {
+    fn from(row: SessionRow) -> Self {
+        Self {
+            session_id: row.session_id,
+            device_id: row.device_id,
+            user_id: row.user_id,
+            created_at: row.created_at,
+            expires_at: row.expires_at,
+        }
+    }
+}
+
+/// Converts a list of rows, failing on the first one that does not decode.
+pub(crate) fn decode_all<R, T>(rows: Vec<R>) -> Result<Vec<T>, StoreError>
+where
+    T: TryFrom<R, Error = StoreError>,
+{
+    rows.into_iter().map(T::try_from).collect()
+}
+
+/// Converts a `COUNT(*)` (always non-negative) into `u64`.
+pub(crate) fn count(value: i64) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("negative count {value}")))
+}
+
+fn key32(bytes: &[u8], what: &str, id: &str) -> Result<[u8; 32], StoreError> {
+    <[u8; 32]>::try_from(bytes).map_err(|_| {
+        StoreError::Corrupt(format!(
+            "{what} {id}: public_key is {} bytes, expected 32",
+            bytes.len()
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    fn row(public_key: Vec<u8>, status: &str) -> DeviceRow {
+        DeviceRow {
+            device_id: "d".into(),
+            user_id: "u".into(),
+            public_key,
+            status: status.into(),
+            created_at: 1,
+        }
+    }
+
+    #[test]
+    fn device_row_decodes() {
+        let record = DeviceRecord::try_from(row(vec![7; 32], "revoked")).unwrap();
+        assert_eq!(record.public_key, [7; 32]);
+        assert_eq!(record.status, DeviceStatus::Revoked);
+    }
+
+    #[test]
+    fn short_key_is_corrupt() {
+        let err = DeviceRecord::try_from(row(vec![7; 31], "active")).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt(m) if m.contains("31 bytes")));
+    }
+
+    #[test]
+    fn unknown_status_is_corrupt() {
+        let err = DeviceRecord::try_from(row(vec![7; 32], "banned")).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt(m) if m.contains("banned")));
+    }
+
+    #[test]
+    fn negative_count_is_corrupt() {
+        assert_eq!(count(3).unwrap(), 3);
+        assert!(matches!(count(-1), Err(StoreError::Corrupt(_))));
+    }
+}
