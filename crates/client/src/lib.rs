@@ -1,0 +1,22 @@
+//! # CommuCat client SDK
+//!
+//! Connects a device to a CommuCat server: TLS (trusting a given CA certificate or pinning the
+//! server certificate's SHA-256 fingerprint), an HTTP/2 `POST /connect` stream, the Noise XK or
+//! IK device handshake with its Schnorr proof, and then a [`Session`] that sends and receives
+//! CCP-1 frames, plain or as Noise transport records (`noise-transport`).
+//!
+//! The handshake itself ([`handshake()`]) runs over any [`commucat_link::ByteStream`], so tests can
+//! drive it in memory.
+
+#![forbid(unsafe_code)]
+
+mod error;
+pub mod handshake;
+mod session;
+pub mod tls;
+pub mod transport;
+
+pub use error::ClientError;
+pub use handshake::{DeviceIdentity, HandshakeOptions, ServerParams, SessionInfo, handshake};
+pub use session::{Session, connect};
+pub use tls::TlsTrust;

@@ -1,0 +1,154 @@
+//! HTTP/2 `POST /connect` as a [`ByteStream`].
+
+use std::future::poll_fn;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use commucat_link::ByteStream;
+use h2::client::ResponseFuture;
+use h2::{RecvStream, SendStream};
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use crate::ClientError;
+use crate::tls::{TlsTrust, client_config};
+
+enum Downstream {
+    /// Response headers not yet received (the client writes HELLO before they arrive).
+    Pending(ResponseFuture),
+    Open(RecvStream),
+    Done,
+}
+
+/// The duplex body of one HTTP/2 `/connect` request.
+pub struct H2Stream {
+    send: SendStream<Bytes>,
+    recv: Downstream,
+}
+
+impl std::fmt::Debug for H2Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("H2Stream").finish_non_exhaustive()
+    }
+}
+
+fn to_io(e: h2::Error) -> io::Error {
+    if e.is_io() {
+        e.into_io().unwrap_or_else(|| io::Error::other("h2 i/o"))
+    } else {
+        io::Error::other(e)
+    }
+}
+
+/// Opens TCP + TLS 1.3 + HTTP/2 to `addr` and starts `POST {path}` with an open body.
+///
+/// # Errors
+/// [`ClientError::Transport`] for any connection failure.
+pub async fn open(
+    addr: SocketAddr,
+    server_name: &str,
+    trust: &TlsTrust,
+    path: &str,
+) -> Result<H2Stream, ClientError> {
+    let transport = |e: &dyn std::fmt::Display| ClientError::Transport(e.to_string());
+    let config = client_config(trust)?;
+    let tcp = TcpStream::connect(addr).await.map_err(|e| transport(&e))?;
+    tcp.set_nodelay(true).map_err(|e| transport(&e))?;
+    let name = ServerName::try_from(server_name.to_owned())
+        .map_err(|e| ClientError::Config(format!("server name: {e}")))?;
+    let tls = TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| transport(&e))?;
+    let (mut client, connection) = h2::client::handshake(tls)
+        .await
+        .map_err(|e| transport(&e))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "h2 connection ended");
+        }
+    });
+    let authority = if server_name.contains(':') {
+        format!("[{server_name}]:{}", addr.port())
+    } else {
+        format!("{server_name}:{}", addr.port())
+    };
+    let request = http::Request::builder()
+        .method(http::Method::POST)
+        .uri(format!("https://{authority}{path}"))
+        .header(http::header::CONTENT_TYPE, "application/octet-stream")
+        .header(http::header::USER_AGENT, "commucat-client/0.1")
+        .body(())
+        .map_err(|e| transport(&e))?;
+    client = client.ready().await.map_err(|e| transport(&e))?;
+    let (response, send) = client
+        .send_request(request, false)
+        .map_err(|e| transport(&e))?;
+    Ok(H2Stream {
+        send,
+        recv: Downstream::Pending(response),
+    })
+}
+
+impl H2Stream {
+    /// Ends the request body (the server sees end of stream).
+    pub fn finish(&mut self) {
+        // Ignored error: the stream may already be gone, which is what finishing wants.
+        let _ = self.send.send_data(Bytes::new(), true);
+    }
+}
+
+impl ByteStream for H2Stream {
+    async fn read(&mut self) -> io::Result<Option<Bytes>> {
+        loop {
+            match &mut self.recv {
+                Downstream::Pending(response) => {
+                    let response = response.await.map_err(to_io)?;
+                    if response.status() != http::StatusCode::OK {
+                        return Err(io::Error::other(format!(
+                            "/connect answered HTTP {}",
+                            response.status().as_u16()
+                        )));
+                    }
+                    self.recv = Downstream::Open(response.into_body());
+                }
+                Downstream::Open(body) => match body.data().await {
+                    Some(Ok(bytes)) => {
+                        // Reading is consuming: give the window back so the server may send more.
+                        let _ = body.flow_control().release_capacity(bytes.len());
+                        if bytes.is_empty() {
+                            continue;
+                        }
+                        return Ok(Some(bytes));
+                    }
+                    Some(Err(e)) => return Err(to_io(e)),
+                    None => {
+                        self.recv = Downstream::Done;
+                        return Ok(None);
+                    }
+                },
+                Downstream::Done => return Ok(None),
+            }
+        }
+    }
+
+    async fn write(&mut self, mut bytes: Bytes) -> io::Result<()> {
+        // Respect the server's flow-control window: send only what it has room for.
+        while !bytes.is_empty() {
+            self.send.reserve_capacity(bytes.len());
+            let granted = poll_fn(|cx| self.send.poll_capacity(cx))
+                .await
+                .ok_or_else(|| io::Error::new(io::ErrorKind::BrokenPipe, "stream closed"))?
+                .map_err(to_io)?;
+            if granted == 0 {
+                continue;
+            }
+            let chunk = bytes.split_to(granted.min(bytes.len()));
+            self.send.send_data(chunk, false).map_err(to_io)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,157 @@
+//! A session's connection: a byte stream from one of the connect modes, plus its codec.
+
+use std::future::Future;
+use std::io;
+
+use bytes::{Bytes, BytesMut};
+use ccp::{Frame, FrameType, Problem};
+use serde::Serialize;
+
+use crate::codec::{SequenceExhausted, SessionCodec, StreamError};
+
+/// The bytes of one `/connect` stream, whatever the mode (HTTP/2 body, HTTP/1.1 chunked body,
+/// WebSocket messages, …). Adapters implement this; nothing above it knows the mode.
+pub trait ByteStream: Send {
+    /// The next chunk of bytes from the peer; `Ok(None)` once the peer has finished sending.
+    fn read(&mut self) -> impl Future<Output = io::Result<Option<Bytes>>> + Send;
+    /// Sends bytes to the peer (waits while the peer is not reading: backpressure).
+    fn write(&mut self, bytes: Bytes) -> impl Future<Output = io::Result<()>> + Send;
+}
+
+/// Why a connection failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    /// The peer's bytes are malformed.
+    #[error(transparent)]
+    Stream(#[from] StreamError),
+    /// The underlying stream failed.
+    #[error("connection i/o: {0}")]
+    Io(#[from] io::Error),
+    /// No outgoing sequence numbers are left.
+    #[error(transparent)]
+    SequenceExhausted(#[from] SequenceExhausted),
+    /// A control payload could not be built (over the size limit).
+    #[error(transparent)]
+    Codec(#[from] ccp::CodecError),
+}
+
+/// A byte stream with its session codec.
+#[derive(Debug)]
+pub struct Connection<S> {
+    stream: S,
+    codec: SessionCodec,
+    peer_closed: bool,
+}
+
+impl<S: ByteStream> Connection<S> {
+    /// Wraps a stream.
+    pub fn new(stream: S, max_frame_len: usize) -> Self {
+        Self {
+            stream,
+            codec: SessionCodec::new(max_frame_len),
+            peer_closed: false,
+        }
+    }
+
+    /// The codec (sequence numbers, transport mode).
+    pub fn codec_mut(&mut self) -> &mut SessionCodec {
+        &mut self.codec
+    }
+
+    /// The next frame; `Ok(None)` when the peer finished sending on a frame boundary.
+    ///
+    /// # Errors
+    /// Malformed bytes, a stream that ends inside a frame ([`ccp::CodecError::TruncatedFrame`]),
+    /// or an I/O failure.
+    pub async fn recv(&mut self) -> Result<Option<Frame>, ConnError> {
+        loop {
+            if let Some(frame) = self.next_buffered()? {
+                return Ok(Some(frame));
+            }
+            if !self.fill().await? {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// The next frame already received and buffered, without reading from the stream.
+    ///
+    /// # Errors
+    /// Malformed bytes.
+    pub fn next_buffered(&mut self) -> Result<Option<Frame>, ConnError> {
+        Ok(self.codec.next_frame().map_err(StreamError::from)?)
+    }
+
+    /// Reads one chunk from the stream into the codec. Returns `false` once the peer has
+    /// finished sending. Cancel-safe when the stream's `read` is: use it in `select!` beside a
+    /// mailbox and call [`Connection::next_buffered`] after it.
+    ///
+    /// # Errors
+    /// I/O failure, a record that fails to decrypt, or a stream that ends inside a frame.
+    pub async fn fill(&mut self) -> Result<bool, ConnError> {
+        if self.peer_closed {
+            return Ok(false);
+        }
+        match self.stream.read().await? {
+            Some(bytes) => {
+                self.codec.feed(&bytes)?;
+                Ok(true)
+            }
+            None => {
+                self.peer_closed = true;
+                if self.codec.buffered() > 0 {
+                    return Err(StreamError::Codec(ccp::CodecError::TruncatedFrame(
+                        ccp::Truncation::Header,
+                    ))
+                    .into());
+                }
+                Ok(false)
+            }
+        }
+    }
+
+    /// Whether the peer has finished sending.
+    #[must_use]
+    pub const fn peer_closed(&self) -> bool {
+        self.peer_closed
+    }
+
+    /// Sends a frame as it is (its sequence number already assigned).
+    ///
+    /// # Errors
+    /// I/O or encryption failure.
+    pub async fn send(&mut self, frame: &Frame) -> Result<(), ConnError> {
+        let mut out = BytesMut::with_capacity(frame.encoded_len() + 32);
+        self.codec.encode(frame, &mut out)?;
+        self.stream.write(out.freeze()).await?;
+        Ok(())
+    }
+
+    /// Sends a control payload with the next sequence number.
+    ///
+    /// # Errors
+    /// Sequence exhaustion, oversize payload, I/O or encryption failure.
+    pub async fn send_control<T: Serialize + ?Sized>(
+        &mut self,
+        frame_type: FrameType,
+        channel_id: u32,
+        value: &T,
+    ) -> Result<(), ConnError> {
+        let sequence = self.codec.next_sequence()?;
+        let frame = Frame::control(frame_type, channel_id, sequence, value)?;
+        self.send(&frame).await
+    }
+
+    /// Sends an ERROR frame on channel 0. Uses the last sequence number if only that is left.
+    ///
+    /// # Errors
+    /// I/O or encryption failure.
+    pub async fn send_problem(&mut self, problem: &Problem) -> Result<(), ConnError> {
+        self.send_control(FrameType::Error, 0, problem).await
+    }
+
+    /// Consumes the connection, returning the stream.
+    pub fn into_stream(self) -> S {
+        self.stream
+    }
+}

@@ -1,0 +1,20 @@
+//! A CCP-1 frame link over any byte stream.
+//!
+//! Both ends of a `/connect` session — the server's session task and the client SDK — speak
+//! frames over some byte transport (an HTTP/2 body, a WebSocket, …). This crate holds what they
+//! share and nothing else:
+//!
+//! - [`ByteStream`]: the transport as seen by the session (read chunks, write chunks);
+//! - [`SessionCodec`]: sans-IO framing state (frame decoder, optional Noise transport records,
+//!   outgoing sequence numbers);
+//! - [`Connection`]: the two together, with `recv` / `send`;
+//! - [`memory`]: an in-memory stream pair for tests without sockets.
+
+#![forbid(unsafe_code)]
+
+mod codec;
+mod conn;
+pub mod memory;
+
+pub use codec::{SequenceExhausted, SessionCodec, StreamError};
+pub use conn::{ByteStream, ConnError, Connection};
