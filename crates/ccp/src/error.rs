@@ -205,6 +205,10 @@ problem_kinds! {
     AccountProofRequired => "Account Proof Required", 403, "account-proof-required";
     /// The handshake did not finish in time.
     HandshakeTimeout => "Handshake Timeout", 408, "handshake-timeout";
+    /// The sender is not a member of the channel it addressed.
+    NotChannelMember => "Not A Channel Member", 403, "not-channel-member";
+    /// The session's mailbox overflowed because the client does not read fast enough.
+    SlowConsumer => "Slow Consumer", 429, "slow-consumer";
     /// Sequence numbers are exhausted (`u32::MAX`): reconnect to reset them.
     SequenceExhausted => "Sequence Exhausted", 409, "sequence-exhausted";
     /// A storage backend the request needs is unavailable.

@@ -1,10 +1,15 @@
 //! The `commucat` command.
 
 use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use ccp::{FrameDecoder, PayloadKind};
 use clap::{Parser, Subcommand};
+use commucat_server::config::ENV_PREFIX;
+use commucat_server::listener::signal::shutdown_signal;
+use commucat_server::{Config, Server};
 
 /// CommuCat: secure messaging and calling relay server.
 #[derive(Debug, Parser)]
@@ -16,6 +21,19 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the relay server (TLS 1.3; HTTP/2 and HTTP/1.1 on one port).
+    ///
+    /// Works with no configuration: keys and a dev TLS certificate are generated into the data
+    /// directory on first run and reused afterwards. Settings come from the TOML file, then
+    /// `COMMUCAT_*` environment variables, then these flags (each overriding the one before).
+    Serve {
+        /// TOML configuration file.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Data directory (keys, dev certificate); default ./commucat-data.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
     /// Decode CCP-1 frames and print one JSON object per frame.
     ///
     /// Reads the hex string given as argument, or raw bytes from standard input when none is
@@ -27,10 +45,59 @@ enum Command {
     },
 }
 
-fn main() -> Result<()> {
-    match Cli::parse().command {
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // `{:#}` prints the cause chain on one line, without a backtrace.
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve { config, data_dir } => serve(config.as_deref(), data_dir),
         Command::Decode { hex } => decode(hex.as_deref()),
     }
+}
+
+fn serve(config_file: Option<&Path>, data_dir: Option<PathBuf>) -> Result<()> {
+    commucat_server::telemetry::init_tracing().map_err(|e| anyhow!("RUST_LOG: {e}"))?;
+    let loaded = Config::load(config_file, settings_env()?)?;
+    for name in &loaded.unknown_env {
+        tracing::warn!("ignoring {name}: not a CommuCat setting");
+    }
+    let mut config = loaded.config;
+    if let Some(dir) = data_dir {
+        config.server.data_dir = dir;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let server = Server::bind(config).await?;
+        server.run(shutdown_signal()).await
+    })?;
+    Ok(())
+}
+
+/// The process environment as strings; a `COMMUCAT_*` variable that is not UTF-8 is an error
+/// rather than silently ignored.
+fn settings_env() -> Result<Vec<(String, String)>> {
+    let mut vars = Vec::new();
+    for (name, value) in std::env::vars_os() {
+        let Some(name) = name.to_str().filter(|n| n.starts_with(ENV_PREFIX)) else {
+            continue;
+        };
+        let value = value
+            .into_string()
+            .map_err(|_| anyhow!("{name}: value is not valid UTF-8"))?;
+        vars.push((name.to_owned(), value));
+    }
+    Ok(vars)
 }
 
 fn decode(hex_input: Option<&str>) -> Result<()> {
@@ -82,6 +149,36 @@ fn describe(frame: &ccp::Frame) -> serde_json::Value {
 mod tests {
     use super::*;
     use ccp::FrameType;
+
+    #[test]
+    fn serve_arguments_parse() {
+        let cli = Cli::try_parse_from(["commucat", "serve"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Serve {
+                config: None,
+                data_dir: None
+            }
+        ));
+        let cli = Cli::try_parse_from([
+            "commucat",
+            "serve",
+            "--config",
+            "/etc/commucat.toml",
+            "--data-dir",
+            "/var/lib/commucat",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Serve { config, data_dir } => {
+                assert_eq!(config, Some(PathBuf::from("/etc/commucat.toml")));
+                assert_eq!(data_dir, Some(PathBuf::from("/var/lib/commucat")));
+            }
+            Command::Decode { .. } => panic!("parsed as decode"),
+        }
+        assert!(Cli::try_parse_from(["commucat", "serve", "--bogus"]).is_err());
+        assert!(Cli::try_parse_from(["commucat", "decode", "00"]).is_ok());
+    }
 
     #[test]
     fn describes_control_and_opaque_frames() {

@@ -1,0 +1,62 @@
+//! RFC 9457 problem details (`application/problem+json`) for REST errors.
+
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// Media type of problem responses.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// A problem details object.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Problem {
+    /// Problem type URI; `about:blank` means the status code says it all.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Short summary: the status code's reason phrase.
+    pub title: &'static str,
+    /// HTTP status code.
+    pub status: u16,
+    /// What happened in this instance.
+    pub detail: String,
+}
+
+impl Problem {
+    /// A problem of type `about:blank` with the reason phrase of `status` as title.
+    #[must_use]
+    pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
+        Self {
+            kind: "about:blank",
+            title: status.canonical_reason().unwrap_or("Error"),
+            status: status.as_u16(),
+            detail: detail.into(),
+        }
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = (status, axum::Json(self)).into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        response
+    }
+}
+
+/// Fallback for unknown paths: 404.
+pub async fn not_found(method: Method, uri: Uri) -> Problem {
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        format!("no resource at {method} {}", uri.path()),
+    )
+}
+
+/// Fallback for a known path with the wrong method: 405.
+pub async fn method_not_allowed(method: Method, uri: Uri) -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}

@@ -1,0 +1,165 @@
+//! `GET /api/server-info` (alias `/api/server/info`): what a client pins and negotiates
+//! (wire-compat §8).
+
+use axum::Json;
+use axum::extract::State;
+use serde::Serialize;
+
+use super::AppState;
+use crate::config::Config;
+use crate::keys::ServerKeys;
+
+/// Noise handshake patterns the server answers.
+pub const SUPPORTED_PATTERNS: [&str; 2] = ["XK", "IK"];
+/// Version number of the only Noise static key so far.
+pub const NOISE_KEY_VERSION: u32 = 1;
+
+/// Body of `GET /api/server-info`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ServerInfo {
+    /// The server's domain.
+    pub domain: String,
+    /// Newest Noise static public key, hex; clients pin it.
+    pub noise_public: String,
+    /// All active Noise static public keys.
+    pub noise_keys: Vec<NoiseKey>,
+    /// Device-CA Ed25519 public key, hex; verifies device certificates.
+    pub device_ca_public: String,
+    /// Noise patterns, e.g. `["XK","IK"]`.
+    pub supported_patterns: Vec<&'static str>,
+    /// CCP protocol versions.
+    pub supported_versions: Vec<u16>,
+    /// Session lifetimes.
+    pub session: SessionInfo,
+    /// Presence lifetime.
+    pub presence: PresenceInfo,
+    /// Device pairing policy.
+    pub pairing: PairingInfo,
+    /// Resource limits a client must respect.
+    pub limits: LimitsInfo,
+}
+
+/// One Noise static public key.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct NoiseKey {
+    /// Key version, increasing with rotation.
+    pub version: u32,
+    /// X25519 public key, hex.
+    pub public: String,
+}
+
+/// `session` object.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// Session token lifetime in seconds.
+    pub ttl_seconds: u64,
+    /// Keepalive interval in seconds.
+    pub keepalive_interval: u64,
+}
+
+/// `presence` object.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PresenceInfo {
+    /// Presence entry lifetime in seconds.
+    pub ttl_seconds: u64,
+}
+
+/// `pairing` object.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PairingInfo {
+    /// New devices are approved without a pairing code.
+    pub auto_approve: bool,
+    /// Pairing code lifetime in seconds.
+    pub pairing_ttl: u64,
+    /// Devices one user may add by auto-approval.
+    pub max_auto_devices: u32,
+}
+
+/// `limits` object.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct LimitsInfo {
+    /// Largest CCP-1 frame the server accepts, in bytes.
+    pub max_frame_len: usize,
+}
+
+impl ServerInfo {
+    /// The body for this configuration and these keys.
+    #[must_use]
+    pub fn new(config: &Config, keys: &ServerKeys) -> Self {
+        let noise_public = hex::encode(keys.noise.public());
+        Self {
+            domain: config.server.domain.clone(),
+            noise_keys: vec![NoiseKey {
+                version: NOISE_KEY_VERSION,
+                public: noise_public.clone(),
+            }],
+            noise_public,
+            device_ca_public: keys.device_ca.public_key_hex(),
+            supported_patterns: SUPPORTED_PATTERNS.to_vec(),
+            supported_versions: ccp::SUPPORTED_PROTOCOL_VERSIONS.to_vec(),
+            session: SessionInfo {
+                ttl_seconds: config.session.ttl.as_secs(),
+                keepalive_interval: config.session.keepalive.as_secs(),
+            },
+            presence: PresenceInfo {
+                ttl_seconds: config.session.presence_ttl.as_secs(),
+            },
+            pairing: PairingInfo {
+                auto_approve: config.devices.auto_approve,
+                pairing_ttl: config.devices.pairing_ttl.as_secs(),
+                max_auto_devices: config.devices.max_auto_devices_per_user,
+            },
+            limits: LimitsInfo {
+                max_frame_len: config.limits.max_frame_len,
+            },
+        }
+    }
+}
+
+/// `GET /api/server-info` → 200 with [`ServerInfo`].
+pub async fn server_info(State(state): State<AppState>) -> Json<ServerInfo> {
+    Json(state.server_info.as_ref().clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use commucat_keys::DeviceKeyPair;
+
+    use super::*;
+    use crate::keys::NoiseStaticKey;
+
+    #[test]
+    fn body_carries_config_and_key_values() {
+        let mut config = Config::default();
+        config.server.domain = "chat.example.org".to_owned();
+        config.session.ttl = Duration::from_secs(120);
+        config.session.keepalive = Duration::from_secs(7);
+        config.session.presence_ttl = Duration::from_secs(33);
+        config.devices.auto_approve = false;
+        config.devices.max_auto_devices_per_user = 3;
+        config.limits.max_frame_len = 65536;
+        let keys = ServerKeys {
+            noise: NoiseStaticKey::from_private(&[1; 32]),
+            device_ca: DeviceKeyPair::from_seed(&[2; 32]),
+        };
+        let body = serde_json::to_value(ServerInfo::new(&config, &keys)).unwrap();
+        let noise_public = hex::encode(commucat_keys::x25519_public(&[1; 32]));
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "domain": "chat.example.org",
+                "noise_public": noise_public,
+                "noise_keys": [{"version": 1, "public": noise_public}],
+                "device_ca_public": DeviceKeyPair::from_seed(&[2; 32]).public_key_hex(),
+                "supported_patterns": ["XK", "IK"],
+                "supported_versions": [1],
+                "session": {"ttl_seconds": 120, "keepalive_interval": 7},
+                "presence": {"ttl_seconds": 33},
+                "pairing": {"auto_approve": false, "pairing_ttl": 300, "max_auto_devices": 3},
+                "limits": {"max_frame_len": 65536},
+            })
+        );
+    }
+}

@@ -1,0 +1,231 @@
+//! `COMMUCAT_*` environment overrides.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{Config, ConfigError, Origins, TlsFiles, parse_listen};
+
+/// Prefix of every environment setting.
+pub const ENV_PREFIX: &str = "COMMUCAT_";
+
+type Setter = fn(&mut Config, &str, &str) -> Result<(), ConfigError>;
+
+/// `(variable, file key it overrides, how to apply it)`.
+const SETTINGS: &[(&str, &str, Setter)] = &[
+    ("COMMUCAT_LISTEN", "server.listen", |c, name, raw| {
+        c.server.listen = parse_listen(name, raw)?;
+        Ok(())
+    }),
+    ("COMMUCAT_DOMAIN", "server.domain", |c, _, raw| {
+        raw.clone_into(&mut c.server.domain);
+        Ok(())
+    }),
+    ("COMMUCAT_DATA_DIR", "server.data_dir", |c, _, raw| {
+        c.server.data_dir = PathBuf::from(raw);
+        Ok(())
+    }),
+    (
+        "COMMUCAT_SHUTDOWN_GRACE",
+        "server.shutdown_grace",
+        |c, n, r| {
+            c.server.shutdown_grace = secs(n, r)?;
+            Ok(())
+        },
+    ),
+    ("COMMUCAT_NOISE_PROLOGUE", "crypto.prologue", |c, _, raw| {
+        raw.clone_into(&mut c.crypto.prologue);
+        Ok(())
+    }),
+    (
+        "COMMUCAT_AUTO_APPROVE_DEVICES",
+        "devices.auto_approve",
+        |c, n, r| {
+            c.devices.auto_approve = boolean(n, r)?;
+            Ok(())
+        },
+    ),
+    (
+        "COMMUCAT_MAX_AUTO_DEVICES_PER_USER",
+        "devices.max_auto_devices_per_user",
+        |c, n, r| {
+            c.devices.max_auto_devices_per_user = integer(n, r)?;
+            Ok(())
+        },
+    ),
+    ("COMMUCAT_PAIRING_TTL", "devices.pairing_ttl", |c, n, r| {
+        c.devices.pairing_ttl = secs(n, r)?;
+        Ok(())
+    }),
+    (
+        "COMMUCAT_CERT_VALIDITY",
+        "devices.certificate_validity",
+        |c, n, r| {
+            c.devices.certificate_validity = secs(n, r)?;
+            Ok(())
+        },
+    ),
+    (
+        "COMMUCAT_CERT_RENEWAL_MARGIN",
+        "devices.renewal_margin",
+        |c, n, r| {
+            c.devices.renewal_margin = secs(n, r)?;
+            Ok(())
+        },
+    ),
+    ("COMMUCAT_SESSION_TTL", "session.ttl", |c, n, r| {
+        c.session.ttl = secs(n, r)?;
+        Ok(())
+    }),
+    (
+        "COMMUCAT_HANDSHAKE_TIMEOUT",
+        "session.handshake_timeout",
+        |c, n, r| {
+            c.session.handshake_timeout = secs(n, r)?;
+            Ok(())
+        },
+    ),
+    (
+        "COMMUCAT_CONNECTION_KEEPALIVE",
+        "session.keepalive",
+        |c, n, r| {
+            c.session.keepalive = secs(n, r)?;
+            Ok(())
+        },
+    ),
+    (
+        "COMMUCAT_PRESENCE_TTL",
+        "session.presence_ttl",
+        |c, n, r| {
+            c.session.presence_ttl = secs(n, r)?;
+            Ok(())
+        },
+    ),
+    (
+        "COMMUCAT_MAX_FRAME_LEN",
+        "limits.max_frame_len",
+        |c, n, r| {
+            c.limits.max_frame_len = integer(n, r)?;
+            Ok(())
+        },
+    ),
+    (
+        "COMMUCAT_MAX_CONNECTIONS",
+        "limits.max_connections",
+        |c, n, r| {
+            c.limits.max_connections = integer(n, r)?;
+            Ok(())
+        },
+    ),
+    (
+        "COMMUCAT_TLS_HANDSHAKE_TIMEOUT",
+        "limits.tls_handshake_timeout",
+        |c, n, r| {
+            c.limits.tls_handshake_timeout = secs(n, r)?;
+            Ok(())
+        },
+    ),
+];
+
+const TLS_CERT: &str = "COMMUCAT_TLS_CERT";
+const TLS_KEY: &str = "COMMUCAT_TLS_KEY";
+
+/// Applies the recognised `COMMUCAT_*` variables of `env`; returns the unrecognised ones.
+///
+/// An empty value counts as unset.
+pub(super) fn apply<I>(
+    config: &mut Config,
+    origins: &mut Origins,
+    env: I,
+) -> Result<Vec<String>, ConfigError>
+where
+    I: IntoIterator<Item = (String, String)>,
+{
+    let mut vars: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(name, value)| name.starts_with(ENV_PREFIX) && !value.trim().is_empty())
+        .collect();
+    vars.sort();
+    let lookup = |wanted: &str| {
+        vars.iter()
+            .find(|(name, _)| name == wanted)
+            .map(|(_, value)| value.as_str())
+    };
+
+    for &(name, file_key, setter) in SETTINGS {
+        if let Some(raw) = lookup(name) {
+            setter(config, name, raw)?;
+            origins.set(file_key, name);
+        }
+    }
+    apply_tls(config, lookup(TLS_CERT), lookup(TLS_KEY))?;
+
+    Ok(vars
+        .iter()
+        .map(|(name, _)| name)
+        .filter(|name| {
+            name.as_str() != TLS_CERT
+                && name.as_str() != TLS_KEY
+                && !SETTINGS.iter().any(|(known, _, _)| known == name)
+        })
+        .cloned()
+        .collect())
+}
+
+fn apply_tls(
+    config: &mut Config,
+    cert: Option<&str>,
+    key: Option<&str>,
+) -> Result<(), ConfigError> {
+    let current = config.tls.files.take();
+    config.tls.files = match (cert, key, current) {
+        (None, None, current) => current,
+        (Some(cert), Some(key), _) => Some(TlsFiles {
+            cert: cert.into(),
+            key: key.into(),
+        }),
+        (Some(cert), None, Some(file)) => Some(TlsFiles {
+            cert: cert.into(),
+            key: file.key,
+        }),
+        (None, Some(key), Some(file)) => Some(TlsFiles {
+            cert: file.cert,
+            key: key.into(),
+        }),
+        (Some(_), None, None) => {
+            return Err(ConfigError::invalid(
+                TLS_CERT,
+                "set without COMMUCAT_TLS_KEY or tls.key",
+            ));
+        }
+        (None, Some(_), None) => {
+            return Err(ConfigError::invalid(
+                TLS_KEY,
+                "set without COMMUCAT_TLS_CERT or tls.cert",
+            ));
+        }
+    };
+    Ok(())
+}
+
+fn integer<T: std::str::FromStr>(name: &str, raw: &str) -> Result<T, ConfigError> {
+    raw.trim()
+        .parse()
+        .map_err(|_| ConfigError::invalid(name, format!("invalid non-negative integer {raw:?}")))
+}
+
+fn secs(name: &str, raw: &str) -> Result<Duration, ConfigError> {
+    raw.trim().parse().map(Duration::from_secs).map_err(|_| {
+        ConfigError::invalid(name, format!("invalid duration {raw:?} (whole seconds)"))
+    })
+}
+
+fn boolean(name: &str, raw: &str) -> Result<bool, ConfigError> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(ConfigError::invalid(
+            name,
+            format!("invalid boolean {raw:?} (true/false, 1/0, yes/no, on/off)"),
+        )),
+    }
+}

@@ -1,0 +1,149 @@
+//! The TOML configuration file: every key optional, unknown keys rejected.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{Config, ConfigError, TlsFiles, parse_listen};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    server: ServerSection,
+    #[serde(default)]
+    tls: TlsSection,
+    #[serde(default)]
+    crypto: CryptoSection,
+    #[serde(default)]
+    devices: DevicesSection,
+    #[serde(default)]
+    session: SessionSection,
+    #[serde(default)]
+    limits: LimitsSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServerSection {
+    listen: Option<String>,
+    domain: Option<String>,
+    data_dir: Option<PathBuf>,
+    shutdown_grace: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsSection {
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CryptoSection {
+    prologue: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DevicesSection {
+    auto_approve: Option<bool>,
+    max_auto_devices_per_user: Option<u32>,
+    pairing_ttl: Option<u64>,
+    certificate_validity: Option<u64>,
+    renewal_margin: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SessionSection {
+    ttl: Option<u64>,
+    keepalive: Option<u64>,
+    presence_ttl: Option<u64>,
+    handshake_timeout: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsSection {
+    max_frame_len: Option<usize>,
+    max_connections: Option<usize>,
+    tls_handshake_timeout: Option<u64>,
+}
+
+/// Parses `text` (the contents of `path`) and applies its settings to `config`.
+pub(super) fn apply(config: &mut Config, path: &Path, text: &str) -> Result<(), ConfigError> {
+    let file: FileConfig = toml::from_str(text).map_err(|error| ConfigError::Parse {
+        path: path.to_owned(),
+        message: error.to_string().trim_end().to_owned(),
+    })?;
+    let base = path.parent().unwrap_or_else(|| Path::new(""));
+    let resolve = |p: PathBuf| if p.is_relative() { base.join(p) } else { p };
+
+    let server = file.server;
+    if let Some(listen) = server.listen {
+        config.server.listen = parse_listen("server.listen", &listen)?;
+    }
+    set(&mut config.server.domain, server.domain);
+    set(&mut config.server.data_dir, server.data_dir.map(resolve));
+    set_secs(&mut config.server.shutdown_grace, server.shutdown_grace);
+
+    match (file.tls.cert, file.tls.key) {
+        (Some(cert), Some(key)) => {
+            config.tls.files = Some(TlsFiles {
+                cert: resolve(cert),
+                key: resolve(key),
+            });
+        }
+        (None, None) => {}
+        (Some(_), None) => return Err(ConfigError::invalid("tls.cert", "set without tls.key")),
+        (None, Some(_)) => return Err(ConfigError::invalid("tls.key", "set without tls.cert")),
+    }
+
+    set(&mut config.crypto.prologue, file.crypto.prologue);
+
+    let devices = file.devices;
+    set(&mut config.devices.auto_approve, devices.auto_approve);
+    set(
+        &mut config.devices.max_auto_devices_per_user,
+        devices.max_auto_devices_per_user,
+    );
+    set_secs(&mut config.devices.pairing_ttl, devices.pairing_ttl);
+    set_secs(
+        &mut config.devices.certificate_validity,
+        devices.certificate_validity,
+    );
+    set_secs(&mut config.devices.renewal_margin, devices.renewal_margin);
+
+    let session = file.session;
+    set_secs(&mut config.session.ttl, session.ttl);
+    set_secs(&mut config.session.keepalive, session.keepalive);
+    set_secs(&mut config.session.presence_ttl, session.presence_ttl);
+    set_secs(
+        &mut config.session.handshake_timeout,
+        session.handshake_timeout,
+    );
+
+    let limits = file.limits;
+    set(&mut config.limits.max_frame_len, limits.max_frame_len);
+    set(&mut config.limits.max_connections, limits.max_connections);
+    set_secs(
+        &mut config.limits.tls_handshake_timeout,
+        limits.tls_handshake_timeout,
+    );
+    Ok(())
+}
+
+fn set<T>(slot: &mut T, value: Option<T>) {
+    if let Some(value) = value {
+        *slot = value;
+    }
+}
+
+fn set_secs(slot: &mut Duration, secs: Option<u64>) {
+    if let Some(secs) = secs {
+        *slot = Duration::from_secs(secs);
+    }
+}

@@ -1,0 +1,394 @@
+//! Server configuration: defaults, one TOML file, then `COMMUCAT_*` environment overrides.
+//!
+//! Precedence is environment > file > default. Every value is checked after the layers are
+//! merged, and an error names the setting the way the operator wrote it: `server.listen` for
+//! the file, `COMMUCAT_LISTEN` for the environment. Durations are whole seconds.
+//!
+//! Relative paths in the file (`server.data_dir`, `tls.cert`, `tls.key`) are resolved against
+//! the file's directory; relative paths from the environment or the command line against the
+//! working directory.
+
+mod env;
+mod file;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use env::ENV_PREFIX;
+
+/// Largest accepted `limits.max_frame_len`: the CCP-1 wire limit.
+pub const MAX_FRAME_LEN_CEILING: usize = ccp::MAX_FRAME_LEN;
+/// Smallest accepted `limits.max_frame_len`: room for handshake frames.
+pub const MAX_FRAME_LEN_FLOOR: usize = 4 * 1024;
+/// Longest accepted duration setting (one year), so time arithmetic never overflows.
+pub const MAX_DURATION_SECS: u64 = 365 * 24 * 3600;
+
+/// The whole, validated server configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `[server]`: where to listen, who we are, where state lives.
+    pub server: ServerSettings,
+    /// `[tls]`: operator-supplied certificate, or none for the generated dev certificate.
+    pub tls: TlsSettings,
+    /// `[crypto]`: Noise parameters.
+    pub crypto: CryptoSettings,
+    /// `[devices]`: device approval and device certificates.
+    pub devices: DeviceSettings,
+    /// `[session]`: session and presence lifetimes.
+    pub session: SessionSettings,
+    /// `[limits]`: resource bounds.
+    pub limits: LimitSettings,
+}
+
+/// `[server]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSettings {
+    /// Socket address to bind (`server.listen`, `COMMUCAT_LISTEN`); port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Public domain of this server (`server.domain`, `COMMUCAT_DOMAIN`): a DNS name or an IP.
+    pub domain: String,
+    /// Directory holding keys and certificates (`server.data_dir`, `COMMUCAT_DATA_DIR`).
+    pub data_dir: PathBuf,
+    /// How long shutdown waits for open connections to finish (`server.shutdown_grace`).
+    pub shutdown_grace: Duration,
+}
+
+/// `[tls]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TlsSettings {
+    /// Operator-supplied PEM certificate chain and private key; `None` uses the dev certificate.
+    pub files: Option<TlsFiles>,
+}
+
+/// Paths of an operator-supplied certificate chain and its private key (both PEM).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// Certificate chain, leaf first (`tls.cert`, `COMMUCAT_TLS_CERT`).
+    pub cert: PathBuf,
+    /// Private key (`tls.key`, `COMMUCAT_TLS_KEY`).
+    pub key: PathBuf,
+}
+
+/// `[crypto]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CryptoSettings {
+    /// Noise prologue (`crypto.prologue`, `COMMUCAT_NOISE_PROLOGUE`); must match the clients'.
+    pub prologue: String,
+}
+
+/// `[devices]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceSettings {
+    /// Approve new devices without a pairing code (`devices.auto_approve`).
+    pub auto_approve: bool,
+    /// Devices one user may add by auto-approval (`devices.max_auto_devices_per_user`).
+    pub max_auto_devices_per_user: u32,
+    /// Lifetime of a pairing code (`devices.pairing_ttl`), 60..=3600 seconds.
+    pub pairing_ttl: Duration,
+    /// Validity of an issued device certificate (`devices.certificate_validity`).
+    pub certificate_validity: Duration,
+    /// Renew a device certificate this long before it expires (`devices.renewal_margin`).
+    pub renewal_margin: Duration,
+}
+
+/// `[session]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSettings {
+    /// Lifetime of a session token (`session.ttl`, `COMMUCAT_SESSION_TTL`).
+    pub ttl: Duration,
+    /// Keepalive interval announced to clients (`session.keepalive`).
+    pub keepalive: Duration,
+    /// How long a presence entry lives without refresh (`session.presence_ttl`).
+    pub presence_ttl: Duration,
+    /// Time a client gets to finish the device handshake after opening `/connect`
+    /// (`session.handshake_timeout`, `COMMUCAT_HANDSHAKE_TIMEOUT`).
+    pub handshake_timeout: Duration,
+}
+
+/// `[limits]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitSettings {
+    /// Largest CCP-1 frame accepted (`limits.max_frame_len`), at most 16 MiB.
+    pub max_frame_len: usize,
+    /// Connections served at once (`limits.max_connections`); further ones wait in the backlog.
+    pub max_connections: usize,
+    /// Time a client gets to complete the TLS handshake (`limits.tls_handshake_timeout`).
+    pub tls_handshake_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerSettings {
+                listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+                domain: "localhost".to_owned(),
+                data_dir: PathBuf::from("./commucat-data"),
+                shutdown_grace: Duration::from_secs(30),
+            },
+            tls: TlsSettings::default(),
+            crypto: CryptoSettings {
+                prologue: "commucat".to_owned(),
+            },
+            devices: DeviceSettings {
+                auto_approve: true,
+                max_auto_devices_per_user: 5,
+                pairing_ttl: Duration::from_secs(300),
+                certificate_validity: Duration::from_secs(30 * 24 * 3600),
+                renewal_margin: Duration::from_secs(7 * 24 * 3600),
+            },
+            session: SessionSettings {
+                ttl: Duration::from_secs(3600),
+                keepalive: Duration::from_secs(30),
+                presence_ttl: Duration::from_secs(60),
+                handshake_timeout: Duration::from_secs(10),
+            },
+            limits: LimitSettings {
+                max_frame_len: MAX_FRAME_LEN_CEILING,
+                max_connections: 10_000,
+                tls_handshake_timeout: Duration::from_secs(10),
+            },
+        }
+    }
+}
+
+/// Why a configuration was rejected.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The configuration file could not be read.
+    #[error("reading config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The configuration file is not valid TOML or has unknown or mistyped keys.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// A setting has an invalid value; `key` is the file key or environment variable.
+    #[error("{key}: {message}")]
+    Invalid {
+        /// `section.key` or `COMMUCAT_*`, as the operator wrote it.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl ConfigError {
+    pub(crate) fn invalid(key: &str, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            key: key.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A loaded configuration and the environment variables that looked like settings but were
+/// not recognised (reported by the caller as a warning).
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The validated configuration.
+    pub config: Config,
+    /// `COMMUCAT_*` variables that are not settings, sorted.
+    pub unknown_env: Vec<String>,
+}
+
+/// Which source last set each setting: the file key maps to the name to show in errors.
+#[derive(Debug, Default)]
+pub(crate) struct Origins(HashMap<&'static str, String>);
+
+impl Origins {
+    pub(crate) fn set(&mut self, file_key: &'static str, shown: &str) {
+        self.0.insert(file_key, shown.to_owned());
+    }
+
+    fn name<'a>(&'a self, file_key: &'a str) -> &'a str {
+        self.0.get(file_key).map_or(file_key, String::as_str)
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `file` (if any), then the `COMMUCAT_*` variables of `env`.
+    ///
+    /// `env` is injectable so tests need not touch the process environment; the binary passes
+    /// `std::env::vars()`.
+    pub fn load<I>(file: Option<&Path>, env: I) -> Result<Loaded, ConfigError>
+    where
+        I: IntoIterator<Item = (String, String)>,
+    {
+        let text = match file {
+            Some(path) => {
+                Some(
+                    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                        path: path.to_owned(),
+                        source,
+                    })?,
+                )
+            }
+            None => None,
+        };
+        Self::load_from_str(
+            text.as_deref().zip(file).map(|(text, path)| (path, text)),
+            env,
+        )
+    }
+
+    /// Like [`Config::load`] with the file's contents given as `(path, text)`; `path` names the
+    /// file in errors and anchors relative paths.
+    pub fn load_from_str<I>(file: Option<(&Path, &str)>, env: I) -> Result<Loaded, ConfigError>
+    where
+        I: IntoIterator<Item = (String, String)>,
+    {
+        let mut config = Self::default();
+        let mut origins = Origins::default();
+        if let Some((path, text)) = file {
+            file::apply(&mut config, path, text)?;
+        }
+        let unknown_env = env::apply(&mut config, &mut origins, env)?;
+        config.check(&origins)?;
+        Ok(Loaded {
+            config,
+            unknown_env,
+        })
+    }
+
+    /// Checks every value, naming file keys in errors. [`Config::load`] already did this;
+    /// call it after changing fields by hand.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.check(&Origins::default())
+    }
+
+    fn check(&self, origins: &Origins) -> Result<(), ConfigError> {
+        let name = |key| origins.name(key);
+        check_domain(name("server.domain"), &self.server.domain)?;
+        if self.server.data_dir.as_os_str().is_empty() {
+            return Err(ConfigError::invalid(
+                name("server.data_dir"),
+                "must not be empty",
+            ));
+        }
+        check_secs(
+            name("server.shutdown_grace"),
+            self.server.shutdown_grace,
+            0,
+            3600,
+        )?;
+        if self.crypto.prologue.len() > 1024 {
+            return Err(ConfigError::invalid(
+                name("crypto.prologue"),
+                "must be at most 1024 bytes",
+            ));
+        }
+        check_secs(
+            name("devices.pairing_ttl"),
+            self.devices.pairing_ttl,
+            60,
+            3600,
+        )?;
+        let validity = self.devices.certificate_validity;
+        check_secs(
+            name("devices.certificate_validity"),
+            validity,
+            3600,
+            MAX_DURATION_SECS,
+        )?;
+        check_secs(
+            name("devices.renewal_margin"),
+            self.devices.renewal_margin,
+            0,
+            MAX_DURATION_SECS,
+        )?;
+        if self.devices.renewal_margin >= validity {
+            return Err(ConfigError::invalid(
+                name("devices.renewal_margin"),
+                format!(
+                    "must be shorter than devices.certificate_validity ({} s)",
+                    validity.as_secs()
+                ),
+            ));
+        }
+        check_secs(name("session.ttl"), self.session.ttl, 1, MAX_DURATION_SECS)?;
+        check_secs(name("session.keepalive"), self.session.keepalive, 1, 3600)?;
+        check_secs(
+            name("session.handshake_timeout"),
+            self.session.handshake_timeout,
+            1,
+            300,
+        )?;
+        check_secs(
+            name("session.presence_ttl"),
+            self.session.presence_ttl,
+            1,
+            MAX_DURATION_SECS,
+        )?;
+        let frame = self.limits.max_frame_len;
+        if !(MAX_FRAME_LEN_FLOOR..=MAX_FRAME_LEN_CEILING).contains(&frame) {
+            return Err(ConfigError::invalid(
+                name("limits.max_frame_len"),
+                format!(
+                    "must be between {MAX_FRAME_LEN_FLOOR} and {MAX_FRAME_LEN_CEILING} bytes (16 MiB), got {frame}"
+                ),
+            ));
+        }
+        let connections = self.limits.max_connections;
+        if !(1..=1_000_000).contains(&connections) {
+            return Err(ConfigError::invalid(
+                name("limits.max_connections"),
+                format!("must be between 1 and 1000000, got {connections}"),
+            ));
+        }
+        check_secs(
+            name("limits.tls_handshake_timeout"),
+            self.limits.tls_handshake_timeout,
+            1,
+            300,
+        )
+    }
+}
+
+fn check_secs(key: &str, value: Duration, min: u64, max: u64) -> Result<(), ConfigError> {
+    let secs = value.as_secs();
+    if value.subsec_nanos() != 0 || secs < min || secs > max {
+        return Err(ConfigError::invalid(
+            key,
+            format!(
+                "must be between {min} and {max} seconds, got {}",
+                value.as_secs_f64()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_domain(key: &str, domain: &str) -> Result<(), ConfigError> {
+    let valid = !domain.is_empty()
+        && domain.len() <= 253
+        && rustls_pki_types::ServerName::try_from(domain).is_ok();
+    if valid {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(
+            key,
+            format!("invalid domain name {domain:?}"),
+        ))
+    }
+}
+
+/// Parses a socket address, naming `key` on failure.
+pub(crate) fn parse_listen(key: &str, raw: &str) -> Result<SocketAddr, ConfigError> {
+    raw.trim()
+        .parse()
+        .map_err(|_| ConfigError::invalid(key, format!("invalid socket address {raw:?}")))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,340 @@
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+fn load(file: Option<&str>, vars: &[(&str, &str)]) -> Result<Loaded, ConfigError> {
+    let path = Path::new("/etc/commucat/commucat.toml");
+    Config::load_from_str(file.map(|text| (path, text)), env(vars))
+}
+
+fn error(file: Option<&str>, vars: &[(&str, &str)]) -> String {
+    load(file, vars).unwrap_err().to_string()
+}
+
+#[test]
+fn defaults_without_file_or_env() {
+    let loaded = load(None, &[]).unwrap();
+    let c = loaded.config;
+    assert_eq!(c, Config::default());
+    assert_eq!(c.server.listen.to_string(), "127.0.0.1:8443");
+    assert_eq!(c.server.domain, "localhost");
+    assert_eq!(c.server.data_dir, PathBuf::from("./commucat-data"));
+    assert_eq!(c.tls.files, None);
+    assert_eq!(c.crypto.prologue, "commucat");
+    assert!(c.devices.auto_approve);
+    assert_eq!(c.devices.max_auto_devices_per_user, 5);
+    assert_eq!(c.devices.pairing_ttl, Duration::from_secs(300));
+    assert_eq!(
+        c.devices.certificate_validity,
+        Duration::from_secs(2_592_000)
+    );
+    assert_eq!(c.devices.renewal_margin, Duration::from_secs(604_800));
+    assert_eq!(c.session.ttl, Duration::from_secs(3600));
+    assert_eq!(c.session.keepalive, Duration::from_secs(30));
+    assert_eq!(c.session.presence_ttl, Duration::from_secs(60));
+    assert_eq!(c.limits.max_frame_len, 16 * 1024 * 1024);
+    assert_eq!(c.limits.max_connections, 10_000);
+    assert!(loaded.unknown_env.is_empty());
+    c.validate().unwrap();
+}
+
+const FULL: &str = r#"
+[server]
+listen = "0.0.0.0:9443"
+domain = "chat.example.org"
+data_dir = "state"
+shutdown_grace = 5
+
+[tls]
+cert = "/etc/ssl/chat.pem"
+key = "keys/chat.key"
+
+[crypto]
+prologue = "custom"
+
+[devices]
+auto_approve = false
+max_auto_devices_per_user = 2
+pairing_ttl = 600
+certificate_validity = 86400
+renewal_margin = 3600
+
+[session]
+ttl = 7200
+keepalive = 15
+presence_ttl = 90
+
+[limits]
+max_frame_len = 65536
+max_connections = 100
+tls_handshake_timeout = 3
+"#;
+
+#[test]
+fn file_sets_every_section_and_resolves_relative_paths() {
+    let c = load(Some(FULL), &[]).unwrap().config;
+    assert_eq!(c.server.listen.to_string(), "0.0.0.0:9443");
+    assert_eq!(c.server.domain, "chat.example.org");
+    assert_eq!(c.server.data_dir, PathBuf::from("/etc/commucat/state"));
+    assert_eq!(c.server.shutdown_grace, Duration::from_secs(5));
+    assert_eq!(
+        c.tls.files,
+        Some(TlsFiles {
+            cert: PathBuf::from("/etc/ssl/chat.pem"),
+            key: PathBuf::from("/etc/commucat/keys/chat.key"),
+        })
+    );
+    assert_eq!(c.crypto.prologue, "custom");
+    assert!(!c.devices.auto_approve);
+    assert_eq!(c.devices.max_auto_devices_per_user, 2);
+    assert_eq!(c.devices.pairing_ttl, Duration::from_secs(600));
+    assert_eq!(c.devices.certificate_validity, Duration::from_secs(86400));
+    assert_eq!(c.devices.renewal_margin, Duration::from_secs(3600));
+    assert_eq!(c.session.ttl, Duration::from_secs(7200));
+    assert_eq!(c.session.keepalive, Duration::from_secs(15));
+    assert_eq!(c.session.presence_ttl, Duration::from_secs(90));
+    assert_eq!(c.limits.max_frame_len, 65536);
+    assert_eq!(c.limits.max_connections, 100);
+    assert_eq!(c.limits.tls_handshake_timeout, Duration::from_secs(3));
+}
+
+#[test]
+fn partial_file_keeps_other_defaults() {
+    let c = load(Some("[session]\nttl = 10\n"), &[]).unwrap().config;
+    assert_eq!(c.session.ttl, Duration::from_secs(10));
+    let expected = Config {
+        session: SessionSettings {
+            ttl: Duration::from_secs(10),
+            ..Config::default().session
+        },
+        ..Config::default()
+    };
+    assert_eq!(c, expected);
+}
+
+#[test]
+fn env_overrides_file_which_overrides_defaults() {
+    let file =
+        "[server]\nlisten = \"127.0.0.1:1000\"\ndomain = \"file.example\"\n[session]\nttl = 50\n";
+    let c = load(
+        Some(file),
+        &[
+            ("COMMUCAT_LISTEN", "[::1]:2000"),
+            ("COMMUCAT_SESSION_TTL", "70"),
+            ("COMMUCAT_AUTO_APPROVE_DEVICES", "off"),
+            ("COMMUCAT_MAX_AUTO_DEVICES_PER_USER", "9"),
+            ("COMMUCAT_NOISE_PROLOGUE", "env-prologue"),
+            ("COMMUCAT_PRESENCE_TTL", "11"),
+            ("COMMUCAT_CONNECTION_KEEPALIVE", "12"),
+            ("COMMUCAT_CERT_RENEWAL_MARGIN", "13"),
+            ("COMMUCAT_DATA_DIR", "rel/data"),
+        ],
+    )
+    .unwrap()
+    .config;
+    assert_eq!(c.server.listen.to_string(), "[::1]:2000");
+    assert_eq!(c.server.domain, "file.example", "file value kept");
+    assert_eq!(c.session.ttl, Duration::from_secs(70));
+    assert!(!c.devices.auto_approve);
+    assert_eq!(c.devices.max_auto_devices_per_user, 9);
+    assert_eq!(c.crypto.prologue, "env-prologue");
+    assert_eq!(c.session.presence_ttl, Duration::from_secs(11));
+    assert_eq!(c.session.keepalive, Duration::from_secs(12));
+    assert_eq!(c.devices.renewal_margin, Duration::from_secs(13));
+    assert_eq!(
+        c.server.data_dir,
+        PathBuf::from("rel/data"),
+        "env paths stay relative to the working directory"
+    );
+    assert_eq!(c.limits.max_connections, 10_000, "default kept");
+}
+
+#[test]
+fn env_tls_pair_overrides_file_and_may_replace_one_half() {
+    let file = "[tls]\ncert = \"/a/cert.pem\"\nkey = \"/a/key.pem\"\n";
+    let c = load(Some(file), &[("COMMUCAT_TLS_KEY", "/b/key.pem")])
+        .unwrap()
+        .config;
+    let files = c.tls.files.unwrap();
+    assert_eq!(files.cert, PathBuf::from("/a/cert.pem"));
+    assert_eq!(files.key, PathBuf::from("/b/key.pem"));
+    let c = load(
+        None,
+        &[
+            ("COMMUCAT_TLS_CERT", "c.pem"),
+            ("COMMUCAT_TLS_KEY", "k.pem"),
+        ],
+    )
+    .unwrap()
+    .config;
+    assert_eq!(c.tls.files.unwrap().cert, PathBuf::from("c.pem"));
+    assert_eq!(
+        error(None, &[("COMMUCAT_TLS_CERT", "c.pem")]),
+        "COMMUCAT_TLS_CERT: set without COMMUCAT_TLS_KEY or tls.key"
+    );
+    assert_eq!(
+        error(Some("[tls]\nkey = \"k.pem\"\n"), &[]),
+        "tls.key: set without tls.cert"
+    );
+}
+
+#[test]
+fn unknown_env_vars_are_reported_and_empty_values_ignored() {
+    let loaded = load(
+        None,
+        &[
+            ("COMMUCAT_TEST_POSTGRES", "postgres://x"),
+            ("COMMUCAT_LISTNE", "1.2.3.4:5"),
+            ("COMMUCAT_LISTEN", ""),
+            ("PATH", "/bin"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        loaded.unknown_env,
+        vec![
+            "COMMUCAT_LISTNE".to_owned(),
+            "COMMUCAT_TEST_POSTGRES".to_owned()
+        ]
+    );
+    assert_eq!(loaded.config.server.listen, Config::default().server.listen);
+}
+
+#[test]
+fn invalid_values_name_the_file_key() {
+    assert_eq!(
+        error(Some("[server]\nlisten = \"x\"\n"), &[]),
+        "server.listen: invalid socket address \"x\""
+    );
+    assert_eq!(
+        error(Some("[server]\ndomain = \"bad domain\"\n"), &[]),
+        "server.domain: invalid domain name \"bad domain\""
+    );
+    assert_eq!(
+        error(Some("[limits]\nmax_frame_len = 16777217\n"), &[]),
+        "limits.max_frame_len: must be between 4096 and 16777216 bytes (16 MiB), got 16777217"
+    );
+    assert_eq!(
+        error(Some("[session]\nttl = 0\n"), &[]),
+        "session.ttl: must be between 1 and 31536000 seconds, got 0"
+    );
+    assert_eq!(
+        error(Some("[devices]\npairing_ttl = 10\n"), &[]),
+        "devices.pairing_ttl: must be between 60 and 3600 seconds, got 10"
+    );
+    assert_eq!(
+        error(
+            Some("[devices]\ncertificate_validity = 7200\nrenewal_margin = 7200\n"),
+            &[]
+        ),
+        "devices.renewal_margin: must be shorter than devices.certificate_validity (7200 s)"
+    );
+    assert_eq!(
+        error(Some("[limits]\nmax_connections = 0\n"), &[]),
+        "limits.max_connections: must be between 1 and 1000000, got 0"
+    );
+}
+
+#[test]
+fn invalid_values_name_the_env_var() {
+    assert_eq!(
+        error(None, &[("COMMUCAT_LISTEN", "x")]),
+        "COMMUCAT_LISTEN: invalid socket address \"x\""
+    );
+    assert_eq!(
+        error(None, &[("COMMUCAT_SESSION_TTL", "1h")]),
+        "COMMUCAT_SESSION_TTL: invalid duration \"1h\" (whole seconds)"
+    );
+    assert_eq!(
+        error(None, &[("COMMUCAT_SESSION_TTL", "0")]),
+        "COMMUCAT_SESSION_TTL: must be between 1 and 31536000 seconds, got 0"
+    );
+    assert_eq!(
+        error(None, &[("COMMUCAT_AUTO_APPROVE_DEVICES", "maybe")]),
+        "COMMUCAT_AUTO_APPROVE_DEVICES: invalid boolean \"maybe\" (true/false, 1/0, yes/no, on/off)"
+    );
+    assert_eq!(
+        error(None, &[("COMMUCAT_MAX_AUTO_DEVICES_PER_USER", "-1")]),
+        "COMMUCAT_MAX_AUTO_DEVICES_PER_USER: invalid non-negative integer \"-1\""
+    );
+    assert_eq!(
+        error(None, &[("COMMUCAT_DOMAIN", "exa mple")]),
+        "COMMUCAT_DOMAIN: invalid domain name \"exa mple\""
+    );
+    assert_eq!(
+        error(None, &[("COMMUCAT_MAX_FRAME_LEN", "100000000")]),
+        "COMMUCAT_MAX_FRAME_LEN: must be between 4096 and 16777216 bytes (16 MiB), got 100000000"
+    );
+    // The file's valid value is overridden by an invalid env value: the env var is named.
+    assert_eq!(
+        error(
+            Some("[session]\npresence_ttl = 5\n"),
+            &[("COMMUCAT_PRESENCE_TTL", "0")]
+        ),
+        "COMMUCAT_PRESENCE_TTL: must be between 1 and 31536000 seconds, got 0"
+    );
+}
+
+#[test]
+fn unknown_and_mistyped_file_keys_are_rejected() {
+    let message = error(Some("[server]\nlisten = \"127.0.0.1:1\"\nport = 4\n"), &[]);
+    assert!(
+        message.starts_with("config file /etc/commucat/commucat.toml:"),
+        "{message}"
+    );
+    assert!(message.contains("unknown field `port`"), "{message}");
+    let message = error(Some("[bogus]\nx = 1\n"), &[]);
+    assert!(message.contains("unknown field `bogus`"), "{message}");
+    let message = error(Some("[session]\nttl = \"1h\"\n"), &[]);
+    assert!(message.contains("ttl"), "{message}");
+    assert!(message.contains("invalid type"), "{message}");
+    let message = error(Some("[session]\nttl = -5\n"), &[]);
+    assert!(message.contains("ttl"), "{message}");
+    let message = error(Some("not toml ["), &[]);
+    assert!(message.starts_with("config file "), "{message}");
+}
+
+#[test]
+fn load_reads_the_file_and_reports_missing_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        "[server]\ndomain = \"example.net\"\ndata_dir = \"d\"\n",
+    )
+    .unwrap();
+    let c = Config::load(Some(&path), env(&[])).unwrap().config;
+    assert_eq!(c.server.domain, "example.net");
+    assert_eq!(c.server.data_dir, dir.path().join("d"));
+    let missing = dir.path().join("missing.toml");
+    let message = Config::load(Some(&missing), env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.starts_with(&format!("reading config file {}:", missing.display())),
+        "{message}"
+    );
+}
+
+#[test]
+fn validate_rejects_hand_made_invalid_configs() {
+    let mut c = Config::default();
+    c.limits.max_frame_len = MAX_FRAME_LEN_CEILING + 1;
+    assert!(
+        c.validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("limits.max_frame_len:")
+    );
+    let mut c = Config::default();
+    c.server.domain = String::new();
+    assert_eq!(
+        c.validate().unwrap_err().to_string(),
+        "server.domain: invalid domain name \"\""
+    );
+}

@@ -1,0 +1,58 @@
+//! A streamed HTTP request body (upstream) and response body (downstream) as a byte stream.
+
+use std::io;
+
+use axum::body::Body;
+use bytes::Bytes;
+use commucat_link::ByteStream;
+use http_body_util::BodyExt;
+use tokio::sync::mpsc;
+
+/// The two bodies of one `/connect` exchange.
+#[derive(Debug)]
+pub struct HttpBodyStream {
+    upstream: Body,
+    downstream: mpsc::Sender<Bytes>,
+}
+
+impl HttpBodyStream {
+    /// Wraps the request body; returns the stream and the response body it feeds. `buffer`
+    /// bounds the chunks queued for a client that is not reading.
+    pub fn new(upstream: Body, buffer: usize) -> (Self, Body) {
+        let (tx, rx) = mpsc::channel::<Bytes>(buffer.max(1));
+        let chunks = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|chunk| (Ok::<_, io::Error>(chunk), rx))
+        });
+        (
+            Self {
+                upstream,
+                downstream: tx,
+            },
+            Body::from_stream(chunks),
+        )
+    }
+}
+
+impl ByteStream for HttpBodyStream {
+    async fn read(&mut self) -> io::Result<Option<Bytes>> {
+        loop {
+            match self.upstream.frame().await {
+                None => return Ok(None),
+                Some(Err(e)) => return Err(io::Error::other(e)),
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) if data.is_empty() => {}
+                    Ok(data) => return Ok(Some(data)),
+                    // Trailers carry no frame bytes.
+                    Err(_trailers) => {}
+                },
+            }
+        }
+    }
+
+    async fn write(&mut self, bytes: Bytes) -> io::Result<()> {
+        self.downstream
+            .send(bytes)
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "client went away"))
+    }
+}

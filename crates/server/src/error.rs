@@ -1,0 +1,45 @@
+//! Why the server could not start.
+
+use std::net::SocketAddr;
+
+use crate::config::ConfigError;
+use crate::keys::KeyStoreError;
+use crate::secrets::FileError;
+use crate::tls::TlsError;
+
+/// A startup failure; each variant names what to fix.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The data directory could not be created.
+    #[error("data directory: {0}")]
+    DataDir(FileError),
+    /// The server keys could not be loaded or created.
+    #[error(transparent)]
+    Keys(#[from] KeyStoreError),
+    /// The TLS certificate could not be loaded or created.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The embedded store could not be opened or migrated.
+    #[error("store {path}: {source}")]
+    Store {
+        /// Database file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: commucat_store::StoreError,
+    },
+    /// The listen address could not be bound.
+    #[error("binding {addr}: {source}")]
+    Bind {
+        /// The configured address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The server task failed (panicked or was cancelled).
+    #[error("server task: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}

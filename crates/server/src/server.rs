@@ -1,0 +1,216 @@
+//! [`Server`]: a bound, ready-to-serve instance, and [`ServerHandle`] for one running in the
+//! background.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+use commucat_store::{SqliteStore, Store};
+use zeroize::Zeroizing;
+
+use crate::api::{self, AppState, ServerInfo};
+use crate::config::Config;
+use crate::error::ServerError;
+use crate::keys::ServerKeys;
+use crate::listener::http::{self, ListenLimits};
+use crate::router::Hub;
+use crate::secrets;
+use crate::session::Sessions;
+use crate::session::handshake::{HandshakeSettings, Handshaker, NoiseKey};
+use crate::tls::{CertSource, TlsIdentity};
+
+/// A server whose keys and certificate are loaded and whose socket is bound.
+#[derive(Debug)]
+pub struct Server {
+    config: Config,
+    keys: ServerKeys,
+    tls: TlsIdentity,
+    tls_config: Arc<rustls::ServerConfig>,
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    store: Arc<dyn Store>,
+}
+
+/// Name of the embedded database inside the data directory.
+pub const DATABASE_FILE: &str = "commucat.db";
+
+/// The session service for `config`, `keys` and `store`.
+#[must_use]
+pub fn sessions(config: &Config, keys: &ServerKeys, store: Arc<dyn Store>) -> Sessions {
+    let secs = |d: std::time::Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+    let settings = HandshakeSettings {
+        domain: config.server.domain.clone(),
+        prologue: config.crypto.prologue.as_bytes().to_vec(),
+        noise_keys: vec![NoiseKey {
+            version: 1,
+            private: Zeroizing::new(*keys.noise.private()),
+            public: keys.noise.public(),
+        }],
+        device_ca: keys.device_ca.clone(),
+        auto_approve: config.devices.auto_approve,
+        max_auto_devices_per_user: config.devices.max_auto_devices_per_user,
+        certificate_validity_secs: secs(config.devices.certificate_validity),
+        renewal_margin_secs: secs(config.devices.renewal_margin),
+        session_ttl_secs: secs(config.session.ttl),
+        keepalive_secs: config.session.keepalive.as_secs(),
+        clock_skew_secs: commucat_keys::DEFAULT_MAX_CLOCK_SKEW_SECS,
+    };
+    Sessions::new(
+        Handshaker::new(Arc::new(settings), store),
+        Arc::new(Hub::new()),
+        config.session.handshake_timeout,
+        config.limits.max_frame_len,
+    )
+}
+
+impl Server {
+    /// Validates `config`, creates the data directory (mode 0700), loads or generates the
+    /// keys and the TLS certificate, and binds the listen address.
+    pub async fn bind(config: Config) -> Result<Self, ServerError> {
+        config.validate()?;
+        secrets::create_private_dir(&config.server.data_dir).map_err(ServerError::DataDir)?;
+        let keys = ServerKeys::load_or_generate(&config.server.data_dir)?;
+        let tls = TlsIdentity::load_or_generate(&config)?;
+        let tls_config = tls.server_config()?;
+        let db_path = config.server.data_dir.join(DATABASE_FILE);
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db_path).await.map_err(
+            |source| ServerError::Store {
+                path: db_path.clone(),
+                source,
+            },
+        )?);
+        let addr = config.server.listen;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        Ok(Self {
+            config,
+            keys,
+            tls,
+            tls_config,
+            listener,
+            local_addr,
+            store,
+        })
+    }
+
+    /// The bound address (with the real port when the configured port was 0).
+    #[must_use]
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The configuration in force.
+    #[must_use]
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The server's long-term keys.
+    #[must_use]
+    pub fn keys(&self) -> &ServerKeys {
+        &self.keys
+    }
+
+    /// SHA-256 fingerprint of the TLS certificate (`AB:CD:…`).
+    #[must_use]
+    pub fn cert_fingerprint(&self) -> &str {
+        &self.tls.fingerprint
+    }
+
+    /// The TLS certificate file (PEM) clients can trust or pin.
+    #[must_use]
+    pub fn cert_path(&self) -> &Path {
+        &self.tls.cert_path
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting and drains open connections
+    /// for up to `server.shutdown_grace`.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+        let Self {
+            config,
+            keys,
+            tls,
+            tls_config,
+            listener,
+            local_addr,
+            store,
+        } = self;
+        let acceptor = TlsAcceptor::from(tls_config);
+        let cert_kind = match tls.source {
+            CertSource::Configured => "configured",
+            CertSource::DevReused => "dev (reused)",
+            CertSource::DevGenerated => "dev (generated)",
+        };
+        tracing::info!(
+            listen = %local_addr,
+            domain = %config.server.domain,
+            data_dir = %config.server.data_dir.display(),
+            cert = %tls.cert_path.display(),
+            cert_kind,
+            cert_sha256 = %tls.fingerprint,
+            noise_public = %hex::encode(keys.noise.public()),
+            device_ca_public = %keys.device_ca.public_key_hex(),
+            "commucat listening (TLS 1.3; HTTP/2 and HTTP/1.1)"
+        );
+        let router = api::router(AppState {
+            server_info: Arc::new(ServerInfo::new(&config, &keys)),
+            sessions: sessions(&config, &keys, store),
+        });
+        let limits = ListenLimits {
+            max_connections: config.limits.max_connections,
+            tls_handshake_timeout: config.limits.tls_handshake_timeout,
+            shutdown_grace: config.server.shutdown_grace,
+        };
+        http::serve(listener, acceptor, router, limits, shutdown).await;
+        Ok(())
+    }
+
+    /// Runs the server on a background task; stop it with [`ServerHandle::shutdown`].
+    #[must_use]
+    pub fn spawn(self) -> ServerHandle {
+        let local_addr = self.local_addr;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(self.run(async move {
+            // A dropped handle stops the server too.
+            let _ = stopped.await;
+        }));
+        ServerHandle {
+            local_addr,
+            stop,
+            task,
+        }
+    }
+}
+
+/// A server running on a background task.
+#[derive(Debug)]
+pub struct ServerHandle {
+    local_addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), ServerError>>,
+}
+
+impl ServerHandle {
+    /// The bound address.
+    #[must_use]
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Starts graceful shutdown and waits until the server has drained.
+    pub async fn shutdown(self) -> Result<(), ServerError> {
+        // The task may already have ended; its result is reported below.
+        let _ = self.stop.send(());
+        self.task.await?
+    }
+}

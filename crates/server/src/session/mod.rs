@@ -1,0 +1,70 @@
+//! Sessions: the device handshake, then the established session's task.
+
+pub mod established;
+pub mod handshake;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use commucat_link::{ByteStream, Connection};
+
+use crate::router::Hub;
+use handshake::Handshaker;
+
+/// Runs `/connect` sessions: handshake, then the established loop.
+#[derive(Debug, Clone)]
+pub struct Sessions {
+    inner: Arc<SessionsInner>,
+}
+
+#[derive(Debug)]
+struct SessionsInner {
+    handshaker: Handshaker,
+    hub: Arc<Hub>,
+    handshake_timeout: Duration,
+    max_frame_len: usize,
+}
+
+impl Sessions {
+    /// A session service.
+    #[must_use]
+    pub fn new(
+        handshaker: Handshaker,
+        hub: Arc<Hub>,
+        handshake_timeout: Duration,
+        max_frame_len: usize,
+    ) -> Self {
+        Self {
+            inner: Arc::new(SessionsInner {
+                handshaker,
+                hub,
+                handshake_timeout,
+                max_frame_len,
+            }),
+        }
+    }
+
+    /// The routing tables.
+    #[must_use]
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.inner.hub
+    }
+
+    /// Serves one connection until it ends. Failures are reported to the client (ERROR frame)
+    /// and to the log; they never affect other sessions.
+    pub async fn serve<S: ByteStream>(&self, stream: S, remote: String) {
+        let inner = &self.inner;
+        let mut conn = Connection::new(stream, inner.max_frame_len);
+        let Ok(established) = inner
+            .handshaker
+            .run_and_report(&mut conn, &remote, inner.handshake_timeout)
+            .await
+        else {
+            return;
+        };
+        established::run(conn, established, Arc::clone(&inner.hub), &remote).await;
+    }
+}

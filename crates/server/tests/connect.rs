@@ -1,0 +1,479 @@
+//! `/connect` end to end: the real server on 127.0.0.1:0, real TLS and HTTP/2, the project's
+//! client SDK, and a client built only from the deployed crates (`commucat-proto` and
+//! `commucat-crypto` 1.0.41).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ccp::control::{Ack, Join};
+use ccp::{Frame, FrameType};
+use commucat_client::transport::{self, H2Stream};
+use commucat_client::{
+    ClientError, DeviceIdentity, HandshakeOptions, ServerParams, Session, TlsTrust,
+};
+use commucat_keys::{HandshakePattern, decode_hex32};
+use commucat_link::ByteStream;
+use commucat_server::{Config, Server, ServerHandle};
+use serde_json::{Value, json};
+
+struct Running {
+    _handle: ServerHandle,
+    _dir: tempfile::TempDir,
+    addr: SocketAddr,
+    /// Trusts the server's certificate as a CA.
+    trust: TlsTrust,
+    /// Pins the certificate's SHA-256 fingerprint as `serve` prints it.
+    pinned: TlsTrust,
+    params: ServerParams,
+    info: Value,
+}
+
+async fn start(tweak: impl FnOnce(&mut Config)) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.server.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.server.data_dir = dir.path().to_owned();
+    config.server.domain = "chat.test".to_owned();
+    config.server.shutdown_grace = Duration::from_secs(1);
+    tweak(&mut config);
+    let server = Server::bind(config).await.unwrap();
+    let addr = server.local_addr();
+    let pem = std::fs::read(server.cert_path()).unwrap();
+    let fingerprint = server.cert_fingerprint().to_owned();
+    let handle = server.spawn();
+    // What a client learns before connecting: GET /api/server-info.
+    let http = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
+        .resolve("localhost", addr)
+        .build()
+        .unwrap();
+    let info: Value = http
+        .get(format!("https://localhost:{}/api/server-info", addr.port()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let server_static = decode_hex32(info["noise_public"].as_str().unwrap()).unwrap();
+    let params = ServerParams::new(info["domain"].as_str().unwrap(), server_static);
+    let trust = TlsTrust::CaPem(pem);
+    let pinned = TlsTrust::fingerprint(&fingerprint).unwrap();
+    Running {
+        _handle: handle,
+        _dir: dir,
+        addr,
+        trust,
+        pinned,
+        params,
+        info,
+    }
+}
+
+async fn connect(
+    server: &Running,
+    identity: &DeviceIdentity,
+    options: &HandshakeOptions,
+) -> Result<Session<H2Stream>, ClientError> {
+    commucat_client::connect(
+        server.addr,
+        "localhost",
+        &server.trust,
+        identity,
+        &server.params,
+        options,
+    )
+    .await
+}
+
+async fn recv(session: &mut Session<H2Stream>) -> Frame {
+    tokio::time::timeout(Duration::from_secs(10), session.recv())
+        .await
+        .expect("frame within 10 s")
+        .unwrap()
+        .expect("stream open")
+}
+
+/// Receives until a frame of `frame_type` arrives, returning it.
+async fn recv_type(session: &mut Session<H2Stream>, frame_type: FrameType) -> Frame {
+    loop {
+        let frame = recv(session).await;
+        if frame.frame_type() == frame_type {
+            return frame;
+        }
+    }
+}
+
+async fn join(session: &mut Session<H2Stream>, channel: u32) {
+    let seq = session
+        .send_control(
+            FrameType::Join,
+            channel,
+            &json!({"members": [], "relay": true}),
+        )
+        .await
+        .unwrap();
+    let ack: Ack = recv_type(session, FrameType::Ack)
+        .await
+        .parse_control()
+        .unwrap();
+    assert_eq!(ack.ack, u64::from(seq));
+}
+
+#[tokio::test]
+async fn two_devices_talk_plain_and_noise_transport_xk_and_ik() {
+    let server = start(|_| {}).await;
+    let alice_id = DeviceIdentity::generate("alice-phone").with_handle("alice");
+    let bob_id = DeviceIdentity::generate("bob-laptop").with_handle("bob");
+    let mut alice = connect(&server, &alice_id, &HandshakeOptions::default())
+        .await
+        .unwrap();
+    let bob_options = HandshakeOptions::default()
+        .with_pattern(HandshakePattern::Ik)
+        .with_noise_transport();
+    let mut bob = commucat_client::connect(
+        server.addr,
+        "localhost",
+        &server.pinned,
+        &bob_id,
+        &server.params,
+        &bob_options,
+    )
+    .await
+    .unwrap();
+    assert!(!alice.info().encrypted());
+    assert!(bob.info().encrypted());
+    assert!(alice.info().issued_certificate.is_some());
+
+    join(&mut alice, 7).await;
+    join(&mut bob, 7).await;
+    // Both learn the merged member list (alice gets it twice: after each JOIN).
+    let members: Join = recv_type(&mut bob, FrameType::Join)
+        .await
+        .parse_control()
+        .unwrap();
+    assert_eq!(members.members, ["alice-phone", "bob-laptop"]);
+    loop {
+        let notice: Join = recv_type(&mut alice, FrameType::Join)
+            .await
+            .parse_control()
+            .unwrap();
+        if notice.members.len() == 2 {
+            break;
+        }
+    }
+
+    let seq = alice
+        .send_bytes(FrameType::Msg, 7, Bytes::from_static(b"hello bob"))
+        .await
+        .unwrap();
+    let ack: Ack = recv_type(&mut alice, FrameType::Ack)
+        .await
+        .parse_control()
+        .unwrap();
+    assert_eq!(ack.ack, u64::from(seq));
+    let msg = recv_type(&mut bob, FrameType::Msg).await;
+    assert_eq!(msg.payload().as_ref(), b"hello bob");
+    assert_eq!(msg.channel_id(), 7);
+
+    // Larger than one Noise message: split into records and reassembled on both legs.
+    let big = Bytes::from(vec![0xabu8; 200_000]);
+    bob.send_bytes(FrameType::Msg, 7, big.clone())
+        .await
+        .unwrap();
+    let got = recv_type(&mut alice, FrameType::Msg).await;
+    assert_eq!(got.payload(), &big);
+
+    // Server sequence numbers are strictly increasing on each connection.
+    alice
+        .send_bytes(FrameType::Msg, 7, Bytes::from_static(b"1"))
+        .await
+        .unwrap();
+    alice
+        .send_bytes(FrameType::Msg, 7, Bytes::from_static(b"2"))
+        .await
+        .unwrap();
+    // Bob's next frames: the ACK of his large MSG, then alice's two MSGs.
+    let mut last = msg.sequence();
+    for _ in 0..3 {
+        let frame = recv(&mut bob).await;
+        assert!(frame.sequence() > last);
+        last = frame.sequence();
+    }
+}
+
+#[tokio::test]
+async fn a_failing_handshake_does_not_disturb_an_established_session() {
+    let server = start(|_| {}).await;
+    let mut alice = connect(
+        &server,
+        &DeviceIdentity::generate("alice-1"),
+        &HandshakeOptions::default(),
+    )
+    .await
+    .unwrap();
+    // Wrong domain → invalid proof; a changed key → key mismatch; a stranger claiming a handle.
+    let wrong = ServerParams::new("other.test", server.params.server_static);
+    let err = commucat_client::connect(
+        server.addr,
+        "localhost",
+        &server.trust,
+        &DeviceIdentity::generate("x-1"),
+        &wrong,
+        &HandshakeOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.title(), Some("Invalid Handshake Proof"));
+    let err = connect(
+        &server,
+        &DeviceIdentity::generate("alice-1"),
+        &HandshakeOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.title(), Some("Device Key Mismatch"));
+    join(&mut alice, 3).await;
+    alice
+        .send_bytes(FrameType::Msg, 3, Bytes::from_static(b"still here"))
+        .await
+        .unwrap();
+    recv_type(&mut alice, FrameType::Ack).await;
+    // Sending to a channel without joining it is an ERROR, not a silent drop.
+    alice
+        .send_bytes(FrameType::Msg, 99, Bytes::from_static(b"nope"))
+        .await
+        .unwrap();
+    let problem: ccp::Problem = recv_type(&mut alice, FrameType::Error)
+        .await
+        .parse_control()
+        .unwrap();
+    assert_eq!(problem.title.as_deref(), Some("Not A Channel Member"));
+}
+
+#[tokio::test]
+async fn handshake_timeout_closes_a_silent_client() {
+    let server = start(|c| c.session.handshake_timeout = Duration::from_secs(1)).await;
+    let mut stream = transport::open(server.addr, "localhost", &server.trust, "/connect")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let bytes = tokio::time::timeout(Duration::from_secs(10), stream.read())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let (frame, _) = Frame::decode(&bytes).unwrap().unwrap();
+    let problem: ccp::Problem = frame.parse_control().unwrap();
+    assert_eq!(problem.title.as_deref(), Some("Handshake Timeout"));
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    assert!(
+        tokio::time::timeout(Duration::from_secs(5), stream.read())
+            .await
+            .unwrap()
+            .unwrap()
+            .is_none()
+    );
+}
+
+/// A client made only of the deployed crates: their Noise builder, their proof, their frame
+/// codec, their certificate type. Bytes travel over this project's HTTP/2 transport.
+mod deployed {
+    use super::*;
+    use commucat_crypto as dc;
+    use commucat_proto as dp;
+
+    pub(super) struct DeployedClient {
+        stream: H2Stream,
+        buf: Vec<u8>,
+        seq: u64,
+    }
+
+    impl DeployedClient {
+        pub(super) async fn send(
+            &mut self,
+            ty: dp::FrameType,
+            channel: u64,
+            payload: dp::FramePayload,
+        ) {
+            self.seq += 1;
+            let frame = dp::Frame {
+                channel_id: channel,
+                sequence: self.seq,
+                frame_type: ty,
+                payload,
+            };
+            self.stream
+                .write(Bytes::from(frame.encode().unwrap()))
+                .await
+                .unwrap();
+        }
+
+        pub(super) async fn recv(&mut self) -> dp::Frame {
+            loop {
+                match dp::Frame::decode(&self.buf) {
+                    Ok((frame, used)) => {
+                        self.buf.drain(..used);
+                        return frame;
+                    }
+                    Err(dp::CodecError::UnexpectedEof) => {
+                        let chunk =
+                            tokio::time::timeout(Duration::from_secs(10), self.stream.read())
+                                .await
+                                .unwrap()
+                                .unwrap()
+                                .expect("server closed");
+                        self.buf.extend_from_slice(&chunk);
+                    }
+                    Err(e) => panic!("deployed decoder rejected server bytes: {e}"),
+                }
+            }
+        }
+    }
+
+    fn control(value: Value) -> dp::FramePayload {
+        dp::FramePayload::Control(dp::ControlEnvelope { properties: value })
+    }
+
+    pub(super) fn properties(frame: &dp::Frame) -> Value {
+        match &frame.payload {
+            dp::FramePayload::Control(c) => c.properties.clone(),
+            dp::FramePayload::Opaque(_) => panic!("control payload expected"),
+        }
+    }
+
+    /// Runs the deployed client's XK handshake; returns the client and the ACK properties.
+    pub(super) async fn handshake(
+        server: &Running,
+        device_id: &str,
+        seed: [u8; 32],
+    ) -> (DeployedClient, Value, dc::DeviceKeyPair) {
+        let signing_public = commucat_keys::DeviceKeyPair::from_seed(&seed).public_key();
+        let keys = dc::DeviceKeyPair {
+            public: signing_public,
+            private: seed,
+        };
+        let client_static = commucat_keys::x25519_public(&seed);
+        let config = dc::NoiseConfig {
+            pattern: dc::HandshakePattern::Xk,
+            prologue: b"commucat".to_vec(),
+            local_private: keys.private,
+            local_static_public: None,
+            remote_static_public: Some(server.params.server_static),
+        };
+        let mut noise = dc::build_handshake(&config, true).unwrap();
+        let msg1 = noise.write_message(&[]).unwrap();
+        let context = dc::zkp::derive_handshake_context(
+            &server.params.domain,
+            device_id,
+            &keys.public,
+            &client_static,
+        );
+        let proof = dc::zkp::prove_handshake(&keys, &context).unwrap();
+        let stream = transport::open(server.addr, "localhost", &server.trust, "/connect")
+            .await
+            .unwrap();
+        let mut client = DeployedClient {
+            stream,
+            buf: Vec::new(),
+            seq: 0,
+        };
+        // Exactly the keys the terminal client sends (wire-compat §3.3).
+        client
+            .send(
+                dp::FrameType::Hello,
+                0,
+                control(json!({
+                    "protocol_version": 1,
+                    "pattern": "XK",
+                    "device_id": device_id,
+                    "client_static": hex::encode(client_static),
+                    "device_public": hex::encode(keys.public),
+                    "handshake": hex::encode(msg1),
+                    "capabilities": ["noise", "zstd"],
+                    "zkp": serde_json::to_value(&proof).unwrap(),
+                    "user": {"handle": device_id.replace('-', "_")},
+                })),
+            )
+            .await;
+        let auth = client.recv().await;
+        assert_eq!(auth.frame_type, dp::FrameType::Auth);
+        let msg2 = hex::decode(properties(&auth)["handshake"].as_str().unwrap()).unwrap();
+        let payload = noise.read_message(&msg2).unwrap();
+        let session: Value = serde_json::from_slice(&payload).unwrap();
+        assert!(session["session"].as_str().unwrap().len() >= 8);
+        let msg3 = noise.write_message(&[]).unwrap();
+        client
+            .send(
+                dp::FrameType::Auth,
+                auth.channel_id,
+                control(json!({"handshake": hex::encode(msg3)})),
+            )
+            .await;
+        let ack = client.recv().await;
+        assert_eq!(ack.frame_type, dp::FrameType::Ack);
+        let ack = properties(&ack);
+        assert_eq!(ack["handshake"], "ok");
+        assert_eq!(ack["session"], session["session"]);
+        (client, ack, keys)
+    }
+}
+
+#[tokio::test]
+async fn the_deployed_client_completes_xk_and_verifies_its_certificate() {
+    use commucat_crypto as dc;
+    use commucat_proto as dp;
+    let server = start(|_| {}).await;
+    let (mut client, ack, keys) =
+        deployed::handshake(&server, "device-1700000000000", [21u8; 32]).await;
+    // The certificate parses as the deployed type and verifies under the announced CA key.
+    let cert: dc::DeviceCertificate =
+        serde_json::from_value(ack["device_certificate"].clone()).unwrap();
+    let ca = decode_hex32(ack["device_ca_public"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        hex::encode(ca),
+        server.info["device_ca_public"].as_str().unwrap()
+    );
+    cert.verify(&ca).unwrap();
+    assert_eq!(cert.data.device_id, "device-1700000000000");
+    assert_eq!(cert.data.public_key, keys.public);
+    assert_eq!(cert.data.user_id, ack["user_id"].as_str().unwrap());
+    // Plain frames after the ACK (no noise-transport asked): JOIN and its ACK decode with the
+    // deployed codec; the membership notice carries `members`.
+    client
+        .send(
+            dp::FrameType::Join,
+            7,
+            dp::FramePayload::Control(dp::ControlEnvelope {
+                properties: json!({"members": ["device-1700000000000"], "relay": true}),
+            }),
+        )
+        .await;
+    let mut saw_ack = false;
+    let mut saw_members = false;
+    while !(saw_ack && saw_members) {
+        let frame = client.recv().await;
+        match frame.frame_type {
+            dp::FrameType::Ack => {
+                assert_eq!(deployed::properties(&frame)["ack"], 3);
+                saw_ack = true;
+            }
+            dp::FrameType::Join => {
+                assert_eq!(
+                    deployed::properties(&frame)["members"],
+                    json!(["device-1700000000000"])
+                );
+                saw_members = true;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
