@@ -36,6 +36,7 @@ pub mod certificate;
 pub mod device;
 pub mod encoding;
 pub mod noise;
+mod noise_dh;
 pub mod zkp;
 
 pub use certificate::{

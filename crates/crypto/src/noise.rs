@@ -127,7 +127,7 @@ impl Handshake {
             .protocol_name()
             .parse()
             .map_err(|e: snow::Error| NoiseError::Config(e.to_string()))?;
-        let state = snow::Builder::new(params)
+        let state = snow::Builder::with_resolver(params, crate::noise_dh::resolver())
             .prologue(prologue)
             .map_err(config_error)?
             .local_private_key(local_private)
@@ -151,7 +151,7 @@ impl Handshake {
             .protocol_name()
             .parse()
             .map_err(|e: snow::Error| NoiseError::Config(e.to_string()))?;
-        let state = snow::Builder::new(params)
+        let state = snow::Builder::with_resolver(params, crate::noise_dh::resolver())
             .prologue(prologue)
             .map_err(config_error)?
             .local_private_key(local_private)

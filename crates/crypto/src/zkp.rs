@@ -179,9 +179,11 @@ pub fn verify(
     let response: Scalar = Option::from(Scalar::from_canonical_bytes(proof.response))
         .ok_or(ZkpError::NonCanonicalResponse)?;
     let challenge = challenge(&ctx.bytes, device_public, &proof.commitment);
-    let lhs = EdwardsPoint::mul_base(&response);
-    let rhs = commitment_point + public_point * challenge;
-    if lhs == rhs {
+    // s·B == R + c·A  ⇔  s·B − c·A == R. One variable-time double-base multiplication: every
+    // input here is public, so constant time buys nothing and costs a second multiplication.
+    let candidate =
+        EdwardsPoint::vartime_double_scalar_mul_basepoint(&-challenge, &public_point, &response);
+    if candidate == commitment_point {
         Ok(())
     } else {
         Err(ZkpError::InvalidProof)
