@@ -207,6 +207,22 @@ problem_kinds! {
     HandshakeTimeout => "Handshake Timeout", 408, "handshake-timeout";
     /// The sender is not a member of the channel it addressed.
     NotChannelMember => "Not A Channel Member", 403, "not-channel-member";
+    /// The group named by the frame does not exist.
+    UnknownGroup => "Unknown Group", 404, "unknown-group";
+    /// A group with the requested id already exists.
+    GroupExists => "Group Exists", 409, "group-exists";
+    /// The sender is not on the group's roster (JOIN with `group_id`, GROUP_INVITE).
+    NotGroupMember => "Not A Group Member", 403, "not-group-member";
+    /// The sender's group role does not allow the operation (only owners and admins invite).
+    GroupPermissionDenied => "Group Permission Denied", 403, "group-permission-denied";
+    /// The call named by the frame (or, for media, any call on the channel) does not exist.
+    UnknownCall => "Unknown Call", 404, "unknown-call";
+    /// A call with the offered `call_id` already exists.
+    CallExists => "Call Exists", 409, "call-exists";
+    /// The sender is not a participant of the call it addressed.
+    NotCallParticipant => "Not A Call Participant", 403, "not-call-participant";
+    /// A recipient's offline queue is full: the frame was not stored for it.
+    OfflineQueueFull => "Offline Queue Full", 507, "offline-queue-full";
     /// The session's mailbox overflowed because the client does not read fast enough.
     SlowConsumer => "Slow Consumer", 429, "slow-consumer";
     /// Sequence numbers are exhausted (`u32::MAX`): reconnect to reset them.

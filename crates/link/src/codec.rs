@@ -88,6 +88,15 @@ impl SessionCodec {
         Ok(sequence)
     }
 
+    /// Skips outgoing sequence numbers so that the next one is `next`. Only moves forward (a
+    /// lower `next` changes nothing), so sequence numbers stay strictly increasing. Tests use it
+    /// to reach `u32::MAX` without sending four billion frames.
+    pub fn skip_sequences_to(&mut self, next: u32) {
+        if self.next_sequence != 0 && next > self.next_sequence {
+            self.next_sequence = next;
+        }
+    }
+
     /// Whether the sequence after the current one would be unavailable, i.e. exactly one
     /// number (`u32::MAX`) is left, which the server keeps for the closing ERROR.
     #[must_use]
@@ -140,6 +149,20 @@ mod tests {
         assert!(codec.sequence_nearly_exhausted());
         assert_eq!(codec.next_sequence(), Ok(u32::MAX));
         assert_eq!(codec.next_sequence(), Err(SequenceExhausted));
+        assert_eq!(codec.next_sequence(), Err(SequenceExhausted));
+    }
+
+    #[test]
+    fn skipping_only_moves_forward() {
+        let mut codec = SessionCodec::new(ccp::MAX_FRAME_LEN);
+        codec.skip_sequences_to(10);
+        assert_eq!(codec.next_sequence(), Ok(10));
+        codec.skip_sequences_to(5);
+        assert_eq!(codec.next_sequence(), Ok(11));
+        codec.skip_sequences_to(u32::MAX);
+        assert!(codec.sequence_nearly_exhausted());
+        assert_eq!(codec.next_sequence(), Ok(u32::MAX));
+        codec.skip_sequences_to(u32::MAX);
         assert_eq!(codec.next_sequence(), Err(SequenceExhausted));
     }
 

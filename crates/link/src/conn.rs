@@ -150,6 +150,11 @@ impl<S: ByteStream> Connection<S> {
         self.send_control(FrameType::Error, 0, problem).await
     }
 
+    /// The stream (e.g. to reach a transport's own controls).
+    pub fn stream_mut(&mut self) -> &mut S {
+        &mut self.stream
+    }
+
     /// Consumes the connection, returning the stream.
     pub fn into_stream(self) -> S {
         self.stream

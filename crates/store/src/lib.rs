@@ -16,8 +16,9 @@ mod sqlite;
 
 pub use error::{Result, StoreError};
 pub use model::{
-    DeviceKeyEvent, DeviceRecord, DeviceStatus, NewDeviceRegistration, SessionRecord, UserRecord,
-    UserToCreate,
+    DeviceKeyEvent, DeviceRecord, DeviceStatus, EnqueueOutcome, GroupMember, GroupRecord,
+    GroupRole, IdempotencyKey, InboxOffset, NewDeviceRegistration, NewEnvelope, QueuedEnvelope,
+    SessionRecord, UserRecord, UserToCreate,
 };
 pub use sqlite::SqliteStore;
 
@@ -94,4 +95,57 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Deletes every session with `expires_at <= now`; returns how many.
     async fn purge_expired_sessions(&self, now: i64) -> Result<u64>;
+
+    // ---------------------------------------------------------------- groups
+
+    /// Creates a group with its roster in one transaction. The roster must list every device
+    /// once, all with `group.group_id`, and exactly one `owner`: `group.owner_device`
+    /// ([`StoreError::Invalid`] otherwise). Existing `group_id` → [`StoreError::Conflict`].
+    async fn create_group(&self, group: GroupRecord, members: Vec<GroupMember>) -> Result<()>;
+
+    /// The group with this id.
+    async fn group(&self, group_id: &str) -> Result<Option<GroupRecord>>;
+
+    /// The roster of a group, ordered by device id (empty for an unknown group).
+    async fn group_members(&self, group_id: &str) -> Result<Vec<GroupMember>>;
+
+    /// Adds a device to a group or changes its role, and returns the stored entry. The owner
+    /// keeps its role whatever is asked; granting `owner` is [`StoreError::Invalid`]; an
+    /// unknown group is [`StoreError::NotFound`]. `joined_at` of an existing member is kept.
+    async fn upsert_group_member(&self, member: GroupMember) -> Result<GroupMember>;
+
+    // ---------------------------------------------------------------- offline queue
+
+    /// Stores a frame for recipients that are not connected, in one transaction: records the
+    /// idempotency key (an unexpired existing key → [`EnqueueOutcome::Duplicate`], nothing
+    /// stored), refuses recipients that already have `max_per_recipient` unexpired envelopes,
+    /// and queues the frame once for the others. If every recipient is refused nothing is
+    /// written, not even the key. `expires_at <= enqueued_at` → [`StoreError::Invalid`].
+    async fn enqueue(&self, envelope: NewEnvelope) -> Result<EnqueueOutcome>;
+
+    /// Up to `limit` unexpired envelopes of `recipient`, in replay order (`order_key`, then
+    /// enqueue order).
+    async fn pending_envelopes(
+        &self,
+        recipient: &str,
+        now: i64,
+        limit: u32,
+    ) -> Result<Vec<QueuedEnvelope>>;
+
+    /// Deletes delivered envelopes of `recipient` and advances its inbox offset per channel
+    /// to the highest delivered envelope id (offsets never move back), in one transaction.
+    /// Ids that are not queued for `recipient` are ignored. Returns how many were deleted.
+    async fn mark_delivered(&self, recipient: &str, envelope_ids: &[i64], now: i64) -> Result<u64>;
+
+    /// Number of unexpired envelopes queued for `recipient`.
+    async fn queued_count(&self, recipient: &str, now: i64) -> Result<u64>;
+
+    /// The last envelope delivered to `device_id` on `channel_id`.
+    async fn inbox_offset(&self, device_id: &str, channel_id: u32) -> Result<Option<InboxOffset>>;
+
+    /// Deletes every envelope with `expires_at <= now`; returns how many queue entries went.
+    async fn purge_expired_envelopes(&self, now: i64) -> Result<u64>;
+
+    /// Deletes every idempotency key with `expires_at <= now`; returns how many.
+    async fn purge_expired_idempotency(&self, now: i64) -> Result<u64>;
 }

@@ -129,3 +129,149 @@ pub struct NewDeviceRegistration {
     /// Refuse the registration if the owner already has this many active devices.
     pub max_active_devices: Option<u64>,
 }
+
+/// A member's role in a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum GroupRole {
+    /// Created the group; exactly one per group.
+    Owner,
+    /// May invite members.
+    Admin,
+    /// May read and write.
+    Member,
+}
+
+impl GroupRole {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Owner => "owner",
+            Self::Admin => "admin",
+            Self::Member => "member",
+        }
+    }
+
+    /// Parses the stored spelling.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "owner" => Some(Self::Owner),
+            "admin" => Some(Self::Admin),
+            "member" => Some(Self::Member),
+            _ => None,
+        }
+    }
+}
+
+/// A group: a persistent roster that governs the channels bound to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRecord {
+    /// Opaque unique id (client-chosen or generated).
+    pub group_id: String,
+    /// The device that created the group (its only `owner`).
+    pub owner_device: String,
+    /// Display name.
+    pub name: Option<String>,
+    /// Whether the server fans out (`relay` of GROUP_CREATE).
+    pub relay: bool,
+    /// Creation time, unix seconds.
+    pub created_at: i64,
+}
+
+/// One device on a group's roster. Device ids are opaque references: a roster may name
+/// devices that have not registered yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMember {
+    /// The group.
+    pub group_id: String,
+    /// The member device.
+    pub device_id: String,
+    /// Its role.
+    pub role: GroupRole,
+    /// When it was added, unix seconds.
+    pub joined_at: i64,
+}
+
+/// A client's key marking a frame as already accepted, so a resend is not delivered twice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    /// Whose keys these are (the sending device).
+    pub scope: String,
+    /// The key within the scope.
+    pub key: String,
+    /// When the key stops counting, unix seconds; an expired key is as good as absent.
+    pub expires_at: i64,
+}
+
+/// A frame to store for recipients that are not connected.
+///
+/// The payload is stored once and referenced by one queue row per recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEnvelope {
+    /// Recipient devices (duplicates are ignored).
+    pub recipients: Vec<String>,
+    /// Channel the frame travels on.
+    pub channel_id: u32,
+    /// Sending device.
+    pub sender: String,
+    /// Replay order: envelopes replay by ascending `order_key`, then by enqueue order.
+    pub order_key: i64,
+    /// The encoded frame (its sequence number is replaced on replay).
+    pub frame: Vec<u8>,
+    /// Enqueue time, unix seconds (also "now" for the queue bound).
+    pub enqueued_at: i64,
+    /// Expiry, unix seconds: an expired envelope is never replayed.
+    pub expires_at: i64,
+    /// Recorded in the same transaction; if it is already present and unexpired nothing is
+    /// stored and the outcome is [`EnqueueOutcome::Duplicate`].
+    pub idempotency: Option<IdempotencyKey>,
+    /// Most unexpired envelopes one recipient may have queued; a full recipient is refused.
+    pub max_per_recipient: u64,
+}
+
+/// What [`Store::enqueue`](crate::Store::enqueue) did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnqueueOutcome {
+    /// The envelope was committed for `stored`; `refused` recipients had full queues.
+    Stored {
+        /// Recipients the envelope was queued for.
+        stored: Vec<String>,
+        /// Recipients whose queue was full (nothing was stored for them).
+        refused: Vec<String>,
+    },
+    /// The idempotency key was already present: nothing was stored.
+    Duplicate,
+}
+
+/// A queued envelope of one recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedEnvelope {
+    /// Unique, increasing id of this recipient's queue entry (never reused).
+    pub envelope_id: i64,
+    /// The recipient device.
+    pub recipient: String,
+    /// Channel the frame travels on.
+    pub channel_id: u32,
+    /// Sending device.
+    pub sender: String,
+    /// Replay order key.
+    pub order_key: i64,
+    /// The encoded frame.
+    pub frame: Vec<u8>,
+    /// Enqueue time, unix seconds.
+    pub enqueued_at: i64,
+    /// Expiry, unix seconds.
+    pub expires_at: i64,
+}
+
+/// The last envelope delivered to a device on a channel (audit and resumption).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxOffset {
+    /// The recipient device.
+    pub device_id: String,
+    /// The channel.
+    pub channel_id: u32,
+    /// Id of the last delivered envelope on that channel.
+    pub last_envelope_id: i64,
+    /// When it was delivered, unix seconds.
+    pub updated_at: i64,
+}

@@ -3,7 +3,10 @@
 //! Column types are portable: TEXT → `String`, INTEGER/BIGINT → `i64`, BLOB/BYTEA → `Vec<u8>`.
 
 use crate::error::StoreError;
-use crate::model::{DeviceKeyEvent, DeviceRecord, DeviceStatus, SessionRecord, UserRecord};
+use crate::model::{
+    DeviceKeyEvent, DeviceRecord, DeviceStatus, GroupMember, GroupRecord, GroupRole, InboxOffset,
+    QueuedEnvelope, SessionRecord, UserRecord,
+};
 
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct UserRow {
@@ -101,6 +104,122 @@ impl From<SessionRow> for SessionRecord {
     }
 }
 
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct GroupRow {
+    pub(crate) group_id: String,
+    pub(crate) owner_device: String,
+    pub(crate) name: Option<String>,
+    pub(crate) relay: i64,
+    pub(crate) created_at: i64,
+}
+
+impl TryFrom<GroupRow> for GroupRecord {
+    type Error = StoreError;
+
+    fn try_from(row: GroupRow) -> Result<Self, StoreError> {
+        let relay = match row.relay {
+            0 => false,
+            1 => true,
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "group {}: relay flag {other}",
+                    row.group_id
+                )));
+            }
+        };
+        Ok(Self {
+            group_id: row.group_id,
+            owner_device: row.owner_device,
+            name: row.name,
+            relay,
+            created_at: row.created_at,
+        })
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct MemberRow {
+    pub(crate) group_id: String,
+    pub(crate) device_id: String,
+    pub(crate) role: String,
+    pub(crate) joined_at: i64,
+}
+
+impl TryFrom<MemberRow> for GroupMember {
+    type Error = StoreError;
+
+    fn try_from(row: MemberRow) -> Result<Self, StoreError> {
+        let role = GroupRole::parse(&row.role).ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "group {} member {}: unknown role {:?}",
+                row.group_id, row.device_id, row.role
+            ))
+        })?;
+        Ok(Self {
+            group_id: row.group_id,
+            device_id: row.device_id,
+            role,
+            joined_at: row.joined_at,
+        })
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct EnvelopeRow {
+    pub(crate) envelope_id: i64,
+    pub(crate) recipient: String,
+    pub(crate) channel_id: i64,
+    pub(crate) sender: String,
+    pub(crate) order_key: i64,
+    pub(crate) frame: Vec<u8>,
+    pub(crate) enqueued_at: i64,
+    pub(crate) expires_at: i64,
+}
+
+impl TryFrom<EnvelopeRow> for QueuedEnvelope {
+    type Error = StoreError;
+
+    fn try_from(row: EnvelopeRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            channel_id: channel(row.channel_id, "envelope", row.envelope_id)?,
+            envelope_id: row.envelope_id,
+            recipient: row.recipient,
+            sender: row.sender,
+            order_key: row.order_key,
+            frame: row.frame,
+            enqueued_at: row.enqueued_at,
+            expires_at: row.expires_at,
+        })
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct OffsetRow {
+    pub(crate) device_id: String,
+    pub(crate) channel_id: i64,
+    pub(crate) last_envelope_id: i64,
+    pub(crate) updated_at: i64,
+}
+
+impl TryFrom<OffsetRow> for InboxOffset {
+    type Error = StoreError;
+
+    fn try_from(row: OffsetRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            channel_id: channel(row.channel_id, "inbox offset", row.last_envelope_id)?,
+            device_id: row.device_id,
+            last_envelope_id: row.last_envelope_id,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+/// A stored channel id as `u32`.
+fn channel(value: i64, what: &str, id: i64) -> Result<u32, StoreError> {
+    u32::try_from(value)
+        .map_err(|_| StoreError::Corrupt(format!("{what} {id}: channel id {value} out of range")))
+}
+
 /// Converts a list of rows, failing on the first one that does not decode.
 pub(crate) fn decode_all<R, T>(rows: Vec<R>) -> Result<Vec<T>, StoreError>
 where
@@ -156,6 +275,52 @@ mod tests {
     fn unknown_status_is_corrupt() {
         let err = DeviceRecord::try_from(row(vec![7; 32], "banned")).unwrap_err();
         assert!(matches!(err, StoreError::Corrupt(m) if m.contains("banned")));
+    }
+
+    #[test]
+    fn group_rows_decode_checked() {
+        let row = |relay, role: &str| {
+            (
+                GroupRow {
+                    group_id: "g".into(),
+                    owner_device: "d".into(),
+                    name: None,
+                    relay,
+                    created_at: 1,
+                },
+                MemberRow {
+                    group_id: "g".into(),
+                    device_id: "d".into(),
+                    role: role.into(),
+                    joined_at: 1,
+                },
+            )
+        };
+        let (group, member) = row(1, "admin");
+        assert!(GroupRecord::try_from(group).unwrap().relay);
+        assert_eq!(
+            GroupMember::try_from(member).unwrap().role,
+            GroupRole::Admin
+        );
+        let (group, member) = row(2, "king");
+        assert!(matches!(
+            GroupRecord::try_from(group),
+            Err(StoreError::Corrupt(_))
+        ));
+        assert!(matches!(
+            GroupMember::try_from(member),
+            Err(StoreError::Corrupt(m)) if m.contains("king")
+        ));
+    }
+
+    #[test]
+    fn out_of_range_channel_is_corrupt() {
+        assert_eq!(channel(7, "x", 1).unwrap(), 7);
+        assert!(matches!(channel(-1, "x", 1), Err(StoreError::Corrupt(_))));
+        assert!(matches!(
+            channel(i64::from(u32::MAX) + 1, "x", 1),
+            Err(StoreError::Corrupt(_))
+        ));
     }
 
     #[test]

@@ -70,6 +70,15 @@ suite_tests!(
     session_requires_matching_active_device,
     revoke_deletes_sessions,
     purge_expired_sessions,
+    group_lifecycle,
+    unknown_group_is_absent,
+    invalid_rosters_are_rejected,
+    enqueue_and_replay_in_order,
+    one_payload_serves_many_recipients,
+    delivery_advances_inbox_offsets,
+    expired_envelopes_are_dropped_and_purged,
+    full_queues_refuse_new_envelopes,
+    idempotency_keys_drop_resends,
 );
 
 #[tokio::test]

@@ -124,6 +124,34 @@ const SETTINGS: &[(&str, &str, Setter)] = &[
             Ok(())
         },
     ),
+    (
+        "COMMUCAT_MAILBOX_CAPACITY",
+        "limits.mailbox_capacity",
+        |c, n, r| {
+            c.limits.mailbox_capacity = integer(n, r)?;
+            Ok(())
+        },
+    ),
+    ("COMMUCAT_OFFLINE_TTL", "offline.ttl", |c, n, r| {
+        c.offline.ttl = secs(n, r)?;
+        Ok(())
+    }),
+    (
+        "COMMUCAT_OFFLINE_MAX_PER_DEVICE",
+        "offline.max_per_device",
+        |c, n, r| {
+            c.offline.max_per_device = integer(n, r)?;
+            Ok(())
+        },
+    ),
+    (
+        "COMMUCAT_DEDUP_WINDOW",
+        "offline.dedup_window",
+        |c, n, r| {
+            c.offline.dedup_window = secs(n, r)?;
+            Ok(())
+        },
+    ),
 ];
 
 const TLS_CERT: &str = "COMMUCAT_TLS_CERT";

@@ -22,6 +22,8 @@ struct FileConfig {
     session: SessionSection,
     #[serde(default)]
     limits: LimitsSection,
+    #[serde(default)]
+    offline: OfflineSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -71,6 +73,15 @@ struct LimitsSection {
     max_frame_len: Option<usize>,
     max_connections: Option<usize>,
     tls_handshake_timeout: Option<u64>,
+    mailbox_capacity: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OfflineSection {
+    ttl: Option<u64>,
+    max_per_device: Option<u64>,
+    dedup_window: Option<u64>,
 }
 
 /// Parses `text` (the contents of `path`) and applies its settings to `config`.
@@ -133,6 +144,12 @@ pub(super) fn apply(config: &mut Config, path: &Path, text: &str) -> Result<(), 
         &mut config.limits.tls_handshake_timeout,
         limits.tls_handshake_timeout,
     );
+    set(&mut config.limits.mailbox_capacity, limits.mailbox_capacity);
+
+    let offline = file.offline;
+    set_secs(&mut config.offline.ttl, offline.ttl);
+    set(&mut config.offline.max_per_device, offline.max_per_device);
+    set_secs(&mut config.offline.dedup_window, offline.dedup_window);
     Ok(())
 }
 

@@ -40,6 +40,8 @@ pub struct Config {
     pub session: SessionSettings,
     /// `[limits]`: resource bounds.
     pub limits: LimitSettings,
+    /// `[offline]`: the durable queue for devices that are not connected.
+    pub offline: OfflineSettings,
 }
 
 /// `[server]` section.
@@ -116,6 +118,23 @@ pub struct LimitSettings {
     pub max_connections: usize,
     /// Time a client gets to complete the TLS handshake (`limits.tls_handshake_timeout`).
     pub tls_handshake_timeout: Duration,
+    /// Frames that may wait for one session before it counts as a slow consumer
+    /// (`limits.mailbox_capacity`, `COMMUCAT_MAILBOX_CAPACITY`).
+    pub mailbox_capacity: usize,
+}
+
+/// `[offline]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfflineSettings {
+    /// How long a queued frame waits for its recipient before it is dropped (`offline.ttl`,
+    /// `COMMUCAT_OFFLINE_TTL`).
+    pub ttl: Duration,
+    /// Frames one device may have queued; further frames for it are refused with an ERROR to
+    /// the sender (`offline.max_per_device`, `COMMUCAT_OFFLINE_MAX_PER_DEVICE`).
+    pub max_per_device: u64,
+    /// How long a relayed frame's idempotency key is remembered, so a resend is not delivered
+    /// twice (`offline.dedup_window`, `COMMUCAT_DEDUP_WINDOW`).
+    pub dedup_window: Duration,
 }
 
 impl Default for Config {
@@ -148,6 +167,12 @@ impl Default for Config {
                 max_frame_len: MAX_FRAME_LEN_CEILING,
                 max_connections: 10_000,
                 tls_handshake_timeout: Duration::from_secs(10),
+                mailbox_capacity: 1024,
+            },
+            offline: OfflineSettings {
+                ttl: Duration::from_secs(7 * 24 * 3600),
+                max_per_device: 10_000,
+                dedup_window: Duration::from_secs(300),
             },
         }
     }
@@ -351,6 +376,27 @@ impl Config {
             self.limits.tls_handshake_timeout,
             1,
             300,
+        )?;
+        let mailbox = self.limits.mailbox_capacity;
+        if !(1..=1_000_000).contains(&mailbox) {
+            return Err(ConfigError::invalid(
+                name("limits.mailbox_capacity"),
+                format!("must be between 1 and 1000000, got {mailbox}"),
+            ));
+        }
+        check_secs(name("offline.ttl"), self.offline.ttl, 60, MAX_DURATION_SECS)?;
+        let queue = self.offline.max_per_device;
+        if !(1..=10_000_000).contains(&queue) {
+            return Err(ConfigError::invalid(
+                name("offline.max_per_device"),
+                format!("must be between 1 and 10000000, got {queue}"),
+            ));
+        }
+        check_secs(
+            name("offline.dedup_window"),
+            self.offline.dedup_window,
+            1,
+            7 * 24 * 3600,
         )
     }
 }

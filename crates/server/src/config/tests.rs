@@ -39,6 +39,10 @@ fn defaults_without_file_or_env() {
     assert_eq!(c.session.presence_ttl, Duration::from_secs(60));
     assert_eq!(c.limits.max_frame_len, 16 * 1024 * 1024);
     assert_eq!(c.limits.max_connections, 10_000);
+    assert_eq!(c.limits.mailbox_capacity, 1024);
+    assert_eq!(c.offline.ttl, Duration::from_secs(604_800));
+    assert_eq!(c.offline.max_per_device, 10_000);
+    assert_eq!(c.offline.dedup_window, Duration::from_secs(300));
     assert!(loaded.unknown_env.is_empty());
     c.validate().unwrap();
 }
@@ -73,6 +77,12 @@ presence_ttl = 90
 max_frame_len = 65536
 max_connections = 100
 tls_handshake_timeout = 3
+mailbox_capacity = 64
+
+[offline]
+ttl = 3600
+max_per_device = 50
+dedup_window = 30
 "#;
 
 #[test]
@@ -101,6 +111,10 @@ fn file_sets_every_section_and_resolves_relative_paths() {
     assert_eq!(c.limits.max_frame_len, 65536);
     assert_eq!(c.limits.max_connections, 100);
     assert_eq!(c.limits.tls_handshake_timeout, Duration::from_secs(3));
+    assert_eq!(c.limits.mailbox_capacity, 64);
+    assert_eq!(c.offline.ttl, Duration::from_secs(3600));
+    assert_eq!(c.offline.max_per_device, 50);
+    assert_eq!(c.offline.dedup_window, Duration::from_secs(30));
 }
 
 #[test]
@@ -133,6 +147,10 @@ fn env_overrides_file_which_overrides_defaults() {
             ("COMMUCAT_CONNECTION_KEEPALIVE", "12"),
             ("COMMUCAT_CERT_RENEWAL_MARGIN", "13"),
             ("COMMUCAT_DATA_DIR", "rel/data"),
+            ("COMMUCAT_MAILBOX_CAPACITY", "8"),
+            ("COMMUCAT_OFFLINE_TTL", "120"),
+            ("COMMUCAT_OFFLINE_MAX_PER_DEVICE", "5"),
+            ("COMMUCAT_DEDUP_WINDOW", "9"),
         ],
     )
     .unwrap()
@@ -152,6 +170,10 @@ fn env_overrides_file_which_overrides_defaults() {
         "env paths stay relative to the working directory"
     );
     assert_eq!(c.limits.max_connections, 10_000, "default kept");
+    assert_eq!(c.limits.mailbox_capacity, 8);
+    assert_eq!(c.offline.ttl, Duration::from_secs(120));
+    assert_eq!(c.offline.max_per_device, 5);
+    assert_eq!(c.offline.dedup_window, Duration::from_secs(9));
 }
 
 #[test]
@@ -238,6 +260,22 @@ fn invalid_values_name_the_file_key() {
         error(Some("[limits]\nmax_connections = 0\n"), &[]),
         "limits.max_connections: must be between 1 and 1000000, got 0"
     );
+    assert_eq!(
+        error(Some("[limits]\nmailbox_capacity = 0\n"), &[]),
+        "limits.mailbox_capacity: must be between 1 and 1000000, got 0"
+    );
+    assert_eq!(
+        error(Some("[offline]\nttl = 59\n"), &[]),
+        "offline.ttl: must be between 60 and 31536000 seconds, got 59"
+    );
+    assert_eq!(
+        error(Some("[offline]\nmax_per_device = 0\n"), &[]),
+        "offline.max_per_device: must be between 1 and 10000000, got 0"
+    );
+    assert_eq!(
+        error(Some("[offline]\ndedup_window = 0\n"), &[]),
+        "offline.dedup_window: must be between 1 and 604800 seconds, got 0"
+    );
 }
 
 #[test]
@@ -277,6 +315,18 @@ fn invalid_values_name_the_env_var() {
             &[("COMMUCAT_PRESENCE_TTL", "0")]
         ),
         "COMMUCAT_PRESENCE_TTL: must be between 1 and 31536000 seconds, got 0"
+    );
+    assert_eq!(
+        error(None, &[("COMMUCAT_OFFLINE_MAX_PER_DEVICE", "lots")]),
+        "COMMUCAT_OFFLINE_MAX_PER_DEVICE: invalid non-negative integer \"lots\""
+    );
+    assert_eq!(
+        error(None, &[("COMMUCAT_MAILBOX_CAPACITY", "0")]),
+        "COMMUCAT_MAILBOX_CAPACITY: must be between 1 and 1000000, got 0"
+    );
+    assert_eq!(
+        error(None, &[("COMMUCAT_DEDUP_WINDOW", "604801")]),
+        "COMMUCAT_DEDUP_WINDOW: must be between 1 and 604800 seconds, got 604801"
     );
 }
 

@@ -1,27 +1,86 @@
-//! Routing between sessions: who is online, which devices are members of which channel, and
-//! fan-out of frames to members' mailboxes.
+//! Routing between sessions: who is online, which devices are members of which channel, which
+//! calls are running, and fan-out of frames to members' mailboxes.
 //!
 //! Every established session registers a bounded mailbox here. Routing decisions take a short
-//! lock on the tables, copy out the recipients' mailbox handles, release the lock, then hand
-//! each recipient the same frame (its payload is reference-counted, never copied). The
-//! recipient's session task assigns its own sequence number and writes the frame.
+//! lock on the tables, copy out what they need (recipients' mailbox handles, member lists),
+//! release the lock, then hand each recipient the same frame (its payload is
+//! reference-counted, never copied). The recipient's session task assigns its own sequence
+//! number and writes the frame.
+//!
+//! The tables themselves are plain state machines without I/O: [`channels::Channels`],
+//! [`calls::Calls`], [`dedup::Dedup`]; group roster rules are functions in [`groups`]; the
+//! presence registry sits behind the [`presence::Presence`] trait.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+pub mod calls;
+pub mod channels;
+pub mod dedup;
+pub mod groups;
+pub mod presence;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ccp::Frame;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
+
+use calls::Calls;
+use channels::Channels;
+use dedup::Dedup;
+
+/// A frame on its way to recipients: what every recipient's mailbox shares.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    /// The frame (its payload shared with every other recipient).
+    pub frame: Frame,
+    /// Replay order key: if the frame ends up in the offline queue after all, it keeps its
+    /// place among the frames relayed before and after it.
+    pub stamp: i64,
+    /// The sending device (or the server's own notices' subject).
+    pub sender: Arc<str>,
+}
 
 /// What a session's mailbox carries.
 #[derive(Debug)]
 pub enum Delivery {
     /// A frame to send (re-sequenced by the receiving session).
-    Frame(Frame),
+    Frame(Envelope),
+    /// Frames were queued for this device while it was connected: replay the offline queue.
+    Replay,
 }
 
-/// Frames a session may have queued before the server considers the client too slow.
+/// Default number of frames a session may have waiting before the server considers the client
+/// too slow (`limits.mailbox_capacity`).
 pub const MAILBOX_CAPACITY: usize = 1024;
+
+/// Raised by the hub when a session's mailbox overflowed; the session then ends with `Slow
+/// Consumer`, even if it is blocked writing to a client that does not read.
+#[derive(Debug, Default)]
+pub struct OverflowSignal {
+    raised: AtomicBool,
+    notify: Notify,
+}
+
+impl OverflowSignal {
+    fn raise(&self) {
+        self.raised.store(true, Ordering::Release);
+        self.notify.notify_one();
+    }
+
+    /// Whether the mailbox overflowed.
+    #[must_use]
+    pub fn is_raised(&self) -> bool {
+        self.raised.load(Ordering::Acquire)
+    }
+
+    /// Completes once the mailbox has overflowed (at once if it already has).
+    pub async fn raised(&self) {
+        while !self.is_raised() {
+            self.notify.notified().await;
+        }
+    }
+}
 
 /// The mailbox of one online session.
 #[derive(Debug, Clone)]
@@ -30,20 +89,28 @@ pub struct Mailbox {
     pub session_id: String,
     /// Sender side of the session task's queue.
     pub tx: mpsc::Sender<Delivery>,
-    /// Set when the hub dropped this mailbox because it overflowed.
-    pub overflowed: Arc<AtomicBool>,
+    /// Raised when the hub dropped this mailbox because it overflowed.
+    pub overflow: Arc<OverflowSignal>,
+    /// The client's socket address as the server observed it (published to peers of
+    /// `relay:false` channels).
+    pub addr: Option<SocketAddr>,
 }
 
 impl Mailbox {
     /// A mailbox for `session_id` and its receiving end.
     #[must_use]
-    pub fn new(session_id: impl Into<String>, capacity: usize) -> (Self, mpsc::Receiver<Delivery>) {
-        let (tx, rx) = mpsc::channel(capacity);
+    pub fn new(
+        session_id: impl Into<String>,
+        capacity: usize,
+        addr: Option<SocketAddr>,
+    ) -> (Self, mpsc::Receiver<Delivery>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
         (
             Self {
                 session_id: session_id.into(),
                 tx,
-                overflowed: Arc::new(AtomicBool::new(false)),
+                overflow: Arc::new(OverflowSignal::default()),
+                addr,
             },
             rx,
         )
@@ -52,7 +119,7 @@ impl Mailbox {
     /// Whether the hub dropped this mailbox for overflowing.
     #[must_use]
     pub fn has_overflowed(&self) -> bool {
-        self.overflowed.load(Ordering::Acquire)
+        self.overflow.is_raised()
     }
 }
 
@@ -64,37 +131,78 @@ pub enum Handoff {
     /// The recipient is not connected.
     Offline,
     /// The recipient's mailbox is full (it does not read): the hub drops its session, which
-    /// ends with a `Slow Consumer` ERROR once it has drained what was queued.
+    /// ends with a `Slow Consumer` ERROR. The frame was not queued for it.
     Overflow,
 }
 
 #[derive(Debug, Default)]
-struct Tables {
+pub(crate) struct Tables {
     /// Online sessions by device id.
     online: HashMap<String, Mailbox>,
-    /// Channel members by channel id (device ids, online or not).
-    channels: HashMap<u32, BTreeSet<String>>,
+    /// Channel membership.
+    pub(crate) channels: Channels,
+    /// Running calls.
+    pub(crate) calls: Calls,
 }
 
 /// The routing tables of this node.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Hub {
     tables: Mutex<Tables>,
+    dedup: Dedup,
+    last_stamp: AtomicI64,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self::new(dedup::DEFAULT_WINDOW)
+    }
 }
 
 impl Hub {
-    /// An empty hub.
+    /// An empty hub remembering relayed frames for `dedup_window`.
     #[must_use]
-    pub fn new() -> Self {
-        Self::default()
+    pub fn new(dedup_window: std::time::Duration) -> Self {
+        Self {
+            tables: Mutex::new(Tables::default()),
+            dedup: Dedup::new(dedup_window, dedup::DEFAULT_CAPACITY),
+            last_stamp: AtomicI64::new(0),
+        }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Tables> {
-        // A panic while holding the lock cannot leave the maps half-updated (each operation is
-        // a single insert/remove), so a poisoned lock is still consistent.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Tables> {
+        // Every operation leaves the tables consistent before it can panic (single inserts and
+        // removes), so a poisoned lock is still usable.
         self.tables
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The idempotency window of relayed frames.
+    #[must_use]
+    pub fn dedup(&self) -> &Dedup {
+        &self.dedup
+    }
+
+    /// A replay order key for a frame relayed now: microseconds since the Unix epoch, strictly
+    /// increasing on this node (and, with a sane clock, across restarts).
+    pub fn next_stamp(&self) -> i64 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+        let mut last = self.last_stamp.load(Ordering::Relaxed);
+        loop {
+            let next = now.max(last.saturating_add(1));
+            match self.last_stamp.compare_exchange_weak(
+                last,
+                next,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return next,
+                Err(current) => last = current,
+            }
+        }
     }
 
     /// Registers a session as the device's online endpoint, replacing an older session of the
@@ -103,15 +211,16 @@ impl Hub {
         self.lock().online.insert(device_id.to_owned(), mailbox)
     }
 
-    /// Removes the device's online entry if it still belongs to `session_id`.
-    pub fn unregister(&self, device_id: &str, session_id: &str) {
+    /// Removes the device's online entry if it still belongs to `session_id`. Returns the
+    /// mailbox of the session that now serves the device instead, if any.
+    pub fn unregister(&self, device_id: &str, session_id: &str) -> Option<Mailbox> {
         let mut tables = self.lock();
-        if tables
-            .online
-            .get(device_id)
-            .is_some_and(|m| m.session_id == session_id)
-        {
-            tables.online.remove(device_id);
+        match tables.online.get(device_id) {
+            Some(m) if m.session_id == session_id => {
+                tables.online.remove(device_id);
+                None
+            }
+            other => other.cloned(),
         }
     }
 
@@ -121,51 +230,54 @@ impl Hub {
         self.lock().online.contains_key(device_id)
     }
 
-    /// Adds `devices` to the channel's members (merging with the current members) and returns
-    /// the resulting member list.
-    pub fn join<'a>(
-        &self,
-        channel: u32,
-        devices: impl IntoIterator<Item = &'a str>,
-    ) -> Vec<String> {
-        let mut tables = self.lock();
-        let members = tables.channels.entry(channel).or_default();
-        for device in devices {
-            members.insert(device.to_owned());
-        }
-        members.iter().cloned().collect()
-    }
-
-    /// Removes `device` from the channel; returns the remaining members (the channel is
-    /// forgotten once empty), or `None` if it was not a member.
-    pub fn leave(&self, channel: u32, device: &str) -> Option<Vec<String>> {
-        let mut tables = self.lock();
-        let members = tables.channels.get_mut(&channel)?;
-        if !members.remove(device) {
-            return None;
-        }
-        let remaining: Vec<String> = members.iter().cloned().collect();
-        if remaining.is_empty() {
-            tables.channels.remove(&channel);
-        }
-        Some(remaining)
-    }
-
-    /// The channel's members, if `device` is one of them.
+    /// The devices of `devices` that have no online session.
     #[must_use]
-    pub fn members_if_member(&self, channel: u32, device: &str) -> Option<Vec<String>> {
+    pub fn offline_among(&self, devices: &[String]) -> Vec<String> {
         let tables = self.lock();
-        let members = tables.channels.get(&channel)?;
-        members
-            .contains(device)
-            .then(|| members.iter().cloned().collect())
+        devices
+            .iter()
+            .filter(|d| !tables.online.contains_key(d.as_str()))
+            .cloned()
+            .collect()
     }
 
-    /// Hands `frame` to each online device in `recipients`.
+    /// The observed address of an online device.
+    #[must_use]
+    pub fn address_of(&self, device_id: &str) -> Option<SocketAddr> {
+        self.lock().online.get(device_id).and_then(|m| m.addr)
+    }
+
+    /// Runs `f` on the channel tables under the lock.
+    pub fn channels<T>(&self, f: impl FnOnce(&mut Channels) -> T) -> T {
+        f(&mut self.lock().channels)
+    }
+
+    /// Runs `f` on the call table under the lock.
+    pub fn calls<T>(&self, f: impl FnOnce(&mut Calls) -> T) -> T {
+        f(&mut self.lock().calls)
+    }
+
+    /// Asks the online sessions among `devices` to replay their offline queue.
+    pub fn nudge<'a>(&self, devices: impl IntoIterator<Item = &'a str>) {
+        let mailboxes: Vec<Mailbox> = {
+            let tables = self.lock();
+            devices
+                .into_iter()
+                .filter_map(|d| tables.online.get(d).cloned())
+                .collect()
+        };
+        for mailbox in mailboxes {
+            // A full mailbox already holds work for the session; it replays at its next
+            // connect at the latest.
+            let _ = mailbox.tx.try_send(Delivery::Replay);
+        }
+    }
+
+    /// Hands `envelope` to each online device in `recipients`.
     pub fn deliver<'a>(
         &self,
         recipients: impl IntoIterator<Item = &'a str>,
-        frame: &Frame,
+        envelope: &Envelope,
     ) -> Vec<(String, Handoff)> {
         let targets: Vec<(String, Option<Mailbox>)> = {
             let tables = self.lock();
@@ -179,11 +291,11 @@ impl Hub {
             .map(|(device, mailbox)| {
                 let outcome = match mailbox {
                     None => Handoff::Offline,
-                    Some(mailbox) => match mailbox.tx.try_send(Delivery::Frame(frame.clone())) {
+                    Some(mailbox) => match mailbox.tx.try_send(Delivery::Frame(envelope.clone())) {
                         Ok(()) => Handoff::Queued,
                         Err(mpsc::error::TrySendError::Full(_)) => {
-                            mailbox.overflowed.store(true, Ordering::Release);
                             self.unregister(&device, &mailbox.session_id);
+                            mailbox.overflow.raise();
                             Handoff::Overflow
                         }
                         Err(mpsc::error::TrySendError::Closed(_)) => Handoff::Offline,
@@ -201,57 +313,74 @@ mod tests {
     use ccp::FrameType;
 
     fn mailbox(session: &str, capacity: usize) -> (Mailbox, mpsc::Receiver<Delivery>) {
-        Mailbox::new(session, capacity)
+        Mailbox::new(session, capacity, None)
     }
 
-    #[test]
-    fn join_merges_and_leave_removes_only_the_sender() {
-        let hub = Hub::new();
-        assert_eq!(hub.join(7, ["a"]), ["a"]);
-        assert_eq!(hub.join(7, ["b"]), ["a", "b"]);
-        assert_eq!(hub.join(7, ["c", "a"]), ["a", "b", "c"]);
-        assert_eq!(
-            hub.leave(7, "b"),
-            Some(vec!["a".to_owned(), "c".to_owned()])
-        );
-        assert_eq!(hub.leave(7, "b"), None);
-        assert_eq!(hub.members_if_member(7, "b"), None);
-        assert!(hub.members_if_member(7, "a").is_some());
-        hub.leave(7, "a");
-        hub.leave(7, "c");
-        assert_eq!(hub.members_if_member(7, "a"), None);
-    }
-
-    #[test]
-    fn delivery_outcomes() {
-        let hub = Hub::new();
+    #[tokio::test]
+    async fn delivery_outcomes() {
+        let hub = Hub::default();
         let (a, mut a_rx) = mailbox("s-a", 1);
         hub.register("a", a.clone());
         let frame = Frame::new(FrameType::Msg, 7, 1, &b"x"[..]).unwrap();
-        let out = hub.deliver(["a", "b"], &frame);
+        let envelope = Envelope {
+            frame: frame.clone(),
+            stamp: 5,
+            sender: Arc::from("s"),
+        };
+        let out = hub.deliver(["a", "b"], &envelope);
         assert_eq!(out[0].1, Handoff::Queued);
         assert_eq!(out[1].1, Handoff::Offline);
-        assert_eq!(hub.deliver(["a"], &frame)[0].1, Handoff::Overflow);
-        // The overflowing session is dropped and flagged.
+        assert_eq!(hub.deliver(["a"], &envelope)[0].1, Handoff::Overflow);
+        // The overflowing session is dropped and signalled.
         assert!(!hub.is_online("a"));
         assert!(a.has_overflowed());
+        tokio::time::timeout(std::time::Duration::from_secs(1), a.overflow.raised())
+            .await
+            .unwrap();
         let Some(Delivery::Frame(got)) = a_rx.try_recv().ok() else {
             panic!("queued frame expected")
         };
+        assert_eq!((got.stamp, &*got.sender), (5, "s"));
         // Shared payload, not a copy.
-        assert_eq!(got.payload().as_ptr(), frame.payload().as_ptr());
+        assert_eq!(got.frame.payload().as_ptr(), frame.payload().as_ptr());
     }
 
     #[test]
     fn a_replaced_session_does_not_unregister_its_successor() {
-        let hub = Hub::new();
+        let hub = Hub::default();
         let (old, _old_rx) = mailbox("s-1", 1);
         let (new, _new_rx) = mailbox("s-2", 1);
         hub.register("a", old);
         assert!(hub.register("a", new).is_some());
-        hub.unregister("a", "s-1");
+        let successor = hub.unregister("a", "s-1").unwrap();
+        assert_eq!(successor.session_id, "s-2");
         assert!(hub.is_online("a"));
-        hub.unregister("a", "s-2");
+        assert!(hub.unregister("a", "s-2").is_none());
         assert!(!hub.is_online("a"));
+    }
+
+    #[test]
+    fn offline_addresses_and_nudges() {
+        let hub = Hub::default();
+        let addr: SocketAddr = "198.51.100.10:52345".parse().unwrap();
+        let (a, mut a_rx) = Mailbox::new("s-a", 4, Some(addr));
+        hub.register("a", a);
+        let devices = ["a".to_owned(), "b".to_owned()];
+        assert_eq!(hub.offline_among(&devices), ["b"]);
+        assert_eq!(hub.address_of("a"), Some(addr));
+        assert_eq!(hub.address_of("b"), None);
+        hub.nudge(["a", "b"]);
+        assert!(matches!(a_rx.try_recv(), Ok(Delivery::Replay)));
+    }
+
+    #[test]
+    fn stamps_strictly_increase() {
+        let hub = Hub::default();
+        let mut last = 0;
+        for _ in 0..1000 {
+            let stamp = hub.next_stamp();
+            assert!(stamp > last);
+            last = stamp;
+        }
     }
 }

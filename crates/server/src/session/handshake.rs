@@ -250,6 +250,13 @@ fn now_unix() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
+/// The store key of a session token: its BLAKE3 hash, so a leaked database holds no usable
+/// bearer tokens. Everything that looks a session up by token hashes it the same way.
+#[must_use]
+pub fn session_key(token: &str) -> String {
+    encode_hex(blake3::hash(token.as_bytes()).as_bytes())
+}
+
 /// 64 lowercase hex characters from 32 random bytes.
 pub(crate) fn random_id() -> String {
     let mut bytes = [0u8; 32];
@@ -459,7 +466,7 @@ impl Handshaker {
         let expires_at = now.saturating_add(self.settings.session_ttl_secs);
         self.store
             .create_session(SessionRecord {
-                session_id: session_id.clone(),
+                session_id: session_key(&session_id),
                 device_id: checked.hello.device_id.clone(),
                 user_id: user.user_id.clone(),
                 created_at: now,
@@ -820,15 +827,12 @@ impl Handshaker {
                     "device owner missing",
                 )
             })?;
-        if hinted_id.is_some_and(|id| id != user.user_id)
-            || hinted_handle.is_some_and(|h| h != user.handle)
-        {
-            return Err(HandshakeFailure::new(
-                ProblemKind::AccountProofRequired,
-                "user-mismatch",
-                "this device belongs to another account",
-            ));
-        }
+        check_hints(
+            &user,
+            hinted_id,
+            hinted_handle,
+            "this device belongs to another account",
+        )?;
         if let Some(cert) = &checked.certificate
             && cert.data.user_id != user.user_id
         {
@@ -870,15 +874,12 @@ impl Handshaker {
                         "certificate names an unknown account",
                     )
                 })?;
-            if hinted_id.is_some_and(|id| id != user.user_id)
-                || hinted_handle.is_some_and(|h| h != user.handle)
-            {
-                return Err(HandshakeFailure::new(
-                    ProblemKind::AccountProofRequired,
-                    "user-mismatch",
-                    "user hints disagree with the certificate",
-                ));
-            }
+            check_hints(
+                &user,
+                hinted_id,
+                hinted_handle,
+                "user hints disagree with the certificate",
+            )?;
             (
                 UserToCreate::Existing(user.user_id.clone()),
                 user,
@@ -1049,6 +1050,25 @@ impl Handshaker {
                 .is_ok_and(|n| n >= u64::from(max)),
         }
     }
+}
+
+/// Refuses user hints (`user.id`, `user.handle`) that name another account than `user`.
+fn check_hints(
+    user: &UserRecord,
+    hinted_id: Option<&str>,
+    hinted_handle: Option<&str>,
+    detail: &'static str,
+) -> Result<(), HandshakeFailure> {
+    if hinted_id.is_some_and(|id| id != user.user_id)
+        || hinted_handle.is_some_and(|h| h != user.handle)
+    {
+        return Err(HandshakeFailure::new(
+            ProblemKind::AccountProofRequired,
+            "user-mismatch",
+            detail,
+        ));
+    }
+    Ok(())
 }
 
 fn static_mismatch() -> HandshakeFailure {

@@ -12,6 +12,7 @@ use std::time::Duration;
 use commucat_link::{ByteStream, Connection};
 
 use crate::router::Hub;
+use established::Messaging;
 use handshake::Handshaker;
 
 /// Runs `/connect` sessions: handshake, then the established loop.
@@ -23,7 +24,7 @@ pub struct Sessions {
 #[derive(Debug)]
 struct SessionsInner {
     handshaker: Handshaker,
-    hub: Arc<Hub>,
+    messaging: Arc<Messaging>,
     handshake_timeout: Duration,
     max_frame_len: usize,
 }
@@ -33,14 +34,14 @@ impl Sessions {
     #[must_use]
     pub fn new(
         handshaker: Handshaker,
-        hub: Arc<Hub>,
+        messaging: Arc<Messaging>,
         handshake_timeout: Duration,
         max_frame_len: usize,
     ) -> Self {
         Self {
             inner: Arc::new(SessionsInner {
                 handshaker,
-                hub,
+                messaging,
                 handshake_timeout,
                 max_frame_len,
             }),
@@ -50,7 +51,13 @@ impl Sessions {
     /// The routing tables.
     #[must_use]
     pub fn hub(&self) -> &Arc<Hub> {
-        &self.inner.hub
+        &self.inner.messaging.hub
+    }
+
+    /// What established sessions share (routing tables, store, presence, settings).
+    #[must_use]
+    pub fn messaging(&self) -> &Arc<Messaging> {
+        &self.inner.messaging
     }
 
     /// Serves one connection until it ends. Failures are reported to the client (ERROR frame)
@@ -65,6 +72,6 @@ impl Sessions {
         else {
             return;
         };
-        established::run(conn, established, Arc::clone(&inner.hub), &remote).await;
+        established::run(conn, established, Arc::clone(&inner.messaging), &remote).await;
     }
 }

@@ -164,7 +164,10 @@ async fn xk_registers_a_new_device_and_issues_a_certificate() {
     let events = fx.store.key_events("device-1").await.unwrap();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].action, "register");
-    let stored = fx.store.session(&info.session_id).await.unwrap().unwrap();
+    // Stored under the token's hash, never the token itself.
+    assert!(fx.store.session(&info.session_id).await.unwrap().is_none());
+    let key = super::handshake::session_key(&info.session_id);
+    let stored = fx.store.session(&key).await.unwrap().unwrap();
     assert_eq!(stored.device_id, "device-1");
 }
 

@@ -1,6 +1,8 @@
 //! Embedded SQLite backend.
 
 mod devices;
+mod groups;
+mod queue;
 mod sessions;
 mod users;
 
@@ -16,7 +18,8 @@ use sqlx::sqlite::{
 use crate::Store;
 use crate::error::{Result, StoreError};
 use crate::model::{
-    DeviceKeyEvent, DeviceRecord, NewDeviceRegistration, SessionRecord, UserRecord,
+    DeviceKeyEvent, DeviceRecord, EnqueueOutcome, GroupMember, GroupRecord, InboxOffset,
+    NewDeviceRegistration, NewEnvelope, QueuedEnvelope, SessionRecord, UserRecord,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -193,5 +196,54 @@ impl Store for SqliteStore {
 
     async fn purge_expired_sessions(&self, now: i64) -> Result<u64> {
         sessions::purge_expired(&self.pool, now).await
+    }
+
+    async fn create_group(&self, group: GroupRecord, members: Vec<GroupMember>) -> Result<()> {
+        groups::create(&self.pool, group, members).await
+    }
+
+    async fn group(&self, group_id: &str) -> Result<Option<GroupRecord>> {
+        groups::by_id(&self.pool, group_id).await
+    }
+
+    async fn group_members(&self, group_id: &str) -> Result<Vec<GroupMember>> {
+        groups::members(&self.pool, group_id).await
+    }
+
+    async fn upsert_group_member(&self, member: GroupMember) -> Result<GroupMember> {
+        groups::upsert_member(&self.pool, member).await
+    }
+
+    async fn enqueue(&self, envelope: NewEnvelope) -> Result<EnqueueOutcome> {
+        queue::enqueue(&self.pool, envelope).await
+    }
+
+    async fn pending_envelopes(
+        &self,
+        recipient: &str,
+        now: i64,
+        limit: u32,
+    ) -> Result<Vec<QueuedEnvelope>> {
+        queue::pending(&self.pool, recipient, now, limit).await
+    }
+
+    async fn mark_delivered(&self, recipient: &str, envelope_ids: &[i64], now: i64) -> Result<u64> {
+        queue::mark_delivered(&self.pool, recipient, envelope_ids, now).await
+    }
+
+    async fn queued_count(&self, recipient: &str, now: i64) -> Result<u64> {
+        queue::queued(&self.pool, recipient, now).await
+    }
+
+    async fn inbox_offset(&self, device_id: &str, channel_id: u32) -> Result<Option<InboxOffset>> {
+        queue::inbox_offset(&self.pool, device_id, channel_id).await
+    }
+
+    async fn purge_expired_envelopes(&self, now: i64) -> Result<u64> {
+        queue::purge_expired(&self.pool, now).await
+    }
+
+    async fn purge_expired_idempotency(&self, now: i64) -> Result<u64> {
+        queue::purge_expired_keys(&self.pool, now).await
     }
 }

@@ -1,6 +1,10 @@
 //! Backend-independent behaviour of `Store`. Each backend's test file runs every function
 //! here against a fresh, empty store.
 
+mod messaging;
+
+pub(crate) use messaging::*;
+
 use std::sync::Arc;
 
 use commucat_store::{
@@ -580,6 +584,13 @@ where
     let (alice, dev) = seed(store.as_ref(), "alice").await;
     let s = session("sess-keep", &dev, 9_000);
     store.create_session(s.clone()).await.unwrap();
+    let (group, roster) = messaging::sample_group();
+    store
+        .create_group(group.clone(), roster.clone())
+        .await
+        .unwrap();
+    let envelope = messaging::envelope(&["dev-bob"], 10, b"kept");
+    store.enqueue(envelope).await.unwrap();
     drop(store);
 
     let store = open().await;
@@ -590,6 +601,11 @@ where
     );
     assert_eq!(store.key_events(&dev.device_id).await.unwrap().len(), 1);
     assert_eq!(store.session("sess-keep").await.unwrap(), Some(s));
+    assert_eq!(store.group(&group.group_id).await.unwrap(), Some(group));
+    assert_eq!(store.group_members("grp-1").await.unwrap(), roster);
+    let pending = store.pending_envelopes("dev-bob", 500, 10).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].frame, b"kept");
 }
 
 /// `corrupt(device_id)` must overwrite that device's stored public key with 3 bytes,

@@ -1,0 +1,357 @@
+//! GROUP_CREATE, GROUP_INVITE and JOIN of a group's channel, against the stored roster.
+
+use ccp::control::{Ack, GroupCreate, GroupInvite, Join};
+use ccp::{Frame, FrameType, ProblemKind};
+use commucat_link::ByteStream;
+use commucat_store::{GroupMember, StoreError};
+
+use super::offline::{self, Offline};
+use super::{End, SessionTask, unix_now};
+use crate::router::channels::BindRefused;
+use crate::router::groups::{
+    can_invite, check_id, create_notice, roster_for_create, to_store, to_wire,
+};
+use crate::session::handshake::random_id;
+
+impl<S: ByteStream> SessionTask<S> {
+    /// JOIN of a channel governed by `group_id`: only roster members may join, and the
+    /// channel's members become the roster. Returns the members and the group's name, or
+    /// `None` after an ERROR to the sender.
+    pub(super) async fn join_group(
+        &mut self,
+        frame: &Frame,
+        group_id: &str,
+        relay: bool,
+    ) -> Result<Option<(Vec<String>, Option<String>)>, End> {
+        let group = match self.m.store.group(group_id).await {
+            Ok(Some(group)) => group,
+            Ok(None) => {
+                self.reject(
+                    frame,
+                    ProblemKind::UnknownGroup,
+                    format!("no group {group_id}"),
+                )
+                .await?;
+                return Ok(None);
+            }
+            Err(e) => {
+                self.store_failed(frame, &e).await?;
+                return Ok(None);
+            }
+        };
+        let roster = match self.m.store.group_members(group_id).await {
+            Ok(roster) => roster,
+            Err(e) => {
+                self.store_failed(frame, &e).await?;
+                return Ok(None);
+            }
+        };
+        if !roster.iter().any(|m| m.device_id == self.device_id) {
+            self.reject(
+                frame,
+                ProblemKind::NotGroupMember,
+                format!(
+                    "{} is not on the roster of group {group_id}",
+                    self.device_id
+                ),
+            )
+            .await?;
+            return Ok(None);
+        }
+        let devices: Vec<String> = roster.into_iter().map(|m| m.device_id).collect();
+        let channel = frame.channel_id();
+        let me = self.device_id.clone();
+        match self
+            .m
+            .hub
+            .channels(|c| c.bind_group(channel, group_id, &devices, &me, relay))
+        {
+            Ok(members) => Ok(Some((members, group.name))),
+            Err(refused) => {
+                self.bind_refused(frame, refused).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    async fn bind_refused(&mut self, frame: &Frame, refused: BindRefused) -> Result<(), End> {
+        let channel = frame.channel_id();
+        match refused {
+            BindRefused::OtherGroup(group) => {
+                self.reject(
+                    frame,
+                    ProblemKind::NotGroupMember,
+                    format!("channel {channel} belongs to group {group}"),
+                )
+                .await
+            }
+            BindRefused::NotMember => {
+                self.reject(
+                    frame,
+                    ProblemKind::NotChannelMember,
+                    format!(
+                        "channel {channel} is a conversation {} is not part of; use another channel",
+                        self.device_id
+                    ),
+                )
+                .await
+            }
+        }
+    }
+
+    pub(super) async fn store_failed(
+        &mut self,
+        frame: &Frame,
+        error: &StoreError,
+    ) -> Result<(), End> {
+        tracing::warn!(device = %self.device_id, %error, "store failure");
+        self.reject(
+            frame,
+            ProblemKind::ServiceUnavailable,
+            format!("storage unavailable: {error}"),
+        )
+        .await
+    }
+
+    /// GROUP_CREATE: stores the group (the sender owns it) with its roster, binds the frame's
+    /// channel to it, sends the members GROUP_CREATE with the resolved id, roles and `owner`
+    /// (queued for those not connected), then ACKs `{"ack","group_id"}`.
+    pub(super) async fn group_create(&mut self, frame: &Frame) -> Result<(), End> {
+        let create: GroupCreate = match frame.parse_control() {
+            Ok(create) => create,
+            Err(e) => {
+                return self
+                    .reject(
+                        frame,
+                        ProblemKind::InvalidControlPayload,
+                        format!("GROUP_CREATE: {e}"),
+                    )
+                    .await;
+            }
+        };
+        let group_id = create.group_id.clone().unwrap_or_else(random_id);
+        let (group, roster) =
+            match roster_for_create(&create, &group_id, &self.device_id, unix_now()) {
+                Ok(created) => created,
+                Err(detail) => {
+                    return self
+                        .reject(
+                            frame,
+                            ProblemKind::InvalidControlPayload,
+                            format!("GROUP_CREATE: {detail}"),
+                        )
+                        .await;
+                }
+            };
+        let channel = frame.channel_id();
+        let me = self.device_id.clone();
+        // Checked before the group is stored, and again (atomically) when binding.
+        if let Err(refused) = self
+            .m
+            .hub
+            .channels(|c| c.check_bind(channel, &group_id, &me))
+        {
+            return self.bind_refused(frame, refused).await;
+        }
+        match self
+            .m
+            .store
+            .create_group(group.clone(), roster.clone())
+            .await
+        {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) => {
+                return self
+                    .reject(
+                        frame,
+                        ProblemKind::GroupExists,
+                        format!("group {group_id} already exists"),
+                    )
+                    .await;
+            }
+            Err(e) => return self.store_failed(frame, &e).await,
+        }
+        let devices: Vec<String> = roster.iter().map(|m| m.device_id.clone()).collect();
+        if let Err(refused) = self
+            .m
+            .hub
+            .channels(|c| c.bind_group(channel, &group_id, &devices, &me, create.relay))
+        {
+            // Taken meanwhile: the group exists; its members join a channel with its id.
+            self.bind_refused(frame, refused).await?;
+        }
+        let notice = Frame::control(
+            FrameType::GroupCreate,
+            channel,
+            0,
+            &create_notice(&group, &roster),
+        )
+        .map_err(|e| End::Conn(e.into()))?;
+        let others: Vec<String> = devices.into_iter().filter(|d| *d != me).collect();
+        self.route_durable(frame, &notice, &others).await?;
+        self.ack_with(
+            frame,
+            Ack {
+                group_id: Some(group_id),
+                ..Ack::default()
+            },
+        )
+        .await
+    }
+
+    /// GROUP_INVITE: owners and admins add a device (a requested `owner` becomes `admin`);
+    /// channels of the group take it in; the group's members and the invitee receive the
+    /// invite (queued for those not connected); the ACK echoes `group_id` and `device`.
+    pub(super) async fn group_invite(&mut self, frame: &Frame) -> Result<(), End> {
+        let invite: GroupInvite = match frame.parse_control() {
+            Ok(invite) => invite,
+            Err(e) => {
+                return self
+                    .reject(
+                        frame,
+                        ProblemKind::InvalidControlPayload,
+                        format!("GROUP_INVITE: {e}"),
+                    )
+                    .await;
+            }
+        };
+        let Some(device) = invite.resolved_device().map(str::to_owned) else {
+            return self
+                .reject(
+                    frame,
+                    ProblemKind::InvalidControlPayload,
+                    "GROUP_INVITE needs `device` (or `member`)",
+                )
+                .await;
+        };
+        if let Some(detail) = check_id("device", &device).err() {
+            return self
+                .reject(
+                    frame,
+                    ProblemKind::InvalidControlPayload,
+                    format!("GROUP_INVITE: {detail}"),
+                )
+                .await;
+        }
+        let group_id = invite.group_id.clone();
+        let group = match self.m.store.group(&group_id).await {
+            Ok(Some(group)) => group,
+            Ok(None) => {
+                return self
+                    .reject(
+                        frame,
+                        ProblemKind::UnknownGroup,
+                        format!("no group {group_id}"),
+                    )
+                    .await;
+            }
+            Err(e) => return self.store_failed(frame, &e).await,
+        };
+        let roster = match self.m.store.group_members(&group_id).await {
+            Ok(roster) => roster,
+            Err(e) => return self.store_failed(frame, &e).await,
+        };
+        match roster.iter().find(|m| m.device_id == self.device_id) {
+            None => {
+                return self
+                    .reject(
+                        frame,
+                        ProblemKind::NotGroupMember,
+                        format!(
+                            "{} is not on the roster of group {group_id}",
+                            self.device_id
+                        ),
+                    )
+                    .await;
+            }
+            Some(me) if !can_invite(me.role) => {
+                return self
+                    .reject(
+                        frame,
+                        ProblemKind::GroupPermissionDenied,
+                        format!(
+                            "only owners and admins invite; {} is a {}",
+                            self.device_id,
+                            me.role.as_str()
+                        ),
+                    )
+                    .await;
+            }
+            Some(_) => {}
+        }
+        let stored = match self
+            .m
+            .store
+            .upsert_group_member(GroupMember {
+                group_id: group_id.clone(),
+                device_id: device.clone(),
+                role: to_store(invite.granted_role()),
+                joined_at: unix_now(),
+            })
+            .await
+        {
+            Ok(stored) => stored,
+            Err(e) => return self.store_failed(frame, &e).await,
+        };
+        let updated = self.m.hub.channels(|c| c.add_to_group(&group_id, &device));
+        for (channel, members) in updated {
+            let notice = Join {
+                members: members.clone(),
+                relay: group.relay,
+                group_id: Some(group_id.clone()),
+                name: group.name.clone(),
+            };
+            self.notify(FrameType::Join, channel, &notice, &members)
+                .await?;
+        }
+        let notice = GroupInvite {
+            group_id: group_id.clone(),
+            device: Some(device.clone()),
+            member: None,
+            role: Some(to_wire(stored.role)),
+        };
+        let notice = Frame::control(FrameType::GroupInvite, frame.channel_id(), 0, &notice)
+            .map_err(|e| End::Conn(e.into()))?;
+        let mut recipients: Vec<String> = roster
+            .into_iter()
+            .map(|m| m.device_id)
+            .filter(|d| *d != self.device_id && *d != device)
+            .collect();
+        if device != self.device_id {
+            recipients.push(device.clone());
+        }
+        self.route_durable(frame, &notice, &recipients).await?;
+        self.ack_with(
+            frame,
+            Ack {
+                group_id: Some(group_id),
+                device: Some(device),
+                ..Ack::default()
+            },
+        )
+        .await
+    }
+
+    /// Routes a server-built notice about `frame` with the offline queue, reporting full
+    /// queues and store failures to the sender (the operation itself already succeeded).
+    async fn route_durable(
+        &mut self,
+        frame: &Frame,
+        notice: &Frame,
+        recipients: &[String],
+    ) -> Result<(), End> {
+        match offline::route(
+            &self.m,
+            &self.device_id,
+            notice,
+            recipients,
+            Offline::Queue { idempotency: None },
+        )
+        .await
+        {
+            Ok(routed) if routed.refused.is_empty() => Ok(()),
+            Ok(routed) => self.reject_queue_full(frame, routed.refused).await,
+            Err(e) => self.store_failed(frame, &e).await,
+        }
+    }
+}

@@ -1,0 +1,418 @@
+//! The task of one established session: it alone owns the connection (codec, Noise transport,
+//! sequence numbers). Inbound frames are dispatched to the handlers of this module's children;
+//! frames from other sessions arrive through its bounded mailbox.
+//!
+//! - [`channels`](self::channels): JOIN, LEAVE, relay of MSG/KEY_UPDATE/GROUP_EVENT/TYPING, P2P
+//!   candidates;
+//! - [`groups`](self::groups): GROUP_CREATE, GROUP_INVITE, JOIN of group channels;
+//! - [`presence`](self::presence): PRESENCE snapshots, their expiry and `offline` on disconnect;
+//! - [`calls`](self::calls): CALL_* signaling and VOICE/VIDEO media relay;
+//! - [`offline`](self::offline): routing with the durable queue, replay on reconnect.
+
+mod calls;
+mod channels;
+mod groups;
+mod offline;
+mod presence;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ccp::control::{Ack, UserInfo};
+use ccp::{Frame, FrameType, Problem, ProblemKind};
+use commucat_link::{ByteStream, ConnError, Connection};
+use commucat_store::{Store, UserRecord};
+use tokio::sync::mpsc;
+
+use super::handshake::Established;
+use crate::config::Config;
+use crate::router::presence::Presence;
+use crate::router::{Delivery, Envelope, Hub, Mailbox, OverflowSignal};
+
+/// How long the server keeps trying to deliver a closing ERROR to a client that does not read.
+pub const CLOSING_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Settings of established sessions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessagingSettings {
+    /// Frames that may wait in one session's mailbox.
+    pub mailbox_capacity: usize,
+    /// Lifetime of a PRESENCE snapshot without refresh.
+    pub presence_ttl: Duration,
+    /// Lifetime of an offline envelope.
+    pub offline_ttl: Duration,
+    /// Offline envelopes one device may have queued.
+    pub max_queue_per_device: u64,
+    /// How long idempotency keys of relayed frames are remembered.
+    pub dedup_window: Duration,
+}
+
+impl MessagingSettings {
+    /// The settings `config` asks for.
+    #[must_use]
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            mailbox_capacity: config.limits.mailbox_capacity,
+            presence_ttl: config.session.presence_ttl,
+            offline_ttl: config.offline.ttl,
+            max_queue_per_device: config.offline.max_per_device,
+            dedup_window: config.offline.dedup_window,
+        }
+    }
+}
+
+impl Default for MessagingSettings {
+    fn default() -> Self {
+        Self::from_config(&Config::default())
+    }
+}
+
+/// What established sessions share: routing tables, storage, presence registry, settings.
+#[derive(Debug)]
+pub struct Messaging {
+    /// Routing tables of this node.
+    pub hub: Arc<Hub>,
+    /// Groups and the offline queue.
+    pub store: Arc<dyn Store>,
+    /// Presence snapshots.
+    pub presence: Arc<dyn Presence>,
+    /// Settings.
+    pub settings: MessagingSettings,
+}
+
+impl Messaging {
+    /// Shared state for sessions with a fresh hub.
+    #[must_use]
+    pub fn new(
+        store: Arc<dyn Store>,
+        presence: Arc<dyn Presence>,
+        settings: MessagingSettings,
+    ) -> Self {
+        Self {
+            hub: Arc::new(Hub::new(settings.dedup_window)),
+            store,
+            presence,
+            settings,
+        }
+    }
+}
+
+/// Current Unix time in seconds.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Whole seconds of `d`, as the store counts time.
+pub(crate) fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// Why a session ended.
+#[derive(Debug)]
+enum End {
+    /// The client finished its stream.
+    ClientClosed,
+    /// The client sent ERROR.
+    ClientError,
+    /// A protocol violation or condition the server reports with this ERROR.
+    Problem(Box<Problem>),
+    /// The connection failed (I/O, malformed bytes, encryption).
+    Conn(ConnError),
+    /// A newer session of the same device took over.
+    Replaced,
+}
+
+impl End {
+    fn problem(kind: ProblemKind, detail: impl Into<String>) -> Self {
+        Self::Problem(Box::new(Problem::new(kind).with_detail(detail)))
+    }
+
+    fn slow_consumer(capacity: usize) -> Self {
+        Self::problem(
+            ProblemKind::SlowConsumer,
+            format!(
+                "more than {capacity} frames waited for this client; they were queued for \
+                 delivery after it reconnects"
+            ),
+        )
+    }
+}
+
+struct SessionTask<S> {
+    conn: Connection<S>,
+    m: Arc<Messaging>,
+    device_id: String,
+    session_id: String,
+    user: UserRecord,
+    /// The client's socket address as observed by the server.
+    remote: Option<SocketAddr>,
+    /// Raised by the hub if this session's mailbox overflowed.
+    overflow: Arc<OverflowSignal>,
+    /// When the PRESENCE snapshot this session published expires.
+    presence_deadline: Option<tokio::time::Instant>,
+    /// Frames taken from the mailbox but not written; queued offline when the session ends.
+    unsent: Vec<Envelope>,
+}
+
+/// Runs the session until the client leaves or fails; always unregisters it, queues what it
+/// could not deliver, and (unless a newer session took over) ends its calls and announces it
+/// `offline`.
+pub async fn run<S: ByteStream>(
+    conn: Connection<S>,
+    established: Established,
+    messaging: Arc<Messaging>,
+    remote: &str,
+) {
+    let (mailbox, mut rx) = Mailbox::new(
+        established.session_id.clone(),
+        messaging.settings.mailbox_capacity,
+        remote.parse().ok(),
+    );
+    let overflow = Arc::clone(&mailbox.overflow);
+    if let Some(old) = messaging.hub.register(&established.device_id, mailbox) {
+        tracing::info!(device = %established.device_id, old_session = %old.session_id, "device reconnected; older session replaced");
+    }
+    let mut task = SessionTask {
+        conn,
+        m: messaging,
+        device_id: established.device_id,
+        session_id: established.session_id,
+        user: established.user,
+        remote: remote.parse().ok(),
+        overflow,
+        presence_deadline: None,
+        unsent: Vec::new(),
+    };
+    let end = match task.replay().await {
+        Ok(()) => task.run(&mut rx).await,
+        Err(end) => end,
+    };
+    task.finish(end, rx, remote).await;
+}
+
+impl<S: ByteStream> SessionTask<S> {
+    async fn run(&mut self, mailbox: &mut mpsc::Receiver<Delivery>) -> End {
+        let overflow = Arc::clone(&self.overflow);
+        loop {
+            // Handle everything already received before waiting again.
+            loop {
+                match self.conn.next_buffered() {
+                    Ok(Some(frame)) => {
+                        if let Err(end) = self.inbound(frame).await {
+                            return end;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => return End::Conn(e),
+                }
+            }
+            let presence_deadline = self.presence_deadline;
+            let step = tokio::select! {
+                filled = self.conn.fill() => match filled {
+                    Ok(true) => Ok(()),
+                    Ok(false) => Err(End::ClientClosed),
+                    Err(e) => Err(End::Conn(e)),
+                },
+                delivery = mailbox.recv() => match delivery {
+                    Some(Delivery::Frame(envelope)) => self.forward(envelope).await,
+                    Some(Delivery::Replay) => self.replay().await,
+                    // Every sender is gone: the hub dropped this session, for a newer one or
+                    // because it did not keep up.
+                    None if overflow.is_raised() => {
+                        Err(End::slow_consumer(self.m.settings.mailbox_capacity))
+                    }
+                    None => Err(End::Replaced),
+                },
+                () = overflow.raised() => {
+                    Err(End::slow_consumer(self.m.settings.mailbox_capacity))
+                }
+                () = presence::expiry(presence_deadline) => self.expire_presence().await,
+            };
+            if let Err(end) = step {
+                return end;
+            }
+        }
+    }
+
+    /// Writes a frame; gives up as soon as the hub reports this session too slow (the client
+    /// does not read, so the write may never finish).
+    async fn write(&mut self, frame: &Frame) -> Result<(), End> {
+        let overflow = Arc::clone(&self.overflow);
+        tokio::select! {
+            biased;
+            sent = self.conn.send(frame) => sent.map_err(End::Conn),
+            () = overflow.raised() => {
+                Err(End::slow_consumer(self.m.settings.mailbox_capacity))
+            }
+        }
+    }
+
+    /// Sends a frame from elsewhere under this connection's next sequence number.
+    async fn send_resequenced(&mut self, frame: &Frame) -> Result<(), End> {
+        let sequence = self.next_sequence()?;
+        self.write(&frame.with_sequence(sequence)).await
+    }
+
+    /// Sends a frame from the mailbox; if that fails it is kept for the offline queue.
+    async fn forward(&mut self, envelope: Envelope) -> Result<(), End> {
+        let sent = self.send_resequenced(&envelope.frame).await;
+        if sent.is_err() {
+            self.unsent.push(envelope);
+        }
+        sent
+    }
+
+    /// The next sequence number, keeping `u32::MAX` for the closing ERROR.
+    fn next_sequence(&mut self) -> Result<u32, End> {
+        if self.conn.codec_mut().sequence_nearly_exhausted() {
+            return Err(End::problem(
+                ProblemKind::SequenceExhausted,
+                "sequence numbers exhausted; reconnect to reset them",
+            ));
+        }
+        self.conn
+            .codec_mut()
+            .next_sequence()
+            .map_err(|e| End::Conn(e.into()))
+    }
+
+    async fn send_control<T: serde::Serialize>(
+        &mut self,
+        frame_type: FrameType,
+        channel: u32,
+        value: &T,
+    ) -> Result<(), End> {
+        let sequence = self.next_sequence()?;
+        let frame = Frame::control(frame_type, channel, sequence, value)
+            .map_err(|e| End::Conn(e.into()))?;
+        self.write(&frame).await
+    }
+
+    /// ACKs `frame` with `ack` (whose `ack` field is set here).
+    async fn ack_with(&mut self, frame: &Frame, ack: Ack) -> Result<(), End> {
+        let ack = Ack {
+            ack: u64::from(frame.sequence()),
+            ..ack
+        };
+        self.send_control(FrameType::Ack, frame.channel_id(), &ack)
+            .await
+    }
+
+    async fn ack(&mut self, frame: &Frame) -> Result<(), End> {
+        self.ack_with(frame, Ack::default()).await
+    }
+
+    /// Reports a problem with one frame and keeps the session.
+    async fn reject(
+        &mut self,
+        frame: &Frame,
+        kind: ProblemKind,
+        detail: impl Into<String>,
+    ) -> Result<(), End> {
+        self.reject_problem(frame, Problem::new(kind).with_detail(detail))
+            .await
+    }
+
+    async fn reject_problem(&mut self, frame: &Frame, problem: Problem) -> Result<(), End> {
+        let problem = problem
+            .with_extension("sequence", frame.sequence())
+            .with_extension("channel", frame.channel_id())
+            .with_extension("frame_type", frame.frame_type().label());
+        self.send_control(FrameType::Error, frame.channel_id(), &problem)
+            .await
+    }
+
+    /// The profile peers see in this device's presence snapshots.
+    fn user_info(&self) -> UserInfo {
+        UserInfo::profile(
+            self.user.user_id.clone(),
+            self.user.handle.clone(),
+            self.user.display_name.clone(),
+            self.user.avatar_url.clone(),
+        )
+    }
+
+    async fn inbound(&mut self, frame: Frame) -> Result<(), End> {
+        match frame.frame_type() {
+            // Handshake leftovers (an IK client's empty AUTH) and client ACKs need no answer.
+            FrameType::Hello | FrameType::Auth | FrameType::Ack => Ok(()),
+            FrameType::Error => Err(End::ClientError),
+            FrameType::Join => self.join(&frame).await,
+            FrameType::Leave => self.leave(&frame).await,
+            FrameType::Msg | FrameType::KeyUpdate | FrameType::GroupEvent => {
+                self.relay_envelope(&frame).await
+            }
+            FrameType::Typing => self.relay_typing(&frame).await,
+            FrameType::Presence => self.presence(&frame).await,
+            FrameType::GroupCreate => self.group_create(&frame).await,
+            FrameType::GroupInvite => self.group_invite(&frame).await,
+            FrameType::CallOffer => self.call_offer(&frame).await,
+            FrameType::CallAnswer => self.call_answer(&frame).await,
+            FrameType::CallEnd => self.call_end(&frame).await,
+            FrameType::CallStats => self.call_stats(&frame).await,
+            FrameType::VoiceFrame | FrameType::VideoFrame => self.media(&frame).await,
+            other => {
+                self.reject(
+                    &frame,
+                    ProblemKind::UnexpectedFrame,
+                    format!("{other} is not handled by this server"),
+                )
+                .await
+            }
+        }
+    }
+
+    /// Unregisters the session, queues the frames it could not deliver, tells peers it left
+    /// (unless a newer session took over), and sends the closing ERROR if there is one.
+    async fn finish(mut self, end: End, mut rx: mpsc::Receiver<Delivery>, remote: &str) {
+        let successor = self.m.hub.unregister(&self.device_id, &self.session_id);
+        rx.close();
+        let mut leftovers = std::mem::take(&mut self.unsent);
+        while let Ok(delivery) = rx.try_recv() {
+            if let Delivery::Frame(envelope) = delivery {
+                leftovers.push(envelope);
+            }
+        }
+        let requeued = offline::requeue(&self.m, &self.device_id, leftovers).await;
+        if successor.is_some() {
+            if requeued > 0 {
+                self.m.hub.nudge([self.device_id.as_str()]);
+            }
+        } else {
+            calls::end_calls_of(&self.m, &self.device_id).await;
+            presence::announce_offline(&self.m, &self.device_id, self.user_info()).await;
+        }
+        let device = &self.device_id;
+        match &end {
+            End::ClientClosed | End::ClientError | End::Replaced => {
+                tracing::info!(device = %device, remote, reason = ?end, requeued, "session ended");
+            }
+            End::Problem(problem) => {
+                tracing::warn!(device = %device, remote, requeued, title = problem.title.as_deref().unwrap_or(""), detail = problem.detail.as_deref().unwrap_or(""), "session ended by the server");
+                self.send_closing(problem).await;
+            }
+            End::Conn(error) => {
+                tracing::info!(device = %device, remote, %error, requeued, "session connection failed");
+                if let ConnError::Stream(commucat_link::StreamError::Codec(codec)) = error {
+                    // Malformed input: say why before closing, as far as the stream still carries it.
+                    self.send_closing(&Problem::from(codec)).await;
+                }
+            }
+        }
+    }
+
+    /// Sends the closing ERROR, giving a client that does not read a bounded time to take it.
+    async fn send_closing(&mut self, problem: &Problem) {
+        match tokio::time::timeout(CLOSING_WRITE_TIMEOUT, self.conn.send_problem(problem)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "could not deliver the closing ERROR"),
+            Err(_) => tracing::debug!("client did not take the closing ERROR in time"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

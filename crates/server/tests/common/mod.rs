@@ -1,0 +1,478 @@
+//! Shared helpers for the messaging tests: the real server on 127.0.0.1:0 (restartable on the
+//! same data directory), and SDK clients whose every received byte is also decoded by the
+//! deployed client's codec (`commucat-proto` 1.0.41) and checked for the keys the deployed
+//! terminal client requires (wire-compat §7.3–§7.4).
+
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ccp::control::{Ack, Join};
+use ccp::{Frame, FrameType, Problem};
+use commucat_client::transport::{self, H2Stream};
+use commucat_client::{DeviceIdentity, HandshakeOptions, ServerParams, Session, TlsTrust};
+use commucat_link::ByteStream;
+use commucat_server::{Config, Server, ServerHandle};
+use commucat_store::{SqliteStore, Store};
+use serde_json::{Value, json};
+
+/// How long a test waits for a frame it expects.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+// ---------------------------------------------------------------- the deployed client's view
+
+/// Checks one frame the server sent as the deployed client would read it: its codec must accept
+/// the bytes, and control payloads must carry the keys the terminal client requires.
+fn check_deployed(frame: &commucat_proto::Frame) {
+    use commucat_proto::{FramePayload, FrameType as T, call};
+    let props = match &frame.payload {
+        FramePayload::Control(c) => &c.properties,
+        FramePayload::Opaque(_) => return,
+    };
+    let has_str = |keys: &[&str]| {
+        keys.iter()
+            .any(|k| props.get(*k).is_some_and(Value::is_string))
+    };
+    let ty = frame.frame_type;
+    match ty {
+        T::Typing => assert!(
+            has_str(&["device", "device_id", "sender"]),
+            "TYPING without sender: {props}"
+        ),
+        T::Presence => assert!(has_str(&["entity"]), "PRESENCE without entity: {props}"),
+        T::Join => {
+            assert!(props.is_object(), "JOIN not an object: {props}");
+            let members = props.get("members").and_then(Value::as_array);
+            assert!(
+                members.is_some_and(|m| m.iter().all(Value::is_string)),
+                "JOIN without members: {props}"
+            );
+        }
+        T::GroupCreate => assert!(props.is_object(), "GROUP_CREATE not an object: {props}"),
+        T::GroupInvite => {
+            assert!(
+                has_str(&["group_id"]),
+                "GROUP_INVITE without group_id: {props}"
+            );
+            assert!(
+                has_str(&["device", "member"]),
+                "GROUP_INVITE without device: {props}"
+            );
+        }
+        T::CallOffer => {
+            serde_json::from_value::<call::CallOffer>(props.clone()).unwrap();
+        }
+        T::CallAnswer => {
+            serde_json::from_value::<call::CallAnswer>(props.clone()).unwrap();
+        }
+        T::CallEnd => {
+            serde_json::from_value::<call::CallEnd>(props.clone()).unwrap();
+        }
+        T::CallStats => {
+            serde_json::from_value::<call::CallStats>(props.clone()).unwrap();
+        }
+        T::Error => {
+            for key in ["title", "detail"] {
+                assert!(
+                    props.get(key).is_none_or(Value::is_string),
+                    "ERROR {key}: {props}"
+                );
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A byte stream that runs everything the server sends through the deployed decoder, and checks
+/// that server sequence numbers strictly increase on the connection.
+pub struct Tapped<S> {
+    inner: S,
+    buf: Vec<u8>,
+    last_sequence: u64,
+}
+
+impl<S> Tapped<S> {
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            buf: Vec::new(),
+            last_sequence: 0,
+        }
+    }
+}
+
+impl<S: ByteStream> ByteStream for Tapped<S> {
+    async fn read(&mut self) -> io::Result<Option<Bytes>> {
+        let chunk = self.inner.read().await?;
+        if let Some(bytes) = &chunk {
+            self.buf.extend_from_slice(bytes);
+            loop {
+                match commucat_proto::Frame::decode(&self.buf) {
+                    Ok((frame, used)) => {
+                        self.buf.drain(..used);
+                        assert!(
+                            frame.sequence > self.last_sequence,
+                            "server sequence {} after {}",
+                            frame.sequence,
+                            self.last_sequence
+                        );
+                        self.last_sequence = frame.sequence;
+                        check_deployed(&frame);
+                    }
+                    Err(commucat_proto::CodecError::UnexpectedEof) => break,
+                    Err(e) => panic!("the deployed decoder rejects a server frame: {e}"),
+                }
+            }
+        }
+        Ok(chunk)
+    }
+
+    async fn write(&mut self, bytes: Bytes) -> io::Result<()> {
+        self.inner.write(bytes).await
+    }
+}
+
+// ---------------------------------------------------------------- the server
+
+/// The real server with a temporary data directory.
+pub struct TestServer {
+    handle: Option<ServerHandle>,
+    config: Config,
+    _dir: tempfile::TempDir,
+    pub addr: SocketAddr,
+    pub trust: TlsTrust,
+    pub params: ServerParams,
+}
+
+impl TestServer {
+    pub async fn start(tweak: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.server.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.server.data_dir = dir.path().to_owned();
+        config.server.domain = "chat.test".to_owned();
+        config.server.shutdown_grace = Duration::from_secs(1);
+        tweak(&mut config);
+        let (handle, addr, trust, params) = Self::launch(&config).await;
+        Self {
+            handle: Some(handle),
+            config,
+            _dir: dir,
+            addr,
+            trust,
+            params,
+        }
+    }
+
+    async fn launch(config: &Config) -> (ServerHandle, SocketAddr, TlsTrust, ServerParams) {
+        let server = Server::bind(config.clone()).await.unwrap();
+        let addr = server.local_addr();
+        let pem = std::fs::read(server.cert_path()).unwrap();
+        let noise_public = server.keys().noise.public();
+        let params = ServerParams::new(config.server.domain.clone(), noise_public);
+        (server.spawn(), addr, TlsTrust::CaPem(pem), params)
+    }
+
+    /// Stops the server and starts it again on the same data directory (a new port).
+    pub async fn restart(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            handle.shutdown().await.unwrap();
+        }
+        let (handle, addr, trust, params) = Self::launch(&self.config).await;
+        assert_eq!(
+            params.server_static, self.params.server_static,
+            "keys persist"
+        );
+        self.handle = Some(handle);
+        self.addr = addr;
+        self.trust = trust;
+        self.params = params;
+    }
+
+    /// The server's database file.
+    pub fn database(&self) -> PathBuf {
+        self.config
+            .server
+            .data_dir
+            .join(commucat_server::server::DATABASE_FILE)
+    }
+
+    /// A second handle on the server's database (WAL allows it beside the server's own).
+    pub async fn store(&self) -> SqliteStore {
+        SqliteStore::open(&self.database()).await.unwrap()
+    }
+
+    /// Connects a new device.
+    pub async fn connect(&self, device_id: &str) -> Client {
+        let identity = DeviceIdentity::generate(device_id).with_handle(device_id.replace('-', "_"));
+        self.connect_as(identity).await
+    }
+
+    /// Connects (again) as an existing device.
+    pub async fn connect_as(&self, identity: DeviceIdentity) -> Client {
+        let stream = transport::open(self.addr, "localhost", &self.trust, "/connect")
+            .await
+            .unwrap();
+        let session = Session::handshake(
+            Tapped::new(stream),
+            &identity,
+            &self.params,
+            &HandshakeOptions::default(),
+        )
+        .await
+        .unwrap();
+        Client {
+            id: identity.device_id.clone(),
+            identity,
+            session,
+            backlog: VecDeque::new(),
+        }
+    }
+}
+
+/// Queued envelopes of `device` now.
+pub async fn queued(store: &dyn Store, device: &str) -> u64 {
+    store.queued_count(device, unix_now()).await.unwrap()
+}
+
+pub fn unix_now() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap()
+}
+
+// ---------------------------------------------------------------- a client
+
+/// An SDK session plus a backlog of frames received while waiting for others.
+pub struct Client {
+    pub id: String,
+    pub identity: DeviceIdentity,
+    pub session: Session<Tapped<H2Stream>>,
+    backlog: VecDeque<Frame>,
+}
+
+impl Client {
+    /// The next frame (backlog first); panics after [`WAIT`] or if the stream ends.
+    pub async fn recv(&mut self) -> Frame {
+        match self.recv_within(WAIT).await {
+            Some(frame) => frame,
+            None => panic!("{}: no frame within {WAIT:?}", self.id),
+        }
+    }
+
+    /// The next frame, or `None` if none arrives within `wait`.
+    pub async fn recv_within(&mut self, wait: Duration) -> Option<Frame> {
+        if let Some(frame) = self.backlog.pop_front() {
+            return Some(frame);
+        }
+        match tokio::time::timeout(wait, self.session.recv()).await {
+            Ok(Ok(Some(frame))) => Some(frame),
+            Ok(Ok(None)) => panic!("{}: server closed the stream", self.id),
+            Ok(Err(e)) => panic!("{}: link failed: {e}", self.id),
+            Err(_) => None,
+        }
+    }
+
+    /// Reads until the server ends the stream; returns every frame (backlog first).
+    pub async fn recv_until_closed(&mut self) -> Vec<Frame> {
+        let mut frames: Vec<Frame> = self.backlog.drain(..).collect();
+        loop {
+            match tokio::time::timeout(WAIT, self.session.recv()).await {
+                Ok(Ok(Some(frame))) => frames.push(frame),
+                Ok(Ok(None) | Err(_)) => return frames,
+                Err(_) => panic!("{}: stream still open after {WAIT:?}", self.id),
+            }
+        }
+    }
+
+    /// The first frame matching `wanted` (from the backlog or the stream); frames before it
+    /// that do not match stay in the backlog, in order.
+    pub async fn recv_matching(&mut self, what: &str, wanted: impl Fn(&Frame) -> bool) -> Frame {
+        if let Some(i) = self.backlog.iter().position(&wanted) {
+            return self.backlog.remove(i).unwrap();
+        }
+        loop {
+            let frame = match tokio::time::timeout(WAIT, self.session.recv()).await {
+                Ok(Ok(Some(frame))) => frame,
+                Ok(Ok(None)) => panic!("{}: stream closed waiting for {what}", self.id),
+                Ok(Err(e)) => panic!("{}: link failed waiting for {what}: {e}", self.id),
+                Err(_) => panic!(
+                    "{}: no {what} within {WAIT:?}; backlog {:?}",
+                    self.id,
+                    self.backlog.iter().map(describe).collect::<Vec<_>>()
+                ),
+            };
+            if wanted(&frame) {
+                return frame;
+            }
+            self.backlog.push_back(frame);
+        }
+    }
+
+    /// The next frame of `frame_type` on `channel`.
+    pub async fn recv_on(&mut self, frame_type: FrameType, channel: u32) -> Frame {
+        self.recv_matching(&format!("{frame_type} on {channel}"), |f| {
+            f.frame_type() == frame_type && f.channel_id() == channel
+        })
+        .await
+    }
+
+    /// Asserts that nothing arrives (and nothing is in the backlog) for `wait`.
+    pub async fn expect_quiet(&mut self, wait: Duration) {
+        assert!(
+            self.backlog.is_empty(),
+            "{}: unexpected {:?}",
+            self.id,
+            self.backlog.iter().map(describe).collect::<Vec<_>>()
+        );
+        if let Ok(Ok(Some(frame))) = tokio::time::timeout(wait, self.session.recv()).await {
+            panic!("{}: unexpected {}", self.id, describe(&frame));
+        }
+    }
+
+    /// Sends an opaque frame (MSG, KEY_UPDATE, VOICE/VIDEO); returns its sequence.
+    pub async fn send(&mut self, frame_type: FrameType, channel: u32, payload: &[u8]) -> u32 {
+        self.session
+            .send_bytes(frame_type, channel, Bytes::copy_from_slice(payload))
+            .await
+            .unwrap()
+    }
+
+    /// Sends a control frame; returns its sequence.
+    pub async fn control(&mut self, frame_type: FrameType, channel: u32, value: &Value) -> u32 {
+        self.session
+            .send_control(frame_type, channel, value)
+            .await
+            .unwrap()
+    }
+
+    /// Waits for the ACK of `sequence`; an ERROR about that sequence fails the test.
+    pub async fn ack(&mut self, sequence: u32) -> Ack {
+        let frame = self
+            .recv_matching(&format!("ACK of {sequence}"), |f| {
+                is_ack_of(f, sequence) || is_error_about(f, sequence)
+            })
+            .await;
+        if frame.frame_type() == FrameType::Error {
+            let problem: Problem = frame.parse_control().unwrap();
+            panic!(
+                "{}: ERROR instead of ACK of {sequence}: {problem:?}",
+                self.id
+            );
+        }
+        frame.parse_control().unwrap()
+    }
+
+    /// Waits for an ERROR about `sequence` and checks its title.
+    pub async fn error(&mut self, sequence: u32, title: &str) -> Problem {
+        let frame = self
+            .recv_matching(&format!("ERROR about {sequence}"), |f| {
+                is_ack_of(f, sequence) || is_error_about(f, sequence)
+            })
+            .await;
+        assert_eq!(
+            frame.frame_type(),
+            FrameType::Error,
+            "{}: ACK where {title} was expected",
+            self.id
+        );
+        let problem: Problem = frame.parse_control().unwrap();
+        assert_eq!(problem.title.as_deref(), Some(title), "{problem:?}");
+        problem
+    }
+
+    /// Sends a MSG and waits for its ACK.
+    pub async fn say(&mut self, channel: u32, text: &str) -> u32 {
+        let sequence = self.send(FrameType::Msg, channel, text.as_bytes()).await;
+        self.ack(sequence).await;
+        sequence
+    }
+
+    /// JOINs `channel` (declaring only itself, like the deployed client) and returns the member
+    /// list of the server's JOIN notice.
+    pub async fn join(&mut self, channel: u32, relay: bool) -> Vec<String> {
+        let members = json!({"members": [self.id], "relay": relay});
+        self.join_with(channel, &members).await
+    }
+
+    /// JOINs with an explicit payload; returns the notice's member list.
+    pub async fn join_with(&mut self, channel: u32, payload: &Value) -> Vec<String> {
+        let sequence = self.control(FrameType::Join, channel, payload).await;
+        self.ack(sequence).await;
+        let notice: Join = self
+            .recv_on(FrameType::Join, channel)
+            .await
+            .parse_control()
+            .unwrap();
+        notice.members
+    }
+
+    /// Waits for a JOIN notice on `channel` listing exactly `members`.
+    pub async fn members_become(&mut self, channel: u32, members: &[&str]) {
+        loop {
+            let notice: Join = self
+                .recv_on(FrameType::Join, channel)
+                .await
+                .parse_control()
+                .unwrap();
+            if notice.members == members {
+                return;
+            }
+        }
+    }
+
+    /// Ends the stream (the server sees the client leave).
+    pub fn close(self) {
+        drop(self);
+    }
+}
+
+fn is_ack_of(frame: &Frame, sequence: u32) -> bool {
+    frame.frame_type() == FrameType::Ack
+        && frame
+            .parse_control::<Ack>()
+            .is_ok_and(|a| a.ack == u64::from(sequence))
+}
+
+fn is_error_about(frame: &Frame, sequence: u32) -> bool {
+    frame.frame_type() == FrameType::Error
+        && frame
+            .parse_control::<Problem>()
+            .is_ok_and(|p| p.extensions.get("sequence") == Some(&json!(sequence)))
+}
+
+/// A short description of a frame for assertion messages.
+pub fn describe(frame: &Frame) -> String {
+    let payload = if frame.frame_type().is_control() {
+        String::from_utf8_lossy(frame.payload()).into_owned()
+    } else {
+        format!("{} bytes", frame.payload().len())
+    };
+    format!(
+        "{} ch{} #{} {payload}",
+        frame.frame_type(),
+        frame.channel_id(),
+        frame.sequence()
+    )
+}
+
+/// The JSON of a control frame.
+pub fn json_of(frame: &Frame) -> Value {
+    frame.parse_control().unwrap()
+}

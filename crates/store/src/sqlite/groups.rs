@@ -1,0 +1,174 @@
+//! `chat_group` and `group_member` tables.
+
+use std::collections::HashSet;
+
+use sqlx::{SqliteExecutor, SqlitePool};
+
+use super::map_err;
+use crate::error::{Result, StoreError};
+use crate::model::{GroupMember, GroupRecord, GroupRole};
+use crate::rows::{GroupRow, MemberRow, decode_all};
+
+/// Checks the roster of a new group: every member belongs to it, no device twice, exactly one
+/// owner and it is the group's `owner_device`.
+fn check_roster(group: &GroupRecord, members: &[GroupMember]) -> Result<()> {
+    let mut seen = HashSet::new();
+    let mut owners = 0;
+    for member in members {
+        if member.group_id != group.group_id {
+            return Err(StoreError::Invalid(format!(
+                "member {} names group {}, not {}",
+                member.device_id, member.group_id, group.group_id
+            )));
+        }
+        if !seen.insert(member.device_id.as_str()) {
+            return Err(StoreError::Invalid(format!(
+                "device {} listed twice",
+                member.device_id
+            )));
+        }
+        if member.role == GroupRole::Owner {
+            if member.device_id != group.owner_device {
+                return Err(StoreError::Invalid(format!(
+                    "only the owner device {} may have the owner role",
+                    group.owner_device
+                )));
+            }
+            owners += 1;
+        }
+    }
+    if owners != 1 {
+        return Err(StoreError::Invalid(format!(
+            "the roster must list the owner {} with the owner role",
+            group.owner_device
+        )));
+    }
+    Ok(())
+}
+
+pub(super) async fn create(
+    pool: &SqlitePool,
+    group: GroupRecord,
+    members: Vec<GroupMember>,
+) -> Result<()> {
+    check_roster(&group, &members)?;
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+    sqlx::query(
+        "INSERT INTO chat_group (group_id, owner_device, name, relay, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )
+    .bind(&group.group_id)
+    .bind(&group.owner_device)
+    .bind(&group.name)
+    .bind(i64::from(group.relay))
+    .bind(group.created_at)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| match map_err(e) {
+        StoreError::Conflict(_) => {
+            StoreError::Conflict(format!("group {} already exists", group.group_id))
+        }
+        other => other,
+    })?;
+    for member in &members {
+        insert_member(&mut *tx, member).await?;
+    }
+    tx.commit().await.map_err(map_err)
+}
+
+async fn insert_member(db: impl SqliteExecutor<'_>, member: &GroupMember) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO group_member (group_id, device_id, role, joined_at)
+         VALUES (?1, ?2, ?3, ?4)",
+    )
+    .bind(&member.group_id)
+    .bind(&member.device_id)
+    .bind(member.role.as_str())
+    .bind(member.joined_at)
+    .execute(db)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+pub(super) async fn by_id(
+    db: impl SqliteExecutor<'_>,
+    group_id: &str,
+) -> Result<Option<GroupRecord>> {
+    let row = sqlx::query_as::<_, GroupRow>(
+        "SELECT group_id, owner_device, name, relay, created_at
+         FROM chat_group WHERE group_id = ?1",
+    )
+    .bind(group_id)
+    .fetch_optional(db)
+    .await
+    .map_err(map_err)?;
+    row.map(GroupRecord::try_from).transpose()
+}
+
+pub(super) async fn members(
+    db: impl SqliteExecutor<'_>,
+    group_id: &str,
+) -> Result<Vec<GroupMember>> {
+    let rows = sqlx::query_as::<_, MemberRow>(
+        "SELECT group_id, device_id, role, joined_at
+         FROM group_member WHERE group_id = ?1
+         ORDER BY device_id",
+    )
+    .bind(group_id)
+    .fetch_all(db)
+    .await
+    .map_err(map_err)?;
+    decode_all(rows)
+}
+
+async fn member(
+    db: impl SqliteExecutor<'_>,
+    group_id: &str,
+    device_id: &str,
+) -> Result<Option<GroupMember>> {
+    let row = sqlx::query_as::<_, MemberRow>(
+        "SELECT group_id, device_id, role, joined_at
+         FROM group_member WHERE group_id = ?1 AND device_id = ?2",
+    )
+    .bind(group_id)
+    .bind(device_id)
+    .fetch_optional(db)
+    .await
+    .map_err(map_err)?;
+    row.map(GroupMember::try_from).transpose()
+}
+
+pub(super) async fn upsert_member(pool: &SqlitePool, member: GroupMember) -> Result<GroupMember> {
+    if member.role == GroupRole::Owner {
+        return Err(StoreError::Invalid(
+            "a group has one owner, set when it is created".to_owned(),
+        ));
+    }
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+    if by_id(&mut *tx, &member.group_id).await?.is_none() {
+        return Err(StoreError::NotFound {
+            what: "group",
+            id: member.group_id,
+        });
+    }
+    // The owner keeps its role; anyone else takes the new role (joined_at stays the first).
+    sqlx::query(
+        "INSERT INTO group_member (group_id, device_id, role, joined_at)
+         VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (group_id, device_id) DO UPDATE SET role = excluded.role
+         WHERE group_member.role <> 'owner'",
+    )
+    .bind(&member.group_id)
+    .bind(&member.device_id)
+    .bind(member.role.as_str())
+    .bind(member.joined_at)
+    .execute(&mut *tx)
+    .await
+    .map_err(map_err)?;
+    let stored = self::member(&mut *tx, &member.group_id, &member.device_id)
+        .await?
+        .ok_or_else(|| StoreError::Unavailable("group member vanished".to_owned()))?;
+    tx.commit().await.map_err(map_err)?;
+    Ok(stored)
+}
