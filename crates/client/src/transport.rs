@@ -1,4 +1,13 @@
-//! HTTP/2 `POST /connect` as a [`ByteStream`].
+//! `/connect` transports as [`ByteStream`]s: HTTP/2 `POST` ([`H2Stream`], the deployed client's
+//! way), and every other connect mode through [`open_mode`].
+
+mod h1;
+mod text;
+mod ws;
+
+pub use h1::H1Stream;
+pub use text::{TextFormat, TextStream};
+pub use ws::{H2Io, Message, WsStream};
 
 use std::future::poll_fn;
 use std::io;
@@ -12,6 +21,7 @@ use h2::{RecvStream, SendStream};
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
 
 use crate::ClientError;
 use crate::tls::{TlsTrust, client_config};
@@ -54,15 +64,7 @@ pub async fn open(
     path: &str,
 ) -> Result<H2Stream, ClientError> {
     let transport = |e: &dyn std::fmt::Display| ClientError::Transport(e.to_string());
-    let config = client_config(trust)?;
-    let tcp = TcpStream::connect(addr).await.map_err(|e| transport(&e))?;
-    tcp.set_nodelay(true).map_err(|e| transport(&e))?;
-    let name = ServerName::try_from(server_name.to_owned())
-        .map_err(|e| ClientError::Config(format!("server name: {e}")))?;
-    let tls = TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .map_err(|e| transport(&e))?;
+    let tls = tls_connect(addr, server_name, trust, b"h2").await?;
     let (mut client, connection) = h2::client::handshake(tls)
         .await
         .map_err(|e| transport(&e))?;
@@ -71,11 +73,7 @@ pub async fn open(
             tracing::debug!(error = %e, "h2 connection ended");
         }
     });
-    let authority = if server_name.contains(':') {
-        format!("[{server_name}]:{}", addr.port())
-    } else {
-        format!("{server_name}:{}", addr.port())
-    };
+    let authority = authority(addr, server_name);
     let request = http::Request::builder()
         .method(http::Method::POST)
         .uri(format!("https://{authority}{path}"))
@@ -91,6 +89,142 @@ pub async fn open(
         send,
         recv: Downstream::Pending(response),
     })
+}
+
+/// TCP + TLS 1.3 to `addr`, offering the single ALPN protocol `alpn`.
+async fn tls_connect(
+    addr: SocketAddr,
+    server_name: &str,
+    trust: &TlsTrust,
+    alpn: &[u8],
+) -> Result<TlsStream<TcpStream>, ClientError> {
+    let transport = |e: &dyn std::fmt::Display| ClientError::Transport(e.to_string());
+    let mut config = client_config(trust)?;
+    config.alpn_protocols = vec![alpn.to_vec()];
+    let tcp = TcpStream::connect(addr).await.map_err(|e| transport(&e))?;
+    tcp.set_nodelay(true).map_err(|e| transport(&e))?;
+    let name = ServerName::try_from(server_name.to_owned())
+        .map_err(|e| ClientError::Config(format!("server name: {e}")))?;
+    TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| transport(&e))
+}
+
+fn authority(addr: SocketAddr, server_name: &str) -> String {
+    if server_name.contains(':') {
+        format!("[{server_name}]:{}", addr.port())
+    } else {
+        format!("{server_name}:{}", addr.port())
+    }
+}
+
+/// A way of reaching `/connect` (see the server's `docs/connect-modes.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectMode {
+    /// HTTP/2 duplex `POST`, raw frame bytes both ways.
+    H2Binary,
+    /// HTTP/1.1 `POST` with chunked request and response bodies, raw frame bytes both ways.
+    H1Chunked,
+    /// HTTP/2 `POST ?mode=sse`: raw bytes up, Server-Sent Events down.
+    Sse,
+    /// HTTP/2 `POST ?mode=ndjson`: raw bytes up, NDJSON lines down.
+    Ndjson,
+    /// RFC 6455 WebSocket over HTTP/1.1.
+    WebSocket,
+    /// RFC 8441 WebSocket over HTTP/2 (extended CONNECT).
+    WebSocketH2,
+}
+
+impl ConnectMode {
+    /// Every mode.
+    pub const ALL: [Self; 6] = [
+        Self::H2Binary,
+        Self::H1Chunked,
+        Self::Sse,
+        Self::Ndjson,
+        Self::WebSocket,
+        Self::WebSocketH2,
+    ];
+
+    /// Whether frames can travel as Noise transport records (SSE and NDJSON need visible frames).
+    #[must_use]
+    pub const fn carries_noise_transport(self) -> bool {
+        !matches!(self, Self::Sse | Self::Ndjson)
+    }
+}
+
+/// An open `/connect` stream in any mode.
+#[derive(Debug)]
+pub enum ModeStream {
+    /// [`ConnectMode::H2Binary`].
+    H2(H2Stream),
+    /// [`ConnectMode::H1Chunked`].
+    H1(H1Stream),
+    /// [`ConnectMode::Sse`], [`ConnectMode::Ndjson`].
+    Text(TextStream<H2Stream>),
+    /// [`ConnectMode::WebSocket`].
+    Ws(Box<WsStream<TlsStream<TcpStream>>>),
+    /// [`ConnectMode::WebSocketH2`].
+    WsH2(Box<WsStream<H2Io>>),
+}
+
+/// Opens `/connect` to `addr` in `mode`.
+///
+/// # Errors
+/// [`ClientError::Transport`] for any connection failure.
+pub async fn open_mode(
+    mode: ConnectMode,
+    addr: SocketAddr,
+    server_name: &str,
+    trust: &TlsTrust,
+) -> Result<ModeStream, ClientError> {
+    let authority = authority(addr, server_name);
+    Ok(match mode {
+        ConnectMode::H2Binary => ModeStream::H2(open(addr, server_name, trust, "/connect").await?),
+        ConnectMode::Sse => ModeStream::Text(TextStream::new(
+            open(addr, server_name, trust, "/connect?mode=sse").await?,
+            TextFormat::Sse,
+        )),
+        ConnectMode::Ndjson => ModeStream::Text(TextStream::new(
+            open(addr, server_name, trust, "/connect?mode=long-poll").await?,
+            TextFormat::Ndjson,
+        )),
+        ConnectMode::H1Chunked => {
+            let tls = tls_connect(addr, server_name, trust, b"http/1.1").await?;
+            ModeStream::H1(h1::start(tls, &authority, "/connect").await?)
+        }
+        ConnectMode::WebSocket => {
+            let tls = tls_connect(addr, server_name, trust, b"http/1.1").await?;
+            ModeStream::Ws(Box::new(ws::start_h1(tls, &authority, "/connect").await?))
+        }
+        ConnectMode::WebSocketH2 => {
+            let tls = tls_connect(addr, server_name, trust, b"h2").await?;
+            ModeStream::WsH2(Box::new(ws::start_h2(tls, &authority, "/connect").await?))
+        }
+    })
+}
+
+impl ByteStream for ModeStream {
+    async fn read(&mut self) -> io::Result<Option<Bytes>> {
+        match self {
+            Self::H2(s) => s.read().await,
+            Self::H1(s) => s.read().await,
+            Self::Text(s) => s.read().await,
+            Self::Ws(s) => s.read().await,
+            Self::WsH2(s) => s.read().await,
+        }
+    }
+
+    async fn write(&mut self, bytes: Bytes) -> io::Result<()> {
+        match self {
+            Self::H2(s) => s.write(bytes).await,
+            Self::H1(s) => s.write(bytes).await,
+            Self::Text(s) => s.write(bytes).await,
+            Self::Ws(s) => s.write(bytes).await,
+            Self::WsH2(s) => s.write(bytes).await,
+        }
+    }
 }
 
 impl H2Stream {

@@ -24,6 +24,7 @@ pub mod api;
 pub mod config;
 pub mod connect;
 pub mod error;
+pub mod janitor;
 pub mod keys;
 pub mod listener;
 pub mod router;

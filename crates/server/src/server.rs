@@ -19,9 +19,10 @@ use crate::config::Config;
 use crate::error::ServerError;
 use crate::keys::ServerKeys;
 use crate::listener::http::{self, ListenLimits};
-use crate::router::Hub;
+use crate::router::presence::LocalPresence;
 use crate::secrets;
 use crate::session::Sessions;
+use crate::session::established::{Messaging, MessagingSettings};
 use crate::session::handshake::{HandshakeSettings, Handshaker, NoiseKey};
 use crate::tls::{CertSource, TlsIdentity};
 
@@ -61,9 +62,14 @@ pub fn sessions(config: &Config, keys: &ServerKeys, store: Arc<dyn Store>) -> Se
         keepalive_secs: config.session.keepalive.as_secs(),
         clock_skew_secs: commucat_keys::DEFAULT_MAX_CLOCK_SKEW_SECS,
     };
+    let messaging = Messaging::new(
+        Arc::clone(&store),
+        Arc::new(LocalPresence::new()),
+        MessagingSettings::from_config(config),
+    );
     Sessions::new(
         Handshaker::new(Arc::new(settings), store),
-        Arc::new(Hub::new()),
+        Arc::new(messaging),
         config.session.handshake_timeout,
         config.limits.max_frame_len,
     )
@@ -162,16 +168,26 @@ impl Server {
             device_ca_public = %keys.device_ca.public_key_hex(),
             "commucat listening (TLS 1.3; HTTP/2 and HTTP/1.1)"
         );
+        let janitor = tokio::spawn(crate::janitor::run(
+            Arc::clone(&store),
+            crate::janitor::PURGE_INTERVAL,
+        ));
         let router = api::router(AppState {
             server_info: Arc::new(ServerInfo::new(&config, &keys)),
             sessions: sessions(&config, &keys, store),
+            connect: crate::connect::ConnectSettings {
+                keepalive: config.session.keepalive,
+                max_frame_len: config.limits.max_frame_len,
+            },
         });
         let limits = ListenLimits {
             max_connections: config.limits.max_connections,
             tls_handshake_timeout: config.limits.tls_handshake_timeout,
             shutdown_grace: config.server.shutdown_grace,
+            keepalive: config.session.keepalive,
         };
         http::serve(listener, acceptor, router, limits, shutdown).await;
+        janitor.abort();
         Ok(())
     }
 

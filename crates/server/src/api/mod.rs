@@ -7,7 +7,7 @@ pub mod server_info;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{any, get};
 
 pub use server_info::ServerInfo;
 
@@ -18,12 +18,14 @@ pub struct AppState {
     pub server_info: Arc<ServerInfo>,
     /// The `/connect` session service.
     pub sessions: crate::session::Sessions,
+    /// `/connect` adapter settings.
+    pub connect: crate::connect::ConnectSettings,
 }
 
 /// All routes. Unknown paths and methods answer `application/problem+json`.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/connect", post(crate::connect::connect))
+        .route("/connect", any(crate::connect::connect))
         .route("/healthz", get(health::healthz))
         .route("/api/server-info", get(server_info::server_info))
         .route("/api/server/info", get(server_info::server_info))
@@ -55,6 +57,10 @@ mod tests {
         router(AppState {
             server_info: Arc::new(ServerInfo::new(&config, &keys)),
             sessions,
+            connect: crate::connect::ConnectSettings {
+                keepalive: config.session.keepalive,
+                max_frame_len: config.limits.max_frame_len,
+            },
         })
     }
 

@@ -35,18 +35,7 @@ impl HttpBodyStream {
 
 impl ByteStream for HttpBodyStream {
     async fn read(&mut self) -> io::Result<Option<Bytes>> {
-        loop {
-            match self.upstream.frame().await {
-                None => return Ok(None),
-                Some(Err(e)) => return Err(io::Error::other(e)),
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) if data.is_empty() => {}
-                    Ok(data) => return Ok(Some(data)),
-                    // Trailers carry no frame bytes.
-                    Err(_trailers) => {}
-                },
-            }
-        }
+        read_body(&mut self.upstream).await
     }
 
     async fn write(&mut self, bytes: Bytes) -> io::Result<()> {
@@ -54,5 +43,21 @@ impl ByteStream for HttpBodyStream {
             .send(bytes)
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "client went away"))
+    }
+}
+
+/// The next non-empty data chunk of a request body; `Ok(None)` at its end.
+pub(super) async fn read_body(body: &mut Body) -> io::Result<Option<Bytes>> {
+    loop {
+        match body.frame().await {
+            None => return Ok(None),
+            Some(Err(e)) => return Err(io::Error::other(e)),
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) if data.is_empty() => {}
+                Ok(data) => return Ok(Some(data)),
+                // Trailers carry no frame bytes.
+                Err(_trailers) => {}
+            },
+        }
     }
 }

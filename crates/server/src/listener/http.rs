@@ -33,6 +33,9 @@ pub struct ListenLimits {
     pub tls_handshake_timeout: Duration,
     /// Time open connections get to finish after shutdown starts.
     pub shutdown_grace: Duration,
+    /// `session.keepalive`: HTTP/2 PING cadence; a connection whose peer does not answer a
+    /// PING within this time is closed (with every `/connect` stream on it).
+    pub keepalive: Duration,
 }
 
 /// Time HTTP/1.1 clients get to send a request's headers.
@@ -48,7 +51,7 @@ pub async fn serve(
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let http = Arc::new(http_builder());
+    let http = Arc::new(http_builder(limits.keepalive));
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
 
@@ -111,13 +114,19 @@ pub async fn serve(
     tracing::info!("server stopped");
 }
 
-fn http_builder() -> auto::Builder<TokioExecutor> {
+fn http_builder(keepalive: Duration) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
-    builder.http2().timer(TokioTimer::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        // RFC 8441: WebSocket over HTTP/2 via extended CONNECT.
+        .enable_connect_protocol()
+        .keep_alive_interval(Some(keepalive.max(Duration::from_secs(1))))
+        .keep_alive_timeout(keepalive.max(Duration::from_secs(1)));
     builder
 }
 
