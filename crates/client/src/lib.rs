@@ -12,6 +12,7 @@
 
 mod error;
 pub mod handshake;
+mod profile;
 mod session;
 pub mod tls;
 pub mod transport;

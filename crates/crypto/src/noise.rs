@@ -108,6 +108,23 @@ impl std::fmt::Debug for Handshake {
     }
 }
 
+/// A snow builder for `pattern` with our resolver, prologue and static key.
+fn builder<'a>(
+    pattern: HandshakePattern,
+    local_private: &'a [u8; 32],
+    prologue: &'a [u8],
+) -> Result<snow::Builder<'a>, NoiseError> {
+    let params = pattern
+        .protocol_name()
+        .parse()
+        .map_err(|e: snow::Error| NoiseError::Config(e.to_string()))?;
+    snow::Builder::with_resolver(params, crate::noise_dh::resolver())
+        .prologue(prologue)
+        .map_err(config_error)?
+        .local_private_key(local_private)
+        .map_err(config_error)
+}
+
 #[allow(clippy::needless_pass_by_value)] // used as a `map_err` callback
 fn config_error(e: snow::Error) -> NoiseError {
     NoiseError::Config(e.to_string())
@@ -123,15 +140,7 @@ impl Handshake {
         local_private: &[u8; 32],
         prologue: &[u8],
     ) -> Result<Self, NoiseError> {
-        let params = pattern
-            .protocol_name()
-            .parse()
-            .map_err(|e: snow::Error| NoiseError::Config(e.to_string()))?;
-        let state = snow::Builder::with_resolver(params, crate::noise_dh::resolver())
-            .prologue(prologue)
-            .map_err(config_error)?
-            .local_private_key(local_private)
-            .map_err(config_error)?
+        let state = builder(pattern, local_private, prologue)?
             .build_responder()
             .map_err(config_error)?;
         Ok(Self { state, pattern })
@@ -147,15 +156,7 @@ impl Handshake {
         remote_static: &[u8; 32],
         prologue: &[u8],
     ) -> Result<Self, NoiseError> {
-        let params = pattern
-            .protocol_name()
-            .parse()
-            .map_err(|e: snow::Error| NoiseError::Config(e.to_string()))?;
-        let state = snow::Builder::with_resolver(params, crate::noise_dh::resolver())
-            .prologue(prologue)
-            .map_err(config_error)?
-            .local_private_key(local_private)
-            .map_err(config_error)?
+        let state = builder(pattern, local_private, prologue)?
             .remote_public_key(remote_static)
             .map_err(config_error)?
             .build_initiator()
