@@ -142,7 +142,6 @@ macro_rules! per_mode {
 
 /// Handshake (XK; bob with Noise transport records where the mode carries them) and a 1:1
 /// conversation: both JOIN a channel, see each other, exchange MSGs in both directions.
-// Group messages and offline replay per mode: add here once the messaging work lands.
 async fn conversation(mode: ConnectMode) {
     let server = start(|_| {}).await;
     let alice_id = DeviceIdentity::generate("alice-phone").with_handle("alice");
@@ -189,6 +188,128 @@ async fn conversation(mode: ConnectMode) {
 }
 
 per_mode!(conversation);
+
+/// Options for the second device: Noise transport records where the mode carries them.
+fn encrypted_where_possible(mode: ConnectMode) -> HandshakeOptions {
+    if mode.carries_noise_transport() {
+        HandshakeOptions::default().with_noise_transport()
+    } else {
+        HandshakeOptions::default()
+    }
+}
+
+/// A group message: alice creates a group of three on channel 20; bob and carol get the
+/// GROUP_CREATE and then alice's MSG on the group channel.
+async fn group_message(mode: ConnectMode) {
+    let server = start(|_| {}).await;
+    let mut alice = connect(
+        &server,
+        mode,
+        &DeviceIdentity::generate("alice-g"),
+        &HandshakeOptions::default(),
+    )
+    .await
+    .unwrap();
+    let mut bob = connect(
+        &server,
+        mode,
+        &DeviceIdentity::generate("bob-g"),
+        &encrypted_where_possible(mode),
+    )
+    .await
+    .unwrap();
+    let mut carol = connect(
+        &server,
+        mode,
+        &DeviceIdentity::generate("carol-g"),
+        &HandshakeOptions::default(),
+    )
+    .await
+    .unwrap();
+    let seq = alice
+        .send_control(
+            FrameType::GroupCreate,
+            20,
+            &json!({"group_id": "grp-modes-1", "members": ["bob-g", "carol-g"]}),
+        )
+        .await
+        .unwrap();
+    let ack: Ack = recv_type(&mut alice, FrameType::Ack)
+        .await
+        .parse_control()
+        .unwrap();
+    assert_eq!(ack.ack, u64::from(seq));
+    assert_eq!(ack.group_id.as_deref(), Some("grp-modes-1"));
+    for member in [&mut bob, &mut carol] {
+        let created: ccp::control::GroupCreate = recv_type(member, FrameType::GroupCreate)
+            .await
+            .parse_control()
+            .unwrap();
+        assert_eq!(created.members, ["alice-g", "bob-g", "carol-g"]);
+    }
+    alice
+        .send_bytes(FrameType::Msg, 20, Bytes::from_static(b"hello group"))
+        .await
+        .unwrap();
+    recv_type(&mut alice, FrameType::Ack).await;
+    for member in [&mut bob, &mut carol] {
+        let msg = recv_type(member, FrameType::Msg).await;
+        assert_eq!(
+            (msg.channel_id(), msg.payload().as_ref()),
+            (20, &b"hello group"[..])
+        );
+    }
+}
+
+per_mode!(group_message);
+
+/// Offline replay: bob leaves after joining; alice's MSGs are acknowledged while he is away
+/// and replayed, in order, when he connects again in the same mode.
+async fn offline_replay(mode: ConnectMode) {
+    let server = start(|_| {}).await;
+    let mut alice = connect(
+        &server,
+        mode,
+        &DeviceIdentity::generate("alice-o"),
+        &HandshakeOptions::default(),
+    )
+    .await
+    .unwrap();
+    let bob_id = DeviceIdentity::generate("bob-o");
+    let options = encrypted_where_possible(mode);
+    let mut bob = connect(&server, mode, &bob_id, &options).await.unwrap();
+    join(&mut alice, 7).await;
+    join(&mut bob, 7).await;
+    drop(bob);
+    // Wait until the server has seen bob go: alice gets his `offline` presence.
+    loop {
+        let snapshot: ccp::control::PresenceSnapshot = recv_type(&mut alice, FrameType::Presence)
+            .await
+            .parse_control()
+            .unwrap();
+        if snapshot.entity == "bob-o" && snapshot.state == "offline" {
+            break;
+        }
+    }
+    for text in ["one", "two", "three"] {
+        let seq = alice
+            .send_bytes(FrameType::Msg, 7, Bytes::from(text))
+            .await
+            .unwrap();
+        let ack: Ack = recv_type(&mut alice, FrameType::Ack)
+            .await
+            .parse_control()
+            .unwrap();
+        assert_eq!(ack.ack, u64::from(seq));
+    }
+    let mut bob = connect(&server, mode, &bob_id, &options).await.unwrap();
+    for text in ["one", "two", "three"] {
+        let msg = recv_type(&mut bob, FrameType::Msg).await;
+        assert_eq!(msg.payload().as_ref(), text.as_bytes());
+    }
+}
+
+per_mode!(offline_replay);
 
 /// Garbage bytes before the handshake: an ERROR frame, then the end of the stream; a session in
 /// the same mode on the same server carries on.
