@@ -1,4 +1,5 @@
-//! Periodic clean-up of expired rows: sessions, offline envelopes and idempotency keys.
+//! Periodic clean-up of expired rows: sessions, offline envelopes, idempotency keys and
+//! pairing codes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +31,7 @@ pub async fn purge(store: &dyn Store) {
             "idempotency keys",
             store.purge_expired_idempotency(now).await,
         ),
+        ("pairing codes", store.purge_expired_pairings(now).await),
     ];
     for (what, result) in results {
         match result {

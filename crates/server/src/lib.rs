@@ -27,6 +27,7 @@ pub mod error;
 pub mod janitor;
 pub mod keys;
 pub mod listener;
+pub mod metrics;
 pub mod router;
 pub mod secrets;
 pub mod server;

@@ -174,6 +174,7 @@ impl Server {
         ));
         let router = api::router(AppState {
             server_info: Arc::new(ServerInfo::new(&config, &keys)),
+            rest: Arc::new(api::RestSettings::new(&config, &keys)),
             sessions: sessions(&config, &keys, store),
             connect: crate::connect::ConnectSettings {
                 keepalive: config.session.keepalive,

@@ -16,9 +16,9 @@ mod sqlite;
 
 pub use error::{Result, StoreError};
 pub use model::{
-    DeviceKeyEvent, DeviceRecord, DeviceStatus, EnqueueOutcome, GroupMember, GroupRecord,
-    GroupRole, IdempotencyKey, InboxOffset, NewDeviceRegistration, NewEnvelope, QueuedEnvelope,
-    SessionRecord, UserRecord, UserToCreate,
+    DeviceKeyEvent, DeviceRecord, DeviceStatus, EnqueueOutcome, FriendRecord, GroupMember,
+    GroupRecord, GroupRole, IdempotencyKey, InboxOffset, NewDeviceRegistration, NewEnvelope,
+    PairingRecord, QueuedEnvelope, RedeemOutcome, SessionRecord, UserRecord, UserToCreate,
 };
 pub use sqlite::SqliteStore;
 
@@ -148,4 +148,46 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Deletes every idempotency key with `expires_at <= now`; returns how many.
     async fn purge_expired_idempotency(&self, now: i64) -> Result<u64>;
+
+    // ---------------------------------------------------------------- pairing
+
+    /// Stores a new pairing code. The issuer device must exist ([`StoreError::NotFound`]) and
+    /// belong to `pairing.user_id`, and `expires_at` must be after `issued_at`
+    /// ([`StoreError::Invalid`]); an existing code → [`StoreError::Conflict`].
+    async fn create_pairing(&self, pairing: PairingRecord) -> Result<()>;
+
+    /// The pairing code, whatever its state.
+    async fn pairing(&self, code: &str) -> Result<Option<PairingRecord>>;
+
+    /// Claims a pairing code, in one transaction: a code that is already redeemed, has
+    /// `max_attempts` failed attempts or has expired (`now >= expires_at`) is refused and the
+    /// refusal counted as a failed attempt (committed); otherwise the device is registered as
+    /// [`Store::register_device`] does (its `max_active_devices` applies if set) and the code is
+    /// marked redeemed by it. `registration.user` must be
+    /// [`UserToCreate::Existing`] of the code's user ([`StoreError::Invalid`]). A registration
+    /// failure writes nothing, not even an attempt.
+    async fn redeem_pairing(
+        &self,
+        code: &str,
+        now: i64,
+        max_attempts: u32,
+        registration: NewDeviceRegistration,
+    ) -> Result<RedeemOutcome>;
+
+    /// Deletes every pairing code with `expires_at <= now`; returns how many.
+    async fn purge_expired_pairings(&self, now: i64) -> Result<u64>;
+
+    // ---------------------------------------------------------------- friends
+
+    /// A user's friend list in stored order (empty for an unknown user).
+    async fn friends(&self, user_id: &str) -> Result<Vec<FriendRecord>>;
+
+    /// Replaces a user's friend list, in one transaction, and returns it as stored. A user id
+    /// listed twice keeps its first position and the later entry's fields. Unknown user →
+    /// [`StoreError::NotFound`].
+    async fn replace_friends(
+        &self,
+        user_id: &str,
+        friends: Vec<FriendRecord>,
+    ) -> Result<Vec<FriendRecord>>;
 }

@@ -275,3 +275,50 @@ pub struct InboxOffset {
     /// When it was delivered, unix seconds.
     pub updated_at: i64,
 }
+
+/// A pairing code: lets one new device join the issuer's account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PairingRecord {
+    /// The code as shown to people (`ABCD-EFGH`), unique.
+    pub code: String,
+    /// The account the claimed device joins.
+    pub user_id: String,
+    /// The device that issued the code (must belong to `user_id`).
+    pub issuer_device_id: String,
+    /// Issue time, unix seconds.
+    pub issued_at: i64,
+    /// Expiry, unix seconds: the code cannot be claimed at or after it.
+    pub expires_at: i64,
+    /// Failed claims so far.
+    pub attempts: u32,
+    /// When the code was redeemed, if it was.
+    pub redeemed_at: Option<i64>,
+    /// The device registered by the redeeming claim.
+    pub redeemed_device_id: Option<String>,
+}
+
+/// What [`Store::redeem_pairing`](crate::Store::redeem_pairing) did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedeemOutcome {
+    /// The device was registered under the code's user, who is returned.
+    Redeemed(UserRecord),
+    /// No such code.
+    Unknown,
+    /// The code has expired (the failed attempt was counted).
+    Expired,
+    /// The code was already redeemed (the failed attempt was counted).
+    AlreadyRedeemed,
+    /// The code has used up its failed attempts (this attempt was counted too).
+    TooManyAttempts,
+}
+
+/// One entry of a user's friend list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FriendRecord {
+    /// The friend's user id (an opaque reference; it need not be a local user).
+    pub user_id: String,
+    /// The friend's handle as the client knows it.
+    pub handle: Option<String>,
+    /// The owner's private name for the friend.
+    pub alias: Option<String>,
+}

@@ -329,3 +329,54 @@ mod tests {
         assert!(matches!(count(-1), Err(StoreError::Corrupt(_))));
     }
 }
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct PairingRow {
+    pub(crate) code: String,
+    pub(crate) user_id: String,
+    pub(crate) issuer_device_id: String,
+    pub(crate) issued_at: i64,
+    pub(crate) expires_at: i64,
+    pub(crate) attempts: i64,
+    pub(crate) redeemed_at: Option<i64>,
+    pub(crate) redeemed_device_id: Option<String>,
+}
+
+impl TryFrom<PairingRow> for crate::model::PairingRecord {
+    type Error = StoreError;
+
+    fn try_from(row: PairingRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            attempts: u32::try_from(row.attempts).map_err(|_| {
+                StoreError::Corrupt(format!(
+                    "pairing code {} has {} attempts",
+                    row.code, row.attempts
+                ))
+            })?,
+            code: row.code,
+            user_id: row.user_id,
+            issuer_device_id: row.issuer_device_id,
+            issued_at: row.issued_at,
+            expires_at: row.expires_at,
+            redeemed_at: row.redeemed_at,
+            redeemed_device_id: row.redeemed_device_id,
+        })
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct FriendRow {
+    pub(crate) friend_user_id: String,
+    pub(crate) handle: Option<String>,
+    pub(crate) alias: Option<String>,
+}
+
+impl From<FriendRow> for crate::model::FriendRecord {
+    fn from(row: FriendRow) -> Self {
+        Self {
+            user_id: row.friend_user_id,
+            handle: row.handle,
+            alias: row.alias,
+        }
+    }
+}

@@ -79,6 +79,10 @@ suite_tests!(
     expired_envelopes_are_dropped_and_purged,
     full_queues_refuse_new_envelopes,
     idempotency_keys_drop_resends,
+    pairing_code_redeems_once,
+    pairing_refusals_count_attempts,
+    pairing_rules_are_checked,
+    friend_lists_are_replaced,
 );
 
 #[tokio::test]

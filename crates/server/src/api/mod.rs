@@ -1,13 +1,20 @@
 //! The HTTP API: one module per resource, assembled into one [`axum::Router`].
 
+pub mod auth;
+pub mod devices;
+pub mod friends;
 pub mod health;
+pub mod metrics;
+pub mod pairing;
 pub mod problem;
 pub mod server_info;
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
+use commucat_keys::DeviceKeyPair;
+use commucat_store::Store;
 
 pub use server_info::ServerInfo;
 
@@ -20,6 +27,52 @@ pub struct AppState {
     pub sessions: crate::session::Sessions,
     /// `/connect` adapter settings.
     pub connect: crate::connect::ConnectSettings,
+    /// What the REST handlers need beyond the session service.
+    pub rest: Arc<RestSettings>,
+}
+
+impl AppState {
+    /// The store (shared with the sessions).
+    #[must_use]
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.sessions.messaging().store
+    }
+}
+
+/// Settings and keys of the REST handlers.
+#[derive(Debug)]
+pub struct RestSettings {
+    /// Longest pairing-code lifetime (`devices.pairing_ttl`), seconds.
+    pub pairing_ttl_secs: i64,
+    /// Validity of certificates issued to claimed devices, seconds.
+    pub certificate_validity_secs: i64,
+    /// The device CA that signs device certificates.
+    pub device_ca: DeviceKeyPair,
+}
+
+impl RestSettings {
+    /// The settings `config` asks for, with the server's device CA.
+    #[must_use]
+    pub fn new(config: &crate::config::Config, keys: &crate::keys::ServerKeys) -> Self {
+        let secs = |d: std::time::Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+        Self {
+            pairing_ttl_secs: secs(config.devices.pairing_ttl),
+            certificate_validity_secs: secs(config.devices.certificate_validity),
+            device_ca: keys.device_ca.clone(),
+        }
+    }
+}
+
+/// Unix seconds as RFC 3339 UTC (`2026-01-02T03:04:05Z`).
+#[must_use]
+pub fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| unix.to_string())
 }
 
 /// All routes. Unknown paths and methods answer `application/problem+json`.
@@ -27,8 +80,17 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/connect", any(crate::connect::connect))
         .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::metrics))
         .route("/api/server-info", get(server_info::server_info))
         .route("/api/server/info", get(server_info::server_info))
+        .route("/api/devices", get(devices::list))
+        .route("/api/devices/revoke", post(devices::revoke))
+        .route("/api/pair", post(pairing::issue))
+        .route("/api/pairing", post(pairing::issue))
+        .route("/api/pair/claim", post(pairing::claim))
+        .route("/api/pairing/claim", post(pairing::claim))
+        .route("/api/friends", get(friends::list).put(friends::replace))
         .fallback(problem::not_found)
         .method_not_allowed_fallback(problem::method_not_allowed)
         .with_state(state)
@@ -46,16 +108,20 @@ mod tests {
     use crate::keys::{NoiseStaticKey, ServerKeys};
 
     async fn app() -> Router {
+        let store = commucat_store::SqliteStore::open_in_memory().await.unwrap();
+        app_on(Arc::new(store))
+    }
+
+    fn app_on(store: Arc<dyn commucat_store::Store>) -> Router {
         let keys = ServerKeys {
             noise: NoiseStaticKey::from_private(&[5; 32]),
             device_ca: DeviceKeyPair::from_seed(&[6; 32]),
         };
-        let store: Arc<dyn commucat_store::Store> =
-            Arc::new(commucat_store::SqliteStore::open_in_memory().await.unwrap());
         let config = Config::default();
         let sessions = crate::server::sessions(&config, &keys, store);
         router(AppState {
             server_info: Arc::new(ServerInfo::new(&config, &keys)),
+            rest: Arc::new(RestSettings::new(&config, &keys)),
             sessions,
             connect: crate::connect::ConnectSettings {
                 keepalive: config.session.keepalive,
@@ -65,12 +131,20 @@ mod tests {
     }
 
     async fn call(method: &str, uri: &str) -> (StatusCode, Option<String>, serde_json::Value) {
+        call_on(app().await, method, uri).await
+    }
+
+    async fn call_on(
+        app: Router,
+        method: &str,
+        uri: &str,
+    ) -> (StatusCode, Option<String>, serde_json::Value) {
         let request = Request::builder()
             .method(method)
             .uri(uri)
             .body(Body::empty())
             .unwrap();
-        let response = app().await.oneshot(request).await.unwrap();
+        let response = app.oneshot(request).await.unwrap();
         let status = response.status();
         let content_type = response
             .headers()
@@ -86,6 +160,39 @@ mod tests {
         assert_eq!(status, StatusCode::OK);
         assert_eq!(content_type.as_deref(), Some("application/json"));
         assert_eq!(body, serde_json::json!({"status": "ok"}));
+    }
+
+    #[tokio::test]
+    async fn readyz_follows_the_store() {
+        let store = Arc::new(commucat_store::SqliteStore::open_in_memory().await.unwrap());
+        let (status, _, body) = call_on(app_on(store.clone()), "GET", "/readyz").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, serde_json::json!({"status": "ready"}));
+        store.close().await;
+        let (status, content_type, body) = call_on(app_on(store), "GET", "/readyz").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(content_type.as_deref(), Some(problem::PROBLEM_JSON));
+        assert_eq!(body["title"], "Service Unavailable");
+    }
+
+    #[tokio::test]
+    async fn metrics_are_prometheus_text() {
+        let request = Request::builder()
+            .uri("/metrics")
+            .body(Body::empty())
+            .unwrap();
+        let response = app().await.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            metrics::PROMETHEUS_TEXT
+        );
+        let body = to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        assert!(
+            text.contains("commucat_handshakes_total{result=\"ok\"} 0\n"),
+            "{text}"
+        );
     }
 
     #[tokio::test]

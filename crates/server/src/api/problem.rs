@@ -60,3 +60,22 @@ pub async fn method_not_allowed(method: Method, uri: Uri) -> Problem {
         format!("{method} is not allowed on {}", uri.path()),
     )
 }
+
+/// Parses a JSON request body (an empty body counts as `{}`), answering 400 with the parser's
+/// message if it does not fit `T`.
+///
+/// # Errors
+/// A 400 problem.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        body
+    };
+    serde_json::from_slice(body).map_err(|e| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            format!("request body is not the expected JSON: {e}"),
+        )
+    })
+}

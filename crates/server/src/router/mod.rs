@@ -48,6 +48,8 @@ pub enum Delivery {
     Frame(Envelope),
     /// Frames were queued for this device while it was connected: replay the offline queue.
     Replay,
+    /// The server ends this session with this ERROR (e.g. the device was revoked).
+    Close(Box<ccp::Problem>),
 }
 
 /// Default number of frames a session may have waiting before the server considers the client
@@ -148,6 +150,8 @@ pub(crate) struct Tables {
 /// The routing tables of this node.
 #[derive(Debug)]
 pub struct Hub {
+    /// Counters of this node (handshakes, sessions, deliveries).
+    pub metrics: crate::metrics::Metrics,
     tables: Mutex<Tables>,
     dedup: Dedup,
     last_stamp: AtomicI64,
@@ -164,6 +168,7 @@ impl Hub {
     #[must_use]
     pub fn new(dedup_window: std::time::Duration) -> Self {
         Self {
+            metrics: crate::metrics::Metrics::default(),
             tables: Mutex::new(Tables::default()),
             dedup: Dedup::new(dedup_window, dedup::DEFAULT_CAPACITY),
             last_stamp: AtomicI64::new(0),
@@ -222,6 +227,18 @@ impl Hub {
             }
             other => other.cloned(),
         }
+    }
+
+    /// Ends the device's online session, if any: removes its mailbox (so nothing more is routed
+    /// to it) and asks its task to close with `problem`. If the mailbox is full the session
+    /// still ends, as soon as the hub's handle is gone, without the ERROR. Returns whether a
+    /// session was online.
+    pub fn disconnect(&self, device_id: &str, problem: ccp::Problem) -> bool {
+        let Some(mailbox) = self.lock().online.remove(device_id) else {
+            return false;
+        };
+        let _ = mailbox.tx.try_send(Delivery::Close(Box::new(problem)));
+        true
     }
 
     /// Whether the device has an online session.
@@ -286,7 +303,7 @@ impl Hub {
                 .map(|device| (device.to_owned(), tables.online.get(device).cloned()))
                 .collect()
         };
-        targets
+        let outcomes: Vec<(String, Handoff)> = targets
             .into_iter()
             .map(|(device, mailbox)| {
                 let outcome = match mailbox {
@@ -303,7 +320,14 @@ impl Hub {
                 };
                 (device, outcome)
             })
-            .collect()
+            .collect();
+        let queued = outcomes
+            .iter()
+            .filter(|(_, outcome)| *outcome == Handoff::Queued)
+            .count();
+        self.metrics
+            .delivered(u64::try_from(queued).unwrap_or(u64::MAX));
+        outcomes
     }
 }
 

@@ -65,13 +65,16 @@ impl Sessions {
     pub async fn serve<S: ByteStream>(&self, stream: S, remote: String) {
         let inner = &self.inner;
         let mut conn = Connection::new(stream, inner.max_frame_len);
-        let Ok(established) = inner
+        let metrics = &inner.messaging.hub.metrics;
+        let outcome = inner
             .handshaker
             .run_and_report(&mut conn, &remote, inner.handshake_timeout)
-            .await
-        else {
+            .await;
+        metrics.handshake(outcome.is_ok());
+        let Ok(established) = outcome else {
             return;
         };
+        let _active = metrics.session_started();
         established::run(conn, established, Arc::clone(&inner.messaging), &remote).await;
     }
 }

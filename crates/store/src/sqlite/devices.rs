@@ -70,6 +70,18 @@ pub(super) async fn register(
     pool: &SqlitePool,
     registration: NewDeviceRegistration,
 ) -> Result<UserRecord> {
+    // IMMEDIATE takes the write lock up front: the checks below cannot be raced.
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+    let owner = register_in(&mut tx, registration).await?;
+    tx.commit().await.map_err(map_err)?;
+    Ok(owner)
+}
+
+/// The steps of [`register`] inside the caller's write transaction.
+pub(super) async fn register_in(
+    tx: &mut SqliteConnection,
+    registration: NewDeviceRegistration,
+) -> Result<UserRecord> {
     let NewDeviceRegistration {
         user,
         device,
@@ -86,8 +98,6 @@ pub(super) async fn register(
     }
     check_event_device(&key_event, &device.device_id)?;
 
-    // IMMEDIATE takes the write lock up front: the checks below cannot be raced.
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
     let owner = match user {
         UserToCreate::Existing(user_id) => {
             users::by_id(&mut *tx, &user_id)
@@ -98,7 +108,7 @@ pub(super) async fn register(
                 })?
         }
         UserToCreate::New(user) => {
-            users::insert(&mut tx, &user).await?;
+            users::insert(tx, &user).await?;
             user
         }
     };
@@ -128,8 +138,7 @@ pub(super) async fn register(
     .execute(&mut *tx)
     .await
     .map_err(map_err)?;
-    insert_event(&mut tx, &key_event).await?;
-    tx.commit().await.map_err(map_err)?;
+    insert_event(tx, &key_event).await?;
     Ok(owner)
 }
 

@@ -1,7 +1,9 @@
 //! Embedded SQLite backend.
 
 mod devices;
+mod friends;
 mod groups;
+mod pairing;
 mod queue;
 mod sessions;
 mod users;
@@ -18,8 +20,9 @@ use sqlx::sqlite::{
 use crate::Store;
 use crate::error::{Result, StoreError};
 use crate::model::{
-    DeviceKeyEvent, DeviceRecord, EnqueueOutcome, GroupMember, GroupRecord, InboxOffset,
-    NewDeviceRegistration, NewEnvelope, QueuedEnvelope, SessionRecord, UserRecord,
+    DeviceKeyEvent, DeviceRecord, EnqueueOutcome, FriendRecord, GroupMember, GroupRecord,
+    InboxOffset, NewDeviceRegistration, NewEnvelope, PairingRecord, QueuedEnvelope, RedeemOutcome,
+    SessionRecord, UserRecord,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -245,5 +248,39 @@ impl Store for SqliteStore {
 
     async fn purge_expired_idempotency(&self, now: i64) -> Result<u64> {
         queue::purge_expired_keys(&self.pool, now).await
+    }
+
+    async fn create_pairing(&self, pairing: PairingRecord) -> Result<()> {
+        pairing::create(&self.pool, pairing).await
+    }
+
+    async fn pairing(&self, code: &str) -> Result<Option<PairingRecord>> {
+        pairing::by_code(&self.pool, code).await
+    }
+
+    async fn redeem_pairing(
+        &self,
+        code: &str,
+        now: i64,
+        max_attempts: u32,
+        registration: NewDeviceRegistration,
+    ) -> Result<RedeemOutcome> {
+        pairing::redeem(&self.pool, code, now, max_attempts, registration).await
+    }
+
+    async fn purge_expired_pairings(&self, now: i64) -> Result<u64> {
+        pairing::purge_expired(&self.pool, now).await
+    }
+
+    async fn friends(&self, user_id: &str) -> Result<Vec<FriendRecord>> {
+        friends::of_user(&self.pool, user_id).await
+    }
+
+    async fn replace_friends(
+        &self,
+        user_id: &str,
+        friends: Vec<FriendRecord>,
+    ) -> Result<Vec<FriendRecord>> {
+        friends::replace(&self.pool, user_id, friends).await
     }
 }

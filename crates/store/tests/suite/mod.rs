@@ -2,8 +2,10 @@
 //! here against a fresh, empty store.
 
 mod messaging;
+mod rest;
 
 pub(crate) use messaging::*;
+pub(crate) use rest::*;
 
 use std::sync::Arc;
 

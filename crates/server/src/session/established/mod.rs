@@ -46,6 +46,8 @@ pub struct MessagingSettings {
     pub max_queue_per_device: u64,
     /// How long idempotency keys of relayed frames are remembered.
     pub dedup_window: Duration,
+    /// Session (REST bearer) lifetime; a connected session keeps moving its expiry forward.
+    pub session_ttl: Duration,
 }
 
 impl MessagingSettings {
@@ -58,6 +60,7 @@ impl MessagingSettings {
             offline_ttl: config.offline.ttl,
             max_queue_per_device: config.offline.max_per_device,
             dedup_window: config.offline.dedup_window,
+            session_ttl: config.session.ttl,
         }
     }
 }
@@ -193,9 +196,19 @@ pub async fn run<S: ByteStream>(
     task.finish(end, rx, remote).await;
 }
 
+/// How often a connected session moves its stored expiry forward: a quarter of the TTL, between
+/// 1 s and 5 min, so the stored expiry stays at least three quarters of the TTL ahead.
+#[must_use]
+pub fn refresh_interval(ttl: Duration) -> Duration {
+    (ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(300))
+}
+
 impl<S: ByteStream> SessionTask<S> {
     async fn run(&mut self, mailbox: &mut mpsc::Receiver<Delivery>) -> End {
         let overflow = Arc::clone(&self.overflow);
+        let every = refresh_interval(self.m.settings.session_ttl);
+        let mut refresh = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             // Handle everything already received before waiting again.
             loop {
@@ -219,6 +232,7 @@ impl<S: ByteStream> SessionTask<S> {
                 delivery = mailbox.recv() => match delivery {
                     Some(Delivery::Frame(envelope)) => self.forward(envelope).await,
                     Some(Delivery::Replay) => self.replay().await,
+                    Some(Delivery::Close(problem)) => Err(End::Problem(problem)),
                     // Every sender is gone: the hub dropped this session, for a newer one or
                     // because it did not keep up.
                     None if overflow.is_raised() => {
@@ -230,9 +244,41 @@ impl<S: ByteStream> SessionTask<S> {
                     Err(End::slow_consumer(self.m.settings.mailbox_capacity))
                 }
                 () = presence::expiry(presence_deadline) => self.expire_presence().await,
+                _ = refresh.tick() => self.refresh_session().await,
             };
             if let Err(end) = step {
                 return end;
+            }
+        }
+    }
+
+    /// Moves the stored session's expiry to now + TTL (one indexed UPDATE), so the session id
+    /// stays a valid bearer token while the session is connected. A session row that is gone
+    /// because the device was revoked ends the session.
+    async fn refresh_session(&mut self) -> Result<(), End> {
+        let key = super::handshake::session_key(&self.session_id);
+        let expires_at = unix_now().saturating_add(secs(self.m.settings.session_ttl));
+        match self.m.store.extend_session(&key, expires_at).await {
+            Ok(()) => Ok(()),
+            Err(commucat_store::StoreError::NotFound { .. }) => {
+                match self.m.store.device(&self.device_id).await {
+                    Ok(Some(device)) if device.status == commucat_store::DeviceStatus::Active => {
+                        tracing::warn!(device = %self.device_id, "stored session vanished; bearer token no longer valid");
+                        Ok(())
+                    }
+                    Ok(_) => Err(End::problem(
+                        ProblemKind::DeviceRevoked,
+                        "this device has been revoked",
+                    )),
+                    Err(e) => {
+                        tracing::warn!(device = %self.device_id, error = %e, "device lookup failed");
+                        Ok(())
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(device = %self.device_id, error = %e, "session refresh failed");
+                Ok(())
             }
         }
     }

@@ -1,0 +1,123 @@
+//! `GET /api/friends` and `PUT /api/friends`: each user's friend list, stored as the client
+//! pushes it (wire-compat §8: the deployed client always sends `handle`, possibly null).
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use commucat_store::FriendRecord;
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use super::auth::{Authenticated, store_problem};
+use super::problem::{Problem, parse_json};
+
+/// Most entries one friend list may hold.
+pub const MAX_FRIENDS: usize = 1000;
+/// Longest `user_id`, `handle` or `alias`, in bytes.
+pub const MAX_FIELD_LEN: usize = 256;
+
+/// Body of both requests' answers, and of `PUT`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FriendList {
+    /// The entries, in the client's order.
+    pub friends: Vec<Friend>,
+}
+
+/// One friend.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Friend {
+    /// The friend's user id.
+    pub user_id: String,
+    /// The friend's handle, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handle: Option<String>,
+    /// The caller's name for the friend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
+}
+
+impl From<FriendRecord> for Friend {
+    fn from(f: FriendRecord) -> Self {
+        Self {
+            user_id: f.user_id,
+            handle: f.handle,
+            alias: f.alias,
+        }
+    }
+}
+
+fn bad_request(detail: String) -> Problem {
+    Problem::new(StatusCode::BAD_REQUEST, detail)
+}
+
+fn check(friend: &Friend) -> Result<(), Problem> {
+    if friend.user_id.is_empty() || friend.user_id.len() > MAX_FIELD_LEN {
+        return Err(bad_request(format!(
+            "user_id must be 1..={MAX_FIELD_LEN} bytes"
+        )));
+    }
+    for (name, value) in [("handle", &friend.handle), ("alias", &friend.alias)] {
+        if value.as_ref().is_some_and(|v| v.len() > MAX_FIELD_LEN) {
+            return Err(bad_request(format!(
+                "{name} of {} is longer than {MAX_FIELD_LEN} bytes",
+                friend.user_id
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `GET /api/friends` → 200 `{"friends":[{user_id, handle?, alias?}]}`.
+///
+/// # Errors
+/// 401 without a valid bearer; 503/500 on store failures.
+pub async fn list(
+    State(state): State<AppState>,
+    auth: Authenticated,
+) -> Result<Json<FriendList>, Problem> {
+    let friends = state
+        .store()
+        .friends(&auth.user_id)
+        .await
+        .map_err(|e| store_problem(&e))?;
+    Ok(Json(FriendList {
+        friends: friends.into_iter().map(Friend::from).collect(),
+    }))
+}
+
+/// `PUT /api/friends` `{"friends":[{user_id, handle, alias}]}` → 200 with the list as stored
+/// (a user id listed twice keeps its first place and its last fields).
+///
+/// # Errors
+/// 400 bad body or entries; 401 without a valid bearer; 503/500 on store failures.
+pub async fn replace(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    body: Bytes,
+) -> Result<Json<FriendList>, Problem> {
+    let request: FriendList = parse_json(&body)?;
+    if request.friends.len() > MAX_FRIENDS {
+        return Err(bad_request(format!(
+            "at most {MAX_FRIENDS} friends per list"
+        )));
+    }
+    request.friends.iter().try_for_each(check)?;
+    let records = request
+        .friends
+        .into_iter()
+        .map(|f| FriendRecord {
+            user_id: f.user_id,
+            handle: f.handle,
+            alias: f.alias,
+        })
+        .collect();
+    let stored = state
+        .store()
+        .replace_friends(&auth.user_id, records)
+        .await
+        .map_err(|e| store_problem(&e))?;
+    Ok(Json(FriendList {
+        friends: stored.into_iter().map(Friend::from).collect(),
+    }))
+}

@@ -1,0 +1,342 @@
+//! `POST /api/pair` (alias `/api/pairing`): an active device issues a pairing code for its
+//! account; `POST /api/pair/claim` (alias `/api/pairing/claim`): a new device redeems it
+//! (wire-compat §8).
+//!
+//! The claim is the deployed flow: the **server** generates the new device's seed and key and
+//! returns the private key in the answer, so the server (and anyone who can read the HTTPS
+//! answer) learns a device private key. It is kept for the deployed client; the server keeps
+//! no copy. Redeeming a code is the approval: no other policy (auto-approval, device limit)
+//! applies.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use commucat_keys::{DeviceCertificate, DeviceCertificateData, DeviceKeyPair};
+use commucat_store::{
+    DeviceKeyEvent, DeviceRecord, DeviceStatus, NewDeviceRegistration, PairingRecord,
+    RedeemOutcome, StoreError, UserToCreate,
+};
+use rand_core::{OsRng, RngCore};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use super::auth::{Authenticated, store_problem};
+use super::problem::{Problem, parse_json};
+use super::{AppState, rfc3339};
+use crate::session::established::unix_now;
+use crate::session::handshake::random_id;
+
+/// Symbols of a pairing code (no `I`, `L`, `O`, `0`, `1`).
+pub const CODE_ALPHABET: &[u8; 31] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
+/// Shortest pairing-code lifetime, seconds.
+pub const MIN_TTL: i64 = 60;
+/// Longest pairing-code lifetime, seconds.
+pub const MAX_TTL: i64 = 3600;
+/// Failed claims after which a code is dead.
+pub const MAX_ATTEMPTS: u32 = 5;
+/// Longest accepted `device_name`, bytes.
+pub const MAX_DEVICE_NAME_LEN: usize = 128;
+
+/// A fresh code `ABCD-EFGH`: 8 uniformly random symbols of [`CODE_ALPHABET`].
+#[must_use]
+pub fn new_code() -> String {
+    let mut code = String::with_capacity(9);
+    let mut symbols = 0;
+    while symbols < 8 {
+        let mut byte = [0u8; 1];
+        OsRng.fill_bytes(&mut byte);
+        let [value] = byte;
+        // 248 = 8 × 31: rejecting the rest keeps every symbol equally likely.
+        let Some(&symbol) = CODE_ALPHABET
+            .get(usize::from(value % 31))
+            .filter(|_| value < 248)
+        else {
+            continue;
+        };
+        if symbols == 4 {
+            code.push('-');
+        }
+        code.push(char::from(symbol));
+        symbols += 1;
+    }
+    code
+}
+
+/// The code lifetime for a requested `ttl`: at most `configured`, then clamped to
+/// [`MIN_TTL`]..=[`MAX_TTL`] (the configuration is validated to that range already).
+#[must_use]
+pub fn effective_ttl(requested: Option<i64>, configured: i64) -> i64 {
+    requested
+        .unwrap_or(configured)
+        .min(configured)
+        .clamp(MIN_TTL, MAX_TTL)
+}
+
+/// Body of `POST /api/pair`.
+#[derive(Debug, Default, Deserialize)]
+pub struct IssueRequest {
+    /// Requested lifetime in seconds (`null`: the configured one).
+    #[serde(default)]
+    pub ttl: Option<i64>,
+}
+
+/// Answer of `POST /api/pair`.
+#[derive(Debug, Serialize)]
+pub struct Issued {
+    /// The code, `ABCD-EFGH`.
+    pub pair_code: String,
+    /// Issue time, RFC 3339.
+    pub issued_at: String,
+    /// Expiry, RFC 3339.
+    pub expires_at: String,
+    /// Lifetime in seconds.
+    pub ttl: i64,
+    /// Random hex the deployed client requires; unused and not stored (the claim generates the
+    /// new device's seed).
+    pub device_seed: String,
+    /// The issuing device.
+    pub issuer_device_id: String,
+    /// Device-CA public key, hex.
+    pub device_ca_public: String,
+}
+
+/// `POST /api/pair` `{"ttl": n|null}` → 200 [`Issued`].
+///
+/// # Errors
+/// 400 bad body; 401 without a valid bearer; 503/500 on store failures.
+pub async fn issue(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    body: Bytes,
+) -> Result<Json<Issued>, Problem> {
+    let request: IssueRequest = parse_json(&body)?;
+    let ttl = effective_ttl(request.ttl, state.rest.pairing_ttl_secs);
+    let now = unix_now();
+    let mut attempts = 0;
+    let code = loop {
+        let code = new_code();
+        let record = PairingRecord {
+            code: code.clone(),
+            user_id: auth.user_id.clone(),
+            issuer_device_id: auth.device_id.clone(),
+            issued_at: now,
+            expires_at: now.saturating_add(ttl),
+            attempts: 0,
+            redeemed_at: None,
+            redeemed_device_id: None,
+        };
+        match state.store().create_pairing(record).await {
+            Ok(()) => break code,
+            // 31^8 codes: a collision is rare; try a few fresh ones.
+            Err(StoreError::Conflict(_)) if attempts < 4 => attempts += 1,
+            Err(e) => return Err(store_problem(&e)),
+        }
+    };
+    let mut seed = Zeroizing::new([0u8; 32]);
+    OsRng.fill_bytes(seed.as_mut_slice());
+    tracing::info!(scope = "pairing", action = "issue", device = %auth.device_id, user = %auth.user_id, ttl, "pairing code issued");
+    Ok(Json(Issued {
+        pair_code: code,
+        issued_at: rfc3339(now),
+        expires_at: rfc3339(now.saturating_add(ttl)),
+        ttl,
+        device_seed: hex::encode(seed.as_slice()),
+        issuer_device_id: auth.device_id,
+        device_ca_public: state.rest.device_ca.public_key_hex(),
+    }))
+}
+
+/// Body of `POST /api/pair/claim`.
+#[derive(Debug, Deserialize)]
+pub struct ClaimRequest {
+    /// The code (trimmed and upper-cased before lookup).
+    pub pair_code: String,
+    /// A name for the new device (echoed; not stored).
+    #[serde(default)]
+    pub device_name: Option<String>,
+}
+
+/// `user` object of [`Claimed`].
+#[derive(Debug, Serialize)]
+pub struct ClaimedUser {
+    /// User id.
+    pub id: String,
+    /// Handle.
+    pub handle: String,
+    /// Display name.
+    pub display_name: Option<String>,
+    /// Avatar URL.
+    pub avatar_url: Option<String>,
+}
+
+/// Answer of `POST /api/pair/claim`.
+#[derive(Debug, Serialize)]
+pub struct Claimed {
+    /// The new device's id (64 hex).
+    pub device_id: String,
+    /// The device private key (Ed25519 seed / X25519 private), hex. See the module docs.
+    pub private_key: String,
+    /// The device public key, hex.
+    pub public_key: String,
+    /// The seed the key was derived from (private key = BLAKE3(seed)), hex.
+    pub seed: String,
+    /// The device that issued the code.
+    pub issuer_device_id: String,
+    /// The account the device joined.
+    pub user: ClaimedUser,
+    /// Same as `user.id`.
+    pub user_id: String,
+    /// Echo of the request's `device_name`.
+    pub device_name: Option<String>,
+    /// The device certificate (canonical signed object).
+    pub device_certificate: serde_json::Value,
+    /// Device-CA public key, hex.
+    pub device_ca_public: String,
+}
+
+/// `POST /api/pair/claim` `{"pair_code", "device_name"?}` → 200 [`Claimed`]. No bearer.
+///
+/// # Errors
+/// 400 bad body, expired or redeemed code, or a code with [`MAX_ATTEMPTS`] failed claims
+/// (every refusal counts as one); 404 unknown code; 503/500 on store failures.
+pub async fn claim(State(state): State<AppState>, body: Bytes) -> Result<Json<Claimed>, Problem> {
+    let request: ClaimRequest = parse_json(&body)?;
+    if request
+        .device_name
+        .as_ref()
+        .is_some_and(|n| n.len() > MAX_DEVICE_NAME_LEN)
+    {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            format!("device_name is longer than {MAX_DEVICE_NAME_LEN} bytes"),
+        ));
+    }
+    let code = request.pair_code.trim().to_uppercase();
+    let unknown = || Problem::new(StatusCode::NOT_FOUND, "unknown pairing code");
+    let store = state.store();
+    let pairing = store
+        .pairing(&code)
+        .await
+        .map_err(|e| store_problem(&e))?
+        .ok_or_else(unknown)?;
+
+    let now = unix_now();
+    let mut seed = Zeroizing::new([0u8; 32]);
+    OsRng.fill_bytes(seed.as_mut_slice());
+    let keys = DeviceKeyPair::from_seed_material(seed.as_slice()).map_err(|e| {
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("key derivation: {e}"),
+        )
+    })?;
+    let device_id = random_id();
+    let ca = &state.rest.device_ca;
+    let certificate = DeviceCertificate::issue(
+        ca.signing_key(),
+        DeviceCertificateData {
+            serial: OsRng.next_u64(),
+            user_id: pairing.user_id.clone(),
+            device_id: device_id.clone(),
+            public_key: keys.public_key(),
+            issuer: ca.public_key(),
+            issued_at: now,
+            expires_at: now.saturating_add(state.rest.certificate_validity_secs),
+        },
+    )
+    .map_err(|e| {
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("certificate: {e}"),
+        )
+    })?;
+    let device_certificate = serde_json::to_value(&certificate).map_err(|e| {
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("certificate: {e}"),
+        )
+    })?;
+    let registration = NewDeviceRegistration {
+        user: UserToCreate::Existing(pairing.user_id.clone()),
+        device: DeviceRecord {
+            device_id: device_id.clone(),
+            user_id: pairing.user_id.clone(),
+            public_key: keys.public_key(),
+            status: DeviceStatus::Active,
+            created_at: now,
+        },
+        key_event: DeviceKeyEvent {
+            event_id: random_id(),
+            device_id: device_id.clone(),
+            public_key: keys.public_key(),
+            recorded_at: now,
+            action: DeviceKeyEvent::REGISTER.to_owned(),
+        },
+        // Redeeming the code is the approval: no device limit.
+        max_active_devices: None,
+    };
+    let refused = |detail: &str| Problem::new(StatusCode::BAD_REQUEST, detail);
+    let user = match store
+        .redeem_pairing(&code, now, MAX_ATTEMPTS, registration)
+        .await
+        .map_err(|e| store_problem(&e))?
+    {
+        RedeemOutcome::Redeemed(user) => user,
+        RedeemOutcome::Unknown => return Err(unknown()),
+        RedeemOutcome::Expired => return Err(refused("pairing code expired")),
+        RedeemOutcome::AlreadyRedeemed => {
+            return Err(refused("pairing code already redeemed"));
+        }
+        RedeemOutcome::TooManyAttempts => {
+            return Err(refused("pairing code blocked after too many attempts"));
+        }
+    };
+    tracing::info!(scope = "pairing", action = "claim", device = %device_id, issuer = %pairing.issuer_device_id, user = %user.user_id, "pairing code redeemed; device registered");
+    Ok(Json(Claimed {
+        device_id,
+        private_key: hex::encode(keys.seed().as_slice()),
+        public_key: keys.public_key_hex(),
+        seed: hex::encode(seed.as_slice()),
+        issuer_device_id: pairing.issuer_device_id,
+        user_id: user.user_id.clone(),
+        user: ClaimedUser {
+            id: user.user_id,
+            handle: user.handle,
+            display_name: user.display_name,
+            avatar_url: user.avatar_url,
+        },
+        device_name: request.device_name,
+        device_certificate,
+        device_ca_public: ca.public_key_hex(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_have_the_deployed_format() {
+        for _ in 0..200 {
+            let code = new_code();
+            assert_eq!(code.len(), 9);
+            assert_eq!(code.as_bytes()[4], b'-');
+            assert!(
+                code.bytes()
+                    .enumerate()
+                    .all(|(i, b)| i == 4 || CODE_ALPHABET.contains(&b)),
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn ttl_is_capped_by_config_and_clamped() {
+        assert_eq!(effective_ttl(None, 300), 300);
+        assert_eq!(effective_ttl(Some(120), 300), 120);
+        assert_eq!(effective_ttl(Some(10_000), 300), 300);
+        assert_eq!(effective_ttl(Some(5), 300), 60);
+        assert_eq!(effective_ttl(Some(-1), 300), 60);
+        assert_eq!(effective_ttl(None, 3600), 3600);
+    }
+}

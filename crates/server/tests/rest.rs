@@ -1,0 +1,811 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+//! The REST API through the real server over TLS: bearer authentication with a handshake's
+//! session id over HTTP/1.1 (no h2, as the deployed client) and HTTP/2, devices, pairing and
+//! friends, every error status, and the deployed client's pairing flow end to end.
+
+mod common;
+
+use std::time::Duration;
+
+use ccp::{FrameType, Problem};
+use common::{Client, TestServer, unix_now};
+use commucat_client::{DeviceIdentity, HandshakeOptions, Session, TlsTrust, transport};
+use commucat_keys::{DeviceCertificate, DeviceKeyPair, decode_hex32};
+use commucat_store::{DeviceKeyEvent, PairingRecord, Store};
+use reqwest::{Method, StatusCode, Version};
+use serde_json::{Value, json};
+
+/// HTTP clients trusting the server's certificate: HTTP/1.1 only and HTTP/2 (ALPN).
+struct Rest {
+    h1: reqwest::Client,
+    h2: reqwest::Client,
+    base: String,
+}
+
+struct Answer {
+    status: StatusCode,
+    version: Version,
+    content_type: String,
+    body: Value,
+}
+
+impl Rest {
+    fn new(server: &TestServer) -> Self {
+        let TlsTrust::CaPem(pem) = &server.trust else {
+            panic!("test server trust is a CA PEM")
+        };
+        let build = |h1: bool| {
+            let builder = reqwest::Client::builder()
+                .tls_certs_only([reqwest::Certificate::from_pem(pem).unwrap()])
+                .resolve("localhost", server.addr)
+                .https_only(true);
+            let builder = if h1 { builder.http1_only() } else { builder };
+            builder.build().unwrap()
+        };
+        Self {
+            h1: build(true),
+            h2: build(false),
+            base: format!("https://localhost:{}", server.addr.port()),
+        }
+    }
+
+    async fn call_on(
+        &self,
+        h1: bool,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Answer {
+        let client = if h1 { &self.h1 } else { &self.h2 };
+        let mut request = client.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let version = response.version();
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let bytes = response.bytes().await.unwrap();
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|e| panic!("{path}: body is not JSON ({e}): {bytes:?}"));
+        let answer = Answer {
+            status,
+            version,
+            content_type,
+            body,
+        };
+        assert_eq!(
+            answer.version,
+            if h1 {
+                Version::HTTP_11
+            } else {
+                Version::HTTP_2
+            }
+        );
+        if answer.status == StatusCode::OK {
+            assert_eq!(answer.content_type, "application/json");
+        } else {
+            check_problem(&answer);
+        }
+        answer
+    }
+
+    /// Over HTTP/1.1, as the deployed client calls.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Answer {
+        self.call_on(true, method, path, token, body).await
+    }
+
+    async fn get(&self, path: &str, token: &str) -> Answer {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+
+    async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Answer {
+        self.call(Method::POST, path, token, Some(body)).await
+    }
+
+    /// A call that must succeed; returns its body.
+    async fn ok(&self, method: Method, path: &str, token: Option<&str>, body: &Value) -> Value {
+        let answer = self.call(method, path, token, Some(body)).await;
+        assert_eq!(answer.status, StatusCode::OK, "{path}: {}", answer.body);
+        answer.body
+    }
+}
+
+/// A problem+json body with the status's reason phrase as title.
+fn check_problem(answer: &Answer) {
+    assert_eq!(answer.content_type, "application/problem+json");
+    let body = &answer.body;
+    assert_eq!(body["type"], "about:blank", "{body}");
+    assert_eq!(body["status"], answer.status.as_u16(), "{body}");
+    assert_eq!(
+        body["title"],
+        answer.status.canonical_reason().unwrap(),
+        "{body}"
+    );
+    assert!(body["detail"].is_string(), "{body}");
+}
+
+fn expect(answer: &Answer, status: StatusCode) {
+    assert_eq!(answer.status, status, "{}", answer.body);
+}
+
+fn token(client: &Client) -> String {
+    client.session.info().session_id.clone()
+}
+
+fn is_rfc3339_utc(s: &str) -> bool {
+    let b = s.as_bytes();
+    s.len() == 20
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b'T'
+        && b[13] == b':'
+        && b[16] == b':'
+        && b[19] == b'Z'
+}
+
+/// Pairs a new device into `issuer`'s account and connects it with the claimed identity.
+async fn pair_and_connect(server: &TestServer, rest: &Rest, issuer: &Client) -> (Value, Client) {
+    let issued = rest
+        .ok(
+            Method::POST,
+            "/api/pair",
+            Some(&token(issuer)),
+            &json!({"ttl": null}),
+        )
+        .await;
+    let claimed = rest
+        .ok(
+            Method::POST,
+            "/api/pair/claim",
+            None,
+            &json!({"pair_code": issued["pair_code"]}),
+        )
+        .await;
+    let identity = claimed_identity(&claimed);
+    let client = server.connect_as(identity).await;
+    (claimed, client)
+}
+
+fn claimed_identity(claimed: &Value) -> DeviceIdentity {
+    let certificate: DeviceCertificate =
+        serde_json::from_value(claimed["device_certificate"].clone()).unwrap();
+    DeviceIdentity {
+        device_id: claimed["device_id"].as_str().unwrap().to_owned(),
+        keys: DeviceKeyPair::from_seed_hex(claimed["private_key"].as_str().unwrap()).unwrap(),
+        certificate: Some(certificate),
+        user: None,
+    }
+}
+
+// ---------------------------------------------------------------- bearer authentication
+
+#[tokio::test]
+async fn session_id_is_a_bearer_over_http1_and_http2() {
+    let server = TestServer::start(|_| {}).await;
+    let rest = Rest::new(&server);
+    let alice = server.connect("alice-1").await;
+    let bearer = token(&alice);
+    for h1 in [true, false] {
+        let answer = rest
+            .call_on(h1, Method::GET, "/api/devices", Some(&bearer), None)
+            .await;
+        expect(&answer, StatusCode::OK);
+        let devices = answer.body["devices"].as_array().unwrap();
+        assert_eq!(devices.len(), 1);
+        let device = &devices[0];
+        assert_eq!(device["device_id"], "alice-1");
+        assert_eq!(device["status"], "active");
+        assert_eq!(device["current"], true);
+        assert_eq!(device["public_key"], alice.identity.keys.public_key_hex());
+        assert!(
+            is_rfc3339_utc(device["created_at"].as_str().unwrap()),
+            "{device}"
+        );
+
+        // Missing, unknown and malformed credentials: 401 problems.
+        for auth in [None, Some("not-a-session"), Some("")] {
+            let answer = rest
+                .call_on(h1, Method::GET, "/api/devices", auth, None)
+                .await;
+            expect(&answer, StatusCode::UNAUTHORIZED);
+            assert_eq!(answer.body["title"], "Unauthorized");
+        }
+    }
+    let basic = rest
+        .h1
+        .get(format!("{}/api/devices", rest.base))
+        .header("authorization", format!("Basic {bearer}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(basic.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_connected_session_stays_valid_and_expires_after_it_leaves() {
+    // ttl 2 s: the session task refreshes every second while connected.
+    let server = TestServer::start(|c| c.session.ttl = Duration::from_secs(2)).await;
+    let rest = Rest::new(&server);
+    let alice = server.connect("alice-1").await;
+    let bearer = token(&alice);
+    let store = server.store().await;
+    let key = commucat_server::session::handshake::session_key(&bearer);
+    let first = store.session(&key).await.unwrap().unwrap().expires_at;
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    expect(&rest.get("/api/devices", &bearer).await, StatusCode::OK);
+    let later = store.session(&key).await.unwrap().unwrap().expires_at;
+    assert!(later > first, "expiry moved forward: {first} → {later}");
+
+    alice.close();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let answer = rest.get("/api/devices", &bearer).await;
+    expect(&answer, StatusCode::UNAUTHORIZED);
+    assert!(
+        answer.body["detail"].as_str().unwrap().contains("expired"),
+        "{}",
+        answer.body
+    );
+}
+
+// ---------------------------------------------------------------- pairing and devices
+
+#[tokio::test]
+async fn pairing_flow_as_the_deployed_client_does_it() {
+    let server = TestServer::start(|_| {}).await;
+    let rest = Rest::new(&server);
+    let info = rest
+        .ok(Method::GET, "/api/server-info", None, &json!({}))
+        .await;
+    let alice = server.connect("alice-1").await;
+    let alice_user = alice.session.info().user_id.clone();
+
+    let issued = rest
+        .ok(
+            Method::POST,
+            "/api/pair",
+            Some(&token(&alice)),
+            &json!({"ttl": 120}),
+        )
+        .await;
+    let code = issued["pair_code"].as_str().unwrap();
+    assert_eq!(code.len(), 9);
+    assert_eq!(&code[4..5], "-");
+    assert!(
+        code.chars()
+            .filter(|c| *c != '-')
+            .all(|c| "ABCDEFGHJKMNPQRSTUVWXYZ23456789".contains(c))
+    );
+    assert_eq!(issued["ttl"], 120);
+    assert!(is_rfc3339_utc(issued["issued_at"].as_str().unwrap()));
+    assert!(is_rfc3339_utc(issued["expires_at"].as_str().unwrap()));
+    assert!(decode_hex32(issued["device_seed"].as_str().unwrap()).is_ok());
+    assert_eq!(issued["issuer_device_id"], "alice-1");
+    assert_eq!(issued["device_ca_public"], info["device_ca_public"]);
+
+    // Lower case with blanks is accepted (trimmed and upper-cased), with a device name.
+    let claimed = rest
+        .ok(
+            Method::POST,
+            "/api/pair/claim",
+            None,
+            &json!({"pair_code": format!("  {}\n", code.to_lowercase()), "device_name": "laptop"}),
+        )
+        .await;
+    let device_id = claimed["device_id"].as_str().unwrap();
+    assert_eq!(device_id.len(), 64);
+    assert!(device_id.bytes().all(|b| b.is_ascii_hexdigit()));
+    let private = claimed["private_key"].as_str().unwrap();
+    let keys = DeviceKeyPair::from_seed_hex(private).unwrap();
+    assert_eq!(claimed["public_key"], keys.public_key_hex());
+    // private key = BLAKE3(seed), as the deployed `from_seed`
+    let seed = hex::decode(claimed["seed"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        DeviceKeyPair::from_seed_material(&seed)
+            .unwrap()
+            .public_key_hex(),
+        keys.public_key_hex()
+    );
+    assert_eq!(claimed["issuer_device_id"], "alice-1");
+    assert_eq!(claimed["user"]["id"], alice_user.as_str());
+    assert_eq!(claimed["user"]["handle"], "alice_1");
+    assert_eq!(claimed["user_id"], alice_user.as_str());
+    assert_eq!(claimed["device_name"], "laptop");
+    assert_eq!(claimed["device_ca_public"], info["device_ca_public"]);
+    let certificate: DeviceCertificate =
+        serde_json::from_value(claimed["device_certificate"].clone()).unwrap();
+    let ca = decode_hex32(info["device_ca_public"].as_str().unwrap()).unwrap();
+    certificate.verify_signature(&ca).unwrap();
+    assert_eq!(certificate.data.device_id, device_id);
+    assert_eq!(certificate.data.user_id, alice_user);
+
+    // The claimed device completes the handshake with its certificate and seed.
+    let laptop = server.connect_as(claimed_identity(&claimed)).await;
+    assert_eq!(laptop.session.info().user_id, alice_user);
+    // Both are listed for either device's bearer; `current` marks the caller.
+    for (client, current) in [(&alice, "alice-1"), (&laptop, device_id)] {
+        let list = rest.get("/api/devices", &token(client)).await;
+        expect(&list, StatusCode::OK);
+        let devices = list.body["devices"].as_array().unwrap();
+        let mut ids: Vec<&str> = devices
+            .iter()
+            .map(|d| d["device_id"].as_str().unwrap())
+            .collect();
+        ids.sort_unstable();
+        let mut want = vec!["alice-1", device_id];
+        want.sort_unstable();
+        assert_eq!(ids, want);
+        for d in devices {
+            assert_eq!(d["current"], d["device_id"] == current, "{d}");
+            assert_eq!(d["status"], "active");
+        }
+    }
+    // The registration wrote a key event.
+    let store = server.store().await;
+    let events = store.key_events(device_id).await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].action, DeviceKeyEvent::REGISTER);
+
+    // A redeemed code cannot be claimed again.
+    let again = rest
+        .post("/api/pair/claim", None, &json!({"pair_code": code}))
+        .await;
+    expect(&again, StatusCode::BAD_REQUEST);
+    assert_eq!(store.pairing(code).await.unwrap().unwrap().attempts, 1);
+}
+
+#[tokio::test]
+async fn pairing_errors_and_ttl_clamp() {
+    let server = TestServer::start(|c| c.devices.pairing_ttl = Duration::from_secs(600)).await;
+    let rest = Rest::new(&server);
+    let alice = server.connect("alice-1").await;
+    let bearer = token(&alice);
+
+    // Without a bearer: 401 on both paths.
+    for path in ["/api/pair", "/api/pairing"] {
+        expect(
+            &rest.post(path, None, &json!({"ttl": null})).await,
+            StatusCode::UNAUTHORIZED,
+        );
+    }
+    // TTL: null → configured; capped by the configuration; at least 60.
+    for (ttl, want) in [
+        (json!(null), 600),
+        (json!(100_000), 600),
+        (json!(10), 60),
+        (json!(300), 300),
+    ] {
+        let issued = rest
+            .ok(
+                Method::POST,
+                "/api/pairing",
+                Some(&bearer),
+                &json!({ "ttl": ttl }),
+            )
+            .await;
+        assert_eq!(issued["ttl"], want, "{ttl}");
+    }
+    // Bad bodies: 400.
+    expect(
+        &rest
+            .post("/api/pair", Some(&bearer), &json!({"ttl": "soon"}))
+            .await,
+        StatusCode::BAD_REQUEST,
+    );
+    expect(
+        &rest
+            .post("/api/pair/claim", None, &json!({"code": "x"}))
+            .await,
+        StatusCode::BAD_REQUEST,
+    );
+    // Unknown code: 404 (alias path too).
+    for path in ["/api/pair/claim", "/api/pairing/claim"] {
+        expect(
+            &rest
+                .post(path, None, &json!({"pair_code": "ZZZZ-ZZZZ"}))
+                .await,
+            StatusCode::NOT_FOUND,
+        );
+    }
+
+    // Expired and over-attempted codes: 400, and each refusal counts.
+    let store = server.store().await;
+    let user_id = alice.session.info().user_id.clone();
+    let now = unix_now();
+    let record = |code: &str, expires_at: i64, attempts: u32| PairingRecord {
+        code: code.to_owned(),
+        user_id: user_id.clone(),
+        issuer_device_id: "alice-1".to_owned(),
+        issued_at: now - 1000,
+        expires_at,
+        attempts,
+        redeemed_at: None,
+        redeemed_device_id: None,
+    };
+    store
+        .create_pairing(record("EXPD-CODE", now - 1, 0))
+        .await
+        .unwrap();
+    store
+        .create_pairing(record("MANY-TRYS", now + 600, 4))
+        .await
+        .unwrap();
+    let expired = rest
+        .post("/api/pair/claim", None, &json!({"pair_code": "EXPD-CODE"}))
+        .await;
+    expect(&expired, StatusCode::BAD_REQUEST);
+    assert!(expired.body["detail"].as_str().unwrap().contains("expired"));
+    assert_eq!(
+        store.pairing("EXPD-CODE").await.unwrap().unwrap().attempts,
+        1
+    );
+    // A code with five failed attempts is dead even before its expiry.
+    store
+        .create_pairing(record("DEAD-CODE", now + 600, 5))
+        .await
+        .unwrap();
+    let dead = rest
+        .post("/api/pair/claim", None, &json!({"pair_code": "DEAD-CODE"}))
+        .await;
+    expect(&dead, StatusCode::BAD_REQUEST);
+    assert!(dead.body["detail"].as_str().unwrap().contains("attempts"));
+    assert_eq!(
+        store.pairing("DEAD-CODE").await.unwrap().unwrap().attempts,
+        6
+    );
+    // Four failed attempts still leave a code usable.
+    let claimed = rest
+        .ok(
+            Method::POST,
+            "/api/pair/claim",
+            None,
+            &json!({"pair_code": "MANY-TRYS"}),
+        )
+        .await;
+    assert_eq!(claimed["user"]["id"], user_id.as_str());
+    // No device was registered by the refused claims.
+    assert_eq!(store.devices_of_user(&user_id).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn revoke_rules_and_revoking_a_connected_device_ends_its_session() {
+    let server = TestServer::start(|_| {}).await;
+    let rest = Rest::new(&server);
+    let alice = server.connect("alice-1").await;
+    let bob = server.connect("bob-1").await;
+    let bearer = token(&alice);
+    let (claimed, mut laptop) = pair_and_connect(&server, &rest, &alice).await;
+    let laptop_id = claimed["device_id"].as_str().unwrap().to_owned();
+    let laptop_bearer = token(&laptop);
+
+    let revoke = |device: &str| json!({ "device_id": device });
+    expect(
+        &rest
+            .post("/api/devices/revoke", None, &revoke(&laptop_id))
+            .await,
+        StatusCode::UNAUTHORIZED,
+    );
+    expect(
+        &rest
+            .post("/api/devices/revoke", Some(&bearer), &revoke("alice-1"))
+            .await,
+        StatusCode::CONFLICT,
+    );
+    expect(
+        &rest
+            .post("/api/devices/revoke", Some(&bearer), &revoke("bob-1"))
+            .await,
+        StatusCode::FORBIDDEN,
+    );
+    expect(
+        &rest
+            .post("/api/devices/revoke", Some(&bearer), &revoke("nobody"))
+            .await,
+        StatusCode::NOT_FOUND,
+    );
+    expect(
+        &rest
+            .post("/api/devices/revoke", Some(&bearer), &json!({"id": 1}))
+            .await,
+        StatusCode::BAD_REQUEST,
+    );
+
+    // Revoking the connected laptop over HTTP/2: 200, and its session ends at once.
+    let answer = rest
+        .call_on(
+            false,
+            Method::POST,
+            "/api/devices/revoke",
+            Some(&bearer),
+            Some(&revoke(&laptop_id)),
+        )
+        .await;
+    expect(&answer, StatusCode::OK);
+    assert_eq!(
+        answer.body,
+        json!({"device_id": laptop_id, "status": "revoked"})
+    );
+    let frames = laptop.recv_until_closed().await;
+    let last = frames.last().expect("a closing ERROR");
+    assert_eq!(last.frame_type(), FrameType::Error);
+    let problem: Problem = last.parse_control().unwrap();
+    assert_eq!(problem.title.as_deref(), Some("Device Revoked"));
+
+    // Its bearer is dead, the list shows it revoked, the key log has the revocation.
+    expect(
+        &rest.get("/api/devices", &laptop_bearer).await,
+        StatusCode::UNAUTHORIZED,
+    );
+    let list = rest.get("/api/devices", &bearer).await;
+    let entry = list.body["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["device_id"] == laptop_id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(entry["status"], "revoked");
+    let store = server.store().await;
+    let actions: Vec<String> = store
+        .key_events(&laptop_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(actions, [DeviceKeyEvent::REGISTER, DeviceKeyEvent::REVOKE]);
+    // Revoking again is the same 200.
+    expect(
+        &rest
+            .post("/api/devices/revoke", Some(&bearer), &revoke(&laptop_id))
+            .await,
+        StatusCode::OK,
+    );
+    // The handshake refuses the revoked device.
+    let stream = transport::open(server.addr, "localhost", &server.trust, "/connect")
+        .await
+        .unwrap();
+    let refused = Session::handshake(
+        stream,
+        &claimed_identity(&claimed),
+        &server.params,
+        &HandshakeOptions::default(),
+    )
+    .await;
+    assert!(refused.is_err());
+    // Bob and Alice are untouched.
+    expect(
+        &rest.get("/api/devices", &token(&bob)).await,
+        StatusCode::OK,
+    );
+    expect(&rest.get("/api/devices", &bearer).await, StatusCode::OK);
+}
+
+// ---------------------------------------------------------------- friends
+
+#[tokio::test]
+async fn friends_are_stored_per_user() {
+    let server = TestServer::start(|_| {}).await;
+    let rest = Rest::new(&server);
+    let alice = server.connect("alice-1").await;
+    let bob = server.connect("bob-1").await;
+    let bearer = token(&alice);
+
+    let empty = rest.get("/api/friends", &bearer).await;
+    expect(&empty, StatusCode::OK);
+    assert_eq!(empty.body, json!({"friends": []}));
+
+    // As the deployed client pushes: `handle` and `alias` always present, possibly null.
+    let push = json!({"friends": [
+        {"user_id": "u-bob", "handle": "bob", "alias": null},
+        {"user_id": "u-carol", "handle": null, "alias": "Carol"},
+    ]});
+    let stored = rest
+        .ok(Method::PUT, "/api/friends", Some(&bearer), &push)
+        .await;
+    let want = json!({"friends": [
+        {"user_id": "u-bob", "handle": "bob"},
+        {"user_id": "u-carol", "alias": "Carol"},
+    ]});
+    assert_eq!(stored, want);
+    for h1 in [true, false] {
+        let list = rest
+            .call_on(h1, Method::GET, "/api/friends", Some(&bearer), None)
+            .await;
+        expect(&list, StatusCode::OK);
+        assert_eq!(list.body, want);
+    }
+    // Another user's list is separate.
+    assert_eq!(
+        rest.get("/api/friends", &token(&bob)).await.body,
+        json!({"friends": []})
+    );
+    // Errors.
+    expect(
+        &rest
+            .call(Method::PUT, "/api/friends", None, Some(&push))
+            .await,
+        StatusCode::UNAUTHORIZED,
+    );
+    expect(
+        &rest
+            .call(
+                Method::PUT,
+                "/api/friends",
+                Some(&bearer),
+                Some(&json!({"friends": [{"handle": "x"}]})),
+            )
+            .await,
+        StatusCode::BAD_REQUEST,
+    );
+    expect(
+        &rest
+            .call(
+                Method::PUT,
+                "/api/friends",
+                Some(&bearer),
+                Some(&json!({"friends": [{"user_id": ""}]})),
+            )
+            .await,
+        StatusCode::BAD_REQUEST,
+    );
+    // Replacing with an empty list clears it.
+    rest.ok(
+        Method::PUT,
+        "/api/friends",
+        Some(&bearer),
+        &json!({"friends": []}),
+    )
+    .await;
+    assert_eq!(
+        rest.get("/api/friends", &bearer).await.body,
+        json!({"friends": []})
+    );
+}
+
+// ---------------------------------------------------------------- no ALPN (deployed native-tls)
+
+#[tokio::test]
+async fn bearer_works_over_http1_without_alpn() {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let server = TestServer::start(|_| {}).await;
+    let alice = server.connect("alice-1").await;
+    let TlsTrust::CaPem(pem) = &server.trust else {
+        panic!("test server trust is a CA PEM")
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(pem).unwrap())
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let mut tls = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), None);
+    let request = format!(
+        "GET /api/devices HTTP/1.1\r\nHost: localhost\r\nUser-Agent: commucat-cli-client/0.1\r\n\
+         Authorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        token(&alice)
+    );
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tls.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    assert_eq!(text.lines().next().unwrap(), "HTTP/1.1 200 OK", "{text}");
+    let body: Value = serde_json::from_str(text.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(body["devices"][0]["device_id"], "alice-1");
+}
+
+// ---------------------------------------------------------------- readiness and metrics
+
+async fn metric(rest: &Rest, line_prefix: &str) -> u64 {
+    let response = rest
+        .h1
+        .get(format!("{}/metrics", rest.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()[reqwest::header::CONTENT_TYPE],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = response.text().await.unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(line_prefix))
+        .unwrap_or_else(|| panic!("{line_prefix} missing in\n{text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn readyz_and_metrics_count_real_events() {
+    let server = TestServer::start(|_| {}).await;
+    let rest = Rest::new(&server);
+    let ready = rest.call(Method::GET, "/readyz", None, None).await;
+    expect(&ready, StatusCode::OK);
+    assert_eq!(ready.body, json!({"status": "ready"}));
+
+    let ok = "commucat_handshakes_total{result=\"ok\"} ";
+    let failed = "commucat_handshakes_total{result=\"failed\"} ";
+    let active = "commucat_sessions_active ";
+    let delivered = "commucat_frames_delivered_total ";
+    assert_eq!(metric(&rest, ok).await, 0);
+
+    let mut alice = server.connect("alice-1").await;
+    let mut bob = server.connect("bob-1").await;
+    // A handshake against the wrong server key fails on the server.
+    let mut wrong = server.params.clone();
+    wrong.server_static = [9; 32];
+    let stream = transport::open(server.addr, "localhost", &server.trust, "/connect")
+        .await
+        .unwrap();
+    let refused = Session::handshake(
+        stream,
+        &DeviceIdentity::generate("mallory-1"),
+        &wrong,
+        &HandshakeOptions::default(),
+    )
+    .await;
+    assert!(refused.is_err());
+
+    alice.join(7, true).await;
+    bob.join_with(7, &json!({"members": ["alice-1", "bob-1"], "relay": true}))
+        .await;
+    let before = metric(&rest, delivered).await;
+    alice.say(7, "hi").await;
+    bob.recv_on(FrameType::Msg, 7).await;
+    assert!(metric(&rest, delivered).await > before);
+
+    assert_eq!(metric(&rest, ok).await, 2);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while metric(&rest, failed).await < 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "failure not counted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(metric(&rest, "commucat_sessions_opened_total ").await, 2);
+    assert_eq!(metric(&rest, active).await, 2);
+    bob.close();
+    while metric(&rest, active).await != 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "session end not counted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
