@@ -53,6 +53,7 @@ impl SqliteStore {
                 StoreError::Unavailable(format!("cannot create directory {}: {e}", dir.display()))
             })?;
         }
+        restrict_to_owner(path)?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -283,4 +284,23 @@ impl Store for SqliteStore {
     ) -> Result<Vec<FriendRecord>> {
         friends::replace(&self.pool, user_id, friends).await
     }
+}
+
+/// Creates the database file with mode 0600 if it does not exist, and tightens an existing one:
+/// it holds pairing codes and account data. SQLite gives the `-wal` and `-shm` files the
+/// database file's permissions.
+fn restrict_to_owner(path: &Path) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let fail = |e: std::io::Error| {
+        StoreError::Unavailable(format!("cannot create {}: {e}", path.display()))
+    };
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(fail)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(fail)
 }
