@@ -31,6 +31,14 @@ pub enum ServerError {
         /// Why.
         source: commucat_store::StoreError,
     },
+    /// The Redis presence registry (`presence.redis_url`) could not be reached.
+    #[error("presence registry {url}: {source}")]
+    Presence {
+        /// The configured URL (password hidden).
+        url: String,
+        /// Why.
+        source: crate::router::presence::PresenceError,
+    },
     /// The listen address could not be bound.
     #[error("binding {addr}: {source}")]
     Bind {

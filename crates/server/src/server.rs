@@ -19,7 +19,8 @@ use crate::config::Config;
 use crate::error::ServerError;
 use crate::keys::ServerKeys;
 use crate::listener::http::{self, ListenLimits};
-use crate::router::presence::LocalPresence;
+use crate::router::presence::{LocalPresence, Presence};
+use crate::router::presence_redis::RedisPresence;
 use crate::secrets;
 use crate::session::Sessions;
 use crate::session::established::{Messaging, MessagingSettings};
@@ -36,14 +37,20 @@ pub struct Server {
     listener: TcpListener,
     local_addr: SocketAddr,
     store: Arc<dyn Store>,
+    presence: Arc<dyn Presence>,
 }
 
 /// Name of the embedded database inside the data directory.
 pub const DATABASE_FILE: &str = "commucat.db";
 
-/// The session service for `config`, `keys` and `store`.
+/// The session service for `config`, `keys`, `store` and the presence registry.
 #[must_use]
-pub fn sessions(config: &Config, keys: &ServerKeys, store: Arc<dyn Store>) -> Sessions {
+pub fn sessions(
+    config: &Config,
+    keys: &ServerKeys,
+    store: Arc<dyn Store>,
+    presence: Arc<dyn Presence>,
+) -> Sessions {
     let secs = |d: std::time::Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
     let settings = HandshakeSettings {
         domain: config.server.domain.clone(),
@@ -64,7 +71,7 @@ pub fn sessions(config: &Config, keys: &ServerKeys, store: Arc<dyn Store>) -> Se
     };
     let messaging = Messaging::new(
         Arc::clone(&store),
-        Arc::new(LocalPresence::new()),
+        presence,
         MessagingSettings::from_config(config),
     );
     Sessions::new(
@@ -73,6 +80,26 @@ pub fn sessions(config: &Config, keys: &ServerKeys, store: Arc<dyn Store>) -> Se
         config.session.handshake_timeout,
         config.limits.max_frame_len,
     )
+}
+
+/// The presence registry `config` asks for: Redis when `presence.redis_url` is set (connected
+/// now, so a wrong URL stops startup), otherwise in-process.
+async fn presence_registry(config: &Config) -> Result<Arc<dyn Presence>, ServerError> {
+    let Some(url) = &config.presence.redis_url else {
+        return Ok(Arc::new(LocalPresence::new()));
+    };
+    let registry = RedisPresence::connect(url, &config.presence.key_prefix)
+        .await
+        .map_err(|source| ServerError::Presence {
+            url: crate::config::redact_url(url),
+            source,
+        })?;
+    tracing::info!(
+        url = %crate::config::redact_url(url),
+        key_prefix = %config.presence.key_prefix,
+        "presence registry: redis"
+    );
+    Ok(Arc::new(registry))
 }
 
 impl Server {
@@ -91,6 +118,7 @@ impl Server {
                 source,
             },
         )?);
+        let presence = presence_registry(&config).await?;
         let addr = config.server.listen;
         let listener = TcpListener::bind(addr)
             .await
@@ -106,6 +134,7 @@ impl Server {
             listener,
             local_addr,
             store,
+            presence,
         })
     }
 
@@ -150,6 +179,7 @@ impl Server {
             listener,
             local_addr,
             store,
+            presence,
         } = self;
         let acceptor = TlsAcceptor::from(tls_config);
         let cert_kind = match tls.source {
@@ -175,7 +205,7 @@ impl Server {
         let router = api::router(AppState {
             server_info: Arc::new(ServerInfo::new(&config, &keys)),
             rest: Arc::new(api::RestSettings::new(&config, &keys)),
-            sessions: sessions(&config, &keys, store),
+            sessions: sessions(&config, &keys, store, presence),
             connect: crate::connect::ConnectSettings {
                 keepalive: config.session.keepalive,
                 max_frame_len: config.limits.max_frame_len,

@@ -1,6 +1,7 @@
 //! Presence through the real server: snapshots `{entity, state, expires_at, user}` fanned out to
 //! devices sharing a channel, `offline` on expiry (1 s TTL here) and on disconnect, and the
-//! live snapshots a joiner receives.
+//! live snapshots a joiner receives. Every scenario runs on the in-process registry and, when
+//! `COMMUCAT_TEST_REDIS` is set, again on the Redis registry (checking the keys it writes).
 
 #![allow(
     clippy::unwrap_used,
@@ -16,7 +17,9 @@ use std::time::{Duration, Instant};
 use ccp::FrameType;
 use ccp::control::PresenceSnapshot;
 use common::{Client, TestServer};
-use serde_json::json;
+use rand_core::{OsRng, RngCore};
+use redis::AsyncCommands;
+use serde_json::{Value, json};
 
 const QUIET: Duration = Duration::from_millis(300);
 
@@ -45,9 +48,106 @@ fn unix(rfc3339: &str) -> i64 {
         .unix_timestamp()
 }
 
+/// Set to a Redis URL (`redis://127.0.0.1:6379`) to run the scenarios on Redis presence too.
+const REDIS_ENV: &str = "COMMUCAT_TEST_REDIS";
+
+/// A Redis the server under test uses, with this test's own key prefix.
+struct RedisProbe {
+    url: String,
+    prefix: String,
+    connection: redis::aio::MultiplexedConnection,
+}
+
+impl RedisProbe {
+    /// `None` when `COMMUCAT_TEST_REDIS` is unset; panics when it is set but Redis is down.
+    async fn from_env() -> Option<Self> {
+        let url = std::env::var(REDIS_ENV)
+            .ok()
+            .filter(|url| !url.trim().is_empty())?;
+        let client = redis::Client::open(url.as_str()).unwrap();
+        let connection = tokio::time::timeout(
+            Duration::from_secs(5),
+            client.get_multiplexed_async_connection(),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{REDIS_ENV}={url}: connect timed out"))
+        .unwrap_or_else(|err| panic!("{REDIS_ENV}={url} is set but unreachable: {err}"));
+        Some(Self {
+            url,
+            prefix: format!("commucat-it-{:016x}:", OsRng.next_u64()),
+            connection,
+        })
+    }
+
+    /// A server using this Redis for presence, with `tweak` applied too.
+    async fn server(&self, tweak: impl FnOnce(&mut commucat_server::Config)) -> TestServer {
+        TestServer::start(|c| {
+            c.presence.redis_url = Some(self.url.clone());
+            c.presence.key_prefix.clone_from(&self.prefix);
+            tweak(c);
+        })
+        .await
+    }
+
+    /// The JSON stored for `device`, if any.
+    async fn stored(&self, device: &str) -> Option<Value> {
+        let raw: Option<String> = self
+            .connection
+            .clone()
+            .get(format!("{}presence:{device}", self.prefix))
+            .await
+            .unwrap();
+        raw.map(|raw| serde_json::from_str(&raw).unwrap())
+    }
+
+    /// Deletes every key under the prefix.
+    async fn cleanup(mut self) {
+        let keys: Vec<String> = self
+            .connection
+            .keys(format!("{}*", self.prefix))
+            .await
+            .unwrap();
+        if !keys.is_empty() {
+            self.connection.del::<_, ()>(keys).await.unwrap();
+        }
+    }
+}
+
 #[tokio::test]
 async fn snapshots_reach_channel_peers_and_expire_without_refresh() {
     let server = TestServer::start(|c| c.session.presence_ttl = Duration::from_secs(1)).await;
+    fan_out_and_expiry(&server, None).await;
+}
+
+#[tokio::test]
+async fn redis_snapshots_reach_channel_peers_and_expire_without_refresh() {
+    let Some(redis) = RedisProbe::from_env().await else {
+        return;
+    };
+    let server = redis
+        .server(|c| c.session.presence_ttl = Duration::from_secs(1))
+        .await;
+    fan_out_and_expiry(&server, Some(&redis)).await;
+    redis.cleanup().await;
+}
+
+#[tokio::test]
+async fn joiners_see_live_snapshots_and_disconnects_announce_offline() {
+    let server = TestServer::start(|_| {}).await;
+    joiners_and_disconnects(&server, None).await;
+}
+
+#[tokio::test]
+async fn redis_joiners_see_live_snapshots_and_disconnects_announce_offline() {
+    let Some(redis) = RedisProbe::from_env().await else {
+        return;
+    };
+    let server = redis.server(|_| {}).await;
+    joiners_and_disconnects(&server, Some(&redis)).await;
+    redis.cleanup().await;
+}
+
+async fn fan_out_and_expiry(server: &TestServer, redis: Option<&RedisProbe>) {
     let mut alice = server.connect("alice-pr").await;
     let mut bob = server.connect("bob-pr").await;
     let mut carol = server.connect("carol-pr").await;
@@ -77,6 +177,9 @@ async fn snapshots_reach_channel_peers_and_expire_without_refresh() {
         ("alice-pr", "offline")
     );
     assert!(started.elapsed() >= Duration::from_millis(900));
+    if let Some(redis) = redis {
+        assert_eq!(redis.stored("alice-pr").await, None, "expired in Redis");
+    }
     // carol shares no channel with alice and hears nothing; alice's own state is not echoed.
     carol.expect_quiet(QUIET).await;
     alice.expect_quiet(QUIET).await;
@@ -99,9 +202,7 @@ async fn snapshots_reach_channel_peers_and_expire_without_refresh() {
     alice.error(seq, "Invalid Control Payload").await;
 }
 
-#[tokio::test]
-async fn joiners_see_live_snapshots_and_disconnects_announce_offline() {
-    let server = TestServer::start(|_| {}).await;
+async fn joiners_and_disconnects(server: &TestServer, redis: Option<&RedisProbe>) {
     let mut alice = server.connect("alice-pj").await;
     let mut bob = server.connect("bob-pj").await;
     alice.join(7, true).await;
@@ -110,7 +211,28 @@ async fn joiners_see_live_snapshots_and_disconnects_announce_offline() {
         .control(FrameType::Presence, 0, &json!({"state": "coding"}))
         .await;
     alice.ack(seq).await;
-    assert_eq!(snapshot(&mut bob).await.state, "coding");
+    let coding = snapshot(&mut bob).await;
+    assert_eq!(coding.state, "coding");
+    if let Some(redis) = redis {
+        // The key holds what bob received, plus the expiry as Unix seconds.
+        let stored = redis
+            .stored("alice-pj")
+            .await
+            .expect("presence key in Redis");
+        let expires_at = coding.expires_at.as_deref().unwrap();
+        let mut expected = serde_json::to_value(&coding).unwrap();
+        expected["expires_at_unix"] = json!(unix(expires_at));
+        assert_eq!(stored, expected);
+        assert_eq!(stored["entity"], "alice-pj");
+        assert_eq!(stored["user"]["handle"], "alice_pj");
+        let ttl: i64 = redis
+            .connection
+            .clone()
+            .ttl(format!("{}presence:alice-pj", redis.prefix))
+            .await
+            .unwrap();
+        assert!((1..=60).contains(&ttl), "TTL {ttl}");
+    }
 
     // dave joins later and is told alice's current state right after his JOIN.
     let mut dave = server.connect("dave-pj").await;
@@ -131,8 +253,37 @@ async fn joiners_see_live_snapshots_and_disconnects_announce_offline() {
             ("alice-pj", "offline")
         );
     }
+    if let Some(redis) = redis {
+        assert_eq!(
+            redis.stored("alice-pj").await,
+            None,
+            "removed on disconnect"
+        );
+    }
     // A new joiner sees no stale snapshot of alice.
     let mut erin = server.connect("erin-pj").await;
     erin.join(7, true).await;
     erin.expect_quiet(QUIET).await;
+}
+
+/// An unreachable `presence.redis_url` stops startup quickly with an error naming the URL
+/// (password hidden).
+#[tokio::test]
+async fn bind_fails_fast_naming_an_unreachable_redis() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = commucat_server::Config::default();
+    config.server.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    config.server.data_dir = dir.path().to_owned();
+    config.presence.redis_url = Some("redis://:hunter2@127.0.0.1:1/0".to_owned());
+    let started = Instant::now();
+    let error = commucat_server::Server::bind(config)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.starts_with("presence registry redis://:***@127.0.0.1:1/0: "),
+        "{error}"
+    );
+    assert!(!error.contains("hunter2"), "{error}");
+    assert!(started.elapsed() < Duration::from_secs(10), "{error}");
 }

@@ -118,7 +118,8 @@ mod tests {
             device_ca: DeviceKeyPair::from_seed(&[6; 32]),
         };
         let config = Config::default();
-        let sessions = crate::server::sessions(&config, &keys, store);
+        let presence = Arc::new(crate::router::presence::LocalPresence::new());
+        let sessions = crate::server::sessions(&config, &keys, store, presence);
         router(AppState {
             server_info: Arc::new(ServerInfo::new(&config, &keys)),
             rest: Arc::new(RestSettings::new(&config, &keys)),

@@ -152,6 +152,18 @@ const SETTINGS: &[(&str, &str, Setter)] = &[
             Ok(())
         },
     ),
+    ("COMMUCAT_REDIS_URL", "presence.redis_url", |c, _, raw| {
+        c.presence.redis_url = Some(raw.trim().to_owned());
+        Ok(())
+    }),
+    (
+        "COMMUCAT_REDIS_KEY_PREFIX",
+        "presence.key_prefix",
+        |c, _, raw| {
+            raw.clone_into(&mut c.presence.key_prefix);
+            Ok(())
+        },
+    ),
 ];
 
 const TLS_CERT: &str = "COMMUCAT_TLS_CERT";

@@ -24,6 +24,8 @@ struct FileConfig {
     limits: LimitsSection,
     #[serde(default)]
     offline: OfflineSection,
+    #[serde(default)]
+    presence: PresenceSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -82,6 +84,13 @@ struct OfflineSection {
     ttl: Option<u64>,
     max_per_device: Option<u64>,
     dedup_window: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PresenceSection {
+    redis_url: Option<String>,
+    key_prefix: Option<String>,
 }
 
 /// Parses `text` (the contents of `path`) and applies its settings to `config`.
@@ -150,6 +159,12 @@ pub(super) fn apply(config: &mut Config, path: &Path, text: &str) -> Result<(), 
     set_secs(&mut config.offline.ttl, offline.ttl);
     set(&mut config.offline.max_per_device, offline.max_per_device);
     set_secs(&mut config.offline.dedup_window, offline.dedup_window);
+
+    let presence = file.presence;
+    if let Some(url) = presence.redis_url.filter(|url| !url.trim().is_empty()) {
+        config.presence.redis_url = Some(url);
+    }
+    set(&mut config.presence.key_prefix, presence.key_prefix);
     Ok(())
 }
 

@@ -42,6 +42,8 @@ pub struct Config {
     pub limits: LimitSettings,
     /// `[offline]`: the durable queue for devices that are not connected.
     pub offline: OfflineSettings,
+    /// `[presence]`: where presence snapshots live.
+    pub presence: PresenceSettings,
 }
 
 /// `[server]` section.
@@ -137,6 +139,17 @@ pub struct OfflineSettings {
     pub dedup_window: Duration,
 }
 
+/// `[presence]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PresenceSettings {
+    /// Redis holding the presence registry (`presence.redis_url`, `COMMUCAT_REDIS_URL`),
+    /// `redis://` or `rediss://`; `None` keeps presence in this process.
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key (`presence.key_prefix`, `COMMUCAT_REDIS_KEY_PREFIX`), so
+    /// several deployments can share one Redis; empty by default.
+    pub key_prefix: String,
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -174,6 +187,7 @@ impl Default for Config {
                 max_per_device: 10_000,
                 dedup_window: Duration::from_secs(300),
             },
+            presence: PresenceSettings::default(),
         }
     }
 }
@@ -397,7 +411,25 @@ impl Config {
             self.offline.dedup_window,
             1,
             7 * 24 * 3600,
-        )
+        )?;
+        if let Some(url) = &self.presence.redis_url
+            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+        {
+            return Err(ConfigError::invalid(
+                name("presence.redis_url"),
+                format!(
+                    "must start with redis:// or rediss://, got {:?}",
+                    redact_url(url)
+                ),
+            ));
+        }
+        if self.presence.key_prefix.len() > 256 {
+            return Err(ConfigError::invalid(
+                name("presence.key_prefix"),
+                "must be at most 256 bytes",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -426,6 +458,24 @@ fn check_domain(key: &str, domain: &str) -> Result<(), ConfigError> {
             key,
             format!("invalid domain name {domain:?}"),
         ))
+    }
+}
+
+/// `url` with the password of its `user:password@` part replaced by `***`, for messages.
+#[must_use]
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+            let hidden = if userinfo.contains(':') { ":***" } else { "" };
+            format!("{scheme}://{user}{hidden}@{host}{path}")
+        }
+        None => url.to_owned(),
     }
 }
 

@@ -43,6 +43,8 @@ fn defaults_without_file_or_env() {
     assert_eq!(c.offline.ttl, Duration::from_secs(604_800));
     assert_eq!(c.offline.max_per_device, 10_000);
     assert_eq!(c.offline.dedup_window, Duration::from_secs(300));
+    assert_eq!(c.presence.redis_url, None);
+    assert_eq!(c.presence.key_prefix, "");
     assert!(loaded.unknown_env.is_empty());
     c.validate().unwrap();
 }
@@ -83,6 +85,10 @@ mailbox_capacity = 64
 ttl = 3600
 max_per_device = 50
 dedup_window = 30
+
+[presence]
+redis_url = "redis://cache.example.org:6379/2"
+key_prefix = "chat:"
 "#;
 
 #[test]
@@ -115,6 +121,11 @@ fn file_sets_every_section_and_resolves_relative_paths() {
     assert_eq!(c.offline.ttl, Duration::from_secs(3600));
     assert_eq!(c.offline.max_per_device, 50);
     assert_eq!(c.offline.dedup_window, Duration::from_secs(30));
+    assert_eq!(
+        c.presence.redis_url.as_deref(),
+        Some("redis://cache.example.org:6379/2")
+    );
+    assert_eq!(c.presence.key_prefix, "chat:");
 }
 
 #[test]
@@ -151,6 +162,8 @@ fn env_overrides_file_which_overrides_defaults() {
             ("COMMUCAT_OFFLINE_TTL", "120"),
             ("COMMUCAT_OFFLINE_MAX_PER_DEVICE", "5"),
             ("COMMUCAT_DEDUP_WINDOW", "9"),
+            ("COMMUCAT_REDIS_URL", "rediss://env.example:6380"),
+            ("COMMUCAT_REDIS_KEY_PREFIX", "env:"),
         ],
     )
     .unwrap()
@@ -174,6 +187,11 @@ fn env_overrides_file_which_overrides_defaults() {
     assert_eq!(c.offline.ttl, Duration::from_secs(120));
     assert_eq!(c.offline.max_per_device, 5);
     assert_eq!(c.offline.dedup_window, Duration::from_secs(9));
+    assert_eq!(
+        c.presence.redis_url.as_deref(),
+        Some("rediss://env.example:6380")
+    );
+    assert_eq!(c.presence.key_prefix, "env:");
 }
 
 #[test]
@@ -276,6 +294,10 @@ fn invalid_values_name_the_file_key() {
         error(Some("[offline]\ndedup_window = 0\n"), &[]),
         "offline.dedup_window: must be between 1 and 604800 seconds, got 0"
     );
+    assert_eq!(
+        error(Some("[presence]\nredis_url = \"http://cache:6379\"\n"), &[]),
+        "presence.redis_url: must start with redis:// or rediss://, got \"http://cache:6379\""
+    );
 }
 
 #[test]
@@ -327,6 +349,18 @@ fn invalid_values_name_the_env_var() {
     assert_eq!(
         error(None, &[("COMMUCAT_DEDUP_WINDOW", "604801")]),
         "COMMUCAT_DEDUP_WINDOW: must be between 1 and 604800 seconds, got 604801"
+    );
+    assert_eq!(
+        error(None, &[("COMMUCAT_REDIS_URL", "cache:6379")]),
+        "COMMUCAT_REDIS_URL: must start with redis:// or rediss://, got \"cache:6379\""
+    );
+    assert_eq!(
+        error(
+            Some("[presence]\nredis_url = \"redis://ok:6379\"\n"),
+            &[("COMMUCAT_REDIS_URL", "tcp://user:secret@cache:6379")]
+        ),
+        "COMMUCAT_REDIS_URL: must start with redis:// or rediss://, got \"tcp://user:***@cache:6379\"",
+        "the password is not echoed"
     );
 }
 
@@ -387,4 +421,29 @@ fn validate_rejects_hand_made_invalid_configs() {
         c.validate().unwrap_err().to_string(),
         "server.domain: invalid domain name \"\""
     );
+    let mut c = Config::default();
+    c.presence.redis_url = Some("localhost:6379".to_owned());
+    assert!(
+        c.validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("presence.redis_url: must start with redis://")
+    );
+}
+
+#[test]
+fn redis_passwords_are_hidden_in_messages() {
+    assert_eq!(
+        super::redact_url("redis://:pw@host:6379/0"),
+        "redis://:***@host:6379/0"
+    );
+    assert_eq!(
+        super::redact_url("rediss://user:pw@host"),
+        "rediss://user:***@host"
+    );
+    assert_eq!(
+        super::redact_url("redis://user@host/1"),
+        "redis://user@host/1"
+    );
+    assert_eq!(super::redact_url("redis://host:1"), "redis://host:1");
 }

@@ -9,13 +9,15 @@
 //!
 //! The tables themselves are plain state machines without I/O: [`channels::Channels`],
 //! [`calls::Calls`], [`dedup::Dedup`]; group roster rules are functions in [`groups`]; the
-//! presence registry sits behind the [`presence::Presence`] trait.
+//! presence registry sits behind the [`presence::Presence`] trait (in-process or
+//! [`presence_redis::RedisPresence`]).
 
 pub mod calls;
 pub mod channels;
 pub mod dedup;
 pub mod groups;
 pub mod presence;
+pub mod presence_redis;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

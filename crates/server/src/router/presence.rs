@@ -1,9 +1,10 @@
 //! The presence registry: each device's last PRESENCE snapshot, valid until it expires.
 //!
 //! [`Presence`] is the seam for a shared registry (Redis keys with a TTL, as the reference's
-//! `presence:<device>`) when several nodes serve one deployment; [`LocalPresence`] keeps the
-//! snapshots in this process. Expiry *notifications* do not come from the registry: the
-//! session that published a snapshot holds a timer and announces `offline` when it fires.
+//! `presence:<device>`, [`super::presence_redis::RedisPresence`]) when several nodes serve one
+//! deployment; [`LocalPresence`] keeps the snapshots in this process. Expiry *notifications* do
+//! not come from the registry: the session that published a snapshot holds a timer and
+//! announces `offline` when it fires.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -99,45 +100,4 @@ pub fn rfc3339(unix_secs: i64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn entry(state: &str, expires_at: i64) -> PresenceEntry {
-        PresenceEntry {
-            snapshot: PresenceSnapshot {
-                entity: "dev-a".to_owned(),
-                state: state.to_owned(),
-                expires_at: Some(rfc3339(expires_at)),
-                user: None,
-            },
-            expires_at,
-        }
-    }
-
-    #[tokio::test]
-    async fn snapshots_expire_and_can_be_removed() {
-        let registry = LocalPresence::new();
-        assert_eq!(registry.get("dev-a", 0).await.unwrap(), None);
-        registry.set("dev-a", entry("online", 100)).await.unwrap();
-        assert_eq!(
-            registry
-                .get("dev-a", 99)
-                .await
-                .unwrap()
-                .unwrap()
-                .snapshot
-                .state,
-            "online"
-        );
-        assert_eq!(registry.get("dev-a", 100).await.unwrap(), None);
-        registry.set("dev-a", entry("away", 200)).await.unwrap();
-        registry.remove("dev-a").await.unwrap();
-        assert_eq!(registry.get("dev-a", 0).await.unwrap(), None);
-    }
-
-    #[test]
-    fn timestamps_are_rfc3339_utc() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
-    }
-}
+mod tests;
