@@ -9,7 +9,8 @@
     clippy::indexing_slicing
 )]
 
-use std::net::SocketAddr;
+mod common;
+
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -21,61 +22,20 @@ use commucat_client::{
 };
 use commucat_keys::{HandshakePattern, decode_hex32};
 use commucat_link::ByteStream;
-use commucat_server::{Config, Server, ServerHandle};
+use commucat_server::Config;
 use serde_json::{Value, json};
 
-struct Running {
-    _handle: ServerHandle,
-    _dir: tempfile::TempDir,
-    addr: SocketAddr,
-    /// Trusts the server's certificate as a CA.
-    trust: TlsTrust,
-    /// Pins the certificate's SHA-256 fingerprint as `serve` prints it.
-    pinned: TlsTrust,
-    params: ServerParams,
-    info: Value,
-}
+use common::TestServer as Running;
 
 async fn start(tweak: impl FnOnce(&mut Config)) -> Running {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::default();
-    config.server.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-    config.server.data_dir = dir.path().to_owned();
-    config.server.domain = "chat.test".to_owned();
-    config.server.shutdown_grace = Duration::from_secs(1);
-    tweak(&mut config);
-    let server = Server::bind(config).await.unwrap();
-    let addr = server.local_addr();
-    let pem = std::fs::read(server.cert_path()).unwrap();
-    let fingerprint = server.cert_fingerprint().to_owned();
-    let handle = server.spawn();
-    // What a client learns before connecting: GET /api/server-info.
-    let http = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
-        .resolve("localhost", addr)
-        .build()
-        .unwrap();
-    let info: Value = http
-        .get(format!("https://localhost:{}/api/server-info", addr.port()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let server_static = decode_hex32(info["noise_public"].as_str().unwrap()).unwrap();
-    let params = ServerParams::new(info["domain"].as_str().unwrap(), server_static);
-    let trust = TlsTrust::CaPem(pem);
-    let pinned = TlsTrust::fingerprint(&fingerprint).unwrap();
-    Running {
-        _handle: handle,
-        _dir: dir,
-        addr,
-        trust,
-        pinned,
-        params,
-        info,
-    }
+    let server = Running::start(tweak).await;
+    // The pinned key the SDK uses is the one a client learns from GET /api/server-info.
+    let info = server.server_info().await;
+    assert_eq!(
+        info["noise_public"].as_str().unwrap(),
+        hex::encode(server.params.server_static)
+    );
+    server
 }
 
 async fn connect(
@@ -142,7 +102,7 @@ async fn two_devices_talk_plain_and_noise_transport_xk_and_ik() {
     let mut bob = commucat_client::connect(
         server.addr,
         "localhost",
-        &server.pinned,
+        &TlsTrust::fingerprint(&server.fingerprint).unwrap(),
         &bob_id,
         &server.params,
         &bob_options,
@@ -440,7 +400,9 @@ async fn the_deployed_client_completes_xk_and_verifies_its_certificate() {
     let ca = decode_hex32(ack["device_ca_public"].as_str().unwrap()).unwrap();
     assert_eq!(
         hex::encode(ca),
-        server.info["device_ca_public"].as_str().unwrap()
+        server.server_info().await["device_ca_public"]
+            .as_str()
+            .unwrap()
     );
     cert.verify(&ca).unwrap();
     assert_eq!(cert.data.device_id, "device-1700000000000");

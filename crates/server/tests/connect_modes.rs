@@ -8,68 +8,24 @@
     clippy::indexing_slicing
 )]
 
-use std::net::SocketAddr;
+mod common;
+
 use std::time::Duration;
 
 use bytes::Bytes;
 use ccp::control::{Ack, Join};
 use ccp::{Frame, FrameType};
 use commucat_client::transport::{ConnectMode, Message, ModeStream, open_mode};
-use commucat_client::{
-    ClientError, DeviceIdentity, HandshakeOptions, ServerParams, Session, TlsTrust,
-};
-use commucat_keys::decode_hex32;
+use commucat_client::{ClientError, DeviceIdentity, HandshakeOptions, Session};
 use commucat_link::{ByteStream, Connection};
-use commucat_server::{Config, Server, ServerHandle};
+use commucat_server::Config;
 use futures_util::SinkExt;
-use serde_json::{Value, json};
+use serde_json::json;
 
-struct Running {
-    _handle: ServerHandle,
-    _dir: tempfile::TempDir,
-    addr: SocketAddr,
-    trust: TlsTrust,
-    pem: Vec<u8>,
-    params: ServerParams,
-}
+use common::TestServer as Running;
 
 async fn start(tweak: impl FnOnce(&mut Config)) -> Running {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::default();
-    config.server.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-    config.server.data_dir = dir.path().to_owned();
-    config.server.domain = "chat.test".to_owned();
-    config.server.shutdown_grace = Duration::from_secs(1);
-    tweak(&mut config);
-    let server = Server::bind(config).await.unwrap();
-    let addr = server.local_addr();
-    let pem = std::fs::read(server.cert_path()).unwrap();
-    let handle = server.spawn();
-    let info: Value = http(&pem, addr)
-        .get(format!("https://localhost:{}/api/server-info", addr.port()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let server_static = decode_hex32(info["noise_public"].as_str().unwrap()).unwrap();
-    Running {
-        _handle: handle,
-        _dir: dir,
-        addr,
-        trust: TlsTrust::CaPem(pem.clone()),
-        pem,
-        params: ServerParams::new(info["domain"].as_str().unwrap(), server_static),
-    }
-}
-
-fn http(pem: &[u8], addr: SocketAddr) -> reqwest::Client {
-    reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(pem).unwrap()])
-        .resolve("localhost", addr)
-        .build()
-        .unwrap()
+    Running::start(tweak).await
 }
 
 async fn open(server: &Running, mode: ConnectMode) -> ModeStream {
@@ -367,7 +323,7 @@ async fn text_modes_refuse_noise_transport_with_an_error_frame() {
 #[tokio::test]
 async fn response_headers_per_mode() {
     let server = start(|_| {}).await;
-    let client = http(&server.pem, server.addr);
+    let client = server.http();
     let url = |q: &str| format!("https://localhost:{}/connect{q}", server.addr.port());
     for (query, accept, content_type, label) in [
         ("", None, "application/octet-stream", "binary"),

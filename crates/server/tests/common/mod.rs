@@ -146,6 +146,15 @@ impl<S: ByteStream> ByteStream for Tapped<S> {
 
 // ---------------------------------------------------------------- the server
 
+/// What one start of the server produced.
+struct Launched {
+    handle: ServerHandle,
+    addr: SocketAddr,
+    params: ServerParams,
+    pem: Vec<u8>,
+    fingerprint: String,
+}
+
 /// The real server with a temporary data directory.
 pub struct TestServer {
     handle: Option<ServerHandle>,
@@ -154,6 +163,10 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub trust: TlsTrust,
     pub params: ServerParams,
+    /// The server's TLS certificate (PEM).
+    pub pem: Vec<u8>,
+    /// Its SHA-256 fingerprint as `serve` prints it.
+    pub fingerprint: String,
 }
 
 impl TestServer {
@@ -165,24 +178,57 @@ impl TestServer {
         config.server.domain = "chat.test".to_owned();
         config.server.shutdown_grace = Duration::from_secs(1);
         tweak(&mut config);
-        let (handle, addr, trust, params) = Self::launch(&config).await;
+        let launched = Self::launch(&config).await;
         Self {
-            handle: Some(handle),
+            handle: Some(launched.handle),
             config,
             _dir: dir,
-            addr,
-            trust,
-            params,
+            addr: launched.addr,
+            trust: TlsTrust::CaPem(launched.pem.clone()),
+            params: launched.params,
+            pem: launched.pem,
+            fingerprint: launched.fingerprint,
         }
     }
 
-    async fn launch(config: &Config) -> (ServerHandle, SocketAddr, TlsTrust, ServerParams) {
+    async fn launch(config: &Config) -> Launched {
         let server = Server::bind(config.clone()).await.unwrap();
         let addr = server.local_addr();
         let pem = std::fs::read(server.cert_path()).unwrap();
+        let fingerprint = server.cert_fingerprint().to_owned();
         let noise_public = server.keys().noise.public();
         let params = ServerParams::new(config.server.domain.clone(), noise_public);
-        (server.spawn(), addr, TlsTrust::CaPem(pem), params)
+        Launched {
+            handle: server.spawn(),
+            addr,
+            params,
+            pem,
+            fingerprint,
+        }
+    }
+
+    /// An HTTPS client trusting the server's certificate, with `localhost` resolved to it.
+    pub fn http(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(&self.pem).unwrap()])
+            .resolve("localhost", self.addr)
+            .build()
+            .unwrap()
+    }
+
+    /// `GET /api/server-info`: what a client learns before it connects.
+    pub async fn server_info(&self) -> Value {
+        self.http()
+            .get(format!(
+                "https://localhost:{}/api/server-info",
+                self.addr.port()
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     /// Stops the server and starts it again on the same data directory (a new port).
@@ -190,15 +236,17 @@ impl TestServer {
         if let Some(handle) = self.handle.take() {
             handle.shutdown().await.unwrap();
         }
-        let (handle, addr, trust, params) = Self::launch(&self.config).await;
+        let launched = Self::launch(&self.config).await;
         assert_eq!(
-            params.server_static, self.params.server_static,
+            launched.params.server_static, self.params.server_static,
             "keys persist"
         );
-        self.handle = Some(handle);
-        self.addr = addr;
-        self.trust = trust;
-        self.params = params;
+        self.handle = Some(launched.handle);
+        self.addr = launched.addr;
+        self.trust = TlsTrust::CaPem(launched.pem.clone());
+        self.params = launched.params;
+        self.pem = launched.pem;
+        self.fingerprint = launched.fingerprint;
     }
 
     /// The server's database file.
