@@ -51,7 +51,7 @@ pub fn sessions(
     store: Arc<dyn Store>,
     presence: Arc<dyn Presence>,
 ) -> Sessions {
-    let secs = |d: std::time::Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+    use crate::clock::secs;
     let settings = HandshakeSettings {
         domain: config.server.domain.clone(),
         prologue: config.crypto.prologue.as_bytes().to_vec(),

@@ -12,7 +12,7 @@ use commucat_store::{DeviceStatus, Store, StoreError};
 
 use super::AppState;
 use super::problem::Problem;
-use crate::session::established::unix_now;
+use crate::clock::unix_now;
 use crate::session::handshake::session_key;
 
 /// The device and user behind a valid bearer token.

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::auth::{Authenticated, store_problem};
 use super::problem::{Problem, parse_json};
 use super::{AppState, rfc3339};
-use crate::session::established::unix_now;
+use crate::clock::unix_now;
 use crate::session::handshake::random_id;
 
 /// Body of `GET /api/devices`.

@@ -54,7 +54,7 @@ impl RestSettings {
     /// The settings `config` asks for, with the server's device CA.
     #[must_use]
     pub fn new(config: &crate::config::Config, keys: &crate::keys::ServerKeys) -> Self {
-        let secs = |d: std::time::Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+        use crate::clock::secs;
         Self {
             pairing_ttl_secs: secs(config.devices.pairing_ttl),
             certificate_validity_secs: secs(config.devices.certificate_validity),

@@ -24,7 +24,7 @@ use zeroize::Zeroizing;
 use super::auth::{Authenticated, store_problem};
 use super::problem::{Problem, parse_json};
 use super::{AppState, rfc3339};
-use crate::session::established::unix_now;
+use crate::clock::unix_now;
 use crate::session::handshake::random_id;
 
 /// Symbols of a pairing code (no `I`, `L`, `O`, `0`, `1`).

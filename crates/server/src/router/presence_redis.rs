@@ -74,14 +74,10 @@ fn error(err: redis::RedisError) -> PresenceError {
     PresenceError(format!("redis: {err}"))
 }
 
-fn now_unix() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
-}
-
 #[async_trait::async_trait]
 impl Presence for RedisPresence {
     async fn set(&self, device_id: &str, entry: PresenceEntry) -> Result<(), PresenceError> {
-        let ttl = u64::try_from(entry.expires_at.saturating_sub(now_unix()))
+        let ttl = u64::try_from(entry.expires_at.saturating_sub(crate::clock::unix_now()))
             .unwrap_or(0)
             .max(1);
         let value = serde_json::to_string(&Stored {

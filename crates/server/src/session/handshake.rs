@@ -244,12 +244,6 @@ struct Resolved {
     current: Option<DeviceCertificate>,
 }
 
-fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
 /// The store key of a session token: its BLAKE3 hash, so a leaked database holds no usable
 /// bearer tokens. Everything that looks a session up by token hashes it the same way.
 #[must_use]
@@ -357,7 +351,7 @@ impl Handshaker {
         }
 
         // ---- Registry.
-        let now = now_unix();
+        let now = crate::clock::unix_now();
         let mut resolved = self
             .resolve_device(&checked, now)
             .await

@@ -101,17 +101,7 @@ impl Messaging {
     }
 }
 
-/// Current Unix time in seconds.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
-/// Whole seconds of `d`, as the store counts time.
-pub(crate) fn secs(d: Duration) -> i64 {
-    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
-}
+pub(crate) use crate::clock::{secs, unix_now};
 
 /// Why a session ended.
 #[derive(Debug)]

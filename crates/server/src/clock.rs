@@ -1,0 +1,17 @@
+//! Wall-clock time as the store and the wire count it: whole Unix seconds.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Current Unix time in seconds (0 if the clock is before 1970).
+#[must_use]
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Whole seconds of `d` as a signed count (saturating).
+#[must_use]
+pub fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
