@@ -285,4 +285,10 @@ impl ByteStream for H2Stream {
         }
         Ok(())
     }
+
+    /// The payload goes to h2 as the caller's buffer (h2 sends `Bytes` without copying).
+    async fn write_frame(&mut self, header: Bytes, payload: Bytes) -> io::Result<()> {
+        self.write(header).await?;
+        self.write(payload).await
+    }
 }

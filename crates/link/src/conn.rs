@@ -16,7 +16,30 @@ pub trait ByteStream: Send {
     fn read(&mut self) -> impl Future<Output = io::Result<Option<Bytes>>> + Send;
     /// Sends bytes to the peer (waits while the peer is not reading: backpressure).
     fn write(&mut self, bytes: Bytes) -> impl Future<Output = io::Result<()>> + Send;
+
+    /// Sends one plain encoded frame given as its header and its (shared) payload.
+    ///
+    /// The default joins the two into one buffer and calls [`ByteStream::write`], so adapters
+    /// that need one message per frame see exactly that. Streams that queue chunks (HTTP
+    /// bodies) override it to pass the payload on as is: a frame fanned out to many
+    /// recipients is then never copied per recipient.
+    fn write_frame(
+        &mut self,
+        header: Bytes,
+        payload: Bytes,
+    ) -> impl Future<Output = io::Result<()>> + Send {
+        async move {
+            let mut joined = BytesMut::with_capacity(header.len() + payload.len());
+            joined.extend_from_slice(&header);
+            joined.extend_from_slice(&payload);
+            self.write(joined.freeze()).await
+        }
+    }
 }
+
+/// Payloads at least this large are handed to [`ByteStream::write_frame`] as shared buffers;
+/// smaller ones are cheaper to copy into one write with their header.
+pub const SHARE_PAYLOAD_FROM: usize = 1024;
 
 /// Why a connection failed.
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +144,14 @@ impl<S: ByteStream> Connection<S> {
     /// # Errors
     /// I/O or encryption failure.
     pub async fn send(&mut self, frame: &Frame) -> Result<(), ConnError> {
+        if !self.codec.is_encrypted() && frame.payload().len() >= SHARE_PAYLOAD_FROM {
+            let mut header = BytesMut::with_capacity(16);
+            frame.encode_header(&mut header);
+            self.stream
+                .write_frame(header.freeze(), frame.payload().clone())
+                .await?;
+            return Ok(());
+        }
         let mut out = BytesMut::with_capacity(frame.encoded_len() + 32);
         self.codec.encode(frame, &mut out)?;
         self.stream.write(out.freeze()).await?;
@@ -158,5 +189,62 @@ impl<S: ByteStream> Connection<S> {
     /// Consumes the connection, returning the stream.
     pub fn into_stream(self) -> S {
         self.stream
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records what the connection hands to the stream.
+    #[derive(Default)]
+    struct Recorder {
+        writes: Vec<Bytes>,
+        frames: Vec<(Bytes, Bytes)>,
+    }
+
+    impl ByteStream for Recorder {
+        async fn read(&mut self) -> io::Result<Option<Bytes>> {
+            Ok(None)
+        }
+
+        async fn write(&mut self, bytes: Bytes) -> io::Result<()> {
+            self.writes.push(bytes);
+            Ok(())
+        }
+
+        async fn write_frame(&mut self, header: Bytes, payload: Bytes) -> io::Result<()> {
+            self.frames.push((header, payload));
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn large_payloads_are_shared_small_ones_joined() {
+        let mut conn = Connection::new(Recorder::default(), ccp::MAX_FRAME_LEN);
+        let big = Frame::new(FrameType::Msg, 7, 9, vec![1u8; SHARE_PAYLOAD_FROM]).unwrap();
+        let small = Frame::new(FrameType::Msg, 7, 10, &b"hi"[..]).unwrap();
+        conn.send(&big).await.unwrap();
+        conn.send(&small).await.unwrap();
+        let recorder = conn.into_stream();
+        let (header, payload) = &recorder.frames[0];
+        // The same buffer, not a copy; header + payload are the frame's exact encoding.
+        assert_eq!(payload.as_ptr(), big.payload().as_ptr());
+        assert_eq!([header.as_ref(), payload.as_ref()].concat(), big.to_bytes());
+        assert_eq!(recorder.writes, [small.to_bytes()]);
+    }
+
+    #[tokio::test]
+    async fn the_default_write_frame_joins_header_and_payload() {
+        let mut stream = crate::memory::pair();
+        let frame = Frame::new(FrameType::Msg, 1, 2, vec![3u8; 4096]).unwrap();
+        let mut header = BytesMut::new();
+        frame.encode_header(&mut header);
+        stream
+            .0
+            .write_frame(header.freeze(), frame.payload().clone())
+            .await
+            .unwrap();
+        assert_eq!(stream.1.read().await.unwrap(), Some(frame.to_bytes()));
     }
 }

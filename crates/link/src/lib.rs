@@ -17,4 +17,4 @@ mod conn;
 pub mod memory;
 
 pub use codec::{SequenceExhausted, SessionCodec, StreamError};
-pub use conn::{ByteStream, ConnError, Connection};
+pub use conn::{ByteStream, ConnError, Connection, SHARE_PAYLOAD_FROM};

@@ -19,7 +19,8 @@ impl HttpBodyStream {
     /// Wraps the request body; returns the stream and the response body it feeds. `buffer`
     /// bounds the chunks queued for a client that is not reading.
     pub fn new(upstream: Body, buffer: usize) -> (Self, Body) {
-        let (tx, rx) = mpsc::channel::<Bytes>(buffer.max(1));
+        // At least two slots: `write_frame` queues a header and a payload together.
+        let (tx, rx) = mpsc::channel::<Bytes>(buffer.max(2));
         let chunks = futures_util::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|chunk| (Ok::<_, io::Error>(chunk), rx))
         });
@@ -43,6 +44,23 @@ impl ByteStream for HttpBodyStream {
             .send(bytes)
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "client went away"))
+    }
+
+    /// Header and payload go out as two body chunks: the payload is the relayed frame's shared
+    /// buffer, not a copy. Both slots are reserved before either chunk is queued, so a session
+    /// that stops waiting (cancellation) never leaves half a frame on the wire.
+    async fn write_frame(&mut self, header: Bytes, payload: Bytes) -> io::Result<()> {
+        let mut permits = self
+            .downstream
+            .reserve_many(2)
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "client went away"))?;
+        for chunk in [header, payload] {
+            if let Some(permit) = permits.next() {
+                permit.send(chunk);
+            }
+        }
+        Ok(())
     }
 }
 
