@@ -10,6 +10,14 @@ pub fn unix_now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
+/// Current Unix time in microseconds (0 if the clock is before 1970).
+#[must_use]
+pub fn unix_micros_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
 /// Whole seconds of `d` as a signed count (saturating).
 #[must_use]
 pub fn secs(d: Duration) -> i64 {

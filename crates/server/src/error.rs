@@ -20,6 +20,9 @@ pub enum ServerError {
     /// The server keys could not be loaded or created.
     #[error(transparent)]
     Keys(#[from] KeyStoreError),
+    /// The post-quantum key bundle could not be signed.
+    #[error("post-quantum keys: {0}")]
+    PostQuantum(String),
     /// The TLS certificate could not be loaded or created.
     #[error(transparent)]
     Tls(#[from] TlsError),

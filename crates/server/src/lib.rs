@@ -29,6 +29,7 @@ pub mod janitor;
 pub mod keys;
 pub mod listener;
 pub mod metrics;
+pub mod pq_keys;
 pub mod router;
 pub mod secrets;
 pub mod server;

@@ -1,14 +1,107 @@
-//! Counters of real events, rendered as Prometheus text for `GET /metrics`.
+//! Counters of real events, rendered as Prometheus text for `GET /metrics` and as JSON for
+//! `GET /api/security-stats`.
 //!
-//! Each counter is one relaxed atomic add on the event's path; nothing is sampled or estimated.
+//! Each counter is one relaxed atomic add on the event's path; nothing is sampled, estimated
+//! or invented. Features the server does not implement (post-quantum handshakes, forward error
+//! correction, censorship detection) have no event that could be counted: their values are
+//! reported as 0 and named as such in [`SecuritySnapshot`].
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use ccp::FrameType;
+use serde::Serialize;
+
+/// Upper bounds (seconds) of the latency histogram buckets; `+Inf` is implied.
+pub const LATENCY_BUCKETS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// A latency histogram of fixed buckets (cumulative only when rendered).
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// Observations per bucket of [`LATENCY_BUCKETS`], plus one for larger values.
+    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    /// Sum of all observations, microseconds.
+    sum_micros: AtomicU64,
+    /// Number of observations.
+    count: AtomicU64,
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe(&self, value: Duration) {
+        let secs = value.as_secs_f64();
+        let index = LATENCY_BUCKETS
+            .iter()
+            .position(|bound| secs <= *bound)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        if let Some(bucket) = self.buckets.get(index) {
+            bucket.fetch_add(1, Ordering::Relaxed);
+        }
+        let micros = u64::try_from(value.as_micros()).unwrap_or(u64::MAX);
+        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Number of observations.
+    #[must_use]
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        let mut cumulative = 0u64;
+        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.buckets) {
+            cumulative += bucket.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        if let Some(last) = self.buckets.last() {
+            cumulative += last.load(Ordering::Relaxed);
+        }
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+        let sum = self.sum_micros.load(Ordering::Relaxed);
+        #[allow(clippy::cast_precision_loss)]
+        let sum = sum as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum {sum}");
+        let _ = writeln!(out, "{name}_count {}", self.count());
+    }
+}
+
+/// Frames counted per wire code.
+#[derive(Debug)]
+pub struct PerFrameType([AtomicU64; 256]);
+
+impl Default for PerFrameType {
+    fn default() -> Self {
+        Self(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
+impl PerFrameType {
+    /// Counts one frame of `frame_type`.
+    pub fn count(&self, frame_type: FrameType) {
+        if let Some(slot) = self.0.get(usize::from(frame_type.code())) {
+            slot.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Frames counted for `frame_type`.
+    #[must_use]
+    pub fn get(&self, frame_type: FrameType) -> u64 {
+        self.0
+            .get(usize::from(frame_type.code()))
+            .map_or(0, |slot| slot.load(Ordering::Relaxed))
+    }
+}
 
 /// The server's counters.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    /// Device handshakes that ended with the final ACK.
+    /// Device handshakes that ended with the final ACK (each is one completed Noise handshake).
     pub handshakes_ok: AtomicU64,
     /// Device handshakes that failed (any reason, including timeouts).
     pub handshakes_failed: AtomicU64,
@@ -18,35 +111,97 @@ pub struct Metrics {
     pub sessions_active: AtomicI64,
     /// Frames handed to a connected recipient's session (one per recipient).
     pub frames_delivered: AtomicU64,
+    /// TCP connections accepted.
+    pub connections_accepted: AtomicU64,
+    /// TCP connections open now.
+    pub connections_open: AtomicI64,
+    /// Frames received from clients on established sessions, by type.
+    pub frames_in: PerFrameType,
+    /// Frames sent to clients on established sessions, by type.
+    pub frames_out: PerFrameType,
+    /// Time from the start of a `/connect` handshake to its final ACK (successful ones).
+    pub handshake_latency: Histogram,
+    /// Time from a frame's arrival from its sender to its write to a connected recipient.
+    pub relay_latency: Histogram,
+    /// `/api/p2p/assist` answers.
+    pub p2p_assists: AtomicU64,
+    /// Paths recommended in all `/api/p2p/assist` answers together.
+    pub p2p_paths: AtomicU64,
+    /// `/api/p2p/assist` answers that recommended two paths or more.
+    pub multipath_assists: AtomicU64,
+    /// Requests refused with 429, by limiter.
+    pub rate_limited_rest: AtomicU64,
+    /// Claims refused with 429.
+    pub rate_limited_claim: AtomicU64,
+    /// `/connect` attempts refused with 429.
+    pub rate_limited_connect: AtomicU64,
 }
 
-/// Decrements [`Metrics::sessions_active`] when dropped.
+/// Decrements a gauge when dropped.
 #[derive(Debug)]
-pub struct ActiveSession<'a>(&'a Metrics);
+pub struct GaugeGuard<'a>(&'a AtomicI64);
 
-impl Drop for ActiveSession<'_> {
+impl Drop for GaugeGuard<'_> {
     fn drop(&mut self) {
-        self.0.sessions_active.fetch_sub(1, Ordering::Relaxed);
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
+/// Values read from the routing tables when the metrics are rendered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Gauges {
+    /// Frames waiting in the mailboxes of connected sessions.
+    pub mailbox_frames: u64,
+    /// Devices with a registered (online) session.
+    pub online_devices: u64,
+}
+
+/// The `commucat_security_*` counters as JSON (`GET /api/security-stats`, and the `security`
+/// section of `/api/p2p/assist`, whose field names and types the deployed client requires).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SecuritySnapshot {
+    /// Completed Noise handshakes (XK or IK, ending with the final ACK).
+    pub noise_handshakes: u64,
+    /// Handshakes that negotiated post-quantum keys. Always 0: no handshake of this server
+    /// negotiates them yet (the server publishes PQ keys, but `pq-hybrid` is not offered).
+    pub pq_handshakes: u64,
+    /// FEC packets generated. Always 0: the server implements no forward error correction.
+    pub fec_packets: u64,
+    /// `/api/p2p/assist` answers that recommended two paths or more. The server cannot see
+    /// whether peers then open them.
+    pub multipath_sessions: u64,
+    /// Mean number of paths per `/api/p2p/assist` answer (0 before the first answer).
+    pub average_paths: f64,
+    /// Censorship deflections. Always 0: the server detects no censorship and switches no
+    /// transport.
+    pub censorship_deflections: u64,
+}
+
 impl Metrics {
-    /// Counts a handshake outcome.
-    pub fn handshake(&self, ok: bool) {
-        let counter = if ok {
-            &self.handshakes_ok
+    /// Counts a handshake outcome; a successful one also records how long it took.
+    pub fn handshake(&self, ok: bool, elapsed: Duration) {
+        if ok {
+            self.handshakes_ok.fetch_add(1, Ordering::Relaxed);
+            self.handshake_latency.observe(elapsed);
         } else {
-            &self.handshakes_failed
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+            self.handshakes_failed.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Counts a session start; the session counts as active until the guard is dropped.
     #[must_use]
-    pub fn session_started(&self) -> ActiveSession<'_> {
+    pub fn session_started(&self) -> GaugeGuard<'_> {
         self.sessions_opened.fetch_add(1, Ordering::Relaxed);
         self.sessions_active.fetch_add(1, Ordering::Relaxed);
-        ActiveSession(self)
+        GaugeGuard(&self.sessions_active)
+    }
+
+    /// Counts an accepted connection; it counts as open until the guard is dropped.
+    #[must_use]
+    pub fn connection_accepted(&self) -> GaugeGuard<'_> {
+        self.connections_accepted.fetch_add(1, Ordering::Relaxed);
+        self.connections_open.fetch_add(1, Ordering::Relaxed);
+        GaugeGuard(&self.connections_open)
     }
 
     /// Counts frames handed to connected recipients.
@@ -56,10 +211,42 @@ impl Metrics {
         }
     }
 
+    /// Counts one `/api/p2p/assist` answer recommending `paths` paths.
+    pub fn p2p_assist(&self, paths: usize) {
+        self.p2p_assists.fetch_add(1, Ordering::Relaxed);
+        self.p2p_paths
+            .fetch_add(u64::try_from(paths).unwrap_or(u64::MAX), Ordering::Relaxed);
+        if paths >= 2 {
+            self.multipath_assists.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The security counters now.
+    #[must_use]
+    pub fn security(&self) -> SecuritySnapshot {
+        let assists = self.p2p_assists.load(Ordering::Relaxed);
+        let paths = self.p2p_paths.load(Ordering::Relaxed);
+        #[allow(clippy::cast_precision_loss)]
+        let average_paths = if assists == 0 {
+            0.0
+        } else {
+            paths as f64 / assists as f64
+        };
+        SecuritySnapshot {
+            noise_handshakes: self.handshakes_ok.load(Ordering::Relaxed),
+            pq_handshakes: 0,
+            fec_packets: 0,
+            multipath_sessions: self.multipath_assists.load(Ordering::Relaxed),
+            average_paths,
+            censorship_deflections: 0,
+        }
+    }
+
     /// The Prometheus text exposition (format 0.0.4) of every counter.
     #[must_use]
-    pub fn render(&self) -> String {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    pub fn render(&self, gauges: Gauges) -> String {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed).to_string();
+        let gauge = |c: &AtomicI64| c.load(Ordering::Relaxed).to_string();
         let mut out = String::new();
         let mut family = |name: &str, kind: &str, help: &str, samples: &[(&str, String)]| {
             let _ = writeln!(out, "# HELP {name} {help}");
@@ -73,33 +260,149 @@ impl Metrics {
             "counter",
             "Device handshakes by result.",
             &[
-                ("{result=\"ok\"}", get(&self.handshakes_ok).to_string()),
-                (
-                    "{result=\"failed\"}",
-                    get(&self.handshakes_failed).to_string(),
-                ),
+                ("{result=\"ok\"}", get(&self.handshakes_ok)),
+                ("{result=\"failed\"}", get(&self.handshakes_failed)),
             ],
         );
         family(
             "commucat_sessions_opened_total",
             "counter",
             "Established sessions started.",
-            &[("", get(&self.sessions_opened).to_string())],
+            &[("", get(&self.sessions_opened))],
         );
         family(
             "commucat_sessions_active",
             "gauge",
             "Established sessions running now.",
-            &[("", self.sessions_active.load(Ordering::Relaxed).to_string())],
+            &[("", gauge(&self.sessions_active))],
         );
         family(
             "commucat_frames_delivered_total",
             "counter",
             "Frames handed to a connected recipient's session, one per recipient.",
-            &[("", get(&self.frames_delivered).to_string())],
+            &[("", get(&self.frames_delivered))],
+        );
+        family(
+            "commucat_connections_accepted_total",
+            "counter",
+            "TCP connections accepted.",
+            &[("", get(&self.connections_accepted))],
+        );
+        family(
+            "commucat_connections_open",
+            "gauge",
+            "TCP connections open now.",
+            &[("", gauge(&self.connections_open))],
+        );
+        let by_type = |counts: &PerFrameType| -> Vec<(String, String)> {
+            FrameType::ALL
+                .iter()
+                .map(|t| {
+                    (
+                        format!("{{type=\"{}\"}}", t.label()),
+                        counts.get(*t).to_string(),
+                    )
+                })
+                .collect()
+        };
+        let frames_in = by_type(&self.frames_in);
+        let frames_out = by_type(&self.frames_out);
+        family(
+            "commucat_frames_received_total",
+            "counter",
+            "Frames received from clients on established sessions, by type.",
+            &as_refs(&frames_in),
+        );
+        family(
+            "commucat_frames_sent_total",
+            "counter",
+            "Frames sent to clients on established sessions, by type.",
+            &as_refs(&frames_out),
+        );
+        family(
+            "commucat_mailbox_frames",
+            "gauge",
+            "Frames waiting in the mailboxes of connected sessions.",
+            &[("", gauges.mailbox_frames.to_string())],
+        );
+        family(
+            "commucat_online_devices",
+            "gauge",
+            "Devices with a connected session on this node.",
+            &[("", gauges.online_devices.to_string())],
+        );
+        family(
+            "commucat_rate_limited_total",
+            "counter",
+            "Requests refused with 429, by limiter.",
+            &[
+                ("{limiter=\"rest\"}", get(&self.rate_limited_rest)),
+                ("{limiter=\"claim\"}", get(&self.rate_limited_claim)),
+                ("{limiter=\"connect\"}", get(&self.rate_limited_connect)),
+            ],
+        );
+        family(
+            "commucat_p2p_assists_total",
+            "counter",
+            "Answers of /api/p2p/assist.",
+            &[("", get(&self.p2p_assists))],
+        );
+        let security = self.security();
+        family(
+            "commucat_security_noise_handshakes_total",
+            "counter",
+            "Completed Noise handshakes.",
+            &[("", security.noise_handshakes.to_string())],
+        );
+        family(
+            "commucat_security_pq_handshakes_total",
+            "counter",
+            "Handshakes that negotiated post-quantum keys (none are offered yet).",
+            &[("", security.pq_handshakes.to_string())],
+        );
+        family(
+            "commucat_security_fec_packets_total",
+            "counter",
+            "FEC packets generated (the server implements no FEC).",
+            &[("", security.fec_packets.to_string())],
+        );
+        family(
+            "commucat_security_multipath_sessions_total",
+            "counter",
+            "P2P assist answers that recommended two paths or more.",
+            &[("", security.multipath_sessions.to_string())],
+        );
+        family(
+            "commucat_security_average_paths",
+            "gauge",
+            "Mean number of paths per P2P assist answer.",
+            &[("", security.average_paths.to_string())],
+        );
+        family(
+            "commucat_security_censorship_deflections_total",
+            "counter",
+            "Censorship deflections (the server detects no censorship).",
+            &[("", security.censorship_deflections.to_string())],
+        );
+        self.handshake_latency.render(
+            &mut out,
+            "commucat_handshake_duration_seconds",
+            "Time from the start of a /connect handshake to its final ACK.",
+        );
+        self.relay_latency.render(
+            &mut out,
+            "commucat_relay_latency_seconds",
+            "Time from a frame's arrival from its sender to its write to a connected recipient.",
         );
         out
     }
+}
+
+fn as_refs(samples: &[(String, String)]) -> Vec<(&str, String)> {
+    samples
+        .iter()
+        .map(|(labels, value)| (labels.as_str(), value.clone()))
+        .collect()
 }
 
 #[cfg(test)]
@@ -109,16 +412,25 @@ mod tests {
     #[test]
     fn counts_and_renders() {
         let m = Metrics::default();
-        m.handshake(true);
-        m.handshake(true);
-        m.handshake(false);
+        m.handshake(true, Duration::from_millis(3));
+        m.handshake(true, Duration::from_secs(10));
+        m.handshake(false, Duration::from_millis(1));
+        m.frames_in.count(FrameType::Msg);
+        m.frames_out.count(FrameType::Ack);
+        m.frames_out.count(FrameType::Ack);
+        m.p2p_assist(1);
+        m.p2p_assist(2);
         {
             let _a = m.session_started();
             let _b = m.session_started();
+            let _c = m.connection_accepted();
             m.delivered(3);
             assert_eq!(m.sessions_active.load(Ordering::Relaxed), 2);
         }
-        let text = m.render();
+        let text = m.render(Gauges {
+            mailbox_frames: 4,
+            online_devices: 1,
+        });
         for line in [
             "# TYPE commucat_handshakes_total counter",
             "commucat_handshakes_total{result=\"ok\"} 2",
@@ -127,6 +439,24 @@ mod tests {
             "# TYPE commucat_sessions_active gauge",
             "commucat_sessions_active 0",
             "commucat_frames_delivered_total 3",
+            "commucat_connections_accepted_total 1",
+            "commucat_connections_open 0",
+            "commucat_frames_received_total{type=\"msg\"} 1",
+            "commucat_frames_sent_total{type=\"ack\"} 2",
+            "commucat_frames_sent_total{type=\"msg\"} 0",
+            "commucat_mailbox_frames 4",
+            "commucat_security_noise_handshakes_total 2",
+            "commucat_security_multipath_sessions_total 1",
+            "commucat_security_average_paths 1.5",
+            "commucat_security_pq_handshakes_total 0",
+            "# TYPE commucat_handshake_duration_seconds histogram",
+            "commucat_handshake_duration_seconds_bucket{le=\"0.0025\"} 0",
+            "commucat_handshake_duration_seconds_bucket{le=\"0.005\"} 1",
+            "commucat_handshake_duration_seconds_bucket{le=\"2.5\"} 1",
+            "commucat_handshake_duration_seconds_bucket{le=\"+Inf\"} 2",
+            "commucat_handshake_duration_seconds_sum 10.003",
+            "commucat_handshake_duration_seconds_count 2",
+            "commucat_relay_latency_seconds_count 0",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }

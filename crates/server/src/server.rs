@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::error::ServerError;
 use crate::keys::ServerKeys;
 use crate::listener::http::{self, ListenLimits};
+use crate::pq_keys::PqKeys;
 use crate::router::presence::{LocalPresence, Presence};
 use crate::router::presence_redis::RedisPresence;
 use crate::secrets;
@@ -32,6 +33,7 @@ use crate::tls::{CertSource, TlsIdentity};
 pub struct Server {
     config: Config,
     keys: ServerKeys,
+    pq: PqKeys,
     tls: TlsIdentity,
     tls_config: Arc<rustls::ServerConfig>,
     listener: TcpListener,
@@ -109,6 +111,7 @@ impl Server {
         config.validate()?;
         secrets::create_private_dir(&config.server.data_dir).map_err(ServerError::DataDir)?;
         let keys = ServerKeys::load_or_generate(&config.server.data_dir)?;
+        let pq = PqKeys::load_or_generate(&config.server.data_dir)?;
         let tls = TlsIdentity::load_or_generate(&config)?;
         let tls_config = tls.server_config()?;
         let db_path = config.server.data_dir.join(DATABASE_FILE);
@@ -129,6 +132,7 @@ impl Server {
         Ok(Self {
             config,
             keys,
+            pq,
             tls,
             tls_config,
             listener,
@@ -156,6 +160,12 @@ impl Server {
         &self.keys
     }
 
+    /// The server's post-quantum keys.
+    #[must_use]
+    pub fn pq_keys(&self) -> &PqKeys {
+        &self.pq
+    }
+
     /// SHA-256 fingerprint of the TLS certificate (`AB:CD:…`).
     #[must_use]
     pub fn cert_fingerprint(&self) -> &str {
@@ -174,6 +184,7 @@ impl Server {
         let Self {
             config,
             keys,
+            pq,
             tls,
             tls_config,
             listener,
@@ -202,10 +213,15 @@ impl Server {
             Arc::clone(&store),
             crate::janitor::PURGE_INTERVAL,
         ));
+        let mut rest =
+            api::RestSettings::new(&config, &keys, &pq).map_err(ServerError::PostQuantum)?;
+        rest.p2p.relay_port = local_addr.port();
+        let sessions = sessions(&config, &keys, store, presence);
+        let metrics = Arc::clone(&sessions.hub().metrics);
         let router = api::router(AppState {
-            server_info: Arc::new(ServerInfo::new(&config, &keys)),
-            rest: Arc::new(api::RestSettings::new(&config, &keys)),
-            sessions: sessions(&config, &keys, store, presence),
+            server_info: Arc::new(ServerInfo::new(&config, &keys, &pq)),
+            rest: Arc::new(rest),
+            sessions,
             connect: crate::connect::ConnectSettings {
                 keepalive: config.session.keepalive,
                 max_frame_len: config.limits.max_frame_len,
@@ -217,7 +233,7 @@ impl Server {
             shutdown_grace: config.server.shutdown_grace,
             keepalive: config.session.keepalive,
         };
-        http::serve(listener, acceptor, router, limits, shutdown).await;
+        http::serve(listener, acceptor, router, limits, metrics, shutdown).await;
         janitor.abort();
         Ok(())
     }

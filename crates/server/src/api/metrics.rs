@@ -1,20 +1,67 @@
 //! `GET /metrics`: the server's counters in the Prometheus text format
-//! ([`crate::metrics::Metrics`]). Unauthenticated: it exposes only counts (no admin token is
-//! configurable yet).
+//! ([`crate::metrics::Metrics`]); `GET /api/security-stats`: the `commucat_security_*` counters
+//! as JSON.
+//!
+//! Both need `Authorization: Bearer <metrics.admin_token>` when that token is configured (401
+//! otherwise), and are open when it is not: they expose only counts.
 
+use axum::Json;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 
 use super::AppState;
+use super::problem::Problem;
+use crate::metrics::SecuritySnapshot;
 
 /// Content type of the Prometheus text exposition format 0.0.4.
 pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// Checks the admin bearer token if one is configured (hashes compared in constant time).
+fn admin(state: &AppState, headers: &HeaderMap) -> Result<(), Problem> {
+    let Some(expected) = &state.rest.admin_token else {
+        return Ok(());
+    };
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
+    match token {
+        Some(token) if blake3::hash(token.as_bytes()) == *expected => Ok(()),
+        Some(_) => Err(Problem::new(StatusCode::UNAUTHORIZED, "wrong admin token")),
+        None => Err(Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "missing Authorization: Bearer <metrics.admin_token>",
+        )),
+    }
+}
+
 /// `GET /metrics` → 200 Prometheus text.
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
+///
+/// # Errors
+/// 401 without the configured admin token.
+pub async fn metrics(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, Problem> {
+    admin(&state, &headers)?;
+    let hub = state.sessions.hub();
+    Ok((
         [(header::CONTENT_TYPE, PROMETHEUS_TEXT)],
-        state.sessions.hub().metrics.render(),
-    )
+        hub.metrics.render(hub.gauges()),
+    ))
+}
+
+/// `GET /api/security-stats` → 200 [`SecuritySnapshot`].
+///
+/// # Errors
+/// 401 without the configured admin token.
+pub async fn security_stats(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<SecuritySnapshot>, Problem> {
+    admin(&state, &headers)?;
+    Ok(Json(state.sessions.hub().metrics.security()))
 }

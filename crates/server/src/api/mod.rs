@@ -5,13 +5,16 @@ pub mod devices;
 pub mod friends;
 pub mod health;
 pub mod metrics;
+pub mod p2p;
 pub mod pairing;
 pub mod problem;
+pub mod rate_limit;
 pub mod server_info;
 
 use std::sync::Arc;
 
 use axum::Router;
+use axum::middleware;
 use axum::routing::{any, get, post};
 use commucat_keys::DeviceKeyPair;
 use commucat_store::Store;
@@ -48,18 +51,48 @@ pub struct RestSettings {
     pub certificate_validity_secs: i64,
     /// The device CA that signs device certificates.
     pub device_ca: DeviceKeyPair,
+    /// What `/api/p2p/assist` publishes.
+    pub p2p: p2p::P2pSettings,
+    /// Per-IP limiters.
+    pub rate_limits: rate_limit::RateLimits,
+    /// BLAKE3 of `metrics.admin_token`, if set.
+    pub admin_token: Option<blake3::Hash>,
 }
 
 impl RestSettings {
-    /// The settings `config` asks for, with the server's device CA.
-    #[must_use]
-    pub fn new(config: &crate::config::Config, keys: &crate::keys::ServerKeys) -> Self {
+    /// The settings `config` asks for, with the server's device CA and post-quantum keys.
+    ///
+    /// # Errors
+    /// The key bundle could not be signed.
+    pub fn new(
+        config: &crate::config::Config,
+        keys: &crate::keys::ServerKeys,
+        pq: &crate::pq_keys::PqKeys,
+    ) -> Result<Self, String> {
         use crate::clock::secs;
-        Self {
+        let bundle = p2p::PqBundle::new(
+            &config.server.domain,
+            pq,
+            &keys.device_ca.public_key(),
+            &keys.noise.public(),
+        )?;
+        Ok(Self {
             pairing_ttl_secs: secs(config.devices.pairing_ttl),
             certificate_validity_secs: secs(config.devices.certificate_validity),
             device_ca: keys.device_ca.clone(),
-        }
+            p2p: p2p::P2pSettings {
+                prologue_hex: hex::encode(config.crypto.prologue.as_bytes()),
+                bundle,
+                relay_address: config.server.domain.clone(),
+                relay_port: config.server.listen.port(),
+            },
+            rate_limits: rate_limit::RateLimits::new(&config.rate_limits),
+            admin_token: config
+                .metrics
+                .admin_token
+                .as_ref()
+                .map(|t| blake3::hash(t.0.as_bytes())),
+        })
     }
 }
 
@@ -82,6 +115,8 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics))
+        .route("/api/security-stats", get(metrics::security_stats))
+        .route("/api/p2p/assist", post(p2p::handle).get(p2p::handle))
         .route("/api/server-info", get(server_info::server_info))
         .route("/api/server/info", get(server_info::server_info))
         .route("/api/devices", get(devices::list))
@@ -93,6 +128,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/friends", get(friends::list).put(friends::replace))
         .fallback(problem::not_found)
         .method_not_allowed_fallback(problem::method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit::limit,
+        ))
         .with_state(state)
 }
 
@@ -120,9 +159,10 @@ mod tests {
         let config = Config::default();
         let presence = Arc::new(crate::router::presence::LocalPresence::new());
         let sessions = crate::server::sessions(&config, &keys, store, presence);
+        let pq = crate::pq_keys::PqKeys::generate().unwrap();
         router(AppState {
-            server_info: Arc::new(ServerInfo::new(&config, &keys)),
-            rest: Arc::new(RestSettings::new(&config, &keys)),
+            server_info: Arc::new(ServerInfo::new(&config, &keys, &pq)),
+            rest: Arc::new(RestSettings::new(&config, &keys, &pq).unwrap()),
             sessions,
             connect: crate::connect::ConnectSettings {
                 keepalive: config.session.keepalive,

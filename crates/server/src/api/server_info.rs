@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::AppState;
 use crate::config::Config;
 use crate::keys::ServerKeys;
+use crate::pq_keys::PqKeys;
 
 /// Noise handshake patterns the server answers.
 pub const SUPPORTED_PATTERNS: [&str; 2] = ["XK", "IK"];
@@ -37,6 +38,38 @@ pub struct ServerInfo {
     pub pairing: PairingInfo,
     /// Resource limits a client must respect.
     pub limits: LimitsInfo,
+    /// The server's post-quantum keys.
+    pub post_quantum: PostQuantumInfo,
+    /// Optional protocol features.
+    pub capabilities: CapabilitiesInfo,
+}
+
+/// `post_quantum` object.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PostQuantumInfo {
+    /// Whether handshakes negotiate post-quantum keys: not yet (the keys are published for
+    /// peers, e.g. in `/api/p2p/assist`).
+    pub enabled: bool,
+    /// `ML-KEM-768`.
+    pub kem_algorithm: &'static str,
+    /// `ML-DSA-65`.
+    pub signature_algorithm: &'static str,
+    /// ML-KEM-768 encapsulation key, hex.
+    pub kem_public_hex: String,
+    /// ML-DSA-65 verification key, hex.
+    pub signature_public_hex: String,
+}
+
+/// `capabilities` object.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct CapabilitiesInfo {
+    /// HELLO `capabilities` the server accepts (echoed in `accepted_capabilities`).
+    pub handshake: Vec<&'static str>,
+    /// `/connect` modes.
+    pub connect_modes: Vec<&'static str>,
+    /// Pairing claim forms: `server-key` (the deployed one: the server generates the device
+    /// key) and `public-key` (the device sends its public key; preferred).
+    pub pairing_claim: Vec<&'static str>,
 }
 
 /// One Noise static public key.
@@ -85,7 +118,7 @@ pub struct LimitsInfo {
 impl ServerInfo {
     /// The body for this configuration and these keys.
     #[must_use]
-    pub fn new(config: &Config, keys: &ServerKeys) -> Self {
+    pub fn new(config: &Config, keys: &ServerKeys, pq: &PqKeys) -> Self {
         let noise_public = hex::encode(keys.noise.public());
         Self {
             domain: config.server.domain.clone(),
@@ -111,6 +144,21 @@ impl ServerInfo {
             },
             limits: LimitsInfo {
                 max_frame_len: config.limits.max_frame_len,
+            },
+            post_quantum: PostQuantumInfo {
+                enabled: false,
+                kem_algorithm: crate::pq_keys::KEM_ALGORITHM,
+                signature_algorithm: crate::pq_keys::SIGNATURE_ALGORITHM,
+                kem_public_hex: hex::encode(pq.kem_public()),
+                signature_public_hex: hex::encode(pq.signature_public()),
+            },
+            capabilities: CapabilitiesInfo {
+                handshake: crate::session::handshake::SUPPORTED_CAPABILITIES.to_vec(),
+                connect_modes: crate::connect::mode::ConnectMode::ALL
+                    .iter()
+                    .map(|m| m.label())
+                    .collect(),
+                pairing_claim: vec!["server-key", "public-key"],
             },
         }
     }
@@ -144,7 +192,37 @@ mod tests {
             noise: NoiseStaticKey::from_private(&[1; 32]),
             device_ca: DeviceKeyPair::from_seed(&[2; 32]),
         };
-        let body = serde_json::to_value(ServerInfo::new(&config, &keys)).unwrap();
+        let pq = PqKeys::generate().unwrap();
+        let mut body = serde_json::to_value(ServerInfo::new(&config, &keys, &pq)).unwrap();
+        let post_quantum = body
+            .as_object_mut()
+            .unwrap()
+            .remove("post_quantum")
+            .unwrap();
+        assert_eq!(
+            post_quantum,
+            serde_json::json!({
+                "enabled": false,
+                "kem_algorithm": "ML-KEM-768",
+                "signature_algorithm": "ML-DSA-65",
+                "kem_public_hex": hex::encode(pq.kem_public()),
+                "signature_public_hex": hex::encode(pq.signature_public()),
+            })
+        );
+        let capabilities = body
+            .as_object_mut()
+            .unwrap()
+            .remove("capabilities")
+            .unwrap();
+        assert_eq!(
+            capabilities["handshake"],
+            serde_json::json!(["noise-transport"])
+        );
+        assert_eq!(
+            capabilities["pairing_claim"],
+            serde_json::json!(["server-key", "public-key"])
+        );
+        assert!(capabilities["connect_modes"].as_array().unwrap().len() >= 4);
         let noise_public = hex::encode(commucat_keys::x25519_public(&[1; 32]));
         assert_eq!(
             body,

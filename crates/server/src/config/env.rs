@@ -132,6 +132,38 @@ const SETTINGS: &[(&str, &str, Setter)] = &[
             Ok(())
         },
     ),
+    (
+        "COMMUCAT_RATE_LIMIT_REST",
+        "rate_limits.rest_per_minute",
+        |c, n, r| {
+            c.rate_limits.rest_per_minute = integer(n, r)?;
+            Ok(())
+        },
+    ),
+    (
+        "COMMUCAT_RATE_LIMIT_CLAIM",
+        "rate_limits.claim_per_minute",
+        |c, n, r| {
+            c.rate_limits.claim_per_minute = integer(n, r)?;
+            Ok(())
+        },
+    ),
+    (
+        "COMMUCAT_RATE_LIMIT_CONNECT",
+        "rate_limits.connect_per_minute",
+        |c, n, r| {
+            c.rate_limits.connect_per_minute = integer(n, r)?;
+            Ok(())
+        },
+    ),
+    (
+        "COMMUCAT_METRICS_TOKEN",
+        "metrics.admin_token",
+        |c, _, raw| {
+            c.metrics.admin_token = Some(super::SecretString(raw.trim().to_owned()));
+            Ok(())
+        },
+    ),
     ("COMMUCAT_OFFLINE_TTL", "offline.ttl", |c, n, r| {
         c.offline.ttl = secs(n, r)?;
         Ok(())

@@ -26,6 +26,24 @@ struct FileConfig {
     offline: OfflineSection,
     #[serde(default)]
     presence: PresenceSection,
+    #[serde(default)]
+    rate_limits: RateLimitsSection,
+    #[serde(default)]
+    metrics: MetricsSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RateLimitsSection {
+    rest_per_minute: Option<u32>,
+    claim_per_minute: Option<u32>,
+    connect_per_minute: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetricsSection {
+    admin_token: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -165,6 +183,23 @@ pub(super) fn apply(config: &mut Config, path: &Path, text: &str) -> Result<(), 
         config.presence.redis_url = Some(url);
     }
     set(&mut config.presence.key_prefix, presence.key_prefix);
+
+    let limits = file.rate_limits;
+    set(
+        &mut config.rate_limits.rest_per_minute,
+        limits.rest_per_minute,
+    );
+    set(
+        &mut config.rate_limits.claim_per_minute,
+        limits.claim_per_minute,
+    );
+    set(
+        &mut config.rate_limits.connect_per_minute,
+        limits.connect_per_minute,
+    );
+    if let Some(token) = file.metrics.admin_token.filter(|t| !t.is_empty()) {
+        config.metrics.admin_token = Some(super::SecretString(token));
+    }
     Ok(())
 }
 

@@ -44,7 +44,56 @@ pub struct Config {
     pub offline: OfflineSettings,
     /// `[presence]`: where presence snapshots live.
     pub presence: PresenceSettings,
+    /// `[rate_limits]`: per-IP request budgets.
+    pub rate_limits: RateLimitSettings,
+    /// `[metrics]`: access to `/metrics` and `/api/security-stats`.
+    pub metrics: MetricsSettings,
 }
+
+/// `[rate_limits]` section: per client IP (IPv6 per /64), token buckets that hold a minute's
+/// budget and refill evenly; 0 turns a limit off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitSettings {
+    /// REST requests per minute (`rate_limits.rest_per_minute`, `COMMUCAT_RATE_LIMIT_REST`).
+    pub rest_per_minute: u32,
+    /// Pairing claims per minute, on top of the REST budget (`rate_limits.claim_per_minute`,
+    /// `COMMUCAT_RATE_LIMIT_CLAIM`).
+    pub claim_per_minute: u32,
+    /// `/connect` attempts per minute (`rate_limits.connect_per_minute`,
+    /// `COMMUCAT_RATE_LIMIT_CONNECT`).
+    pub connect_per_minute: u32,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        Self {
+            rest_per_minute: 600,
+            claim_per_minute: 10,
+            connect_per_minute: 120,
+        }
+    }
+}
+
+/// A secret setting: compared, never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretString(pub String);
+
+impl std::fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// `[metrics]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MetricsSettings {
+    /// Bearer token required by `/metrics` and `/api/security-stats` (`metrics.admin_token`,
+    /// `COMMUCAT_METRICS_TOKEN`); `None` leaves them open. At least 16 bytes.
+    pub admin_token: Option<SecretString>,
+}
+
+/// Shortest accepted `metrics.admin_token`, bytes.
+pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
 
 /// `[server]` section.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,6 +237,8 @@ impl Default for Config {
                 dedup_window: Duration::from_secs(300),
             },
             presence: PresenceSettings::default(),
+            rate_limits: RateLimitSettings::default(),
+            metrics: MetricsSettings::default(),
         }
     }
 }
@@ -427,6 +478,29 @@ impl Config {
             return Err(ConfigError::invalid(
                 name("presence.key_prefix"),
                 "must be at most 256 bytes",
+            ));
+        }
+        let limits = &self.rate_limits;
+        for (key, value) in [
+            ("rate_limits.rest_per_minute", limits.rest_per_minute),
+            ("rate_limits.claim_per_minute", limits.claim_per_minute),
+            ("rate_limits.connect_per_minute", limits.connect_per_minute),
+        ] {
+            if value > 1_000_000 {
+                return Err(ConfigError::invalid(
+                    name(key),
+                    format!("must be between 0 (off) and 1000000, got {value}"),
+                ));
+            }
+        }
+        if let Some(SecretString(token)) = &self.metrics.admin_token
+            && (token.len() < MIN_ADMIN_TOKEN_LEN || !token.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return Err(ConfigError::invalid(
+                name("metrics.admin_token"),
+                format!(
+                    "must be at least {MIN_ADMIN_TOKEN_LEN} printable ASCII characters without spaces"
+                ),
             ));
         }
         Ok(())

@@ -17,6 +17,9 @@ pub enum ConnectMode {
 }
 
 impl ConnectMode {
+    /// Every mode.
+    pub const ALL: [Self; 4] = [Self::Binary, Self::Sse, Self::Ndjson, Self::WebSocket];
+
     /// The value of the `x-commucat-connect-mode` response header.
     #[must_use]
     pub const fn label(self) -> &'static str {

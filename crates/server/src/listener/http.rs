@@ -24,6 +24,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
+use crate::metrics::Metrics;
+
 /// Bounds of the accept loop.
 #[derive(Debug, Clone, Copy)]
 pub struct ListenLimits {
@@ -47,6 +49,7 @@ pub async fn serve(
     acceptor: TlsAcceptor,
     router: Router,
     limits: ListenLimits,
+    metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()>,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
@@ -86,6 +89,7 @@ pub async fn serve(
                 http: Arc::clone(&http),
                 handshake_timeout: limits.tls_handshake_timeout,
                 stop: stop_rx.clone(),
+                metrics: Arc::clone(&metrics),
             },
             permit,
         ));
@@ -159,6 +163,7 @@ struct Connection {
     http: Arc<auto::Builder<TokioExecutor>>,
     handshake_timeout: Duration,
     stop: watch::Receiver<bool>,
+    metrics: Arc<Metrics>,
 }
 
 /// Serves one connection; `_permit` frees its slot when the task ends.
@@ -171,7 +176,9 @@ async fn connection(conn: Connection, _permit: OwnedSemaphorePermit) {
         http,
         handshake_timeout,
         mut stop,
+        metrics,
     } = conn;
+    let _open = metrics.connection_accepted();
     if let Err(error) = tcp.set_nodelay(true) {
         tracing::debug!(%peer, %error, "set_nodelay failed");
     }

@@ -153,7 +153,7 @@ pub(crate) struct Tables {
 #[derive(Debug)]
 pub struct Hub {
     /// Counters of this node (handshakes, sessions, deliveries).
-    pub metrics: crate::metrics::Metrics,
+    pub metrics: Arc<crate::metrics::Metrics>,
     tables: Mutex<Tables>,
     dedup: Dedup,
     last_stamp: AtomicI64,
@@ -170,7 +170,7 @@ impl Hub {
     #[must_use]
     pub fn new(dedup_window: std::time::Duration) -> Self {
         Self {
-            metrics: crate::metrics::Metrics::default(),
+            metrics: Arc::default(),
             tables: Mutex::new(Tables::default()),
             dedup: Dedup::new(dedup_window, dedup::DEFAULT_CAPACITY),
             last_stamp: AtomicI64::new(0),
@@ -194,9 +194,7 @@ impl Hub {
     /// A replay order key for a frame relayed now: microseconds since the Unix epoch, strictly
     /// increasing on this node (and, with a sane clock, across restarts).
     pub fn next_stamp(&self) -> i64 {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+        let now = crate::clock::unix_micros_now();
         let mut last = self.last_stamp.load(Ordering::Relaxed);
         loop {
             let next = now.max(last.saturating_add(1));
@@ -241,6 +239,21 @@ impl Hub {
         };
         let _ = mailbox.tx.try_send(Delivery::Close(Box::new(problem)));
         true
+    }
+
+    /// Gauges read from the tables: online devices and frames waiting in their mailboxes.
+    #[must_use]
+    pub fn gauges(&self) -> crate::metrics::Gauges {
+        let tables = self.lock();
+        let waiting: usize = tables
+            .online
+            .values()
+            .map(|m| m.tx.max_capacity().saturating_sub(m.tx.capacity()))
+            .sum();
+        crate::metrics::Gauges {
+            mailbox_frames: u64::try_from(waiting).unwrap_or(u64::MAX),
+            online_devices: u64::try_from(tables.online.len()).unwrap_or(u64::MAX),
+        }
     }
 
     /// Whether the device has an online session.

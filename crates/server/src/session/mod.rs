@@ -66,11 +66,12 @@ impl Sessions {
         let inner = &self.inner;
         let mut conn = Connection::new(stream, inner.max_frame_len);
         let metrics = &inner.messaging.hub.metrics;
+        let started = std::time::Instant::now();
         let outcome = inner
             .handshaker
             .run_and_report(&mut conn, &remote, inner.handshake_timeout)
             .await;
-        metrics.handshake(outcome.is_ok());
+        metrics.handshake(outcome.is_ok(), started.elapsed());
         let Ok(established) = outcome else {
             return;
         };

@@ -277,13 +277,17 @@ impl<S: ByteStream> SessionTask<S> {
     /// does not read, so the write may never finish).
     async fn write(&mut self, frame: &Frame) -> Result<(), End> {
         let overflow = Arc::clone(&self.overflow);
-        tokio::select! {
+        let sent = tokio::select! {
             biased;
             sent = self.conn.send(frame) => sent.map_err(End::Conn),
             () = overflow.raised() => {
                 Err(End::slow_consumer(self.m.settings.mailbox_capacity))
             }
+        };
+        if sent.is_ok() {
+            self.m.hub.metrics.frames_out.count(frame.frame_type());
         }
+        sent
     }
 
     /// Sends a frame from elsewhere under this connection's next sequence number.
@@ -293,10 +297,21 @@ impl<S: ByteStream> SessionTask<S> {
     }
 
     /// Sends a frame from the mailbox; if that fails it is kept for the offline queue.
+    ///
+    /// A delivered frame's relay latency is the time since its stamp (the sender's session
+    /// took it, in Unix microseconds) until the write completed.
     async fn forward(&mut self, envelope: Envelope) -> Result<(), End> {
         let sent = self.send_resequenced(&envelope.frame).await;
         if sent.is_err() {
             self.unsent.push(envelope);
+        } else {
+            let waited = crate::clock::unix_micros_now().saturating_sub(envelope.stamp);
+            let waited = u64::try_from(waited).unwrap_or(0);
+            self.m
+                .hub
+                .metrics
+                .relay_latency
+                .observe(Duration::from_micros(waited));
         }
         sent
     }
@@ -372,6 +387,7 @@ impl<S: ByteStream> SessionTask<S> {
     }
 
     async fn inbound(&mut self, frame: Frame) -> Result<(), End> {
+        self.m.hub.metrics.frames_in.count(frame.frame_type());
         match frame.frame_type() {
             // Handshake leftovers (an IK client's empty AUTH) and client ACKs need no answer.
             FrameType::Hello | FrameType::Auth | FrameType::Ack => Ok(()),
