@@ -269,6 +269,9 @@ async fn a_connected_session_stays_valid_and_expires_after_it_leaves() {
 
 // ---------------------------------------------------------------- pairing and devices
 
+/// What the deployed client does: server-info → handshake → devices with the session bearer →
+/// pair → claim → the second device handshakes with the claimed certificate → both listed →
+/// revoke ends the live session.
 #[tokio::test]
 async fn pairing_flow_as_the_deployed_client_does_it() {
     let server = TestServer::start(|_| {}).await;
@@ -278,6 +281,9 @@ async fn pairing_flow_as_the_deployed_client_does_it() {
         .await;
     let alice = server.connect("alice-1").await;
     let alice_user = alice.session.info().user_id.clone();
+    let devices = rest.get("/api/devices", &token(&alice)).await;
+    expect(&devices, StatusCode::OK);
+    assert_eq!(devices.body["devices"].as_array().unwrap().len(), 1);
 
     let issued = rest
         .ok(
@@ -371,6 +377,24 @@ async fn pairing_flow_as_the_deployed_client_does_it() {
         .await;
     expect(&again, StatusCode::BAD_REQUEST);
     assert_eq!(store.pairing(code).await.unwrap().unwrap().attempts, 1);
+
+    // Revoking the laptop from alice ends its live session at once.
+    let mut laptop = laptop;
+    expect(
+        &rest
+            .post(
+                "/api/devices/revoke",
+                Some(&token(&alice)),
+                &json!({ "device_id": device_id }),
+            )
+            .await,
+        StatusCode::OK,
+    );
+    let closing = laptop.recv_until_closed().await;
+    let last = closing.last().expect("a closing ERROR");
+    assert_eq!(last.frame_type(), FrameType::Error);
+    let problem: Problem = last.parse_control().unwrap();
+    assert_eq!(problem.title.as_deref(), Some("Device Revoked"));
 }
 
 #[tokio::test]
@@ -785,9 +809,42 @@ async fn readyz_and_metrics_count_real_events() {
     bob.join_with(7, &json!({"members": ["alice-1", "bob-1"], "relay": true}))
         .await;
     let before = metric(&rest, delivered).await;
+    let relayed_before = metric(&rest, "commucat_relay_latency_seconds_count ").await;
     alice.say(7, "hi").await;
     bob.recv_on(FrameType::Msg, 7).await;
     assert!(metric(&rest, delivered).await > before);
+    // The MSG was counted in from alice and out to bob, and its relay time recorded.
+    assert!(metric(&rest, "commucat_frames_received_total{type=\"msg\"} ").await >= 1);
+    assert!(metric(&rest, "commucat_frames_sent_total{type=\"msg\"} ").await >= 1);
+    assert!(metric(&rest, "commucat_frames_sent_total{type=\"ack\"} ").await >= 1);
+    assert_eq!(
+        metric(&rest, "commucat_relay_latency_seconds_count ").await,
+        relayed_before + 1
+    );
+    assert_eq!(
+        metric(&rest, "commucat_handshake_duration_seconds_count ").await,
+        2
+    );
+    assert_eq!(
+        metric(
+            &rest,
+            "commucat_handshake_duration_seconds_bucket{le=\"+Inf\"} "
+        )
+        .await,
+        2
+    );
+    assert_eq!(
+        metric(&rest, "commucat_security_noise_handshakes_total ").await,
+        2
+    );
+    assert_eq!(
+        metric(&rest, "commucat_security_fec_packets_total ").await,
+        0
+    );
+    assert!(metric(&rest, "commucat_connections_accepted_total ").await >= 3);
+    assert!(metric(&rest, "commucat_connections_open ").await >= 2);
+    assert_eq!(metric(&rest, "commucat_online_devices ").await, 2);
+    assert_eq!(metric(&rest, "commucat_mailbox_frames ").await, 0);
 
     assert_eq!(metric(&rest, ok).await, 2);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -808,4 +865,467 @@ async fn readyz_and_metrics_count_real_events() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+// ---------------------------------------------------------------- P2P assist
+
+/// The 1.0.41 client's view of `/api/p2p/assist` (wire-compat §8): every key it requires, with
+/// its types; optional ones as options.
+#[derive(Debug, serde::Deserialize)]
+#[allow(dead_code)]
+struct DeployedAssist {
+    noise: DeployedNoise,
+    pq: DeployedPq,
+    transports: Vec<DeployedTransport>,
+    multipath: DeployedMultipath,
+    obfuscation: DeployedObfuscation,
+    security: DeployedSecurity,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[allow(dead_code)]
+struct DeployedNoise {
+    pattern: String,
+    prologue_hex: String,
+    device_seed_hex: String,
+    static_public_hex: String,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct DeployedPq {
+    identity_public_hex: String,
+    signed_prekey_public_hex: String,
+    kem_public_hex: String,
+    signature_public_hex: String,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[allow(dead_code)]
+struct DeployedTransport {
+    path_id: String,
+    transport: String,
+    resistance: String,
+    latency: String,
+    throughput: String,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[allow(dead_code)]
+struct DeployedMultipath {
+    fec_mtu: u16,
+    fec_overhead: f32,
+    primary_path: Option<String>,
+    sample_segments: Option<std::collections::HashMap<String, DeployedSegments>>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[allow(dead_code)]
+struct DeployedSegments {
+    total: usize,
+    repair: usize,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[allow(dead_code)]
+struct DeployedObfuscation {
+    reality_fingerprint_hex: Option<String>,
+    domain_fronting: Option<bool>,
+    protocol_mimicry: Option<bool>,
+    tor_bridge: Option<bool>,
+}
+
+#[derive(Debug, serde::Deserialize, PartialEq)]
+struct DeployedSecurity {
+    noise_handshakes: u64,
+    pq_handshakes: u64,
+    fec_packets: u64,
+    multipath_sessions: u64,
+    average_paths: f64,
+    censorship_deflections: u64,
+}
+
+/// The data directory of `server` (beside its database).
+fn data_dir(server: &TestServer) -> std::path::PathBuf {
+    server.database().parent().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn p2p_assist_answers_what_the_deployed_client_decodes() {
+    use aws_lc_rs::kem::{EncapsulationKey, ML_KEM_768};
+    use aws_lc_rs::signature::{ML_DSA_65, UnparsedPublicKey};
+
+    let server = TestServer::start(|_| {}).await;
+    let rest = Rest::new(&server);
+    let info = rest
+        .ok(Method::GET, "/api/server-info", None, &json!({}))
+        .await;
+    let alice = server.connect("alice-1").await;
+    let bearer = token(&alice);
+
+    // The TUI's `/assist <peer>` request, over HTTP/1.1.
+    let request = json!({
+        "peer_hint": "bob",
+        "paths": [
+            {"address": "192.0.2.7", "id": "hint-b", "port": 3478, "server_name": "https://chat.test/",
+             "priority": 2, "reality_fingerprint": null, "reality_pem": null},
+            {"address": "198.51.100.1", "id": "hint-a", "port": 443, "server_name": "https://chat.test/",
+             "priority": 1, "reality_fingerprint": null, "reality_pem": null}
+        ],
+        "prefer_reality": true,
+        "fec": {"mtu": 1200, "repair_overhead": 0.18},
+        "min_paths": 1
+    });
+    let body = rest
+        .ok(Method::POST, "/api/p2p/assist", Some(&bearer), &request)
+        .await;
+    let assist: DeployedAssist = serde_json::from_value(body.clone()).unwrap();
+
+    // noise: the configured prologue and a key pair derived from the returned seed.
+    assert_eq!(assist.noise.pattern, "XK");
+    assert_eq!(assist.noise.prologue_hex, hex::encode("commucat"));
+    let seed = hex::decode(&assist.noise.device_seed_hex).unwrap();
+    let derived = DeviceKeyPair::from_seed_material(&seed).unwrap();
+    assert_eq!(
+        assist.noise.static_public_hex,
+        hex::encode(commucat_keys::x25519_public(&derived.x25519_private()))
+    );
+
+    // pq: the server's persisted keys, and a bundle signature that verifies.
+    let stored = commucat_server::pq_keys::PqKeys::load_or_generate(&data_dir(&server)).unwrap();
+    assert_eq!(assist.pq.kem_public_hex, hex::encode(stored.kem_public()));
+    assert_eq!(
+        assist.pq.signature_public_hex,
+        hex::encode(stored.signature_public())
+    );
+    assert_eq!(assist.pq.identity_public_hex, info["device_ca_public"]);
+    assert_eq!(assist.pq.signed_prekey_public_hex, info["noise_public"]);
+    assert_eq!(
+        info["post_quantum"]["kem_public_hex"],
+        assist.pq.kem_public_hex.as_str()
+    );
+    let kem = EncapsulationKey::new(
+        &ML_KEM_768,
+        &hex::decode(&assist.pq.kem_public_hex).unwrap(),
+    )
+    .unwrap();
+    let (ciphertext, shared) = kem.encapsulate().unwrap();
+    assert_eq!(
+        stored.decapsulate(ciphertext.as_ref()).unwrap().as_slice(),
+        shared.as_ref(),
+        "the published KEM key belongs to the server's secret key"
+    );
+    let message = stored.bundle_message(
+        "chat.test",
+        &hex::decode(&assist.pq.identity_public_hex).unwrap(),
+        &hex::decode(&assist.pq.signed_prekey_public_hex).unwrap(),
+    );
+    UnparsedPublicKey::new(
+        &ML_DSA_65,
+        hex::decode(&assist.pq.signature_public_hex).unwrap(),
+    )
+    .verify(
+        &message,
+        &hex::decode(body["pq"]["bundle_signature_hex"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+
+    // transports: by priority, then the relay; nothing measured.
+    let ids: Vec<&str> = assist
+        .transports
+        .iter()
+        .map(|t| t.path_id.as_str())
+        .collect();
+    assert_eq!(ids, ["hint-a", "hint-b", "relay"]);
+    for t in &assist.transports {
+        assert_eq!(t.latency, "unmeasured");
+        assert_eq!(t.throughput, "unmeasured");
+    }
+    assert_eq!(body["transports"][2]["port"], server.addr.port());
+    assert_eq!(assist.multipath.fec_mtu, 1200);
+    assert!((assist.multipath.fec_overhead - 0.18).abs() < 1e-6);
+    assert_eq!(assist.multipath.primary_path.as_deref(), Some("hint-a"));
+    assert!(assist.multipath.sample_segments.is_none());
+    assert_eq!(assist.obfuscation.domain_fronting, Some(false));
+    assert_eq!(assist.obfuscation.protocol_mimicry, Some(false));
+    assert_eq!(assist.obfuscation.tor_bridge, Some(false));
+    assert!(assist.obfuscation.reality_fingerprint_hex.is_none());
+    assert_eq!(
+        assist.security,
+        DeployedSecurity {
+            noise_handshakes: 1,
+            pq_handshakes: 0,
+            fec_packets: 0,
+            multipath_sessions: 1,
+            average_paths: 3.0,
+            censorship_deflections: 0,
+        }
+    );
+
+    // GET with no body over HTTP/2: defaults, the relay alone; counters move.
+    let answer = rest
+        .call_on(false, Method::GET, "/api/p2p/assist", Some(&bearer), None)
+        .await;
+    expect(&answer, StatusCode::OK);
+    let defaults: DeployedAssist = serde_json::from_value(answer.body.clone()).unwrap();
+    assert_eq!(defaults.transports.len(), 1);
+    assert_eq!(defaults.multipath.primary_path.as_deref(), Some("relay"));
+    assert_eq!(defaults.multipath.fec_mtu, 1152);
+    assert_ne!(defaults.noise.device_seed_hex, assist.noise.device_seed_hex);
+    assert_eq!(defaults.security.multipath_sessions, 1);
+    assert!((defaults.security.average_paths - 2.0).abs() < 1e-9);
+    // The same counters as /api/security-stats.
+    let stats = rest
+        .ok(Method::GET, "/api/security-stats", None, &json!({}))
+        .await;
+    assert_eq!(
+        serde_json::from_value::<DeployedSecurity>(stats).unwrap(),
+        defaults.security
+    );
+
+    // Errors: no bearer 401; bad bodies 400.
+    for h1 in [true, false] {
+        let answer = rest
+            .call_on(h1, Method::POST, "/api/p2p/assist", None, Some(&json!({})))
+            .await;
+        expect(&answer, StatusCode::UNAUTHORIZED);
+    }
+    let too_many: Vec<Value> = (0..17).map(|i| json!({"id": format!("p{i}")})).collect();
+    for bad in [
+        json!({"fec": {"repair_overhead": 2.0}}),
+        json!({"fec": {"mtu": 10}}),
+        json!({"paths": too_many}),
+        json!({"paths": [{"id": ""}]}),
+        json!({"paths": "none"}),
+        json!({"min_paths": 100}),
+    ] {
+        let answer = rest.post("/api/p2p/assist", Some(&bearer), &bad).await;
+        expect(&answer, StatusCode::BAD_REQUEST);
+    }
+    let put = rest
+        .call(
+            Method::PUT,
+            "/api/p2p/assist",
+            Some(&bearer),
+            Some(&json!({})),
+        )
+        .await;
+    expect(&put, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+// ---------------------------------------------------------------- public-key claim
+
+#[tokio::test]
+async fn public_key_claim_registers_the_devices_own_key() {
+    let server = TestServer::start(|_| {}).await;
+    let rest = Rest::new(&server);
+    let alice = server.connect("alice-1").await;
+    let own = DeviceKeyPair::generate();
+    let issue = || async {
+        rest.ok(
+            Method::POST,
+            "/api/pairing",
+            Some(&token(&alice)),
+            &json!({"ttl": null}),
+        )
+        .await["pair_code"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+
+    // Bad keys: 400, and the code stays usable.
+    let code = issue().await;
+    for bad in ["xyz", &"00".repeat(32), &hex::encode([1u8; 31])] {
+        let answer = rest
+            .post(
+                "/api/pairing/claim",
+                None,
+                &json!({"pair_code": code, "public_key": bad}),
+            )
+            .await;
+        expect(&answer, StatusCode::BAD_REQUEST);
+        assert!(
+            answer.body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("public_key"),
+            "{}",
+            answer.body
+        );
+    }
+
+    // Over HTTP/2, the seed's alias path.
+    let answer = rest
+        .call_on(
+            false,
+            Method::POST,
+            "/api/pairing/claim",
+            None,
+            Some(&json!({"pair_code": code, "public_key": own.public_key_hex(), "device_name": "phone"})),
+        )
+        .await;
+    expect(&answer, StatusCode::OK);
+    let claimed = answer.body;
+    assert!(claimed.get("private_key").is_none(), "{claimed}");
+    assert!(claimed.get("seed").is_none(), "{claimed}");
+    assert_eq!(claimed["public_key"], own.public_key_hex());
+    let certificate: DeviceCertificate =
+        serde_json::from_value(claimed["device_certificate"].clone()).unwrap();
+    assert_eq!(certificate.data.public_key, own.public_key());
+
+    // The device connects with its own key and the certificate.
+    let phone = server
+        .connect_as(DeviceIdentity {
+            device_id: claimed["device_id"].as_str().unwrap().to_owned(),
+            keys: own,
+            certificate: Some(certificate),
+            user: None,
+        })
+        .await;
+    assert_eq!(phone.session.info().user_id, alice.session.info().user_id);
+    let list = rest.get("/api/devices", &token(&phone)).await;
+    assert_eq!(list.body["devices"].as_array().unwrap().len(), 2);
+
+    // Another device cannot take over the claimed id with a different key.
+    let stream = transport::open(server.addr, "localhost", &server.trust, "/connect")
+        .await
+        .unwrap();
+    let impostor = Session::handshake(
+        stream,
+        &DeviceIdentity {
+            device_id: claimed["device_id"].as_str().unwrap().to_owned(),
+            keys: DeviceKeyPair::generate(),
+            certificate: None,
+            user: None,
+        },
+        &server.params,
+        &HandshakeOptions::default(),
+    )
+    .await;
+    assert!(impostor.is_err());
+}
+
+// ---------------------------------------------------------------- rate limits and admin token
+
+async fn raw_status(
+    rest: &Rest,
+    method: Method,
+    path: &str,
+    body: &Value,
+) -> (StatusCode, Option<String>, Value) {
+    let response = rest
+        .h1
+        .request(method, format!("{}{path}", rest.base))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let retry = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, retry, body)
+}
+
+#[tokio::test]
+async fn per_ip_limits_answer_429_with_retry_after() {
+    let server = TestServer::start(|c| {
+        c.rate_limits.rest_per_minute = 6;
+        c.rate_limits.claim_per_minute = 2;
+        c.rate_limits.connect_per_minute = 2;
+    })
+    .await;
+    let rest = Rest::new(&server);
+    // Claims: two, then 429 (each also spends a REST token: 3 of 6).
+    for _ in 0..2 {
+        let (status, _, _) = raw_status(
+            &rest,
+            Method::POST,
+            "/api/pair/claim",
+            &json!({"pair_code": "NONE-NONE"}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+    let (status, retry, body) = raw_status(
+        &rest,
+        Method::POST,
+        "/api/pairing/claim",
+        &json!({"pair_code": "NONE-NONE"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = retry.expect("retry-after").parse().unwrap();
+    assert!((1..=30).contains(&retry), "{retry}");
+    assert_eq!(body["title"], "Too Many Requests");
+    assert_eq!(body["status"], 429);
+    // Other REST requests still have budget left: three more, then 429 over HTTP/2 too.
+    for _ in 0..3 {
+        expect(
+            &rest.call(Method::GET, "/healthz", None, None).await,
+            StatusCode::OK,
+        );
+    }
+    let answer = rest
+        .call_on(false, Method::GET, "/healthz", None, None)
+        .await;
+    expect(&answer, StatusCode::TOO_MANY_REQUESTS);
+
+    // /connect has its own budget: two handshakes, then 429 before any handshake.
+    let _a = server.connect("alice-1").await;
+    let _b = server.connect("bob-1").await;
+    let refused = match transport::open(server.addr, "localhost", &server.trust, "/connect").await {
+        Err(_) => true,
+        Ok(stream) => Session::handshake(
+            stream,
+            &DeviceIdentity::generate("carol-1"),
+            &server.params,
+            &HandshakeOptions::default(),
+        )
+        .await
+        .is_err(),
+    };
+    assert!(refused, "third /connect within the minute is refused");
+    let (status, retry, _) = raw_status(&rest, Method::POST, "/connect", &json!({})).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(retry.is_some());
+}
+
+#[tokio::test]
+async fn metrics_and_security_stats_need_the_admin_token_when_set() {
+    const ADMIN: &str = "s3cret-admin-token-0123";
+    let server = TestServer::start(|c| {
+        c.metrics.admin_token = Some(commucat_server::config::SecretString(ADMIN.to_owned()));
+    })
+    .await;
+    let rest = Rest::new(&server);
+    for path in ["/metrics", "/api/security-stats"] {
+        for auth in [None, Some("wrong-token-wrong-token")] {
+            for h1 in [true, false] {
+                let answer = rest.call_on(h1, Method::GET, path, auth, None).await;
+                expect(&answer, StatusCode::UNAUTHORIZED);
+            }
+        }
+        let response = rest
+            .h2
+            .get(format!("{}{path}", rest.base))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+    }
+    // A device session is not an admin token.
+    let alice = server.connect("alice-1").await;
+    let answer = rest
+        .call(
+            Method::GET,
+            "/api/security-stats",
+            Some(&token(&alice)),
+            None,
+        )
+        .await;
+    expect(&answer, StatusCode::UNAUTHORIZED);
 }

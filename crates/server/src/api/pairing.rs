@@ -2,11 +2,17 @@
 //! account; `POST /api/pair/claim` (alias `/api/pairing/claim`): a new device redeems it
 //! (wire-compat §8).
 //!
-//! The claim is the deployed flow: the **server** generates the new device's seed and key and
-//! returns the private key in the answer, so the server (and anyone who can read the HTTPS
-//! answer) learns a device private key. It is kept for the deployed client; the server keeps
-//! no copy. Redeeming a code is the approval: no other policy (auto-approval, device limit)
-//! applies.
+//! Two claim forms:
+//!
+//! - **public-key claim (preferred)**: the new device sends `public_key`, the Ed25519 public key
+//!   of a key it generated itself. The server registers and certifies that key; it never sees
+//!   a private key. Possession is proven at the device's first handshake (its Schnorr proof).
+//! - **server-key claim** (the deployed client's flow, without `public_key`): the server
+//!   generates the new device's seed and key and returns the private key in the answer, so the
+//!   server (and anyone who can read the HTTPS answer) learns a device private key. It keeps no
+//!   copy.
+//!
+//! Redeeming a code is the approval: no other policy (auto-approval, device limit) applies.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -155,6 +161,10 @@ pub struct ClaimRequest {
     /// A name for the new device (echoed; not stored).
     #[serde(default)]
     pub device_name: Option<String>,
+    /// The new device's own Ed25519 public key, hex (public-key claim). Without it the server
+    /// generates the key (server-key claim).
+    #[serde(default)]
+    pub public_key: Option<String>,
 }
 
 /// `user` object of [`Claimed`].
@@ -175,12 +185,16 @@ pub struct ClaimedUser {
 pub struct Claimed {
     /// The new device's id (64 hex).
     pub device_id: String,
-    /// The device private key (Ed25519 seed / X25519 private), hex. See the module docs.
-    pub private_key: String,
+    /// The device private key (Ed25519 seed / X25519 private), hex; server-key claims only.
+    /// See the module docs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub private_key: Option<String>,
     /// The device public key, hex.
     pub public_key: String,
-    /// The seed the key was derived from (private key = BLAKE3(seed)), hex.
-    pub seed: String,
+    /// The seed the key was derived from (private key = BLAKE3(seed)), hex; server-key claims
+    /// only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<String>,
     /// The device that issued the code.
     pub issuer_device_id: String,
     /// The account the device joined.
@@ -222,14 +236,20 @@ pub async fn claim(State(state): State<AppState>, body: Bytes) -> Result<Json<Cl
         .ok_or_else(unknown)?;
 
     let now = unix_now();
-    let mut seed = Zeroizing::new([0u8; 32]);
-    OsRng.fill_bytes(seed.as_mut_slice());
-    let keys = DeviceKeyPair::from_seed_material(seed.as_slice()).map_err(|e| {
-        Problem::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("key derivation: {e}"),
-        )
-    })?;
+    let (public_key, generated) = match &request.public_key {
+        Some(hex) => (parse_device_public(hex)?, None),
+        None => {
+            let mut seed = Zeroizing::new([0u8; 32]);
+            OsRng.fill_bytes(seed.as_mut_slice());
+            let keys = DeviceKeyPair::from_seed_material(seed.as_slice()).map_err(|e| {
+                Problem::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("key derivation: {e}"),
+                )
+            })?;
+            (keys.public_key(), Some((seed, keys)))
+        }
+    };
     let device_id = random_id();
     let ca = &state.rest.device_ca;
     let certificate = DeviceCertificate::issue(
@@ -238,7 +258,7 @@ pub async fn claim(State(state): State<AppState>, body: Bytes) -> Result<Json<Cl
             serial: OsRng.next_u64(),
             user_id: pairing.user_id.clone(),
             device_id: device_id.clone(),
-            public_key: keys.public_key(),
+            public_key,
             issuer: ca.public_key(),
             issued_at: now,
             expires_at: now.saturating_add(state.rest.certificate_validity_secs),
@@ -261,14 +281,14 @@ pub async fn claim(State(state): State<AppState>, body: Bytes) -> Result<Json<Cl
         device: DeviceRecord {
             device_id: device_id.clone(),
             user_id: pairing.user_id.clone(),
-            public_key: keys.public_key(),
+            public_key,
             status: DeviceStatus::Active,
             created_at: now,
         },
         key_event: DeviceKeyEvent {
             event_id: random_id(),
             device_id: device_id.clone(),
-            public_key: keys.public_key(),
+            public_key,
             recorded_at: now,
             action: DeviceKeyEvent::REGISTER.to_owned(),
         },
@@ -291,12 +311,21 @@ pub async fn claim(State(state): State<AppState>, body: Bytes) -> Result<Json<Cl
             return Err(refused("pairing code blocked after too many attempts"));
         }
     };
-    tracing::info!(scope = "pairing", action = "claim", device = %device_id, issuer = %pairing.issuer_device_id, user = %user.user_id, "pairing code redeemed; device registered");
+    let form = if generated.is_some() {
+        "server-key"
+    } else {
+        "public-key"
+    };
+    tracing::info!(scope = "pairing", action = "claim", form, device = %device_id, issuer = %pairing.issuer_device_id, user = %user.user_id, "pairing code redeemed; device registered");
     Ok(Json(Claimed {
         device_id,
-        private_key: hex::encode(keys.seed().as_slice()),
-        public_key: keys.public_key_hex(),
-        seed: hex::encode(seed.as_slice()),
+        private_key: generated
+            .as_ref()
+            .map(|(_, keys)| hex::encode(keys.seed().as_slice())),
+        public_key: hex::encode(public_key),
+        seed: generated
+            .as_ref()
+            .map(|(seed, _)| hex::encode(seed.as_slice())),
         issuer_device_id: pairing.issuer_device_id,
         user_id: user.user_id.clone(),
         user: ClaimedUser {
@@ -309,6 +338,19 @@ pub async fn claim(State(state): State<AppState>, body: Bytes) -> Result<Json<Cl
         device_certificate,
         device_ca_public: ca.public_key_hex(),
     }))
+}
+
+/// An Ed25519 public key from hex: 32 bytes, a valid point, not of small order.
+fn parse_device_public(hex: &str) -> Result<[u8; 32], Problem> {
+    let bad = |detail: String| Problem::new(StatusCode::BAD_REQUEST, detail);
+    let bytes = commucat_keys::decode_hex32(hex.trim())
+        .map_err(|e| bad(format!("public_key: expected 64 hex characters: {e}")))?;
+    let key = commucat_keys::VerifyingKey::from_bytes(&bytes)
+        .map_err(|_| bad("public_key is not an Ed25519 public key".to_owned()))?;
+    if key.is_weak() {
+        return Err(bad("public_key is a small-order point".to_owned()));
+    }
+    Ok(bytes)
 }
 
 #[cfg(test)]
