@@ -159,10 +159,12 @@ mod tests {
         let config = Config::default();
         let presence = Arc::new(crate::router::presence::LocalPresence::new());
         let sessions = crate::server::sessions(&config, &keys, store, presence);
-        let pq = crate::pq_keys::PqKeys::generate().unwrap();
+        // One key set for every app of the test binary, so answers compare across apps.
+        static PQ: std::sync::OnceLock<crate::pq_keys::PqKeys> = std::sync::OnceLock::new();
+        let pq = PQ.get_or_init(|| crate::pq_keys::PqKeys::generate().unwrap());
         router(AppState {
-            server_info: Arc::new(ServerInfo::new(&config, &keys, &pq)),
-            rest: Arc::new(RestSettings::new(&config, &keys, &pq).unwrap()),
+            server_info: Arc::new(ServerInfo::new(&config, &keys, pq)),
+            rest: Arc::new(RestSettings::new(&config, &keys, pq).unwrap()),
             sessions,
             connect: crate::connect::ConnectSettings {
                 keepalive: config.session.keepalive,

@@ -447,3 +447,68 @@ fn redis_passwords_are_hidden_in_messages() {
     );
     assert_eq!(super::redact_url("redis://host:1"), "redis://host:1");
 }
+
+#[test]
+fn rate_limits_and_admin_token_from_file_and_env() {
+    let defaults = Config::default();
+    assert_eq!(defaults.rate_limits.rest_per_minute, 600);
+    assert_eq!(defaults.rate_limits.claim_per_minute, 10);
+    assert_eq!(defaults.rate_limits.connect_per_minute, 120);
+    assert_eq!(defaults.metrics.admin_token, None);
+
+    let file = "[rate_limits]\nrest_per_minute = 0\nclaim_per_minute = 3\n\
+                [metrics]\nadmin_token = \"file-token-0123456789\"\n";
+    let c = load(Some(file), &[("COMMUCAT_RATE_LIMIT_CONNECT", "7")])
+        .unwrap()
+        .config;
+    assert_eq!(c.rate_limits.rest_per_minute, 0, "0 turns the limit off");
+    assert_eq!(c.rate_limits.claim_per_minute, 3);
+    assert_eq!(c.rate_limits.connect_per_minute, 7);
+    assert_eq!(
+        c.metrics.admin_token,
+        Some(super::SecretString("file-token-0123456789".to_owned()))
+    );
+    assert!(
+        !format!("{c:?}").contains("file-token"),
+        "Debug never prints the token"
+    );
+    let c = load(
+        Some(file),
+        &[
+            ("COMMUCAT_METRICS_TOKEN", "env-token-0123456789"),
+            ("COMMUCAT_RATE_LIMIT_REST", "5"),
+            ("COMMUCAT_RATE_LIMIT_CLAIM", "1"),
+        ],
+    )
+    .unwrap()
+    .config;
+    assert_eq!(
+        c.metrics.admin_token,
+        Some(super::SecretString("env-token-0123456789".to_owned()))
+    );
+    assert_eq!(c.rate_limits.rest_per_minute, 5);
+    assert_eq!(c.rate_limits.claim_per_minute, 1);
+
+    let short = load(None, &[("COMMUCAT_METRICS_TOKEN", "short")]).unwrap_err();
+    assert!(
+        short.to_string().starts_with("COMMUCAT_METRICS_TOKEN: "),
+        "{short}"
+    );
+    let spaced = load(
+        Some("[metrics]\nadmin_token = \"has spaces in the token\"\n"),
+        &[],
+    )
+    .unwrap_err();
+    assert!(
+        spaced.to_string().starts_with("metrics.admin_token: "),
+        "{spaced}"
+    );
+    let huge = load(Some("[rate_limits]\nrest_per_minute = 2000000\n"), &[]).unwrap_err();
+    assert!(
+        huge.to_string()
+            .starts_with("rate_limits.rest_per_minute: "),
+        "{huge}"
+    );
+    assert!(load(Some("[rate_limits]\nburst = 1\n"), &[]).is_err());
+    assert!(load(None, &[("COMMUCAT_RATE_LIMIT_REST", "-1")]).is_err());
+}
