@@ -250,7 +250,7 @@ mod tests {
     fn the_table_stays_bounded() {
         let limiter = Limiter::per_minute(1);
         let now = Instant::now();
-        for i in 0..(MAX_TRACKED as u32 + 10) {
+        for i in 0..(u32::try_from(MAX_TRACKED).unwrap() + 10) {
             let ip = IpAddr::V4(std::net::Ipv4Addr::from(i));
             let _ = limiter.check(ip, now);
         }
