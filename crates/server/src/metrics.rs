@@ -158,7 +158,7 @@ pub struct Gauges {
 
 /// The `commucat_security_*` counters as JSON (`GET /api/security-stats`, and the `security`
 /// section of `/api/p2p/assist`, whose field names and types the deployed client requires).
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct SecuritySnapshot {
     /// Completed Noise handshakes (XK or IK, ending with the final ACK).
     pub noise_handshakes: u64,

@@ -1329,3 +1329,18 @@ async fn metrics_and_security_stats_need_the_admin_token_when_set() {
         .await;
     expect(&answer, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn openapi_document_is_served_over_http1_and_http2() {
+    let server = TestServer::start(|_| {}).await;
+    let rest = Rest::new(&server);
+    for h1 in [true, false] {
+        let answer = rest
+            .call_on(h1, Method::GET, "/openapi.json", None, None)
+            .await;
+        expect(&answer, StatusCode::OK);
+        assert_eq!(answer.body["openapi"], "3.1.0");
+        assert!(answer.body["paths"]["/api/p2p/assist"]["post"].is_object());
+        assert!(answer.body["paths"]["/api/pairing/claim"]["post"].is_object());
+    }
+}

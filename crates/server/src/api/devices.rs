@@ -15,14 +15,14 @@ use crate::clock::unix_now;
 use crate::session::handshake::random_id;
 
 /// Body of `GET /api/devices`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DeviceList {
     /// Every device of the caller's account, revoked ones included, oldest first.
     pub devices: Vec<DeviceEntry>,
 }
 
 /// One device in [`DeviceList`].
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DeviceEntry {
     /// Device id.
     pub device_id: String,
@@ -52,6 +52,15 @@ impl DeviceEntry {
 ///
 /// # Errors
 /// 401 without a valid bearer; 503/500 on store failures.
+#[utoipa::path(
+    get, path = "/api/devices", tag = "devices",
+    responses(
+        (status = 200, description = "Every device of the account", body = DeviceList),
+        (status = 401, description = "No valid bearer", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Storage unavailable", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 pub async fn list(
     State(state): State<AppState>,
     auth: Authenticated,
@@ -70,14 +79,14 @@ pub async fn list(
 }
 
 /// Body of `POST /api/devices/revoke`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct RevokeRequest {
     /// The device to revoke.
     pub device_id: String,
 }
 
 /// Answer of `POST /api/devices/revoke`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Revoked {
     /// The revoked device.
     pub device_id: String,
@@ -94,6 +103,20 @@ pub struct Revoked {
 /// # Errors
 /// 400 bad body; 401 no valid bearer; 404 unknown device; 403 device of another account;
 /// 409 the caller's own device; 503/500 on store failures.
+#[utoipa::path(
+    post, path = "/api/devices/revoke", tag = "devices",
+    request_body = RevokeRequest,
+    responses(
+        (status = 200, description = "Revoked; its live session ended", body = Revoked),
+        (status = 400, description = "Body is not the expected JSON or a value is out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Device of another account", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown device", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The caller's own device", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Storage unavailable", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 pub async fn revoke(
     State(state): State<AppState>,
     auth: Authenticated,

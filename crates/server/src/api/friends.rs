@@ -18,14 +18,14 @@ pub const MAX_FRIENDS: usize = 1000;
 pub const MAX_FIELD_LEN: usize = 256;
 
 /// Body of both requests' answers, and of `PUT`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FriendList {
     /// The entries, in the client's order.
     pub friends: Vec<Friend>,
 }
 
 /// One friend.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Friend {
     /// The friend's user id.
     pub user_id: String,
@@ -72,6 +72,15 @@ fn check(friend: &Friend) -> Result<(), Problem> {
 ///
 /// # Errors
 /// 401 without a valid bearer; 503/500 on store failures.
+#[utoipa::path(
+    get, path = "/api/friends", tag = "friends",
+    responses(
+        (status = 200, description = "The stored list", body = FriendList),
+        (status = 401, description = "No valid bearer", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Storage unavailable", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 pub async fn list(
     State(state): State<AppState>,
     auth: Authenticated,
@@ -91,6 +100,17 @@ pub async fn list(
 ///
 /// # Errors
 /// 400 bad body or entries; 401 without a valid bearer; 503/500 on store failures.
+#[utoipa::path(
+    put, path = "/api/friends", tag = "friends",
+    request_body = FriendList,
+    responses(
+        (status = 200, description = "The list as stored", body = FriendList),
+        (status = 400, description = "Body is not the expected JSON or a value is out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Storage unavailable", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 pub async fn replace(
     State(state): State<AppState>,
     auth: Authenticated,

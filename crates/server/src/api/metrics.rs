@@ -42,6 +42,14 @@ fn admin(state: &AppState, headers: &HeaderMap) -> Result<(), Problem> {
 ///
 /// # Errors
 /// 401 without the configured admin token.
+#[utoipa::path(
+    get, path = "/metrics", tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus text format 0.0.4", body = String, content_type = "text/plain; version=0.0.4; charset=utf-8"),
+        (status = 401, description = "Admin token configured and not given", body = Problem, content_type = "application/problem+json")
+    ),
+    security((), ("admin" = []))
+)]
 pub async fn metrics(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -58,6 +66,14 @@ pub async fn metrics(
 ///
 /// # Errors
 /// 401 without the configured admin token.
+#[utoipa::path(
+    get, path = "/api/security-stats", tag = "operations",
+    responses(
+        (status = 200, description = "The security counters", body = SecuritySnapshot),
+        (status = 401, description = "Admin token configured and not given", body = Problem, content_type = "application/problem+json")
+    ),
+    security((), ("admin" = []))
+)]
 pub async fn security_stats(
     State(state): State<AppState>,
     headers: HeaderMap,

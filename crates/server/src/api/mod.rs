@@ -5,6 +5,7 @@ pub mod devices;
 pub mod friends;
 pub mod health;
 pub mod metrics;
+pub mod openapi;
 pub mod p2p;
 pub mod pairing;
 pub mod problem;
@@ -116,6 +117,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics))
         .route("/api/security-stats", get(metrics::security_stats))
+        .route("/openapi.json", get(openapi::openapi))
         .route("/api/p2p/assist", post(p2p::handle).get(p2p::handle))
         .route("/api/server-info", get(server_info::server_info))
         .route("/api/server/info", get(server_info::server_info))

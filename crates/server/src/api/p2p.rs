@@ -48,7 +48,7 @@ pub const UNMEASURED: &str = "unmeasured";
 
 /// The server's published key bundle (the `pq` section), PQXDH-shaped like the deployed
 /// client's `PqxdhBundle`. All hex.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct PqBundle {
     /// Ed25519 identity key of the server: the device-CA key that signs device certificates.
     pub identity_public_hex: String,
@@ -91,7 +91,7 @@ impl PqBundle {
 }
 
 /// Body of `POST /api/p2p/assist` (every field optional).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct AssistRequest {
     /// The peer the tunnel is for (echoed).
     #[serde(default)]
@@ -111,7 +111,7 @@ pub struct AssistRequest {
 }
 
 /// One candidate path of [`AssistRequest`].
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct PathCandidate {
     /// Path id.
     #[serde(default)]
@@ -137,7 +137,7 @@ pub struct PathCandidate {
 }
 
 /// `fec` of [`AssistRequest`].
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct FecRequest {
     /// Symbol size, bytes.
     #[serde(default)]
@@ -148,7 +148,7 @@ pub struct FecRequest {
 }
 
 /// Answer of `/api/p2p/assist`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Assist {
     /// Material for the peers' Noise handshake.
     pub noise: NoiseAdvice,
@@ -168,7 +168,7 @@ pub struct Assist {
 }
 
 /// `noise` section.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct NoiseAdvice {
     /// Noise pattern, `XK`.
     pub pattern: &'static str,
@@ -182,7 +182,7 @@ pub struct NoiseAdvice {
 }
 
 /// One entry of `transports`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TransportAdvice {
     /// The candidate's id (`path-<n>` if it had none), or `relay`.
     pub path_id: String,
@@ -203,7 +203,7 @@ pub struct TransportAdvice {
 }
 
 /// `multipath` section.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MultipathAdvice {
     /// FEC symbol size, bytes.
     pub fec_mtu: u16,
@@ -220,7 +220,7 @@ pub struct MultipathAdvice {
 }
 
 /// `obfuscation` section: what the server offers; nothing.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ObfuscationAdvice {
     /// No REALITY transport.
     pub reality_available: bool,
@@ -370,6 +370,16 @@ fn assist(state: &AppState, request: AssistRequest) -> Assist {
 ///
 /// # Errors
 /// 400 bad body; 401 without a valid bearer.
+#[utoipa::path(
+    method(get, post), path = "/api/p2p/assist", tag = "p2p",
+    request_body(content = Option<AssistRequest>, description = "Optional; empty means defaults"),
+    responses(
+        (status = 200, description = "Keys, paths and counters for a direct tunnel", body = Assist),
+        (status = 400, description = "Body is not the expected JSON or a value is out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 pub async fn handle(
     State(state): State<AppState>,
     _auth: Authenticated,

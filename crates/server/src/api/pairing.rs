@@ -80,7 +80,7 @@ pub fn effective_ttl(requested: Option<i64>, configured: i64) -> i64 {
 }
 
 /// Body of `POST /api/pair`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct IssueRequest {
     /// Requested lifetime in seconds (`null`: the configured one).
     #[serde(default)]
@@ -88,7 +88,7 @@ pub struct IssueRequest {
 }
 
 /// Answer of `POST /api/pair`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Issued {
     /// The code, `ABCD-EFGH`.
     pub pair_code: String,
@@ -111,6 +111,17 @@ pub struct Issued {
 ///
 /// # Errors
 /// 400 bad body; 401 without a valid bearer; 503/500 on store failures.
+#[utoipa::path(
+    post, path = "/api/pair", tag = "pairing",
+    request_body = IssueRequest,
+    responses(
+        (status = 200, description = "A pairing code", body = Issued),
+        (status = 400, description = "Body is not the expected JSON or a value is out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Storage unavailable", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 pub async fn issue(
     State(state): State<AppState>,
     auth: Authenticated,
@@ -154,7 +165,7 @@ pub async fn issue(
 }
 
 /// Body of `POST /api/pair/claim`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct ClaimRequest {
     /// The code (trimmed and upper-cased before lookup).
     pub pair_code: String,
@@ -168,7 +179,7 @@ pub struct ClaimRequest {
 }
 
 /// `user` object of [`Claimed`].
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ClaimedUser {
     /// User id.
     pub id: String,
@@ -181,7 +192,7 @@ pub struct ClaimedUser {
 }
 
 /// Answer of `POST /api/pair/claim`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Claimed {
     /// The new device's id (64 hex).
     pub device_id: String,
@@ -204,6 +215,7 @@ pub struct Claimed {
     /// Echo of the request's `device_name`.
     pub device_name: Option<String>,
     /// The device certificate (canonical signed object).
+    #[schema(value_type = Object)]
     pub device_certificate: serde_json::Value,
     /// Device-CA public key, hex.
     pub device_ca_public: String,
@@ -214,6 +226,17 @@ pub struct Claimed {
 /// # Errors
 /// 400 bad body, expired or redeemed code, or a code with [`MAX_ATTEMPTS`] failed claims
 /// (every refusal counts as one); 404 unknown code; 503/500 on store failures.
+#[utoipa::path(
+    post, path = "/api/pair/claim", tag = "pairing",
+    request_body = ClaimRequest,
+    responses(
+        (status = 200, description = "The device is registered; with `public_key` in the request the answer holds no private key", body = Claimed),
+        (status = 400, description = "Bad body or key, expired, redeemed or blocked code", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown code", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many claims from this address", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Storage unavailable", body = Problem, content_type = "application/problem+json")
+    )
+)]
 pub async fn claim(State(state): State<AppState>, body: Bytes) -> Result<Json<Claimed>, Problem> {
     let request: ClaimRequest = parse_json(&body)?;
     if request

@@ -16,7 +16,7 @@ pub const SUPPORTED_PATTERNS: [&str; 2] = ["XK", "IK"];
 pub const NOISE_KEY_VERSION: u32 = 1;
 
 /// Body of `GET /api/server-info`.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ServerInfo {
     /// The server's domain.
     pub domain: String,
@@ -45,7 +45,7 @@ pub struct ServerInfo {
 }
 
 /// `post_quantum` object.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct PostQuantumInfo {
     /// Whether handshakes negotiate post-quantum keys: not yet (the keys are published for
     /// peers, e.g. in `/api/p2p/assist`).
@@ -61,7 +61,7 @@ pub struct PostQuantumInfo {
 }
 
 /// `capabilities` object.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct CapabilitiesInfo {
     /// HELLO `capabilities` the server accepts (echoed in `accepted_capabilities`).
     pub handshake: Vec<&'static str>,
@@ -73,7 +73,7 @@ pub struct CapabilitiesInfo {
 }
 
 /// One Noise static public key.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct NoiseKey {
     /// Key version, increasing with rotation.
     pub version: u32,
@@ -82,7 +82,7 @@ pub struct NoiseKey {
 }
 
 /// `session` object.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct SessionInfo {
     /// Session token lifetime in seconds.
     pub ttl_seconds: u64,
@@ -91,14 +91,14 @@ pub struct SessionInfo {
 }
 
 /// `presence` object.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct PresenceInfo {
     /// Presence entry lifetime in seconds.
     pub ttl_seconds: u64,
 }
 
 /// `pairing` object.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct PairingInfo {
     /// New devices are approved without a pairing code.
     pub auto_approve: bool,
@@ -109,7 +109,7 @@ pub struct PairingInfo {
 }
 
 /// `limits` object.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct LimitsInfo {
     /// Largest CCP-1 frame the server accepts, in bytes.
     pub max_frame_len: usize,
@@ -165,6 +165,10 @@ impl ServerInfo {
 }
 
 /// `GET /api/server-info` → 200 with [`ServerInfo`].
+#[utoipa::path(
+    get, path = "/api/server-info", tag = "server",
+    responses((status = 200, description = "What a client pins and negotiates", body = ServerInfo))
+)]
 pub async fn server_info(State(state): State<AppState>) -> Json<ServerInfo> {
     Json(state.server_info.as_ref().clone())
 }
