@@ -186,6 +186,15 @@ async fn pair_and_connect(server: &TestServer, rest: &Rest, issuer: &Client) -> 
     (claimed, client)
 }
 
+/// The session ends with a `Device Revoked` ERROR.
+async fn expect_closed_as_revoked(client: &mut Client) {
+    let frames = client.recv_until_closed().await;
+    let last = frames.last().expect("a closing ERROR");
+    assert_eq!(last.frame_type(), FrameType::Error);
+    let problem: Problem = last.parse_control().unwrap();
+    assert_eq!(problem.title.as_deref(), Some("Device Revoked"));
+}
+
 fn claimed_identity(claimed: &Value) -> DeviceIdentity {
     let certificate: DeviceCertificate =
         serde_json::from_value(claimed["device_certificate"].clone()).unwrap();
@@ -390,11 +399,7 @@ async fn pairing_flow_as_the_deployed_client_does_it() {
             .await,
         StatusCode::OK,
     );
-    let closing = laptop.recv_until_closed().await;
-    let last = closing.last().expect("a closing ERROR");
-    assert_eq!(last.frame_type(), FrameType::Error);
-    let problem: Problem = last.parse_control().unwrap();
-    assert_eq!(problem.title.as_deref(), Some("Device Revoked"));
+    expect_closed_as_revoked(&mut laptop).await;
 }
 
 #[tokio::test]
@@ -568,11 +573,7 @@ async fn revoke_rules_and_revoking_a_connected_device_ends_its_session() {
         answer.body,
         json!({"device_id": laptop_id, "status": "revoked"})
     );
-    let frames = laptop.recv_until_closed().await;
-    let last = frames.last().expect("a closing ERROR");
-    assert_eq!(last.frame_type(), FrameType::Error);
-    let problem: Problem = last.parse_control().unwrap();
-    assert_eq!(problem.title.as_deref(), Some("Device Revoked"));
+    expect_closed_as_revoked(&mut laptop).await;
 
     // Its bearer is dead, the list shows it revoked, the key log has the revocation.
     expect(
