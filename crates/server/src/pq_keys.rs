@@ -135,28 +135,19 @@ impl PqKeys {
         secrets::create_private_dir(&dir)?;
         let kem_path = dir.join(PQ_KEM_FILE);
         let sign_path = dir.join(PQ_SIGN_FILE);
-        let kem = read_hex(&kem_path)?;
-        let sign = read_hex(&sign_path)?;
-        let fresh = match (&kem, &sign) {
-            (Some(_), Some(_)) => None,
-            _ => Some(Self::generate().map_err(|e| corrupt(&kem_path, e))?),
-        };
-        let kem = match kem {
+        let kem = match read_hex(&kem_path)? {
             Some(kem) => kem,
             None => {
-                let secret = fresh
-                    .as_ref()
-                    .ok_or_else(|| corrupt(&kem_path, "no key generated"))?
-                    .kem_secret
-                    .key_bytes()
-                    .map_err(|e| corrupt(&kem_path, e.to_string()))?;
-                let secret = Zeroizing::new(secret.as_ref().to_vec());
+                let fresh = DecapsulationKey::generate(&ML_KEM_768)
+                    .and_then(|k| k.key_bytes())
+                    .map_err(|e| corrupt(&kem_path, format!("generating: {e}")))?;
+                let secret = Zeroizing::new(fresh.as_ref().to_vec());
                 write_hex(&kem_path, &secret)?;
                 tracing::info!(file = %kem_path.display(), "generated {KEM_ALGORITHM} key");
                 secret
             }
         };
-        let sign = match sign {
+        let sign = match read_hex(&sign_path)? {
             Some(sign) => sign,
             None => {
                 let mut seed = Zeroizing::new(vec![0u8; SIGN_SEED_LEN]);
@@ -306,6 +297,20 @@ mod tests {
             first.decapsulate(ciphertext.as_ref()).unwrap().as_slice(),
             secret.as_ref()
         );
+    }
+
+    #[test]
+    fn a_missing_file_is_generated_and_the_other_kept() {
+        let data = tempfile::tempdir().unwrap();
+        let first = PqKeys::load_or_generate(data.path()).unwrap();
+        std::fs::remove_file(data.path().join(KEYS_DIR).join(PQ_SIGN_FILE)).unwrap();
+        let second = PqKeys::load_or_generate(data.path()).unwrap();
+        assert_eq!(first.kem_public(), second.kem_public());
+        assert_ne!(first.signature_public(), second.signature_public());
+        std::fs::remove_file(data.path().join(KEYS_DIR).join(PQ_KEM_FILE)).unwrap();
+        let third = PqKeys::load_or_generate(data.path()).unwrap();
+        assert_ne!(second.kem_public(), third.kem_public());
+        assert_eq!(second.signature_public(), third.signature_public());
     }
 
     #[test]
