@@ -21,7 +21,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
-use commucat_keys::{DeviceKeyPair, OsRng, RngCore, x25519_public};
+use commucat_keys::{OsRng, RngCore, x25519_public};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -291,14 +291,16 @@ pub struct P2pSettings {
     pub relay_port: u16,
 }
 
-/// A fresh seed and the X25519 public key of the key pair derived from it.
+/// A fresh seed and the X25519 public key of the key pair derived from it (private key =
+/// BLAKE3(seed), as `DeviceKeyPair::from_seed_material`).
 fn fresh_noise_material() -> (String, String) {
     let mut seed = Zeroizing::new([0u8; 32]);
     OsRng.fill_bytes(seed.as_mut_slice());
-    let keys = DeviceKeyPair::from_seed_material(seed.as_slice())
-        .unwrap_or_else(|_| DeviceKeyPair::generate());
-    let public = x25519_public(&keys.x25519_private());
-    (hex::encode(seed.as_slice()), hex::encode(public))
+    let private = Zeroizing::new(*blake3::hash(seed.as_slice()).as_bytes());
+    (
+        hex::encode(seed.as_slice()),
+        hex::encode(x25519_public(&private)),
+    )
 }
 
 /// Builds the answer for `request` (validated) and counts it.
