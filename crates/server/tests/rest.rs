@@ -1345,3 +1345,215 @@ async fn openapi_document_is_served_over_http1_and_http2() {
         assert!(answer.body["paths"]["/api/pairing/claim"]["post"].is_object());
     }
 }
+
+// ---------------------------------------------------------------- the whole surface, both versions
+
+#[tokio::test]
+async fn every_endpoint_and_error_status_over_http1_and_http2() {
+    let server = TestServer::start(|_| {}).await;
+    let rest = Rest::new(&server);
+    let alice = server.connect("alice-1").await;
+    let bob = server.connect("bob-1").await;
+    let a = token(&alice);
+    for h1 in [true, false] {
+        let (laptop, _laptop_client) = pair_and_connect(&server, &rest, &alice).await;
+        let code = rest
+            .ok(Method::POST, "/api/pair", Some(&a), &json!({"ttl": null}))
+            .await["pair_code"]
+            .clone();
+        let own = |id: &str| json!({ "device_id": id });
+        let cases: Vec<(Method, &str, Option<&str>, Option<Value>, StatusCode)> = vec![
+            (Method::GET, "/healthz", None, None, StatusCode::OK),
+            (Method::GET, "/readyz", None, None, StatusCode::OK),
+            (
+                Method::GET,
+                "/api/security-stats",
+                None,
+                None,
+                StatusCode::OK,
+            ),
+            (Method::GET, "/openapi.json", None, None, StatusCode::OK),
+            (Method::GET, "/api/server-info", None, None, StatusCode::OK),
+            (Method::GET, "/api/server/info", None, None, StatusCode::OK),
+            (Method::GET, "/api/devices", Some(&a), None, StatusCode::OK),
+            (
+                Method::GET,
+                "/api/devices",
+                None,
+                None,
+                StatusCode::UNAUTHORIZED,
+            ),
+            (
+                Method::POST,
+                "/api/devices/revoke",
+                Some(&a),
+                Some(json!({"id": 1})),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                Method::POST,
+                "/api/devices/revoke",
+                None,
+                Some(own("alice-1")),
+                StatusCode::UNAUTHORIZED,
+            ),
+            (
+                Method::POST,
+                "/api/devices/revoke",
+                Some(&a),
+                Some(own("bob-1")),
+                StatusCode::FORBIDDEN,
+            ),
+            (
+                Method::POST,
+                "/api/devices/revoke",
+                Some(&a),
+                Some(own("nobody")),
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                Method::POST,
+                "/api/devices/revoke",
+                Some(&a),
+                Some(own("alice-1")),
+                StatusCode::CONFLICT,
+            ),
+            (
+                Method::POST,
+                "/api/devices/revoke",
+                Some(&a),
+                Some(json!({"device_id": laptop["device_id"]})),
+                StatusCode::OK,
+            ),
+            (
+                Method::POST,
+                "/api/pair",
+                Some(&a),
+                Some(json!({"ttl": 90})),
+                StatusCode::OK,
+            ),
+            (
+                Method::POST,
+                "/api/pairing",
+                Some(&a),
+                Some(json!({"ttl": "soon"})),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                Method::POST,
+                "/api/pair",
+                None,
+                Some(json!({"ttl": null})),
+                StatusCode::UNAUTHORIZED,
+            ),
+            (
+                Method::POST,
+                "/api/pair/claim",
+                None,
+                Some(json!({"pair_code": code})),
+                StatusCode::OK,
+            ),
+            (
+                Method::POST,
+                "/api/pairing/claim",
+                None,
+                Some(json!({"code": 1})),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                Method::POST,
+                "/api/pair/claim",
+                None,
+                Some(json!({"pair_code": "ZZZZ-ZZZZ"})),
+                StatusCode::NOT_FOUND,
+            ),
+            (Method::GET, "/api/friends", Some(&a), None, StatusCode::OK),
+            (
+                Method::GET,
+                "/api/friends",
+                None,
+                None,
+                StatusCode::UNAUTHORIZED,
+            ),
+            (
+                Method::PUT,
+                "/api/friends",
+                Some(&a),
+                Some(json!({"friends": [{"user_id": "u", "handle": null, "alias": null}]})),
+                StatusCode::OK,
+            ),
+            (
+                Method::PUT,
+                "/api/friends",
+                Some(&a),
+                Some(json!({"friends": [{"user_id": ""}]})),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                Method::PUT,
+                "/api/friends",
+                None,
+                Some(json!({"friends": []})),
+                StatusCode::UNAUTHORIZED,
+            ),
+            (
+                Method::POST,
+                "/api/p2p/assist",
+                Some(&a),
+                Some(json!({})),
+                StatusCode::OK,
+            ),
+            (
+                Method::GET,
+                "/api/p2p/assist",
+                Some(&a),
+                None,
+                StatusCode::OK,
+            ),
+            (
+                Method::POST,
+                "/api/p2p/assist",
+                Some(&a),
+                Some(json!({"min_paths": "x"})),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                Method::GET,
+                "/api/p2p/assist",
+                None,
+                None,
+                StatusCode::UNAUTHORIZED,
+            ),
+            (
+                Method::GET,
+                "/api/nothing-here",
+                None,
+                None,
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                Method::DELETE,
+                "/api/devices",
+                Some(&a),
+                None,
+                StatusCode::METHOD_NOT_ALLOWED,
+            ),
+        ];
+        for (method, path, auth, body, want) in cases {
+            let answer = rest
+                .call_on(h1, method.clone(), path, auth, body.as_ref())
+                .await;
+            assert_eq!(
+                answer.status,
+                want,
+                "{method} {path} over {}: {}",
+                if h1 { "HTTP/1.1" } else { "HTTP/2" },
+                answer.body
+            );
+        }
+    }
+    expect(
+        &rest.get("/api/devices", &token(&bob)).await,
+        StatusCode::OK,
+    );
+}
