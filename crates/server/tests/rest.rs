@@ -1348,6 +1348,9 @@ async fn openapi_document_is_served_over_http1_and_http2() {
 
 // ---------------------------------------------------------------- the whole surface, both versions
 
+/// method, path, bearer, body, expected status.
+type Case<'a> = (Method, &'a str, Option<&'a str>, Option<Value>, StatusCode);
+
 #[tokio::test]
 async fn every_endpoint_and_error_status_over_http1_and_http2() {
     let server = TestServer::start(|_| {}).await;
@@ -1362,7 +1365,7 @@ async fn every_endpoint_and_error_status_over_http1_and_http2() {
             .await["pair_code"]
             .clone();
         let own = |id: &str| json!({ "device_id": id });
-        let cases: Vec<(Method, &str, Option<&str>, Option<Value>, StatusCode)> = vec![
+        let cases: Vec<Case> = vec![
             (Method::GET, "/healthz", None, None, StatusCode::OK),
             (Method::GET, "/readyz", None, None, StatusCode::OK),
             (
