@@ -50,6 +50,7 @@ async fn fixture_with(tweak: impl FnOnce(&mut HandshakeSettings)) -> Fixture {
             version: 1,
             private: Zeroizing::new(noise_private),
             public: x25519_public(&noise_private),
+            accept_until: None,
         }],
         device_ca: ca.clone(),
         auto_approve: true,

@@ -12,6 +12,8 @@
     clippy::indexing_slicing
 )]
 
+pub mod deployed;
+
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
@@ -233,20 +235,29 @@ impl TestServer {
 
     /// Stops the server and starts it again on the same data directory (a new port).
     pub async fn restart(&mut self) {
+        let before = self.params.server_static;
+        self.relaunch().await;
+        assert_eq!(before, self.params.server_static, "keys persist");
+    }
+
+    /// Stops the server and starts it again on the same data directory, where the Noise key
+    /// may have been rotated in between.
+    pub async fn relaunch(&mut self) {
         if let Some(handle) = self.handle.take() {
             handle.shutdown().await.unwrap();
         }
         let launched = Self::launch(&self.config).await;
-        assert_eq!(
-            launched.params.server_static, self.params.server_static,
-            "keys persist"
-        );
         self.handle = Some(launched.handle);
         self.addr = launched.addr;
         self.trust = TlsTrust::CaPem(launched.pem.clone());
         self.params = launched.params;
         self.pem = launched.pem;
         self.fingerprint = launched.fingerprint;
+    }
+
+    /// The server's data directory.
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.config.server.data_dir
     }
 
     /// The server's database file.
