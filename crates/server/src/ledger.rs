@@ -37,8 +37,15 @@ pub struct Ledger {
 
 #[derive(Debug)]
 struct Inner {
-    queue: SyncSender<Map<String, Value>>,
+    queue: SyncSender<Message>,
     dropped: AtomicU64,
+}
+
+#[derive(Debug)]
+enum Message {
+    Record(Map<String, Value>),
+    /// Answered once everything queued before it is written and flushed.
+    Flush(std::sync::mpsc::Sender<()>),
 }
 
 /// Why the ledger could not be opened.
@@ -130,13 +137,26 @@ impl Ledger {
                 record.insert("value".to_owned(), other);
             }
         }
-        match inner.queue.try_send(record) {
+        match inner.queue.try_send(Message::Record(record)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 inner.dropped.fetch_add(1, Ordering::Relaxed);
             }
             // The writer stopped after a panic; its loss was logged there.
             Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+}
+
+impl Ledger {
+    /// Waits until every record queued so far is written and flushed (and synced, with
+    /// `ledger.fsync`). For short-lived processes such as the operator commands.
+    pub fn flush(&self) {
+        let Some(inner) = &self.inner else { return };
+        let (done, wait) = std::sync::mpsc::channel();
+        if inner.queue.send(Message::Flush(done)).is_ok() {
+            // An error means the writer is gone; nothing more can be written.
+            let _ = wait.recv();
         }
     }
 }
@@ -161,21 +181,22 @@ impl Write for FileSink {
     }
 }
 
-fn write_loop(
-    records: &Receiver<Map<String, Value>>,
-    mut sink: Box<dyn Write + Send>,
-    inner: &Inner,
-) {
+fn write_loop(records: &Receiver<Message>, mut sink: Box<dyn Write + Send>, inner: &Inner) {
     let mut seq: u64 = 0;
     let mut reported_dropped = 0;
     let mut failing = false;
     // Ends when every handle is gone and the queue is drained.
     while let Ok(first) = records.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match records.try_recv() {
-                Ok(record) => batch.push(record),
-                Err(_) => break,
+        let mut batch = Vec::new();
+        let mut waiting = Vec::new();
+        let mut next = Some(first);
+        while let Some(message) = next.take() {
+            match message {
+                Message::Record(record) => batch.push(record),
+                Message::Flush(done) => waiting.push(done),
+            }
+            if batch.len() < MAX_BATCH {
+                next = records.try_recv().ok();
             }
         }
         let dropped = inner.dropped.load(Ordering::Relaxed);
@@ -198,6 +219,9 @@ fn write_loop(
                 failing = true;
             }
             _ => {}
+        }
+        for done in waiting {
+            let _ = done.send(());
         }
     }
     if let Err(e) = sink.flush() {
@@ -266,7 +290,10 @@ mod tests {
             serde_json::json!({"event": "register", "device": "d1"}),
         );
         ledger.record("call", serde_json::json!({"event": "start"}));
+        ledger.flush();
         let path = dir.path().join(crate::config::LEDGER_FILE);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
         let lines = wait_for_lines(&path, 2);
         assert_eq!(lines[0]["scope"], "device");
         assert_eq!(lines[0]["event"], "register");
