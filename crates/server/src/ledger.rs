@@ -10,12 +10,13 @@
 //! file after every batch, so an acknowledged batch survives a power loss. Without it, the
 //! records survive a crash of the process but a power loss may cost the last seconds.
 //!
-//! Every record carries `ts` (RFC 3339 UTC), `seq` (per process, from 1), `scope` and the
-//! fields of its event. Session ids are recorded as their store key (BLAKE3 hash), never as
+//! Every record carries `ts` (RFC 3339 UTC), `seq` (per writing process, from 1: the server
+//! and operator commands may append to one file, so order across processes by `ts`), `scope`
+//! and the fields of its event. Session ids are recorded as their store key (BLAKE3 hash), never as
 //! the bearer token itself.
 
 use std::fs::OpenOptions;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -89,7 +90,7 @@ impl Ledger {
                         source,
                     })?;
                 Box::new(FileSink {
-                    file: BufWriter::new(file),
+                    file,
                     fsync: settings.fsync,
                 })
             }
@@ -161,9 +162,11 @@ impl Ledger {
     }
 }
 
-/// A file sink: buffered appends, flushed (and optionally synced) per batch.
+/// A file sink in append mode: each record reaches the file in one `write(2)` (see
+/// [`write_batch`]), so records of several processes appending to one ledger never interleave
+/// inside a line; with `fsync`, every batch is synced.
 struct FileSink {
-    file: BufWriter<std::fs::File>,
+    file: std::fs::File,
     fsync: bool,
 }
 
@@ -173,9 +176,8 @@ impl Write for FileSink {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()?;
         if self.fsync {
-            self.file.get_ref().sync_data()?;
+            self.file.sync_data()?;
         }
         Ok(())
     }
@@ -243,8 +245,9 @@ fn write_batch(
         record.insert("ts".to_owned(), Value::from(ts.as_str()));
         record.insert("seq".to_owned(), Value::from(*seq));
         record.extend(fields);
-        serde_json::to_writer(&mut *sink, &record)?;
-        sink.write_all(b"\n")?;
+        let mut line = serde_json::to_vec(&record)?;
+        line.push(b'\n');
+        sink.write_all(&line)?;
     }
     sink.flush()
 }

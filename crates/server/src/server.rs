@@ -107,6 +107,22 @@ pub fn sessions_with(
     )
 }
 
+/// Opens the store `config` points at, applying its pending migrations (the server and the
+/// offline `commucat` commands share this).
+///
+/// # Errors
+/// [`ServerError::Store`] naming the database.
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServerError> {
+    let db_path = config.server.data_dir.join(DATABASE_FILE);
+    let store = SqliteStore::open(&db_path)
+        .await
+        .map_err(|source| ServerError::Store {
+            path: db_path.clone(),
+            source,
+        })?;
+    Ok(Arc::new(store))
+}
+
 /// The presence registry `config` asks for: Redis when `presence.redis_url` is set (connected
 /// now, so a wrong URL stops startup), otherwise in-process.
 async fn presence_registry(config: &Config) -> Result<Arc<dyn Presence>, ServerError> {
@@ -137,13 +153,7 @@ impl Server {
         let keyring = NoiseKeyring::load(&config.server.data_dir, keys.noise.clone())?;
         let tls = TlsIdentity::load_or_generate(&config)?;
         let tls_config = tls.server_config()?;
-        let db_path = config.server.data_dir.join(DATABASE_FILE);
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db_path).await.map_err(
-            |source| ServerError::Store {
-                path: db_path.clone(),
-                source,
-            },
-        )?);
+        let store = open_store(&config).await?;
         let presence = presence_registry(&config).await?;
         let ledger = Ledger::start(&config.ledger, &config.server.data_dir)?;
         let addr = config.server.listen;

@@ -264,13 +264,17 @@ pub fn session_key(token: &str) -> String {
 }
 
 /// 64 lowercase hex characters from 32 random bytes.
-pub(crate) fn random_id() -> String {
+/// A fresh random id (64 hex characters): users, key events.
+#[must_use]
+pub fn random_id() -> String {
     let mut bytes = [0u8; 32];
     OsRng.fill_bytes(&mut bytes);
     encode_hex(&bytes)
 }
 
-fn valid_device_id(id: &str) -> bool {
+/// Whether `id` is an acceptable `device_id`.
+#[must_use]
+pub fn valid_device_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= MAX_DEVICE_ID_LEN
         && id
@@ -278,7 +282,9 @@ fn valid_device_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'@'))
 }
 
-fn valid_handle(handle: &str) -> bool {
+/// Whether `handle` is an acceptable account handle.
+#[must_use]
+pub fn valid_handle(handle: &str) -> bool {
     !handle.is_empty()
         && handle.len() <= MAX_HANDLE_LEN
         && handle

@@ -1,0 +1,384 @@
+//! The built `commucat` binary in temporary directories: `init` writes a file `serve --config`
+//! runs on unchanged; the offline commands work on the store and keys that file points at;
+//! `chat` talks to a real server with standard input piped in.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_commucat");
+
+fn commucat(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .current_dir(dir)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = commucat(dir, args);
+    assert!(
+        out.status.success(),
+        "commucat {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn failing(dir: &Path, args: &[&str]) -> String {
+    let out = commucat(dir, args);
+    assert!(!out.status.success(), "commucat {args:?} succeeded");
+    String::from_utf8(out.stderr).unwrap()
+}
+
+/// Kills the child on drop (a failed assertion must not leave a server running).
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `text` without terminal colour sequences (`ESC [ … m`).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[test]
+fn init_writes_a_config_that_serve_runs_on_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    ok(
+        dir.path(),
+        &[
+            "init",
+            "--output",
+            "commucat.toml",
+            "--listen",
+            "127.0.0.1:0",
+            "--domain",
+            "chat.test",
+        ],
+    );
+    let text = std::fs::read_to_string(dir.path().join("commucat.toml")).unwrap();
+    assert!(text.contains("# Public domain of this server."), "{text}");
+    assert!(text.contains("domain = \"chat.test\""), "{text}");
+    // Refuses to overwrite without --force.
+    let error = failing(dir.path(), &["init", "--output", "commucat.toml"]);
+    assert!(error.contains("--force"), "{error}");
+    ok(
+        dir.path(),
+        &[
+            "init",
+            "--output",
+            "commucat.toml",
+            "--force",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+    );
+
+    let mut child = Command::new(BIN)
+        .current_dir(dir.path())
+        .args(["serve", "--config", "commucat.toml"])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let server = Running(child);
+    let mut listening = None;
+    for line in BufReader::new(stderr).lines() {
+        let line = line.unwrap();
+        if line.contains("commucat listening") {
+            listening = Some(line);
+            break;
+        }
+    }
+    let line = strip_ansi(&listening.expect("serve never reported listening"));
+    assert!(line.contains("domain=localhost"), "{line}");
+    drop(server);
+    // The data directory is the one the file names, next to it.
+    assert!(
+        dir.path()
+            .join("commucat-data/keys/noise_static.key")
+            .exists()
+    );
+    assert!(dir.path().join("commucat-data/commucat.db").exists());
+}
+
+#[test]
+fn offline_commands_work_on_the_configured_store_and_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["init", "--output", "c.toml"]);
+    let config = ["--config", "c.toml"];
+    let with =
+        |args: &[&'static str]| -> Vec<&str> { args.iter().copied().chain(config).collect() };
+
+    let out = ok(d, &with(&["migrate"]));
+    assert!(
+        out.contains("schema up to date, 3 migrations applied"),
+        "{out}"
+    );
+    assert!(out.contains("identity"), "{out}");
+
+    let out = ok(
+        d,
+        &with(&["user", "add", "alice", "--identity", "alice.json"]),
+    );
+    assert!(out.contains("created user alice"), "{out}");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(d.join("alice.json"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let error = failing(
+        d,
+        &with(&["user", "add", "alice", "--identity", "again.json"]),
+    );
+    assert!(error.contains("taken"), "{error}");
+    let error = failing(d, &with(&["user", "add", "no spaces"]));
+    assert!(error.contains("handle"), "{error}");
+
+    let out = ok(d, &with(&["device", "list", "--user", "alice"]));
+    assert!(out.contains("alice-1  active"), "{out}");
+
+    let out = ok(d, &with(&["pair", "--user", "alice", "--ttl", "120"]));
+    let code = out
+        .lines()
+        .find_map(|l| l.strip_prefix("pairing code "))
+        .unwrap();
+    assert_eq!(code.len(), 9, "{out}");
+    assert!(out.contains("(in 120 s)"), "{out}");
+
+    let out = ok(d, &with(&["keys", "list"]));
+    assert!(out.contains("   1  ") && out.contains("current"), "{out}");
+    let out = ok(d, &with(&["keys", "rotate"]));
+    assert!(out.contains("version 2 is current"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("   1") && l.contains("accepted")),
+        "{out}"
+    );
+    let error = failing(d, &with(&["keys", "retire", "2"]));
+    assert!(error.contains("current"), "{error}");
+    let out = ok(d, &with(&["keys", "retire", "1"]));
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("   1") && l.contains("retired")),
+        "{out}"
+    );
+
+    let out = ok(d, &with(&["device", "revoke", "alice-1"]));
+    assert!(out.contains("revoked"), "{out}");
+    let out = ok(d, &with(&["device", "list", "--user", "alice"]));
+    assert!(out.contains("alice-1  revoked"), "{out}");
+    let error = failing(d, &with(&["pair", "--user", "alice"]));
+    assert!(error.contains("no active device"), "{error}");
+    let error = failing(d, &with(&["device", "list", "--user", "nobody"]));
+    assert!(error.contains("no user"), "{error}");
+
+    // Every operator action is on the ledger.
+    let ledger = std::fs::read_to_string(d.join("commucat-data/ledger.jsonl")).unwrap();
+    let events: Vec<(String, String)> = ledger
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            assert_eq!(v["via"], "cli");
+            (
+                v["scope"].as_str().unwrap().to_owned(),
+                v["event"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("device", "register"),
+        ("pairing", "issue"),
+        ("keys", "rotate"),
+        ("keys", "retire"),
+        ("device", "revoke"),
+    ];
+    assert_eq!(events, expected.map(|(a, b)| (a.to_owned(), b.to_owned())));
+    assert!(!ledger.contains(code));
+}
+
+#[test]
+fn every_subcommand_explains_its_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    // Each subcommand's help describes its flags in words, not just their names.
+    for (command, phrase) in [
+        (&["init", "--help"][..], "Replace an existing file"),
+        (&["migrate", "--help"], "TOML configuration file"),
+        (&["user", "add", "--help"], "Display name shown to others"),
+        (&["device", "revoke", "--help"], "The device id"),
+        (&["device", "list", "--help"], "The account's handle"),
+        (&["keys", "retire", "--help"], "Version to retire"),
+        (&["pair", "--help"], "Lifetime of the code in seconds"),
+        (&["chat", "--help"], "SHA-256 fingerprint"),
+    ] {
+        let out = ok(dir.path(), command);
+        assert!(out.contains("Usage: commucat"), "{command:?}: {out}");
+        assert!(out.contains(phrase), "{command:?} lacks {phrase:?}: {out}");
+    }
+    let out = ok(dir.path(), &["keys", "rotate", "--help"]);
+    assert!(out.contains("noise_key_grace"), "{out}");
+    let out = ok(dir.path(), &["chat", "--help"]);
+    for flag in [
+        "--server",
+        "--ca",
+        "--pin",
+        "--noise-key",
+        "--identity",
+        "--channel",
+        "--peer",
+    ] {
+        assert!(out.contains(flag), "{flag}: {out}");
+    }
+}
+
+fn spawn_chat(dir: &Path, server: &str, ca: &Path, identity: &str, extra: &[&str]) -> Child {
+    Command::new(BIN)
+        .current_dir(dir)
+        .args(["chat", "--server", server, "--ca"])
+        .arg(ca)
+        .args(["--identity", identity, "--channel", "5"])
+        .args(extra)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn chat_sends_piped_lines_and_prints_what_arrives() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut config = commucat_server::Config::default();
+    config.server.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    config.server.data_dir.clone_from(&data);
+    config.server.domain = "localhost".to_owned();
+    let server = runtime
+        .block_on(commucat_server::Server::bind(config))
+        .unwrap();
+    let url = format!("https://localhost:{}", server.local_addr().port());
+    let ca = server.cert_path().to_owned();
+    let handle = runtime.block_on(async { server.spawn() });
+
+    // bob listens, with standard input left open.
+    let bob = spawn_chat(
+        dir.path(),
+        &url,
+        &ca,
+        "bob.json",
+        &[
+            "--device-id",
+            "bob-1",
+            "--handle",
+            "bob",
+            "--peer",
+            "alice-1",
+        ],
+    );
+    let mut bob = Running(bob);
+    let mut bob_err = BufReader::new(bob.0.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("connected as bob-1") {
+        line.clear();
+        assert!(
+            bob_err.read_line(&mut line).unwrap() > 0,
+            "bob's chat ended"
+        );
+    }
+
+    // alice pipes two lines and exits once the server acknowledged them.
+    let mut alice = spawn_chat(
+        dir.path(),
+        &url,
+        &ca,
+        "alice.json",
+        &[
+            "--device-id",
+            "alice-1",
+            "--handle",
+            "alice",
+            "--peer",
+            "bob-1",
+        ],
+    );
+    let mut stdin = alice.stdin.take().unwrap();
+    stdin.write_all(b"hello bob\n\nsecond line\n").unwrap();
+    drop(stdin);
+    let out = alice.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "alice: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("connected as alice-1"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The identity was created and now carries the account and certificate.
+    let identity: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("alice.json")).unwrap()).unwrap();
+    assert_eq!(identity["device_id"], "alice-1");
+    assert!(identity["certificate"].is_object(), "{identity}");
+
+    let mut bob_out = BufReader::new(bob.0.stdout.take().unwrap());
+    let mut received = Vec::new();
+    while received.len() < 2 {
+        let mut line = String::new();
+        assert!(
+            bob_out.read_line(&mut line).unwrap() > 0,
+            "bob's output ended"
+        );
+        received.push(line.trim_end().to_owned());
+    }
+    assert_eq!(received, ["[5] hello bob", "[5] second line"]);
+    drop(bob);
+
+    // A second run loads the saved identity (same device, no new account).
+    let mut again = spawn_chat(dir.path(), &url, &ca, "alice.json", &[]);
+    drop(again.stdin.take());
+    let mut err = String::new();
+    again
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(again.wait().unwrap().success(), "{err}");
+    assert!(err.contains("connected as alice-1"), "{err}");
+
+    runtime.block_on(handle.shutdown()).unwrap();
+}
