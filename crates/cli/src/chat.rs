@@ -125,13 +125,11 @@ async fn server_params(
     }
     let info: serde_json::Value =
         serde_json::from_slice(&body).context("server-info is not JSON")?;
-    let domain = info["domain"]
-        .as_str()
-        .ok_or_else(|| anyhow!("server-info without domain"))?;
+    let field = |name: &str| info.get(name).and_then(serde_json::Value::as_str);
+    let domain = field("domain").ok_or_else(|| anyhow!("server-info without domain"))?;
     let key = match &args.noise_key {
         Some(hex) => hex.clone(),
-        None => info["noise_public"]
-            .as_str()
+        None => field("noise_public")
             .ok_or_else(|| anyhow!("server-info without noise_public"))?
             .to_owned(),
     };

@@ -169,7 +169,7 @@ impl NoiseKeyring {
                 retired_at: stored.retired_at,
             });
         }
-        previous.sort_by(|a, b| b.version.cmp(&a.version));
+        previous.sort_by_key(|p| std::cmp::Reverse(p.version));
         // A rotation interrupted after the keyring was written: the current key is still the
         // newest superseded one, so the rotation did not happen.
         let current_version = match previous.iter().position(|p| p.public == current.public()) {
