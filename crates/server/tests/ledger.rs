@@ -11,10 +11,8 @@
 
 mod common;
 
-use std::time::Duration;
-
 use ccp::FrameType;
-use common::TestServer;
+use common::{TestServer, ledger_records};
 use commucat_client::{DeviceIdentity, HandshakeOptions, ServerParams};
 use serde_json::{Value, json};
 
@@ -29,26 +27,6 @@ async fn rest(server: &TestServer, path: &str, token: Option<&str>, body: &Value
     let response = request.send().await.unwrap();
     assert_eq!(response.status(), 200, "{path}");
     response.json().await.unwrap()
-}
-
-/// Every ledger record once at least `count` records match `wanted`.
-async fn ledger_once(
-    path: &std::path::Path,
-    count: usize,
-    wanted: impl Fn(&Value) -> bool,
-) -> Vec<Value> {
-    for _ in 0..500 {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let lines: Vec<Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        if lines.iter().filter(|l| wanted(l)).count() >= count {
-            return lines;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("the ledger never held {count} matching records");
 }
 
 fn find<'a>(lines: &'a [Value], scope: &str, event: &str) -> Vec<&'a Value> {
@@ -150,7 +128,7 @@ async fn a_server_run_leaves_one_record_per_audited_action() {
     alice.ack(seq).await;
     carol.close();
 
-    let lines = ledger_once(&path, 1, |l| l["scope"] == "call" && l["event"] == "end").await;
+    let lines = ledger_records(&path, 1, |l| l["scope"] == "call" && l["event"] == "end").await;
     // Sequence numbers count up from 1 without gaps; every record has a timestamp.
     for (i, line) in lines.iter().enumerate() {
         assert_eq!(line["seq"], i as u64 + 1, "{line}");

@@ -19,7 +19,7 @@ use commucat_keys::HandshakePattern;
 use commucat_server::keyring;
 use serde_json::Value;
 
-use common::{TestServer, deployed, unix_now};
+use common::{TestServer, deployed, ledger_records, unix_now};
 
 async fn connect_pinned(
     server: &TestServer,
@@ -58,26 +58,15 @@ fn keys_of(info: &Value) -> Vec<(u64, String)> {
         .collect()
 }
 
-/// Ledger lines of the server's data directory matching `wanted`, waiting for `count`.
+/// Ledger records of the server matching `wanted`, once there are `count` of them.
 async fn ledger_lines(
     server: &TestServer,
     count: usize,
     wanted: impl Fn(&Value) -> bool,
 ) -> Vec<Value> {
     let path = server.data_dir().join("ledger.jsonl");
-    for _ in 0..500 {
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        let lines: Vec<Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .filter(|l| wanted(l))
-            .collect();
-        if lines.len() >= count {
-            return lines;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("ledger never held {count} matching lines");
+    let lines = ledger_records(&path, count, &wanted).await;
+    lines.into_iter().filter(|l| wanted(l)).collect()
 }
 
 #[tokio::test]

@@ -301,6 +301,30 @@ impl TestServer {
     }
 }
 
+/// Every record of the ledger at `path` once at least `count` of them match `wanted` (the
+/// writer runs on its own thread; waits up to 10 s).
+pub async fn ledger_records(
+    path: &std::path::Path,
+    count: usize,
+    wanted: impl Fn(&Value) -> bool,
+) -> Vec<Value> {
+    for _ in 0..500 {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if lines.iter().filter(|l| wanted(l)).count() >= count {
+            return lines;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!(
+        "the ledger {} never held {count} matching records",
+        path.display()
+    );
+}
+
 /// Queued envelopes of `device` now.
 pub async fn queued(store: &dyn Store, device: &str) -> u64 {
     store.queued_count(device, unix_now()).await.unwrap()
