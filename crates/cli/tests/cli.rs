@@ -263,10 +263,21 @@ fn every_subcommand_explains_its_flags() {
 }
 
 fn spawn_chat(dir: &Path, server: &str, ca: &Path, identity: &str, extra: &[&str]) -> Child {
+    let ca = ca.to_str().unwrap();
+    spawn_chat_trusting(dir, server, &["--ca", ca], identity, extra)
+}
+
+fn spawn_chat_trusting(
+    dir: &Path,
+    server: &str,
+    trust: &[&str],
+    identity: &str,
+    extra: &[&str],
+) -> Child {
     Command::new(BIN)
         .current_dir(dir)
-        .args(["chat", "--server", server, "--ca"])
-        .arg(ca)
+        .args(["chat", "--server", server])
+        .args(trust)
         .args(["--identity", identity, "--channel", "5"])
         .args(extra)
         .env_remove("RUST_LOG")
@@ -291,6 +302,7 @@ fn chat_sends_piped_lines_and_prints_what_arrives() {
         .unwrap();
     let url = format!("https://localhost:{}", server.local_addr().port());
     let ca = server.cert_path().to_owned();
+    let fingerprint = server.cert_fingerprint().to_owned();
     let handle = runtime.block_on(async { server.spawn() });
 
     // bob listens, with standard input left open.
@@ -367,8 +379,15 @@ fn chat_sends_piped_lines_and_prints_what_arrives() {
     assert_eq!(received, ["[5] hello bob", "[5] second line"]);
     drop(bob);
 
-    // A second run loads the saved identity (same device, no new account).
-    let mut again = spawn_chat(dir.path(), &url, &ca, "alice.json", &[]);
+    // A second run loads the saved identity (same device, no new account), this time
+    // trusting the server by its certificate fingerprint.
+    let mut again = spawn_chat_trusting(
+        dir.path(),
+        &url,
+        &["--pin", &fingerprint],
+        "alice.json",
+        &[],
+    );
     drop(again.stdin.take());
     let mut err = String::new();
     again

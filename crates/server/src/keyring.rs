@@ -268,9 +268,36 @@ impl NoiseKeyring {
     }
 }
 
+/// File locked while a rotation or retirement rewrites the key files.
+const LOCK_FILE: &str = ".noise_keyring.lock";
+
+/// Holds the exclusive lock on the key files of `data_dir` (two operators rotating at once
+/// would otherwise lose a key); released on drop.
+fn lock(data_dir: &Path) -> Result<std::fs::File, KeyStoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = keys_dir(data_dir);
+    secrets::create_private_dir(&dir)?;
+    let path = dir.join(LOCK_FILE);
+    let fail = |source| secrets::FileError {
+        path: path.clone(),
+        action: "locking",
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(secrets::FILE_MODE)
+        .open(&path)
+        .map_err(fail)?;
+    file.lock().map_err(fail)?;
+    Ok(file)
+}
+
 /// Replaces the current Noise key of `data_dir` with a fresh one; the old key stays accepted
 /// (see the module docs). Returns the keyring after the rotation.
 pub fn rotate(data_dir: &Path, now: i64) -> Result<NoiseKeyring, KeyringError> {
+    let _lock = lock(data_dir)?;
     let mut ring = NoiseKeyring::load_or_generate(data_dir)?;
     let fresh = NoiseStaticKey::generate();
     let old = std::mem::replace(&mut ring.current, fresh);
@@ -294,6 +321,7 @@ pub fn rotate(data_dir: &Path, now: i64) -> Result<NoiseKeyring, KeyringError> {
 
 /// Retires superseded key `version` of `data_dir`: refused from now on, private half erased.
 pub fn retire(data_dir: &Path, version: u32, now: i64) -> Result<NoiseKeyring, KeyringError> {
+    let _lock = lock(data_dir)?;
     let mut ring = NoiseKeyring::load_or_generate(data_dir)?;
     if version == ring.current_version {
         return Err(KeyringError::RetiringCurrent(version));
@@ -383,6 +411,28 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn concurrent_rotations_lose_no_key() {
+        let data = tempfile::tempdir().unwrap();
+        let first = NoiseKeyring::load_or_generate(data.path()).unwrap();
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let dir = data.path().to_owned();
+                std::thread::spawn(move || rotate(&dir, 100).unwrap().current.public())
+            })
+            .collect();
+        let rotated: Vec<[u8; 32]> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        let ring = NoiseKeyring::load_or_generate(data.path()).unwrap();
+        assert_eq!(ring.current_version, 5);
+        let accepted = ring.accepted(None, 200);
+        assert_eq!(versions(&accepted), [5, 4, 3, 2, 1]);
+        let publics: Vec<[u8; 32]> = accepted.iter().map(|k| k.key.public()).collect();
+        assert!(publics.contains(&first.current.public()));
+        for public in rotated {
+            assert!(publics.contains(&public));
+        }
     }
 
     #[test]
