@@ -229,6 +229,40 @@ fn offline_commands_work_on_the_configured_store_and_keys() {
 }
 
 #[test]
+fn the_ledger_can_go_to_standard_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .current_dir(dir.path())
+        .args(["keys", "rotate", "--data-dir", "data"])
+        .env("COMMUCAT_LEDGER", "stdout")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let record: serde_json::Value = stdout
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .expect("no ledger line on stdout");
+    assert_eq!(record["scope"], "keys");
+    assert_eq!(record["event"], "rotate");
+    assert_eq!(record["version"], 2);
+    assert!(!dir.path().join("data/ledger.jsonl").exists());
+    let error = Command::new(BIN)
+        .current_dir(dir.path())
+        .args(["keys", "list", "--data-dir", "data"])
+        .env("COMMUCAT_LEDGER", "syslog")
+        .output()
+        .unwrap();
+    assert!(!error.status.success());
+    assert!(String::from_utf8_lossy(&error.stderr).contains("COMMUCAT_LEDGER"));
+}
+
+#[test]
 fn every_subcommand_explains_its_flags() {
     let dir = tempfile::tempdir().unwrap();
     // Each subcommand's help describes its flags in words, not just their names.

@@ -73,13 +73,14 @@ impl Ledger {
     /// # Errors
     /// The file cannot be opened or the thread cannot be started.
     pub fn start(settings: &LedgerSettings, data_dir: &Path) -> Result<Self, LedgerError> {
+        let target = settings
+            .file_path(data_dir)
+            .unwrap_or_else(|| PathBuf::from("<stdout>"));
         let sink: Box<dyn Write + Send> = match settings.sink {
             LedgerSink::Off => return Ok(Self::off()),
             LedgerSink::Stdout => Box::new(io::stdout()),
             LedgerSink::File => {
-                let path = settings
-                    .file_path(data_dir)
-                    .unwrap_or_else(|| data_dir.join(crate::config::LEDGER_FILE));
+                let path = target.clone();
                 let file = OpenOptions::new()
                     .create(true)
                     .append(true)
@@ -105,10 +106,10 @@ impl Ledger {
             .name("commucat-ledger".to_owned())
             .spawn(move || write_loop(&records, sink, &shared))
             .map_err(|source| LedgerError {
-                path: PathBuf::from("<writer thread>"),
+                path: target.clone(),
                 source,
             })?;
-        tracing::info!(sink = ?settings.sink, path = ?settings.file_path(data_dir), "ledger open");
+        tracing::info!(sink = ?settings.sink, path = %target.display(), "ledger open");
         Ok(Self { inner: Some(inner) })
     }
 

@@ -255,7 +255,7 @@ impl Server {
         let router = api::router(AppState {
             server_info: Arc::new(ServerInfo::new(&config, &keys).with_noise_keys(&accepted)),
             rest: Arc::new(api::RestSettings::new(&config, &keys)),
-            sessions: sessions_with(&config, &keys, &accepted, ledger, store, presence),
+            sessions: sessions_with(&config, &keys, &accepted, ledger.clone(), store, presence),
             connect: crate::connect::ConnectSettings {
                 keepalive: config.session.keepalive,
                 max_frame_len: config.limits.max_frame_len,
@@ -269,6 +269,8 @@ impl Server {
         };
         http::serve(listener, acceptor, router, limits, shutdown).await;
         janitor.abort();
+        // Records of the drained connections reach the ledger before the process may exit.
+        let _ = tokio::task::spawn_blocking(move || ledger.flush()).await;
         Ok(())
     }
 
