@@ -156,6 +156,7 @@ async fn a_server_run_leaves_one_record_per_audited_action() {
         );
     }
     assert_eq!(first["device_known"], false);
+    assert_eq!(first["certificate_issued"], true);
     assert_eq!(first["noise_key_version"], 1);
     assert_eq!(first["stage"], "established");
     // The session is recorded as its store key, never as the bearer token.

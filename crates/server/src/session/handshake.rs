@@ -100,6 +100,8 @@ pub struct Established {
     pub device_known: bool,
     /// Whether the client presented a device certificate.
     pub had_certificate: bool,
+    /// Whether the ACK carried a newly issued certificate (first registration or renewal).
+    pub issued_certificate: bool,
 }
 
 /// Handshake stage, for logs and the ledger.
@@ -557,6 +559,7 @@ impl Handshaker {
             pattern: checked.pattern,
             device_known,
             had_certificate: checked.certificate.is_some(),
+            issued_certificate: resolved.issued.is_some(),
             accepted_capabilities: checked.accepted_capabilities,
             expires_at,
             noise_key_version: noise_key.version,
@@ -608,6 +611,7 @@ impl Handshaker {
                         "has_user_profile": established.user.display_name.is_some()
                             || established.user.avatar_url.is_some(),
                         "has_certificate": established.had_certificate,
+                        "certificate_issued": established.issued_certificate,
                         "session": session_key(&established.session_id),
                         "protocol_version": established.protocol_version,
                         "pattern": established.pattern.label(),

@@ -40,6 +40,7 @@ fn established(device: &str) -> Established {
         noise_key_version: 1,
         device_known: true,
         had_certificate: false,
+        issued_certificate: false,
     }
 }
 
