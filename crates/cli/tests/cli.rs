@@ -435,3 +435,66 @@ fn chat_sends_piped_lines_and_prints_what_arrives() {
 
     runtime.block_on(handle.shutdown()).unwrap();
 }
+
+#[test]
+fn a_user_added_offline_connects_where_unknown_devices_need_pairing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut config = commucat_server::Config::default();
+    config.server.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    config.server.data_dir.clone_from(&data);
+    config.devices.auto_approve = false;
+    let server = runtime
+        .block_on(commucat_server::Server::bind(config))
+        .unwrap();
+    let url = format!("https://localhost:{}", server.local_addr().port());
+    let ca = server.cert_path().to_owned();
+    let handle = runtime.block_on(async { server.spawn() });
+
+    // The operator adds carol beside the running server; carol's identity connects.
+    ok(
+        dir.path(),
+        &[
+            "user",
+            "add",
+            "carol",
+            "--data-dir",
+            "data",
+            "--identity",
+            "carol.json",
+        ],
+    );
+    let mut carol = spawn_chat(dir.path(), &url, &ca, "carol.json", &[]);
+    drop(carol.stdin.take());
+    let mut err = String::new();
+    carol
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(carol.wait().unwrap().success(), "{err}");
+    assert!(err.contains("connected as carol-1"), "{err}");
+
+    // A device nobody registered is refused.
+    let mut stranger = spawn_chat(
+        dir.path(),
+        &url,
+        &ca,
+        "stranger.json",
+        &["--handle", "stranger"],
+    );
+    drop(stranger.stdin.take());
+    let mut err = String::new();
+    stranger
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(!stranger.wait().unwrap().success());
+    assert!(err.contains("PairingRequired"), "{err}");
+
+    runtime.block_on(handle.shutdown()).unwrap();
+}
