@@ -322,28 +322,72 @@ fn spawn_chat_trusting(
         .unwrap()
 }
 
+/// Runs `chat` with standard input closed at once; returns whether it succeeded and its
+/// standard error.
+fn chat_once(mut child: Child) -> (bool, String) {
+    drop(child.stdin.take());
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (child.wait().unwrap().success(), err)
+}
+
+/// The real server in-process on 127.0.0.1:0 with its data in `data`.
+struct InProcess {
+    runtime: tokio::runtime::Runtime,
+    handle: Option<commucat_server::ServerHandle>,
+    url: String,
+    ca: std::path::PathBuf,
+    fingerprint: String,
+}
+
+impl InProcess {
+    fn start(data: &Path, tweak: impl FnOnce(&mut commucat_server::Config)) -> Self {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let mut config = commucat_server::Config::default();
+        config.server.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        config.server.data_dir = data.to_owned();
+        tweak(&mut config);
+        let server = runtime
+            .block_on(commucat_server::Server::bind(config))
+            .unwrap();
+        let url = format!("https://localhost:{}", server.local_addr().port());
+        let ca = server.cert_path().to_owned();
+        let fingerprint = server.cert_fingerprint().to_owned();
+        let handle = runtime.block_on(async { server.spawn() });
+        Self {
+            runtime,
+            handle: Some(handle),
+            url,
+            ca,
+            fingerprint,
+        }
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            let _ = self.runtime.block_on(handle.shutdown());
+        }
+    }
+}
+
 #[test]
 fn chat_sends_piped_lines_and_prints_what_arrives() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let mut config = commucat_server::Config::default();
-    config.server.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    config.server.data_dir.clone_from(&data);
-    config.server.domain = "localhost".to_owned();
-    let server = runtime
-        .block_on(commucat_server::Server::bind(config))
-        .unwrap();
-    let url = format!("https://localhost:{}", server.local_addr().port());
-    let ca = server.cert_path().to_owned();
-    let fingerprint = server.cert_fingerprint().to_owned();
-    let handle = runtime.block_on(async { server.spawn() });
+    let server = InProcess::start(&dir.path().join("data"), |_| {});
+    let (url, ca, fingerprint) = (&server.url, &server.ca, &server.fingerprint);
 
     // bob listens, with standard input left open.
     let bob = spawn_chat(
         dir.path(),
-        &url,
-        &ca,
+        url,
+        ca,
         "bob.json",
         &[
             "--device-id",
@@ -368,8 +412,8 @@ fn chat_sends_piped_lines_and_prints_what_arrives() {
     // alice pipes two lines and exits once the server acknowledged them.
     let mut alice = spawn_chat(
         dir.path(),
-        &url,
-        &ca,
+        url,
+        ca,
         "alice.json",
         &[
             "--device-id",
@@ -415,42 +459,25 @@ fn chat_sends_piped_lines_and_prints_what_arrives() {
 
     // A second run loads the saved identity (same device, no new account), this time
     // trusting the server by its certificate fingerprint.
-    let mut again = spawn_chat_trusting(
+    let again = spawn_chat_trusting(
         dir.path(),
-        &url,
-        &["--pin", &fingerprint],
+        url,
+        &["--pin", fingerprint.as_str()],
         "alice.json",
         &[],
     );
-    drop(again.stdin.take());
-    let mut err = String::new();
-    again
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    assert!(again.wait().unwrap().success(), "{err}");
+    let (success, err) = chat_once(again);
+    assert!(success, "{err}");
     assert!(err.contains("connected as alice-1"), "{err}");
-
-    runtime.block_on(handle.shutdown()).unwrap();
 }
 
 #[test]
 fn a_user_added_offline_connects_where_unknown_devices_need_pairing() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let mut config = commucat_server::Config::default();
-    config.server.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    config.server.data_dir.clone_from(&data);
-    config.devices.auto_approve = false;
-    let server = runtime
-        .block_on(commucat_server::Server::bind(config))
-        .unwrap();
-    let url = format!("https://localhost:{}", server.local_addr().port());
-    let ca = server.cert_path().to_owned();
-    let handle = runtime.block_on(async { server.spawn() });
+    let server = InProcess::start(&dir.path().join("data"), |c| {
+        c.devices.auto_approve = false;
+    });
+    let (url, ca) = (&server.url, &server.ca);
 
     // The operator adds carol beside the running server; carol's identity connects.
     ok(
@@ -465,36 +492,18 @@ fn a_user_added_offline_connects_where_unknown_devices_need_pairing() {
             "carol.json",
         ],
     );
-    let mut carol = spawn_chat(dir.path(), &url, &ca, "carol.json", &[]);
-    drop(carol.stdin.take());
-    let mut err = String::new();
-    carol
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    assert!(carol.wait().unwrap().success(), "{err}");
+    let (success, err) = chat_once(spawn_chat(dir.path(), url, ca, "carol.json", &[]));
+    assert!(success, "{err}");
     assert!(err.contains("connected as carol-1"), "{err}");
 
     // A device nobody registered is refused.
-    let mut stranger = spawn_chat(
+    let (success, err) = chat_once(spawn_chat(
         dir.path(),
-        &url,
-        &ca,
+        url,
+        ca,
         "stranger.json",
         &["--handle", "stranger"],
-    );
-    drop(stranger.stdin.take());
-    let mut err = String::new();
-    stranger
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    assert!(!stranger.wait().unwrap().success());
+    ));
+    assert!(!success);
     assert!(err.contains("PairingRequired"), "{err}");
-
-    runtime.block_on(handle.shutdown()).unwrap();
 }
