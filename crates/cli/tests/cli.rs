@@ -496,6 +496,39 @@ fn a_user_added_offline_connects_where_unknown_devices_need_pairing() {
     assert!(success, "{err}");
     assert!(err.contains("connected as carol-1"), "{err}");
 
+    // An operator-issued pairing code adds a second device to carol's account.
+    let out = ok(
+        dir.path(),
+        &["pair", "--user", "carol", "--data-dir", "data"],
+    );
+    let code = out
+        .lines()
+        .find_map(|l| l.strip_prefix("pairing code "))
+        .unwrap()
+        .to_owned();
+    let pem = std::fs::read(ca).unwrap();
+    let claimed: serde_json::Value = server.runtime.block_on(async {
+        let http = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
+            .build()
+            .unwrap();
+        let response = http
+            .post(format!("{url}/api/pair/claim"))
+            .json(&serde_json::json!({"pair_code": code}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    });
+    assert_eq!(claimed["user"]["handle"], "carol");
+    assert_eq!(claimed["issuer_device_id"], "carol-1");
+    let out = ok(
+        dir.path(),
+        &["device", "list", "--user", "carol", "--data-dir", "data"],
+    );
+    assert!(out.contains("2 devices"), "{out}");
+
     // A device nobody registered is refused.
     let (success, err) = chat_once(spawn_chat(
         dir.path(),
