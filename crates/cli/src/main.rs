@@ -1,5 +1,14 @@
 //! The `commucat` command.
 
+mod chat;
+mod context;
+mod devices;
+mod init;
+mod keys;
+mod migrate;
+mod pair;
+mod users;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -34,6 +43,46 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
     },
+    /// Write a commented configuration file that `serve --config` loads as is.
+    Init(init::InitArgs),
+    /// Apply the store's pending schema migrations and list the applied ones.
+    ///
+    /// `serve` migrates on start too; run this to upgrade ahead of a restart.
+    Migrate {
+        #[command(flatten)]
+        config: context::ConfigArgs,
+    },
+    /// Manage accounts (on the store the configuration points at).
+    User {
+        #[command(flatten)]
+        config: context::ConfigArgs,
+        #[command(subcommand)]
+        command: users::UserCommand,
+    },
+    /// List or revoke an account's devices.
+    Device {
+        #[command(flatten)]
+        config: context::ConfigArgs,
+        #[command(subcommand)]
+        command: devices::DeviceCommand,
+    },
+    /// Manage the Noise static keys clients pin (list, rotate, retire).
+    Keys {
+        #[command(flatten)]
+        config: context::ConfigArgs,
+        #[command(subcommand)]
+        command: keys::KeysCommand,
+    },
+    /// Issue a pairing code that adds a new device to an account.
+    Pair {
+        #[command(flatten)]
+        config: context::ConfigArgs,
+        #[command(flatten)]
+        args: pair::PairArgs,
+    },
+    /// Chat from the terminal: connect, join a channel, send standard input line by line and
+    /// print what arrives.
+    Chat(chat::ChatArgs),
     /// Decode CCP-1 frames and print one JSON object per frame.
     ///
     /// Reads the hex string given as argument, or raw bytes from standard input when none is
@@ -60,6 +109,13 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve { config, data_dir } => serve(config.as_deref(), data_dir),
         Command::Decode { hex } => decode(hex.as_deref()),
+        Command::Init(args) => init::run(&args),
+        Command::Migrate { config } => migrate::run(&config),
+        Command::User { config, command } => users::run(&config, &command),
+        Command::Device { config, command } => devices::run(&config, &command),
+        Command::Keys { config, command } => keys::run(&config, &command),
+        Command::Pair { config, args } => pair::run(&config, &args),
+        Command::Chat(args) => chat::run(&args),
     }
 }
 
@@ -174,7 +230,7 @@ mod tests {
                 assert_eq!(config, Some(PathBuf::from("/etc/commucat.toml")));
                 assert_eq!(data_dir, Some(PathBuf::from("/var/lib/commucat")));
             }
-            Command::Decode { .. } => panic!("parsed as decode"),
+            _ => panic!("parsed as another command"),
         }
         assert!(Cli::try_parse_from(["commucat", "serve", "--bogus"]).is_err());
         assert!(Cli::try_parse_from(["commucat", "decode", "00"]).is_ok());

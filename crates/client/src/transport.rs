@@ -91,6 +91,57 @@ pub async fn open(
     })
 }
 
+/// Most bytes [`get`] reads from a response body.
+pub const MAX_GET_BODY: usize = 1024 * 1024;
+
+/// `GET {path}` over TLS 1.3 + HTTP/2 (e.g. `/api/server-info` before a handshake); returns
+/// the status and body (at most [`MAX_GET_BODY`] bytes).
+///
+/// # Errors
+/// [`ClientError::Transport`] for any connection failure or an oversized body.
+pub async fn get(
+    addr: SocketAddr,
+    server_name: &str,
+    trust: &TlsTrust,
+    path: &str,
+) -> Result<(u16, Vec<u8>), ClientError> {
+    let transport = |e: &dyn std::fmt::Display| ClientError::Transport(e.to_string());
+    let tls = tls_connect(addr, server_name, trust, b"h2").await?;
+    let (client, connection) = h2::client::handshake(tls)
+        .await
+        .map_err(|e| transport(&e))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "h2 connection ended");
+        }
+    });
+    let request = http::Request::builder()
+        .method(http::Method::GET)
+        .uri(format!("https://{}{path}", authority(addr, server_name)))
+        .header(http::header::USER_AGENT, "commucat-client/0.1")
+        .body(())
+        .map_err(|e| transport(&e))?;
+    let mut client = client.ready().await.map_err(|e| transport(&e))?;
+    let (response, _) = client
+        .send_request(request, true)
+        .map_err(|e| transport(&e))?;
+    let response = response.await.map_err(|e| transport(&e))?;
+    let status = response.status().as_u16();
+    let mut body = response.into_body();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.map_err(|e| transport(&e))?;
+        let _ = body.flow_control().release_capacity(chunk.len());
+        if bytes.len() + chunk.len() > MAX_GET_BODY {
+            return Err(ClientError::Transport(format!(
+                "{path}: response body over {MAX_GET_BODY} bytes"
+            )));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok((status, bytes))
+}
+
 /// TCP + TLS 1.3 to `addr`, offering the single ALPN protocol `alpn`.
 async fn tls_connect(
     addr: SocketAddr,

@@ -224,6 +224,7 @@ fn settings(ca: &DeviceKeyPair) -> HandshakeSettings {
             version: 1,
             private: Zeroizing::new(SERVER_PRIVATE),
             public: x25519_public(&SERVER_PRIVATE),
+            accept_until: None,
         }],
         device_ca: ca.clone(),
         auto_approve: true,

@@ -42,6 +42,9 @@ pub enum ServerError {
         /// Why.
         source: crate::router::presence::PresenceError,
     },
+    /// The ledger could not be opened.
+    #[error(transparent)]
+    Ledger(#[from] crate::ledger::LedgerError),
     /// The listen address could not be bound.
     #[error("binding {addr}: {source}")]
     Bind {

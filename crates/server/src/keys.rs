@@ -125,19 +125,27 @@ fn load_or_generate_key(
         return parse_key_file(path, &bytes);
     }
     let key = generate();
-    // Exact capacity: the buffer never reallocates, so no unzeroized copy is left behind.
-    let mut line = Zeroizing::new(String::with_capacity(2 * KEY_LEN + 1));
-    for byte in key.iter() {
-        // Writing to a String cannot fail.
-        let _ = write!(line, "{byte:02x}");
-    }
-    line.push('\n');
-    secrets::write_private_atomic(path, line.as_bytes())?;
+    secrets::write_private_atomic(path, key_line(&key).as_bytes())?;
     tracing::info!(file = %path.display(), "generated {label} key");
     Ok(key)
 }
 
-fn parse_key_file(path: &Path, bytes: &[u8]) -> Result<Zeroizing<[u8; KEY_LEN]>, KeyStoreError> {
+/// `key` as one line of lowercase hex, in a buffer zeroized on drop.
+pub(crate) fn key_line(key: &[u8; KEY_LEN]) -> Zeroizing<String> {
+    // Exact capacity: the buffer never reallocates, so no unzeroized copy is left behind.
+    let mut line = Zeroizing::new(String::with_capacity(2 * KEY_LEN + 1));
+    for byte in key {
+        // Writing to a String cannot fail.
+        let _ = write!(line, "{byte:02x}");
+    }
+    line.push('\n');
+    line
+}
+
+pub(crate) fn parse_key_file(
+    path: &Path,
+    bytes: &[u8],
+) -> Result<Zeroizing<[u8; KEY_LEN]>, KeyStoreError> {
     let corrupt = |reason: String| KeyStoreError::Corrupt {
         path: path.to_owned(),
         reason,

@@ -50,6 +50,16 @@ pub fn create_private_dir(dir: &Path) -> Result<(), FileError> {
 /// Refuses to replace an existing file (`AlreadyExists`), so two processes starting at once
 /// cannot overwrite each other's freshly generated key.
 pub fn write_private_atomic(path: &Path, contents: &[u8]) -> Result<(), FileError> {
+    write_private(path, contents, false)
+}
+
+/// Like [`write_private_atomic`], but replaces an existing file (key rotation): readers see
+/// the old contents or the new, never a mix.
+pub fn replace_private_atomic(path: &Path, contents: &[u8]) -> Result<(), FileError> {
+    write_private(path, contents, true)
+}
+
+fn write_private(path: &Path, contents: &[u8], replace: bool) -> Result<(), FileError> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -62,8 +72,12 @@ pub fn write_private_atomic(path: &Path, contents: &[u8]) -> Result<(), FileErro
     temp.write_all(contents)
         .and_then(|()| temp.as_file().sync_all())
         .map_err(|e| FileError::new(path, "writing temporary file", e))?;
-    temp.persist_noclobber(path)
-        .map_err(|e| FileError::new(path, "renaming into place", e.error))?;
+    let persisted = if replace {
+        temp.persist(path).map(drop)
+    } else {
+        temp.persist_noclobber(path).map(drop)
+    };
+    persisted.map_err(|e| FileError::new(path, "renaming into place", e.error))?;
     // Make the rename durable too.
     fs::File::open(dir)
         .and_then(|d| d.sync_all())
@@ -124,6 +138,9 @@ mod tests {
         assert_eq!(error.source.kind(), io::ErrorKind::AlreadyExists);
         assert!(error.to_string().contains("secret"), "{error}");
         assert_eq!(fs::read(&file).unwrap(), b"first");
+        replace_private_atomic(&file, b"second").unwrap();
+        assert_eq!(fs::read(&file).unwrap(), b"second");
+        assert_eq!(mode(&file), 0o600);
     }
 
     #[test]

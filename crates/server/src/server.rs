@@ -17,7 +17,9 @@ use zeroize::Zeroizing;
 use crate::api::{self, AppState, ServerInfo};
 use crate::config::Config;
 use crate::error::ServerError;
+use crate::keyring::{AcceptedKey, NoiseKeyring};
 use crate::keys::ServerKeys;
+use crate::ledger::Ledger;
 use crate::listener::http::{self, ListenLimits};
 use crate::pq_keys::PqKeys;
 use crate::router::presence::{LocalPresence, Presence};
@@ -34,6 +36,8 @@ pub struct Server {
     config: Config,
     keys: ServerKeys,
     pq: PqKeys,
+    keyring: NoiseKeyring,
+    ledger: Ledger,
     tls: TlsIdentity,
     tls_config: Arc<rustls::ServerConfig>,
     listener: TcpListener,
@@ -45,7 +49,8 @@ pub struct Server {
 /// Name of the embedded database inside the data directory.
 pub const DATABASE_FILE: &str = "commucat.db";
 
-/// The session service for `config`, `keys`, `store` and the presence registry.
+/// The session service for `config`, `keys`, `store` and the presence registry, accepting
+/// only the current Noise key and recording no ledger.
 #[must_use]
 pub fn sessions(
     config: &Config,
@@ -53,15 +58,34 @@ pub fn sessions(
     store: Arc<dyn Store>,
     presence: Arc<dyn Presence>,
 ) -> Sessions {
+    let accepted = NoiseKeyring::single(keys.noise.clone()).accepted(None, 0);
+    sessions_with(config, keys, &accepted, Ledger::off(), store, presence)
+}
+
+/// The session service accepting the Noise keys `accepted` (current first) and recording in
+/// `ledger`.
+#[must_use]
+pub fn sessions_with(
+    config: &Config,
+    keys: &ServerKeys,
+    accepted: &[AcceptedKey],
+    ledger: Ledger,
+    store: Arc<dyn Store>,
+    presence: Arc<dyn Presence>,
+) -> Sessions {
     use crate::clock::secs;
     let settings = HandshakeSettings {
         domain: config.server.domain.clone(),
         prologue: config.crypto.prologue.as_bytes().to_vec(),
-        noise_keys: vec![NoiseKey {
-            version: 1,
-            private: Zeroizing::new(*keys.noise.private()),
-            public: keys.noise.public(),
-        }],
+        noise_keys: accepted
+            .iter()
+            .map(|k| NoiseKey {
+                version: k.version,
+                private: Zeroizing::new(*k.key.private()),
+                public: k.key.public(),
+                accept_until: k.accept_until,
+            })
+            .collect(),
         device_ca: keys.device_ca.clone(),
         auto_approve: config.devices.auto_approve,
         max_auto_devices_per_user: config.devices.max_auto_devices_per_user,
@@ -75,13 +99,30 @@ pub fn sessions(
         Arc::clone(&store),
         presence,
         MessagingSettings::from_config(config),
-    );
+    )
+    .with_ledger(ledger.clone());
     Sessions::new(
-        Handshaker::new(Arc::new(settings), store),
+        Handshaker::new(Arc::new(settings), store).with_ledger(ledger),
         Arc::new(messaging),
         config.session.handshake_timeout,
         config.limits.max_frame_len,
     )
+}
+
+/// Opens the store `config` points at, applying its pending migrations (the server and the
+/// offline `commucat` commands share this).
+///
+/// # Errors
+/// [`ServerError::Store`] naming the database.
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServerError> {
+    let db_path = config.server.data_dir.join(DATABASE_FILE);
+    let store = SqliteStore::open(&db_path)
+        .await
+        .map_err(|source| ServerError::Store {
+            path: db_path.clone(),
+            source,
+        })?;
+    Ok(Arc::new(store))
 }
 
 /// The presence registry `config` asks for: Redis when `presence.redis_url` is set (connected
@@ -112,16 +153,12 @@ impl Server {
         secrets::create_private_dir(&config.server.data_dir).map_err(ServerError::DataDir)?;
         let keys = ServerKeys::load_or_generate(&config.server.data_dir)?;
         let pq = PqKeys::load_or_generate(&config.server.data_dir)?;
+        let keyring = NoiseKeyring::load(&config.server.data_dir, keys.noise.clone())?;
         let tls = TlsIdentity::load_or_generate(&config)?;
         let tls_config = tls.server_config()?;
-        let db_path = config.server.data_dir.join(DATABASE_FILE);
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db_path).await.map_err(
-            |source| ServerError::Store {
-                path: db_path.clone(),
-                source,
-            },
-        )?);
+        let store = open_store(&config).await?;
         let presence = presence_registry(&config).await?;
+        let ledger = Ledger::start(&config.ledger, &config.server.data_dir)?;
         let addr = config.server.listen;
         let listener = TcpListener::bind(addr)
             .await
@@ -133,6 +170,8 @@ impl Server {
             config,
             keys,
             pq,
+            keyring,
+            ledger,
             tls,
             tls_config,
             listener,
@@ -152,6 +191,12 @@ impl Server {
     #[must_use]
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The Noise keys: current version and the superseded ones.
+    #[must_use]
+    pub fn keyring(&self) -> &NoiseKeyring {
+        &self.keyring
     }
 
     /// The server's long-term keys.
@@ -185,6 +230,8 @@ impl Server {
             config,
             keys,
             pq,
+            keyring,
+            ledger,
             tls,
             tls_config,
             listener,
@@ -193,6 +240,7 @@ impl Server {
             presence,
         } = self;
         let acceptor = TlsAcceptor::from(tls_config);
+        let accepted = keyring.accepted(config.crypto.noise_key_grace, crate::clock::unix_now());
         let cert_kind = match tls.source {
             CertSource::Configured => "configured",
             CertSource::DevReused => "dev (reused)",
@@ -206,6 +254,8 @@ impl Server {
             cert_kind,
             cert_sha256 = %tls.fingerprint,
             noise_public = %hex::encode(keys.noise.public()),
+            noise_key_version = keyring.current_version,
+            noise_keys_accepted = accepted.len(),
             device_ca_public = %keys.device_ca.public_key_hex(),
             "commucat listening (TLS 1.3; HTTP/2 and HTTP/1.1)"
         );
@@ -216,10 +266,10 @@ impl Server {
         let mut rest =
             api::RestSettings::new(&config, &keys, &pq).map_err(ServerError::PostQuantum)?;
         rest.p2p.relay_port = local_addr.port();
-        let sessions = sessions(&config, &keys, store, presence);
+        let sessions = sessions_with(&config, &keys, &accepted, ledger.clone(), store, presence);
         let metrics = Arc::clone(&sessions.hub().metrics);
         let router = api::router(AppState {
-            server_info: Arc::new(ServerInfo::new(&config, &keys, &pq)),
+            server_info: Arc::new(ServerInfo::new(&config, &keys, &pq).with_noise_keys(&accepted)),
             rest: Arc::new(rest),
             sessions,
             connect: crate::connect::ConnectSettings {
@@ -235,6 +285,8 @@ impl Server {
         };
         http::serve(listener, acceptor, router, limits, metrics, shutdown).await;
         janitor.abort();
+        // Records of the drained connections reach the ledger before the process may exit.
+        let _ = tokio::task::spawn_blocking(move || ledger.flush()).await;
         Ok(())
     }
 

@@ -164,6 +164,28 @@ impl ServerInfo {
     }
 }
 
+impl ServerInfo {
+    /// This body listing `accepted` as `noise_keys` (current first, the one also advertised
+    /// as `noise_public`).
+    #[must_use]
+    pub fn with_noise_keys(self, accepted: &[crate::keyring::AcceptedKey]) -> Self {
+        let Some(current) = accepted.first() else {
+            return self;
+        };
+        Self {
+            noise_public: hex::encode(current.key.public()),
+            noise_keys: accepted
+                .iter()
+                .map(|k| NoiseKey {
+                    version: k.version,
+                    public: hex::encode(k.key.public()),
+                })
+                .collect(),
+            ..self
+        }
+    }
+}
+
 /// `GET /api/server-info` → 200 with [`ServerInfo`].
 #[utoipa::path(
     get, path = "/api/server-info", tag = "server",

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{Config, ConfigError, Origins, TlsFiles, parse_listen};
+use super::{Config, ConfigError, LedgerSink, Origins, TlsFiles, parse_listen};
 
 /// Prefix of every environment setting.
 pub const ENV_PREFIX: &str = "COMMUCAT_";
@@ -34,6 +34,22 @@ const SETTINGS: &[(&str, &str, Setter)] = &[
     ),
     ("COMMUCAT_NOISE_PROLOGUE", "crypto.prologue", |c, _, raw| {
         raw.clone_into(&mut c.crypto.prologue);
+        Ok(())
+    }),
+    (
+        "COMMUCAT_NOISE_KEY_GRACE",
+        "crypto.noise_key_grace",
+        |c, n, r| {
+            c.crypto.noise_key_grace = Some(secs(n, r)?);
+            Ok(())
+        },
+    ),
+    ("COMMUCAT_LEDGER", "ledger.sink", |c, n, r| {
+        c.ledger.sink = LedgerSink::parse(n, r)?;
+        Ok(())
+    }),
+    ("COMMUCAT_LEDGER_PATH", "ledger.path", |c, _, raw| {
+        c.ledger.path = Some(PathBuf::from(raw));
         Ok(())
     }),
     (

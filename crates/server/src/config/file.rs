@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{Config, ConfigError, TlsFiles, parse_listen};
+use super::{Config, ConfigError, LedgerSink, TlsFiles, parse_listen};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,6 +30,8 @@ struct FileConfig {
     rate_limits: RateLimitsSection,
     #[serde(default)]
     metrics: MetricsSection,
+    #[serde(default)]
+    ledger: LedgerSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -66,6 +68,16 @@ struct TlsSection {
 #[serde(deny_unknown_fields)]
 struct CryptoSection {
     prologue: Option<String>,
+    noise_key_grace: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LedgerSection {
+    sink: Option<String>,
+    path: Option<PathBuf>,
+    queue: Option<usize>,
+    fsync: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -141,6 +153,19 @@ pub(super) fn apply(config: &mut Config, path: &Path, text: &str) -> Result<(), 
     }
 
     set(&mut config.crypto.prologue, file.crypto.prologue);
+    if let Some(grace) = file.crypto.noise_key_grace {
+        config.crypto.noise_key_grace = Some(Duration::from_secs(grace));
+    }
+
+    let ledger = file.ledger;
+    if let Some(sink) = ledger.sink {
+        config.ledger.sink = LedgerSink::parse("ledger.sink", &sink)?;
+    }
+    if let Some(path) = ledger.path {
+        config.ledger.path = Some(resolve(path));
+    }
+    set(&mut config.ledger.queue, ledger.queue);
+    set(&mut config.ledger.fsync, ledger.fsync);
 
     let devices = file.devices;
     set(&mut config.devices.auto_approve, devices.auto_approve);

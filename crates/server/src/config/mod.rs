@@ -48,6 +48,8 @@ pub struct Config {
     pub rate_limits: RateLimitSettings,
     /// `[metrics]`: access to `/metrics` and `/api/security-stats`.
     pub metrics: MetricsSettings,
+    /// `[ledger]`: the append-only audit record.
+    pub ledger: LedgerSettings,
 }
 
 /// `[rate_limits]` section: per client IP (IPv6 per /64), token buckets that hold a minute's
@@ -129,6 +131,10 @@ pub struct TlsFiles {
 pub struct CryptoSettings {
     /// Noise prologue (`crypto.prologue`, `COMMUCAT_NOISE_PROLOGUE`); must match the clients'.
     pub prologue: String,
+    /// How long a Noise static key stays accepted after `commucat keys rotate` replaced it
+    /// (`crypto.noise_key_grace`, `COMMUCAT_NOISE_KEY_GRACE`); `None` (the default): until an
+    /// operator retires it with `commucat keys retire`, because deployed clients pin the key.
+    pub noise_key_grace: Option<Duration>,
 }
 
 /// `[devices]` section.
@@ -199,6 +205,62 @@ pub struct PresenceSettings {
     pub key_prefix: String,
 }
 
+/// Where ledger records go (`ledger.sink`, `COMMUCAT_LEDGER`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LedgerSink {
+    /// No ledger.
+    Off,
+    /// One JSON line per record on standard output.
+    Stdout,
+    /// Appended to `ledger.path` (default `<data_dir>/ledger.jsonl`).
+    File,
+}
+
+impl LedgerSink {
+    /// Parses `off`, `stdout` or `file`.
+    pub(crate) fn parse(key: &str, raw: &str) -> Result<Self, ConfigError> {
+        match raw.trim() {
+            "off" => Ok(Self::Off),
+            "stdout" => Ok(Self::Stdout),
+            "file" => Ok(Self::File),
+            other => Err(ConfigError::invalid(
+                key,
+                format!("must be \"off\", \"stdout\" or \"file\", got {other:?}"),
+            )),
+        }
+    }
+}
+
+/// `[ledger]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerSettings {
+    /// Where records go (`ledger.sink`, `COMMUCAT_LEDGER`); default `file`.
+    pub sink: LedgerSink,
+    /// The ledger file (`ledger.path`, `COMMUCAT_LEDGER_PATH`); `None`: `<data_dir>/ledger.jsonl`.
+    pub path: Option<PathBuf>,
+    /// Records that may wait for the writer (`ledger.queue`); when full, new records are
+    /// dropped and counted, never waited for.
+    pub queue: usize,
+    /// `fdatasync` the file after every batch (`ledger.fsync`); otherwise records reach the
+    /// operating system after every batch and the disk when it flushes.
+    pub fsync: bool,
+}
+
+/// Name of the ledger file inside the data directory when `ledger.path` is unset.
+pub const LEDGER_FILE: &str = "ledger.jsonl";
+
+impl LedgerSettings {
+    /// The file records are appended to, when the sink is a file.
+    #[must_use]
+    pub fn file_path(&self, data_dir: &Path) -> Option<PathBuf> {
+        (self.sink == LedgerSink::File).then(|| {
+            self.path
+                .clone()
+                .unwrap_or_else(|| data_dir.join(LEDGER_FILE))
+        })
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -211,6 +273,7 @@ impl Default for Config {
             tls: TlsSettings::default(),
             crypto: CryptoSettings {
                 prologue: "commucat".to_owned(),
+                noise_key_grace: None,
             },
             devices: DeviceSettings {
                 auto_approve: true,
@@ -239,6 +302,12 @@ impl Default for Config {
             presence: PresenceSettings::default(),
             rate_limits: RateLimitSettings::default(),
             metrics: MetricsSettings::default(),
+            ledger: LedgerSettings {
+                sink: LedgerSink::File,
+                path: None,
+                queue: 4096,
+                fsync: false,
+            },
         }
     }
 }
@@ -376,6 +445,16 @@ impl Config {
             return Err(ConfigError::invalid(
                 name("crypto.prologue"),
                 "must be at most 1024 bytes",
+            ));
+        }
+        if let Some(grace) = self.crypto.noise_key_grace {
+            check_secs(name("crypto.noise_key_grace"), grace, 0, MAX_DURATION_SECS)?;
+        }
+        let queue = self.ledger.queue;
+        if !(1..=1_000_000).contains(&queue) {
+            return Err(ConfigError::invalid(
+                name("ledger.queue"),
+                format!("must be between 1 and 1000000, got {queue}"),
             ));
         }
         check_secs(

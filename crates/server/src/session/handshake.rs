@@ -25,6 +25,8 @@ use zeroize::Zeroizing;
 
 use commucat_link::{ByteStream, ConnError, Connection, StreamError};
 
+use crate::ledger::Ledger;
+
 /// Capability that switches post-handshake frames to Noise transport records.
 pub const CAP_NOISE_TRANSPORT: &str = "noise-transport";
 /// Capabilities this server can honour.
@@ -43,6 +45,9 @@ pub struct NoiseKey {
     pub private: Zeroizing<[u8; 32]>,
     /// X25519 public key.
     pub public: [u8; 32],
+    /// Unix second from which the key is refused (a superseded key's grace period ends);
+    /// `None`: accepted until an operator retires it.
+    pub accept_until: Option<i64>,
 }
 
 /// Everything the handshake needs from configuration.
@@ -89,6 +94,14 @@ pub struct Established {
     pub accepted_capabilities: Vec<String>,
     /// Session expiry, Unix seconds.
     pub expires_at: i64,
+    /// Version of the server Noise key the client addressed.
+    pub noise_key_version: u32,
+    /// Whether the device was registered before this handshake.
+    pub device_known: bool,
+    /// Whether the client presented a device certificate.
+    pub had_certificate: bool,
+    /// Whether the ACK carried a newly issued certificate (first registration or renewal).
+    pub issued_certificate: bool,
 }
 
 /// Handshake stage, for logs and the ledger.
@@ -219,6 +232,7 @@ impl HandshakeFailure {
 pub struct Handshaker {
     settings: Arc<HandshakeSettings>,
     store: Arc<dyn Store>,
+    ledger: Ledger,
 }
 
 /// A validated HELLO, before the registry is consulted.
@@ -252,13 +266,17 @@ pub fn session_key(token: &str) -> String {
 }
 
 /// 64 lowercase hex characters from 32 random bytes.
-pub(crate) fn random_id() -> String {
+/// A fresh random id (64 hex characters): users, key events.
+#[must_use]
+pub fn random_id() -> String {
     let mut bytes = [0u8; 32];
     OsRng.fill_bytes(&mut bytes);
     encode_hex(&bytes)
 }
 
-fn valid_device_id(id: &str) -> bool {
+/// Whether `id` is an acceptable `device_id`.
+#[must_use]
+pub fn valid_device_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= MAX_DEVICE_ID_LEN
         && id
@@ -266,7 +284,9 @@ fn valid_device_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'@'))
 }
 
-fn valid_handle(handle: &str) -> bool {
+/// Whether `handle` is an acceptable account handle.
+#[must_use]
+pub fn valid_handle(handle: &str) -> bool {
     !handle.is_empty()
         && handle.len() <= MAX_HANDLE_LEN
         && handle
@@ -287,7 +307,17 @@ impl Handshaker {
     /// A handshaker using `store` as the device registry.
     #[must_use]
     pub fn new(settings: Arc<HandshakeSettings>, store: Arc<dyn Store>) -> Self {
-        Self { settings, store }
+        Self {
+            settings,
+            store,
+            ledger: Ledger::off(),
+        }
+    }
+
+    /// This handshaker, recording outcomes and registrations in `ledger`.
+    #[must_use]
+    pub fn with_ledger(self, ledger: Ledger) -> Self {
+        Self { ledger, ..self }
     }
 
     /// The settings in force.
@@ -453,6 +483,7 @@ impl Handshaker {
         }
 
         // ---- Commit the registry decision, store the session, then acknowledge.
+        let device_known = resolved.pending.is_none();
         self.commit(&mut resolved, &checked)
             .await
             .map_err(|f| with_device(f).at(Stage::Established))?;
@@ -526,8 +557,12 @@ impl Handshaker {
             user,
             protocol_version: checked.version,
             pattern: checked.pattern,
+            device_known,
+            had_certificate: checked.certificate.is_some(),
+            issued_certificate: resolved.issued.is_some(),
             accepted_capabilities: checked.accepted_capabilities,
             expires_at,
+            noise_key_version: noise_key.version,
         })
     }
 
@@ -562,10 +597,43 @@ impl Handshaker {
                     capabilities = ?established.accepted_capabilities,
                     "handshake complete"
                 );
+                self.ledger.record(
+                    "handshake",
+                    serde_json::json!({
+                        "result": "success",
+                        "stage": Stage::Established.label(),
+                        "remote_addr": remote,
+                        "device": established.device_id,
+                        "user": established.user.user_id,
+                        "device_known": established.device_known,
+                        "noise_key_active": true,
+                        "noise_key_version": established.noise_key_version,
+                        "has_user_profile": established.user.display_name.is_some()
+                            || established.user.avatar_url.is_some(),
+                        "has_certificate": established.had_certificate,
+                        "certificate_issued": established.issued_certificate,
+                        "session": session_key(&established.session_id),
+                        "protocol_version": established.protocol_version,
+                        "pattern": established.pattern.label(),
+                        "capabilities": established.accepted_capabilities,
+                    }),
+                );
                 Ok(established)
             }
             Err(failure) => {
                 report_failure(conn, &failure, remote).await;
+                self.ledger.record(
+                    "handshake",
+                    serde_json::json!({
+                        "result": "failure",
+                        "reason": failure.reason,
+                        "stage": failure.stage.label(),
+                        "title": failure.kind.title(),
+                        "remote_addr": remote,
+                        "device": failure.device_id,
+                        "detail": failure.detail,
+                    }),
+                );
                 Err(failure)
             }
         }
@@ -674,7 +742,11 @@ impl Handshaker {
         pattern: HandshakePattern,
         msg1: &[u8],
     ) -> Result<(Handshake, &'k NoiseKey), HandshakeFailure> {
+        let now = crate::clock::unix_now();
         for key in &self.settings.noise_keys {
+            if key.accept_until.is_some_and(|until| now >= until) {
+                continue;
+            }
             let mut noise = Handshake::responder(pattern, &key.private, &self.settings.prologue)
                 .map_err(|e| {
                     HandshakeFailure::new(ProblemKind::InternalError, "crypto", e.to_string())
@@ -986,6 +1058,15 @@ impl Handshaker {
                     .await
                     .map_err(|e| HandshakeFailure::from_store(&e))?;
                 tracing::info!(scope = "device", action = "register", device = %device_id, user = %resolved.user.user_id, "device registered");
+                self.ledger.record(
+                    "device",
+                    serde_json::json!({
+                        "event": "register",
+                        "device": device_id,
+                        "user": resolved.user.user_id,
+                        "via": "handshake",
+                    }),
+                );
             }
             None => {
                 resolved.user = self

@@ -50,6 +50,7 @@ async fn fixture_with(tweak: impl FnOnce(&mut HandshakeSettings)) -> Fixture {
             version: 1,
             private: Zeroizing::new(noise_private),
             public: x25519_public(&noise_private),
+            accept_until: None,
         }],
         device_ca: ca.clone(),
         auto_approve: true,
@@ -660,4 +661,45 @@ async fn garbage_truncation_and_timeout() {
     let problem: Problem = conn.recv().await.unwrap().unwrap().parse_control().unwrap();
     assert_eq!(problem.title.as_deref(), Some("Unexpected Frame"));
     server.await.unwrap().0.unwrap_err();
+}
+
+#[tokio::test]
+async fn a_superseded_key_is_accepted_until_its_grace_period_ends() {
+    let old_private = [12u8; 32];
+    let old = |accept_until| NoiseKey {
+        version: 1,
+        private: Zeroizing::new(old_private),
+        public: x25519_public(&old_private),
+        accept_until,
+    };
+    let pinned_old = ServerParams::new(DOMAIN, x25519_public(&old_private));
+    for (accept_until, accepted) in [
+        (None, true),
+        (Some(now() + 3600), true),
+        (Some(now() - 1), false),
+    ] {
+        let mut fx = fixture_with(|s| {
+            s.noise_keys[0].version = 2;
+            s.noise_keys.push(old(accept_until));
+        })
+        .await;
+        for pattern in [HandshakePattern::Xk, HandshakePattern::Ik] {
+            let options = HandshakeOptions::default().with_pattern(pattern);
+            let identity = DeviceIdentity::generate(format!("device-{pattern:?}-{accepted}"));
+            // The current key always works.
+            let (client, server, _) = connect(&fx, &identity, &options).await;
+            client.unwrap();
+            assert_eq!(server.unwrap().noise_key_version, 2);
+            let current = std::mem::replace(&mut fx.server, pinned_old.clone());
+            let (client, server, _) = connect(&fx, &identity, &options).await;
+            fx.server = current;
+            if accepted {
+                client.unwrap();
+                assert_eq!(server.unwrap().noise_key_version, 1);
+            } else {
+                assert_eq!(title(&client), "Handshake Failed", "{accept_until:?}");
+                assert_eq!(server.unwrap_err().reason, "crypto");
+            }
+        }
+    }
 }

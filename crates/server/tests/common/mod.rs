@@ -12,6 +12,8 @@
     clippy::indexing_slicing
 )]
 
+pub mod deployed;
+
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
@@ -233,20 +235,29 @@ impl TestServer {
 
     /// Stops the server and starts it again on the same data directory (a new port).
     pub async fn restart(&mut self) {
+        let before = self.params.server_static;
+        self.relaunch().await;
+        assert_eq!(before, self.params.server_static, "keys persist");
+    }
+
+    /// Stops the server and starts it again on the same data directory, where the Noise key
+    /// may have been rotated in between.
+    pub async fn relaunch(&mut self) {
         if let Some(handle) = self.handle.take() {
             handle.shutdown().await.unwrap();
         }
         let launched = Self::launch(&self.config).await;
-        assert_eq!(
-            launched.params.server_static, self.params.server_static,
-            "keys persist"
-        );
         self.handle = Some(launched.handle);
         self.addr = launched.addr;
         self.trust = TlsTrust::CaPem(launched.pem.clone());
         self.params = launched.params;
         self.pem = launched.pem;
         self.fingerprint = launched.fingerprint;
+    }
+
+    /// The server's data directory.
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.config.server.data_dir
     }
 
     /// The server's database file.
@@ -288,6 +299,30 @@ impl TestServer {
             backlog: VecDeque::new(),
         }
     }
+}
+
+/// Every record of the ledger at `path` once at least `count` of them match `wanted` (the
+/// writer runs on its own thread; waits up to 10 s).
+pub async fn ledger_records(
+    path: &std::path::Path,
+    count: usize,
+    wanted: impl Fn(&Value) -> bool,
+) -> Vec<Value> {
+    for _ in 0..500 {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if lines.iter().filter(|l| wanted(l)).count() >= count {
+            return lines;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!(
+        "the ledger {} never held {count} matching records",
+        path.display()
+    );
 }
 
 /// Queued envelopes of `device` now.

@@ -48,6 +48,11 @@ fn names_device(target: &str, device: &str) -> bool {
 pub(super) async fn end_calls_of(m: &Messaging, device: &str) {
     let routes = m.hub.calls(|c| c.drop_device(device));
     for route in routes {
+        m.ledger.record(
+            "call",
+            json!({"event": "end", "call_id": route.call_id, "channel": route.channel,
+                   "device": device, "reason": "disconnect"}),
+        );
         let end = CallEnd {
             call_id: route.call_id.clone(),
             reason: CallEndReason::Failure,
@@ -148,6 +153,11 @@ impl<S: ByteStream> SessionTask<S> {
         {
             return self.reject_call(frame, &offer.call_id, error).await;
         }
+        self.m.ledger.record(
+            "call",
+            json!({"event": "start", "call_id": offer.call_id, "channel": channel,
+                   "device": me, "callees": callees}),
+        );
         let route = CallRoute {
             call_id: offer.call_id,
             channel,
@@ -167,12 +177,18 @@ impl<S: ByteStream> SessionTask<S> {
         };
         let channel = frame.channel_id();
         let me = self.device_id.clone();
-        match self
-            .m
-            .hub
-            .calls(|c| c.answer(&answer.call_id, channel, &me, answer.accept))
-        {
-            Ok(route) => {
+        match self.m.hub.calls(|c| {
+            c.answer(&answer.call_id, channel, &me, answer.accept)
+                .map(|route| (route, c.get(&answer.call_id).is_none()))
+        }) {
+            Ok((route, ended)) => {
+                if ended {
+                    self.m.ledger.record(
+                        "call",
+                        json!({"event": "end", "call_id": answer.call_id, "channel": channel,
+                               "device": me, "reason": "declined"}),
+                    );
+                }
                 let ack = Ack {
                     accept: Some(answer.accept),
                     reason: answer.reason.as_ref().and_then(spelling),
@@ -197,6 +213,11 @@ impl<S: ByteStream> SessionTask<S> {
         let me = self.device_id.clone();
         match self.m.hub.calls(|c| c.end(&end.call_id, channel, &me)) {
             Ok(route) => {
+                self.m.ledger.record(
+                    "call",
+                    json!({"event": "end", "call_id": end.call_id, "channel": channel,
+                           "device": me, "reason": spelling(&end.reason)}),
+                );
                 let ack = Ack {
                     reason: spelling(&end.reason),
                     ..Ack::default()

@@ -82,6 +82,9 @@ pub struct Messaging {
     pub presence: Arc<dyn Presence>,
     /// Settings.
     pub settings: MessagingSettings,
+    /// Audit record of group changes and calls (and, through the REST state, pairing and
+    /// device revocation).
+    pub ledger: Ledger,
 }
 
 impl Messaging {
@@ -97,11 +100,19 @@ impl Messaging {
             store,
             presence,
             settings,
+            ledger: Ledger::off(),
         }
+    }
+
+    /// This state, recording in `ledger`.
+    #[must_use]
+    pub fn with_ledger(self, ledger: Ledger) -> Self {
+        Self { ledger, ..self }
     }
 }
 
 pub(crate) use crate::clock::{secs, unix_now};
+use crate::ledger::Ledger;
 
 /// Why a session ended.
 #[derive(Debug)]

@@ -37,6 +37,10 @@ fn established(device: &str) -> Established {
         pattern: HandshakePattern::Xk,
         accepted_capabilities: Vec::new(),
         expires_at: i64::MAX,
+        noise_key_version: 1,
+        device_known: true,
+        had_certificate: false,
+        issued_certificate: false,
     }
 }
 
