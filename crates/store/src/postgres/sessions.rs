@@ -1,0 +1,105 @@
+//! `sessions` table.
+
+use sqlx::{PgExecutor, PgPool};
+
+use super::{devices, map_err};
+use crate::error::{Result, StoreError};
+use crate::model::{DeviceStatus, SessionRecord};
+use crate::rows::SessionRow;
+
+pub(super) async fn create(pool: &PgPool, session: SessionRecord) -> Result<()> {
+    let mut tx = pool.begin().await.map_err(map_err)?;
+    // The device row stays share-locked until commit, so a concurrent revocation waits and
+    // then deletes this session with the others: none is left behind for a revoked device.
+    let device = devices::share_lock(&mut tx, &session.device_id)
+        .await?
+        .ok_or_else(|| StoreError::NotFound {
+            what: "device",
+            id: session.device_id.clone(),
+        })?;
+    if device.user_id != session.user_id {
+        return Err(StoreError::Invalid(format!(
+            "device {} belongs to user {}, not {}",
+            device.device_id, device.user_id, session.user_id
+        )));
+    }
+    if device.status != DeviceStatus::Active {
+        return Err(StoreError::Invalid(format!(
+            "device {} is revoked",
+            device.device_id
+        )));
+    }
+    sqlx::query(
+        "INSERT INTO sessions (session_id, device_id, user_id, created_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&session.session_id)
+    .bind(&session.device_id)
+    .bind(&session.user_id)
+    .bind(session.created_at)
+    .bind(session.expires_at)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| match map_err(e) {
+        StoreError::Conflict(_) => {
+            StoreError::Conflict(format!("session {} already exists", session.session_id))
+        }
+        other => other,
+    })?;
+    tx.commit().await.map_err(map_err)
+}
+
+pub(super) async fn by_id(
+    db: impl PgExecutor<'_>,
+    session_id: &str,
+) -> Result<Option<SessionRecord>> {
+    let row = sqlx::query_as::<_, SessionRow>(
+        "SELECT session_id, device_id, user_id, created_at, expires_at
+         FROM sessions WHERE session_id = $1",
+    )
+    .bind(session_id)
+    .fetch_optional(db)
+    .await
+    .map_err(map_err)?;
+    Ok(row.map(SessionRecord::from))
+}
+
+pub(super) async fn extend(
+    db: impl PgExecutor<'_>,
+    session_id: &str,
+    expires_at: i64,
+) -> Result<()> {
+    let done = sqlx::query(
+        "UPDATE sessions SET expires_at = GREATEST(expires_at, $1) WHERE session_id = $2",
+    )
+    .bind(expires_at)
+    .bind(session_id)
+    .execute(db)
+    .await
+    .map_err(map_err)?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound {
+            what: "session",
+            id: session_id.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+pub(super) async fn delete(db: impl PgExecutor<'_>, session_id: &str) -> Result<bool> {
+    let done = sqlx::query("DELETE FROM sessions WHERE session_id = $1")
+        .bind(session_id)
+        .execute(db)
+        .await
+        .map_err(map_err)?;
+    Ok(done.rows_affected() > 0)
+}
+
+pub(super) async fn purge_expired(db: impl PgExecutor<'_>, now: i64) -> Result<u64> {
+    let done = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+        .bind(now)
+        .execute(db)
+        .await
+        .map_err(map_err)?;
+    Ok(done.rows_affected())
+}
