@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
-use commucat_store::{SqliteStore, Store};
+use commucat_store::{PostgresStore, SqliteStore, Store};
 use zeroize::Zeroizing;
 
 use crate::api::{self, AppState, ServerInfo};
@@ -40,7 +40,7 @@ pub struct Server {
     presence: Arc<dyn Presence>,
 }
 
-/// Name of the embedded database inside the data directory.
+/// Name of the embedded database inside the data directory (when `store.url` is unset).
 pub const DATABASE_FILE: &str = "commucat.db";
 
 /// The session service for `config`, `keys`, `store` and the presence registry.
@@ -82,6 +82,38 @@ pub fn sessions(
     )
 }
 
+/// The store `config` asks for: PostgreSQL when `store.url` is set (connected and migrated now,
+/// so an unreachable database stops startup), otherwise the SQLite file in the data directory.
+async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServerError> {
+    let Some(url) = &config.store.url else {
+        let path = config.server.data_dir.join(DATABASE_FILE);
+        let store = SqliteStore::open(&path)
+            .await
+            .map_err(|source| ServerError::Store {
+                location: path.display().to_string(),
+                source,
+            })?;
+        tracing::info!(path = %path.display(), "store: sqlite");
+        return Ok(Arc::new(store));
+    };
+    let shown = crate::config::redact_url(url);
+    let settings = config.store.postgres();
+    let store = PostgresStore::connect(url, &settings)
+        .await
+        .map_err(|source| ServerError::Store {
+            location: shown.clone(),
+            source,
+        })?;
+    tracing::info!(
+        url = %shown,
+        schema = settings.schema.as_deref().unwrap_or("(search_path)"),
+        max_connections = settings.max_connections,
+        acquire_timeout_secs = settings.acquire_timeout.as_secs(),
+        "store: postgres"
+    );
+    Ok(Arc::new(store))
+}
+
 /// The presence registry `config` asks for: Redis when `presence.redis_url` is set (connected
 /// now, so a wrong URL stops startup), otherwise in-process.
 async fn presence_registry(config: &Config) -> Result<Arc<dyn Presence>, ServerError> {
@@ -111,13 +143,7 @@ impl Server {
         let keys = ServerKeys::load_or_generate(&config.server.data_dir)?;
         let tls = TlsIdentity::load_or_generate(&config)?;
         let tls_config = tls.server_config()?;
-        let db_path = config.server.data_dir.join(DATABASE_FILE);
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db_path).await.map_err(
-            |source| ServerError::Store {
-                path: db_path.clone(),
-                source,
-            },
-        )?);
+        let store = open_store(&config).await?;
         let presence = presence_registry(&config).await?;
         let addr = config.server.listen;
         let listener = TcpListener::bind(addr)

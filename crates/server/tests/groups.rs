@@ -16,7 +16,6 @@ use std::time::Duration;
 use ccp::FrameType;
 use ccp::control::{GroupCreate, GroupInvite, GroupRole};
 use common::TestServer;
-use commucat_store::Store;
 use serde_json::json;
 
 const QUIET: Duration = Duration::from_millis(300);

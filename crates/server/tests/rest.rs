@@ -16,7 +16,7 @@ use ccp::{FrameType, Problem};
 use common::{Client, TestServer, unix_now};
 use commucat_client::{DeviceIdentity, HandshakeOptions, Session, TlsTrust, transport};
 use commucat_keys::{DeviceCertificate, DeviceKeyPair, decode_hex32};
-use commucat_store::{DeviceKeyEvent, PairingRecord, Store};
+use commucat_store::{DeviceKeyEvent, PairingRecord};
 use reqwest::{Method, StatusCode, Version};
 use serde_json::{Value, json};
 

@@ -26,6 +26,8 @@ struct FileConfig {
     offline: OfflineSection,
     #[serde(default)]
     presence: PresenceSection,
+    #[serde(default)]
+    store: StoreSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -91,6 +93,16 @@ struct OfflineSection {
 struct PresenceSection {
     redis_url: Option<String>,
     key_prefix: Option<String>,
+    node_id: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoreSection {
+    url: Option<String>,
+    max_connections: Option<u32>,
+    acquire_timeout: Option<u64>,
+    schema: Option<String>,
 }
 
 /// Parses `text` (the contents of `path`) and applies its settings to `config`.
@@ -165,6 +177,19 @@ pub(super) fn apply(config: &mut Config, path: &Path, text: &str) -> Result<(), 
         config.presence.redis_url = Some(url);
     }
     set(&mut config.presence.key_prefix, presence.key_prefix);
+    if let Some(node) = presence.node_id.filter(|n| !n.trim().is_empty()) {
+        config.presence.node_id = Some(node.trim().to_owned());
+    }
+
+    let store = file.store;
+    if let Some(url) = store.url.filter(|url| !url.trim().is_empty()) {
+        config.store.url = Some(url.trim().to_owned());
+    }
+    set(&mut config.store.max_connections, store.max_connections);
+    set_secs(&mut config.store.acquire_timeout, store.acquire_timeout);
+    if let Some(schema) = store.schema.filter(|s| !s.trim().is_empty()) {
+        config.store.schema = Some(schema.trim().to_owned());
+    }
     Ok(())
 }
 
