@@ -13,7 +13,7 @@ mod common;
 use std::time::Duration;
 
 use ccp::{FrameType, Problem};
-use common::{Client, TestServer, unix_now};
+use common::{Client, StoreBackend, TestServer, unix_now};
 use commucat_client::{DeviceIdentity, HandshakeOptions, Session, TlsTrust, transport};
 use commucat_keys::{DeviceCertificate, DeviceKeyPair, decode_hex32};
 use commucat_store::{DeviceKeyEvent, PairingRecord};
@@ -269,9 +269,8 @@ async fn a_connected_session_stays_valid_and_expires_after_it_leaves() {
 
 // ---------------------------------------------------------------- pairing and devices
 
-#[tokio::test]
-async fn pairing_flow_as_the_deployed_client_does_it() {
-    let server = TestServer::start(|_| {}).await;
+async fn pairing_flow_as_the_deployed_client_does_it(backend: StoreBackend) {
+    let server = TestServer::start_on(backend, |_| {}).await;
     let rest = Rest::new(&server);
     let info = rest
         .ok(Method::GET, "/api/server-info", None, &json!({}))
@@ -373,9 +372,11 @@ async fn pairing_flow_as_the_deployed_client_does_it() {
     assert_eq!(store.pairing(code).await.unwrap().unwrap().attempts, 1);
 }
 
-#[tokio::test]
-async fn pairing_errors_and_ttl_clamp() {
-    let server = TestServer::start(|c| c.devices.pairing_ttl = Duration::from_secs(600)).await;
+async fn pairing_errors_and_ttl_clamp(backend: StoreBackend) {
+    let server = TestServer::start_on(backend, |c| {
+        c.devices.pairing_ttl = Duration::from_secs(600)
+    })
+    .await;
     let rest = Rest::new(&server);
     let alice = server.connect("alice-1").await;
     let bearer = token(&alice);
@@ -486,9 +487,8 @@ async fn pairing_errors_and_ttl_clamp() {
     assert_eq!(store.devices_of_user(&user_id).await.unwrap().len(), 2);
 }
 
-#[tokio::test]
-async fn revoke_rules_and_revoking_a_connected_device_ends_its_session() {
-    let server = TestServer::start(|_| {}).await;
+async fn revoke_rules_and_revoking_a_connected_device_ends_its_session(backend: StoreBackend) {
+    let server = TestServer::start_on(backend, |_| {}).await;
     let rest = Rest::new(&server);
     let alice = server.connect("alice-1").await;
     let bob = server.connect("bob-1").await;
@@ -602,9 +602,8 @@ async fn revoke_rules_and_revoking_a_connected_device_ends_its_session() {
 
 // ---------------------------------------------------------------- friends
 
-#[tokio::test]
-async fn friends_are_stored_per_user() {
-    let server = TestServer::start(|_| {}).await;
+async fn friends_are_stored_per_user(backend: StoreBackend) {
+    let server = TestServer::start_on(backend, |_| {}).await;
     let rest = Rest::new(&server);
     let alice = server.connect("alice-1").await;
     let bob = server.connect("bob-1").await;
@@ -809,3 +808,11 @@ async fn readyz_and_metrics_count_real_events() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+// The resources that live in the store run on both backends.
+common::on_each_store!(
+    pairing_flow_as_the_deployed_client_does_it,
+    pairing_errors_and_ttl_clamp,
+    revoke_rules_and_revoking_a_connected_device_ends_its_session,
+    friends_are_stored_per_user,
+);
