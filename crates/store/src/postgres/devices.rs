@@ -24,23 +24,6 @@ pub(super) async fn by_id(
     row.map(DeviceRecord::try_from).transpose()
 }
 
-/// The device with its row share-locked until the caller's transaction ends: a concurrent
-/// revocation (which updates the row) waits, so a check of its status stays true.
-pub(super) async fn share_lock(
-    conn: &mut PgConnection,
-    device_id: &str,
-) -> Result<Option<DeviceRecord>> {
-    let row = sqlx::query_as::<_, DeviceRow>(
-        "SELECT device_id, user_id, public_key, status, created_at
-         FROM devices WHERE device_id = $1 FOR SHARE",
-    )
-    .bind(device_id)
-    .fetch_optional(conn)
-    .await
-    .map_err(map_err)?;
-    row.map(DeviceRecord::try_from).transpose()
-}
-
 pub(super) async fn of_user(db: impl PgExecutor<'_>, user_id: &str) -> Result<Vec<DeviceRecord>> {
     let rows = sqlx::query_as::<_, DeviceRow>(
         "SELECT device_id, user_id, public_key, status, created_at
@@ -136,11 +119,9 @@ pub(super) async fn register_in(
             limit,
         });
     }
+    // The primary key decides whether the id is taken (no read first).
     let device_taken =
         || StoreError::Conflict(format!("device {} already exists", device.device_id));
-    if by_id(&mut *tx, &device.device_id).await?.is_some() {
-        return Err(device_taken());
-    }
     sqlx::query(
         "INSERT INTO devices (device_id, user_id, public_key, status, created_at)
          VALUES ($1, $2, $3, $4, $5)",

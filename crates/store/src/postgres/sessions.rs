@@ -8,10 +8,34 @@ use crate::model::{DeviceStatus, SessionRecord};
 use crate::rows::SessionRow;
 
 pub(super) async fn create(pool: &PgPool, session: SessionRecord) -> Result<()> {
-    let mut tx = pool.begin().await.map_err(map_err)?;
-    // The device row stays share-locked until commit, so a concurrent revocation waits and
-    // then deletes this session with the others: none is left behind for a revoked device.
-    let device = devices::share_lock(&mut tx, &session.device_id)
+    // One statement: the insert happens only if the device exists, belongs to the session's
+    // user and is active. `FOR SHARE` makes a concurrent revocation (which updates the device
+    // row) either finish first — then the row no longer qualifies — or wait until this insert
+    // is committed and then delete the new session with the others.
+    let done = sqlx::query(
+        "INSERT INTO sessions (session_id, device_id, user_id, created_at, expires_at)
+         SELECT $1, d.device_id, d.user_id, $4, $5 FROM devices d
+         WHERE d.device_id = $2 AND d.user_id = $3 AND d.status = 'active'
+         FOR SHARE OF d",
+    )
+    .bind(&session.session_id)
+    .bind(&session.device_id)
+    .bind(&session.user_id)
+    .bind(session.created_at)
+    .bind(session.expires_at)
+    .execute(pool)
+    .await
+    .map_err(|e| match map_err(e) {
+        StoreError::Conflict(_) => {
+            StoreError::Conflict(format!("session {} already exists", session.session_id))
+        }
+        other => other,
+    })?;
+    if done.rows_affected() == 1 {
+        return Ok(());
+    }
+    // Nothing inserted: say why.
+    let device = devices::by_id(pool, &session.device_id)
         .await?
         .ok_or_else(|| StoreError::NotFound {
             what: "device",
@@ -29,24 +53,10 @@ pub(super) async fn create(pool: &PgPool, session: SessionRecord) -> Result<()> 
             device.device_id
         )));
     }
-    sqlx::query(
-        "INSERT INTO sessions (session_id, device_id, user_id, created_at, expires_at)
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(&session.session_id)
-    .bind(&session.device_id)
-    .bind(&session.user_id)
-    .bind(session.created_at)
-    .bind(session.expires_at)
-    .execute(&mut *tx)
-    .await
-    .map_err(|e| match map_err(e) {
-        StoreError::Conflict(_) => {
-            StoreError::Conflict(format!("session {} already exists", session.session_id))
-        }
-        other => other,
-    })?;
-    tx.commit().await.map_err(map_err)
+    Err(StoreError::Unavailable(format!(
+        "session {} was not stored; retry",
+        session.session_id
+    )))
 }
 
 pub(super) async fn by_id(

@@ -45,19 +45,10 @@ pub(super) async fn by_handle(db: impl PgExecutor<'_>, handle: &str) -> Result<O
     Ok(row.map(UserRecord::from))
 }
 
-/// Inserts a user inside the caller's transaction, naming what is taken on conflict. A
-/// concurrent insert of the same handle or id waits for the other transaction and then fails
-/// on the unique index, which is named the same way.
+/// Inserts a user inside the caller's transaction, naming what is taken on conflict. The unique
+/// indexes decide (a concurrent insert of the same handle or id waits for the other
+/// transaction, then fails), so no read comes first.
 pub(super) async fn insert(conn: &mut PgConnection, user: &UserRecord) -> Result<()> {
-    let handle_taken =
-        || StoreError::Conflict(format!("handle {:?} is already taken", user.handle));
-    let id_taken = || StoreError::Conflict(format!("user {} already exists", user.user_id));
-    if by_handle(&mut *conn, &user.handle).await?.is_some() {
-        return Err(handle_taken());
-    }
-    if by_id(&mut *conn, &user.user_id).await?.is_some() {
-        return Err(id_taken());
-    }
     sqlx::query(
         "INSERT INTO users (user_id, handle, display_name, avatar_url, created_at)
          VALUES ($1, $2, $3, $4, $5)",
@@ -70,8 +61,10 @@ pub(super) async fn insert(conn: &mut PgConnection, user: &UserRecord) -> Result
     .execute(&mut *conn)
     .await
     .map_err(|e| match super::violated_constraint(&e) {
-        Some("users_handle") => handle_taken(),
-        Some("users_pkey") => id_taken(),
+        Some("users_handle") => {
+            StoreError::Conflict(format!("handle {:?} is already taken", user.handle))
+        }
+        Some("users_pkey") => StoreError::Conflict(format!("user {} already exists", user.user_id)),
         _ => map_err(e),
     })?;
     Ok(())

@@ -116,4 +116,5 @@ suite_tests!(
     concurrent_sign_ups_share_no_handle,
     queue_bound_holds_under_concurrency,
     concurrent_deliveries_of_one_payload_leave_nothing,
+    sessions_never_outlive_a_concurrent_revocation,
 );
