@@ -29,7 +29,7 @@ use commucat_store::{
     DeviceKeyEvent, DeviceRecord, DeviceStatus, IdempotencyKey, NewDeviceRegistration, NewEnvelope,
     SessionRecord, SqliteStore, Store, UserRecord, UserToCreate,
 };
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use tokio::runtime::Runtime;
 
 /// Envelopes fetched and deleted per replay round (the server's `REPLAY_BATCH`).
@@ -100,8 +100,45 @@ fn envelope(recipients: &[String], keyed: bool) -> NewEnvelope {
     }
 }
 
+/// The floors each backend's numbers are read against, measured in the same run: `ping` (one
+/// round trip, no write) and `extend_session` (one single-row UPDATE committed durably: the
+/// cheapest write the store makes).
+fn floors(c: &mut Criterion) {
+    let runtime = Runtime::new().unwrap();
+    let backends = backends(&runtime);
+    let mut group = c.benchmark_group("floor_round_trip");
+    group.throughput(Throughput::Elements(1));
+    for backend in &backends {
+        group.bench_function(backend.name, |b| {
+            b.iter(|| runtime.block_on(backend.store.ping()).unwrap());
+        });
+    }
+    group.finish();
+    let mut group = c.benchmark_group("floor_durable_write");
+    group.throughput(Throughput::Elements(1));
+    for backend in &backends {
+        let dev = runtime.block_on(registered(backend.store.as_ref()));
+        let s = session(&dev);
+        runtime
+            .block_on(backend.store.create_session(s.clone()))
+            .unwrap();
+        let mut expiry = 5_000;
+        group.bench_function(backend.name, |b| {
+            b.iter(|| {
+                expiry += 1;
+                runtime
+                    .block_on(backend.store.extend_session(&s.session_id, expiry))
+                    .unwrap();
+            });
+        });
+    }
+    group.finish();
+}
+
 /// Offline enqueue: one frame for one offline recipient, and one frame for eight (stored
-/// once, queued eight times), each with an idempotency key, as the relay path does.
+/// once, queued eight times), each with an idempotency key, as the relay path does. Every
+/// iteration uses recipients with empty queues, so this is the fixed cost of the transaction
+/// (the queue-bound count grows with the recipient's queue on both backends).
 fn enqueue(c: &mut Criterion) {
     let runtime = Runtime::new().unwrap();
     let backends = backends(&runtime);
@@ -109,15 +146,18 @@ fn enqueue(c: &mut Criterion) {
         let mut group = c.benchmark_group(format!("enqueue_{fan_out}_recipients"));
         group.throughput(Throughput::Elements(1));
         for backend in &backends {
-            let recipients: Vec<String> = (0..fan_out)
-                .map(|r| format!("dev-enq-{}-{r}", next()))
-                .collect();
             group.bench_function(backend.name, |b| {
-                b.iter(|| {
-                    runtime
-                        .block_on(backend.store.enqueue(envelope(&recipients, true)))
-                        .unwrap()
-                });
+                b.iter_batched(
+                    || {
+                        let batch = next();
+                        let recipients: Vec<String> = (0..fan_out)
+                            .map(|r| format!("dev-enq-{batch}-{r}"))
+                            .collect();
+                        envelope(&recipients, true)
+                    },
+                    |e| runtime.block_on(backend.store.enqueue(e)).unwrap(),
+                    BatchSize::SmallInput,
+                );
             });
         }
         group.finish();
@@ -169,6 +209,35 @@ fn device(user_id: &str, device_id: &str) -> DeviceRecord {
         status: DeviceStatus::Active,
         created_at: 1_000,
     }
+}
+
+/// A new user with one device; returns the device.
+async fn registered(store: &dyn Store) -> DeviceRecord {
+    let n = next();
+    let user = UserRecord {
+        user_id: format!("user-k-{n}"),
+        handle: format!("known{n}"),
+        display_name: None,
+        avatar_url: None,
+        created_at: 1_000,
+    };
+    let dev = device(&user.user_id, &format!("dev-k-{n}"));
+    store
+        .register_device(NewDeviceRegistration {
+            user: UserToCreate::New(user),
+            key_event: DeviceKeyEvent {
+                event_id: format!("evt-k-{n}"),
+                device_id: dev.device_id.clone(),
+                public_key: dev.public_key,
+                recorded_at: 1_000,
+                action: DeviceKeyEvent::REGISTER.to_owned(),
+            },
+            device: dev.clone(),
+            max_active_devices: None,
+        })
+        .await
+        .unwrap();
+    dev
 }
 
 fn session(device: &DeviceRecord) -> SessionRecord {
@@ -238,29 +307,7 @@ fn handshake(c: &mut Criterion) {
     for backend in &backends {
         let store = &backend.store;
         // One registered device that reconnects over and over.
-        let n = next();
-        let user = UserRecord {
-            user_id: format!("user-k-{n}"),
-            handle: format!("known{n}"),
-            display_name: None,
-            avatar_url: None,
-            created_at: 1_000,
-        };
-        let dev = device(&user.user_id, &format!("dev-k-{n}"));
-        runtime
-            .block_on(store.register_device(NewDeviceRegistration {
-                user: UserToCreate::New(user),
-                key_event: DeviceKeyEvent {
-                    event_id: format!("evt-k-{n}"),
-                    device_id: dev.device_id.clone(),
-                    public_key: dev.public_key,
-                    recorded_at: 1_000,
-                    action: DeviceKeyEvent::REGISTER.to_owned(),
-                },
-                device: dev.clone(),
-                max_active_devices: None,
-            }))
-            .unwrap();
+        let dev = runtime.block_on(registered(store.as_ref()));
         group.bench_function(backend.name, |b| {
             b.iter(|| {
                 runtime.block_on(async {
@@ -281,6 +328,6 @@ criterion_group! {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(4))
         .sample_size(30);
-    targets = enqueue, replay, handshake
+    targets = floors, enqueue, replay, handshake
 }
 criterion_main!(benches);

@@ -24,6 +24,12 @@ use crate::model::{
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// A pooled connection idle for longer than this is pinged before it is handed out, so one
+/// broken while the pool held it (a database restart) is replaced instead of failing a call.
+/// Connections reused sooner skip the round trip: the pool already tests every connection when
+/// it is returned.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+
 /// Longest schema name PostgreSQL keeps (`NAMEDATALEN - 1`).
 pub const MAX_SCHEMA_LEN: usize = 63;
 
@@ -101,6 +107,16 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections.max(1))
             .acquire_timeout(settings.acquire_timeout)
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for < PING_IF_IDLE_FOR {
+                        return Ok(true);
+                    }
+                    // An error drops the connection and the pool tries another.
+                    sqlx::Connection::ping(conn).await.map(|()| true)
+                })
+            })
             .connect_with(options)
             .await
             .map_err(map_err)?;
