@@ -26,11 +26,12 @@ pub enum ServerError {
     /// The TLS certificate could not be loaded or created.
     #[error(transparent)]
     Tls(#[from] TlsError),
-    /// The embedded store could not be opened or migrated.
-    #[error("store {path}: {source}")]
+    /// The store (the SQLite file, or PostgreSQL at `store.url`) could not be opened or
+    /// migrated.
+    #[error("store {location}: {source}")]
     Store {
-        /// Database file.
-        path: std::path::PathBuf,
+        /// The database file, or the PostgreSQL URL with its password hidden.
+        location: String,
         /// Why.
         source: commucat_store::StoreError,
     },

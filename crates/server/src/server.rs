@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
-use commucat_store::{SqliteStore, Store};
+use commucat_store::{PostgresStore, SqliteStore, Store};
 use zeroize::Zeroizing;
 
 use crate::api::{self, AppState, ServerInfo};
@@ -46,7 +46,7 @@ pub struct Server {
     presence: Arc<dyn Presence>,
 }
 
-/// Name of the embedded database inside the data directory.
+/// Name of the embedded database inside the data directory (when `store.url` is unset).
 pub const DATABASE_FILE: &str = "commucat.db";
 
 /// The session service for `config`, `keys`, `store` and the presence registry, accepting
@@ -109,19 +109,39 @@ pub fn sessions_with(
     )
 }
 
-/// Opens the store `config` points at, applying its pending migrations (the server and the
-/// offline `commucat` commands share this).
+/// The store `config` asks for, with its pending migrations applied: PostgreSQL when
+/// `store.url` is set (connected now, so an unreachable database stops startup), otherwise the
+/// SQLite file in the data directory. The server and the offline `commucat` commands share this.
 ///
 /// # Errors
 /// [`ServerError::Store`] naming the database.
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServerError> {
-    let db_path = config.server.data_dir.join(DATABASE_FILE);
-    let store = SqliteStore::open(&db_path)
+    let Some(url) = &config.store.url else {
+        let path = config.server.data_dir.join(DATABASE_FILE);
+        let store = SqliteStore::open(&path)
+            .await
+            .map_err(|source| ServerError::Store {
+                location: path.display().to_string(),
+                source,
+            })?;
+        tracing::info!(path = %path.display(), "store: sqlite");
+        return Ok(Arc::new(store));
+    };
+    let shown = crate::config::redact_url(url);
+    let settings = config.store.postgres();
+    let store = PostgresStore::connect(url, &settings)
         .await
         .map_err(|source| ServerError::Store {
-            path: db_path.clone(),
+            location: shown.clone(),
             source,
         })?;
+    tracing::info!(
+        url = %shown,
+        schema = settings.schema.as_deref().unwrap_or("(search_path)"),
+        max_connections = settings.max_connections,
+        acquire_timeout_secs = settings.acquire_timeout.as_secs(),
+        "store: postgres"
+    );
     Ok(Arc::new(store))
 }
 

@@ -25,10 +25,15 @@ use commucat_link::ByteStream;
 use commucat_server::Config;
 use serde_json::json;
 
+use common::StoreBackend;
 use common::TestServer as Running;
 
 async fn start(tweak: impl FnOnce(&mut Config)) -> Running {
-    let server = Running::start(tweak).await;
+    start_on(StoreBackend::Sqlite, tweak).await
+}
+
+async fn start_on(backend: StoreBackend, tweak: impl FnOnce(&mut Config)) -> Running {
+    let server = Running::start_on(backend, tweak).await;
     // The pinned key the SDK uses is the one a client learns from GET /api/server-info.
     let info = server.server_info().await;
     assert_eq!(
@@ -88,9 +93,8 @@ async fn join(session: &mut Session<H2Stream>, channel: u32) {
     assert_eq!(ack.ack, u64::from(seq));
 }
 
-#[tokio::test]
-async fn two_devices_talk_plain_and_noise_transport_xk_and_ik() {
-    let server = start(|_| {}).await;
+async fn two_devices_talk_plain_and_noise_transport_xk_and_ik(backend: StoreBackend) {
+    let server = start_on(backend, |_| {}).await;
     let alice_id = DeviceIdentity::generate("alice-phone").with_handle("alice");
     let bob_id = DeviceIdentity::generate("bob-laptop").with_handle("bob");
     let mut alice = connect(&server, &alice_id, &HandshakeOptions::default())
@@ -170,9 +174,8 @@ async fn two_devices_talk_plain_and_noise_transport_xk_and_ik() {
     }
 }
 
-#[tokio::test]
-async fn a_failing_handshake_does_not_disturb_an_established_session() {
-    let server = start(|_| {}).await;
+async fn a_failing_handshake_does_not_disturb_an_established_session(backend: StoreBackend) {
+    let server = start_on(backend, |_| {}).await;
     let mut alice = connect(
         &server,
         &DeviceIdentity::generate("alice-1"),
@@ -298,3 +301,9 @@ async fn the_deployed_client_completes_xk_and_verifies_its_certificate() {
         }
     }
 }
+
+// The handshake scenarios that read and write the device registry run on both stores.
+common::on_each_store!(
+    two_devices_talk_plain_and_noise_transport_xk_and_ik,
+    a_failing_handshake_does_not_disturb_an_established_session,
+);

@@ -15,15 +15,13 @@ use std::time::Duration;
 
 use ccp::FrameType;
 use ccp::control::{GroupCreate, GroupInvite, GroupRole};
-use common::TestServer;
-use commucat_store::Store;
+use common::{StoreBackend, TestServer};
 use serde_json::json;
 
 const QUIET: Duration = Duration::from_millis(300);
 
-#[tokio::test]
-async fn create_invite_and_access_control() {
-    let server = TestServer::start(|_| {}).await;
+async fn create_invite_and_access_control(backend: StoreBackend) {
+    let server = TestServer::start_on(backend, |_| {}).await;
     let mut alice = server.connect("alice-g").await;
     let mut bob = server.connect("bob-g").await;
     let mut carol = server.connect("carol-g").await;
@@ -195,9 +193,8 @@ async fn create_invite_and_access_control() {
     assert_eq!(notice.owner.as_deref(), Some("carol-g"));
 }
 
-#[tokio::test]
-async fn the_roster_survives_a_restart_and_offline_members_get_the_create() {
-    let mut server = TestServer::start(|_| {}).await;
+async fn the_roster_survives_a_restart_and_offline_members_get_the_create(backend: StoreBackend) {
+    let mut server = TestServer::start_on(backend, |_| {}).await;
     let mut alice = server.connect("alice-r").await;
     let bob_identity = {
         let bob = server.connect("bob-r").await;
@@ -303,3 +300,9 @@ async fn a_group_cannot_take_over_someone_elses_channel() {
     assert_eq!(notice.members, ["alice-t", "bob-t"]);
     mallory.expect_quiet(QUIET).await;
 }
+
+// Rosters live in the store: these run on both backends.
+common::on_each_store!(
+    create_invite_and_access_control,
+    the_roster_survives_a_restart_and_offline_members_get_the_create,
+);

@@ -1,7 +1,8 @@
 //! Offline delivery through the real server: frames for members who are not connected are
 //! durable before the ACK, survive a restart, replay in order with fresh sequence numbers,
 //! advance the inbox offset; expired envelopes are dropped; resends are not delivered twice;
-//! full queues refuse with an ERROR; a slow consumer is cut and its frames queued.
+//! full queues refuse with an ERROR; a slow consumer is cut and its frames queued. Every
+//! scenario runs on SQLite and on PostgreSQL.
 
 #![allow(
     clippy::unwrap_used,
@@ -16,9 +17,9 @@ use std::time::Duration;
 
 use ccp::control::PresenceSnapshot;
 use ccp::{Frame, FrameType, Problem};
-use common::{Client, TestServer, queued};
+use common::{Client, StoreBackend, TestServer, queued};
 use commucat_client::DeviceIdentity;
-use commucat_store::{NewEnvelope, Store};
+use commucat_store::NewEnvelope;
 
 const QUIET: Duration = Duration::from_millis(300);
 
@@ -55,9 +56,8 @@ async fn messages(client: &mut Client, channel: u32, count: usize) -> Vec<Frame>
     got
 }
 
-#[tokio::test]
-async fn queued_frames_survive_a_restart_and_replay_in_order() {
-    let mut server = TestServer::start(|_| {}).await;
+async fn queued_frames_survive_a_restart_and_replay_in_order(backend: StoreBackend) {
+    let mut server = TestServer::start_on(backend, |_| {}).await;
     let mut alice = server.connect("alice-o").await;
     alice.join(7, true).await;
     let bob = member_then_gone(&server, "bob-o", 7, &mut alice).await;
@@ -109,9 +109,8 @@ async fn queued_frames_survive_a_restart_and_replay_in_order() {
     bob.expect_quiet(QUIET).await;
 }
 
-#[tokio::test]
-async fn expired_envelopes_are_dropped_and_purged() {
-    let server = TestServer::start(|_| {}).await;
+async fn expired_envelopes_are_dropped_and_purged(backend: StoreBackend) {
+    let server = TestServer::start_on(backend, |_| {}).await;
     let bob = server.connect("bob-x").await;
     let identity = bob.identity.clone();
     drop(bob);
@@ -156,9 +155,8 @@ async fn expired_envelopes_are_dropped_and_purged() {
     );
 }
 
-#[tokio::test]
-async fn resends_are_not_delivered_twice() {
-    let mut server = TestServer::start(|_| {}).await;
+async fn resends_are_not_delivered_twice(backend: StoreBackend) {
+    let mut server = TestServer::start_on(backend, |_| {}).await;
     let mut alice = server.connect("alice-d").await;
     let mut bob = server.connect("bob-d").await;
     alice.join(7, true).await;
@@ -224,9 +222,8 @@ async fn resends_are_not_delivered_twice() {
     bob.expect_quiet(QUIET).await;
 }
 
-#[tokio::test]
-async fn a_full_queue_refuses_with_an_error_and_keeps_what_it_has() {
-    let server = TestServer::start(|c| c.offline.max_per_device = 3).await;
+async fn a_full_queue_refuses_with_an_error_and_keeps_what_it_has(backend: StoreBackend) {
+    let server = TestServer::start_on(backend, |c| c.offline.max_per_device = 3).await;
     let mut alice = server.connect("alice-f").await;
     let mut carol = server.connect("carol-f").await;
     alice.join(7, true).await;
@@ -253,10 +250,9 @@ async fn a_full_queue_refuses_with_an_error_and_keeps_what_it_has() {
     bob.expect_quiet(QUIET).await;
 }
 
-#[tokio::test]
-async fn a_slow_consumer_is_cut_and_nothing_acknowledged_is_lost() {
+async fn a_slow_consumer_is_cut_and_nothing_acknowledged_is_lost(backend: StoreBackend) {
     const COUNT: usize = 400;
-    let server = TestServer::start(|c| c.limits.mailbox_capacity = 8).await;
+    let server = TestServer::start_on(backend, |c| c.limits.mailbox_capacity = 8).await;
     let mut alice = server.connect("alice-s").await;
     let mut bob = server.connect("bob-s").await;
     alice.join(7, true).await;
@@ -313,3 +309,11 @@ async fn a_slow_consumer_is_cut_and_nothing_acknowledged_is_lost() {
     bob.expect_quiet(QUIET).await;
     assert_eq!(queued(&store, "bob-s").await, 0);
 }
+
+common::on_each_store!(
+    queued_frames_survive_a_restart_and_replay_in_order,
+    expired_envelopes_are_dropped_and_purged,
+    resends_are_not_delivered_twice,
+    a_full_queue_refuses_with_an_error_and_keeps_what_it_has,
+    a_slow_consumer_is_cut_and_nothing_acknowledged_is_lost,
+);

@@ -100,6 +100,15 @@ impl RedisProbe {
         raw.map(|raw| serde_json::from_str(&raw).unwrap())
     }
 
+    /// The node id stored in `route:<device>` and its TTL (seconds), if the key exists.
+    async fn route(&self, device: &str) -> Option<(String, i64)> {
+        let key = format!("{}route:{device}", self.prefix);
+        let mut connection = self.connection.clone();
+        let node: Option<String> = connection.get(&key).await.unwrap();
+        let ttl: i64 = connection.ttl(&key).await.unwrap();
+        node.map(|node| (node, ttl))
+    }
+
     /// Deletes every key under the prefix.
     async fn cleanup(mut self) {
         let keys: Vec<String> = self
@@ -264,6 +273,51 @@ async fn joiners_and_disconnects(server: &TestServer, redis: Option<&RedisProbe>
     let mut erin = server.connect("erin-pj").await;
     erin.join(7, true).await;
     erin.expect_quiet(QUIET).await;
+}
+
+/// An established session writes `route:<device>` → this node's id (with the route TTL), a
+/// newer session of the same device keeps it, and the end of the last session removes it.
+#[tokio::test]
+async fn redis_sessions_publish_and_withdraw_their_route() {
+    let Some(redis) = RedisProbe::from_env().await else {
+        return;
+    };
+    let server = redis
+        .server(|c| c.presence.node_id = Some("node-it".to_owned()))
+        .await;
+    let alice = server.connect("alice-r").await;
+    let ttl = i64::try_from(commucat_server::session::established::ROUTE_TTL.as_secs()).unwrap();
+    let (node, left) = redis.route("alice-r").await.expect("route written");
+    assert_eq!(node, "node-it");
+    assert!((ttl - 5..=ttl).contains(&left), "TTL {left}");
+    assert_eq!(redis.route("bob-r").await, None);
+
+    // The same device connects again: the older session is replaced, the route stays.
+    let identity = alice.identity.clone();
+    let again = server.connect_as(identity).await;
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(
+        redis.route("alice-r").await.map(|r| r.0).as_deref(),
+        Some("node-it")
+    );
+    drop(alice);
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(
+        redis.route("alice-r").await.map(|r| r.0).as_deref(),
+        Some("node-it")
+    );
+
+    // The last session ends: the route goes.
+    drop(again);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while redis.route("alice-r").await.is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "route still there after the session ended"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    redis.cleanup().await;
 }
 
 /// An unreachable `presence.redis_url` stops startup quickly with an error naming the URL

@@ -13,10 +13,10 @@ mod common;
 use std::time::Duration;
 
 use ccp::{FrameType, Problem};
-use common::{Client, TestServer, unix_now};
+use common::{Client, StoreBackend, TestServer, unix_now};
 use commucat_client::{DeviceIdentity, HandshakeOptions, Session, TlsTrust, transport};
 use commucat_keys::{DeviceCertificate, DeviceKeyPair, decode_hex32};
-use commucat_store::{DeviceKeyEvent, PairingRecord, Store};
+use commucat_store::{DeviceKeyEvent, PairingRecord};
 use reqwest::{Method, StatusCode, Version};
 use serde_json::{Value, json};
 
@@ -281,9 +281,8 @@ async fn a_connected_session_stays_valid_and_expires_after_it_leaves() {
 /// What the deployed client does: server-info → handshake → devices with the session bearer →
 /// pair → claim → the second device handshakes with the claimed certificate → both listed →
 /// revoke ends the live session.
-#[tokio::test]
-async fn pairing_flow_as_the_deployed_client_does_it() {
-    let server = TestServer::start(|_| {}).await;
+async fn pairing_flow_as_the_deployed_client_does_it(backend: StoreBackend) {
+    let server = TestServer::start_on(backend, |_| {}).await;
     let rest = Rest::new(&server);
     let info = rest
         .ok(Method::GET, "/api/server-info", None, &json!({}))
@@ -402,9 +401,11 @@ async fn pairing_flow_as_the_deployed_client_does_it() {
     expect_closed_as_revoked(&mut laptop).await;
 }
 
-#[tokio::test]
-async fn pairing_errors_and_ttl_clamp() {
-    let server = TestServer::start(|c| c.devices.pairing_ttl = Duration::from_secs(600)).await;
+async fn pairing_errors_and_ttl_clamp(backend: StoreBackend) {
+    let server = TestServer::start_on(backend, |c| {
+        c.devices.pairing_ttl = Duration::from_secs(600);
+    })
+    .await;
     let rest = Rest::new(&server);
     let alice = server.connect("alice-1").await;
     let bearer = token(&alice);
@@ -515,9 +516,8 @@ async fn pairing_errors_and_ttl_clamp() {
     assert_eq!(store.devices_of_user(&user_id).await.unwrap().len(), 2);
 }
 
-#[tokio::test]
-async fn revoke_rules_and_revoking_a_connected_device_ends_its_session() {
-    let server = TestServer::start(|_| {}).await;
+async fn revoke_rules_and_revoking_a_connected_device_ends_its_session(backend: StoreBackend) {
+    let server = TestServer::start_on(backend, |_| {}).await;
     let rest = Rest::new(&server);
     let alice = server.connect("alice-1").await;
     let bob = server.connect("bob-1").await;
@@ -627,9 +627,8 @@ async fn revoke_rules_and_revoking_a_connected_device_ends_its_session() {
 
 // ---------------------------------------------------------------- friends
 
-#[tokio::test]
-async fn friends_are_stored_per_user() {
-    let server = TestServer::start(|_| {}).await;
+async fn friends_are_stored_per_user(backend: StoreBackend) {
+    let server = TestServer::start_on(backend, |_| {}).await;
     let rest = Rest::new(&server);
     let alice = server.connect("alice-1").await;
     let bob = server.connect("bob-1").await;
@@ -1560,3 +1559,10 @@ async fn every_endpoint_and_error_status_over_http1_and_http2() {
         StatusCode::OK,
     );
 }
+// The resources that live in the store run on both backends.
+common::on_each_store!(
+    pairing_flow_as_the_deployed_client_does_it,
+    pairing_errors_and_ttl_clamp,
+    revoke_rules_and_revoking_a_connected_device_ends_its_session,
+    friends_are_stored_per_user,
+);

@@ -2,6 +2,7 @@
 //!
 //! Backends:
 //! - [`SqliteStore`]: embedded SQLite (WAL, foreign keys on), the zero-set-up default.
+//! - [`PostgresStore`]: PostgreSQL through a connection pool, for production deployments.
 //!
 //! Each backend keeps its own SQL and its own embedded migrations
 //! (`migrations/<backend>/`); rows decode through shared, checked conversions, so a row
@@ -9,8 +10,10 @@
 //!
 //! Use it as `Arc<dyn Store>`.
 
+mod checks;
 mod error;
 mod model;
+mod postgres;
 mod rows;
 mod sqlite;
 
@@ -20,6 +23,7 @@ pub use model::{
     GroupRecord, GroupRole, IdempotencyKey, InboxOffset, NewDeviceRegistration, NewEnvelope,
     PairingRecord, QueuedEnvelope, RedeemOutcome, SessionRecord, UserRecord, UserToCreate,
 };
+pub use postgres::{MAX_SCHEMA_LEN, PostgresSettings, PostgresStore, valid_schema_name};
 pub use sqlite::SqliteStore;
 
 /// Everything the server persists. All times are unix seconds.

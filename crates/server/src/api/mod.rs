@@ -154,12 +154,21 @@ mod tests {
     }
 
     fn app_on(store: Arc<dyn commucat_store::Store>) -> Router {
+        app_with(
+            store,
+            Arc::new(crate::router::presence::LocalPresence::new()),
+        )
+    }
+
+    fn app_with(
+        store: Arc<dyn commucat_store::Store>,
+        presence: Arc<dyn crate::router::presence::Presence>,
+    ) -> Router {
         let keys = ServerKeys {
             noise: NoiseStaticKey::from_private(&[5; 32]),
             device_ca: DeviceKeyPair::from_seed(&[6; 32]),
         };
         let config = Config::default();
-        let presence = Arc::new(crate::router::presence::LocalPresence::new());
         let sessions = crate::server::sessions(&config, &keys, store, presence);
         // One key set for every app of the test binary, so answers compare across apps.
         static PQ: std::sync::OnceLock<crate::pq_keys::PqKeys> = std::sync::OnceLock::new();
@@ -218,6 +227,80 @@ mod tests {
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(content_type.as_deref(), Some(problem::PROBLEM_JSON));
         assert_eq!(body["title"], "Service Unavailable");
+        assert_eq!(body["down"], serde_json::json!(["store"]));
+    }
+
+    /// A registry whose backend is gone.
+    #[derive(Debug)]
+    struct DownRegistry;
+
+    #[async_trait::async_trait]
+    impl crate::router::presence::Presence for DownRegistry {
+        async fn set(
+            &self,
+            _: &str,
+            _: crate::router::presence::PresenceEntry,
+        ) -> Result<(), PresenceError> {
+            Err(down())
+        }
+        async fn get(
+            &self,
+            _: &str,
+            _: i64,
+        ) -> Result<Option<crate::router::presence::PresenceEntry>, PresenceError> {
+            Err(down())
+        }
+        async fn remove(&self, _: &str) -> Result<(), PresenceError> {
+            Err(down())
+        }
+        async fn set_route(
+            &self,
+            _: &str,
+            _: &str,
+            _: std::time::Duration,
+        ) -> Result<(), PresenceError> {
+            Err(down())
+        }
+        async fn route(&self, _: &str) -> Result<Option<String>, PresenceError> {
+            Err(down())
+        }
+        async fn remove_route(&self, _: &str, _: &str) -> Result<bool, PresenceError> {
+            Err(down())
+        }
+        async fn ping(&self) -> Result<(), PresenceError> {
+            Err(down())
+        }
+        fn backend(&self) -> &'static str {
+            "redis"
+        }
+    }
+
+    use crate::router::presence::PresenceError;
+
+    fn down() -> PresenceError {
+        PresenceError("redis: connection refused".to_owned())
+    }
+
+    #[tokio::test]
+    async fn readyz_names_every_dependency_that_is_down() {
+        let store = Arc::new(commucat_store::SqliteStore::open_in_memory().await.unwrap());
+        let (status, content_type, body) = call_on(
+            app_with(store.clone(), Arc::new(DownRegistry)),
+            "GET",
+            "/readyz",
+        )
+        .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(content_type.as_deref(), Some(problem::PROBLEM_JSON));
+        assert_eq!(body["status"], 503);
+        assert_eq!(body["down"], serde_json::json!(["presence"]));
+        assert_eq!(
+            body["detail"],
+            "presence registry (redis) unreachable: presence registry unavailable: redis: connection refused"
+        );
+        store.close().await;
+        let (_, _, body) = call_on(app_with(store, Arc::new(DownRegistry)), "GET", "/readyz").await;
+        assert_eq!(body["down"], serde_json::json!(["store", "presence"]));
     }
 
     #[tokio::test]

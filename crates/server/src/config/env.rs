@@ -212,6 +212,34 @@ const SETTINGS: &[(&str, &str, Setter)] = &[
             Ok(())
         },
     ),
+    ("COMMUCAT_NODE_ID", "presence.node_id", |c, _, raw| {
+        c.presence.node_id = Some(raw.trim().to_owned());
+        Ok(())
+    }),
+    ("COMMUCAT_STORE_URL", "store.url", |c, _, raw| {
+        c.store.url = Some(raw.trim().to_owned());
+        Ok(())
+    }),
+    (
+        "COMMUCAT_STORE_MAX_CONNECTIONS",
+        "store.max_connections",
+        |c, n, r| {
+            c.store.max_connections = integer(n, r)?;
+            Ok(())
+        },
+    ),
+    (
+        "COMMUCAT_STORE_ACQUIRE_TIMEOUT",
+        "store.acquire_timeout",
+        |c, n, r| {
+            c.store.acquire_timeout = secs(n, r)?;
+            Ok(())
+        },
+    ),
+    ("COMMUCAT_STORE_SCHEMA", "store.schema", |c, _, raw| {
+        c.store.schema = Some(raw.trim().to_owned());
+        Ok(())
+    }),
 ];
 
 const TLS_CERT: &str = "COMMUCAT_TLS_CERT";

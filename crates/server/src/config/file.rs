@@ -32,6 +32,8 @@ struct FileConfig {
     metrics: MetricsSection,
     #[serde(default)]
     ledger: LedgerSection,
+    #[serde(default)]
+    store: StoreSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -121,6 +123,16 @@ struct OfflineSection {
 struct PresenceSection {
     redis_url: Option<String>,
     key_prefix: Option<String>,
+    node_id: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoreSection {
+    url: Option<String>,
+    max_connections: Option<u32>,
+    acquire_timeout: Option<u64>,
+    schema: Option<String>,
 }
 
 /// Parses `text` (the contents of `path`) and applies its settings to `config`.
@@ -208,6 +220,9 @@ pub(super) fn apply(config: &mut Config, path: &Path, text: &str) -> Result<(), 
         config.presence.redis_url = Some(url);
     }
     set(&mut config.presence.key_prefix, presence.key_prefix);
+    if let Some(node) = presence.node_id.filter(|n| !n.trim().is_empty()) {
+        config.presence.node_id = Some(node.trim().to_owned());
+    }
 
     let limits = file.rate_limits;
     set(
@@ -224,6 +239,16 @@ pub(super) fn apply(config: &mut Config, path: &Path, text: &str) -> Result<(), 
     );
     if let Some(token) = file.metrics.admin_token.filter(|t| !t.is_empty()) {
         config.metrics.admin_token = Some(super::SecretString(token));
+    }
+
+    let store = file.store;
+    if let Some(url) = store.url.filter(|url| !url.trim().is_empty()) {
+        config.store.url = Some(url.trim().to_owned());
+    }
+    set(&mut config.store.max_connections, store.max_connections);
+    set_secs(&mut config.store.acquire_timeout, store.acquire_timeout);
+    if let Some(schema) = store.schema.filter(|s| !s.trim().is_empty()) {
+        config.store.schema = Some(schema.trim().to_owned());
     }
     Ok(())
 }

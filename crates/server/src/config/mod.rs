@@ -50,6 +50,8 @@ pub struct Config {
     pub metrics: MetricsSettings,
     /// `[ledger]`: the append-only audit record.
     pub ledger: LedgerSettings,
+    /// `[store]`: where durable state lives.
+    pub store: StoreSettings,
 }
 
 /// `[rate_limits]` section: per client IP (IPv6 per /64), token buckets that hold a minute's
@@ -203,6 +205,61 @@ pub struct PresenceSettings {
     /// Prefix of every Redis key (`presence.key_prefix`, `COMMUCAT_REDIS_KEY_PREFIX`), so
     /// several deployments can share one Redis; empty by default.
     pub key_prefix: String,
+    /// This node's id in `route:<device>` entries (`presence.node_id`, `COMMUCAT_NODE_ID`);
+    /// `None` draws a random `node-<hex>` at startup.
+    pub node_id: Option<String>,
+}
+
+/// Longest accepted `presence.node_id`.
+pub const MAX_NODE_ID_LEN: usize = 128;
+
+/// `[store]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreSettings {
+    /// PostgreSQL holding the durable state (`store.url`, `COMMUCAT_STORE_URL`), `postgres://`
+    /// or `postgresql://`; `None` keeps it in the embedded SQLite file
+    /// `<server.data_dir>/commucat.db`.
+    pub url: Option<String>,
+    /// Most pooled PostgreSQL connections (`store.max_connections`,
+    /// `COMMUCAT_STORE_MAX_CONNECTIONS`).
+    pub max_connections: u32,
+    /// How long a store call waits for a PostgreSQL connection before it fails
+    /// (`store.acquire_timeout`, `COMMUCAT_STORE_ACQUIRE_TIMEOUT`): while the database is down,
+    /// handshakes fail after this with `Service Unavailable` instead of hanging.
+    pub acquire_timeout: Duration,
+    /// PostgreSQL schema of the tables (`store.schema`, `COMMUCAT_STORE_SCHEMA`), created if
+    /// missing; `None` uses the server's default `search_path` (normally `public`).
+    pub schema: Option<String>,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        let pool = commucat_store::PostgresSettings::default();
+        Self {
+            url: None,
+            max_connections: pool.max_connections,
+            acquire_timeout: pool.acquire_timeout,
+            schema: None,
+        }
+    }
+}
+
+impl StoreSettings {
+    /// The pool settings these ask for.
+    #[must_use]
+    pub fn postgres(&self) -> commucat_store::PostgresSettings {
+        commucat_store::PostgresSettings {
+            max_connections: self.max_connections,
+            acquire_timeout: self.acquire_timeout,
+            schema: self.schema.clone(),
+        }
+    }
+}
+
+/// Whether `url` selects the PostgreSQL store.
+#[must_use]
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 /// Where ledger records go (`ledger.sink`, `COMMUCAT_LEDGER`).
@@ -308,6 +365,7 @@ impl Default for Config {
                 queue: 4096,
                 fsync: false,
             },
+            store: StoreSettings::default(),
         }
     }
 }
@@ -552,6 +610,62 @@ impl Config {
                     redact_url(url)
                 ),
             ));
+        }
+        if let Some(url) = &self.store.url
+            && !is_postgres_url(url)
+        {
+            return Err(ConfigError::invalid(
+                name("store.url"),
+                format!(
+                    "must start with postgres:// or postgresql:// (unset keeps the embedded SQLite store), got {:?}",
+                    redact_url(url)
+                ),
+            ));
+        }
+        let pool = self.store.max_connections;
+        if !(1..=1000).contains(&pool) {
+            return Err(ConfigError::invalid(
+                name("store.max_connections"),
+                format!("must be between 1 and 1000, got {pool}"),
+            ));
+        }
+        check_secs(
+            name("store.acquire_timeout"),
+            self.store.acquire_timeout,
+            1,
+            60,
+        )?;
+        if let Some(schema) = &self.store.schema {
+            if self.store.url.is_none() {
+                return Err(ConfigError::invalid(
+                    name("store.schema"),
+                    "applies to PostgreSQL only; set store.url too",
+                ));
+            }
+            if !commucat_store::valid_schema_name(schema) {
+                return Err(ConfigError::invalid(
+                    name("store.schema"),
+                    format!(
+                        "must be 1..={} characters of [a-z0-9_], not starting with a digit, got {schema:?}",
+                        commucat_store::MAX_SCHEMA_LEN
+                    ),
+                ));
+            }
+        }
+        if let Some(node) = &self.presence.node_id {
+            let valid = !node.is_empty()
+                && node.len() <= MAX_NODE_ID_LEN
+                && node
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+            if !valid {
+                return Err(ConfigError::invalid(
+                    name("presence.node_id"),
+                    format!(
+                        "must be 1..={MAX_NODE_ID_LEN} characters of [A-Za-z0-9-_.:], got {node:?}"
+                    ),
+                ));
+            }
         }
         if self.presence.key_prefix.len() > 256 {
             return Err(ConfigError::invalid(

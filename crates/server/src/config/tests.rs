@@ -89,6 +89,7 @@ dedup_window = 30
 [presence]
 redis_url = "redis://cache.example.org:6379/2"
 key_prefix = "chat:"
+node_id = "eu-1"
 "#;
 
 #[test]
@@ -126,6 +127,7 @@ fn file_sets_every_section_and_resolves_relative_paths() {
         Some("redis://cache.example.org:6379/2")
     );
     assert_eq!(c.presence.key_prefix, "chat:");
+    assert_eq!(c.presence.node_id.as_deref(), Some("eu-1"));
 }
 
 #[test]
@@ -164,6 +166,7 @@ fn env_overrides_file_which_overrides_defaults() {
             ("COMMUCAT_DEDUP_WINDOW", "9"),
             ("COMMUCAT_REDIS_URL", "rediss://env.example:6380"),
             ("COMMUCAT_REDIS_KEY_PREFIX", "env:"),
+            ("COMMUCAT_NODE_ID", "node-b"),
         ],
     )
     .unwrap()
@@ -192,6 +195,7 @@ fn env_overrides_file_which_overrides_defaults() {
         Some("rediss://env.example:6380")
     );
     assert_eq!(c.presence.key_prefix, "env:");
+    assert_eq!(c.presence.node_id.as_deref(), Some("node-b"));
 }
 
 #[test]
@@ -511,4 +515,93 @@ fn rate_limits_and_admin_token_from_file_and_env() {
     );
     assert!(load(Some("[rate_limits]\nburst = 1\n"), &[]).is_err());
     assert!(load(None, &[("COMMUCAT_RATE_LIMIT_REST", "-1")]).is_err());
+}
+
+#[test]
+fn store_section_selects_postgres_from_file_or_env() {
+    let c = load(None, &[]).unwrap().config;
+    assert_eq!(c.store.url, None, "SQLite in the data directory by default");
+    assert_eq!(c.store.max_connections, 10);
+    assert_eq!(c.store.acquire_timeout, Duration::from_secs(3));
+    assert_eq!(c.store.schema, None);
+
+    let file = "[store]\nurl = \"postgres://chat:pw@db.example:5432/chat\"\nmax_connections = 20\nacquire_timeout = 2\nschema = \"commucat\"\n";
+    let c = load(Some(file), &[]).unwrap().config;
+    assert_eq!(
+        c.store.url.as_deref(),
+        Some("postgres://chat:pw@db.example:5432/chat")
+    );
+    assert_eq!(c.store.max_connections, 20);
+    assert_eq!(c.store.acquire_timeout, Duration::from_secs(2));
+    assert_eq!(c.store.schema.as_deref(), Some("commucat"));
+    let pool = c.store.postgres();
+    assert_eq!(
+        (
+            pool.max_connections,
+            pool.acquire_timeout,
+            pool.schema.as_deref()
+        ),
+        (20, Duration::from_secs(2), Some("commucat"))
+    );
+
+    let c = load(
+        Some(file),
+        &[
+            ("COMMUCAT_STORE_URL", "postgresql://db.internal/chat"),
+            ("COMMUCAT_STORE_MAX_CONNECTIONS", "4"),
+            ("COMMUCAT_STORE_ACQUIRE_TIMEOUT", "1"),
+            ("COMMUCAT_STORE_SCHEMA", "tenant_b"),
+        ],
+    )
+    .unwrap()
+    .config;
+    assert_eq!(
+        c.store.url.as_deref(),
+        Some("postgresql://db.internal/chat")
+    );
+    assert_eq!(c.store.max_connections, 4);
+    assert_eq!(c.store.acquire_timeout, Duration::from_secs(1));
+    assert_eq!(c.store.schema.as_deref(), Some("tenant_b"));
+    assert!(super::is_postgres_url("postgres://x"));
+    assert!(!super::is_postgres_url("sqlite://x.db"));
+}
+
+#[test]
+fn invalid_store_settings_name_the_key() {
+    assert_eq!(
+        error(Some("[store]\nurl = \"mysql://root:pw@db/chat\"\n"), &[]),
+        "store.url: must start with postgres:// or postgresql:// (unset keeps the embedded SQLite store), got \"mysql://root:***@db/chat\""
+    );
+    assert_eq!(
+        error(None, &[("COMMUCAT_STORE_URL", "db:5432")]),
+        "COMMUCAT_STORE_URL: must start with postgres:// or postgresql:// (unset keeps the embedded SQLite store), got \"db:5432\""
+    );
+    assert_eq!(
+        error(Some("[store]\nmax_connections = 0\n"), &[]),
+        "store.max_connections: must be between 1 and 1000, got 0"
+    );
+    assert_eq!(
+        error(None, &[("COMMUCAT_STORE_ACQUIRE_TIMEOUT", "0")]),
+        "COMMUCAT_STORE_ACQUIRE_TIMEOUT: must be between 1 and 60 seconds, got 0"
+    );
+    assert_eq!(
+        error(Some("[store]\nschema = \"chat\"\n"), &[]),
+        "store.schema: applies to PostgreSQL only; set store.url too"
+    );
+    assert!(
+        error(
+            Some("[store]\nurl = \"postgres://db/chat\"\nschema = \"Bad-Name\"\n"),
+            &[]
+        )
+        .starts_with("store.schema: must be 1..=63 characters of [a-z0-9_]")
+    );
+}
+
+#[test]
+fn node_ids_are_checked() {
+    assert_eq!(
+        error(None, &[("COMMUCAT_NODE_ID", "two words")]),
+        "COMMUCAT_NODE_ID: must be 1..=128 characters of [A-Za-z0-9-_.:], got \"two words\""
+    );
+    assert_eq!(load(None, &[]).unwrap().config.presence.node_id, None);
 }

@@ -5,9 +5,15 @@
 //! deployment; [`LocalPresence`] keeps the snapshots in this process. Expiry *notifications* do
 //! not come from the registry: the session that published a snapshot holds a timer and
 //! announces `offline` when it fires.
+//!
+//! The registry also keeps each connected device's *route*: the id of the node serving it
+//! (`route:<device>` in Redis), written with a TTL when a session is established, refreshed
+//! while it lasts and removed when it ends. Routes say where a device is connected; nodes do
+//! not yet forward frames to each other (cross-node delivery is not built).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use ccp::control::PresenceSnapshot;
 
@@ -36,12 +42,37 @@ pub trait Presence: Send + Sync + std::fmt::Debug {
 
     /// Forgets the device's snapshot.
     async fn remove(&self, device_id: &str) -> Result<(), PresenceError>;
+
+    /// Records that `node` serves `device_id`, for `ttl` (replacing any other route).
+    async fn set_route(
+        &self,
+        device_id: &str,
+        node: &str,
+        ttl: Duration,
+    ) -> Result<(), PresenceError>;
+
+    /// The node serving `device_id`, unless none is recorded or the route expired.
+    async fn route(&self, device_id: &str) -> Result<Option<String>, PresenceError>;
+
+    /// Forgets the route of `device_id` if it still names `node` (a device that meanwhile
+    /// connected to another node keeps that route); returns whether it was removed.
+    async fn remove_route(&self, device_id: &str, node: &str) -> Result<bool, PresenceError>;
+
+    /// Cheap round trip for readiness checks; `Ok` for the in-process registry.
+    async fn ping(&self) -> Result<(), PresenceError> {
+        Ok(())
+    }
+
+    /// What backs the registry, for logs and readiness reports (`"local"`, `"redis"`).
+    fn backend(&self) -> &'static str;
 }
 
 /// The in-process registry (one node).
 #[derive(Debug, Default)]
 pub struct LocalPresence {
     entries: Mutex<HashMap<String, PresenceEntry>>,
+    /// device → (node, expiry)
+    routes: Mutex<HashMap<String, (String, Instant)>>,
 }
 
 impl LocalPresence {
@@ -53,6 +84,12 @@ impl LocalPresence {
 
     fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, PresenceEntry>> {
         self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn routes(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, Instant)>> {
+        self.routes
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -80,6 +117,47 @@ impl Presence for LocalPresence {
     async fn remove(&self, device_id: &str) -> Result<(), PresenceError> {
         self.entries().remove(device_id);
         Ok(())
+    }
+
+    async fn set_route(
+        &self,
+        device_id: &str,
+        node: &str,
+        ttl: Duration,
+    ) -> Result<(), PresenceError> {
+        self.routes().insert(
+            device_id.to_owned(),
+            (node.to_owned(), Instant::now() + ttl),
+        );
+        Ok(())
+    }
+
+    async fn route(&self, device_id: &str) -> Result<Option<String>, PresenceError> {
+        let mut routes = self.routes();
+        match routes.get(device_id) {
+            Some((node, expires)) if *expires > Instant::now() => Ok(Some(node.clone())),
+            Some(_) => {
+                routes.remove(device_id);
+                Ok(None)
+            }
+            None => Ok(None),
+        }
+    }
+
+    async fn remove_route(&self, device_id: &str, node: &str) -> Result<bool, PresenceError> {
+        let mut routes = self.routes();
+        if routes
+            .get(device_id)
+            .is_some_and(|(owner, _)| owner == node)
+        {
+            routes.remove(device_id);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    fn backend(&self) -> &'static str {
+        "local"
     }
 }
 

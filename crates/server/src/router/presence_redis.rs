@@ -2,6 +2,9 @@
 //! snapshot JSON `{entity,state,expires_at,user}` (seed 001 "Presence Metadata", wire-compat
 //! §10) plus `expires_at_unix`, written with `SET … EX <ttl>` so Redis forgets it at expiry.
 //!
+//! Routes are `<prefix>route:<device>` holding the serving node's id, also with a TTL; a route
+//! is removed only by the node it names (compare-and-delete in one Lua script).
+//!
 //! Commands go through a [`ConnectionManager`] that reconnects in the background; connection
 //! and response timeouts make a Redis outage an immediate [`PresenceError`] instead of a hang.
 
@@ -67,7 +70,21 @@ impl RedisPresence {
     pub fn key(&self, device_id: &str) -> String {
         format!("{}presence:{device_id}", self.prefix)
     }
+
+    /// The Redis key of `device_id`'s route.
+    #[must_use]
+    pub fn route_key(&self, device_id: &str) -> String {
+        format!("{}route:{device_id}", self.prefix)
+    }
 }
+
+/// Deletes `KEYS[1]` only if it holds `ARGV[1]`.
+const DELETE_IF_OWNED: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('DEL', KEYS[1])
+end
+return 0
+";
 
 #[allow(clippy::needless_pass_by_value)] // used as `map_err(error)`
 fn error(err: redis::RedisError) -> PresenceError {
@@ -115,5 +132,52 @@ impl Presence for RedisPresence {
             .del::<_, ()>(self.key(device_id))
             .await
             .map_err(error)
+    }
+
+    async fn set_route(
+        &self,
+        device_id: &str,
+        node: &str,
+        ttl: Duration,
+    ) -> Result<(), PresenceError> {
+        let mut connection = self.connection.clone();
+        connection
+            .set_ex::<_, _, ()>(self.route_key(device_id), node, ttl.as_secs().max(1))
+            .await
+            .map_err(error)
+    }
+
+    async fn route(&self, device_id: &str) -> Result<Option<String>, PresenceError> {
+        let mut connection = self.connection.clone();
+        connection
+            .get(self.route_key(device_id))
+            .await
+            .map_err(error)
+    }
+
+    async fn remove_route(&self, device_id: &str, node: &str) -> Result<bool, PresenceError> {
+        let mut connection = self.connection.clone();
+        let removed: i64 = redis::cmd("EVAL")
+            .arg(DELETE_IF_OWNED)
+            .arg(1)
+            .arg(self.route_key(device_id))
+            .arg(node)
+            .query_async(&mut connection)
+            .await
+            .map_err(error)?;
+        Ok(removed > 0)
+    }
+
+    async fn ping(&self) -> Result<(), PresenceError> {
+        let mut connection = self.connection.clone();
+        let _: String = redis::cmd("PING")
+            .query_async(&mut connection)
+            .await
+            .map_err(error)?;
+        Ok(())
+    }
+
+    fn backend(&self) -> &'static str {
+        "redis"
     }
 }

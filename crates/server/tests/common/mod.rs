@@ -1,5 +1,6 @@
 //! Shared helpers for the messaging tests: the real server on 127.0.0.1:0 (restartable on the
-//! same data directory), and SDK clients whose every received byte is also decoded by the
+//! same data directory and store) on SQLite or PostgreSQL ([`StoreBackend`],
+//! [`on_each_store!`]), and SDK clients whose every received byte is also decoded by the
 //! deployed client's codec (`commucat-proto` 1.0.41) and checked for the keys the deployed
 //! terminal client requires (wire-compat §7.3–§7.4).
 
@@ -18,6 +19,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -29,6 +31,9 @@ use commucat_link::ByteStream;
 use commucat_server::{Config, Server, ServerHandle};
 use commucat_store::{SqliteStore, Store};
 use serde_json::{Value, json};
+
+#[path = "../../../store/tests/support/postgres.rs"]
+pub mod pg;
 
 /// How long a test waits for a frame it expects.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -146,6 +151,77 @@ impl<S: ByteStream> ByteStream for Tapped<S> {
     }
 }
 
+// ---------------------------------------------------------------- the store behind it
+
+/// The store a test server runs on.
+#[derive(Clone)]
+pub enum StoreBackend {
+    /// The embedded SQLite file in the server's data directory (the default).
+    Sqlite,
+    /// A schema of its own on the server named by `COMMUCAT_TEST_POSTGRES`, dropped when the
+    /// last holder goes.
+    Postgres(Arc<pg::TestSchema>),
+}
+
+impl StoreBackend {
+    /// A fresh PostgreSQL schema; `None` when `COMMUCAT_TEST_POSTGRES` is unset (an unreachable
+    /// server fails the test).
+    pub async fn postgres() -> Option<Self> {
+        pg::TestSchema::new()
+            .await
+            .map(|schema| Self::Postgres(Arc::new(schema)))
+    }
+
+    /// Points `config` at this store.
+    pub fn apply(&self, config: &mut Config) {
+        match self {
+            Self::Sqlite => config.store.url = None,
+            Self::Postgres(schema) => {
+                config.store.url = Some(schema.url().to_owned());
+                config.store.schema = Some(schema.name.clone());
+            }
+        }
+    }
+
+    /// `"sqlite"` or `"postgres"`, for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres(_) => "postgres",
+        }
+    }
+}
+
+/// Runs each named `async fn(StoreBackend)` of the calling test file once per store: as
+/// `sqlite::<name>` always, and as `postgres::<name>` when `COMMUCAT_TEST_POSTGRES` is set.
+#[allow(unused_macros)]
+macro_rules! on_each_store {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::common::StoreBackend::Sqlite).await;
+                }
+            )*
+        }
+
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let Some(backend) = super::common::StoreBackend::postgres().await else {
+                        return;
+                    };
+                    super::$name(backend).await;
+                }
+            )*
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use on_each_store;
+
 // ---------------------------------------------------------------- the server
 
 /// What one start of the server produced.
@@ -161,6 +237,8 @@ struct Launched {
 pub struct TestServer {
     handle: Option<ServerHandle>,
     config: Config,
+    /// What the server stores its state in (kept alive as long as the server).
+    pub backend: StoreBackend,
     _dir: tempfile::TempDir,
     pub addr: SocketAddr,
     pub trust: TlsTrust,
@@ -172,18 +250,26 @@ pub struct TestServer {
 }
 
 impl TestServer {
+    /// The server on SQLite, with `tweak` applied to its configuration.
     pub async fn start(tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::start_on(StoreBackend::Sqlite, tweak).await
+    }
+
+    /// The server on `backend`, with `tweak` applied to its configuration.
+    pub async fn start_on(backend: StoreBackend, tweak: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::default();
         config.server.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         config.server.data_dir = dir.path().to_owned();
         config.server.domain = "chat.test".to_owned();
         config.server.shutdown_grace = Duration::from_secs(1);
+        backend.apply(&mut config);
         tweak(&mut config);
         let launched = Self::launch(&config).await;
         Self {
             handle: Some(launched.handle),
             config,
+            backend,
             _dir: dir,
             addr: launched.addr,
             trust: TlsTrust::CaPem(launched.pem.clone()),
@@ -233,19 +319,29 @@ impl TestServer {
             .unwrap()
     }
 
-    /// Stops the server and starts it again on the same data directory (a new port).
+    /// The configuration the server runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Stops the server (waiting for it to drain).
+    pub async fn stop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            handle.shutdown().await.unwrap();
+        }
+    }
+
+    /// Stops the server and starts it again on the same data directory and store (a new port).
     pub async fn restart(&mut self) {
         let before = self.params.server_static;
         self.relaunch().await;
         assert_eq!(before, self.params.server_static, "keys persist");
     }
 
-    /// Stops the server and starts it again on the same data directory, where the Noise key
-    /// may have been rotated in between.
+    /// Stops the server and starts it again on the same data directory and store, where the
+    /// Noise key may have been rotated in between.
     pub async fn relaunch(&mut self) {
-        if let Some(handle) = self.handle.take() {
-            handle.shutdown().await.unwrap();
-        }
+        self.stop().await;
         let launched = Self::launch(&self.config).await;
         self.handle = Some(launched.handle);
         self.addr = launched.addr;
@@ -268,9 +364,12 @@ impl TestServer {
             .join(commucat_server::server::DATABASE_FILE)
     }
 
-    /// A second handle on the server's database (WAL allows it beside the server's own).
-    pub async fn store(&self) -> SqliteStore {
-        SqliteStore::open(&self.database()).await.unwrap()
+    /// A second handle on the server's store (SQLite's WAL allows it beside the server's own).
+    pub async fn store(&self) -> Arc<dyn Store> {
+        match &self.backend {
+            StoreBackend::Sqlite => Arc::new(SqliteStore::open(&self.database()).await.unwrap()),
+            StoreBackend::Postgres(schema) => Arc::new(schema.store().await),
+        }
     }
 
     /// Connects a new device.
@@ -326,7 +425,7 @@ pub async fn ledger_records(
 }
 
 /// Queued envelopes of `device` now.
-pub async fn queued(store: &dyn Store, device: &str) -> u64 {
+pub async fn queued(store: &Arc<dyn Store>, device: &str) -> u64 {
     store.queued_count(device, unix_now()).await.unwrap()
 }
 

@@ -129,31 +129,44 @@ pub(super) async fn mark_delivered(
     if envelope_ids.is_empty() {
         return Ok(0);
     }
+    // The ids as a JSON array, read back with `json_each`: one statement per step whatever the
+    // batch size (integers only, so nothing to escape).
+    let ids = format!(
+        "[{}]",
+        envelope_ids
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    );
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+    // This recipient's entries among the ids (others are ignored), with their channels.
+    let rows: Vec<(i64, i64, i64)> = sqlx::query_as(
+        "SELECT q.envelope_id, q.payload_id, p.channel_id
+         FROM relay_queue q JOIN relay_payload p ON p.payload_id = q.payload_id
+         WHERE q.recipient = ?1 AND q.envelope_id IN (SELECT value FROM json_each(?2))",
+    )
+    .bind(recipient)
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(map_err)?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    sqlx::query(
+        "DELETE FROM relay_queue
+         WHERE recipient = ?1 AND envelope_id IN (SELECT value FROM json_each(?2))",
+    )
+    .bind(recipient)
+    .bind(&ids)
+    .execute(&mut *tx)
+    .await
+    .map_err(map_err)?;
     // Highest delivered envelope per channel, and the payloads that may now be unreferenced.
     let mut last_per_channel: BTreeMap<i64, i64> = BTreeMap::new();
     let mut payloads = BTreeSet::new();
-    let mut deleted = 0;
-    for &envelope_id in envelope_ids {
-        let row: Option<(i64, i64)> = sqlx::query_as(
-            "SELECT q.payload_id, p.channel_id
-             FROM relay_queue q JOIN relay_payload p ON p.payload_id = q.payload_id
-             WHERE q.envelope_id = ?1 AND q.recipient = ?2",
-        )
-        .bind(envelope_id)
-        .bind(recipient)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        let Some((payload_id, channel_id)) = row else {
-            continue;
-        };
-        sqlx::query("DELETE FROM relay_queue WHERE envelope_id = ?1")
-            .bind(envelope_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        deleted += 1;
+    for &(envelope_id, payload_id, channel_id) in &rows {
         payloads.insert(payload_id);
         let last = last_per_channel.entry(channel_id).or_insert(envelope_id);
         *last = (*last).max(envelope_id);
@@ -174,18 +187,25 @@ pub(super) async fn mark_delivered(
         .await
         .map_err(map_err)?;
     }
-    for payload_id in payloads {
-        sqlx::query(
-            "DELETE FROM relay_payload WHERE payload_id = ?1
-             AND NOT EXISTS (SELECT 1 FROM relay_queue q WHERE q.payload_id = ?1)",
-        )
-        .bind(payload_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-    }
+    let payloads = format!(
+        "[{}]",
+        payloads
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    sqlx::query(
+        "DELETE FROM relay_payload
+         WHERE payload_id IN (SELECT value FROM json_each(?1))
+         AND NOT EXISTS (SELECT 1 FROM relay_queue q WHERE q.payload_id = relay_payload.payload_id)",
+    )
+    .bind(&payloads)
+    .execute(&mut *tx)
+    .await
+    .map_err(map_err)?;
     tx.commit().await.map_err(map_err)?;
-    Ok(deleted)
+    Ok(rows.len() as u64)
 }
 
 pub(super) async fn inbox_offset(

@@ -96,6 +96,51 @@ async fn absent_device(registry: Arc<dyn Presence>) {
     assert_eq!(registry.get("never-seen", 0).await.unwrap(), None);
 }
 
+async fn routes_name_the_serving_node(registry: Arc<dyn Presence>) {
+    let ttl = Duration::from_secs(60);
+    assert_eq!(registry.route("dev-a").await.unwrap(), None);
+    registry.set_route("dev-a", "node-1", ttl).await.unwrap();
+    assert_eq!(
+        registry.route("dev-a").await.unwrap().as_deref(),
+        Some("node-1")
+    );
+    // The device moves to another node: the old node's clean-up leaves the new route alone.
+    registry.set_route("dev-a", "node-2", ttl).await.unwrap();
+    assert!(!registry.remove_route("dev-a", "node-1").await.unwrap());
+    assert_eq!(
+        registry.route("dev-a").await.unwrap().as_deref(),
+        Some("node-2")
+    );
+    assert!(registry.remove_route("dev-a", "node-2").await.unwrap());
+    assert_eq!(registry.route("dev-a").await.unwrap(), None);
+    assert!(!registry.remove_route("dev-a", "node-2").await.unwrap());
+    // Routes and snapshots are separate entries.
+    registry.set_route("dev-b", "node-1", ttl).await.unwrap();
+    assert_eq!(registry.get("dev-b", now()).await.unwrap(), None);
+}
+
+async fn routes_expire_without_refresh(registry: Arc<dyn Presence>) {
+    registry
+        .set_route("dev-a", "node-1", Duration::from_secs(1))
+        .await
+        .unwrap();
+    registry
+        .set_route("dev-b", "node-1", Duration::from_secs(60))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert_eq!(registry.route("dev-a").await.unwrap(), None);
+    assert_eq!(
+        registry.route("dev-b").await.unwrap().as_deref(),
+        Some("node-1")
+    );
+}
+
+async fn registry_answers_pings(registry: Arc<dyn Presence>) {
+    registry.ping().await.unwrap();
+    assert!(["local", "redis"].contains(&registry.backend()));
+}
+
 // ---------------------------------------------------------------- backends
 
 /// A registry under test and, for Redis, what to clean up afterwards.
@@ -174,7 +219,10 @@ suite!(
     set_get_replace,
     expires_after_ttl,
     remove_forgets,
-    absent_device
+    absent_device,
+    routes_name_the_serving_node,
+    routes_expire_without_refresh,
+    registry_answers_pings,
 );
 
 // ---------------------------------------------------------------- Redis specifics
@@ -225,6 +273,27 @@ async fn redis_keys_hold_the_snapshot_json_with_a_ttl() {
         .await
         .unwrap();
     assert!((0..=1).contains(&ttl), "TTL {ttl}");
+    backend.cleanup().await;
+}
+
+/// `route:<device>` holds the node id as a plain string, with the TTL asked for.
+#[tokio::test]
+async fn redis_route_keys_hold_the_node_id_with_a_ttl() {
+    let Some(backend) = Backend::redis().await else {
+        return;
+    };
+    let (client, prefix) = backend.redis.clone().unwrap();
+    backend
+        .registry
+        .set_route("dev-a", "node-7", Duration::from_secs(90))
+        .await
+        .unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let key = format!("{prefix}route:dev-a");
+    let raw: String = connection.get(&key).await.unwrap();
+    assert_eq!(raw, "node-7");
+    let ttl: i64 = connection.ttl(&key).await.unwrap();
+    assert!((85..=90).contains(&ttl), "TTL {ttl}");
     backend.cleanup().await;
 }
 

@@ -15,6 +15,8 @@ mod groups;
 mod offline;
 mod presence;
 
+pub use presence::{ROUTE_REFRESH, ROUTE_TTL};
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,6 +50,8 @@ pub struct MessagingSettings {
     pub dedup_window: Duration,
     /// Session (REST bearer) lifetime; a connected session keeps moving its expiry forward.
     pub session_ttl: Duration,
+    /// This node's id in the presence registry's `route:<device>` entries.
+    pub node_id: String,
 }
 
 impl MessagingSettings {
@@ -61,6 +65,11 @@ impl MessagingSettings {
             max_queue_per_device: config.offline.max_per_device,
             dedup_window: config.offline.dedup_window,
             session_ttl: config.session.ttl,
+            node_id: config
+                .presence
+                .node_id
+                .clone()
+                .unwrap_or_else(|| format!("node-{}", &super::handshake::random_id()[..16])),
         }
     }
 }
@@ -179,6 +188,7 @@ pub async fn run<S: ByteStream>(
     if let Some(old) = messaging.hub.register(&established.device_id, mailbox) {
         tracing::info!(device = %established.device_id, old_session = %old.session_id, "device reconnected; older session replaced");
     }
+    presence::publish_route(&messaging, &established.device_id).await;
     let mut task = SessionTask {
         conn,
         m: messaging,
@@ -210,6 +220,11 @@ impl<S: ByteStream> SessionTask<S> {
         let every = refresh_interval(self.m.settings.session_ttl);
         let mut refresh = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut route_refresh = tokio::time::interval_at(
+            tokio::time::Instant::now() + presence::ROUTE_REFRESH,
+            presence::ROUTE_REFRESH,
+        );
+        route_refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             // Handle everything already received before waiting again.
             loop {
@@ -246,6 +261,10 @@ impl<S: ByteStream> SessionTask<S> {
                 }
                 () = presence::expiry(presence_deadline) => self.expire_presence().await,
                 _ = refresh.tick() => self.refresh_session().await,
+                _ = route_refresh.tick() => {
+                    presence::publish_route(&self.m, &self.device_id).await;
+                    Ok(())
+                }
             };
             if let Err(end) = step {
                 return end;
@@ -446,6 +465,7 @@ impl<S: ByteStream> SessionTask<S> {
             }
         } else {
             calls::end_calls_of(&self.m, &self.device_id).await;
+            presence::withdraw_route(&self.m, &self.device_id).await;
             presence::announce_offline(&self.m, &self.device_id, self.user_info()).await;
         }
         let device = &self.device_id;

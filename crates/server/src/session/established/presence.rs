@@ -3,6 +3,8 @@
 //! share a channel with it; `offline` when it expires without refresh or the device
 //! disconnects. Every PRESENCE the server sends names its `entity`.
 
+use std::time::Duration;
+
 use ccp::control::{PresenceSnapshot, PresenceUpdate, UserInfo};
 use ccp::{Frame, FrameType, ProblemKind};
 use commucat_link::ByteStream;
@@ -15,6 +17,32 @@ use crate::router::presence::{PresenceEntry, rfc3339};
 pub(super) const MAX_STATE_LEN: usize = 64;
 /// Channel presence snapshots travel on (the one deployed clients send PRESENCE on).
 pub(super) const PRESENCE_CHANNEL: u32 = 0;
+
+/// Lifetime of a `route:<device>` entry: a node that dies without cleaning up stops claiming its
+/// devices after this.
+pub const ROUTE_TTL: Duration = Duration::from_secs(90);
+/// How often a connected session rewrites its route (a third of [`ROUTE_TTL`]).
+pub const ROUTE_REFRESH: Duration = Duration::from_secs(30);
+
+/// Records (or refreshes) that this node serves `device`. A registry failure is logged and
+/// otherwise ignored: routes do not carry traffic yet, and the session must not depend on them.
+pub(super) async fn publish_route(m: &Messaging, device: &str) {
+    if let Err(e) = m
+        .presence
+        .set_route(device, &m.settings.node_id, ROUTE_TTL)
+        .await
+    {
+        tracing::warn!(%device, error = %e, "route not recorded in the presence registry");
+    }
+}
+
+/// Removes `device`'s route if it still names this node (the session ended with no successor
+/// here).
+pub(super) async fn withdraw_route(m: &Messaging, device: &str) {
+    if let Err(e) = m.presence.remove_route(device, &m.settings.node_id).await {
+        tracing::warn!(%device, error = %e, "route not removed from the presence registry; it expires");
+    }
+}
 
 /// Completes at `deadline`, never if there is none.
 pub(super) async fn expiry(deadline: Option<tokio::time::Instant>) {

@@ -632,3 +632,34 @@ where
     // the rest of the store keeps working
     assert_eq!(store.user(&alice.user_id).await.unwrap(), Some(alice));
 }
+
+pub(crate) async fn sessions_never_outlive_a_concurrent_revocation(store: Arc<dyn Store>) {
+    let (_, dev) = seed(store.as_ref(), "alice").await;
+    // Twenty session inserts race one revocation: whichever way each one falls, no session of
+    // the revoked device may remain.
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..20 {
+        let racer = Arc::clone(&store);
+        let s = session(&format!("s-race-{n}"), &dev, 9_000);
+        tasks.spawn(async move { racer.create_session(s).await.map(|()| false) });
+        if n == 10 {
+            let store = Arc::clone(&store);
+            let revoke = event(&dev, DeviceKeyEvent::REVOKE, 5);
+            let device_id = dev.device_id.clone();
+            tasks
+                .spawn(async move { store.revoke_device(&device_id, revoke).await.map(|()| true) });
+        }
+    }
+    let mut revoked = false;
+    while let Some(joined) = tasks.join_next().await {
+        match joined.unwrap() {
+            Ok(was_revoke) => revoked |= was_revoke,
+            Err(StoreError::Invalid(message)) => assert!(message.contains("revoked"), "{message}"),
+            Err(other) => panic!("unexpected error {other:?}"),
+        }
+    }
+    assert!(revoked);
+    for n in 0..20 {
+        assert_eq!(store.session(&format!("s-race-{n}")).await.unwrap(), None);
+    }
+}

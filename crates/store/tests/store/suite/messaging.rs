@@ -421,3 +421,63 @@ pub(crate) async fn idempotency_keys_drop_resends(store: Arc<dyn Store>) {
         EnqueueOutcome::Duplicate
     );
 }
+
+pub(crate) async fn queue_bound_holds_under_concurrency(store: Arc<dyn Store>) {
+    // Ten senders race to fill a queue bounded at 4: exactly 4 frames are stored.
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..10_u8 {
+        let store = Arc::clone(&store);
+        let e = NewEnvelope {
+            max_per_recipient: 4,
+            ..envelope(&["dev-bob", "dev-carol"], i64::from(n), &[n])
+        };
+        tasks.spawn(async move { store.enqueue(e).await });
+    }
+    let mut stored_for_bob = 0;
+    while let Some(joined) = tasks.join_next().await {
+        match joined.unwrap().unwrap() {
+            EnqueueOutcome::Stored { stored, refused } => {
+                assert_eq!(stored.len() + refused.len(), 2);
+                if stored.iter().any(|r| r == "dev-bob") {
+                    stored_for_bob += 1;
+                }
+            }
+            EnqueueOutcome::Duplicate => panic!("no idempotency keys were given"),
+        }
+    }
+    assert_eq!(stored_for_bob, 4);
+    assert_eq!(store.queued_count("dev-bob", 100).await.unwrap(), 4);
+    assert_eq!(store.queued_count("dev-carol", 100).await.unwrap(), 4);
+}
+
+pub(crate) async fn concurrent_deliveries_of_one_payload_leave_nothing(store: Arc<dyn Store>) {
+    // One payload for eight recipients, all delivered at once: every copy goes and every
+    // recipient's offset moves (backends check that the shared payload went with the last).
+    let recipients: Vec<String> = (0..8).map(|n| format!("dev-r{n}")).collect();
+    let names: Vec<&str> = recipients.iter().map(String::as_str).collect();
+    store.enqueue(envelope(&names, 1, b"shared")).await.unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for recipient in recipients.clone() {
+        let store = Arc::clone(&store);
+        tasks.spawn(async move {
+            let ids: Vec<i64> = store
+                .pending_envelopes(&recipient, 100, 10)
+                .await
+                .unwrap()
+                .iter()
+                .map(|e| e.envelope_id)
+                .collect();
+            store.mark_delivered(&recipient, &ids, 150).await.unwrap()
+        });
+    }
+    let mut delivered = 0;
+    while let Some(joined) = tasks.join_next().await {
+        delivered += joined.unwrap();
+    }
+    assert_eq!(delivered, 8);
+    for recipient in &recipients {
+        assert_eq!(store.queued_count(recipient, 100).await.unwrap(), 0);
+        assert!(store.inbox_offset(recipient, 7).await.unwrap().is_some());
+    }
+    assert_eq!(store.purge_expired_envelopes(i64::MAX).await.unwrap(), 0);
+}

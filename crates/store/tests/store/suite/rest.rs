@@ -198,3 +198,69 @@ pub(crate) async fn friend_lists_are_replaced(store: Arc<dyn Store>) {
         Err(StoreError::NotFound { .. })
     ));
 }
+
+pub(crate) async fn pairing_claims_race_for_one_redemption(store: Arc<dyn Store>) {
+    let (user, issuer) = seed(store.as_ref(), "alice").await;
+    store
+        .create_pairing(code("RACE-CODE", &user.user_id, &issuer.device_id, 10_300))
+        .await
+        .unwrap();
+    // Six claims of one code at once: exactly one redeems it, every other is a counted refusal.
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..6 {
+        let store = Arc::clone(&store);
+        let claim = claim_of(&user.user_id, &format!("alice-claim-{n}"));
+        tasks.spawn(async move { store.redeem_pairing("RACE-CODE", 10_100, 50, claim).await });
+    }
+    let mut outcomes = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        outcomes.push(joined.unwrap().unwrap());
+    }
+    let redeemed = outcomes
+        .iter()
+        .filter(|o| matches!(o, RedeemOutcome::Redeemed(_)))
+        .count();
+    let refused = outcomes
+        .iter()
+        .filter(|o| **o == RedeemOutcome::AlreadyRedeemed)
+        .count();
+    assert_eq!((redeemed, refused), (1, 5), "{outcomes:?}");
+    let stored = store.pairing("RACE-CODE").await.unwrap().unwrap();
+    assert_eq!(stored.attempts, 5);
+    assert_eq!(store.count_active_devices(&user.user_id).await.unwrap(), 2);
+}
+
+pub(crate) async fn concurrent_sign_ups_share_no_handle(store: Arc<dyn Store>) {
+    // Four new accounts race for one handle: one wins, the others are told it is taken.
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..4 {
+        let store = Arc::clone(&store);
+        let mut user = super::user(&format!("racer{n}"));
+        user.handle = "popular".to_owned();
+        let dev = device(&user.user_id, &format!("racer{n}-1"), 2_000);
+        let reg = commucat_store::NewDeviceRegistration {
+            key_event: event(&dev, DeviceKeyEvent::REGISTER, 2_000),
+            user: UserToCreate::New(user),
+            device: dev,
+            max_active_devices: None,
+        };
+        tasks.spawn(async move { store.register_device(reg).await });
+    }
+    let (mut ok, mut taken) = (0, 0);
+    while let Some(joined) = tasks.join_next().await {
+        match joined.unwrap() {
+            Ok(_) => ok += 1,
+            Err(StoreError::Conflict(message)) => {
+                assert!(message.contains("popular"), "{message}");
+                taken += 1;
+            }
+            Err(other) => panic!("unexpected error {other:?}"),
+        }
+    }
+    assert_eq!((ok, taken), (1, 3));
+    let owner = store.user_by_handle("popular").await.unwrap().unwrap();
+    assert_eq!(
+        store.devices_of_user(&owner.user_id).await.unwrap().len(),
+        1
+    );
+}

@@ -1,89 +1,12 @@
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-//! The shared `Store` suite against SQLite: a fresh database file per test, and the
-//! in-memory variant.
+//! SQLite specifics: files, permissions, WAL, and corruption written behind the store's back.
 
-mod suite;
-
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use commucat_store::{SqliteStore, Store};
 use sqlx::Connection;
-use tempfile::TempDir;
 
-async fn fresh_file() -> (TempDir, PathBuf, Arc<dyn Store>) {
-    let dir = tempfile::tempdir().unwrap();
-    // a missing parent directory is created by `open`
-    let path = dir.path().join("data").join("commucat.db");
-    let store = SqliteStore::open(&path).await.unwrap();
-    (dir, path, Arc::new(store))
-}
-
-macro_rules! suite_tests {
-    ($($name:ident),* $(,)?) => {
-        mod file {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let (_dir, _path, store) = super::fresh_file().await;
-                    super::suite::$name(store).await;
-                }
-            )*
-        }
-
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let store = commucat_store::SqliteStore::open_in_memory().await.unwrap();
-                    super::suite::$name(std::sync::Arc::new(store)).await;
-                }
-            )*
-        }
-    };
-}
-
-suite_tests!(
-    ping,
-    register_new_user_and_device,
-    unknown_rows_are_absent,
-    register_on_existing_user,
-    register_on_unknown_user_is_not_found,
-    handle_conflict_rolls_back_everything,
-    failure_after_user_insert_rolls_back_user,
-    duplicate_user_id_is_conflict,
-    duplicate_device_id_is_conflict,
-    duplicate_event_id_rolls_back_device,
-    mismatched_ids_are_invalid,
-    device_limit_is_enforced,
-    device_limit_holds_under_concurrency,
-    key_events_on_register_and_revoke,
-    revoke_unknown_is_not_found,
-    revoke_with_foreign_event_is_invalid,
-    profile_update_coalesces,
-    session_lifecycle,
-    session_requires_matching_active_device,
-    revoke_deletes_sessions,
-    purge_expired_sessions,
-    group_lifecycle,
-    unknown_group_is_absent,
-    invalid_rosters_are_rejected,
-    enqueue_and_replay_in_order,
-    one_payload_serves_many_recipients,
-    delivery_advances_inbox_offsets,
-    expired_envelopes_are_dropped_and_purged,
-    full_queues_refuse_new_envelopes,
-    idempotency_keys_drop_resends,
-    pairing_code_redeems_once,
-    pairing_refusals_count_attempts,
-    pairing_rules_are_checked,
-    friend_lists_are_replaced,
-);
+use super::{fresh_file, suite};
 
 #[tokio::test]
 async fn reopen_file_keeps_data() {

@@ -1,0 +1,209 @@
+//! `devices` and `device_key_events` tables.
+
+use sqlx::{PgConnection, PgExecutor, PgPool};
+
+use super::{map_err, users, violated_constraint};
+use crate::error::{Result, StoreError};
+use crate::model::{
+    DeviceKeyEvent, DeviceRecord, DeviceStatus, NewDeviceRegistration, UserRecord, UserToCreate,
+};
+use crate::rows::{DeviceRow, KeyEventRow, count, decode_all};
+
+pub(super) async fn by_id(
+    db: impl PgExecutor<'_>,
+    device_id: &str,
+) -> Result<Option<DeviceRecord>> {
+    let row = sqlx::query_as::<_, DeviceRow>(
+        "SELECT device_id, user_id, public_key, status, created_at
+         FROM devices WHERE device_id = $1",
+    )
+    .bind(device_id)
+    .fetch_optional(db)
+    .await
+    .map_err(map_err)?;
+    row.map(DeviceRecord::try_from).transpose()
+}
+
+pub(super) async fn of_user(db: impl PgExecutor<'_>, user_id: &str) -> Result<Vec<DeviceRecord>> {
+    let rows = sqlx::query_as::<_, DeviceRow>(
+        "SELECT device_id, user_id, public_key, status, created_at
+         FROM devices WHERE user_id = $1
+         ORDER BY created_at, device_id",
+    )
+    .bind(user_id)
+    .fetch_all(db)
+    .await
+    .map_err(map_err)?;
+    decode_all(rows)
+}
+
+pub(super) async fn count_active(db: impl PgExecutor<'_>, user_id: &str) -> Result<u64> {
+    let n: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE user_id = $1 AND status = 'active'")
+            .bind(user_id)
+            .fetch_one(db)
+            .await
+            .map_err(map_err)?;
+    count(n)
+}
+
+pub(super) async fn key_events(
+    db: impl PgExecutor<'_>,
+    device_id: &str,
+) -> Result<Vec<DeviceKeyEvent>> {
+    let rows = sqlx::query_as::<_, KeyEventRow>(
+        "SELECT event_id, device_id, public_key, recorded_at, action
+         FROM device_key_events WHERE device_id = $1
+         ORDER BY recorded_at, seq",
+    )
+    .bind(device_id)
+    .fetch_all(db)
+    .await
+    .map_err(map_err)?;
+    decode_all(rows)
+}
+
+pub(super) async fn register(
+    pool: &PgPool,
+    registration: NewDeviceRegistration,
+) -> Result<UserRecord> {
+    let mut tx = pool.begin().await.map_err(map_err)?;
+    let owner = register_in(&mut tx, registration).await?;
+    tx.commit().await.map_err(map_err)?;
+    Ok(owner)
+}
+
+/// The steps of [`register`] inside the caller's transaction.
+///
+/// An existing owner's row is locked first, so concurrent registrations for one user run one
+/// after the other and the device limit cannot be overrun.
+pub(super) async fn register_in(
+    tx: &mut PgConnection,
+    registration: NewDeviceRegistration,
+) -> Result<UserRecord> {
+    let NewDeviceRegistration {
+        user,
+        device,
+        key_event,
+        max_active_devices,
+    } = registration;
+    if device.user_id != user.user_id() {
+        return Err(StoreError::Invalid(format!(
+            "device {} names user {}, registration is for user {}",
+            device.device_id,
+            device.user_id,
+            user.user_id()
+        )));
+    }
+    check_event_device(&key_event, &device.device_id)?;
+
+    let owner = match user {
+        UserToCreate::Existing(user_id) => {
+            users::lock(&mut *tx, &user_id)
+                .await?
+                .ok_or(StoreError::NotFound {
+                    what: "user",
+                    id: user_id,
+                })?
+        }
+        UserToCreate::New(user) => {
+            users::insert(tx, &user).await?;
+            user
+        }
+    };
+    if let Some(limit) = max_active_devices
+        && count_active(&mut *tx, &owner.user_id).await? >= limit
+    {
+        return Err(StoreError::DeviceLimit {
+            user_id: owner.user_id,
+            limit,
+        });
+    }
+    // The primary key decides whether the id is taken (no read first).
+    let device_taken =
+        || StoreError::Conflict(format!("device {} already exists", device.device_id));
+    sqlx::query(
+        "INSERT INTO devices (device_id, user_id, public_key, status, created_at)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&device.device_id)
+    .bind(&device.user_id)
+    .bind(device.public_key.as_slice())
+    .bind(device.status.as_str())
+    .bind(device.created_at)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| match violated_constraint(&e) {
+        Some("devices_pkey") => device_taken(),
+        _ => map_err(e),
+    })?;
+    insert_event(tx, &key_event).await?;
+    Ok(owner)
+}
+
+pub(super) async fn revoke(pool: &PgPool, device_id: &str, event: DeviceKeyEvent) -> Result<()> {
+    check_event_device(&event, device_id)?;
+    let mut tx = pool.begin().await.map_err(map_err)?;
+    let row = sqlx::query_as::<_, DeviceRow>(
+        "SELECT device_id, user_id, public_key, status, created_at
+         FROM devices WHERE device_id = $1 FOR NO KEY UPDATE",
+    )
+    .bind(device_id)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(map_err)?;
+    let device = row
+        .map(DeviceRecord::try_from)
+        .transpose()?
+        .ok_or_else(|| StoreError::NotFound {
+            what: "device",
+            id: device_id.to_owned(),
+        })?;
+    if device.status == DeviceStatus::Revoked {
+        return Ok(());
+    }
+    sqlx::query("UPDATE devices SET status = 'revoked' WHERE device_id = $1")
+        .bind(device_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    sqlx::query("DELETE FROM sessions WHERE device_id = $1")
+        .bind(device_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    insert_event(&mut tx, &event).await?;
+    tx.commit().await.map_err(map_err)
+}
+
+fn check_event_device(event: &DeviceKeyEvent, device_id: &str) -> Result<()> {
+    if event.device_id == device_id {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!(
+            "key event {} is for device {}, not {device_id}",
+            event.event_id, event.device_id
+        )))
+    }
+}
+
+async fn insert_event(conn: &mut PgConnection, event: &DeviceKeyEvent) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO device_key_events (event_id, device_id, public_key, recorded_at, action)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&event.event_id)
+    .bind(&event.device_id)
+    .bind(event.public_key.as_slice())
+    .bind(event.recorded_at)
+    .bind(&event.action)
+    .execute(conn)
+    .await
+    .map_err(|e| match map_err(e) {
+        StoreError::Conflict(_) => {
+            StoreError::Conflict(format!("key event {} already exists", event.event_id))
+        }
+        other => other,
+    })?;
+    Ok(())
+}

@@ -1,0 +1,137 @@
+//! `pairing_codes` table.
+
+use sqlx::{PgExecutor, PgPool};
+
+use super::{devices, map_err};
+use crate::error::{Result, StoreError};
+use crate::model::{NewDeviceRegistration, PairingRecord, RedeemOutcome, UserToCreate};
+use crate::rows::PairingRow;
+
+pub(super) async fn create(pool: &PgPool, pairing: PairingRecord) -> Result<()> {
+    if pairing.expires_at <= pairing.issued_at {
+        return Err(StoreError::Invalid(format!(
+            "pairing code expires ({}) before it is issued ({})",
+            pairing.expires_at, pairing.issued_at
+        )));
+    }
+    let mut tx = pool.begin().await.map_err(map_err)?;
+    let issuer = devices::by_id(&mut *tx, &pairing.issuer_device_id)
+        .await?
+        .ok_or_else(|| StoreError::NotFound {
+            what: "device",
+            id: pairing.issuer_device_id.clone(),
+        })?;
+    if issuer.user_id != pairing.user_id {
+        return Err(StoreError::Invalid(format!(
+            "device {} does not belong to user {}",
+            issuer.device_id, pairing.user_id
+        )));
+    }
+    sqlx::query(
+        "INSERT INTO pairing_codes
+             (code, user_id, issuer_device_id, issued_at, expires_at, attempts,
+              redeemed_at, redeemed_device_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(&pairing.code)
+    .bind(&pairing.user_id)
+    .bind(&pairing.issuer_device_id)
+    .bind(pairing.issued_at)
+    .bind(pairing.expires_at)
+    .bind(i64::from(pairing.attempts))
+    .bind(pairing.redeemed_at)
+    .bind(&pairing.redeemed_device_id)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| match map_err(e) {
+        StoreError::Conflict(_) => {
+            StoreError::Conflict(format!("pairing code {} already exists", pairing.code))
+        }
+        other => other,
+    })?;
+    tx.commit().await.map_err(map_err)
+}
+
+pub(super) async fn by_code(db: impl PgExecutor<'_>, code: &str) -> Result<Option<PairingRecord>> {
+    let row = sqlx::query_as::<_, PairingRow>(
+        "SELECT code, user_id, issuer_device_id, issued_at, expires_at, attempts,
+                redeemed_at, redeemed_device_id
+         FROM pairing_codes WHERE code = $1",
+    )
+    .bind(code)
+    .fetch_optional(db)
+    .await
+    .map_err(map_err)?;
+    row.map(PairingRecord::try_from).transpose()
+}
+
+pub(super) async fn redeem(
+    pool: &PgPool,
+    code: &str,
+    now: i64,
+    max_attempts: u32,
+    registration: NewDeviceRegistration,
+) -> Result<RedeemOutcome> {
+    let mut tx = pool.begin().await.map_err(map_err)?;
+    // The code's row stays locked until commit: two claims of one code run one after the other,
+    // so only one can redeem it and every refusal is counted.
+    let row = sqlx::query_as::<_, PairingRow>(
+        "SELECT code, user_id, issuer_device_id, issued_at, expires_at, attempts,
+                redeemed_at, redeemed_device_id
+         FROM pairing_codes WHERE code = $1 FOR NO KEY UPDATE",
+    )
+    .bind(code)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(map_err)?;
+    let Some(pairing) = row.map(PairingRecord::try_from).transpose()? else {
+        return Ok(RedeemOutcome::Unknown);
+    };
+    let refusal = if pairing.redeemed_at.is_some() {
+        Some(RedeemOutcome::AlreadyRedeemed)
+    } else if pairing.attempts >= max_attempts {
+        Some(RedeemOutcome::TooManyAttempts)
+    } else if now >= pairing.expires_at {
+        Some(RedeemOutcome::Expired)
+    } else {
+        None
+    };
+    if let Some(refusal) = refusal {
+        sqlx::query("UPDATE pairing_codes SET attempts = attempts + 1 WHERE code = $1")
+            .bind(code)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        return Ok(refusal);
+    }
+    if registration.user != UserToCreate::Existing(pairing.user_id.clone()) {
+        return Err(StoreError::Invalid(format!(
+            "pairing code {code} adds devices to user {}, not to {}",
+            pairing.user_id,
+            registration.user.user_id()
+        )));
+    }
+    let device_id = registration.device.device_id.clone();
+    let owner = devices::register_in(&mut tx, registration).await?;
+    sqlx::query(
+        "UPDATE pairing_codes SET redeemed_at = $1, redeemed_device_id = $2 WHERE code = $3",
+    )
+    .bind(now)
+    .bind(&device_id)
+    .bind(code)
+    .execute(&mut *tx)
+    .await
+    .map_err(map_err)?;
+    tx.commit().await.map_err(map_err)?;
+    Ok(RedeemOutcome::Redeemed(owner))
+}
+
+pub(super) async fn purge_expired(db: impl PgExecutor<'_>, now: i64) -> Result<u64> {
+    let done = sqlx::query("DELETE FROM pairing_codes WHERE expires_at <= $1")
+        .bind(now)
+        .execute(db)
+        .await
+        .map_err(map_err)?;
+    Ok(done.rows_affected())
+}

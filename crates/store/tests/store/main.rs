@@ -1,0 +1,120 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+//! The shared `Store` suite, written once in `suite/` and run by [`suite_tests!`] against
+//! every backend:
+//!
+//! - `sqlite_file`: a fresh SQLite database file per test;
+//! - `sqlite_memory`: a private in-memory SQLite database per test;
+//! - `postgres`: a fresh schema per test on the server named by `COMMUCAT_TEST_POSTGRES`
+//!   (skipped when it is unset; an unreachable server fails the test). Each schema is dropped
+//!   afterwards, so the tests run in parallel on one database.
+//!
+//! Backend-specific behaviour (files, URLs, raw corruption) lives in `sqlite_only.rs` and
+//! `postgres_only.rs`.
+
+mod postgres_only;
+mod sqlite_only;
+mod suite;
+
+#[path = "../support/postgres.rs"]
+mod pg;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use commucat_store::{SqliteStore, Store};
+use tempfile::TempDir;
+
+/// A fresh SQLite file in a temporary directory (kept alive by the returned `TempDir`).
+async fn fresh_file() -> (TempDir, PathBuf, Arc<dyn Store>) {
+    let dir = tempfile::tempdir().unwrap();
+    // a missing parent directory is created by `open`
+    let path = dir.path().join("data").join("commucat.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    (dir, path, Arc::new(store))
+}
+
+/// Generates one test per suite function and backend.
+macro_rules! suite_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite_file {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let (_dir, _path, store) = super::fresh_file().await;
+                    super::suite::$name(store).await;
+                }
+            )*
+        }
+
+        mod sqlite_memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let store = commucat_store::SqliteStore::open_in_memory().await.unwrap();
+                    super::suite::$name(std::sync::Arc::new(store)).await;
+                }
+            )*
+        }
+
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(schema) = super::pg::TestSchema::new().await else {
+                        return;
+                    };
+                    let store = schema.store().await;
+                    super::suite::$name(std::sync::Arc::new(store.clone())).await;
+                    store.close().await;
+                }
+            )*
+        }
+    };
+}
+
+suite_tests!(
+    ping,
+    register_new_user_and_device,
+    unknown_rows_are_absent,
+    register_on_existing_user,
+    register_on_unknown_user_is_not_found,
+    handle_conflict_rolls_back_everything,
+    failure_after_user_insert_rolls_back_user,
+    duplicate_user_id_is_conflict,
+    duplicate_device_id_is_conflict,
+    duplicate_event_id_rolls_back_device,
+    mismatched_ids_are_invalid,
+    device_limit_is_enforced,
+    device_limit_holds_under_concurrency,
+    key_events_on_register_and_revoke,
+    revoke_unknown_is_not_found,
+    revoke_with_foreign_event_is_invalid,
+    profile_update_coalesces,
+    session_lifecycle,
+    session_requires_matching_active_device,
+    revoke_deletes_sessions,
+    purge_expired_sessions,
+    group_lifecycle,
+    unknown_group_is_absent,
+    invalid_rosters_are_rejected,
+    enqueue_and_replay_in_order,
+    one_payload_serves_many_recipients,
+    delivery_advances_inbox_offsets,
+    expired_envelopes_are_dropped_and_purged,
+    full_queues_refuse_new_envelopes,
+    idempotency_keys_drop_resends,
+    pairing_code_redeems_once,
+    pairing_refusals_count_attempts,
+    pairing_rules_are_checked,
+    friend_lists_are_replaced,
+    pairing_claims_race_for_one_redemption,
+    concurrent_sign_ups_share_no_handle,
+    queue_bound_holds_under_concurrency,
+    concurrent_deliveries_of_one_payload_leave_nothing,
+    sessions_never_outlive_a_concurrent_revocation,
+);
