@@ -374,7 +374,7 @@ async fn pairing_flow_as_the_deployed_client_does_it(backend: StoreBackend) {
 
 async fn pairing_errors_and_ttl_clamp(backend: StoreBackend) {
     let server = TestServer::start_on(backend, |c| {
-        c.devices.pairing_ttl = Duration::from_secs(600)
+        c.devices.pairing_ttl = Duration::from_secs(600);
     })
     .await;
     let rest = Rest::new(&server);
