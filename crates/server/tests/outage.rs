@@ -5,9 +5,10 @@
 //! that cannot be stored are refused (never ACKed), nothing acknowledged before is lost, and
 //! the same server recovers when the service is back.
 //!
-//! They need the server binaries, so they run only where the shared services do: the
-//! PostgreSQL test when `COMMUCAT_TEST_POSTGRES` is set, the Redis test when
-//! `COMMUCAT_TEST_REDIS` is set (then a missing binary fails the test).
+//! The outage scenarios need the server binaries, so they run only where the shared services do:
+//! the PostgreSQL one when `COMMUCAT_TEST_POSTGRES` is set, the Redis one when
+//! `COMMUCAT_TEST_REDIS` is set (then a missing binary fails the test). A database that is not
+//! there at startup is tested everywhere.
 
 #![allow(
     clippy::unwrap_used,
@@ -505,4 +506,28 @@ async fn a_redis_outage_is_reported_keeps_sessions_working_and_heals() {
         assert!(Instant::now() < deadline, "route of carol-rd never written");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// An unreachable `store.url` stops startup within about `store.acquire_timeout`, with an error
+/// naming the URL (password hidden).
+#[tokio::test]
+async fn bind_fails_fast_naming_an_unreachable_postgres() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = commucat_server::Config::default();
+    config.server.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    config.server.data_dir = dir.path().to_owned();
+    // Port 1 on loopback: nothing listens there.
+    config.store.url = Some("postgres://chat:hunter2@127.0.0.1:1/chat".to_owned());
+    config.store.acquire_timeout = Duration::from_secs(1);
+    let started = Instant::now();
+    let error = commucat_server::Server::bind(config)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.starts_with("store postgres://chat:***@127.0.0.1:1/chat: store unavailable: "),
+        "{error}"
+    );
+    assert!(!error.contains("hunter2"), "{error}");
+    assert!(started.elapsed() < Duration::from_secs(10), "{error}");
 }
