@@ -20,6 +20,7 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant, reason = "parsed once per process")]
 enum Command {
     /// Run the relay server (TLS 1.3; HTTP/2 and HTTP/1.1 on one port).
     ///
@@ -43,6 +44,8 @@ enum Command {
         /// Frames as hex (whitespace ignored).
         hex: Option<String>,
     },
+    /// Load-test a CCP-1 server over the real protocol (loopback only); see docs/BENCHMARKS.md.
+    Bench(commucat_bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +63,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve { config, data_dir } => serve(config.as_deref(), data_dir),
         Command::Decode { hex } => decode(hex.as_deref()),
+        Command::Bench(args) => commucat_bench::run(args),
     }
 }
 
@@ -174,7 +178,7 @@ mod tests {
                 assert_eq!(config, Some(PathBuf::from("/etc/commucat.toml")));
                 assert_eq!(data_dir, Some(PathBuf::from("/var/lib/commucat")));
             }
-            Command::Decode { .. } => panic!("parsed as decode"),
+            other => panic!("parsed as {other:?}"),
         }
         assert!(Cli::try_parse_from(["commucat", "serve", "--bogus"]).is_err());
         assert!(Cli::try_parse_from(["commucat", "decode", "00"]).is_ok());
