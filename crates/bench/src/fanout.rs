@@ -57,7 +57,7 @@ pub(crate) async fn run(
     let receivers: Vec<_> = sessions.collect();
     let mut ids: Vec<&str> = vec![sender_id.as_str()];
     ids.extend(receivers.iter().map(|(id, _)| id.as_str()));
-    let channel = 1;
+    let channel = target.channels(1)?;
     flow::join(&mut sender, channel, &ids).await?;
     let setup_s = report::round2(setup.elapsed().as_secs_f64());
 

@@ -48,7 +48,7 @@ pub(crate) async fn run(
         .connect(0, &sender_id, &options(false, false))
         .await?
         .into_connection();
-    let channel = 1;
+    let channel = target.channels(1)?;
     flow::join(
         &mut sender,
         channel,

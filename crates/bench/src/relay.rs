@@ -104,11 +104,12 @@ async fn open(
     pairs: usize,
     phase: Phase,
 ) -> Result<Vec<(Connection<H2Stream>, u32)>> {
+    let first_channel = target.channels(pairs)?;
     let mut tasks = JoinSet::new();
     for pair in 0..pairs {
         let target = target.clone();
         tasks.spawn(async move {
-            let channel = u32::try_from(pair + 1)?;
+            let channel = first_channel + u32::try_from(pair)?;
             match phase {
                 Phase::Echo(addr) => Ok::<_, anyhow::Error>(vec![
                     (target.open_raw(addr, 2 * pair).await?, channel),

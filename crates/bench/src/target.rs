@@ -164,6 +164,22 @@ impl Target {
         DeviceIdentity::generate(id).with_handle(handle)
     }
 
+    /// The first of `n` consecutive channel ids no earlier scenario of this process used.
+    ///
+    /// Channel membership merges and outlives sessions: reusing a channel would make its
+    /// earlier, now disconnected members recipients too, and every message would go to their
+    /// durable queue. The ids start at a point derived from the run id, so other runs against
+    /// the same server do not collide either.
+    pub(crate) fn channels(&self, n: usize) -> Result<u32> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let seed = u64::from_str_radix(&self.run_id, 16).unwrap_or(0) % (1 << 30);
+        let n = u64::try_from(n)?;
+        let first = 1 + seed + NEXT.fetch_add(n, Ordering::Relaxed);
+        u32::try_from(first + n)
+            .map(|_| u32::try_from(first).unwrap_or(u32::MAX))
+            .map_err(|_| anyhow!("channel ids exhausted"))
+    }
+
     /// Opens `/connect` from source number `i` and runs the handshake.
     pub(crate) async fn connect(
         &self,
