@@ -12,7 +12,7 @@ set -euo pipefail
 
 BIN=${BIN:-${CARGO_TARGET_DIR:-target}/release/commucat}
 OUT=${1:-bench-results}
-RATES=${RATES:-"2000 5000 10000 15000 20000 25000 30000"}
+RATES=${RATES:-"5000 10000 20000 30000 40000 50000 60000"}
 ADDR=127.0.0.1:8443
 ECHO=127.0.0.1:9443
 mkdir -p "$OUT"

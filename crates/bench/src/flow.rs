@@ -13,7 +13,7 @@ use crate::payload::Clock;
 use crate::report::Latencies;
 
 /// How long a finished flow keeps reading for deliveries still on their way.
-const QUIET: Duration = Duration::from_millis(300);
+const QUIET: Duration = Duration::from_secs(1);
 
 /// What tells a sender that a message left its hands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

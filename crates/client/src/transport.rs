@@ -53,6 +53,14 @@ fn to_io(e: h2::Error) -> io::Error {
     }
 }
 
+/// Framing overhead of small DATA frames the h2 client may hold unread before it closes the
+/// connection (`ENHANCE_YOUR_CALM`). The server sends each CCP-1 frame as its own DATA frame, so
+/// an offline-queue replay of thousands of short messages is thousands of small DATA frames;
+/// h2's default (half the 64 KiB window, about 170 short frames) cut such replays whenever the
+/// application fell briefly behind. Memory stays bounded by the flow-control window; this only
+/// bounds the bookkeeping overhead, at 1 MiB.
+const SMALL_FRAME_BUDGET: usize = 1 << 20;
+
 /// Opens TCP + TLS 1.3 + HTTP/2 to `addr` and starts `POST {path}` with an open body.
 ///
 /// # Errors
@@ -82,7 +90,9 @@ pub async fn open_from(
 ) -> Result<H2Stream, ClientError> {
     let transport = |e: &dyn std::fmt::Display| ClientError::Transport(e.to_string());
     let tls = tls_connect(local, addr, server_name, trust, b"h2").await?;
-    let (mut client, connection) = h2::client::handshake(tls)
+    let (mut client, connection) = h2::client::Builder::new()
+        .data_frame_budget(SMALL_FRAME_BUDGET)
+        .handshake(tls)
         .await
         .map_err(|e| transport(&e))?;
     tokio::spawn(async move {
