@@ -131,7 +131,9 @@ pub(crate) async fn send_msg(
     )?;
     tokio::time::timeout_at(deadline.into(), conn.send(&frame))
         .await
-        .map_err(|_| anyhow!("the server stopped reading"))??;
+        .map_err(|_| {
+            anyhow!("not accepted before the end of the run (the server fell behind)")
+        })??;
     Ok(())
 }
 

@@ -16,10 +16,8 @@ use commucat_store::{EnqueueOutcome, IdempotencyKey, NewEnvelope, StoreError};
 use super::{End, Messaging, SessionTask, secs, unix_now};
 use crate::router::{Envelope, Handoff};
 
-/// Envelopes fetched and written per replay round (one store transaction each). Each round's
-/// commit is one durable write (fsync), which dominated replay time at 64 per round (10 000
-/// envelopes: 157 commits, about 1 s on the benchmark machine); 512 makes it 20.
-const REPLAY_BATCH: u32 = 512;
+/// Envelopes fetched and written per replay round (one store transaction each).
+const REPLAY_BATCH: u32 = 64;
 
 /// Frame types kept for members that are not connected. Typing hints, presence, membership
 /// notices, call signaling and media are live-only.
