@@ -29,6 +29,7 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant, reason = "parsed once per process")]
 enum Command {
     /// Run the relay server (TLS 1.3; HTTP/2 and HTTP/1.1 on one port).
     ///
@@ -92,6 +93,8 @@ enum Command {
         /// Frames as hex (whitespace ignored).
         hex: Option<String>,
     },
+    /// Load-test a CCP-1 server over the real protocol (loopback only); see docs/BENCHMARKS.md.
+    Bench(commucat_bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -116,6 +119,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Keys { config, command } => keys::run(&config, &command),
         Command::Pair { config, args } => pair::run(&config, &args),
         Command::Chat(args) => chat::run(&args),
+        Command::Bench(args) => commucat_bench::run(args),
     }
 }
 

@@ -120,4 +120,11 @@ impl<S: ByteStream> Session<S> {
     pub fn connection_mut(&mut self) -> &mut Connection<S> {
         &mut self.conn
     }
+
+    /// Consumes the session, returning its link (codec state and sequence numbers included),
+    /// for callers that drive the connection themselves, e.g. reading in a `select!` with
+    /// [`Connection::fill`].
+    pub fn into_connection(self) -> Connection<S> {
+        self.conn
+    }
 }

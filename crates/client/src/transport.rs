@@ -11,7 +11,7 @@ pub use ws::{H2Io, Message, WsStream};
 
 use std::future::poll_fn;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -19,7 +19,7 @@ use commucat_link::ByteStream;
 use h2::client::ResponseFuture;
 use h2::{RecvStream, SendStream};
 use rustls::pki_types::ServerName;
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
@@ -53,6 +53,14 @@ fn to_io(e: h2::Error) -> io::Error {
     }
 }
 
+/// Framing overhead of small DATA frames the h2 client may hold unread before it closes the
+/// connection (`ENHANCE_YOUR_CALM`). The server sends each CCP-1 frame as its own DATA frame, so
+/// an offline-queue replay of thousands of short messages is thousands of small DATA frames;
+/// h2's default (half the 64 KiB window, about 170 short frames) cut such replays whenever the
+/// application fell briefly behind. Memory stays bounded by the flow-control window; this only
+/// bounds the bookkeeping overhead, at 1 MiB.
+const SMALL_FRAME_BUDGET: usize = 1 << 20;
+
 /// Opens TCP + TLS 1.3 + HTTP/2 to `addr` and starts `POST {path}` with an open body.
 ///
 /// # Errors
@@ -63,9 +71,28 @@ pub async fn open(
     trust: &TlsTrust,
     path: &str,
 ) -> Result<H2Stream, ClientError> {
+    open_from(None, addr, server_name, trust, path).await
+}
+
+/// [`open`] from a chosen local source address (`None`: the system picks). Load tools spread
+/// connections over several loopback addresses (`127.x.y.z`) so that the ephemeral ports of one
+/// source address do not limit how many can be open at once.
+///
+/// # Errors
+/// [`ClientError::Transport`] for any connection failure (including an address that cannot be
+/// bound).
+pub async fn open_from(
+    local: Option<IpAddr>,
+    addr: SocketAddr,
+    server_name: &str,
+    trust: &TlsTrust,
+    path: &str,
+) -> Result<H2Stream, ClientError> {
     let transport = |e: &dyn std::fmt::Display| ClientError::Transport(e.to_string());
-    let tls = tls_connect(addr, server_name, trust, b"h2").await?;
-    let (mut client, connection) = h2::client::handshake(tls)
+    let tls = tls_connect(local, addr, server_name, trust, b"h2").await?;
+    let (mut client, connection) = h2::client::Builder::new()
+        .data_frame_budget(SMALL_FRAME_BUDGET)
+        .handshake(tls)
         .await
         .map_err(|e| transport(&e))?;
     tokio::spawn(async move {
@@ -106,7 +133,7 @@ pub async fn get(
     path: &str,
 ) -> Result<(u16, Vec<u8>), ClientError> {
     let transport = |e: &dyn std::fmt::Display| ClientError::Transport(e.to_string());
-    let tls = tls_connect(addr, server_name, trust, b"h2").await?;
+    let tls = tls_connect(None, addr, server_name, trust, b"h2").await?;
     let (client, connection) = h2::client::handshake(tls)
         .await
         .map_err(|e| transport(&e))?;
@@ -142,8 +169,12 @@ pub async fn get(
     Ok((status, bytes))
 }
 
-/// TCP + TLS 1.3 to `addr`, offering the single ALPN protocol `alpn`.
-async fn tls_connect(
+/// TCP (from `local` when given) + TLS 1.3 to `addr`, offering the single ALPN protocol `alpn`.
+///
+/// # Errors
+/// [`ClientError::Transport`] for any connection failure.
+pub async fn tls_connect(
+    local: Option<IpAddr>,
     addr: SocketAddr,
     server_name: &str,
     trust: &TlsTrust,
@@ -152,7 +183,21 @@ async fn tls_connect(
     let transport = |e: &dyn std::fmt::Display| ClientError::Transport(e.to_string());
     let mut config = client_config(trust)?;
     config.alpn_protocols = vec![alpn.to_vec()];
-    let tcp = TcpStream::connect(addr).await.map_err(|e| transport(&e))?;
+    let tcp = match local {
+        None => TcpStream::connect(addr).await.map_err(|e| transport(&e))?,
+        Some(ip) => {
+            let socket = if ip.is_ipv4() {
+                TcpSocket::new_v4()
+            } else {
+                TcpSocket::new_v6()
+            }
+            .map_err(|e| transport(&e))?;
+            socket
+                .bind(SocketAddr::new(ip, 0))
+                .map_err(|e| transport(&format!("binding {ip}: {e}")))?;
+            socket.connect(addr).await.map_err(|e| transport(&e))?
+        }
+    };
     tcp.set_nodelay(true).map_err(|e| transport(&e))?;
     let name = ServerName::try_from(server_name.to_owned())
         .map_err(|e| ClientError::Config(format!("server name: {e}")))?;
@@ -242,15 +287,15 @@ pub async fn open_mode(
             TextFormat::Ndjson,
         )),
         ConnectMode::H1Chunked => {
-            let tls = tls_connect(addr, server_name, trust, b"http/1.1").await?;
+            let tls = tls_connect(None, addr, server_name, trust, b"http/1.1").await?;
             ModeStream::H1(h1::start(tls, &authority, "/connect").await?)
         }
         ConnectMode::WebSocket => {
-            let tls = tls_connect(addr, server_name, trust, b"http/1.1").await?;
+            let tls = tls_connect(None, addr, server_name, trust, b"http/1.1").await?;
             ModeStream::Ws(Box::new(ws::start_h1(tls, &authority, "/connect").await?))
         }
         ConnectMode::WebSocketH2 => {
-            let tls = tls_connect(addr, server_name, trust, b"h2").await?;
+            let tls = tls_connect(None, addr, server_name, trust, b"h2").await?;
             ModeStream::WsH2(Box::new(ws::start_h2(tls, &authority, "/connect").await?))
         }
     })

@@ -5,8 +5,11 @@
 //! as an offline envelope; this window covers frames that went only to online recipients.
 
 use std::collections::{HashSet, VecDeque};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use rand_core::RngCore;
 
 /// Default window when none is configured.
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(300);
@@ -31,10 +34,47 @@ pub fn frame_key(frame: &ccp::Frame) -> String {
     )
 }
 
+/// One remembered claim: 128 bits of a keyed BLAKE3 over the sender and the key. Fixed size, so
+/// claiming allocates nothing and compares 16 bytes instead of two strings; keyed with a secret
+/// of the process, so clients cannot choose frames whose entries collide (in the set's buckets
+/// or, with 2^-128 odds otherwise, at all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Entry {
+    lo: u64,
+    hi: u64,
+}
+
+impl Hash for Entry {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // Already uniformly random: the low half is the hash.
+        state.write_u64(self.lo);
+    }
+}
+
+/// Passes an [`Entry`]'s own bits through as its hash.
+#[derive(Debug, Default)]
+struct EntryHasher(u64);
+
+impl Hasher for EntryHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*byte);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 #[derive(Debug, Default)]
 struct Window {
-    keys: HashSet<(String, String)>,
-    order: VecDeque<(Instant, (String, String))>,
+    keys: HashSet<Entry, BuildHasherDefault<EntryHasher>>,
+    order: VecDeque<(Instant, Entry)>,
 }
 
 /// Keys of recently relayed frames, per sender.
@@ -42,6 +82,7 @@ struct Window {
 pub struct Dedup {
     window: Duration,
     capacity: usize,
+    secret: [u8; 32],
     inner: Mutex<Window>,
 }
 
@@ -52,6 +93,11 @@ impl Dedup {
         Self {
             window,
             capacity: capacity.max(1),
+            secret: {
+                let mut secret = [0; 32];
+                rand_core::OsRng.fill_bytes(&mut secret);
+                secret
+            },
             inner: Mutex::new(Window::default()),
         }
     }
@@ -69,6 +115,7 @@ impl Dedup {
     }
 
     fn claim_at(&self, sender: &str, key: &str, now: Instant) -> bool {
+        let entry = self.entry(sender, key);
         let mut inner = self
             .inner
             .lock()
@@ -81,7 +128,6 @@ impl Dedup {
                 inner.keys.remove(&old);
             }
         }
-        let entry = (sender.to_owned(), key.to_owned());
         if inner.keys.contains(&entry) {
             return false;
         }
@@ -93,18 +139,42 @@ impl Dedup {
                 None => break,
             }
         }
-        inner.keys.insert(entry.clone());
+        inner.keys.insert(entry);
         inner.order.push_back((now, entry));
         true
     }
 
+    /// The entry remembering `key` of `sender` (computed before taking the lock).
+    fn entry(&self, sender: &str, key: &str) -> Entry {
+        let mut hasher = blake3::Hasher::new_keyed(&self.secret);
+        // Length-prefixed, so ("ab", "c") and ("a", "bc") differ.
+        hasher.update(
+            &u64::try_from(sender.len())
+                .unwrap_or(u64::MAX)
+                .to_le_bytes(),
+        );
+        hasher.update(sender.as_bytes());
+        hasher.update(key.as_bytes());
+        let digest = hasher.finalize();
+        let bytes = digest.as_bytes();
+        let half = |at: usize| {
+            let mut word = [0; 8];
+            word.copy_from_slice(bytes.get(at..at + 8).unwrap_or(&[0; 8]));
+            u64::from_le_bytes(word)
+        };
+        Entry {
+            lo: half(0),
+            hi: half(8),
+        }
+    }
+
     /// Forgets a claim whose frame was not accepted after all (so a resend is judged afresh).
     pub fn release(&self, sender: &str, key: &str) {
+        let entry = self.entry(sender, key);
         let mut inner = self
             .inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let entry = (sender.to_owned(), key.to_owned());
         if inner.keys.remove(&entry) {
             inner.order.retain(|(_, e)| *e != entry);
         }
@@ -126,6 +196,17 @@ mod tests {
         assert!(dedup.claim_at("a", "k", t0 + Duration::from_secs(10)));
         dedup.release("a", "k");
         assert!(dedup.claim_at("a", "k", t0 + Duration::from_secs(11)));
+    }
+
+    #[test]
+    fn sender_and_key_are_not_confused() {
+        let dedup = Dedup::new(Duration::from_secs(10), 100);
+        let t0 = Instant::now();
+        assert!(dedup.claim_at("ab", "c", t0));
+        assert!(dedup.claim_at("a", "bc", t0));
+        assert!(!dedup.claim_at("ab", "c", t0));
+        dedup.release("a", "bc");
+        assert!(dedup.claim_at("a", "bc", t0));
     }
 
     #[test]
