@@ -26,6 +26,7 @@ use zeroize::Zeroizing;
 use commucat_link::{ByteStream, ConnError, Connection, StreamError};
 
 use crate::ledger::Ledger;
+use crate::live::Live;
 
 /// Capability that switches post-handshake frames to Noise transport records.
 pub const CAP_NOISE_TRANSPORT: &str = "noise-transport";
@@ -50,6 +51,13 @@ pub struct NoiseKey {
     pub accept_until: Option<i64>,
 }
 
+/// The server key message 1 was addressed to.
+#[derive(Debug, Clone, Copy)]
+struct UsedKey {
+    version: u32,
+    public: [u8; 32],
+}
+
 /// Everything the handshake needs from configuration.
 #[derive(Debug)]
 pub struct HandshakeSettings {
@@ -57,8 +65,9 @@ pub struct HandshakeSettings {
     pub domain: String,
     /// Noise prologue.
     pub prologue: Vec<u8>,
-    /// Active Noise static keys, newest first; message 1 is tried against each.
-    pub noise_keys: Vec<NoiseKey>,
+    /// Active Noise static keys, newest first; message 1 is tried against each. A key reload
+    /// replaces the set; a handshake uses the set in force when its message 1 arrived.
+    pub noise_keys: Live<Vec<NoiseKey>>,
     /// Device CA that issues device certificates.
     pub device_ca: DeviceKeyPair,
     /// Register unknown devices without pairing.
@@ -737,13 +746,14 @@ impl Handshaker {
         })
     }
 
-    fn read_message_one<'k>(
-        &'k self,
+    fn read_message_one(
+        &self,
         pattern: HandshakePattern,
         msg1: &[u8],
-    ) -> Result<(Handshake, &'k NoiseKey), HandshakeFailure> {
+    ) -> Result<(Handshake, UsedKey), HandshakeFailure> {
         let now = crate::clock::unix_now();
-        for key in &self.settings.noise_keys {
+        let keys = self.settings.noise_keys.load();
+        for key in keys.iter() {
             if key.accept_until.is_some_and(|until| now >= until) {
                 continue;
             }
@@ -752,7 +762,11 @@ impl Handshaker {
                     HandshakeFailure::new(ProblemKind::InternalError, "crypto", e.to_string())
                 })?;
             if noise.read_message(msg1).is_ok() {
-                return Ok((noise, key));
+                let used = UsedKey {
+                    version: key.version,
+                    public: key.public,
+                };
+                return Ok((noise, used));
             }
         }
         Err(HandshakeFailure::new(
