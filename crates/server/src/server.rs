@@ -96,8 +96,11 @@ pub fn sessions_with(
         MessagingSettings::from_config(config),
     )
     .with_ledger(ledger.clone());
+    let metrics = Arc::clone(&messaging.hub.metrics);
     Sessions::new(
-        Handshaker::new(Arc::new(settings), store).with_ledger(ledger),
+        Handshaker::new(Arc::new(settings), store)
+            .with_ledger(ledger)
+            .with_metrics(metrics),
         Arc::new(messaging),
         config.session.handshake_timeout,
         config.limits.max_frame_len,

@@ -27,6 +27,7 @@ use commucat_link::{ByteStream, ConnError, Connection, StreamError};
 
 use crate::ledger::Ledger;
 use crate::live::Live;
+use crate::metrics::Metrics;
 
 /// Capability that switches post-handshake frames to Noise transport records.
 pub const CAP_NOISE_TRANSPORT: &str = "noise-transport";
@@ -242,6 +243,8 @@ pub struct Handshaker {
     settings: Arc<HandshakeSettings>,
     store: Arc<dyn Store>,
     ledger: Ledger,
+    /// Counts the handshake's frames in `frames_in`/`frames_out`.
+    metrics: Arc<Metrics>,
 }
 
 /// A validated HELLO, before the registry is consulted.
@@ -320,7 +323,15 @@ impl Handshaker {
             settings,
             store,
             ledger: Ledger::off(),
+            metrics: Arc::default(),
         }
+    }
+
+    /// This handshaker, counting the frames it receives and sends in `metrics` (by type,
+    /// beside those of established sessions).
+    #[must_use]
+    pub fn with_metrics(self, metrics: Arc<Metrics>) -> Self {
+        Self { metrics, ..self }
     }
 
     /// This handshaker, recording outcomes and registrations in `ledger`.
@@ -347,7 +358,10 @@ impl Handshaker {
     ) -> Result<Established, HandshakeFailure> {
         // ---- HELLO
         let frame = match conn.recv().await {
-            Ok(Some(frame)) => frame,
+            Ok(Some(frame)) => {
+                self.metrics.frames_in.count(frame.frame_type());
+                frame
+            }
             Ok(None) => {
                 return Err(HandshakeFailure {
                     can_reply: false,
@@ -443,11 +457,15 @@ impl Handshaker {
         conn.send_control(FrameType::Auth, 0, &auth)
             .await
             .map_err(|e| with_device(HandshakeFailure::from_conn(&e)))?;
+        self.metrics.frames_out.count(FrameType::Auth);
 
         // ---- Message 3 (XK). IK is complete after message 2.
         if checked.pattern == HandshakePattern::Xk {
             let frame = match conn.recv().await {
-                Ok(Some(frame)) => frame,
+                Ok(Some(frame)) => {
+                    self.metrics.frames_in.count(frame.frame_type());
+                    frame
+                }
                 Ok(None) => {
                     return Err(with_device(HandshakeFailure {
                         can_reply: false,
@@ -540,6 +558,7 @@ impl Handshaker {
         conn.send_control(FrameType::Ack, 0, &ack)
             .await
             .map_err(|e| with_device(HandshakeFailure::from_conn(&e)).at(Stage::Established))?;
+        self.metrics.frames_out.count(FrameType::Ack);
 
         if checked
             .accepted_capabilities
@@ -630,7 +649,9 @@ impl Handshaker {
                 Ok(established)
             }
             Err(failure) => {
-                report_failure(conn, &failure, remote).await;
+                if report_failure(conn, &failure, remote).await {
+                    self.metrics.frames_out.count(FrameType::Error);
+                }
                 self.ledger.record(
                     "handshake",
                     serde_json::json!({
@@ -1168,12 +1189,12 @@ fn static_mismatch() -> HandshakeFailure {
     )
 }
 
-/// Sends the failure's ERROR frame when possible and logs it.
+/// Sends the failure's ERROR frame when possible and logs it; whether the ERROR was sent.
 pub async fn report_failure<S: ByteStream>(
     conn: &mut Connection<S>,
     failure: &HandshakeFailure,
     remote: &str,
-) {
+) -> bool {
     tracing::warn!(
         scope = "handshake",
         result = "failure",
@@ -1185,9 +1206,14 @@ pub async fn report_failure<S: ByteStream>(
         detail = %failure.detail,
         "handshake failed"
     );
-    if failure.can_reply
-        && let Err(e) = conn.send_problem(&failure.problem()).await
-    {
-        tracing::debug!(error = %e, "could not deliver handshake ERROR");
+    if !failure.can_reply {
+        return false;
+    }
+    match conn.send_problem(&failure.problem()).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::debug!(error = %e, "could not deliver handshake ERROR");
+            false
+        }
     }
 }
