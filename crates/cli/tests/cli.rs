@@ -50,6 +50,20 @@ impl Drop for Running {
     }
 }
 
+/// `commucat serve --config commucat.toml` in `dir`, logging at `info` to the returned pipe.
+fn serve(dir: &Path) -> (Running, std::process::ChildStderr) {
+    let mut child = Command::new(BIN)
+        .current_dir(dir)
+        .args(["serve", "--config", "commucat.toml"])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    (Running(child), stderr)
+}
+
 /// `text` without terminal colour sequences (`ESC [ … m`).
 fn strip_ansi(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -101,16 +115,7 @@ fn init_writes_a_config_that_serve_runs_on_unchanged() {
         ],
     );
 
-    let mut child = Command::new(BIN)
-        .current_dir(dir.path())
-        .args(["serve", "--config", "commucat.toml"])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let server = Running(child);
+    let (server, stderr) = serve(dir.path());
     let mut listening = None;
     for line in BufReader::new(stderr).lines() {
         let line = line.unwrap();
@@ -572,16 +577,7 @@ fn sighup_makes_serve_use_the_rotated_key() {
             "127.0.0.1:0",
         ],
     );
-    let mut child = Command::new(BIN)
-        .current_dir(dir.path())
-        .args(["serve", "--config", "commucat.toml"])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let server = Running(child);
+    let (server, stderr) = serve(dir.path());
     // Every log line, read on a thread so the server never blocks on a full pipe.
     let (lines, logged) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

@@ -44,6 +44,27 @@ async fn connect_pinned(
     .map(drop)
 }
 
+/// With XK and IK: pinned to `old`, the handshake is refused; pinned to `new`, it completes.
+async fn refused_old_accepted_new(
+    server: &TestServer,
+    identity: &DeviceIdentity,
+    old: [u8; 32],
+    new: [u8; 32],
+) {
+    for pattern in [HandshakePattern::Xk, HandshakePattern::Ik] {
+        let error = connect_pinned(server, identity, old, pattern)
+            .await
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("Handshake"),
+            "refused with {error}"
+        );
+        connect_pinned(server, identity, new, pattern)
+            .await
+            .unwrap();
+    }
+}
+
 fn keys_of(info: &Value) -> Vec<(u64, String)> {
     info["noise_keys"]
         .as_array()
@@ -125,16 +146,7 @@ async fn a_client_pinned_to_the_old_key_works_until_the_key_is_retired() {
         keys_of(&server.server_info().await),
         [(2, hex::encode(new))]
     );
-    for pattern in [HandshakePattern::Xk, HandshakePattern::Ik] {
-        let error = connect_pinned(&server, &alice, old, pattern)
-            .await
-            .unwrap_err();
-        assert!(
-            error.to_string().contains("Handshake"),
-            "refused with {error}"
-        );
-        connect_pinned(&server, &alice, new, pattern).await.unwrap();
-    }
+    refused_old_accepted_new(&server, &alice, old, new).await;
     let (_client, _, reply, _) =
         deployed::hello(&server, "device-1700000000001", [31u8; 32], old).await;
     assert_eq!(reply.frame_type, commucat_proto::FrameType::Error);
@@ -269,16 +281,7 @@ async fn a_rotation_takes_effect_on_reload_without_a_restart() {
     let (_client, ack) = deployed::complete(client, noise, &auth).await;
     assert_eq!(ack["noise_public"], hex::encode(old));
 
-    for pattern in [HandshakePattern::Xk, HandshakePattern::Ik] {
-        let error = connect_pinned(&server, &alice, old, pattern)
-            .await
-            .unwrap_err();
-        assert!(
-            error.to_string().contains("Handshake"),
-            "refused with {error}"
-        );
-        connect_pinned(&server, &alice, new, pattern).await.unwrap();
-    }
+    refused_old_accepted_new(&server, &alice, old, new).await;
     assert_eq!(
         keys_of(&server.server_info().await),
         [(2, hex::encode(new))]
