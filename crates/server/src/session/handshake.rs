@@ -38,8 +38,7 @@ pub const MAX_DEVICE_ID_LEN: usize = 128;
 /// Longest accepted handle.
 pub const MAX_HANDLE_LEN: usize = 64;
 
-/// One server Noise static key.
-#[derive(Debug)]
+/// One server Noise static key. `Debug` shows the public half only.
 pub struct NoiseKey {
     /// Key version (1 for the first key).
     pub version: u32,
@@ -50,6 +49,17 @@ pub struct NoiseKey {
     /// Unix second from which the key is refused (a superseded key's grace period ends);
     /// `None`: accepted until an operator retires it.
     pub accept_until: Option<i64>,
+}
+
+impl std::fmt::Debug for NoiseKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NoiseKey")
+            .field("version", &self.version)
+            .field("public", &encode_hex(&self.public))
+            .field("private", &"<redacted>")
+            .field("accept_until", &self.accept_until)
+            .finish()
+    }
 }
 
 /// The server key message 1 was addressed to.

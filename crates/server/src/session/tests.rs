@@ -710,3 +710,22 @@ async fn a_superseded_key_is_accepted_until_its_grace_period_ends() {
         }
     }
 }
+
+#[test]
+fn the_debug_form_of_a_noise_key_hides_its_private_half() {
+    let private = [0xab; 32];
+    let key = NoiseKey {
+        version: 3,
+        private: Zeroizing::new(private),
+        public: x25519_public(&private),
+        accept_until: None,
+    };
+    let text = format!("{:?}", Live::new(vec![key]));
+    assert!(!text.contains(&hex::encode(private)), "{text}");
+    assert!(!text.contains("171, 171"), "{text}");
+    assert!(text.contains("<redacted>"), "{text}");
+    assert!(
+        text.contains(&hex::encode(x25519_public(&private))),
+        "{text}"
+    );
+}
