@@ -16,12 +16,13 @@ pub(crate) enum KeysCommand {
     ///
     /// Deployed clients pin the key they saw at `init`, so the superseded key keeps working
     /// until `keys retire` retires it or, with `crypto.noise_key_grace` set, until that long
-    /// after this rotation. Takes effect when the server (re)starts.
+    /// after this rotation. Takes effect when the running server gets SIGHUP
+    /// (`kill -HUP <pid>`) or (re)starts.
     Rotate,
     /// Stop accepting a superseded Noise key and erase its private half.
     ///
-    /// Clients still pinned to it fail their handshake from the next server start on; they
-    /// must fetch the new key (`GET /api/server-info`). The current key cannot be retired:
+    /// Clients still pinned to it fail their handshake once the running server gets SIGHUP
+    /// (`kill -HUP <pid>`) or restarts; they must fetch the new key (`GET /api/server-info`). The current key cannot be retired:
     /// rotate first.
     Retire {
         /// Version to retire, as `keys list` shows it.
@@ -51,13 +52,17 @@ pub(crate) fn run(args: &ConfigArgs, command: &KeysCommand) -> Result<()> {
                     |g| format!("for {} s (crypto.noise_key_grace)", g.as_secs())
                 )
             );
-            println!("restart the server for the rotation to take effect");
+            println!(
+                "send the running server SIGHUP (`kill -HUP <pid>`) or restart it for the rotation to take effect"
+            );
             ring
         }
         KeysCommand::Retire { version } => {
             let ring = keyring::retire(data_dir, *version, now)?;
             record(&config, "retire", *version, &ring)?;
-            println!("retired version {version}; restart the server to refuse it");
+            println!(
+                "retired version {version}; send the running server SIGHUP (`kill -HUP <pid>`) or restart it to refuse it"
+            );
             ring
         }
     };

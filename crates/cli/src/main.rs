@@ -17,7 +17,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use ccp::{FrameDecoder, PayloadKind};
 use clap::{Parser, Subcommand};
 use commucat_server::config::ENV_PREFIX;
-use commucat_server::listener::signal::shutdown_signal;
+use commucat_server::listener::signal::{reload_on_hangup, shutdown_signal};
 use commucat_server::{Config, Server};
 
 /// CommuCat: secure messaging and calling relay server.
@@ -139,7 +139,10 @@ fn serve(config_file: Option<&Path>, data_dir: Option<PathBuf>) -> Result<()> {
         .context("starting the async runtime")?;
     runtime.block_on(async {
         let server = Server::bind(config).await?;
-        server.run(shutdown_signal()).await
+        let reload = tokio::spawn(reload_on_hangup(server.key_reloader()));
+        let served = server.run(shutdown_signal()).await;
+        reload.abort();
+        served
     })?;
     Ok(())
 }

@@ -50,6 +50,20 @@ impl Drop for Running {
     }
 }
 
+/// `commucat serve --config commucat.toml` in `dir`, logging at `info` to the returned pipe.
+fn serve(dir: &Path) -> (Running, std::process::ChildStderr) {
+    let mut child = Command::new(BIN)
+        .current_dir(dir)
+        .args(["serve", "--config", "commucat.toml"])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    (Running(child), stderr)
+}
+
 /// `text` without terminal colour sequences (`ESC [ … m`).
 fn strip_ansi(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -101,16 +115,7 @@ fn init_writes_a_config_that_serve_runs_on_unchanged() {
         ],
     );
 
-    let mut child = Command::new(BIN)
-        .current_dir(dir.path())
-        .args(["serve", "--config", "commucat.toml"])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let server = Running(child);
+    let (server, stderr) = serve(dir.path());
     let mut listening = None;
     for line in BufReader::new(stderr).lines() {
         let line = line.unwrap();
@@ -539,4 +544,115 @@ fn a_user_added_offline_connects_where_unknown_devices_need_pairing() {
     ));
     assert!(!success);
     assert!(err.contains("PairingRequired"), "{err}");
+}
+
+/// The value of `key=` in a log line of `serve`.
+fn log_field<'l>(line: &'l str, key: &str) -> &'l str {
+    line.split_whitespace()
+        .find_map(|word| word.strip_prefix(key)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("no {key}= in {line}"))
+}
+
+/// The public key `keys rotate|list` prints as `current`.
+fn current_key(listing: &str) -> String {
+    listing
+        .lines()
+        .find_map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            (words.get(2) == Some(&"current")).then(|| words[1].to_owned())
+        })
+        .unwrap_or_else(|| panic!("no current key in {listing}"))
+}
+
+#[test]
+fn sighup_makes_serve_use_the_rotated_key() {
+    let dir = tempfile::tempdir().unwrap();
+    ok(
+        dir.path(),
+        &[
+            "init",
+            "--output",
+            "commucat.toml",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+    );
+    let (server, stderr) = serve(dir.path());
+    // Every log line, read on a thread so the server never blocks on a full pipe.
+    let (lines, logged) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if lines.send(strip_ansi(&line)).is_err() {
+                break;
+            }
+        }
+    });
+    let wait_for = |what: &str| -> String {
+        loop {
+            let line = logged
+                .recv_timeout(std::time::Duration::from_secs(120))
+                .unwrap_or_else(|e| panic!("serve never logged {what:?}: {e}"));
+            if line.contains(what) {
+                return line;
+            }
+        }
+    };
+    let listening = wait_for("commucat listening");
+    let addr: std::net::SocketAddr = log_field(&listening, "listen").parse().unwrap();
+    let pem = std::fs::read(dir.path().join(log_field(&listening, "cert"))).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let http = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
+        .resolve("localhost", addr)
+        .build()
+        .unwrap();
+    let server_info = || -> serde_json::Value {
+        runtime.block_on(async {
+            http.get(format!("https://localhost:{}/api/server-info", addr.port()))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap()
+        })
+    };
+    let first = server_info();
+    assert_eq!(first["noise_keys"].as_array().unwrap().len(), 1, "{first}");
+    let old = first["noise_public"].as_str().unwrap().to_owned();
+
+    let rotated = ok(dir.path(), &["keys", "rotate", "--config", "commucat.toml"]);
+    assert!(rotated.contains("kill -HUP"), "{rotated}");
+    let new = current_key(&rotated);
+    assert_ne!(new, old);
+    // On disk only, until the signal.
+    assert_eq!(server_info()["noise_public"], old.as_str());
+
+    let pid = server.0.id().to_string();
+    let kill = Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+    assert!(kill.success());
+    let reloaded = wait_for("Noise keys reloaded");
+    assert!(reloaded.contains("current_version=2"), "{reloaded}");
+    let info = server_info();
+    assert_eq!(info["noise_public"], new.as_str());
+    assert_eq!(
+        info["noise_keys"],
+        serde_json::json!([{"version": 2, "public": new}, {"version": 1, "public": old}])
+    );
+
+    // Retired and signalled again: server-info drops the old key; the server keeps running.
+    ok(
+        dir.path(),
+        &["keys", "retire", "1", "--config", "commucat.toml"],
+    );
+    let kill = Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+    assert!(kill.success());
+    let reloaded = wait_for("Noise keys reloaded");
+    assert!(reloaded.contains("accepted_versions=[2]"), "{reloaded}");
+    assert_eq!(
+        server_info()["noise_keys"],
+        serde_json::json!([{"version": 2, "public": new}])
+    );
+    drop(server);
 }

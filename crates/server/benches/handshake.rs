@@ -24,6 +24,7 @@ use commucat_keys::{
     derive_handshake_context, x25519_public,
 };
 use commucat_link::{Connection, memory};
+use commucat_server::live::Live;
 use commucat_server::session::handshake::{HandshakeSettings, Handshaker, NoiseKey};
 use commucat_store::{SqliteStore, Store};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
@@ -220,12 +221,12 @@ fn settings(ca: &DeviceKeyPair) -> HandshakeSettings {
     HandshakeSettings {
         domain: "chat.example".into(),
         prologue: PROLOGUE.to_vec(),
-        noise_keys: vec![NoiseKey {
+        noise_keys: Live::new(vec![NoiseKey {
             version: 1,
             private: Zeroizing::new(SERVER_PRIVATE),
             public: x25519_public(&SERVER_PRIVATE),
             accept_until: None,
-        }],
+        }]),
         device_ca: ca.clone(),
         auto_approve: true,
         max_auto_devices_per_user: 0,

@@ -37,6 +37,12 @@ pub enum KeyStoreError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A key file a running server reloads is gone (it is never generated then).
+    #[error("{path}: key file is missing; restore it from a backup")]
+    Missing {
+        /// The key file.
+        path: PathBuf,
+    },
 }
 
 /// The Noise static key pair (X25519). The private half is zeroized on drop.
@@ -111,6 +117,17 @@ impl ServerKeys {
             device_ca: DeviceKeyPair::from_seed(&ca_seed),
         })
     }
+}
+
+/// Loads the current Noise static key of `data_dir` without generating one: a running server
+/// reloading its keys treats a missing file as an error, never as a reason for a new key.
+pub fn load_noise_static(data_dir: &Path) -> Result<NoiseStaticKey, KeyStoreError> {
+    let path = data_dir.join(KEYS_DIR).join(NOISE_STATIC_FILE);
+    let Some(bytes) = secrets::read_secret(&path)? else {
+        return Err(KeyStoreError::Missing { path });
+    };
+    let private = parse_key_file(&path, &bytes)?;
+    Ok(NoiseStaticKey::from_private(&private))
 }
 
 fn load_or_generate_key(

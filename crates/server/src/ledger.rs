@@ -40,6 +40,8 @@ pub struct Ledger {
 struct Inner {
     queue: SyncSender<Message>,
     dropped: AtomicU64,
+    /// Records handed to the sink in batches that were written without error.
+    written: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -100,6 +102,7 @@ impl Ledger {
         let inner = Arc::new(Inner {
             queue,
             dropped: AtomicU64::new(0),
+            written: AtomicU64::new(0),
         });
         let shared = Arc::clone(&inner);
         std::thread::Builder::new()
@@ -125,6 +128,15 @@ impl Ledger {
         self.inner
             .as_ref()
             .map_or(0, |i| i.dropped.load(Ordering::Relaxed))
+    }
+
+    /// Records written to the sink since start (those of batches whose write succeeded,
+    /// including the writer's own `ledger`/`dropped` records).
+    #[must_use]
+    pub fn written(&self) -> u64 {
+        self.inner
+            .as_ref()
+            .map_or(0, |i| i.written.load(Ordering::Relaxed))
     }
 
     /// Queues a record of `scope` with `fields` (a JSON object; anything else is recorded
@@ -211,7 +223,11 @@ fn write_loop(records: &Receiver<Message>, mut sink: Box<dyn Write + Send>, inne
             batch.push(gap);
             reported_dropped = dropped;
         }
+        let records = u64::try_from(batch.len()).unwrap_or(u64::MAX);
         let outcome = write_batch(&mut *sink, batch, &mut seq);
+        if outcome.is_ok() {
+            inner.written.fetch_add(records, Ordering::Relaxed);
+        }
         match (outcome, failing) {
             (Ok(()), true) => {
                 tracing::info!("ledger writes succeed again");
@@ -298,6 +314,7 @@ mod tests {
         let path = dir.path().join(crate::config::LEDGER_FILE);
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 2, "{text}");
+        assert_eq!((ledger.written(), ledger.dropped()), (2, 0));
         let lines = wait_for_lines(&path, 2);
         assert_eq!(lines[0]["scope"], "device");
         assert_eq!(lines[0]["event"], "register");
@@ -368,6 +385,7 @@ mod tests {
         let ledger = Ledger::start(&settings(LedgerSink::Off, None, 4), dir.path()).unwrap();
         assert!(!ledger.is_on());
         ledger.record("device", serde_json::json!({}));
+        assert_eq!((ledger.written(), ledger.dropped()), (0, 0));
         assert!(!dir.path().join(crate::config::LEDGER_FILE).exists());
         let bad = settings(
             LedgerSink::File,

@@ -115,9 +115,11 @@ pub struct Metrics {
     pub connections_accepted: AtomicU64,
     /// TCP connections open now.
     pub connections_open: AtomicI64,
-    /// Frames received from clients on established sessions, by type.
+    /// Frames received from clients, by type: handshake frames (HELLO, AUTH) and those of
+    /// established sessions.
     pub frames_in: PerFrameType,
-    /// Frames sent to clients on established sessions, by type.
+    /// Frames sent to clients, by type: handshake frames (AUTH, ACK, ERROR) and those of
+    /// established sessions.
     pub frames_out: PerFrameType,
     /// Time from the start of a `/connect` handshake to its final ACK (successful ones).
     pub handshake_latency: Histogram,
@@ -154,6 +156,27 @@ pub struct Gauges {
     pub mailbox_frames: u64,
     /// Devices with a registered (online) session.
     pub online_devices: u64,
+}
+
+/// The audit ledger's counters ([`crate::ledger::Ledger::written`] and
+/// [`crate::ledger::Ledger::dropped`]), read when the metrics are rendered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LedgerCounts {
+    /// Records written to the sink.
+    pub written: u64,
+    /// Records dropped because the queue was full.
+    pub dropped: u64,
+}
+
+impl LedgerCounts {
+    /// The counters of `ledger` now (zero when it is off).
+    #[must_use]
+    pub fn of(ledger: &crate::ledger::Ledger) -> Self {
+        Self {
+            written: ledger.written(),
+            dropped: ledger.dropped(),
+        }
+    }
 }
 
 /// The `commucat_security_*` counters as JSON (`GET /api/security-stats`, and the `security`
@@ -244,7 +267,7 @@ impl Metrics {
 
     /// The Prometheus text exposition (format 0.0.4) of every counter.
     #[must_use]
-    pub fn render(&self, gauges: Gauges) -> String {
+    pub fn render(&self, gauges: Gauges, ledger: LedgerCounts) -> String {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed).to_string();
         let gauge = |c: &AtomicI64| c.load(Ordering::Relaxed).to_string();
         let mut out = String::new();
@@ -310,13 +333,13 @@ impl Metrics {
         family(
             "commucat_frames_received_total",
             "counter",
-            "Frames received from clients on established sessions, by type.",
+            "Frames received from clients (handshakes and established sessions), by type.",
             &as_refs(&frames_in),
         );
         family(
             "commucat_frames_sent_total",
             "counter",
-            "Frames sent to clients on established sessions, by type.",
+            "Frames sent to clients (handshakes and established sessions), by type.",
             &as_refs(&frames_out),
         );
         family(
@@ -340,6 +363,18 @@ impl Metrics {
                 ("{limiter=\"claim\"}", get(&self.rate_limited_claim)),
                 ("{limiter=\"connect\"}", get(&self.rate_limited_connect)),
             ],
+        );
+        family(
+            "commucat_ledger_records_written_total",
+            "counter",
+            "Audit ledger records written to the sink.",
+            &[("", ledger.written.to_string())],
+        );
+        family(
+            "commucat_ledger_records_dropped_total",
+            "counter",
+            "Audit ledger records dropped because the queue was full.",
+            &[("", ledger.dropped.to_string())],
         );
         family(
             "commucat_p2p_assists_total",
@@ -427,10 +462,16 @@ mod tests {
             m.delivered(3);
             assert_eq!(m.sessions_active.load(Ordering::Relaxed), 2);
         }
-        let text = m.render(Gauges {
-            mailbox_frames: 4,
-            online_devices: 1,
-        });
+        let text = m.render(
+            Gauges {
+                mailbox_frames: 4,
+                online_devices: 1,
+            },
+            LedgerCounts {
+                written: 7,
+                dropped: 2,
+            },
+        );
         for line in [
             "# TYPE commucat_handshakes_total counter",
             "commucat_handshakes_total{result=\"ok\"} 2",
@@ -445,6 +486,9 @@ mod tests {
             "commucat_frames_sent_total{type=\"ack\"} 2",
             "commucat_frames_sent_total{type=\"msg\"} 0",
             "commucat_mailbox_frames 4",
+            "# TYPE commucat_ledger_records_written_total counter",
+            "commucat_ledger_records_written_total 7",
+            "commucat_ledger_records_dropped_total 2",
             "commucat_security_noise_handshakes_total 2",
             "commucat_security_multipath_sessions_total 1",
             "commucat_security_average_paths 1.5",

@@ -12,16 +12,17 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use commucat_store::{PostgresStore, SqliteStore, Store};
-use zeroize::Zeroizing;
 
 use crate::api::{self, AppState, ServerInfo};
 use crate::config::Config;
 use crate::error::ServerError;
-use crate::keyring::{AcceptedKey, NoiseKeyring};
+use crate::keyring::NoiseKeyring;
 use crate::keys::ServerKeys;
 use crate::ledger::Ledger;
 use crate::listener::http::{self, ListenLimits};
+use crate::live::Live;
 use crate::pq_keys::PqKeys;
+use crate::reload::{KeyReloader, ReloadError, ReloadSources, Reloaded};
 use crate::router::presence::{LocalPresence, Presence};
 use crate::router::presence_redis::RedisPresence;
 use crate::secrets;
@@ -35,8 +36,9 @@ use crate::tls::{CertSource, TlsIdentity};
 pub struct Server {
     config: Config,
     keys: ServerKeys,
-    pq: PqKeys,
+    pq: Arc<PqKeys>,
     keyring: NoiseKeyring,
+    reloader: KeyReloader,
     ledger: Ledger,
     tls: TlsIdentity,
     tls_config: Arc<rustls::ServerConfig>,
@@ -59,16 +61,17 @@ pub fn sessions(
     presence: Arc<dyn Presence>,
 ) -> Sessions {
     let accepted = NoiseKeyring::single(keys.noise.clone()).accepted(None, 0);
-    sessions_with(config, keys, &accepted, Ledger::off(), store, presence)
+    let noise_keys = Live::new(crate::reload::handshake_keys(&accepted));
+    sessions_with(config, keys, noise_keys, Ledger::off(), store, presence)
 }
 
-/// The session service accepting the Noise keys `accepted` (current first) and recording in
-/// `ledger`.
+/// The session service accepting the Noise keys in `noise_keys` (current first; a key reload
+/// replaces them) and recording in `ledger`.
 #[must_use]
 pub fn sessions_with(
     config: &Config,
     keys: &ServerKeys,
-    accepted: &[AcceptedKey],
+    noise_keys: Live<Vec<NoiseKey>>,
     ledger: Ledger,
     store: Arc<dyn Store>,
     presence: Arc<dyn Presence>,
@@ -77,15 +80,7 @@ pub fn sessions_with(
     let settings = HandshakeSettings {
         domain: config.server.domain.clone(),
         prologue: config.crypto.prologue.as_bytes().to_vec(),
-        noise_keys: accepted
-            .iter()
-            .map(|k| NoiseKey {
-                version: k.version,
-                private: Zeroizing::new(*k.key.private()),
-                public: k.key.public(),
-                accept_until: k.accept_until,
-            })
-            .collect(),
+        noise_keys,
         device_ca: keys.device_ca.clone(),
         auto_approve: config.devices.auto_approve,
         max_auto_devices_per_user: config.devices.max_auto_devices_per_user,
@@ -101,8 +96,11 @@ pub fn sessions_with(
         MessagingSettings::from_config(config),
     )
     .with_ledger(ledger.clone());
+    let metrics = Arc::clone(&messaging.hub.metrics);
     Sessions::new(
-        Handshaker::new(Arc::new(settings), store).with_ledger(ledger),
+        Handshaker::new(Arc::new(settings), store)
+            .with_ledger(ledger)
+            .with_metrics(metrics),
         Arc::new(messaging),
         config.session.handshake_timeout,
         config.limits.max_frame_len,
@@ -172,13 +170,27 @@ impl Server {
         config.validate()?;
         secrets::create_private_dir(&config.server.data_dir).map_err(ServerError::DataDir)?;
         let keys = ServerKeys::load_or_generate(&config.server.data_dir)?;
-        let pq = PqKeys::load_or_generate(&config.server.data_dir)?;
+        let pq = Arc::new(PqKeys::load_or_generate(&config.server.data_dir)?);
         let keyring = NoiseKeyring::load(&config.server.data_dir, keys.noise.clone())?;
         let tls = TlsIdentity::load_or_generate(&config)?;
         let tls_config = tls.server_config()?;
         let store = open_store(&config).await?;
         let presence = presence_registry(&config).await?;
         let ledger = Ledger::start(&config.ledger, &config.server.data_dir)?;
+        let reloader = KeyReloader::new(
+            ReloadSources {
+                data_dir: config.server.data_dir.clone(),
+                grace: config.crypto.noise_key_grace,
+                domain: config.server.domain.clone(),
+                device_ca_public: keys.device_ca.public_key(),
+                pq: Arc::clone(&pq),
+                ledger: ledger.clone(),
+                keyring: &keyring,
+                server_info: ServerInfo::new(&config, &keys, &pq),
+            },
+            crate::clock::unix_now(),
+        )
+        .map_err(|e| ServerError::PostQuantum(e.to_string()))?;
         let addr = config.server.listen;
         let listener = TcpListener::bind(addr)
             .await
@@ -191,6 +203,7 @@ impl Server {
             keys,
             pq,
             keyring,
+            reloader,
             ledger,
             tls,
             tls_config,
@@ -213,10 +226,17 @@ impl Server {
         &self.config
     }
 
-    /// The Noise keys: current version and the superseded ones.
+    /// The Noise keys as loaded at startup: current version and the superseded ones.
     #[must_use]
     pub fn keyring(&self) -> &NoiseKeyring {
         &self.keyring
+    }
+
+    /// Reloads the Noise keys of this server once it runs (see [`crate::reload`]); for a
+    /// SIGHUP listener such as [`crate::listener::signal::reload_on_hangup`].
+    #[must_use]
+    pub fn key_reloader(&self) -> KeyReloader {
+        self.reloader.clone()
     }
 
     /// The server's long-term keys.
@@ -251,6 +271,7 @@ impl Server {
             keys,
             pq,
             keyring,
+            reloader,
             ledger,
             tls,
             tls_config,
@@ -260,7 +281,8 @@ impl Server {
             presence,
         } = self;
         let acceptor = TlsAcceptor::from(tls_config);
-        let accepted = keyring.accepted(config.crypto.noise_key_grace, crate::clock::unix_now());
+        let noise_keys = reloader.handshake_cell();
+        let accepted = noise_keys.load().len();
         let cert_kind = match tls.source {
             CertSource::Configured => "configured",
             CertSource::DevReused => "dev (reused)",
@@ -275,7 +297,7 @@ impl Server {
             cert_sha256 = %tls.fingerprint,
             noise_public = %hex::encode(keys.noise.public()),
             noise_key_version = keyring.current_version,
-            noise_keys_accepted = accepted.len(),
+            noise_keys_accepted = accepted,
             device_ca_public = %keys.device_ca.public_key_hex(),
             "commucat listening (TLS 1.3; HTTP/2 and HTTP/1.1)"
         );
@@ -286,10 +308,11 @@ impl Server {
         let mut rest =
             api::RestSettings::new(&config, &keys, &pq).map_err(ServerError::PostQuantum)?;
         rest.p2p.relay_port = local_addr.port();
-        let sessions = sessions_with(&config, &keys, &accepted, ledger.clone(), store, presence);
+        rest.p2p.bundle = reloader.bundle_cell();
+        let sessions = sessions_with(&config, &keys, noise_keys, ledger.clone(), store, presence);
         let metrics = Arc::clone(&sessions.hub().metrics);
         let router = api::router(AppState {
-            server_info: Arc::new(ServerInfo::new(&config, &keys, &pq).with_noise_keys(&accepted)),
+            server_info: reloader.server_info_cell(),
             rest: Arc::new(rest),
             sessions,
             connect: crate::connect::ConnectSettings {
@@ -314,6 +337,7 @@ impl Server {
     #[must_use]
     pub fn spawn(self) -> ServerHandle {
         let local_addr = self.local_addr;
+        let reloader = self.reloader.clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(self.run(async move {
             // A dropped handle stops the server too.
@@ -321,6 +345,7 @@ impl Server {
         }));
         ServerHandle {
             local_addr,
+            reloader,
             stop,
             task,
         }
@@ -331,6 +356,7 @@ impl Server {
 #[derive(Debug)]
 pub struct ServerHandle {
     local_addr: SocketAddr,
+    reloader: KeyReloader,
     stop: oneshot::Sender<()>,
     task: JoinHandle<Result<(), ServerError>>,
 }
@@ -340,6 +366,16 @@ impl ServerHandle {
     #[must_use]
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Re-reads the Noise key files and swaps the keys new handshakes accept, the
+    /// server-info keys and the assist bundle; on failure the keys in force stay (see
+    /// [`crate::reload`]). What SIGHUP does to `commucat serve`.
+    ///
+    /// # Errors
+    /// Why the keys in force were kept.
+    pub async fn reload_keys(&self) -> Result<Reloaded, ReloadError> {
+        self.reloader.reload_async().await
     }
 
     /// Starts graceful shutdown and waits until the server has drained.

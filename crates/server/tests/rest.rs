@@ -855,6 +855,28 @@ async fn readyz_and_metrics_count_real_events() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Handshake frames count by type too: three HELLOs, two AUTH answers, mallory's ERROR.
+    assert_eq!(
+        metric(&rest, "commucat_frames_received_total{type=\"hello\"} ").await,
+        3
+    );
+    assert_eq!(
+        metric(&rest, "commucat_frames_sent_total{type=\"auth\"} ").await,
+        2
+    );
+    assert!(metric(&rest, "commucat_frames_sent_total{type=\"error\"} ").await >= 1);
+    // The ledger's three handshake records reach the file; none were dropped.
+    while metric(&rest, "commucat_ledger_records_written_total ").await < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "ledger records not counted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        metric(&rest, "commucat_ledger_records_dropped_total ").await,
+        0
+    );
     assert_eq!(metric(&rest, "commucat_sessions_opened_total ").await, 2);
     assert_eq!(metric(&rest, active).await, 2);
     bob.close();

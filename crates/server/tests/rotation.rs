@@ -44,6 +44,27 @@ async fn connect_pinned(
     .map(drop)
 }
 
+/// With XK and IK: pinned to `old`, the handshake is refused; pinned to `new`, it completes.
+async fn refused_old_accepted_new(
+    server: &TestServer,
+    identity: &DeviceIdentity,
+    old: [u8; 32],
+    new: [u8; 32],
+) {
+    for pattern in [HandshakePattern::Xk, HandshakePattern::Ik] {
+        let error = connect_pinned(server, identity, old, pattern)
+            .await
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("Handshake"),
+            "refused with {error}"
+        );
+        connect_pinned(server, identity, new, pattern)
+            .await
+            .unwrap();
+    }
+}
+
 fn keys_of(info: &Value) -> Vec<(u64, String)> {
     info["noise_keys"]
         .as_array()
@@ -125,16 +146,7 @@ async fn a_client_pinned_to_the_old_key_works_until_the_key_is_retired() {
         keys_of(&server.server_info().await),
         [(2, hex::encode(new))]
     );
-    for pattern in [HandshakePattern::Xk, HandshakePattern::Ik] {
-        let error = connect_pinned(&server, &alice, old, pattern)
-            .await
-            .unwrap_err();
-        assert!(
-            error.to_string().contains("Handshake"),
-            "refused with {error}"
-        );
-        connect_pinned(&server, &alice, new, pattern).await.unwrap();
-    }
+    refused_old_accepted_new(&server, &alice, old, new).await;
     let (_client, _, reply, _) =
         deployed::hello(&server, "device-1700000000001", [31u8; 32], old).await;
     assert_eq!(reply.frame_type, commucat_proto::FrameType::Error);
@@ -171,4 +183,196 @@ async fn with_a_grace_period_of_zero_the_old_key_is_refused_at_once() {
     connect_pinned(&server, &bob, new, HandshakePattern::Xk)
         .await
         .unwrap();
+}
+
+/// `GET /api/p2p/assist` with `bearer`: the key bundle's signed prekey, after checking its
+/// ML-DSA-65 signature.
+async fn verified_bundle_prekey(server: &TestServer, bearer: &str) -> String {
+    use aws_lc_rs::signature::{ML_DSA_65, UnparsedPublicKey};
+    let body: Value = server
+        .http()
+        .get(format!(
+            "https://localhost:{}/api/p2p/assist",
+            server.addr.port()
+        ))
+        .bearer_auth(bearer)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let pq = &body["pq"];
+    let hex_of = |key: &str| hex::decode(pq[key].as_str().unwrap()).unwrap();
+    let stored = commucat_server::pq_keys::PqKeys::load_or_generate(server.data_dir()).unwrap();
+    let message = stored.bundle_message(
+        &server.params.domain,
+        &hex_of("identity_public_hex"),
+        &hex_of("signed_prekey_public_hex"),
+    );
+    UnparsedPublicKey::new(&ML_DSA_65, hex_of("signature_public_hex"))
+        .verify(&message, &hex_of("bundle_signature_hex"))
+        .expect("the bundle is signed for the prekey it carries");
+    pq["signed_prekey_public_hex"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_rotation_takes_effect_on_reload_without_a_restart() {
+    let mut server = TestServer::start(|_| {}).await;
+    let addr = server.addr;
+    let old = server.params.server_static;
+    let alice = DeviceIdentity::generate("alice-phone").with_handle("alice");
+    let bearer = server
+        .connect("bob-laptop")
+        .await
+        .session
+        .info()
+        .session_id
+        .clone();
+
+    // Rotated on disk: nothing changes until the reload.
+    let ring = keyring::rotate(server.data_dir(), unix_now()).unwrap();
+    let new = ring.current.public();
+    assert_eq!(
+        keys_of(&server.server_info().await),
+        [(1, hex::encode(old))]
+    );
+    connect_pinned(&server, &alice, new, HandshakePattern::Xk)
+        .await
+        .unwrap_err();
+
+    let reloaded = server.reload_keys().await.unwrap();
+    assert_eq!(
+        (reloaded.previous_version, reloaded.current_version),
+        (1, 2)
+    );
+    assert_eq!(reloaded.accepted_versions, [2, 1]);
+    assert_eq!(server.addr, addr, "the same running server");
+    let info = server.server_info().await;
+    assert_eq!(info["noise_public"], hex::encode(new));
+    assert_eq!(
+        keys_of(&info),
+        [(2, hex::encode(new)), (1, hex::encode(old))]
+    );
+    // The assist bundle is re-signed for the new key.
+    assert_eq!(
+        verified_bundle_prekey(&server, &bearer).await,
+        hex::encode(new)
+    );
+    for pattern in [HandshakePattern::Xk, HandshakePattern::Ik] {
+        connect_pinned(&server, &alice, new, pattern).await.unwrap();
+        connect_pinned(&server, &alice, old, pattern).await.unwrap();
+    }
+
+    // A handshake whose message 1 arrived before the old key was retired completes with it.
+    let (client, noise, auth, _) =
+        deployed::hello(&server, "device-1700000000002", [32u8; 32], old).await;
+    keyring::retire(server.data_dir(), 1, unix_now()).unwrap();
+    // Retired on disk: still accepted until the reload.
+    connect_pinned(&server, &alice, old, HandshakePattern::Xk)
+        .await
+        .unwrap();
+    let reloaded = server.reload_keys().await.unwrap();
+    assert_eq!(
+        (reloaded.previous_version, reloaded.current_version),
+        (2, 2)
+    );
+    assert_eq!(reloaded.accepted_versions, [2]);
+    let (_client, ack) = deployed::complete(client, noise, &auth).await;
+    assert_eq!(ack["noise_public"], hex::encode(old));
+
+    refused_old_accepted_new(&server, &alice, old, new).await;
+    assert_eq!(
+        keys_of(&server.server_info().await),
+        [(2, hex::encode(new))]
+    );
+    server.params = commucat_client::ServerParams::new(server.params.domain.clone(), new);
+
+    let reloads = ledger_lines(&server, 2, |l| {
+        l["scope"] == "keys" && l["event"] == "reload"
+    })
+    .await;
+    let seen: Vec<(Value, Value, Value)> = reloads
+        .iter()
+        .map(|l| {
+            (
+                l["result"].clone(),
+                l["current_version"].clone(),
+                l["accepted_versions"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("success".into(), 2.into(), serde_json::json!([2, 1])),
+            ("success".into(), 2.into(), serde_json::json!([2])),
+        ]
+    );
+    // A restart keeps what the reload put in force.
+    server.relaunch().await;
+    assert_eq!(server.params.server_static, new);
+    assert_eq!(
+        keys_of(&server.server_info().await),
+        [(2, hex::encode(new))]
+    );
+}
+
+#[tokio::test]
+async fn a_reload_that_cannot_read_the_keys_keeps_the_keys_in_force() {
+    let server = TestServer::start(|_| {}).await;
+    let old = server.params.server_static;
+    let alice = DeviceIdentity::generate("alice-phone").with_handle("alice");
+    let ring = keyring::rotate(server.data_dir(), unix_now()).unwrap();
+    let new = ring.current.public();
+    let keys_dir = server.data_dir().join("keys");
+    let keyring_file = keys_dir.join(keyring::KEYRING_FILE);
+    let good = std::fs::read(&keyring_file).unwrap();
+
+    // A corrupt keyring, then a missing current key: each reload fails and changes nothing.
+    std::fs::write(&keyring_file, "{\"previous\": 3}").unwrap();
+    let error = server.reload_keys().await.unwrap_err();
+    assert!(error.to_string().contains(keyring::KEYRING_FILE), "{error}");
+    std::fs::write(&keyring_file, &good).unwrap();
+    let current_file = keys_dir.join(commucat_server::keys::NOISE_STATIC_FILE);
+    let aside = keys_dir.join("noise_static.key.aside");
+    std::fs::rename(&current_file, &aside).unwrap();
+    let error = server.reload_keys().await.unwrap_err();
+    assert!(error.to_string().contains("missing"), "{error}");
+    assert!(!current_file.exists(), "a reload never generates a key");
+    assert_eq!(
+        keys_of(&server.server_info().await),
+        [(1, hex::encode(old))]
+    );
+    connect_pinned(&server, &alice, old, HandshakePattern::Xk)
+        .await
+        .unwrap();
+    connect_pinned(&server, &alice, new, HandshakePattern::Xk)
+        .await
+        .unwrap_err();
+
+    // Repaired: the next reload succeeds.
+    std::fs::rename(&aside, &current_file).unwrap();
+    let reloaded = server.reload_keys().await.unwrap();
+    assert_eq!(reloaded.current_version, 2);
+    connect_pinned(&server, &alice, new, HandshakePattern::Xk)
+        .await
+        .unwrap();
+    let records = ledger_lines(&server, 3, |l| {
+        l["scope"] == "keys" && l["event"] == "reload"
+    })
+    .await;
+    let results: Vec<&str> = records
+        .iter()
+        .map(|l| l["result"].as_str().unwrap())
+        .collect();
+    assert_eq!(results, ["failure", "failure", "success"]);
+    assert_eq!(records[0]["current_version"], 1);
+    assert!(
+        records[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains(keyring::KEYRING_FILE),
+        "{records:?}"
+    );
 }

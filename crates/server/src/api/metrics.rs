@@ -12,7 +12,7 @@ use axum::response::IntoResponse;
 
 use super::AppState;
 use super::problem::Problem;
-use crate::metrics::SecuritySnapshot;
+use crate::metrics::{LedgerCounts, SecuritySnapshot};
 
 /// Content type of the Prometheus text exposition format 0.0.4.
 pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -58,7 +58,10 @@ pub async fn metrics(
     let hub = state.sessions.hub();
     Ok((
         [(header::CONTENT_TYPE, PROMETHEUS_TEXT)],
-        hub.metrics.render(hub.gauges()),
+        hub.metrics.render(
+            hub.gauges(),
+            LedgerCounts::of(&state.sessions.messaging().ledger),
+        ),
     ))
 }
 

@@ -25,8 +25,8 @@ pub use server_info::ServerInfo;
 /// State shared by the handlers.
 #[derive(Debug, Clone)]
 pub struct AppState {
-    /// The `/api/server-info` body, fixed at startup.
-    pub server_info: Arc<ServerInfo>,
+    /// The `/api/server-info` body; a key reload replaces its Noise keys.
+    pub server_info: crate::live::Live<ServerInfo>,
     /// The `/connect` session service.
     pub sessions: crate::session::Sessions,
     /// `/connect` adapter settings.
@@ -83,7 +83,7 @@ impl RestSettings {
             device_ca: keys.device_ca.clone(),
             p2p: p2p::P2pSettings {
                 prologue_hex: hex::encode(config.crypto.prologue.as_bytes()),
-                bundle,
+                bundle: crate::live::Live::new(bundle),
                 relay_address: config.server.domain.clone(),
                 relay_port: config.server.listen.port(),
             },
@@ -174,7 +174,7 @@ mod tests {
         static PQ: std::sync::OnceLock<crate::pq_keys::PqKeys> = std::sync::OnceLock::new();
         let pq = PQ.get_or_init(|| crate::pq_keys::PqKeys::generate().unwrap());
         router(AppState {
-            server_info: Arc::new(ServerInfo::new(&config, &keys, pq)),
+            server_info: crate::live::Live::new(ServerInfo::new(&config, &keys, pq)),
             rest: Arc::new(RestSettings::new(&config, &keys, pq).unwrap()),
             sessions,
             connect: crate::connect::ConnectSettings {

@@ -283,8 +283,8 @@ impl AssistRequest {
 pub struct P2pSettings {
     /// `crypto.prologue`, hex.
     pub prologue_hex: String,
-    /// The signed key bundle.
-    pub bundle: PqBundle,
+    /// The signed key bundle; a key reload re-signs it for the new Noise key.
+    pub bundle: crate::live::Live<PqBundle>,
     /// The relay's address as clients reach it (the server's domain).
     pub relay_address: String,
     /// The relay's port.
@@ -345,7 +345,7 @@ fn assist(state: &AppState, request: AssistRequest) -> Assist {
             device_seed_hex,
             static_public_hex,
         },
-        pq: settings.bundle.clone(),
+        pq: settings.bundle.load().as_ref().clone(),
         multipath: MultipathAdvice {
             fec_mtu: fec.mtu.unwrap_or(DEFAULT_FEC_MTU),
             fec_overhead: fec.repair_overhead.unwrap_or(DEFAULT_FEC_OVERHEAD),

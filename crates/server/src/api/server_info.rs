@@ -192,7 +192,7 @@ impl ServerInfo {
     responses((status = 200, description = "What a client pins and negotiates", body = ServerInfo))
 )]
 pub async fn server_info(State(state): State<AppState>) -> Json<ServerInfo> {
-    Json(state.server_info.as_ref().clone())
+    Json(state.server_info.load().as_ref().clone())
 }
 
 #[cfg(test)]

@@ -26,6 +26,8 @@ use zeroize::Zeroizing;
 use commucat_link::{ByteStream, ConnError, Connection, StreamError};
 
 use crate::ledger::Ledger;
+use crate::live::Live;
+use crate::metrics::Metrics;
 
 /// Capability that switches post-handshake frames to Noise transport records.
 pub const CAP_NOISE_TRANSPORT: &str = "noise-transport";
@@ -36,8 +38,7 @@ pub const MAX_DEVICE_ID_LEN: usize = 128;
 /// Longest accepted handle.
 pub const MAX_HANDLE_LEN: usize = 64;
 
-/// One server Noise static key.
-#[derive(Debug)]
+/// One server Noise static key. `Debug` shows the public half only.
 pub struct NoiseKey {
     /// Key version (1 for the first key).
     pub version: u32,
@@ -50,6 +51,24 @@ pub struct NoiseKey {
     pub accept_until: Option<i64>,
 }
 
+impl std::fmt::Debug for NoiseKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NoiseKey")
+            .field("version", &self.version)
+            .field("public", &encode_hex(&self.public))
+            .field("private", &"<redacted>")
+            .field("accept_until", &self.accept_until)
+            .finish()
+    }
+}
+
+/// The server key message 1 was addressed to.
+#[derive(Debug, Clone, Copy)]
+struct UsedKey {
+    version: u32,
+    public: [u8; 32],
+}
+
 /// Everything the handshake needs from configuration.
 #[derive(Debug)]
 pub struct HandshakeSettings {
@@ -57,8 +76,9 @@ pub struct HandshakeSettings {
     pub domain: String,
     /// Noise prologue.
     pub prologue: Vec<u8>,
-    /// Active Noise static keys, newest first; message 1 is tried against each.
-    pub noise_keys: Vec<NoiseKey>,
+    /// Active Noise static keys, newest first; message 1 is tried against each. A key reload
+    /// replaces the set; a handshake uses the set in force when its message 1 arrived.
+    pub noise_keys: Live<Vec<NoiseKey>>,
     /// Device CA that issues device certificates.
     pub device_ca: DeviceKeyPair,
     /// Register unknown devices without pairing.
@@ -233,6 +253,8 @@ pub struct Handshaker {
     settings: Arc<HandshakeSettings>,
     store: Arc<dyn Store>,
     ledger: Ledger,
+    /// Counts the handshake's frames in `frames_in`/`frames_out`.
+    metrics: Arc<Metrics>,
 }
 
 /// A validated HELLO, before the registry is consulted.
@@ -311,7 +333,15 @@ impl Handshaker {
             settings,
             store,
             ledger: Ledger::off(),
+            metrics: Arc::default(),
         }
+    }
+
+    /// This handshaker, counting the frames it receives and sends in `metrics` (by type,
+    /// beside those of established sessions).
+    #[must_use]
+    pub fn with_metrics(self, metrics: Arc<Metrics>) -> Self {
+        Self { metrics, ..self }
     }
 
     /// This handshaker, recording outcomes and registrations in `ledger`.
@@ -338,7 +368,10 @@ impl Handshaker {
     ) -> Result<Established, HandshakeFailure> {
         // ---- HELLO
         let frame = match conn.recv().await {
-            Ok(Some(frame)) => frame,
+            Ok(Some(frame)) => {
+                self.metrics.frames_in.count(frame.frame_type());
+                frame
+            }
             Ok(None) => {
                 return Err(HandshakeFailure {
                     can_reply: false,
@@ -434,11 +467,15 @@ impl Handshaker {
         conn.send_control(FrameType::Auth, 0, &auth)
             .await
             .map_err(|e| with_device(HandshakeFailure::from_conn(&e)))?;
+        self.metrics.frames_out.count(FrameType::Auth);
 
         // ---- Message 3 (XK). IK is complete after message 2.
         if checked.pattern == HandshakePattern::Xk {
             let frame = match conn.recv().await {
-                Ok(Some(frame)) => frame,
+                Ok(Some(frame)) => {
+                    self.metrics.frames_in.count(frame.frame_type());
+                    frame
+                }
                 Ok(None) => {
                     return Err(with_device(HandshakeFailure {
                         can_reply: false,
@@ -531,6 +568,7 @@ impl Handshaker {
         conn.send_control(FrameType::Ack, 0, &ack)
             .await
             .map_err(|e| with_device(HandshakeFailure::from_conn(&e)).at(Stage::Established))?;
+        self.metrics.frames_out.count(FrameType::Ack);
 
         if checked
             .accepted_capabilities
@@ -621,7 +659,9 @@ impl Handshaker {
                 Ok(established)
             }
             Err(failure) => {
-                report_failure(conn, &failure, remote).await;
+                if report_failure(conn, &failure, remote).await {
+                    self.metrics.frames_out.count(FrameType::Error);
+                }
                 self.ledger.record(
                     "handshake",
                     serde_json::json!({
@@ -737,13 +777,14 @@ impl Handshaker {
         })
     }
 
-    fn read_message_one<'k>(
-        &'k self,
+    fn read_message_one(
+        &self,
         pattern: HandshakePattern,
         msg1: &[u8],
-    ) -> Result<(Handshake, &'k NoiseKey), HandshakeFailure> {
+    ) -> Result<(Handshake, UsedKey), HandshakeFailure> {
         let now = crate::clock::unix_now();
-        for key in &self.settings.noise_keys {
+        let keys = self.settings.noise_keys.load();
+        for key in keys.iter() {
             if key.accept_until.is_some_and(|until| now >= until) {
                 continue;
             }
@@ -752,7 +793,11 @@ impl Handshaker {
                     HandshakeFailure::new(ProblemKind::InternalError, "crypto", e.to_string())
                 })?;
             if noise.read_message(msg1).is_ok() {
-                return Ok((noise, key));
+                let used = UsedKey {
+                    version: key.version,
+                    public: key.public,
+                };
+                return Ok((noise, used));
             }
         }
         Err(HandshakeFailure::new(
@@ -1154,12 +1199,12 @@ fn static_mismatch() -> HandshakeFailure {
     )
 }
 
-/// Sends the failure's ERROR frame when possible and logs it.
+/// Sends the failure's ERROR frame when possible and logs it; whether the ERROR was sent.
 pub async fn report_failure<S: ByteStream>(
     conn: &mut Connection<S>,
     failure: &HandshakeFailure,
     remote: &str,
-) {
+) -> bool {
     tracing::warn!(
         scope = "handshake",
         result = "failure",
@@ -1171,9 +1216,14 @@ pub async fn report_failure<S: ByteStream>(
         detail = %failure.detail,
         "handshake failed"
     );
-    if failure.can_reply
-        && let Err(e) = conn.send_problem(&failure.problem()).await
-    {
-        tracing::debug!(error = %e, "could not deliver handshake ERROR");
+    if !failure.can_reply {
+        return false;
+    }
+    match conn.send_problem(&failure.problem()).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::debug!(error = %e, "could not deliver handshake ERROR");
+            false
+        }
     }
 }

@@ -18,6 +18,7 @@ use commucat_store::{DeviceKeyEvent, SqliteStore, Store};
 use zeroize::Zeroizing;
 
 use super::handshake::{Established, HandshakeFailure, HandshakeSettings, Handshaker, NoiseKey};
+use crate::live::Live;
 
 const DOMAIN: &str = "chat.example";
 const DAY: i64 = 86_400;
@@ -46,12 +47,12 @@ async fn fixture_with(tweak: impl FnOnce(&mut HandshakeSettings)) -> Fixture {
     let mut settings = HandshakeSettings {
         domain: DOMAIN.to_owned(),
         prologue: b"commucat".to_vec(),
-        noise_keys: vec![NoiseKey {
+        noise_keys: Live::new(vec![NoiseKey {
             version: 1,
             private: Zeroizing::new(noise_private),
             public: x25519_public(&noise_private),
             accept_until: None,
-        }],
+        }]),
         device_ca: ca.clone(),
         auto_approve: true,
         max_auto_devices_per_user: 5,
@@ -679,8 +680,14 @@ async fn a_superseded_key_is_accepted_until_its_grace_period_ends() {
         (Some(now() - 1), false),
     ] {
         let mut fx = fixture_with(|s| {
-            s.noise_keys[0].version = 2;
-            s.noise_keys.push(old(accept_until));
+            let current = &s.noise_keys.load()[0];
+            let current = NoiseKey {
+                version: 2,
+                private: current.private.clone(),
+                public: current.public,
+                accept_until: None,
+            };
+            s.noise_keys.store(vec![current, old(accept_until)]);
         })
         .await;
         for pattern in [HandshakePattern::Xk, HandshakePattern::Ik] {
@@ -702,4 +709,23 @@ async fn a_superseded_key_is_accepted_until_its_grace_period_ends() {
             }
         }
     }
+}
+
+#[test]
+fn the_debug_form_of_a_noise_key_hides_its_private_half() {
+    let private = [0xab; 32];
+    let key = NoiseKey {
+        version: 3,
+        private: Zeroizing::new(private),
+        public: x25519_public(&private),
+        accept_until: None,
+    };
+    let text = format!("{:?}", Live::new(vec![key]));
+    assert!(!text.contains(&hex::encode(private)), "{text}");
+    assert!(!text.contains("171, 171"), "{text}");
+    assert!(text.contains("<redacted>"), "{text}");
+    assert!(
+        text.contains(&hex::encode(x25519_public(&private))),
+        "{text}"
+    );
 }

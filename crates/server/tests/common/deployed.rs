@@ -147,9 +147,20 @@ pub async fn handshake_pinned(
     seed: [u8; 32],
     server_static: [u8; 32],
 ) -> (DeployedClient, Value, dc::DeviceKeyPair) {
-    let (mut client, mut noise, auth, keys) = hello(server, device_id, seed, server_static).await;
+    let (client, noise, auth, keys) = hello(server, device_id, seed, server_static).await;
+    let (client, ack) = complete(client, noise, &auth).await;
+    (client, ack, keys)
+}
+
+/// Finishes the handshake [`hello`] started: reads the server's `auth` reply, sends message 3
+/// and returns the client with the ACK properties.
+pub async fn complete(
+    mut client: DeployedClient,
+    mut noise: dc::NoiseHandshake,
+    auth: &dp::Frame,
+) -> (DeployedClient, Value) {
     assert_eq!(auth.frame_type, dp::FrameType::Auth, "{:?}", auth.payload);
-    let msg2 = hex::decode(properties(&auth)["handshake"].as_str().unwrap()).unwrap();
+    let msg2 = hex::decode(properties(auth)["handshake"].as_str().unwrap()).unwrap();
     let payload = noise.read_message(&msg2).unwrap();
     let session: Value = serde_json::from_slice(&payload).unwrap();
     assert!(session["session"].as_str().unwrap().len() >= 8);
@@ -166,5 +177,5 @@ pub async fn handshake_pinned(
     let ack = properties(&ack);
     assert_eq!(ack["handshake"], "ok");
     assert_eq!(ack["session"], session["session"]);
-    (client, ack, keys)
+    (client, ack)
 }

@@ -351,6 +351,13 @@ impl TestServer {
         self.fingerprint = launched.fingerprint;
     }
 
+    /// Reloads the running server's Noise keys (what SIGHUP does to `commucat serve`).
+    pub async fn reload_keys(
+        &self,
+    ) -> Result<commucat_server::reload::Reloaded, commucat_server::reload::ReloadError> {
+        self.handle.as_ref().unwrap().reload_keys().await
+    }
+
     /// The server's data directory.
     pub fn data_dir(&self) -> &std::path::Path {
         &self.config.server.data_dir
