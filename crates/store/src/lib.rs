@@ -84,7 +84,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn revoke_device(&self, device_id: &str, event: DeviceKeyEvent) -> Result<()>;
 
     /// Replaces a device's public key, in one transaction: refuses (writing nothing) a revoked
-    /// device, a stored key other than `rotation.old_public_key`, or a change sooner than
+    /// device, a stored key other than `rotation.old_public_key`, a new key that the device had
+    /// before, or a change sooner than
     /// `min_interval_secs` after the device's last `register` or `rotate` event; otherwise
     /// stores `rotation.event.public_key` as the device's key, records the event and deletes
     /// the device's sessions (their tokens were obtained with the old key). Unknown device →

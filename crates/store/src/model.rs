@@ -106,6 +106,9 @@ pub enum RotateOutcome {
     Revoked,
     /// The stored key is no longer `old_public_key` (a concurrent rotation); nothing changed.
     KeyChanged,
+    /// The new key was this device's key before (keys are never reused, so an old proof
+    /// cannot bring a replaced key back); nothing changed.
+    KeyReused,
     /// The last key change was less than `min_interval_secs` ago; nothing changed.
     TooSoon {
         /// Time of the last key change, unix seconds.

@@ -10,7 +10,7 @@ use axum::response::IntoResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{devices, friends, health, metrics, p2p, pairing, server_info};
+use super::{devices, friends, health, metrics, p2p, pairing, rotate, server_info};
 
 /// Alias paths and the paths whose operations they share.
 pub const ALIASES: [(&str, &str); 3] = [
@@ -36,6 +36,7 @@ pub const ALIASES: [(&str, &str); 3] = [
         server_info::server_info,
         devices::list,
         devices::revoke,
+        rotate::rotate,
         pairing::issue,
         pairing::claim,
         friends::list,

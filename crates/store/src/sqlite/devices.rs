@@ -200,6 +200,17 @@ pub(super) async fn rotate(pool: &SqlitePool, rotation: KeyRotation) -> Result<R
     if device.public_key != old_public_key {
         return Ok(RotateOutcome::KeyChanged);
     }
+    let reused: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM device_key_events WHERE device_id = ?1 AND public_key = ?2",
+    )
+    .bind(&device_id)
+    .bind(event.public_key.as_slice())
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(map_err)?;
+    if reused > 0 {
+        return Ok(RotateOutcome::KeyReused);
+    }
     let last_change: Option<i64> = sqlx::query_scalar(
         "SELECT MAX(recorded_at) FROM device_key_events
          WHERE device_id = ?1 AND action IN ('register', 'rotate')",

@@ -615,6 +615,12 @@ pub(crate) async fn rotate_replaces_key_and_ends_sessions(store: Arc<dyn Store>)
             last_change_at: dev.created_at + 100
         }
     );
+    // a replaced key never comes back
+    let back = rotation(&dev, key("k2"), "alice-1", dev.created_at + 500);
+    assert_eq!(
+        store.rotate_device_key(back).await.unwrap(),
+        RotateOutcome::KeyReused
+    );
     // a proof made with the replaced key no longer applies
     let stale = rotation(&dev, dev.public_key, "k3", dev.created_at + 500);
     assert_eq!(
