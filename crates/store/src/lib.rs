@@ -86,7 +86,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Replaces a device's public key, in one transaction: refuses (writing nothing) a revoked
     /// device, a stored key other than `rotation.old_public_key`, a new key that the device had
     /// before, or a change sooner than
-    /// `min_interval_secs` after the device's last `register` or `rotate` event; otherwise
+    /// `min_interval_secs` after the device's last `rotate` event (a device may rotate away from
+    /// its registration key at once, e.g. one a pairing generated); otherwise
     /// stores `rotation.event.public_key` as the device's key, records the event and deletes
     /// the device's sessions (their tokens were obtained with the old key). Unknown device →
     /// [`StoreError::NotFound`]; an event for another device, with another action than

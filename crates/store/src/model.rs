@@ -93,7 +93,8 @@ pub struct KeyRotation {
     pub old_public_key: [u8; 32],
     /// The `rotate` event: the new key and the time of the change.
     pub event: DeviceKeyEvent,
-    /// Shortest time between two key changes (registration or rotation), seconds.
+    /// Shortest time between two rotations of the device, seconds (the first one is not
+    /// limited).
     pub min_interval_secs: i64,
 }
 
@@ -109,9 +110,9 @@ pub enum RotateOutcome {
     /// The new key was this device's key before (keys are never reused, so an old proof
     /// cannot bring a replaced key back); nothing changed.
     KeyReused,
-    /// The last key change was less than `min_interval_secs` ago; nothing changed.
+    /// The last rotation was less than `min_interval_secs` ago; nothing changed.
     TooSoon {
-        /// Time of the last key change, unix seconds.
+        /// Time of the last rotation, unix seconds.
         last_change_at: i64,
     },
 }

@@ -31,7 +31,7 @@ use crate::session::handshake::random_id;
 pub struct RotationPolicy {
     /// Whether the endpoint accepts rotations.
     pub enabled: bool,
-    /// Shortest time between two key changes of one device, seconds.
+    /// Shortest time between two rotations of one device, seconds.
     pub min_interval_secs: i64,
     /// Largest distance between `issued_at` and the server clock, seconds.
     pub proof_ttl_secs: i64,
@@ -87,7 +87,7 @@ fn store_failure(error: &commucat_store::StoreError) -> Response {
 /// bearer; 403 rotation disabled, another device than the bearer's, a revoked device, a
 /// proof outside the time window or one that does not verify under the current key; 409 the
 /// key changed meanwhile or the new key was used by this device before; 429 (with
-/// `retry-after`) sooner than `min_interval_seconds` after the last key change; 503/500 on
+/// `retry-after`) sooner than `min_interval_seconds` after the device's last rotation; 503/500 on
 /// store failures.
 #[utoipa::path(
     post, path = "/api/devices/rotate", tag = "devices",
@@ -98,7 +98,7 @@ fn store_failure(error: &commucat_store::StoreError) -> Response {
         (status = 401, description = "No valid bearer", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Rotation disabled, another device, revoked device, stale or invalid proof", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The key changed meanwhile, or the new key was used before", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too soon after the last key change (see retry-after)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too soon after the last rotation (see retry-after)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Storage unavailable", body = Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = []))
@@ -210,7 +210,7 @@ pub async fn rotate(
             let mut response = problem(
                 StatusCode::TOO_MANY_REQUESTS,
                 format!(
-                    "the device key last changed at {}; the next change is allowed in {retry} s",
+                    "the device key was last rotated at {}; the next rotation is allowed in {retry} s",
                     rfc3339(last_change_at)
                 ),
             );

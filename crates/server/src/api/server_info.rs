@@ -115,7 +115,7 @@ pub struct PairingInfo {
 pub struct DeviceRotationInfo {
     /// Whether `POST /api/devices/rotate` is accepted.
     pub enabled: bool,
-    /// Shortest time between two key changes of one device, seconds.
+    /// Shortest time between two rotations of one device, seconds (the first is not limited).
     pub min_interval_seconds: u64,
     /// Largest accepted distance between a proof's `issued_at` and the server clock, seconds.
     pub proof_ttl_seconds: u64,

@@ -152,8 +152,9 @@ pub struct DeviceSettings {
     pub renewal_margin: Duration,
     /// Accept `POST /api/devices/rotate` (`devices.rotation_enabled`, default on).
     pub rotation_enabled: bool,
-    /// Shortest time between two key changes of one device (`devices.rotation_min_interval`,
-    /// default 1 hour, at most 30 days; 0 allows back-to-back rotations).
+    /// Shortest time between two rotations of one device (`devices.rotation_min_interval`,
+    /// default 1 hour, at most 30 days; 0 allows back-to-back rotations). The first rotation
+    /// after registration is not limited.
     pub rotation_min_interval: Duration,
     /// How far `issued_at` of a rotation proof may be from the server's clock
     /// (`devices.rotation_proof_ttl`, default 5 minutes, 30..=3600 seconds).

@@ -211,16 +211,17 @@ pub(super) async fn rotate(pool: &SqlitePool, rotation: KeyRotation) -> Result<R
     if reused > 0 {
         return Ok(RotateOutcome::KeyReused);
     }
-    let last_change: Option<i64> = sqlx::query_scalar(
+    let last_rotation: Option<i64> = sqlx::query_scalar(
         "SELECT MAX(recorded_at) FROM device_key_events
-         WHERE device_id = ?1 AND action IN ('register', 'rotate')",
+         WHERE device_id = ?1 AND action = 'rotate'",
     )
     .bind(&device_id)
     .fetch_one(&mut *tx)
     .await
     .map_err(map_err)?;
-    let last_change_at = last_change.unwrap_or(device.created_at);
-    if event.recorded_at < last_change_at.saturating_add(min_interval_secs) {
+    if let Some(last_change_at) = last_rotation
+        && event.recorded_at < last_change_at.saturating_add(min_interval_secs)
+    {
         return Ok(RotateOutcome::TooSoon { last_change_at });
     }
     sqlx::query("UPDATE devices SET public_key = ?1 WHERE device_id = ?2 AND public_key = ?3")
