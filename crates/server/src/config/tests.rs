@@ -166,6 +166,9 @@ fn env_overrides_file_which_overrides_defaults() {
             ("COMMUCAT_PRESENCE_TTL", "11"),
             ("COMMUCAT_CONNECTION_KEEPALIVE", "12"),
             ("COMMUCAT_CERT_RENEWAL_MARGIN", "13"),
+            ("COMMUCAT_DEVICE_ROTATION", "off"),
+            ("COMMUCAT_DEVICE_ROTATION_MIN_INTERVAL", "14"),
+            ("COMMUCAT_DEVICE_ROTATION_PROOF_TTL", "45"),
             ("COMMUCAT_DATA_DIR", "rel/data"),
             ("COMMUCAT_MAILBOX_CAPACITY", "8"),
             ("COMMUCAT_OFFLINE_TTL", "120"),
@@ -186,6 +189,9 @@ fn env_overrides_file_which_overrides_defaults() {
     assert_eq!(c.session.presence_ttl, Duration::from_secs(11));
     assert_eq!(c.session.keepalive, Duration::from_secs(12));
     assert_eq!(c.devices.renewal_margin, Duration::from_secs(13));
+    assert!(!c.devices.rotation_enabled);
+    assert_eq!(c.devices.rotation_min_interval, Duration::from_secs(14));
+    assert_eq!(c.devices.rotation_proof_ttl, Duration::from_secs(45));
     assert_eq!(
         c.server.data_dir,
         PathBuf::from("rel/data"),
