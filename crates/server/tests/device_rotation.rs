@@ -203,6 +203,26 @@ async fn a_rotation_replaces_the_key_end_to_end() {
         "{err}"
     );
     assert_eq!(current.keys.public_key(), new_public, "identity unchanged");
+    let next = DeviceKeyPair::generate().public_key();
+    let soon = request(&current, &current.keys, &next, unix_now());
+    let response = server
+        .http()
+        .post(format!(
+            "https://localhost:{}{ROTATE_PATH}",
+            server.addr.port()
+        ))
+        .bearer_auth(token(&alice))
+        .json(&soon)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    let retry: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=3600).contains(&retry), "{retry}");
     assert_eq!(store.key_events("alice-rot").await.unwrap().len(), 2);
 }
 

@@ -114,6 +114,7 @@ mod tests {
             ("/api/server/info", &["get"]),
             ("/api/devices", &["get"]),
             ("/api/devices/revoke", &["post"]),
+            ("/api/devices/rotate", &["post"]),
             ("/api/pair", &["post"]),
             ("/api/pairing", &["post"]),
             ("/api/pair/claim", &["post"]),
@@ -135,12 +136,22 @@ mod tests {
                 "{status}"
             );
         }
+        let rotate = &paths["/api/devices/rotate"]["post"];
+        for status in ["400", "401", "403", "409", "429", "503"] {
+            assert!(
+                rotate["responses"][status]["content"]["application/problem+json"].is_object(),
+                "{status}"
+            );
+        }
+        assert!(rotate["requestBody"].is_object());
         let schemas = doc["components"]["schemas"].as_object().unwrap();
         for name in [
             "Assist",
             "PqBundle",
             "SecuritySnapshot",
             "Claimed",
+            "RotateRequest",
+            "Rotated",
             "Problem",
         ] {
             assert!(schemas.contains_key(name), "{name}");
