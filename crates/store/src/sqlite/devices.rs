@@ -224,13 +224,19 @@ pub(super) async fn rotate(pool: &SqlitePool, rotation: KeyRotation) -> Result<R
     {
         return Ok(RotateOutcome::TooSoon { last_change_at });
     }
-    sqlx::query("UPDATE devices SET public_key = ?1 WHERE device_id = ?2 AND public_key = ?3")
-        .bind(event.public_key.as_slice())
-        .bind(&device_id)
-        .bind(old_public_key.as_slice())
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
+    // Compare-and-set on the old key: the write lock already rules out a concurrent change,
+    // the condition keeps the statement correct on its own.
+    let updated =
+        sqlx::query("UPDATE devices SET public_key = ?1 WHERE device_id = ?2 AND public_key = ?3")
+            .bind(event.public_key.as_slice())
+            .bind(&device_id)
+            .bind(old_public_key.as_slice())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+    if updated.rows_affected() != 1 {
+        return Ok(RotateOutcome::KeyChanged);
+    }
     sqlx::query("DELETE FROM sessions WHERE device_id = ?1")
         .bind(&device_id)
         .execute(&mut *tx)
