@@ -12,6 +12,16 @@ pub enum ClientError {
     /// The server answered `/connect` with a non-200 status.
     #[error("server answered /connect with HTTP {0}")]
     Status(u16),
+    /// A REST call answered an error status; `detail` is the problem's `detail` (or the body).
+    #[error("server answered {path} with HTTP {status}: {detail}")]
+    Api {
+        /// The request path.
+        path: String,
+        /// The HTTP status.
+        status: u16,
+        /// What the server said.
+        detail: String,
+    },
     /// The server sent an ERROR frame.
     #[error("server error: {} ({})", .0.title.as_deref().unwrap_or("untitled"), .0.detail.as_deref().unwrap_or(""))]
     Rejected(Box<Problem>),

@@ -5,6 +5,8 @@
 //! IK device handshake with its Schnorr proof, and then a [`Session`] that sends and receives
 //! CCP-1 frames, plain or as Noise transport records (`noise-transport`).
 //!
+//! [`rotate_device_key`] replaces a device's key over REST with a proof by its current key.
+//!
 //! The handshake itself ([`handshake()`]) runs over any [`commucat_link::ByteStream`], so tests can
 //! drive it in memory.
 
@@ -13,11 +15,13 @@
 mod error;
 pub mod handshake;
 mod profile;
+pub mod rotate;
 mod session;
 pub mod tls;
 pub mod transport;
 
 pub use error::ClientError;
 pub use handshake::{DeviceIdentity, HandshakeOptions, ServerParams, SessionInfo, handshake};
+pub use rotate::{RestTarget, RotatedKey, rotate_device_key};
 pub use session::{Session, connect};
 pub use tls::TlsTrust;

@@ -132,6 +132,45 @@ pub async fn get(
     trust: &TlsTrust,
     path: &str,
 ) -> Result<(u16, Vec<u8>), ClientError> {
+    request(
+        addr,
+        server_name,
+        trust,
+        http::Method::GET,
+        path,
+        None,
+        None,
+    )
+    .await
+}
+
+/// `POST {path}` with a JSON body over TLS 1.3 + HTTP/2, with `Authorization: Bearer
+/// <bearer>` if given; returns the status and body (at most [`MAX_GET_BODY`] bytes).
+///
+/// # Errors
+/// [`ClientError::Transport`] for any connection failure or an oversized body.
+pub async fn post_json(
+    addr: SocketAddr,
+    server_name: &str,
+    trust: &TlsTrust,
+    path: &str,
+    bearer: Option<&str>,
+    json: Vec<u8>,
+) -> Result<(u16, Vec<u8>), ClientError> {
+    let method = http::Method::POST;
+    request(addr, server_name, trust, method, path, bearer, Some(json)).await
+}
+
+/// One HTTP/2 request on a fresh TLS connection.
+async fn request(
+    addr: SocketAddr,
+    server_name: &str,
+    trust: &TlsTrust,
+    method: http::Method,
+    path: &str,
+    bearer: Option<&str>,
+    json: Option<Vec<u8>>,
+) -> Result<(u16, Vec<u8>), ClientError> {
     let transport = |e: &dyn std::fmt::Display| ClientError::Transport(e.to_string());
     let tls = tls_connect(None, addr, server_name, trust, b"h2").await?;
     let (client, connection) = h2::client::handshake(tls)
@@ -142,16 +181,25 @@ pub async fn get(
             tracing::debug!(error = %e, "h2 connection ended");
         }
     });
-    let request = http::Request::builder()
-        .method(http::Method::GET)
+    let mut builder = http::Request::builder()
+        .method(method)
         .uri(format!("https://{}{path}", authority(addr, server_name)))
-        .header(http::header::USER_AGENT, "commucat-client/0.1")
-        .body(())
-        .map_err(|e| transport(&e))?;
+        .header(http::header::USER_AGENT, "commucat-client/0.1");
+    if let Some(token) = bearer {
+        builder = builder.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    if json.is_some() {
+        builder = builder.header(http::header::CONTENT_TYPE, "application/json");
+    }
+    let request = builder.body(()).map_err(|e| transport(&e))?;
     let mut client = client.ready().await.map_err(|e| transport(&e))?;
-    let (response, _) = client
-        .send_request(request, true)
+    let (response, mut send) = client
+        .send_request(request, json.is_none())
         .map_err(|e| transport(&e))?;
+    if let Some(json) = json {
+        send.send_data(Bytes::from(json), true)
+            .map_err(|e| transport(&e))?;
+    }
     let response = response.await.map_err(|e| transport(&e))?;
     let status = response.status().as_u16();
     let mut body = response.into_body();

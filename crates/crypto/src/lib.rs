@@ -9,6 +9,7 @@
 //! * [`certificate`] — CA-signed device certificates with their exact canonical JSON
 //!   (wire-compat §5).
 //! * [`noise`] — Noise XK/IK handshakes and the `noise-transport` record layer.
+//! * [`rotation`] — the proof a device signs with its current key to rotate to a new one.
 //! * [`encoding`] — strict fixed-length hex helpers.
 //!
 //! The crate is sans-IO: no sockets, no async, no clock (callers pass `now`). Secrets are
@@ -37,6 +38,7 @@ pub mod device;
 pub mod encoding;
 pub mod noise;
 mod noise_dh;
+pub mod rotation;
 pub mod zkp;
 
 pub use certificate::{
@@ -45,6 +47,10 @@ pub use certificate::{
 pub use device::{DeviceKeyPair, KEY_LEN, KeyError, x25519_public};
 pub use encoding::{HexError, decode_hex_array, decode_hex32, decode_hex64, encode_hex};
 pub use noise::{DEFAULT_PROLOGUE, Handshake, HandshakePattern, NoiseError, Transport};
+pub use rotation::{
+    ROTATION_DOMAIN_TAG, ROTATION_PROOF_LEN, RotationError, rotation_message, sign_rotation,
+    verify_rotation,
+};
 pub use zkp::{
     HANDSHAKE_DOMAIN_TAG, HandshakeContext, HandshakeProof, ZkpError, derive_handshake_context,
     prove, verify,

@@ -1423,6 +1423,20 @@ async fn every_endpoint_and_error_status_over_http1_and_http2() {
             ),
             (
                 Method::POST,
+                "/api/devices/rotate",
+                Some(&a),
+                Some(own("alice-1")),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                Method::POST,
+                "/api/devices/rotate",
+                None,
+                Some(own("alice-1")),
+                StatusCode::UNAUTHORIZED,
+            ),
+            (
+                Method::POST,
                 "/api/devices/revoke",
                 Some(&a),
                 Some(own("bob-1")),

@@ -20,8 +20,9 @@ mod sqlite;
 pub use error::{Result, StoreError};
 pub use model::{
     DeviceKeyEvent, DeviceRecord, DeviceStatus, EnqueueOutcome, FriendRecord, GroupMember,
-    GroupRecord, GroupRole, IdempotencyKey, InboxOffset, NewDeviceRegistration, NewEnvelope,
-    PairingRecord, QueuedEnvelope, RedeemOutcome, SessionRecord, UserRecord, UserToCreate,
+    GroupRecord, GroupRole, IdempotencyKey, InboxOffset, KeyRotation, NewDeviceRegistration,
+    NewEnvelope, PairingRecord, QueuedEnvelope, RedeemOutcome, RotateOutcome, SessionRecord,
+    UserRecord, UserToCreate,
 };
 pub use postgres::{MAX_SCHEMA_LEN, PostgresSettings, PostgresStore, valid_schema_name};
 pub use sqlite::SqliteStore;
@@ -85,6 +86,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// `device_id` ([`StoreError::Invalid`]). Revoking a revoked device changes nothing and
     /// returns `Ok`.
     async fn revoke_device(&self, device_id: &str, event: DeviceKeyEvent) -> Result<()>;
+
+    /// Replaces a device's public key, in one transaction: refuses (writing nothing) a revoked
+    /// device, a stored key other than `rotation.old_public_key`, a new key that the device had
+    /// before, or a change sooner than
+    /// `min_interval_secs` after the device's last `rotate` event (a device may rotate away from
+    /// its registration key at once, e.g. one a pairing generated); otherwise
+    /// stores `rotation.event.public_key` as the device's key, records the event and deletes
+    /// the device's sessions (their tokens were obtained with the old key). Unknown device →
+    /// [`StoreError::NotFound`]; an event for another device, with another action than
+    /// `rotate` or with the old key → [`StoreError::Invalid`].
+    async fn rotate_device_key(&self, rotation: KeyRotation) -> Result<RotateOutcome>;
 
     /// The key log of a device, oldest first (ties in insertion order).
     async fn key_events(&self, device_id: &str) -> Result<Vec<DeviceKeyEvent>>;

@@ -79,6 +79,42 @@ impl DeviceKeyEvent {
     pub const REGISTER: &'static str = "register";
     /// `action` of the event written when a device is revoked.
     pub const REVOKE: &'static str = "revoke";
+    /// `action` of the event written when a device replaces its key (the event carries the
+    /// new key).
+    pub const ROTATE: &'static str = "rotate";
+}
+
+/// A device key change for [`crate::Store::rotate_device_key`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRotation {
+    /// The device whose key changes.
+    pub device_id: String,
+    /// The key the change was proven with; the stored key must still be this one.
+    pub old_public_key: [u8; 32],
+    /// The `rotate` event: the new key and the time of the change.
+    pub event: DeviceKeyEvent,
+    /// Shortest time between two rotations of the device, seconds (the first one is not
+    /// limited).
+    pub min_interval_secs: i64,
+}
+
+/// Result of [`crate::Store::rotate_device_key`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RotateOutcome {
+    /// The key was replaced, the event recorded and the device's sessions deleted.
+    Rotated,
+    /// The device is revoked; nothing changed.
+    Revoked,
+    /// The stored key is no longer `old_public_key` (a concurrent rotation); nothing changed.
+    KeyChanged,
+    /// The new key was this device's key before (keys are never reused, so an old proof
+    /// cannot bring a replaced key back); nothing changed.
+    KeyReused,
+    /// The last rotation was less than `min_interval_secs` ago; nothing changed.
+    TooSoon {
+        /// Time of the last rotation, unix seconds.
+        last_change_at: i64,
+    },
 }
 
 /// An authenticated session of one device.

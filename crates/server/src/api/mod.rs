@@ -10,6 +10,7 @@ pub mod p2p;
 pub mod pairing;
 pub mod problem;
 pub mod rate_limit;
+pub mod rotate;
 pub mod server_info;
 
 use std::sync::Arc;
@@ -58,6 +59,8 @@ pub struct RestSettings {
     pub rate_limits: rate_limit::RateLimits,
     /// BLAKE3 of `metrics.admin_token`, if set.
     pub admin_token: Option<blake3::Hash>,
+    /// `POST /api/devices/rotate` policy.
+    pub rotation: rotate::RotationPolicy,
 }
 
 impl RestSettings {
@@ -93,6 +96,11 @@ impl RestSettings {
                 .admin_token
                 .as_ref()
                 .map(|t| blake3::hash(t.0.as_bytes())),
+            rotation: rotate::RotationPolicy {
+                enabled: config.devices.rotation_enabled,
+                min_interval_secs: secs(config.devices.rotation_min_interval),
+                proof_ttl_secs: secs(config.devices.rotation_proof_ttl),
+            },
         })
     }
 }
@@ -123,6 +131,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/server/info", get(server_info::server_info))
         .route("/api/devices", get(devices::list))
         .route("/api/devices/revoke", post(devices::revoke))
+        .route("/api/devices/rotate", post(rotate::rotate))
         .route("/api/pair", post(pairing::issue))
         .route("/api/pairing", post(pairing::issue))
         .route("/api/pair/claim", post(pairing::claim))

@@ -10,7 +10,7 @@ use axum::response::IntoResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{devices, friends, health, metrics, p2p, pairing, server_info};
+use super::{devices, friends, health, metrics, p2p, pairing, rotate, server_info};
 
 /// Alias paths and the paths whose operations they share.
 pub const ALIASES: [(&str, &str); 3] = [
@@ -36,6 +36,7 @@ pub const ALIASES: [(&str, &str); 3] = [
         server_info::server_info,
         devices::list,
         devices::revoke,
+        rotate::rotate,
         pairing::issue,
         pairing::claim,
         friends::list,
@@ -113,6 +114,7 @@ mod tests {
             ("/api/server/info", &["get"]),
             ("/api/devices", &["get"]),
             ("/api/devices/revoke", &["post"]),
+            ("/api/devices/rotate", &["post"]),
             ("/api/pair", &["post"]),
             ("/api/pairing", &["post"]),
             ("/api/pair/claim", &["post"]),
@@ -134,12 +136,22 @@ mod tests {
                 "{status}"
             );
         }
+        let rotate = &paths["/api/devices/rotate"]["post"];
+        for status in ["400", "401", "403", "409", "429", "503"] {
+            assert!(
+                rotate["responses"][status]["content"]["application/problem+json"].is_object(),
+                "{status}"
+            );
+        }
+        assert!(rotate["requestBody"].is_object());
         let schemas = doc["components"]["schemas"].as_object().unwrap();
         for name in [
             "Assist",
             "PqBundle",
             "SecuritySnapshot",
             "Claimed",
+            "RotateRequest",
+            "Rotated",
             "Problem",
         ] {
             assert!(schemas.contains_key(name), "{name}");

@@ -279,31 +279,8 @@ pub async fn claim(State(state): State<AppState>, body: Bytes) -> Result<Json<Cl
         }
     };
     let device_id = random_id();
-    let ca = &state.rest.device_ca;
-    let certificate = DeviceCertificate::issue(
-        ca.signing_key(),
-        DeviceCertificateData {
-            serial: OsRng.next_u64(),
-            user_id: pairing.user_id.clone(),
-            device_id: device_id.clone(),
-            public_key,
-            issuer: ca.public_key(),
-            issued_at: now,
-            expires_at: now.saturating_add(state.rest.certificate_validity_secs),
-        },
-    )
-    .map_err(|e| {
-        Problem::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("certificate: {e}"),
-        )
-    })?;
-    let device_certificate = serde_json::to_value(&certificate).map_err(|e| {
-        Problem::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("certificate: {e}"),
-        )
-    })?;
+    let device_certificate =
+        issue_certificate(&state.rest, &pairing.user_id, &device_id, public_key, now)?;
     let registration = NewDeviceRegistration {
         user: UserToCreate::Existing(pairing.user_id.clone()),
         device: DeviceRecord {
@@ -375,12 +352,47 @@ pub async fn claim(State(state): State<AppState>, body: Bytes) -> Result<Json<Cl
         },
         device_name: request.device_name,
         device_certificate,
-        device_ca_public: ca.public_key_hex(),
+        device_ca_public: state.rest.device_ca.public_key_hex(),
     }))
 }
 
+/// A device certificate for `public_key`, signed by the device CA and valid from `now` for
+/// `certificate_validity`, as the JSON object the handshake also hands out.
+///
+/// # Errors
+/// 500 if signing or encoding fails.
+pub(super) fn issue_certificate(
+    rest: &super::RestSettings,
+    user_id: &str,
+    device_id: &str,
+    public_key: [u8; 32],
+    now: i64,
+) -> Result<serde_json::Value, Problem> {
+    let internal = |e: &dyn std::fmt::Display| {
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("certificate: {e}"),
+        )
+    };
+    let ca = &rest.device_ca;
+    let certificate = DeviceCertificate::issue(
+        ca.signing_key(),
+        DeviceCertificateData {
+            serial: OsRng.next_u64(),
+            user_id: user_id.to_owned(),
+            device_id: device_id.to_owned(),
+            public_key,
+            issuer: ca.public_key(),
+            issued_at: now,
+            expires_at: now.saturating_add(rest.certificate_validity_secs),
+        },
+    )
+    .map_err(|e| internal(&e))?;
+    serde_json::to_value(&certificate).map_err(|e| internal(&e))
+}
+
 /// An Ed25519 public key from hex: 32 bytes, a valid point, not of small order.
-fn parse_device_public(hex: &str) -> Result<[u8; 32], Problem> {
+pub(super) fn parse_device_public(hex: &str) -> Result<[u8; 32], Problem> {
     let bad = |detail: String| Problem::new(StatusCode::BAD_REQUEST, detail);
     let bytes = commucat_keys::decode_hex32(hex.trim())
         .map_err(|e| bad(format!("public_key: expected 64 hex characters: {e}")))?;

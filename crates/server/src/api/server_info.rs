@@ -36,6 +36,8 @@ pub struct ServerInfo {
     pub presence: PresenceInfo,
     /// Device pairing policy.
     pub pairing: PairingInfo,
+    /// Device key rotation policy (`POST /api/devices/rotate`).
+    pub device_rotation: DeviceRotationInfo,
     /// Resource limits a client must respect.
     pub limits: LimitsInfo,
     /// The server's post-quantum keys.
@@ -108,6 +110,17 @@ pub struct PairingInfo {
     pub max_auto_devices: u32,
 }
 
+/// `device_rotation` object.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct DeviceRotationInfo {
+    /// Whether `POST /api/devices/rotate` is accepted.
+    pub enabled: bool,
+    /// Shortest time between two rotations of one device, seconds (the first is not limited).
+    pub min_interval_seconds: u64,
+    /// Largest accepted distance between a proof's `issued_at` and the server clock, seconds.
+    pub proof_ttl_seconds: u64,
+}
+
 /// `limits` object.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct LimitsInfo {
@@ -141,6 +154,11 @@ impl ServerInfo {
                 auto_approve: config.devices.auto_approve,
                 pairing_ttl: config.devices.pairing_ttl.as_secs(),
                 max_auto_devices: config.devices.max_auto_devices_per_user,
+            },
+            device_rotation: DeviceRotationInfo {
+                enabled: config.devices.rotation_enabled,
+                min_interval_seconds: config.devices.rotation_min_interval.as_secs(),
+                proof_ttl_seconds: config.devices.rotation_proof_ttl.as_secs(),
             },
             limits: LimitsInfo {
                 max_frame_len: config.limits.max_frame_len,
@@ -262,6 +280,8 @@ mod tests {
                 "session": {"ttl_seconds": 120, "keepalive_interval": 7},
                 "presence": {"ttl_seconds": 33},
                 "pairing": {"auto_approve": false, "pairing_ttl": 300, "max_auto_devices": 3},
+                "device_rotation": {"enabled": true, "min_interval_seconds": 3600,
+                                    "proof_ttl_seconds": 300},
                 "limits": {"max_frame_len": 65536},
             })
         );

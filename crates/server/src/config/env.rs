@@ -68,6 +68,30 @@ const SETTINGS: &[(&str, &str, Setter)] = &[
             Ok(())
         },
     ),
+    (
+        "COMMUCAT_DEVICE_ROTATION",
+        "devices.rotation_enabled",
+        |c, n, r| {
+            c.devices.rotation_enabled = boolean(n, r)?;
+            Ok(())
+        },
+    ),
+    (
+        "COMMUCAT_DEVICE_ROTATION_MIN_INTERVAL",
+        "devices.rotation_min_interval",
+        |c, n, r| {
+            c.devices.rotation_min_interval = secs(n, r)?;
+            Ok(())
+        },
+    ),
+    (
+        "COMMUCAT_DEVICE_ROTATION_PROOF_TTL",
+        "devices.rotation_proof_ttl",
+        |c, n, r| {
+            c.devices.rotation_proof_ttl = secs(n, r)?;
+            Ok(())
+        },
+    ),
     ("COMMUCAT_PAIRING_TTL", "devices.pairing_ttl", |c, n, r| {
         c.devices.pairing_ttl = secs(n, r)?;
         Ok(())

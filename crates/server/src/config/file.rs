@@ -90,6 +90,9 @@ struct DevicesSection {
     pairing_ttl: Option<u64>,
     certificate_validity: Option<u64>,
     renewal_margin: Option<u64>,
+    rotation_enabled: Option<bool>,
+    rotation_min_interval: Option<u64>,
+    rotation_proof_ttl: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -191,6 +194,18 @@ pub(super) fn apply(config: &mut Config, path: &Path, text: &str) -> Result<(), 
         devices.certificate_validity,
     );
     set_secs(&mut config.devices.renewal_margin, devices.renewal_margin);
+    set(
+        &mut config.devices.rotation_enabled,
+        devices.rotation_enabled,
+    );
+    set_secs(
+        &mut config.devices.rotation_min_interval,
+        devices.rotation_min_interval,
+    );
+    set_secs(
+        &mut config.devices.rotation_proof_ttl,
+        devices.rotation_proof_ttl,
+    );
 
     let session = file.session;
     set_secs(&mut config.session.ttl, session.ttl);

@@ -152,6 +152,15 @@ pub struct DeviceSettings {
     pub certificate_validity: Duration,
     /// Renew a device certificate this long before it expires (`devices.renewal_margin`).
     pub renewal_margin: Duration,
+    /// Accept `POST /api/devices/rotate` (`devices.rotation_enabled`, default on).
+    pub rotation_enabled: bool,
+    /// Shortest time between two rotations of one device (`devices.rotation_min_interval`,
+    /// default 1 hour, at most 30 days; 0 allows back-to-back rotations). The first rotation
+    /// after registration is not limited.
+    pub rotation_min_interval: Duration,
+    /// How far `issued_at` of a rotation proof may be from the server's clock
+    /// (`devices.rotation_proof_ttl`, default 5 minutes, 30..=3600 seconds).
+    pub rotation_proof_ttl: Duration,
 }
 
 /// `[session]` section.
@@ -338,6 +347,9 @@ impl Default for Config {
                 pairing_ttl: Duration::from_secs(300),
                 certificate_validity: Duration::from_secs(30 * 24 * 3600),
                 renewal_margin: Duration::from_secs(7 * 24 * 3600),
+                rotation_enabled: true,
+                rotation_min_interval: Duration::from_secs(3600),
+                rotation_proof_ttl: Duration::from_secs(300),
             },
             session: SessionSettings {
                 ttl: Duration::from_secs(3600),
@@ -543,6 +555,18 @@ impl Config {
                 ),
             ));
         }
+        check_secs(
+            name("devices.rotation_min_interval"),
+            self.devices.rotation_min_interval,
+            0,
+            30 * 24 * 3600,
+        )?;
+        check_secs(
+            name("devices.rotation_proof_ttl"),
+            self.devices.rotation_proof_ttl,
+            30,
+            3600,
+        )?;
         check_secs(name("session.ttl"), self.session.ttl, 1, MAX_DURATION_SECS)?;
         check_secs(name("session.keepalive"), self.session.keepalive, 1, 3600)?;
         check_secs(

@@ -34,6 +34,9 @@ fn defaults_without_file_or_env() {
         Duration::from_secs(2_592_000)
     );
     assert_eq!(c.devices.renewal_margin, Duration::from_secs(604_800));
+    assert!(c.devices.rotation_enabled);
+    assert_eq!(c.devices.rotation_min_interval, Duration::from_secs(3600));
+    assert_eq!(c.devices.rotation_proof_ttl, Duration::from_secs(300));
     assert_eq!(c.session.ttl, Duration::from_secs(3600));
     assert_eq!(c.session.keepalive, Duration::from_secs(30));
     assert_eq!(c.session.presence_ttl, Duration::from_secs(60));
@@ -69,6 +72,9 @@ max_auto_devices_per_user = 2
 pairing_ttl = 600
 certificate_validity = 86400
 renewal_margin = 3600
+rotation_enabled = false
+rotation_min_interval = 0
+rotation_proof_ttl = 60
 
 [session]
 ttl = 7200
@@ -112,6 +118,9 @@ fn file_sets_every_section_and_resolves_relative_paths() {
     assert_eq!(c.devices.pairing_ttl, Duration::from_secs(600));
     assert_eq!(c.devices.certificate_validity, Duration::from_secs(86400));
     assert_eq!(c.devices.renewal_margin, Duration::from_secs(3600));
+    assert!(!c.devices.rotation_enabled);
+    assert_eq!(c.devices.rotation_min_interval, Duration::ZERO);
+    assert_eq!(c.devices.rotation_proof_ttl, Duration::from_secs(60));
     assert_eq!(c.session.ttl, Duration::from_secs(7200));
     assert_eq!(c.session.keepalive, Duration::from_secs(15));
     assert_eq!(c.session.presence_ttl, Duration::from_secs(90));
@@ -159,6 +168,9 @@ fn env_overrides_file_which_overrides_defaults() {
             ("COMMUCAT_PRESENCE_TTL", "11"),
             ("COMMUCAT_CONNECTION_KEEPALIVE", "12"),
             ("COMMUCAT_CERT_RENEWAL_MARGIN", "13"),
+            ("COMMUCAT_DEVICE_ROTATION", "off"),
+            ("COMMUCAT_DEVICE_ROTATION_MIN_INTERVAL", "14"),
+            ("COMMUCAT_DEVICE_ROTATION_PROOF_TTL", "45"),
             ("COMMUCAT_DATA_DIR", "rel/data"),
             ("COMMUCAT_MAILBOX_CAPACITY", "8"),
             ("COMMUCAT_OFFLINE_TTL", "120"),
@@ -180,6 +192,9 @@ fn env_overrides_file_which_overrides_defaults() {
     assert_eq!(c.session.presence_ttl, Duration::from_secs(11));
     assert_eq!(c.session.keepalive, Duration::from_secs(12));
     assert_eq!(c.devices.renewal_margin, Duration::from_secs(13));
+    assert!(!c.devices.rotation_enabled);
+    assert_eq!(c.devices.rotation_min_interval, Duration::from_secs(14));
+    assert_eq!(c.devices.rotation_proof_ttl, Duration::from_secs(45));
     assert_eq!(
         c.server.data_dir,
         PathBuf::from("rel/data"),
@@ -277,6 +292,10 @@ fn invalid_values_name_the_file_key() {
             &[]
         ),
         "devices.renewal_margin: must be shorter than devices.certificate_validity (7200 s)"
+    );
+    assert_eq!(
+        error(Some("[devices]\nrotation_proof_ttl = 5\n"), &[]),
+        "devices.rotation_proof_ttl: must be between 30 and 3600 seconds, got 5"
     );
     assert_eq!(
         error(Some("[limits]\nmax_connections = 0\n"), &[]),

@@ -5,7 +5,8 @@ use sqlx::{PgConnection, PgExecutor, PgPool};
 use super::{map_err, users, violated_constraint};
 use crate::error::{Result, StoreError};
 use crate::model::{
-    DeviceKeyEvent, DeviceRecord, DeviceStatus, NewDeviceRegistration, UserRecord, UserToCreate,
+    DeviceKeyEvent, DeviceRecord, DeviceStatus, KeyRotation, NewDeviceRegistration, RotateOutcome,
+    UserRecord, UserToCreate,
 };
 use crate::rows::{DeviceRow, KeyEventRow, count, decode_all};
 
@@ -144,21 +145,7 @@ pub(super) async fn register_in(
 pub(super) async fn revoke(pool: &PgPool, device_id: &str, event: DeviceKeyEvent) -> Result<()> {
     check_event_device(&event, device_id)?;
     let mut tx = pool.begin().await.map_err(map_err)?;
-    let row = sqlx::query_as::<_, DeviceRow>(
-        "SELECT device_id, user_id, public_key, status, created_at
-         FROM devices WHERE device_id = $1 FOR NO KEY UPDATE",
-    )
-    .bind(device_id)
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(map_err)?;
-    let device = row
-        .map(DeviceRecord::try_from)
-        .transpose()?
-        .ok_or_else(|| StoreError::NotFound {
-            what: "device",
-            id: device_id.to_owned(),
-        })?;
+    let device = lock_device(&mut tx, device_id).await?;
     if device.status == DeviceStatus::Revoked {
         return Ok(());
     }
@@ -174,6 +161,95 @@ pub(super) async fn revoke(pool: &PgPool, device_id: &str, event: DeviceKeyEvent
         .map_err(map_err)?;
     insert_event(&mut tx, &event).await?;
     tx.commit().await.map_err(map_err)
+}
+
+/// Locks the device row against concurrent revocations, rotations and session inserts (which
+/// share-lock it) for the rest of the transaction.
+async fn lock_device(conn: &mut PgConnection, device_id: &str) -> Result<DeviceRecord> {
+    let row = sqlx::query_as::<_, DeviceRow>(
+        "SELECT device_id, user_id, public_key, status, created_at
+         FROM devices WHERE device_id = $1 FOR NO KEY UPDATE",
+    )
+    .bind(device_id)
+    .fetch_optional(conn)
+    .await
+    .map_err(map_err)?;
+    row.map(DeviceRecord::try_from)
+        .transpose()?
+        .ok_or_else(|| StoreError::NotFound {
+            what: "device",
+            id: device_id.to_owned(),
+        })
+}
+
+pub(super) async fn rotate(pool: &PgPool, rotation: KeyRotation) -> Result<RotateOutcome> {
+    let KeyRotation {
+        device_id,
+        old_public_key,
+        event,
+        min_interval_secs,
+    } = rotation;
+    check_event_device(&event, &device_id)?;
+    if event.action != DeviceKeyEvent::ROTATE || event.public_key == old_public_key {
+        return Err(StoreError::Invalid(format!(
+            "key event {} must be a rotate event carrying a new key",
+            event.event_id
+        )));
+    }
+    // Every refusal below returns before the commit: dropping the transaction rolls it back.
+    let mut tx = pool.begin().await.map_err(map_err)?;
+    let device = lock_device(&mut tx, &device_id).await?;
+    if device.status == DeviceStatus::Revoked {
+        return Ok(RotateOutcome::Revoked);
+    }
+    if device.public_key != old_public_key {
+        return Ok(RotateOutcome::KeyChanged);
+    }
+    let reused: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM device_key_events WHERE device_id = $1 AND public_key = $2",
+    )
+    .bind(&device_id)
+    .bind(event.public_key.as_slice())
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(map_err)?;
+    if reused > 0 {
+        return Ok(RotateOutcome::KeyReused);
+    }
+    let last_rotation: Option<i64> = sqlx::query_scalar(
+        "SELECT MAX(recorded_at) FROM device_key_events
+         WHERE device_id = $1 AND action = 'rotate'",
+    )
+    .bind(&device_id)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(map_err)?;
+    if let Some(last_change_at) = last_rotation
+        && event.recorded_at < last_change_at.saturating_add(min_interval_secs)
+    {
+        return Ok(RotateOutcome::TooSoon { last_change_at });
+    }
+    // Compare-and-set on the old key: the row lock already rules out a concurrent change, the
+    // condition keeps the statement correct on its own.
+    let updated =
+        sqlx::query("UPDATE devices SET public_key = $1 WHERE device_id = $2 AND public_key = $3")
+            .bind(event.public_key.as_slice())
+            .bind(&device_id)
+            .bind(old_public_key.as_slice())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+    if updated.rows_affected() != 1 {
+        return Ok(RotateOutcome::KeyChanged);
+    }
+    sqlx::query("DELETE FROM sessions WHERE device_id = $1")
+        .bind(&device_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    insert_event(&mut tx, &event).await?;
+    tx.commit().await.map_err(map_err)?;
+    Ok(RotateOutcome::Rotated)
 }
 
 fn check_event_device(event: &DeviceKeyEvent, device_id: &str) -> Result<()> {

@@ -5,7 +5,8 @@ use sqlx::{SqliteConnection, SqliteExecutor, SqlitePool};
 use super::{map_err, users};
 use crate::error::{Result, StoreError};
 use crate::model::{
-    DeviceKeyEvent, DeviceRecord, DeviceStatus, NewDeviceRegistration, UserRecord, UserToCreate,
+    DeviceKeyEvent, DeviceRecord, DeviceStatus, KeyRotation, NewDeviceRegistration, RotateOutcome,
+    UserRecord, UserToCreate,
 };
 use crate::rows::{DeviceRow, KeyEventRow, count, decode_all};
 
@@ -170,6 +171,80 @@ pub(super) async fn revoke(
         .map_err(map_err)?;
     insert_event(&mut tx, &event).await?;
     tx.commit().await.map_err(map_err)
+}
+
+pub(super) async fn rotate(pool: &SqlitePool, rotation: KeyRotation) -> Result<RotateOutcome> {
+    let KeyRotation {
+        device_id,
+        old_public_key,
+        event,
+        min_interval_secs,
+    } = rotation;
+    check_event_device(&event, &device_id)?;
+    if event.action != DeviceKeyEvent::ROTATE || event.public_key == old_public_key {
+        return Err(StoreError::Invalid(format!(
+            "key event {} must be a rotate event carrying a new key",
+            event.event_id
+        )));
+    }
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+    let device = by_id(&mut *tx, &device_id)
+        .await?
+        .ok_or_else(|| StoreError::NotFound {
+            what: "device",
+            id: device_id.clone(),
+        })?;
+    if device.status == DeviceStatus::Revoked {
+        return Ok(RotateOutcome::Revoked);
+    }
+    if device.public_key != old_public_key {
+        return Ok(RotateOutcome::KeyChanged);
+    }
+    let reused: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM device_key_events WHERE device_id = ?1 AND public_key = ?2",
+    )
+    .bind(&device_id)
+    .bind(event.public_key.as_slice())
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(map_err)?;
+    if reused > 0 {
+        return Ok(RotateOutcome::KeyReused);
+    }
+    let last_rotation: Option<i64> = sqlx::query_scalar(
+        "SELECT MAX(recorded_at) FROM device_key_events
+         WHERE device_id = ?1 AND action = 'rotate'",
+    )
+    .bind(&device_id)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(map_err)?;
+    if let Some(last_change_at) = last_rotation
+        && event.recorded_at < last_change_at.saturating_add(min_interval_secs)
+    {
+        return Ok(RotateOutcome::TooSoon { last_change_at });
+    }
+    // Compare-and-set on the old key: the write lock already rules out a concurrent change,
+    // the condition keeps the statement correct on its own.
+    let updated =
+        sqlx::query("UPDATE devices SET public_key = ?1 WHERE device_id = ?2 AND public_key = ?3")
+            .bind(event.public_key.as_slice())
+            .bind(&device_id)
+            .bind(old_public_key.as_slice())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+    if updated.rows_affected() != 1 {
+        return Ok(RotateOutcome::KeyChanged);
+    }
+    sqlx::query("DELETE FROM sessions WHERE device_id = ?1")
+        .bind(&device_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    insert_event(&mut tx, &event).await?;
+    tx.commit().await.map_err(map_err)?;
+    Ok(RotateOutcome::Rotated)
 }
 
 fn check_event_device(event: &DeviceKeyEvent, device_id: &str) -> Result<()> {

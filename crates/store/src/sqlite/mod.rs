@@ -21,8 +21,8 @@ use crate::Store;
 use crate::error::{Result, StoreError};
 use crate::model::{
     DeviceKeyEvent, DeviceRecord, EnqueueOutcome, FriendRecord, GroupMember, GroupRecord,
-    InboxOffset, NewDeviceRegistration, NewEnvelope, PairingRecord, QueuedEnvelope, RedeemOutcome,
-    SessionRecord, UserRecord,
+    InboxOffset, KeyRotation, NewDeviceRegistration, NewEnvelope, PairingRecord, QueuedEnvelope,
+    RedeemOutcome, RotateOutcome, SessionRecord, UserRecord,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -185,6 +185,10 @@ impl Store for SqliteStore {
 
     async fn revoke_device(&self, device_id: &str, event: DeviceKeyEvent) -> Result<()> {
         devices::revoke(&self.pool, device_id, event).await
+    }
+
+    async fn rotate_device_key(&self, rotation: KeyRotation) -> Result<RotateOutcome> {
+        devices::rotate(&self.pool, rotation).await
     }
 
     async fn key_events(&self, device_id: &str) -> Result<Vec<DeviceKeyEvent>> {

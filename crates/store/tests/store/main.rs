@@ -98,6 +98,8 @@ suite_tests!(
     session_lifecycle,
     session_requires_matching_active_device,
     revoke_deletes_sessions,
+    rotate_replaces_key_and_ends_sessions,
+    rotate_refuses_revoked_unknown_and_invalid,
     purge_expired_sessions,
     group_lifecycle,
     unknown_group_is_absent,

@@ -10,8 +10,8 @@ pub(crate) use rest::*;
 use std::sync::Arc;
 
 use commucat_store::{
-    DeviceKeyEvent, DeviceRecord, DeviceStatus, NewDeviceRegistration, SessionRecord, Store,
-    StoreError, UserRecord, UserToCreate,
+    DeviceKeyEvent, DeviceRecord, DeviceStatus, KeyRotation, NewDeviceRegistration, RotateOutcome,
+    SessionRecord, Store, StoreError, UserRecord, UserToCreate,
 };
 
 // ---------------------------------------------------------------- fixtures
@@ -558,6 +558,105 @@ pub(crate) async fn revoke_deletes_sessions(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(store.session("s-a").await.unwrap(), None);
     assert!(store.session("s-b").await.unwrap().is_some());
+}
+
+fn rotation(dev: &DeviceRecord, old: [u8; 32], new: &str, at: i64) -> KeyRotation {
+    KeyRotation {
+        device_id: dev.device_id.clone(),
+        old_public_key: old,
+        event: DeviceKeyEvent {
+            event_id: format!("evt-rotate-{new}"),
+            device_id: dev.device_id.clone(),
+            public_key: key(new),
+            recorded_at: at,
+            action: DeviceKeyEvent::ROTATE.to_owned(),
+        },
+        min_interval_secs: 100,
+    }
+}
+
+pub(crate) async fn rotate_replaces_key_and_ends_sessions(store: Arc<dyn Store>) {
+    let (_, dev) = seed(store.as_ref(), "alice").await;
+    let (_, other) = seed(store.as_ref(), "bob").await;
+    for (id, d) in [("s-a", &dev), ("s-b", &other)] {
+        store.create_session(session(id, d, 9_000)).await.unwrap();
+    }
+    // the first rotation is not limited: right at registration
+    let first = rotation(&dev, dev.public_key, "k2", dev.created_at);
+    assert_eq!(
+        store.rotate_device_key(first.clone()).await.unwrap(),
+        RotateOutcome::Rotated
+    );
+    let stored = store.device(&dev.device_id).await.unwrap().unwrap();
+    assert_eq!(stored.public_key, key("k2"));
+    assert_eq!(stored.status, DeviceStatus::Active);
+    assert_eq!(store.session("s-a").await.unwrap(), None);
+    assert!(store.session("s-b").await.unwrap().is_some());
+    assert_eq!(
+        store.key_events(&dev.device_id).await.unwrap(),
+        vec![
+            event(&dev, DeviceKeyEvent::REGISTER, dev.created_at),
+            first.event.clone()
+        ]
+    );
+
+    // the next one waits min_interval_secs (100): 99 s later is too soon
+    let again = rotation(&dev, key("k2"), "k3", dev.created_at + 99);
+    assert_eq!(
+        store.rotate_device_key(again).await.unwrap(),
+        RotateOutcome::TooSoon {
+            last_change_at: dev.created_at
+        }
+    );
+    // a replaced key never comes back
+    let back = rotation(&dev, key("k2"), "alice-1", dev.created_at + 500);
+    assert_eq!(
+        store.rotate_device_key(back).await.unwrap(),
+        RotateOutcome::KeyReused
+    );
+    // a proof made with the replaced key no longer applies
+    let stale = rotation(&dev, dev.public_key, "k3", dev.created_at + 500);
+    assert_eq!(
+        store.rotate_device_key(stale).await.unwrap(),
+        RotateOutcome::KeyChanged
+    );
+    assert_eq!(store.key_events(&dev.device_id).await.unwrap().len(), 2);
+}
+
+pub(crate) async fn rotate_refuses_revoked_unknown_and_invalid(store: Arc<dyn Store>) {
+    let (_, dev) = seed(store.as_ref(), "alice").await;
+    let mut same = rotation(&dev, dev.public_key, "x", 9_000);
+    same.event.public_key = dev.public_key;
+    assert!(matches!(
+        store.rotate_device_key(same).await,
+        Err(StoreError::Invalid(_))
+    ));
+    let mut wrong_action = rotation(&dev, dev.public_key, "x", 9_000);
+    wrong_action.event.action = DeviceKeyEvent::REGISTER.to_owned();
+    assert!(matches!(
+        store.rotate_device_key(wrong_action).await,
+        Err(StoreError::Invalid(_))
+    ));
+    let ghost = device("user-ghost", "ghost", 1);
+    assert!(matches!(
+        store
+            .rotate_device_key(rotation(&ghost, ghost.public_key, "x", 9_000))
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+    store
+        .revoke_device(&dev.device_id, event(&dev, DeviceKeyEvent::REVOKE, 5))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .rotate_device_key(rotation(&dev, dev.public_key, "x", 9_000))
+            .await
+            .unwrap(),
+        RotateOutcome::Revoked
+    );
+    let stored = store.device(&dev.device_id).await.unwrap().unwrap();
+    assert_eq!(stored.public_key, dev.public_key);
 }
 
 pub(crate) async fn purge_expired_sessions(store: Arc<dyn Store>) {
