@@ -3,7 +3,7 @@
 use anyhow::{Result, anyhow, bail};
 use clap::Subcommand;
 use commucat_server::clock::unix_now;
-use commucat_server::session::handshake::random_id;
+use commucat_server::session::handshake::key_event;
 use commucat_store::{DeviceKeyEvent, DeviceStatus, Store, UserRecord};
 
 use crate::context::{self, ConfigArgs};
@@ -69,13 +69,12 @@ pub(crate) fn run(args: &ConfigArgs, command: &DeviceCommand) -> Result<()> {
                 if device.status == DeviceStatus::Revoked {
                     bail!("device {device_id} is already revoked");
                 }
-                let event = DeviceKeyEvent {
-                    event_id: random_id(),
-                    device_id: device.device_id.clone(),
-                    public_key: device.public_key,
-                    recorded_at: unix_now(),
-                    action: DeviceKeyEvent::REVOKE.to_owned(),
-                };
+                let event = key_event(
+                    &device.device_id,
+                    device.public_key,
+                    DeviceKeyEvent::REVOKE,
+                    unix_now(),
+                );
                 store.revoke_device(device_id, event).await?;
                 let ledger = context::ledger(&config)?;
                 ledger.record(

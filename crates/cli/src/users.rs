@@ -8,11 +8,10 @@ use ccp::control::UserInfo;
 use clap::Subcommand;
 use commucat_client::DeviceIdentity;
 use commucat_server::clock::unix_now;
-use commucat_server::session::handshake::{random_id, valid_device_id, valid_handle};
-use commucat_store::{
-    DeviceKeyEvent, DeviceRecord, DeviceStatus, NewDeviceRegistration, StoreError, UserRecord,
-    UserToCreate,
+use commucat_server::session::handshake::{
+    active_device_registration, random_id, valid_device_id, valid_handle,
 };
+use commucat_store::{StoreError, UserRecord, UserToCreate};
 
 use crate::context::{self, ConfigArgs};
 
@@ -73,24 +72,15 @@ pub(crate) fn run(args: &ConfigArgs, command: &UserCommand) -> Result<()> {
         ..UserInfo::default()
     });
     let public_key = device.keys.public_key();
-    let registration = NewDeviceRegistration {
-        user: UserToCreate::New(user.clone()),
-        device: DeviceRecord {
-            device_id: device_id.clone(),
-            user_id: user.user_id.clone(),
-            public_key,
-            status: DeviceStatus::Active,
-            created_at: now,
-        },
-        key_event: DeviceKeyEvent {
-            event_id: random_id(),
-            device_id: device_id.clone(),
-            public_key,
-            recorded_at: now,
-            action: DeviceKeyEvent::REGISTER.to_owned(),
-        },
-        max_active_devices: None,
-    };
+    // An operator adding the account is the approval: no device limit.
+    let registration = active_device_registration(
+        UserToCreate::New(user.clone()),
+        &user.user_id,
+        &device_id,
+        public_key,
+        now,
+        None,
+    );
     context::runtime()?.block_on(async {
         let store = context::open_store(&config).await?;
         match store.register_device(registration).await {

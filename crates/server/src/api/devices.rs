@@ -12,7 +12,7 @@ use super::auth::{Authenticated, store_problem};
 use super::problem::{Problem, parse_json};
 use super::{AppState, rfc3339};
 use crate::clock::unix_now;
-use crate::session::handshake::random_id;
+use crate::session::handshake::key_event;
 
 /// Body of `GET /api/devices`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -146,13 +146,12 @@ pub async fn revoke(
             "a device cannot revoke itself; revoke it from another device",
         ));
     }
-    let event = DeviceKeyEvent {
-        event_id: random_id(),
-        device_id: device.device_id.clone(),
-        public_key: device.public_key,
-        recorded_at: unix_now(),
-        action: DeviceKeyEvent::REVOKE.to_owned(),
-    };
+    let event = key_event(
+        &device.device_id,
+        device.public_key,
+        DeviceKeyEvent::REVOKE,
+        unix_now(),
+    );
     store
         .revoke_device(&device.device_id, event)
         .await

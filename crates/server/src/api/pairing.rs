@@ -19,10 +19,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use commucat_keys::{DeviceCertificate, DeviceCertificateData, DeviceKeyPair};
-use commucat_store::{
-    DeviceKeyEvent, DeviceRecord, DeviceStatus, NewDeviceRegistration, PairingRecord,
-    RedeemOutcome, StoreError, UserToCreate,
-};
+use commucat_store::{PairingRecord, RedeemOutcome, StoreError, UserToCreate};
 use rand_core::{OsRng, RngCore};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -31,7 +28,7 @@ use super::auth::{Authenticated, store_problem};
 use super::problem::{Problem, parse_json};
 use super::{AppState, rfc3339};
 use crate::clock::unix_now;
-use crate::session::handshake::random_id;
+use crate::session::handshake::{active_device_registration, random_id};
 
 /// Symbols of a pairing code (no `I`, `L`, `O`, `0`, `1`).
 pub const CODE_ALPHABET: &[u8; 31] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
@@ -281,25 +278,15 @@ pub async fn claim(State(state): State<AppState>, body: Bytes) -> Result<Json<Cl
     let device_id = random_id();
     let device_certificate =
         issue_certificate(&state.rest, &pairing.user_id, &device_id, public_key, now)?;
-    let registration = NewDeviceRegistration {
-        user: UserToCreate::Existing(pairing.user_id.clone()),
-        device: DeviceRecord {
-            device_id: device_id.clone(),
-            user_id: pairing.user_id.clone(),
-            public_key,
-            status: DeviceStatus::Active,
-            created_at: now,
-        },
-        key_event: DeviceKeyEvent {
-            event_id: random_id(),
-            device_id: device_id.clone(),
-            public_key,
-            recorded_at: now,
-            action: DeviceKeyEvent::REGISTER.to_owned(),
-        },
-        // Redeeming the code is the approval: no device limit.
-        max_active_devices: None,
-    };
+    // Redeeming the code is the approval: no device limit.
+    let registration = active_device_registration(
+        UserToCreate::Existing(pairing.user_id.clone()),
+        &pairing.user_id,
+        &device_id,
+        public_key,
+        now,
+        None,
+    );
     let refused = |detail: &str| Problem::new(StatusCode::BAD_REQUEST, detail);
     let user = match store
         .redeem_pairing(&code, now, MAX_ATTEMPTS, registration)

@@ -24,7 +24,7 @@ use super::pairing::{issue_certificate, parse_device_public};
 use super::problem::{Problem, parse_json};
 use super::{AppState, rfc3339};
 use crate::clock::unix_now;
-use crate::session::handshake::random_id;
+use crate::session::handshake::key_event;
 
 /// `devices.rotation_*` settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,13 +174,7 @@ pub async fn rotate(
         .rotate_device_key(KeyRotation {
             device_id: device.device_id.clone(),
             old_public_key: device.public_key,
-            event: DeviceKeyEvent {
-                event_id: random_id(),
-                device_id: device.device_id.clone(),
-                public_key: new_key,
-                recorded_at: now,
-                action: DeviceKeyEvent::ROTATE.to_owned(),
-            },
+            event: key_event(&device.device_id, new_key, DeviceKeyEvent::ROTATE, now),
             min_interval_secs: policy.min_interval_secs,
         })
         .await

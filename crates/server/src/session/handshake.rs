@@ -287,13 +287,51 @@ pub fn session_key(token: &str) -> String {
     encode_hex(blake3::hash(token.as_bytes()).as_bytes())
 }
 
-/// 64 lowercase hex characters from 32 random bytes.
-/// A fresh random id (64 hex characters): users, key events.
+/// A fresh random id, 64 lowercase hex characters from 32 random bytes: users, key events.
 #[must_use]
 pub fn random_id() -> String {
     let mut bytes = [0u8; 32];
     OsRng.fill_bytes(&mut bytes);
     encode_hex(&bytes)
+}
+
+/// A key-log entry with a fresh id: `action` (one of the [`DeviceKeyEvent`] actions) on
+/// `device_id` with `public_key`, recorded at `now`.
+#[must_use]
+pub fn key_event(device_id: &str, public_key: [u8; 32], action: &str, now: i64) -> DeviceKeyEvent {
+    DeviceKeyEvent {
+        event_id: random_id(),
+        device_id: device_id.to_owned(),
+        public_key,
+        recorded_at: now,
+        action: action.to_owned(),
+    }
+}
+
+/// The registration of an active device `device_id` with `public_key` for `user_id` (created or
+/// existing as `user` says), with its `register` key event; `max_active_devices` bounds the
+/// owner's active devices (`None`: an approval that needs no limit, such as a pairing claim).
+#[must_use]
+pub fn active_device_registration(
+    user: UserToCreate,
+    user_id: &str,
+    device_id: &str,
+    public_key: [u8; 32],
+    now: i64,
+    max_active_devices: Option<u64>,
+) -> NewDeviceRegistration {
+    NewDeviceRegistration {
+        user,
+        device: DeviceRecord {
+            device_id: device_id.to_owned(),
+            user_id: user_id.to_owned(),
+            public_key,
+            status: DeviceStatus::Active,
+            created_at: now,
+        },
+        key_event: key_event(device_id, public_key, DeviceKeyEvent::REGISTER, now),
+        max_active_devices,
+    }
 }
 
 /// Whether `id` is an acceptable `device_id`.
@@ -1061,24 +1099,14 @@ impl Handshaker {
         let user_id = user.user_id.clone();
         let (current, issued) =
             self.certificates(checked.certificate.as_ref(), &user_id, checked, now)?;
-        let registration = NewDeviceRegistration {
-            user: target,
-            device: DeviceRecord {
-                device_id: hello.device_id.clone(),
-                user_id,
-                public_key: checked.device_public,
-                status: DeviceStatus::Active,
-                created_at: now,
-            },
-            key_event: DeviceKeyEvent {
-                event_id: random_id(),
-                device_id: hello.device_id.clone(),
-                public_key: checked.device_public,
-                recorded_at: now,
-                action: "register".to_owned(),
-            },
-            max_active_devices: limit,
-        };
+        let registration = active_device_registration(
+            target,
+            &user_id,
+            &hello.device_id,
+            checked.device_public,
+            now,
+            limit,
+        );
         Ok(Resolved {
             user,
             pending: Some(registration),
