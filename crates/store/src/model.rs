@@ -1,5 +1,7 @@
 //! Records the store reads and writes. Times are unix seconds.
 
+use crate::error::{Result, StoreError};
+
 /// An account. `handle` is unique across users; the store compares it byte for byte,
 /// so callers normalise handles before storing or looking them up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +86,24 @@ impl DeviceKeyEvent {
     pub const ROTATE: &'static str = "rotate";
 }
 
+impl DeviceKeyEvent {
+    /// [`StoreError::Invalid`] unless the event is for `device_id` (every backend checks this
+    /// before it writes).
+    ///
+    /// # Errors
+    /// The event names another device.
+    pub fn check_device(&self, device_id: &str) -> Result<()> {
+        if self.device_id == device_id {
+            Ok(())
+        } else {
+            Err(StoreError::Invalid(format!(
+                "key event {} is for device {}, not {device_id}",
+                self.event_id, self.device_id
+            )))
+        }
+    }
+}
+
 /// A device key change for [`crate::Store::rotate_device_key`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyRotation {
@@ -96,6 +116,26 @@ pub struct KeyRotation {
     /// Shortest time between two rotations of the device, seconds (the first one is not
     /// limited).
     pub min_interval_secs: i64,
+}
+
+impl KeyRotation {
+    /// [`StoreError::Invalid`] unless the event is a `rotate` event for this device carrying a
+    /// key other than the old one.
+    ///
+    /// # Errors
+    /// A malformed rotation.
+    pub fn check(&self) -> Result<()> {
+        self.event.check_device(&self.device_id)?;
+        if self.event.action != DeviceKeyEvent::ROTATE
+            || self.event.public_key == self.old_public_key
+        {
+            return Err(StoreError::Invalid(format!(
+                "key event {} must be a rotate event carrying a new key",
+                self.event.event_id
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// Result of [`crate::Store::rotate_device_key`].
@@ -164,6 +204,24 @@ pub struct NewDeviceRegistration {
     pub key_event: DeviceKeyEvent,
     /// Refuse the registration if the owner already has this many active devices.
     pub max_active_devices: Option<u64>,
+}
+
+impl NewDeviceRegistration {
+    /// [`StoreError::Invalid`] unless the device names the owner and the key event the device.
+    ///
+    /// # Errors
+    /// Mismatched ids.
+    pub fn check(&self) -> Result<()> {
+        if self.device.user_id != self.user.user_id() {
+            return Err(StoreError::Invalid(format!(
+                "device {} names user {}, registration is for user {}",
+                self.device.device_id,
+                self.device.user_id,
+                self.user.user_id()
+            )));
+        }
+        self.key_event.check_device(&self.device.device_id)
+    }
 }
 
 /// A member's role in a group.

@@ -83,21 +83,13 @@ pub(super) async fn register_in(
     tx: &mut SqliteConnection,
     registration: NewDeviceRegistration,
 ) -> Result<UserRecord> {
+    registration.check()?;
     let NewDeviceRegistration {
         user,
         device,
         key_event,
         max_active_devices,
     } = registration;
-    if device.user_id != user.user_id() {
-        return Err(StoreError::Invalid(format!(
-            "device {} names user {}, registration is for user {}",
-            device.device_id,
-            device.user_id,
-            user.user_id()
-        )));
-    }
-    check_event_device(&key_event, &device.device_id)?;
 
     let owner = match user {
         UserToCreate::Existing(user_id) => {
@@ -148,7 +140,7 @@ pub(super) async fn revoke(
     device_id: &str,
     event: DeviceKeyEvent,
 ) -> Result<()> {
-    check_event_device(&event, device_id)?;
+    event.check_device(device_id)?;
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
     let device = by_id(&mut *tx, device_id)
         .await?
@@ -174,19 +166,13 @@ pub(super) async fn revoke(
 }
 
 pub(super) async fn rotate(pool: &SqlitePool, rotation: KeyRotation) -> Result<RotateOutcome> {
+    rotation.check()?;
     let KeyRotation {
         device_id,
         old_public_key,
         event,
         min_interval_secs,
     } = rotation;
-    check_event_device(&event, &device_id)?;
-    if event.action != DeviceKeyEvent::ROTATE || event.public_key == old_public_key {
-        return Err(StoreError::Invalid(format!(
-            "key event {} must be a rotate event carrying a new key",
-            event.event_id
-        )));
-    }
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
     let device = by_id(&mut *tx, &device_id)
         .await?
@@ -245,17 +231,6 @@ pub(super) async fn rotate(pool: &SqlitePool, rotation: KeyRotation) -> Result<R
     insert_event(&mut tx, &event).await?;
     tx.commit().await.map_err(map_err)?;
     Ok(RotateOutcome::Rotated)
-}
-
-fn check_event_device(event: &DeviceKeyEvent, device_id: &str) -> Result<()> {
-    if event.device_id == device_id {
-        Ok(())
-    } else {
-        Err(StoreError::Invalid(format!(
-            "key event {} is for device {}, not {device_id}",
-            event.event_id, event.device_id
-        )))
-    }
 }
 
 async fn insert_event(conn: &mut SqliteConnection, event: &DeviceKeyEvent) -> Result<()> {
