@@ -11,13 +11,17 @@ pub(crate) fn run(args: &ConfigArgs) -> Result<()> {
     context::runtime()?.block_on(async {
         let store = context::open_store(&config).await?;
         let applied = store.applied_migrations().await?;
-        println!(
-            "store {}: schema up to date, {} migrations applied",
-            config
+        let location = match &config.store.url {
+            Some(url) => commucat_server::config::redact_url(url),
+            None => config
                 .server
                 .data_dir
                 .join(commucat_server::server::DATABASE_FILE)
-                .display(),
+                .display()
+                .to_string(),
+        };
+        println!(
+            "store {location}: schema up to date, {} migrations applied",
             applied.len()
         );
         for (version, description) in applied {

@@ -36,11 +36,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn ping(&self) -> Result<()>;
 
     /// The schema migrations applied to this store, oldest first, as `(version,
-    /// description)`; for `commucat migrate`. A backend that does not track them reports
-    /// none.
-    async fn applied_migrations(&self) -> Result<Vec<(i64, String)>> {
-        Ok(Vec::new())
-    }
+    /// description)`; for `commucat migrate`.
+    async fn applied_migrations(&self) -> Result<Vec<(i64, String)>>;
 
     /// The user with this id.
     async fn user(&self, user_id: &str) -> Result<Option<UserRecord>>;

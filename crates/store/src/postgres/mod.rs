@@ -182,6 +182,16 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn applied_migrations(&self) -> Result<Vec<(i64, String)>> {
+        // The migrator's table lives in the store's schema (the connections' search_path).
+        sqlx::query_as::<_, (i64, String)>(
+            "SELECT version, description FROM _sqlx_migrations WHERE success ORDER BY version",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)
+    }
+
     async fn user(&self, user_id: &str) -> Result<Option<UserRecord>> {
         users::by_id(&self.pool, user_id).await
     }

@@ -79,6 +79,7 @@ macro_rules! suite_tests {
 
 suite_tests!(
     ping,
+    migrations_are_listed,
     register_new_user_and_device,
     unknown_rows_are_absent,
     register_on_existing_user,

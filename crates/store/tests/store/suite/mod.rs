@@ -95,6 +95,20 @@ fn session(id: &str, device: &DeviceRecord, expires_at: i64) -> SessionRecord {
 
 // ---------------------------------------------------------------- users and devices
 
+pub(crate) async fn migrations_are_listed(store: Arc<dyn Store>) {
+    let applied = store.applied_migrations().await.unwrap();
+    assert!(
+        applied.len() >= 3,
+        "every backend has its migrations: {applied:?}"
+    );
+    assert!(applied.windows(2).all(|w| w[0].0 < w[1].0), "oldest first");
+    assert!(
+        applied
+            .iter()
+            .all(|(_, description)| !description.is_empty())
+    );
+}
+
 pub(crate) async fn ping(store: Arc<dyn Store>) {
     store.ping().await.unwrap();
 }
