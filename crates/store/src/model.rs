@@ -391,6 +391,40 @@ pub struct PairingRecord {
     pub redeemed_device_id: Option<String>,
 }
 
+impl PairingRecord {
+    /// Why a claim of this code at `now` must be refused (each refusal also counts an attempt),
+    /// or `None` when it may be redeemed.
+    #[must_use]
+    pub fn refusal(&self, now: i64, max_attempts: u32) -> Option<RedeemOutcome> {
+        if self.redeemed_at.is_some() {
+            Some(RedeemOutcome::AlreadyRedeemed)
+        } else if self.attempts >= max_attempts {
+            Some(RedeemOutcome::TooManyAttempts)
+        } else if now >= self.expires_at {
+            Some(RedeemOutcome::Expired)
+        } else {
+            None
+        }
+    }
+
+    /// [`StoreError::Invalid`] unless `registration` adds its device to this code's user.
+    ///
+    /// # Errors
+    /// The registration is for another or a new user.
+    pub fn check_registration(&self, registration: &NewDeviceRegistration) -> Result<()> {
+        if registration.user == UserToCreate::Existing(self.user_id.clone()) {
+            Ok(())
+        } else {
+            Err(StoreError::Invalid(format!(
+                "pairing code {} adds devices to user {}, not to {}",
+                self.code,
+                self.user_id,
+                registration.user.user_id()
+            )))
+        }
+    }
+}
+
 /// What [`Store::redeem_pairing`](crate::Store::redeem_pairing) did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RedeemOutcome {

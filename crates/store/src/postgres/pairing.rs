@@ -4,7 +4,7 @@ use sqlx::{PgExecutor, PgPool};
 
 use super::{devices, map_err};
 use crate::error::{Result, StoreError};
-use crate::model::{NewDeviceRegistration, PairingRecord, RedeemOutcome, UserToCreate};
+use crate::model::{NewDeviceRegistration, PairingRecord, RedeemOutcome};
 use crate::rows::PairingRow;
 
 pub(super) async fn create(pool: &PgPool, pairing: PairingRecord) -> Result<()> {
@@ -87,16 +87,7 @@ pub(super) async fn redeem(
     let Some(pairing) = row.map(PairingRecord::try_from).transpose()? else {
         return Ok(RedeemOutcome::Unknown);
     };
-    let refusal = if pairing.redeemed_at.is_some() {
-        Some(RedeemOutcome::AlreadyRedeemed)
-    } else if pairing.attempts >= max_attempts {
-        Some(RedeemOutcome::TooManyAttempts)
-    } else if now >= pairing.expires_at {
-        Some(RedeemOutcome::Expired)
-    } else {
-        None
-    };
-    if let Some(refusal) = refusal {
+    if let Some(refusal) = pairing.refusal(now, max_attempts) {
         sqlx::query("UPDATE pairing_codes SET attempts = attempts + 1 WHERE code = $1")
             .bind(code)
             .execute(&mut *tx)
@@ -105,13 +96,7 @@ pub(super) async fn redeem(
         tx.commit().await.map_err(map_err)?;
         return Ok(refusal);
     }
-    if registration.user != UserToCreate::Existing(pairing.user_id.clone()) {
-        return Err(StoreError::Invalid(format!(
-            "pairing code {code} adds devices to user {}, not to {}",
-            pairing.user_id,
-            registration.user.user_id()
-        )));
-    }
+    pairing.check_registration(&registration)?;
     let device_id = registration.device.device_id.clone();
     let owner = devices::register_in(&mut tx, registration).await?;
     sqlx::query(
