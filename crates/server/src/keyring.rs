@@ -257,12 +257,13 @@ impl NoiseKeyring {
                 })
                 .collect(),
         };
-        let json = Zeroizing::new(serde_json::to_vec_pretty(&file).map_err(|e| {
-            KeyStoreError::Corrupt {
-                path: keys_dir(data_dir).join(KEYRING_FILE),
-                reason: e.to_string(),
-            }
-        })?);
+        // Sized up front so the serialiser never reallocates (a reallocation would leave an
+        // unzeroized copy of the private keys behind); one key entry is well under 512 bytes.
+        let mut json = Zeroizing::new(Vec::with_capacity(512 * (file.previous.len() + 1)));
+        serde_json::to_writer_pretty(&mut *json, &file).map_err(|e| KeyStoreError::Corrupt {
+            path: keys_dir(data_dir).join(KEYRING_FILE),
+            reason: e.to_string(),
+        })?;
         secrets::replace_private_atomic(&keys_dir(data_dir).join(KEYRING_FILE), &json)?;
         Ok(())
     }
