@@ -262,7 +262,9 @@ impl<S: ByteStream> SessionTask<S> {
                 () = presence::expiry(presence_deadline) => self.expire_presence().await,
                 _ = refresh.tick() => self.refresh_session().await,
                 _ = route_refresh.tick() => {
-                    presence::publish_route(&self.m, &self.device_id).await;
+                    // On its own task: a slow registry never holds up this session's frames.
+                    let (m, device) = (Arc::clone(&self.m), self.device_id.clone());
+                    tokio::spawn(async move { presence::publish_route(&m, &device).await });
                     Ok(())
                 }
             };
@@ -465,7 +467,10 @@ impl<S: ByteStream> SessionTask<S> {
             }
         } else {
             calls::end_calls_of(&self.m, &self.device_id).await;
-            presence::withdraw_route(&self.m, &self.device_id).await;
+            // A session of the device that started here meanwhile owns the route now.
+            if !self.m.hub.is_online(&self.device_id) {
+                presence::withdraw_route(&self.m, &self.device_id).await;
+            }
             presence::announce_offline(&self.m, &self.device_id, self.user_info()).await;
         }
         let device = &self.device_id;
