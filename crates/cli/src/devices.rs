@@ -77,11 +77,10 @@ pub(crate) fn run(args: &ConfigArgs, command: &DeviceCommand) -> Result<()> {
                 );
                 store.revoke_device(device_id, event).await?;
                 let ledger = context::ledger(&config)?;
-                ledger.record(
-                    "device",
+                ledger.record("device", || {
                     serde_json::json!({"event": "revoke", "device": device_id,
-                                       "user": device.user_id, "via": "cli"}),
-                );
+                                       "user": device.user_id, "via": "cli"})
+                });
                 ledger.flush();
                 println!("revoked device {device_id}");
                 Ok(())

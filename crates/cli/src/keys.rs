@@ -87,16 +87,15 @@ fn record(
     ring: &NoiseKeyring,
 ) -> Result<()> {
     let ledger = context::ledger(config)?;
-    ledger.record(
-        "keys",
+    ledger.record("keys", || {
         serde_json::json!({
             "event": event,
             "version": version,
             "current_version": ring.current_version,
             "noise_public": hex::encode(ring.current.public()),
             "via": "cli",
-        }),
-    );
+        })
+    });
     ledger.flush();
     Ok(())
 }

@@ -65,12 +65,11 @@ pub(crate) fn run(config_args: &ConfigArgs, args: &PairArgs) -> Result<()> {
         bail!("could not find a free pairing code");
     })?;
     let ledger = context::ledger(&config)?;
-    ledger.record(
-        "pairing",
+    ledger.record("pairing", || {
         serde_json::json!({"event": "issue", "device": record.issuer_device_id,
                            "user": record.user_id, "ttl": ttl,
-                           "expires_at": record.expires_at, "via": "cli"}),
-    );
+                           "expires_at": record.expires_at, "via": "cli"})
+    });
     ledger.flush();
     println!("pairing code {code}");
     println!(

@@ -93,11 +93,10 @@ pub(crate) fn run(args: &ConfigArgs, command: &UserCommand) -> Result<()> {
     })?;
     device.save(&path)?;
     let ledger = context::ledger(&config)?;
-    ledger.record(
-        "device",
+    ledger.record("device", || {
         serde_json::json!({"event": "register", "device": device_id, "user": user.user_id,
-                           "via": "cli"}),
-    );
+                           "via": "cli"})
+    });
     ledger.flush();
     println!("created user {handle} ({})", user.user_id);
     println!("device {device_id}: identity written to {}", path.display());

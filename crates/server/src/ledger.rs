@@ -139,13 +139,14 @@ impl Ledger {
             .map_or(0, |i| i.written.load(Ordering::Relaxed))
     }
 
-    /// Queues a record of `scope` with `fields` (a JSON object; anything else is recorded
-    /// under `value`). Never blocks: a full queue drops the record and counts it.
-    pub fn record(&self, scope: &'static str, fields: Value) {
+    /// Queues a record of `scope` with the fields `fields` builds (a JSON object; anything else
+    /// is recorded under `value`); with the ledger off they are never built. Never blocks: a
+    /// full queue drops the record and counts it.
+    pub fn record(&self, scope: &'static str, fields: impl FnOnce() -> Value) {
         let Some(inner) = &self.inner else { return };
         let mut record = Map::new();
         record.insert("scope".to_owned(), Value::from(scope));
-        match fields {
+        match fields() {
             Value::Object(map) => record.extend(map),
             other => {
                 record.insert("value".to_owned(), other);
@@ -307,9 +308,9 @@ mod tests {
         assert!(ledger.is_on());
         ledger.record(
             "device",
-            serde_json::json!({"event": "register", "device": "d1"}),
+            || serde_json::json!({"event": "register", "device": "d1"}),
         );
-        ledger.record("call", serde_json::json!({"event": "start"}));
+        ledger.record("call", || serde_json::json!({"event": "start"}));
         ledger.flush();
         let path = dir.path().join(crate::config::LEDGER_FILE);
         let text = std::fs::read_to_string(&path).unwrap();
@@ -328,7 +329,7 @@ mod tests {
         // A second ledger on the same file appends.
         drop(ledger);
         let again = Ledger::start(&settings(LedgerSink::File, None, 16), dir.path()).unwrap();
-        again.record("device", serde_json::json!({"event": "revoke"}));
+        again.record("device", || serde_json::json!({"event": "revoke"}));
         let lines = wait_for_lines(&path, 3);
         assert_eq!(lines[2]["event"], "revoke");
     }
@@ -343,13 +344,13 @@ mod tests {
         )
         .unwrap();
         for n in 0..2000 {
-            ledger.record("test", serde_json::json!({"n": n}));
+            ledger.record("test", || serde_json::json!({"n": n}));
         }
         assert!(ledger.dropped() > 0, "a queue of 1 never filled");
         // Queue one more record for sure: the batch that takes it reports every drop so far.
         loop {
             let before = ledger.dropped();
-            ledger.record("test", serde_json::json!({"n": "last"}));
+            ledger.record("test", || serde_json::json!({"n": "last"}));
             if ledger.dropped() == before {
                 break;
             }
@@ -384,7 +385,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ledger = Ledger::start(&settings(LedgerSink::Off, None, 4), dir.path()).unwrap();
         assert!(!ledger.is_on());
-        ledger.record("device", serde_json::json!({}));
+        ledger.record("device", || serde_json::json!({}));
         assert_eq!((ledger.written(), ledger.dropped()), (0, 0));
         assert!(!dir.path().join(crate::config::LEDGER_FILE).exists());
         let bad = settings(

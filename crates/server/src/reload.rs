@@ -181,8 +181,7 @@ impl KeyReloader {
                     %noise_public,
                     "Noise keys reloaded"
                 );
-                self.ledger.record(
-                    "keys",
+                self.ledger.record("keys", || {
                     json!({
                         "event": "reload",
                         "result": "success",
@@ -190,8 +189,8 @@ impl KeyReloader {
                         "previous_version": previous_version,
                         "accepted_versions": reloaded.accepted_versions,
                         "noise_public": noise_public,
-                    }),
-                );
+                    })
+                });
                 Ok(reloaded)
             }
             Err(error) => {
@@ -200,15 +199,14 @@ impl KeyReloader {
                     current_version = previous_version,
                     "Noise key reload failed; the keys in force stay"
                 );
-                self.ledger.record(
-                    "keys",
+                self.ledger.record("keys", || {
                     json!({
                         "event": "reload",
                         "result": "failure",
                         "current_version": previous_version,
                         "error": error.to_string(),
-                    }),
-                );
+                    })
+                });
                 Err(error)
             }
         }

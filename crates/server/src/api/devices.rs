@@ -162,11 +162,10 @@ pub async fn revoke(
             .with_detail("this device has been revoked by another device of the account"),
     );
     tracing::info!(scope = "device", action = "revoke", device = %device.device_id, by = %auth.device_id, user = %auth.user_id, was_online, "device revoked");
-    state.sessions.messaging().ledger.record(
-        "device",
+    state.sessions.messaging().ledger.record("device", || {
         serde_json::json!({"event": "revoke", "device": device.device_id, "by": auth.device_id,
-                           "user": auth.user_id, "was_online": was_online, "via": "rest"}),
-    );
+                           "user": auth.user_id, "was_online": was_online, "via": "rest"})
+    });
     Ok(Json(Revoked {
         device_id: device.device_id,
         status: "revoked",

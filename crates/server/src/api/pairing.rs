@@ -150,11 +150,10 @@ pub async fn issue(
     let mut seed = Zeroizing::new([0u8; 32]);
     OsRng.fill_bytes(seed.as_mut_slice());
     tracing::info!(scope = "pairing", action = "issue", device = %auth.device_id, user = %auth.user_id, ttl, "pairing code issued");
-    state.sessions.messaging().ledger.record(
-        "pairing",
+    state.sessions.messaging().ledger.record("pairing", || {
         serde_json::json!({"event": "issue", "device": auth.device_id, "user": auth.user_id,
-                           "ttl": ttl, "expires_at": now.saturating_add(ttl), "via": "rest"}),
-    );
+                           "ttl": ttl, "expires_at": now.saturating_add(ttl), "via": "rest"})
+    });
     Ok(Json(Issued {
         pair_code: code,
         issued_at: rfc3339(now),
@@ -310,16 +309,14 @@ pub async fn claim(State(state): State<AppState>, body: Bytes) -> Result<Json<Cl
     };
     tracing::info!(scope = "pairing", action = "claim", form, device = %device_id, issuer = %pairing.issuer_device_id, user = %user.user_id, "pairing code redeemed; device registered");
     let ledger = &state.sessions.messaging().ledger;
-    ledger.record(
-        "pairing",
+    ledger.record("pairing", || {
         serde_json::json!({"event": "claim", "device": device_id, "user": user.user_id,
-                           "issuer": pairing.issuer_device_id, "form": form}),
-    );
-    ledger.record(
-        "device",
+                           "issuer": pairing.issuer_device_id, "form": form})
+    });
+    ledger.record("device", || {
         serde_json::json!({"event": "register", "device": device_id, "user": user.user_id,
-                           "via": "pairing"}),
-    );
+                           "via": "pairing"})
+    });
     Ok(Json(Claimed {
         device_id,
         private_key: generated

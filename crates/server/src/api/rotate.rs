@@ -222,12 +222,11 @@ pub async fn rotate(
     let previous = hex::encode(device.public_key);
     let public_key = hex::encode(new_key);
     tracing::info!(scope = "device", action = "rotate", device = %device.device_id, user = %device.user_id, was_online, "device key rotated");
-    state.sessions.messaging().ledger.record(
-        "device",
+    state.sessions.messaging().ledger.record("device", || {
         serde_json::json!({"event": "rotate", "device": device.device_id, "user": device.user_id,
                            "previous_public_key": previous, "public_key": public_key,
-                           "was_online": was_online, "via": "rest"}),
-    );
+                           "was_online": was_online, "via": "rest"})
+    });
     Ok(Json(Rotated {
         device_id: device.device_id,
         status: "rotated",

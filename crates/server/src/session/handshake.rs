@@ -673,8 +673,7 @@ impl Handshaker {
                     capabilities = ?established.accepted_capabilities,
                     "handshake complete"
                 );
-                self.ledger.record(
-                    "handshake",
+                self.ledger.record("handshake", || {
                     serde_json::json!({
                         "result": "success",
                         "stage": Stage::Established.label(),
@@ -692,16 +691,15 @@ impl Handshaker {
                         "protocol_version": established.protocol_version,
                         "pattern": established.pattern.label(),
                         "capabilities": established.accepted_capabilities,
-                    }),
-                );
+                    })
+                });
                 Ok(established)
             }
             Err(failure) => {
                 if report_failure(conn, &failure, remote).await {
                     self.metrics.frames_out.count(FrameType::Error);
                 }
-                self.ledger.record(
-                    "handshake",
+                self.ledger.record("handshake", || {
                     serde_json::json!({
                         "result": "failure",
                         "reason": failure.reason,
@@ -710,8 +708,8 @@ impl Handshaker {
                         "remote_addr": remote,
                         "device": failure.device_id,
                         "detail": failure.detail,
-                    }),
-                );
+                    })
+                });
                 Err(failure)
             }
         }
@@ -1131,15 +1129,14 @@ impl Handshaker {
                     .await
                     .map_err(|e| HandshakeFailure::from_store(&e))?;
                 tracing::info!(scope = "device", action = "register", device = %device_id, user = %resolved.user.user_id, "device registered");
-                self.ledger.record(
-                    "device",
+                self.ledger.record("device", || {
                     serde_json::json!({
                         "event": "register",
                         "device": device_id,
                         "user": resolved.user.user_id,
                         "via": "handshake",
-                    }),
-                );
+                    })
+                });
             }
             None => {
                 resolved.user = self

@@ -48,11 +48,10 @@ fn names_device(target: &str, device: &str) -> bool {
 pub(super) async fn end_calls_of(m: &Messaging, device: &str) {
     let routes = m.hub.calls(|c| c.drop_device(device));
     for route in routes {
-        m.ledger.record(
-            "call",
+        m.ledger.record("call", || {
             json!({"event": "end", "call_id": route.call_id, "channel": route.channel,
-                   "device": device, "reason": "disconnect"}),
-        );
+                   "device": device, "reason": "disconnect"})
+        });
         let end = CallEnd {
             call_id: route.call_id.clone(),
             reason: CallEndReason::Failure,
@@ -153,11 +152,10 @@ impl<S: ByteStream> SessionTask<S> {
         {
             return self.reject_call(frame, &offer.call_id, error).await;
         }
-        self.m.ledger.record(
-            "call",
+        self.m.ledger.record("call", || {
             json!({"event": "start", "call_id": offer.call_id, "channel": channel,
-                   "device": me, "callees": callees}),
-        );
+                   "device": me, "callees": callees})
+        });
         let route = CallRoute {
             call_id: offer.call_id,
             channel,
@@ -183,11 +181,10 @@ impl<S: ByteStream> SessionTask<S> {
         }) {
             Ok((route, ended)) => {
                 if ended {
-                    self.m.ledger.record(
-                        "call",
+                    self.m.ledger.record("call", || {
                         json!({"event": "end", "call_id": answer.call_id, "channel": channel,
-                               "device": me, "reason": "declined"}),
-                    );
+                               "device": me, "reason": "declined"})
+                    });
                 }
                 let ack = Ack {
                     accept: Some(answer.accept),
@@ -213,11 +210,10 @@ impl<S: ByteStream> SessionTask<S> {
         let me = self.device_id.clone();
         match self.m.hub.calls(|c| c.end(&end.call_id, channel, &me)) {
             Ok(route) => {
-                self.m.ledger.record(
-                    "call",
+                self.m.ledger.record("call", || {
                     json!({"event": "end", "call_id": end.call_id, "channel": channel,
-                           "device": me, "reason": spelling(&end.reason)}),
-                );
+                           "device": me, "reason": spelling(&end.reason)})
+                });
                 let ack = Ack {
                     reason: spelling(&end.reason),
                     ..Ack::default()

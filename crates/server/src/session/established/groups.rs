@@ -172,11 +172,10 @@ impl<S: ByteStream> SessionTask<S> {
             Err(e) => return self.store_failed(frame, &e).await,
         }
         let devices: Vec<String> = roster.iter().map(|m| m.device_id.clone()).collect();
-        self.m.ledger.record(
-            "group",
+        self.m.ledger.record("group", || {
             serde_json::json!({"event": "create", "group_id": group_id, "device": me,
-                               "members": devices}),
-        );
+                               "members": devices})
+        });
         if let Err(refused) = self
             .m
             .hub
@@ -298,11 +297,10 @@ impl<S: ByteStream> SessionTask<S> {
             Ok(stored) => stored,
             Err(e) => return self.store_failed(frame, &e).await,
         };
-        self.m.ledger.record(
-            "group",
+        self.m.ledger.record("group", || {
             serde_json::json!({"event": "invite", "group_id": group_id, "device": self.device_id,
-                               "member": device, "role": stored.role.as_str()}),
-        );
+                               "member": device, "role": stored.role.as_str()})
+        });
         let updated = self.m.hub.channels(|c| c.add_to_group(&group_id, &device));
         for (channel, members) in updated {
             let notice = Join {
