@@ -77,8 +77,3 @@ pub(crate) fn spinner(message: &'static str) -> ProgressBar {
     bar.enable_steady_tick(Duration::from_millis(100));
     bar
 }
-
-/// Unix seconds as RFC 3339 UTC.
-pub(crate) fn rfc3339(unix: i64) -> String {
-    commucat_server::api::rfc3339(unix)
-}

@@ -55,7 +55,7 @@ pub(crate) fn run(args: &ConfigArgs, command: &DeviceCommand) -> Result<()> {
                         "{}  {:<7}  {}  {}",
                         device.device_id,
                         device.status.as_str(),
-                        context::rfc3339(device.created_at),
+                        commucat_server::clock::rfc3339(device.created_at),
                         hex::encode(device.public_key)
                     );
                 }

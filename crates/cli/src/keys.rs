@@ -68,8 +68,10 @@ pub(crate) fn run(args: &ConfigArgs, command: &KeysCommand) -> Result<()> {
     };
     for key in ring.list(grace, now) {
         let when = match (key.superseded_at, key.retired_at) {
-            (_, Some(retired)) => format!("retired {}", context::rfc3339(retired)),
-            (Some(superseded), None) => format!("superseded {}", context::rfc3339(superseded)),
+            (_, Some(retired)) => format!("retired {}", commucat_server::clock::rfc3339(retired)),
+            (Some(superseded), None) => {
+                format!("superseded {}", commucat_server::clock::rfc3339(superseded))
+            }
             (None, None) => String::new(),
         };
         println!(

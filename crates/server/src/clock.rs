@@ -23,3 +23,20 @@ pub fn unix_micros_now() -> i64 {
 pub fn secs(d: Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
 }
+
+/// Formats Unix seconds as an RFC 3339 UTC timestamp (`2026-01-02T03:04:05Z`); a time outside
+/// what the calendar type holds shows as the epoch.
+#[must_use]
+pub fn rfc3339(unix_secs: i64) -> String {
+    let time = time::OffsetDateTime::from_unix_timestamp(unix_secs)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        time.year(),
+        u8::from(time.month()),
+        time.day(),
+        time.hour(),
+        time.minute(),
+        time.second()
+    )
+}

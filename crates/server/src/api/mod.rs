@@ -105,17 +105,7 @@ impl RestSettings {
     }
 }
 
-/// Unix seconds as RFC 3339 UTC (`2026-01-02T03:04:05Z`).
-#[must_use]
-pub fn rfc3339(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| unix.to_string())
-}
+pub use crate::clock::rfc3339;
 
 /// All routes. Unknown paths and methods answer `application/problem+json`.
 pub fn router(state: AppState) -> Router {

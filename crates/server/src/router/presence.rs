@@ -161,21 +161,7 @@ impl Presence for LocalPresence {
     }
 }
 
-/// Formats Unix seconds as an RFC 3339 UTC timestamp (`2026-01-02T03:04:05Z`).
-#[must_use]
-pub fn rfc3339(unix_secs: i64) -> String {
-    let time = time::OffsetDateTime::from_unix_timestamp(unix_secs)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        time.year(),
-        u8::from(time.month()),
-        time.day(),
-        time.hour(),
-        time.minute(),
-        time.second()
-    )
-}
+pub use crate::clock::rfc3339;
 
 #[cfg(test)]
 mod tests;
