@@ -4,7 +4,6 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
 use commucat_store::FriendRecord;
 use serde::{Deserialize, Serialize};
 
@@ -47,19 +46,15 @@ impl From<FriendRecord> for Friend {
     }
 }
 
-fn bad_request(detail: String) -> Problem {
-    Problem::new(StatusCode::BAD_REQUEST, detail)
-}
-
 fn check(friend: &Friend) -> Result<(), Problem> {
     if friend.user_id.is_empty() || friend.user_id.len() > MAX_FIELD_LEN {
-        return Err(bad_request(format!(
+        return Err(Problem::bad_request(format!(
             "user_id must be 1..={MAX_FIELD_LEN} bytes"
         )));
     }
     for (name, value) in [("handle", &friend.handle), ("alias", &friend.alias)] {
         if value.as_ref().is_some_and(|v| v.len() > MAX_FIELD_LEN) {
-            return Err(bad_request(format!(
+            return Err(Problem::bad_request(format!(
                 "{name} of {} is longer than {MAX_FIELD_LEN} bytes",
                 friend.user_id
             )));
@@ -118,7 +113,7 @@ pub async fn replace(
 ) -> Result<Json<FriendList>, Problem> {
     let request: FriendList = parse_json(&body)?;
     if request.friends.len() > MAX_FRIENDS {
-        return Err(bad_request(format!(
+        return Err(Problem::bad_request(format!(
             "at most {MAX_FRIENDS} friends per list"
         )));
     }

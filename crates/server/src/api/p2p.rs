@@ -20,7 +20,6 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
 use commucat_keys::{OsRng, RngCore, x25519_public};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -232,16 +231,14 @@ pub struct ObfuscationAdvice {
     pub tor_bridge: bool,
 }
 
-fn bad(detail: impl Into<String>) -> Problem {
-    Problem::new(StatusCode::BAD_REQUEST, detail)
-}
-
 fn check_len(what: &str, value: Option<&String>, allow_empty: bool) -> Result<(), Problem> {
     match value {
-        Some(v) if v.len() > MAX_FIELD_LEN => {
-            Err(bad(format!("{what} is longer than {MAX_FIELD_LEN} bytes")))
+        Some(v) if v.len() > MAX_FIELD_LEN => Err(Problem::bad_request(format!(
+            "{what} is longer than {MAX_FIELD_LEN} bytes"
+        ))),
+        Some(v) if v.is_empty() && !allow_empty => {
+            Err(Problem::bad_request(format!("{what} is empty")))
         }
-        Some(v) if v.is_empty() && !allow_empty => Err(bad(format!("{what} is empty"))),
         _ => Ok(()),
     }
 }
@@ -249,7 +246,7 @@ fn check_len(what: &str, value: Option<&String>, allow_empty: bool) -> Result<()
 impl AssistRequest {
     fn validate(&self) -> Result<(), Problem> {
         if self.paths.len() > MAX_PATHS {
-            return Err(bad(format!("at most {MAX_PATHS} paths")));
+            return Err(Problem::bad_request(format!("at most {MAX_PATHS} paths")));
         }
         check_len("peer_hint", self.peer_hint.as_ref(), true)?;
         for path in &self.paths {
@@ -259,20 +256,27 @@ impl AssistRequest {
         }
         if let Some(fec) = &self.fec {
             if fec.mtu.is_some_and(|m| m < MIN_FEC_MTU) {
-                return Err(bad(format!("fec.mtu must be at least {MIN_FEC_MTU}")));
+                return Err(Problem::bad_request(format!(
+                    "fec.mtu must be at least {MIN_FEC_MTU}"
+                )));
             }
             if fec
                 .repair_overhead
                 .is_some_and(|o| !(0.0..=1.0).contains(&o))
             {
-                return Err(bad("fec.repair_overhead must be between 0 and 1"));
+                return Err(Problem::bad_request(
+                    "fec.repair_overhead must be between 0 and 1",
+                ));
             }
         }
         if self
             .min_paths
             .is_some_and(|n| n > u32::try_from(MAX_PATHS + 1).unwrap_or(u32::MAX))
         {
-            return Err(bad(format!("min_paths must be at most {}", MAX_PATHS + 1)));
+            return Err(Problem::bad_request(format!(
+                "min_paths must be at most {}",
+                MAX_PATHS + 1
+            )));
         }
         Ok(())
     }

@@ -32,6 +32,11 @@ impl Problem {
             detail: detail.into(),
         }
     }
+    /// A 400 problem: the request itself is wrong.
+    #[must_use]
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, detail)
+    }
 }
 
 impl IntoResponse for Problem {
