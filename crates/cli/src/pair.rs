@@ -2,9 +2,9 @@
 //! account would with `POST /api/pair`; the new device claims it with `POST /api/pair/claim`.
 
 use anyhow::{Result, anyhow, bail};
-use commucat_server::api::pairing::{effective_ttl, new_code};
+use commucat_server::api::pairing::{create_code, effective_ttl};
 use commucat_server::clock::{secs, unix_now};
-use commucat_store::{DeviceStatus, PairingRecord, StoreError};
+use commucat_store::DeviceStatus;
 
 use crate::context::{self, ConfigArgs};
 use crate::devices::user_by_handle;
@@ -45,24 +45,15 @@ pub(crate) fn run(config_args: &ConfigArgs, args: &PairArgs) -> Result<()> {
             bail!("device {} is revoked", issuer.device_id);
         }
         let now = unix_now();
-        for _ in 0..5 {
-            let record = PairingRecord {
-                code: new_code(),
-                user_id: user.user_id.clone(),
-                issuer_device_id: issuer.device_id.clone(),
-                issued_at: now,
-                expires_at: now.saturating_add(ttl),
-                attempts: 0,
-                redeemed_at: None,
-                redeemed_device_id: None,
-            };
-            match store.create_pairing(record.clone()).await {
-                Ok(()) => return Ok((record.code.clone(), record)),
-                Err(StoreError::Conflict(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        bail!("could not find a free pairing code");
+        let record = create_code(
+            store.as_ref(),
+            &user.user_id,
+            &issuer.device_id,
+            now,
+            now.saturating_add(ttl),
+        )
+        .await?;
+        Ok::<_, anyhow::Error>((record.code.clone(), record))
     })?;
     let ledger = context::ledger(&config)?;
     ledger.record("pairing", || {
@@ -74,7 +65,7 @@ pub(crate) fn run(config_args: &ConfigArgs, args: &PairArgs) -> Result<()> {
     println!("pairing code {code}");
     println!(
         "expires {} (in {ttl} s)",
-        context::rfc3339(record.expires_at)
+        commucat_server::clock::rfc3339(record.expires_at)
     );
     Ok(())
 }

@@ -19,7 +19,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use commucat_keys::{DeviceCertificate, DeviceCertificateData, DeviceKeyPair};
-use commucat_store::{PairingRecord, RedeemOutcome, StoreError, UserToCreate};
+use commucat_store::{PairingRecord, RedeemOutcome, Store, StoreError, UserToCreate};
 use rand_core::{OsRng, RngCore};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -64,6 +64,39 @@ pub fn new_code() -> String {
         symbols += 1;
     }
     code
+}
+
+/// Stores a fresh pairing code of `user_id`, issued by `issuer_device_id` at `now` and valid
+/// until `expires_at`; a code already taken (31^8 of them: rare) is replaced by another, up to
+/// five tries.
+///
+/// # Errors
+/// The store failed, or five codes in a row were taken ([`StoreError::Conflict`]).
+pub async fn create_code(
+    store: &dyn Store,
+    user_id: &str,
+    issuer_device_id: &str,
+    now: i64,
+    expires_at: i64,
+) -> Result<PairingRecord, StoreError> {
+    let mut tries = 0;
+    loop {
+        let record = PairingRecord {
+            code: new_code(),
+            user_id: user_id.to_owned(),
+            issuer_device_id: issuer_device_id.to_owned(),
+            issued_at: now,
+            expires_at,
+            attempts: 0,
+            redeemed_at: None,
+            redeemed_device_id: None,
+        };
+        match store.create_pairing(record.clone()).await {
+            Ok(()) => return Ok(record),
+            Err(StoreError::Conflict(_)) if tries < 4 => tries += 1,
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// The code lifetime for a requested `ttl`: at most `configured`, then clamped to
@@ -127,26 +160,16 @@ pub async fn issue(
     let request: IssueRequest = parse_json(&body)?;
     let ttl = effective_ttl(request.ttl, state.rest.pairing_ttl_secs);
     let now = unix_now();
-    let mut attempts = 0;
-    let code = loop {
-        let code = new_code();
-        let record = PairingRecord {
-            code: code.clone(),
-            user_id: auth.user_id.clone(),
-            issuer_device_id: auth.device_id.clone(),
-            issued_at: now,
-            expires_at: now.saturating_add(ttl),
-            attempts: 0,
-            redeemed_at: None,
-            redeemed_device_id: None,
-        };
-        match state.store().create_pairing(record).await {
-            Ok(()) => break code,
-            // 31^8 codes: a collision is rare; try a few fresh ones.
-            Err(StoreError::Conflict(_)) if attempts < 4 => attempts += 1,
-            Err(e) => return Err(store_problem(&e)),
-        }
-    };
+    let code = create_code(
+        state.store().as_ref(),
+        &auth.user_id,
+        &auth.device_id,
+        now,
+        now.saturating_add(ttl),
+    )
+    .await
+    .map_err(|e| store_problem(&e))?
+    .code;
     let mut seed = Zeroizing::new([0u8; 32]);
     OsRng.fill_bytes(seed.as_mut_slice());
     tracing::info!(scope = "pairing", action = "issue", device = %auth.device_id, user = %auth.user_id, ttl, "pairing code issued");
@@ -286,7 +309,6 @@ pub async fn claim(State(state): State<AppState>, body: Bytes) -> Result<Json<Cl
         now,
         None,
     );
-    let refused = |detail: &str| Problem::new(StatusCode::BAD_REQUEST, detail);
     let user = match store
         .redeem_pairing(&code, now, MAX_ATTEMPTS, registration)
         .await
@@ -294,12 +316,14 @@ pub async fn claim(State(state): State<AppState>, body: Bytes) -> Result<Json<Cl
     {
         RedeemOutcome::Redeemed(user) => user,
         RedeemOutcome::Unknown => return Err(unknown()),
-        RedeemOutcome::Expired => return Err(refused("pairing code expired")),
+        RedeemOutcome::Expired => return Err(Problem::bad_request("pairing code expired")),
         RedeemOutcome::AlreadyRedeemed => {
-            return Err(refused("pairing code already redeemed"));
+            return Err(Problem::bad_request("pairing code already redeemed"));
         }
         RedeemOutcome::TooManyAttempts => {
-            return Err(refused("pairing code blocked after too many attempts"));
+            return Err(Problem::bad_request(
+                "pairing code blocked after too many attempts",
+            ));
         }
     };
     let form = if generated.is_some() {
@@ -377,13 +401,13 @@ pub(super) fn issue_certificate(
 
 /// An Ed25519 public key from hex: 32 bytes, a valid point, not of small order.
 pub(super) fn parse_device_public(hex: &str) -> Result<[u8; 32], Problem> {
-    let bad = |detail: String| Problem::new(StatusCode::BAD_REQUEST, detail);
-    let bytes = commucat_keys::decode_hex32(hex.trim())
-        .map_err(|e| bad(format!("public_key: expected 64 hex characters: {e}")))?;
+    let bytes = commucat_keys::decode_hex32(hex.trim()).map_err(|e| {
+        Problem::bad_request(format!("public_key: expected 64 hex characters: {e}"))
+    })?;
     let key = commucat_keys::VerifyingKey::from_bytes(&bytes)
-        .map_err(|_| bad("public_key is not an Ed25519 public key".to_owned()))?;
+        .map_err(|_| Problem::bad_request("public_key is not an Ed25519 public key"))?;
     if key.is_weak() {
-        return Err(bad("public_key is a small-order point".to_owned()));
+        return Err(Problem::bad_request("public_key is a small-order point"));
     }
     Ok(bytes)
 }
