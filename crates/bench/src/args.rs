@@ -127,6 +127,10 @@ pub struct RelayArgs {
     /// Seconds of sending per phase.
     #[arg(long, default_value_t = 10)]
     pub duration: u64,
+    /// Seconds after the sending phase for outstanding messages to arrive; a message not
+    /// delivered by then is lost, and counts in the latency percentiles as arriving then.
+    #[arg(long, default_value_t = 10)]
+    pub drain: u64,
     /// Most messages one sender sends per phase.
     #[arg(long, default_value_t = 10_000_000)]
     pub count: u64,

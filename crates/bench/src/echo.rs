@@ -63,6 +63,12 @@ impl EchoServer {
     /// Serves until `shutdown` completes.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let router = Router::new().route("/connect", post(|body: Body| async move { body }));
+        self.serve(router, shutdown).await;
+    }
+
+    /// Serves `router` instead of the echo on the same stack, until `shutdown` completes (the
+    /// tests use it for servers that lose messages on purpose).
+    pub async fn serve(self, router: Router, shutdown: impl Future<Output = ()>) {
         let defaults = Config::default();
         let limits = ListenLimits {
             max_connections: defaults.limits.max_connections,

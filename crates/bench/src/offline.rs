@@ -8,7 +8,7 @@ use ccp::FrameType;
 use serde::Serialize;
 
 use crate::args::OfflineArgs;
-use crate::flow::{self, AckBy, FlowPlan, Pace};
+use crate::flow::{self, AckBy, FlowPlan, FlowResult, Pace, Progress, Tally};
 use crate::payload::{Clock, MIN_PAYLOAD};
 use crate::report::{self, LatencySummary};
 use crate::target::{Target, options};
@@ -19,6 +19,8 @@ pub(crate) struct OfflineReport {
     scenario: &'static str,
     envelopes: u64,
     size: usize,
+    sent: u64,
+    /// MSGs the server acknowledged as queued (sent minus refused).
     queued: u64,
     queue_errors: u64,
     first_queue_error: Option<String>,
@@ -27,11 +29,16 @@ pub(crate) struct OfflineReport {
     queued_per_s: f64,
     /// Connect + handshake of the returning device.
     reconnect_ms: f64,
-    /// From the handshake ACK to the last replayed envelope.
+    /// From the handshake ACK to the last replayed envelope; if some never came, to the end
+    /// of the wait for them (`--duration`).
     replay_ms: f64,
+    /// Distinct envelopes replayed.
     replayed: u64,
+    /// Sent and never replayed (refused ones included: they are also `queue_errors`).
+    lost: u64,
     replayed_per_s: f64,
-    /// Time each envelope spent queued (from its send to its replay).
+    /// Time each envelope spent queued (from its send to its replay); one that never came
+    /// counts as replayed at the end of the wait.
     queued_latency: LatencySummary,
 }
 
@@ -69,12 +76,13 @@ pub(crate) async fn run(
         stop_sending: start + limit,
         hard_stop: start + limit + Duration::from_secs(10),
     };
-    let queued = flow::drive(&mut sender, &plan, &clock, &bar).await?;
+    // Nothing comes back on this connection: the flow ends once every MSG is acknowledged.
+    let queued = flow::drive(&mut sender, &plan, &clock, &bar, &Progress::default(), None).await;
     let queue_s = start.elapsed();
     bar.finish_and_clear();
     drop(sender);
 
-    let expected = queued.acked.saturating_sub(queued.errors);
+    let expected = queued.acked.saturating_sub(queued.refused);
     let bar = report::progress(progress, expected, "replaying");
     let connect_start = Instant::now();
     let mut conn = target
@@ -82,33 +90,46 @@ pub(crate) async fn run(
         .await?
         .into_connection();
     let handshake_done = Instant::now();
-    let mut latencies = report::Latencies::new()?;
-    let mut replayed = 0u64;
+    let mut replay = FlowResult::default();
     let mut last = handshake_done;
     let deadline = handshake_done + limit;
-    while replayed < expected {
+    let mut complete = true;
+    while replay.delivered < expected {
         let frame = tokio::select! {
             frame = conn.recv() => frame?,
-            () = tokio::time::sleep_until(deadline.into()) => break,
+            () = tokio::time::sleep_until(deadline.into()) => {
+                complete = false;
+                break;
+            }
         };
         let Some(frame) = frame else {
-            bail!("the server ended the stream after {replayed} replayed envelopes");
+            bail!(
+                "the server ended the stream after {} replayed envelopes",
+                replay.delivered
+            );
         };
         if frame.frame_type() == FrameType::Msg && frame.channel_id() == channel {
             last = Instant::now();
-            if let Some(latency) = clock.latency(frame.payload(), last) {
-                latencies.record(latency);
-            }
-            replayed += 1;
+            replay.arrived(&clock, frame.payload(), last);
             bar.inc(1);
         }
     }
+    let end = if complete { last } else { Instant::now() };
     bar.finish_and_clear();
-    let replay = last.saturating_duration_since(handshake_done);
+    let mut tally = Tally::new()?;
+    tally.add(
+        &queued.stamps,
+        queued.sent,
+        &replay.received,
+        clock.nanos(end),
+        clock.nanos(end),
+    );
+    let replay_time = end.saturating_duration_since(handshake_done);
     Ok(OfflineReport {
         scenario: "offline",
         envelopes: args.envelopes,
         size,
+        sent: queued.sent,
         queued: expected,
         queue_errors: queued.errors,
         first_queue_error: queued.first_error,
@@ -117,9 +138,10 @@ pub(crate) async fn run(
         reconnect_ms: report::round2(
             handshake_done.duration_since(connect_start).as_secs_f64() * 1e3,
         ),
-        replay_ms: report::round2(replay.as_secs_f64() * 1e3),
-        replayed,
-        replayed_per_s: report::per_second(replayed, replay),
-        queued_latency: latencies.summary(),
+        replay_ms: report::round2(replay_time.as_secs_f64() * 1e3),
+        replayed: tally.delivered,
+        lost: tally.lost,
+        replayed_per_s: report::per_second(tally.delivered, replay_time),
+        queued_latency: tally.latencies.summary(),
     })
 }

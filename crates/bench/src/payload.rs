@@ -1,6 +1,7 @@
-//! MSG payloads that carry their send time, so the receiver measures end-to-end latency.
+//! MSG payloads that carry their send time and number, so the receiver can tell which message
+//! arrived and when it left.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -25,7 +26,9 @@ impl Clock {
         u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
     }
 
-    /// A payload of `size` bytes stamped with `sent_at` and message number `n`.
+    /// A payload of `size` bytes stamped with `sent_at` and message number `n` (the receiver
+    /// reads the number; the send time of each number is in the sender's log, so a latency never
+    /// depends on bytes from the network).
     pub(crate) fn payload(&self, size: usize, sent_at: Instant, n: u64) -> Bytes {
         let size = size.max(MIN_PAYLOAD);
         let mut out = BytesMut::with_capacity(size);
@@ -35,16 +38,17 @@ impl Clock {
         out.freeze()
     }
 
-    /// Time since the payload's stamp, or `None` for a payload too short to carry one.
-    pub(crate) fn latency(&self, payload: &[u8], now: Instant) -> Option<Duration> {
-        let stamp: [u8; 8] = payload.get(..8)?.try_into().ok()?;
-        let sent = u64::from_le_bytes(stamp);
-        Some(Duration::from_nanos(self.nanos(now).saturating_sub(sent)))
+    /// The message number a payload carries, or `None` for a payload too short to carry one.
+    pub(crate) fn number(payload: &[u8]) -> Option<u64> {
+        let n: [u8; 8] = payload.get(8..16)?.try_into().ok()?;
+        Some(u64::from_le_bytes(n))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -54,9 +58,11 @@ mod tests {
         let payload = clock.payload(4, sent, 7);
         assert_eq!(payload.len(), MIN_PAYLOAD);
         assert_eq!(clock.payload(300, sent, 7).len(), 300);
+        let stamp: [u8; 8] = payload[..8].try_into().unwrap();
+        assert_eq!(u64::from_le_bytes(stamp), clock.nanos(sent));
         let later = sent + Duration::from_millis(5);
-        let latency = clock.latency(&payload, later).unwrap();
-        assert!(latency >= Duration::from_millis(5) && latency < Duration::from_millis(6));
-        assert_eq!(clock.latency(b"short", later), None);
+        assert_eq!(clock.nanos(later) - clock.nanos(sent), 5_000_000);
+        assert_eq!(Clock::number(&payload), Some(7));
+        assert_eq!(Clock::number(b"0123456789abcde"), None);
     }
 }

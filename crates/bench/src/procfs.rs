@@ -4,8 +4,22 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 
-/// `USER_HZ`: the unit of `/proc/PID/stat` times on every Linux architecture this runs on.
-const TICKS_PER_SECOND: u64 = 100;
+/// `USER_HZ`, the unit of `/proc/PID/stat` times, as the system states it (`sysconf(_SC_CLK_TCK)`,
+/// which the kernel passes in the auxiliary vector).
+pub(crate) fn ticks_per_second() -> Result<u64> {
+    match rustix::param::clock_ticks_per_second() {
+        0 => Err(anyhow!(
+            "the system does not state its clock ticks per second"
+        )),
+        hz => Ok(hz),
+    }
+}
+
+/// `ticks` of `hz` per second as a duration.
+fn ticks_to_duration(ticks: u64, hz: u64) -> Duration {
+    let nanos = u128::from(ticks) * 1_000_000_000 / u128::from(hz.max(1));
+    Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+}
 
 /// User + system CPU time the process has used (all its threads).
 ///
@@ -27,8 +41,8 @@ pub(crate) fn cpu_time(pid: u32) -> Result<Duration> {
             .and_then(|f| f.parse().ok())
             .ok_or_else(|| anyhow!("/proc/{pid}/stat: field {index} missing"))
     };
-    let ticks = tick(11)? + tick(12)?;
-    Ok(Duration::from_millis(ticks * 1000 / TICKS_PER_SECOND))
+    let ticks = tick(11)?.saturating_add(tick(12)?);
+    Ok(ticks_to_duration(ticks, ticks_per_second()?))
 }
 
 /// Resident set size in bytes (`VmRSS`).
@@ -51,15 +65,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn clock_ticks_come_from_the_system() {
+        // `getconf` asks the C library, which reads the same value by another route.
+        let out = std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let getconf: u64 = String::from_utf8(out.stdout)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(ticks_per_second().unwrap(), getconf);
+        assert_eq!(ticks_to_duration(250, 100), Duration::from_millis(2500));
+        assert_eq!(ticks_to_duration(3, 300), Duration::from_millis(10));
+    }
+
+    #[test]
     fn reads_this_process() {
         let pid = std::process::id();
         assert!(rss_bytes(pid).unwrap() > 0);
+        // Burn CPU until the kernel has accounted at least one tick (bounded in time).
+        let begun = std::time::Instant::now();
         let mut x = 0u64;
-        for i in 0..20_000_000u64 {
-            x = x.wrapping_mul(31).wrapping_add(i);
+        while cpu_time(pid).unwrap() == Duration::ZERO && begun.elapsed() < Duration::from_secs(30)
+        {
+            for i in 0..1_000_000u64 {
+                x = x.wrapping_mul(31).wrapping_add(i);
+            }
+            std::hint::black_box(x);
         }
-        std::hint::black_box(x);
-        cpu_time(pid).unwrap();
+        assert!(cpu_time(pid).unwrap() > Duration::ZERO);
         assert!(cpu_time(u32::MAX).is_err());
     }
 }

@@ -2,6 +2,7 @@
 //! the echo baseline.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -11,14 +12,11 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 
 use crate::args::{RelayArgs, Transport};
-use crate::flow::{self, AckBy, FlowPlan, FlowResult, Pace};
+use crate::flow::{self, AckBy, FlowPlan, FlowResult, Pace, Progress, Tally};
 use crate::payload::{Clock, MIN_PAYLOAD};
 use crate::procfs;
 use crate::report::{self, LatencySummary};
 use crate::target::{Target, options};
-
-/// Time after the sending phase for outstanding messages to arrive.
-const DRAIN: Duration = Duration::from_secs(10);
 
 /// The result of `relay`.
 #[derive(Debug, Serialize)]
@@ -31,6 +29,8 @@ pub(crate) struct RelayReport {
     offered_rate: Option<u64>,
     window: Option<usize>,
     duration_s: u64,
+    /// Time after the sending phase for outstanding messages to arrive.
+    drain_s: u64,
     echo: Option<PhaseReport>,
     plain: Option<PhaseReport>,
     noise: Option<PhaseReport>,
@@ -41,12 +41,27 @@ pub(crate) struct RelayReport {
 /// One phase (echo, plain relay or noise-transport relay).
 #[derive(Debug, Serialize)]
 pub(crate) struct PhaseReport {
+    /// Messages offered (open loop: every slot due during the sending phase); absent in the
+    /// maximum-rate mode, where it is `sent`.
+    scheduled: Option<u64>,
     sent: u64,
+    /// Distinct messages that reached their receiver by the end of the run.
     delivered: u64,
+    /// `sent − delivered`.
+    lost: u64,
+    /// Due during the sending phase but never sent (a sender that fell behind or failed);
+    /// absent in the maximum-rate mode.
+    unsent: Option<u64>,
     errors: u64,
     first_error: Option<String>,
+    /// Messages delivered during the measured phase per second of it.
     msgs_per_s: f64,
+    /// The measured phase: the sending phase, or up to the last delivery when every sender
+    /// sent its `--count` earlier (to the end of the run if anything was lost).
+    measured_s: f64,
     payload_mib_per_s: f64,
+    /// One entry per message offered; a message that never arrived counts as arriving at the
+    /// end of the run (`duration_s + drain_s` after the start, or later).
     latency: LatencySummary,
     server_cpu_us_per_msg: Option<f64>,
 }
@@ -68,6 +83,7 @@ pub(crate) async fn run(target: &Target, args: &RelayArgs, progress: bool) -> Re
         offered_rate: (args.rate > 0).then_some(args.rate),
         window: (args.rate == 0).then_some(args.window.max(1)),
         duration_s: args.duration,
+        drain_s: args.drain,
         echo: None,
         plain: None,
         noise: None,
@@ -98,7 +114,8 @@ pub(crate) async fn run(target: &Target, args: &RelayArgs, progress: bool) -> Re
     Ok(report)
 }
 
-/// Opens the phase's connections: `2 × pairs`, each with its channel.
+/// Opens the phase's connections: `2 × pairs`, each with its channel; the two connections of
+/// a pair are adjacent (`2k` and `2k + 1`).
 async fn open(
     target: &Target,
     pairs: usize,
@@ -170,11 +187,19 @@ async fn phase(
     let bar = report::progress(progress, 0, label);
     let clock = Clock::start();
     let start = Instant::now() + Duration::from_millis(100);
-    let duration = Duration::from_secs(args.duration.max(1));
+    let stop_sending = start + Duration::from_secs(args.duration.max(1));
+    let hard_stop = stop_sending + Duration::from_secs(args.drain);
     // The server's CPU is read for relay phases only: the echo runs in another process.
     let server_pid = match phase {
         Phase::Echo(_) => None,
         Phase::Relay { .. } => target.server_pid,
+    };
+    let progresses: Vec<Arc<Progress>> = (0..flows).map(|_| Arc::default()).collect();
+    // Flow `i` receives the messages of flow `source(i)`: its own from the echo, its peer's
+    // through the relay.
+    let source = |i: usize| match phase {
+        Phase::Echo(_) => i,
+        Phase::Relay { .. } => i ^ 1,
     };
     let cpu_before = server_pid.map(procfs::cpu_time).transpose()?;
     let mut tasks = JoinSet::new();
@@ -198,40 +223,74 @@ async fn phase(
                 Phase::Relay { .. } => AckBy::Ack,
             },
             start: start + offset,
-            stop_sending: start + duration,
-            hard_stop: start + duration + DRAIN,
+            stop_sending,
+            hard_stop,
         };
         let bar = bar.clone();
+        let me = progresses.get(i).cloned().unwrap_or_default();
+        let from = progresses.get(source(i)).cloned();
         tasks.spawn(async move {
-            let result = flow::drive(&mut conn, &plan, &clock, &bar).await;
+            let result = flow::drive(&mut conn, &plan, &clock, &bar, &me, from.as_deref()).await;
             drop(conn);
-            result
+            (i, result)
         });
     }
-    let mut total = FlowResult::new()?;
+    let mut results: Vec<FlowResult> = vec![FlowResult::default(); flows];
     while let Some(joined) = tasks.join_next().await {
-        total.merge(&joined??);
+        let (i, result) = joined?;
+        if let Some(slot) = results.get_mut(i) {
+            *slot = result;
+        }
     }
     bar.finish_and_clear();
     let cpu = match (cpu_before, server_pid) {
         (Some(before), Some(pid)) => Some(procfs::cpu_time(pid)?.saturating_sub(before)),
         _ => None,
     };
-    let elapsed = total
-        .last_delivery
-        .map_or(Duration::ZERO, |last| last.saturating_duration_since(start));
-    let msgs_per_s = report::per_second(total.delivered, elapsed);
+    // Whatever is still undelivered counts as arriving now, and never before the end of the
+    // drain.
+    let end = clock.nanos(Instant::now().max(hard_stop));
+    let mut tally = Tally::new()?;
+    let (mut errors, mut first_error) = (0, None);
+    for (i, receiver) in results.iter().enumerate() {
+        let Some(sender) = results.get(source(i)) else {
+            continue;
+        };
+        tally.add(
+            &sender.stamps,
+            sender.sent,
+            &receiver.received,
+            end,
+            clock.nanos(stop_sending),
+        );
+        errors += receiver.errors;
+        if first_error.is_none() {
+            first_error.clone_from(&receiver.first_error);
+        }
+    }
+    let count_limited = results.iter().all(|r| r.count_reached);
+    let rate = tally.rate(
+        clock.nanos(start),
+        clock.nanos(stop_sending),
+        count_limited,
+        end,
+    );
     #[allow(clippy::cast_precision_loss, reason = "small sizes")]
-    let payload_mib_per_s = report::round2(msgs_per_s * size as f64 / (1024.0 * 1024.0));
+    let payload_mib_per_s = report::round2(rate.per_s * size as f64 / (1024.0 * 1024.0));
+    let open_loop = matches!(pace, Pace::Interval(_));
     Ok(PhaseReport {
-        sent: total.sent,
-        delivered: total.delivered,
-        errors: total.errors,
-        first_error: total.first_error,
-        msgs_per_s,
+        scheduled: open_loop.then_some(tally.scheduled),
+        sent: tally.sent,
+        delivered: tally.delivered,
+        lost: tally.lost,
+        unsent: open_loop.then_some(tally.unsent),
+        errors,
+        first_error,
+        msgs_per_s: rate.per_s,
+        measured_s: rate.measured_s,
         payload_mib_per_s,
-        latency: total.latencies.summary(),
-        server_cpu_us_per_msg: cpu.and_then(|cpu| per_event_us(cpu, total.delivered)),
+        latency: tally.latencies.summary(),
+        server_cpu_us_per_msg: cpu.and_then(|cpu| per_event_us(cpu, tally.delivered)),
     })
 }
 
