@@ -4,106 +4,64 @@
     clippy::panic,
     clippy::indexing_slicing
 )]
-//! The REST API through the real server over TLS: bearer authentication with a handshake's
-//! session id over HTTP/1.1 (no h2, as the deployed client) and HTTP/2, devices, pairing and
-//! friends, every error status, and the deployed client's pairing flow end to end.
+//! The REST API through the real server over TLS, on every transport a client can use: HTTP/1.1
+//! without ALPN (the deployed client), HTTP/1.1 with ALPN and HTTP/2. Bearer authentication
+//! with a handshake's session id, devices, pairing, rotation, friends, P2P assist, metrics and
+//! health; every route with every status it answers, success bodies decoded into the deployed
+//! client's own types and error bodies checked as problem details; and the deployed client's
+//! pairing flow end to end.
 
 mod common;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use ccp::{FrameType, Problem};
+use common::rest::{Answer, Transport, check_strictness, contract, deployed, eventually, with};
 use common::{Client, StoreBackend, TestServer, unix_now};
-use commucat_client::{DeviceIdentity, HandshakeOptions, Session, TlsTrust, transport};
-use commucat_keys::{DeviceCertificate, DeviceKeyPair, decode_hex32};
+use commucat_client::{DeviceIdentity, HandshakeOptions, Session, transport};
+use commucat_keys::{
+    DeviceCertificate, DeviceKeyPair, decode_hex32, encode_hex, rotation_message, sign_rotation,
+};
 use commucat_store::{DeviceKeyEvent, PairingRecord};
-use reqwest::{Method, StatusCode, Version};
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-/// HTTP clients trusting the server's certificate: HTTP/1.1 only and HTTP/2 (ALPN).
+/// The REST clients of a test server. [`Rest::call`] goes over HTTP/1.1 without ALPN, as the
+/// deployed client calls; every answer is either a 200 with a JSON body or a problem.
 struct Rest {
-    h1: reqwest::Client,
-    h2: reqwest::Client,
-    base: String,
-}
-
-struct Answer {
-    status: StatusCode,
-    version: Version,
-    content_type: String,
-    body: Value,
+    clients: common::rest::Rest,
 }
 
 impl Rest {
     fn new(server: &TestServer) -> Self {
-        let TlsTrust::CaPem(pem) = &server.trust else {
-            panic!("test server trust is a CA PEM")
-        };
-        let build = |h1: bool| {
-            let builder = reqwest::Client::builder()
-                .tls_certs_only([reqwest::Certificate::from_pem(pem).unwrap()])
-                .resolve("localhost", server.addr)
-                .https_only(true);
-            let builder = if h1 { builder.http1_only() } else { builder };
-            builder.build().unwrap()
-        };
         Self {
-            h1: build(true),
-            h2: build(false),
-            base: format!("https://localhost:{}", server.addr.port()),
+            clients: common::rest::Rest::new(server),
         }
     }
 
     async fn call_on(
         &self,
-        h1: bool,
+        transport: Transport,
         method: Method,
         path: &str,
         token: Option<&str>,
         body: Option<&Value>,
     ) -> Answer {
-        let client = if h1 { &self.h1 } else { &self.h2 };
-        let mut request = client.request(method, format!("{}{path}", self.base));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        let version = response.version();
-        let content_type = response
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .map(|v| v.to_str().unwrap().to_owned())
-            .unwrap_or_default();
-        let bytes = response.bytes().await.unwrap();
-        let body = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|e| panic!("{path}: body is not JSON ({e}): {bytes:?}"));
-        let answer = Answer {
-            status,
-            version,
-            content_type,
-            body,
-        };
-        assert_eq!(
-            answer.version,
-            if h1 {
-                Version::HTTP_11
-            } else {
-                Version::HTTP_2
-            }
-        );
+        let answer = self
+            .clients
+            .call(transport, method, path, token, body)
+            .await;
         if answer.status == StatusCode::OK {
-            assert_eq!(answer.content_type, "application/json");
+            assert_eq!(answer.content_type, "application/json", "{answer}");
+            answer.json();
         } else {
-            check_problem(&answer);
+            answer.problem(answer.status, "");
         }
         answer
     }
 
-    /// Over HTTP/1.1, as the deployed client calls.
+    /// Over HTTP/1.1 without ALPN, as the deployed client calls.
     async fn call(
         &self,
         method: Method,
@@ -111,7 +69,8 @@ impl Rest {
         token: Option<&str>,
         body: Option<&Value>,
     ) -> Answer {
-        self.call_on(true, method, path, token, body).await
+        self.call_on(Transport::Http1NoAlpn, method, path, token, body)
+            .await
     }
 
     async fn get(&self, path: &str, token: &str) -> Answer {
@@ -130,22 +89,8 @@ impl Rest {
     }
 }
 
-/// A problem+json body with the status's reason phrase as title.
-fn check_problem(answer: &Answer) {
-    assert_eq!(answer.content_type, "application/problem+json");
-    let body = &answer.body;
-    assert_eq!(body["type"], "about:blank", "{body}");
-    assert_eq!(body["status"], answer.status.as_u16(), "{body}");
-    assert_eq!(
-        body["title"],
-        answer.status.canonical_reason().unwrap(),
-        "{body}"
-    );
-    assert!(body["detail"].is_string(), "{body}");
-}
-
 fn expect(answer: &Answer, status: StatusCode) {
-    assert_eq!(answer.status, status, "{}", answer.body);
+    answer.expect(status);
 }
 
 fn token(client: &Client) -> String {
@@ -163,26 +108,37 @@ fn is_rfc3339_utc(s: &str) -> bool {
         && b[19] == b'Z'
 }
 
-/// Pairs a new device into `issuer`'s account and connects it with the claimed identity.
-async fn pair_and_connect(server: &TestServer, rest: &Rest, issuer: &Client) -> (Value, Client) {
-    let issued = rest
-        .ok(
+/// What `/api/pair/claim` answered, as the deployed client reads it and as sent.
+struct Claimed {
+    deployed: deployed::PairingClaimResponse,
+    body: Value,
+}
+
+/// Pairs a new device into `issuer`'s account as the deployed client does (server-key claim)
+/// and connects it with the claimed identity.
+async fn pair_and_connect(server: &TestServer, rest: &Rest, issuer: &Client) -> (Claimed, Client) {
+    let ticket: deployed::PairingTicket = rest
+        .call(
             Method::POST,
             "/api/pair",
             Some(&token(issuer)),
-            &json!({"ttl": null}),
+            Some(&json!({"ttl": null})),
         )
-        .await;
-    let claimed = rest
-        .ok(
+        .await
+        .decode();
+    let answer = rest
+        .call(
             Method::POST,
             "/api/pair/claim",
             None,
-            &json!({"pair_code": issued["pair_code"]}),
+            Some(&json!({"pair_code": ticket.pair_code})),
         )
         .await;
-    let identity = claimed_identity(&claimed);
-    let client = server.connect_as(identity).await;
+    let claimed = Claimed {
+        deployed: answer.decode(),
+        body: answer.body,
+    };
+    let client = server.connect_as(claimed_identity(&claimed.body)).await;
     (claimed, client)
 }
 
@@ -206,102 +162,144 @@ fn claimed_identity(claimed: &Value) -> DeviceIdentity {
     }
 }
 
+/// A `POST /api/devices/rotate` body: `device_id` from `current` to `new`, signed by `signer`.
+fn rotation(
+    device_id: &str,
+    current: &[u8; 32],
+    signer: &DeviceKeyPair,
+    new: &[u8; 32],
+    at: i64,
+) -> Value {
+    let message = rotation_message(device_id, current, new, at).unwrap();
+    json!({
+        "device_id": device_id,
+        "public_key": encode_hex(new),
+        "issued_at": at,
+        "proof": encode_hex(&signer.sign(&message)),
+    })
+}
+
 // ---------------------------------------------------------------- bearer authentication
 
 #[tokio::test]
-async fn session_id_is_a_bearer_over_http1_and_http2() {
+async fn session_id_is_a_bearer_over_every_transport() {
     let server = TestServer::start(|_| {}).await;
     let rest = Rest::new(&server);
     let alice = server.connect("alice-1").await;
     let bearer = token(&alice);
-    for h1 in [true, false] {
-        let answer = rest
-            .call_on(h1, Method::GET, "/api/devices", Some(&bearer), None)
-            .await;
-        expect(&answer, StatusCode::OK);
-        let devices = answer.body["devices"].as_array().unwrap();
-        assert_eq!(devices.len(), 1);
-        let device = &devices[0];
-        assert_eq!(device["device_id"], "alice-1");
-        assert_eq!(device["status"], "active");
-        assert_eq!(device["current"], true);
-        assert_eq!(device["public_key"], alice.identity.keys.public_key_hex());
-        assert!(
-            is_rfc3339_utc(device["created_at"].as_str().unwrap()),
-            "{device}"
-        );
+    for transport in Transport::ALL {
+        let list: deployed::DevicesEnvelope = rest
+            .call_on(transport, Method::GET, "/api/devices", Some(&bearer), None)
+            .await
+            .decode();
+        assert_eq!(list.devices.len(), 1);
+        let device = &list.devices[0];
+        assert_eq!(device.device_id, "alice-1");
+        assert_eq!(device.status, "active");
+        assert!(device.current);
+        assert_eq!(device.public_key, alice.identity.keys.public_key_hex());
+        assert!(is_rfc3339_utc(&device.created_at), "{device:?}");
 
-        // Missing, unknown and malformed credentials: 401 problems.
-        for auth in [None, Some("not-a-session"), Some("")] {
-            let answer = rest
-                .call_on(h1, Method::GET, "/api/devices", auth, None)
-                .await;
-            expect(&answer, StatusCode::UNAUTHORIZED);
-            assert_eq!(answer.body["title"], "Unauthorized");
+        // Missing, unknown, empty and non-bearer credentials: 401 problems.
+        for (authorization, detail) in [
+            (None, "missing Authorization"),
+            (Some("Bearer not-a-session".to_owned()), "unknown session"),
+            (Some("Bearer ".to_owned()), "must be Bearer"),
+            (Some(format!("Basic {bearer}")), "must be Bearer"),
+        ] {
+            rest.clients
+                .send_with(
+                    transport,
+                    Method::GET,
+                    "/api/devices",
+                    authorization.as_deref(),
+                    None,
+                )
+                .await
+                .problem(StatusCode::UNAUTHORIZED, detail);
         }
+        // The scheme is case-insensitive.
+        rest.clients
+            .send_with(
+                transport,
+                Method::GET,
+                "/api/devices",
+                Some(&format!("bearer {bearer}")),
+                None,
+            )
+            .await
+            .decode::<deployed::DevicesEnvelope>();
     }
-    let basic = rest
-        .h1
-        .get(format!("{}/api/devices", rest.base))
-        .header("authorization", format!("Basic {bearer}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(basic.status(), StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
 async fn a_connected_session_stays_valid_and_expires_after_it_leaves() {
-    // ttl 2 s: the session task refreshes every second while connected.
-    let server = TestServer::start(|c| c.session.ttl = Duration::from_secs(2)).await;
+    // session.ttl 3 s, so the session task refreshes every second (a quarter of the TTL, at
+    // least 1 s) and a refreshed expiry is always a full second ahead of the next refresh; with
+    // 1 or 2 s the stored whole-second expiry could lapse between two refreshes.
+    let server = TestServer::start(|c| c.session.ttl = Duration::from_secs(3)).await;
     let rest = Rest::new(&server);
     let alice = server.connect("alice-1").await;
     let bearer = token(&alice);
     let store = server.store().await;
     let key = commucat_server::session::handshake::session_key(&bearer);
     let first = store.session(&key).await.unwrap().unwrap().expires_at;
-    tokio::time::sleep(Duration::from_millis(4500)).await;
-    expect(&rest.get("/api/devices", &bearer).await, StatusCode::OK);
-    let later = store.session(&key).await.unwrap().unwrap().expires_at;
-    assert!(later > first, "expiry moved forward: {first} → {later}");
 
+    // The refresh moves the stored expiry forward while the device stays connected…
+    let later = eventually("the session refresh", Duration::from_secs(10), || async {
+        let expires_at = store.session(&key).await.unwrap().unwrap().expires_at;
+        (expires_at > first).then_some(expires_at)
+    })
+    .await;
+    assert!(later > first);
+    // …so once the first expiry has passed (the one time passage this needs: the TTL), the
+    // token is still accepted.
+    eventually("the first expiry", Duration::from_secs(10), || async {
+        (unix_now() >= first).then_some(())
+    })
+    .await;
+    rest.get("/api/devices", &bearer)
+        .await
+        .decode::<deployed::DevicesEnvelope>();
+
+    // After the device leaves, nothing refreshes it: the token expires (the stored session is
+    // kept, and refused as expired).
     alice.close();
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let answer = rest.get("/api/devices", &bearer).await;
-    expect(&answer, StatusCode::UNAUTHORIZED);
-    assert!(
-        answer.body["detail"].as_str().unwrap().contains("expired"),
-        "{}",
-        answer.body
-    );
+    let refused = eventually("the token's expiry", Duration::from_secs(15), || async {
+        let answer = rest.get("/api/devices", &bearer).await;
+        (answer.status != StatusCode::OK).then_some(answer)
+    })
+    .await;
+    refused.problem(StatusCode::UNAUTHORIZED, "session expired");
+    let stored = store.session(&key).await.unwrap().unwrap();
+    assert!(stored.expires_at <= unix_now(), "{}", stored.expires_at);
 }
 
 // ---------------------------------------------------------------- pairing and devices
 
 /// What the deployed client does: server-info → handshake → devices with the session bearer →
 /// pair → claim → the second device handshakes with the claimed certificate → both listed →
-/// revoke ends the live session.
+/// revoke ends the live session. Every answer decodes into the deployed client's types.
 async fn pairing_flow_as_the_deployed_client_does_it(backend: StoreBackend) {
     let server = TestServer::start_on(backend, |_| {}).await;
     let rest = Rest::new(&server);
-    let info = rest
-        .ok(Method::GET, "/api/server-info", None, &json!({}))
-        .await;
+    let info: deployed::ServerInfo = rest
+        .call(Method::GET, "/api/server-info", None, None)
+        .await
+        .decode();
+    let ca = decode_hex32(info.device_ca_public.as_deref().unwrap()).unwrap();
     let alice = server.connect("alice-1").await;
     let alice_user = alice.session.info().user_id.clone();
-    let devices = rest.get("/api/devices", &token(&alice)).await;
-    expect(&devices, StatusCode::OK);
-    assert_eq!(devices.body["devices"].as_array().unwrap().len(), 1);
+    let devices: deployed::DevicesEnvelope =
+        rest.get("/api/devices", &token(&alice)).await.decode();
+    assert_eq!(devices.devices.len(), 1);
 
-    let issued = rest
-        .ok(
-            Method::POST,
-            "/api/pair",
-            Some(&token(&alice)),
-            &json!({"ttl": 120}),
-        )
+    let answer = rest
+        .post("/api/pair", Some(&token(&alice)), &json!({"ttl": 120}))
         .await;
-    let code = issued["pair_code"].as_str().unwrap();
+    let ticket: deployed::PairingTicket = answer.decode();
+    let issued: contract::Issued = answer.decode();
+    let code = ticket.pair_code.as_str();
     assert_eq!(code.len(), 9);
     assert_eq!(&code[4..5], "-");
     assert!(
@@ -309,68 +307,67 @@ async fn pairing_flow_as_the_deployed_client_does_it(backend: StoreBackend) {
             .filter(|c| *c != '-')
             .all(|c| "ABCDEFGHJKMNPQRSTUVWXYZ23456789".contains(c))
     );
-    assert_eq!(issued["ttl"], 120);
-    assert!(is_rfc3339_utc(issued["issued_at"].as_str().unwrap()));
-    assert!(is_rfc3339_utc(issued["expires_at"].as_str().unwrap()));
-    assert!(decode_hex32(issued["device_seed"].as_str().unwrap()).is_ok());
-    assert_eq!(issued["issuer_device_id"], "alice-1");
-    assert_eq!(issued["device_ca_public"], info["device_ca_public"]);
+    assert_eq!(ticket.ttl, 120);
+    assert!(is_rfc3339_utc(&ticket.issued_at));
+    assert!(is_rfc3339_utc(&ticket.expires_at));
+    assert!(decode_hex32(&ticket.device_seed).is_ok());
+    assert_eq!(ticket.issuer_device_id.as_deref(), Some("alice-1"));
+    assert_eq!(issued.issuer_device_id, "alice-1");
+    assert_eq!(
+        Some(&issued.device_ca_public),
+        info.device_ca_public.as_ref()
+    );
 
     // Lower case with blanks is accepted (trimmed and upper-cased), with a device name.
-    let claimed = rest
-        .ok(
-            Method::POST,
+    let answer = rest
+        .post(
             "/api/pair/claim",
             None,
             &json!({"pair_code": format!("  {}\n", code.to_lowercase()), "device_name": "laptop"}),
         )
         .await;
-    let device_id = claimed["device_id"].as_str().unwrap();
+    let claimed: deployed::PairingClaimResponse = answer.decode();
+    let device_id = claimed.device_id.as_str();
     assert_eq!(device_id.len(), 64);
     assert!(device_id.bytes().all(|b| b.is_ascii_hexdigit()));
-    let private = claimed["private_key"].as_str().unwrap();
-    let keys = DeviceKeyPair::from_seed_hex(private).unwrap();
-    assert_eq!(claimed["public_key"], keys.public_key_hex());
+    let keys = DeviceKeyPair::from_seed_hex(&claimed.private_key).unwrap();
+    assert_eq!(claimed.public_key, keys.public_key_hex());
     // private key = BLAKE3(seed), as the deployed `from_seed`
-    let seed = hex::decode(claimed["seed"].as_str().unwrap()).unwrap();
+    let seed = hex::decode(&claimed.seed).unwrap();
     assert_eq!(
         DeviceKeyPair::from_seed_material(&seed)
             .unwrap()
             .public_key_hex(),
         keys.public_key_hex()
     );
-    assert_eq!(claimed["issuer_device_id"], "alice-1");
-    assert_eq!(claimed["user"]["id"], alice_user.as_str());
-    assert_eq!(claimed["user"]["handle"], "alice_1");
-    assert_eq!(claimed["user_id"], alice_user.as_str());
-    assert_eq!(claimed["device_name"], "laptop");
-    assert_eq!(claimed["device_ca_public"], info["device_ca_public"]);
-    let certificate: DeviceCertificate =
-        serde_json::from_value(claimed["device_certificate"].clone()).unwrap();
-    let ca = decode_hex32(info["device_ca_public"].as_str().unwrap()).unwrap();
-    certificate.verify_signature(&ca).unwrap();
+    assert_eq!(claimed.issuer_device_id, "alice-1");
+    assert_eq!(claimed.user.id, alice_user);
+    assert_eq!(claimed.user.handle, "alice_1");
+    assert_eq!(answer.body["user_id"], alice_user.as_str());
+    assert_eq!(claimed.device_name.as_deref(), Some("laptop"));
+    assert_eq!(claimed.device_ca_public, info.device_ca_public);
+    // The certificate as the deployed crate reads it, signed by the server's device CA.
+    let certificate = claimed.device_certificate.as_ref().unwrap();
+    certificate.verify(&ca).unwrap();
     assert_eq!(certificate.data.device_id, device_id);
     assert_eq!(certificate.data.user_id, alice_user);
+    assert_eq!(certificate.data.public_key, keys.public_key());
 
     // The claimed device completes the handshake with its certificate and seed.
-    let laptop = server.connect_as(claimed_identity(&claimed)).await;
+    let laptop = server.connect_as(claimed_identity(&answer.body)).await;
     assert_eq!(laptop.session.info().user_id, alice_user);
     // Both are listed for either device's bearer; `current` marks the caller.
     for (client, current) in [(&alice, "alice-1"), (&laptop, device_id)] {
-        let list = rest.get("/api/devices", &token(client)).await;
-        expect(&list, StatusCode::OK);
-        let devices = list.body["devices"].as_array().unwrap();
-        let mut ids: Vec<&str> = devices
-            .iter()
-            .map(|d| d["device_id"].as_str().unwrap())
-            .collect();
+        let list: deployed::DevicesEnvelope =
+            rest.get("/api/devices", &token(client)).await.decode();
+        let mut ids: Vec<&str> = list.devices.iter().map(|d| d.device_id.as_str()).collect();
         ids.sort_unstable();
         let mut want = vec!["alice-1", device_id];
         want.sort_unstable();
         assert_eq!(ids, want);
-        for d in devices {
-            assert_eq!(d["current"], d["device_id"] == current, "{d}");
-            assert_eq!(d["status"], "active");
+        for d in &list.devices {
+            assert_eq!(d.current, d.device_id == current, "{d:?}");
+            assert_eq!(d.status, "active");
         }
     }
     // The registration wrote a key event.
@@ -383,21 +380,20 @@ async fn pairing_flow_as_the_deployed_client_does_it(backend: StoreBackend) {
     let again = rest
         .post("/api/pair/claim", None, &json!({"pair_code": code}))
         .await;
-    expect(&again, StatusCode::BAD_REQUEST);
+    again.problem(StatusCode::BAD_REQUEST, "already redeemed");
     assert_eq!(store.pairing(code).await.unwrap().unwrap().attempts, 1);
 
-    // Revoking the laptop from alice ends its live session at once.
+    // Revoking the laptop from alice ends its live session at once; the deployed client takes
+    // any JSON as the answer.
     let mut laptop = laptop;
-    expect(
-        &rest
-            .post(
-                "/api/devices/revoke",
-                Some(&token(&alice)),
-                &json!({ "device_id": device_id }),
-            )
-            .await,
-        StatusCode::OK,
-    );
+    let revoked = rest
+        .post(
+            "/api/devices/revoke",
+            Some(&token(&alice)),
+            &json!({ "device_id": device_id }),
+        )
+        .await;
+    revoked.decode::<Value>();
     expect_closed_as_revoked(&mut laptop).await;
 }
 
@@ -523,72 +519,53 @@ async fn revoke_rules_and_revoking_a_connected_device_ends_its_session(backend: 
     let bob = server.connect("bob-1").await;
     let bearer = token(&alice);
     let (claimed, mut laptop) = pair_and_connect(&server, &rest, &alice).await;
-    let laptop_id = claimed["device_id"].as_str().unwrap().to_owned();
+    let laptop_id = claimed.deployed.device_id.clone();
     let laptop_bearer = token(&laptop);
 
     let revoke = |device: &str| json!({ "device_id": device });
-    expect(
-        &rest
-            .post("/api/devices/revoke", None, &revoke(&laptop_id))
-            .await,
-        StatusCode::UNAUTHORIZED,
-    );
-    expect(
-        &rest
-            .post("/api/devices/revoke", Some(&bearer), &revoke("alice-1"))
-            .await,
-        StatusCode::CONFLICT,
-    );
-    expect(
-        &rest
-            .post("/api/devices/revoke", Some(&bearer), &revoke("bob-1"))
-            .await,
-        StatusCode::FORBIDDEN,
-    );
-    expect(
-        &rest
-            .post("/api/devices/revoke", Some(&bearer), &revoke("nobody"))
-            .await,
-        StatusCode::NOT_FOUND,
-    );
-    expect(
-        &rest
-            .post("/api/devices/revoke", Some(&bearer), &json!({"id": 1}))
-            .await,
-        StatusCode::BAD_REQUEST,
-    );
+    rest.post("/api/devices/revoke", None, &revoke(&laptop_id))
+        .await
+        .problem(StatusCode::UNAUTHORIZED, "missing Authorization");
+    rest.post("/api/devices/revoke", Some(&bearer), &revoke("alice-1"))
+        .await
+        .problem(StatusCode::CONFLICT, "cannot revoke itself");
+    rest.post("/api/devices/revoke", Some(&bearer), &revoke("bob-1"))
+        .await
+        .problem(StatusCode::FORBIDDEN, "another account");
+    rest.post("/api/devices/revoke", Some(&bearer), &revoke("nobody"))
+        .await
+        .problem(StatusCode::NOT_FOUND, "no device nobody");
+    rest.post("/api/devices/revoke", Some(&bearer), &json!({"id": 1}))
+        .await
+        .problem(StatusCode::BAD_REQUEST, "not the expected JSON");
 
     // Revoking the connected laptop over HTTP/2: 200, and its session ends at once.
     let answer = rest
         .call_on(
-            false,
+            Transport::Http2,
             Method::POST,
             "/api/devices/revoke",
             Some(&bearer),
             Some(&revoke(&laptop_id)),
         )
         .await;
-    expect(&answer, StatusCode::OK);
-    assert_eq!(
-        answer.body,
-        json!({"device_id": laptop_id, "status": "revoked"})
-    );
+    let revoked: contract::Revoked = answer.decode();
+    assert_eq!(revoked.device_id, laptop_id);
+    assert_eq!(revoked.status, "revoked");
     expect_closed_as_revoked(&mut laptop).await;
 
     // Its bearer is dead, the list shows it revoked, the key log has the revocation.
-    expect(
-        &rest.get("/api/devices", &laptop_bearer).await,
-        StatusCode::UNAUTHORIZED,
-    );
-    let list = rest.get("/api/devices", &bearer).await;
-    let entry = list.body["devices"]
-        .as_array()
-        .unwrap()
+    rest.get("/api/devices", &laptop_bearer)
+        .await
+        .problem(StatusCode::UNAUTHORIZED, "unknown session");
+    let list: deployed::DevicesEnvelope = rest.get("/api/devices", &bearer).await.decode();
+    let entry = list
+        .devices
         .iter()
-        .find(|d| d["device_id"] == laptop_id.as_str())
-        .unwrap()
-        .clone();
-    assert_eq!(entry["status"], "revoked");
+        .find(|d| d.device_id == laptop_id)
+        .unwrap();
+    assert_eq!(entry.status, "revoked");
+    assert!(!entry.current);
     let store = server.store().await;
     let actions: Vec<String> = store
         .key_events(&laptop_id)
@@ -599,30 +576,28 @@ async fn revoke_rules_and_revoking_a_connected_device_ends_its_session(backend: 
         .collect();
     assert_eq!(actions, [DeviceKeyEvent::REGISTER, DeviceKeyEvent::REVOKE]);
     // Revoking again is the same 200.
-    expect(
-        &rest
-            .post("/api/devices/revoke", Some(&bearer), &revoke(&laptop_id))
-            .await,
-        StatusCode::OK,
-    );
+    rest.post("/api/devices/revoke", Some(&bearer), &revoke(&laptop_id))
+        .await
+        .decode::<contract::Revoked>();
     // The handshake refuses the revoked device.
     let stream = transport::open(server.addr, "localhost", &server.trust, "/connect")
         .await
         .unwrap();
     let refused = Session::handshake(
         stream,
-        &claimed_identity(&claimed),
+        &claimed_identity(&claimed.body),
         &server.params,
         &HandshakeOptions::default(),
     )
     .await;
     assert!(refused.is_err());
     // Bob and Alice are untouched.
-    expect(
-        &rest.get("/api/devices", &token(&bob)).await,
-        StatusCode::OK,
-    );
-    expect(&rest.get("/api/devices", &bearer).await, StatusCode::OK);
+    rest.get("/api/devices", &token(&bob))
+        .await
+        .decode::<deployed::DevicesEnvelope>();
+    rest.get("/api/devices", &bearer)
+        .await
+        .decode::<deployed::DevicesEnvelope>();
 }
 
 // ---------------------------------------------------------------- friends
@@ -633,10 +608,15 @@ async fn friends_are_stored_per_user(backend: StoreBackend) {
     let alice = server.connect("alice-1").await;
     let bob = server.connect("bob-1").await;
     let bearer = token(&alice);
+    let friends = |answer: &Answer| answer.decode::<deployed::FriendsEnvelope>().friends;
+    let friend =
+        |user_id: &str, handle: Option<&str>, alias: Option<&str>| deployed::FriendEntryPayload {
+            user_id: user_id.to_owned(),
+            handle: handle.map(str::to_owned),
+            alias: alias.map(str::to_owned),
+        };
 
-    let empty = rest.get("/api/friends", &bearer).await;
-    expect(&empty, StatusCode::OK);
-    assert_eq!(empty.body, json!({"friends": []}));
+    assert_eq!(friends(&rest.get("/api/friends", &bearer).await), []);
 
     // As the deployed client pushes: `handle` and `alias` always present, possibly null.
     let push = json!({"friends": [
@@ -644,128 +624,75 @@ async fn friends_are_stored_per_user(backend: StoreBackend) {
         {"user_id": "u-carol", "handle": null, "alias": "Carol"},
     ]});
     let stored = rest
-        .ok(Method::PUT, "/api/friends", Some(&bearer), &push)
+        .call(Method::PUT, "/api/friends", Some(&bearer), Some(&push))
         .await;
-    let want = json!({"friends": [
-        {"user_id": "u-bob", "handle": "bob"},
-        {"user_id": "u-carol", "alias": "Carol"},
-    ]});
-    assert_eq!(stored, want);
-    for h1 in [true, false] {
+    let want = vec![
+        friend("u-bob", Some("bob"), None),
+        friend("u-carol", None, Some("Carol")),
+    ];
+    assert_eq!(friends(&stored), want);
+    assert_eq!(
+        stored.body,
+        json!({"friends": [
+            {"user_id": "u-bob", "handle": "bob"},
+            {"user_id": "u-carol", "alias": "Carol"},
+        ]})
+    );
+    for transport in Transport::ALL {
         let list = rest
-            .call_on(h1, Method::GET, "/api/friends", Some(&bearer), None)
+            .call_on(transport, Method::GET, "/api/friends", Some(&bearer), None)
             .await;
-        expect(&list, StatusCode::OK);
-        assert_eq!(list.body, want);
+        assert_eq!(friends(&list), want);
     }
     // Another user's list is separate.
-    assert_eq!(
-        rest.get("/api/friends", &token(&bob)).await.body,
-        json!({"friends": []})
-    );
+    assert_eq!(friends(&rest.get("/api/friends", &token(&bob)).await), []);
     // Errors.
-    expect(
-        &rest
-            .call(Method::PUT, "/api/friends", None, Some(&push))
-            .await,
-        StatusCode::UNAUTHORIZED,
-    );
-    expect(
-        &rest
-            .call(
-                Method::PUT,
-                "/api/friends",
-                Some(&bearer),
-                Some(&json!({"friends": [{"handle": "x"}]})),
-            )
-            .await,
-        StatusCode::BAD_REQUEST,
-    );
-    expect(
-        &rest
-            .call(
-                Method::PUT,
-                "/api/friends",
-                Some(&bearer),
-                Some(&json!({"friends": [{"user_id": ""}]})),
-            )
-            .await,
-        StatusCode::BAD_REQUEST,
-    );
-    // Replacing with an empty list clears it.
-    rest.ok(
+    rest.call(Method::PUT, "/api/friends", None, Some(&push))
+        .await
+        .problem(StatusCode::UNAUTHORIZED, "missing Authorization");
+    rest.call(
         Method::PUT,
         "/api/friends",
         Some(&bearer),
-        &json!({"friends": []}),
+        Some(&json!({"friends": [{"handle": "x"}]})),
     )
-    .await;
-    assert_eq!(
-        rest.get("/api/friends", &bearer).await.body,
-        json!({"friends": []})
-    );
-}
-
-// ---------------------------------------------------------------- no ALPN (deployed native-tls)
-
-#[tokio::test]
-async fn bearer_works_over_http1_without_alpn() {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, ServerName};
-    use std::sync::Arc;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    let server = TestServer::start(|_| {}).await;
-    let alice = server.connect("alice-1").await;
-    let TlsTrust::CaPem(pem) = &server.trust else {
-        panic!("test server trust is a CA PEM")
-    };
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(pem).unwrap())
-        .unwrap();
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    let mut tls = connector
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
-    assert_eq!(tls.get_ref().1.alpn_protocol(), None);
-    let request = format!(
-        "GET /api/devices HTTP/1.1\r\nHost: localhost\r\nUser-Agent: commucat-cli-client/0.1\r\n\
-         Authorization: Bearer {}\r\nConnection: close\r\n\r\n",
-        token(&alice)
-    );
-    tls.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tls.read_to_end(&mut raw).await.unwrap();
-    let text = String::from_utf8(raw).unwrap();
-    assert_eq!(text.lines().next().unwrap(), "HTTP/1.1 200 OK", "{text}");
-    let body: Value = serde_json::from_str(text.split("\r\n\r\n").nth(1).unwrap()).unwrap();
-    assert_eq!(body["devices"][0]["device_id"], "alice-1");
+    .await
+    .problem(StatusCode::BAD_REQUEST, "user_id");
+    rest.call(
+        Method::PUT,
+        "/api/friends",
+        Some(&bearer),
+        Some(&json!({"friends": [{"user_id": ""}]})),
+    )
+    .await
+    .problem(StatusCode::BAD_REQUEST, "user_id must be 1..=256 bytes");
+    // Refusals changed nothing; replacing with an empty list clears it.
+    assert_eq!(friends(&rest.get("/api/friends", &bearer).await), want);
+    rest.call(
+        Method::PUT,
+        "/api/friends",
+        Some(&bearer),
+        Some(&json!({"friends": []})),
+    )
+    .await
+    .decode::<deployed::FriendsEnvelope>();
+    assert_eq!(friends(&rest.get("/api/friends", &bearer).await), []);
 }
 
 // ---------------------------------------------------------------- readiness and metrics
 
+/// The value of the metric line starting with `line_prefix` (`GET /metrics` without ALPN).
 async fn metric(rest: &Rest, line_prefix: &str) -> u64 {
-    let response = rest
-        .h1
-        .get(format!("{}/metrics", rest.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
+    let answer = rest
+        .clients
+        .call(Transport::Http1NoAlpn, Method::GET, "/metrics", None, None)
+        .await;
+    answer.expect(StatusCode::OK);
     assert_eq!(
-        response.headers()[reqwest::header::CONTENT_TYPE],
+        answer.content_type,
         "text/plain; version=0.0.4; charset=utf-8"
     );
-    let text = response.text().await.unwrap();
+    let text = answer.text();
     text.lines()
         .find_map(|l| l.strip_prefix(line_prefix))
         .unwrap_or_else(|| panic!("{line_prefix} missing in\n{text}"))
@@ -774,13 +701,20 @@ async fn metric(rest: &Rest, line_prefix: &str) -> u64 {
         .unwrap()
 }
 
+/// Polls `metric` until it satisfies `done` (for at most 10 s).
+async fn metric_becomes(rest: &Rest, line_prefix: &str, done: impl Fn(u64) -> bool) {
+    eventually(line_prefix, Duration::from_secs(10), || async {
+        done(metric(rest, line_prefix).await).then_some(())
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn readyz_and_metrics_count_real_events() {
     let server = TestServer::start(|_| {}).await;
     let rest = Rest::new(&server);
-    let ready = rest.call(Method::GET, "/readyz", None, None).await;
-    expect(&ready, StatusCode::OK);
-    assert_eq!(ready.body, json!({"status": "ready"}));
+    let ready: contract::Health = rest.call(Method::GET, "/readyz", None, None).await.decode();
+    assert_eq!(ready.status, "ready");
 
     let ok = "commucat_handshakes_total{result=\"ok\"} ";
     let failed = "commucat_handshakes_total{result=\"failed\"} ";
@@ -847,14 +781,7 @@ async fn readyz_and_metrics_count_real_events() {
     assert_eq!(metric(&rest, "commucat_mailbox_frames ").await, 0);
 
     assert_eq!(metric(&rest, ok).await, 2);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while metric(&rest, failed).await < 1 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "failure not counted"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    metric_becomes(&rest, failed, |n| n >= 1).await;
     // Handshake frames count by type too: three HELLOs, two AUTH answers, mallory's ERROR.
     assert_eq!(
         metric(&rest, "commucat_frames_received_total{type=\"hello\"} ").await,
@@ -866,13 +793,7 @@ async fn readyz_and_metrics_count_real_events() {
     );
     assert!(metric(&rest, "commucat_frames_sent_total{type=\"error\"} ").await >= 1);
     // The ledger's three handshake records reach the file; none were dropped.
-    while metric(&rest, "commucat_ledger_records_written_total ").await < 3 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "ledger records not counted"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    metric_becomes(&rest, "commucat_ledger_records_written_total ", |n| n >= 3).await;
     assert_eq!(
         metric(&rest, "commucat_ledger_records_dropped_total ").await,
         0
@@ -880,91 +801,10 @@ async fn readyz_and_metrics_count_real_events() {
     assert_eq!(metric(&rest, "commucat_sessions_opened_total ").await, 2);
     assert_eq!(metric(&rest, active).await, 2);
     bob.close();
-    while metric(&rest, active).await != 1 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "session end not counted"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    metric_becomes(&rest, active, |n| n == 1).await;
 }
 
 // ---------------------------------------------------------------- P2P assist
-
-/// The 1.0.41 client's view of `/api/p2p/assist` (wire-compat §8): every key it requires, with
-/// its types; optional ones as options.
-#[derive(Debug, serde::Deserialize)]
-#[allow(dead_code)]
-struct DeployedAssist {
-    noise: DeployedNoise,
-    pq: DeployedPq,
-    transports: Vec<DeployedTransport>,
-    multipath: DeployedMultipath,
-    obfuscation: DeployedObfuscation,
-    security: DeployedSecurity,
-}
-
-#[derive(Debug, serde::Deserialize)]
-#[allow(dead_code)]
-struct DeployedNoise {
-    pattern: String,
-    prologue_hex: String,
-    device_seed_hex: String,
-    static_public_hex: String,
-}
-
-#[derive(Debug, serde::Deserialize)]
-struct DeployedPq {
-    identity_public_hex: String,
-    signed_prekey_public_hex: String,
-    kem_public_hex: String,
-    signature_public_hex: String,
-}
-
-#[derive(Debug, serde::Deserialize)]
-#[allow(dead_code)]
-struct DeployedTransport {
-    path_id: String,
-    transport: String,
-    resistance: String,
-    latency: String,
-    throughput: String,
-}
-
-#[derive(Debug, serde::Deserialize)]
-#[allow(dead_code)]
-struct DeployedMultipath {
-    fec_mtu: u16,
-    fec_overhead: f32,
-    primary_path: Option<String>,
-    sample_segments: Option<std::collections::HashMap<String, DeployedSegments>>,
-}
-
-#[derive(Debug, serde::Deserialize)]
-#[allow(dead_code)]
-struct DeployedSegments {
-    total: usize,
-    repair: usize,
-}
-
-#[derive(Debug, serde::Deserialize)]
-#[allow(dead_code)]
-struct DeployedObfuscation {
-    reality_fingerprint_hex: Option<String>,
-    domain_fronting: Option<bool>,
-    protocol_mimicry: Option<bool>,
-    tor_bridge: Option<bool>,
-}
-
-#[derive(Debug, serde::Deserialize, PartialEq)]
-struct DeployedSecurity {
-    noise_handshakes: u64,
-    pq_handshakes: u64,
-    fec_packets: u64,
-    multipath_sessions: u64,
-    average_paths: f64,
-    censorship_deflections: u64,
-}
 
 /// The data directory of `server` (beside its database).
 fn data_dir(server: &TestServer) -> std::path::PathBuf {
@@ -978,13 +818,18 @@ async fn p2p_assist_answers_what_the_deployed_client_decodes() {
 
     let server = TestServer::start(|_| {}).await;
     let rest = Rest::new(&server);
-    let info = rest
-        .ok(Method::GET, "/api/server-info", None, &json!({}))
-        .await;
+    let info: deployed::ServerInfo = rest
+        .call(Method::GET, "/api/server-info", None, None)
+        .await
+        .decode();
+    let info_body = rest
+        .call(Method::GET, "/api/server-info", None, None)
+        .await
+        .body;
     let alice = server.connect("alice-1").await;
     let bearer = token(&alice);
 
-    // The TUI's `/assist <peer>` request, over HTTP/1.1.
+    // The TUI's `/assist <peer>` request, without ALPN.
     let request = json!({
         "peer_hint": "bob",
         "paths": [
@@ -997,10 +842,9 @@ async fn p2p_assist_answers_what_the_deployed_client_decodes() {
         "fec": {"mtu": 1200, "repair_overhead": 0.18},
         "min_paths": 1
     });
-    let body = rest
-        .ok(Method::POST, "/api/p2p/assist", Some(&bearer), &request)
-        .await;
-    let assist: DeployedAssist = serde_json::from_value(body.clone()).unwrap();
+    let answer = rest.post("/api/p2p/assist", Some(&bearer), &request).await;
+    let assist: deployed::P2pAssistResponse = answer.decode();
+    let body = answer.body;
 
     // noise: the configured prologue and a key pair derived from the returned seed.
     assert_eq!(assist.noise.pattern, "XK");
@@ -1019,10 +863,13 @@ async fn p2p_assist_answers_what_the_deployed_client_decodes() {
         assist.pq.signature_public_hex,
         hex::encode(stored.signature_public())
     );
-    assert_eq!(assist.pq.identity_public_hex, info["device_ca_public"]);
-    assert_eq!(assist.pq.signed_prekey_public_hex, info["noise_public"]);
     assert_eq!(
-        info["post_quantum"]["kem_public_hex"],
+        Some(&assist.pq.identity_public_hex),
+        info.device_ca_public.as_ref()
+    );
+    assert_eq!(assist.pq.signed_prekey_public_hex, info.noise_public);
+    assert_eq!(
+        info_body["post_quantum"]["kem_public_hex"],
         assist.pq.kem_public_hex.as_str()
     );
     let kem = EncapsulationKey::new(
@@ -1066,14 +913,14 @@ async fn p2p_assist_answers_what_the_deployed_client_decodes() {
     assert_eq!(assist.multipath.fec_mtu, 1200);
     assert!((assist.multipath.fec_overhead - 0.18).abs() < 1e-6);
     assert_eq!(assist.multipath.primary_path.as_deref(), Some("hint-a"));
-    assert!(assist.multipath.sample_segments.is_none());
-    assert_eq!(assist.obfuscation.domain_fronting, Some(false));
-    assert_eq!(assist.obfuscation.protocol_mimicry, Some(false));
-    assert_eq!(assist.obfuscation.tor_bridge, Some(false));
+    assert!(assist.multipath.sample_segments.is_empty());
+    assert!(!assist.obfuscation.domain_fronting);
+    assert!(!assist.obfuscation.protocol_mimicry);
+    assert!(!assist.obfuscation.tor_bridge);
     assert!(assist.obfuscation.reality_fingerprint_hex.is_none());
     assert_eq!(
         assist.security,
-        DeployedSecurity {
+        deployed::SecuritySnapshot {
             noise_handshakes: 1,
             pq_handshakes: 0,
             fec_packets: 0,
@@ -1084,11 +931,16 @@ async fn p2p_assist_answers_what_the_deployed_client_decodes() {
     );
 
     // GET with no body over HTTP/2: defaults, the relay alone; counters move.
-    let answer = rest
-        .call_on(false, Method::GET, "/api/p2p/assist", Some(&bearer), None)
-        .await;
-    expect(&answer, StatusCode::OK);
-    let defaults: DeployedAssist = serde_json::from_value(answer.body.clone()).unwrap();
+    let defaults: deployed::P2pAssistResponse = rest
+        .call_on(
+            Transport::Http2,
+            Method::GET,
+            "/api/p2p/assist",
+            Some(&bearer),
+            None,
+        )
+        .await
+        .decode();
     assert_eq!(defaults.transports.len(), 1);
     assert_eq!(defaults.multipath.primary_path.as_deref(), Some("relay"));
     assert_eq!(defaults.multipath.fec_mtu, 1152);
@@ -1096,42 +948,51 @@ async fn p2p_assist_answers_what_the_deployed_client_decodes() {
     assert_eq!(defaults.security.multipath_sessions, 1);
     assert!((defaults.security.average_paths - 2.0).abs() < 1e-9);
     // The same counters as /api/security-stats.
-    let stats = rest
-        .ok(Method::GET, "/api/security-stats", None, &json!({}))
-        .await;
-    assert_eq!(
-        serde_json::from_value::<DeployedSecurity>(stats).unwrap(),
-        defaults.security
-    );
+    let stats: deployed::SecuritySnapshot = rest
+        .call(Method::GET, "/api/security-stats", None, None)
+        .await
+        .decode();
+    assert_eq!(stats, defaults.security);
 
     // Errors: no bearer 401; bad bodies 400.
-    for h1 in [true, false] {
-        let answer = rest
-            .call_on(h1, Method::POST, "/api/p2p/assist", None, Some(&json!({})))
-            .await;
-        expect(&answer, StatusCode::UNAUTHORIZED);
-    }
-    let too_many: Vec<Value> = (0..17).map(|i| json!({"id": format!("p{i}")})).collect();
-    for bad in [
-        json!({"fec": {"repair_overhead": 2.0}}),
-        json!({"fec": {"mtu": 10}}),
-        json!({"paths": too_many}),
-        json!({"paths": [{"id": ""}]}),
-        json!({"paths": "none"}),
-        json!({"min_paths": 100}),
-    ] {
-        let answer = rest.post("/api/p2p/assist", Some(&bearer), &bad).await;
-        expect(&answer, StatusCode::BAD_REQUEST);
-    }
-    let put = rest
-        .call(
-            Method::PUT,
+    for transport in Transport::ALL {
+        rest.call_on(
+            transport,
+            Method::POST,
             "/api/p2p/assist",
-            Some(&bearer),
+            None,
             Some(&json!({})),
         )
-        .await;
-    expect(&put, StatusCode::METHOD_NOT_ALLOWED);
+        .await
+        .problem(StatusCode::UNAUTHORIZED, "missing Authorization");
+    }
+    let too_many: Vec<Value> = (0..17).map(|i| json!({"id": format!("p{i}")})).collect();
+    for (bad, detail) in [
+        (
+            json!({"fec": {"repair_overhead": 2.0}}),
+            "fec.repair_overhead",
+        ),
+        (json!({"fec": {"mtu": 10}}), "fec.mtu"),
+        (json!({"paths": too_many}), "at most 16 paths"),
+        (json!({"paths": [{"id": ""}]}), "paths[].id is empty"),
+        (json!({"paths": "none"}), "not the expected JSON"),
+        (json!({"min_paths": 100}), "min_paths"),
+    ] {
+        rest.post("/api/p2p/assist", Some(&bearer), &bad)
+            .await
+            .problem(StatusCode::BAD_REQUEST, detail);
+    }
+    rest.call(
+        Method::PUT,
+        "/api/p2p/assist",
+        Some(&bearer),
+        Some(&json!({})),
+    )
+    .await
+    .problem(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "PUT is not allowed on /api/p2p/assist",
+    );
 }
 
 // ---------------------------------------------------------------- public-key claim
@@ -1158,55 +1019,45 @@ async fn public_key_claim_registers_the_devices_own_key() {
     // Bad keys: 400, and the code stays usable.
     let code = issue().await;
     for bad in ["xyz", &"00".repeat(32), &hex::encode([1u8; 31])] {
-        let answer = rest
-            .post(
-                "/api/pairing/claim",
-                None,
-                &json!({"pair_code": code, "public_key": bad}),
-            )
-            .await;
-        expect(&answer, StatusCode::BAD_REQUEST);
-        assert!(
-            answer.body["detail"]
-                .as_str()
-                .unwrap()
-                .contains("public_key"),
-            "{}",
-            answer.body
-        );
+        rest.post(
+            "/api/pairing/claim",
+            None,
+            &json!({"pair_code": code, "public_key": bad}),
+        )
+        .await
+        .problem(StatusCode::BAD_REQUEST, "public_key");
     }
 
     // Over HTTP/2, the seed's alias path.
     let answer = rest
         .call_on(
-            false,
+            Transport::Http2,
             Method::POST,
             "/api/pairing/claim",
             None,
             Some(&json!({"pair_code": code, "public_key": own.public_key_hex(), "device_name": "phone"})),
         )
         .await;
-    expect(&answer, StatusCode::OK);
-    let claimed = answer.body;
-    assert!(claimed.get("private_key").is_none(), "{claimed}");
-    assert!(claimed.get("seed").is_none(), "{claimed}");
-    assert_eq!(claimed["public_key"], own.public_key_hex());
+    let claimed: contract::PublicKeyClaim = answer.decode();
+    assert!(claimed.private_key.is_none(), "{}", answer.body);
+    assert!(claimed.seed.is_none(), "{}", answer.body);
+    assert_eq!(claimed.public_key, own.public_key_hex());
+    assert_eq!(claimed.device_certificate.data.public_key, own.public_key());
     let certificate: DeviceCertificate =
-        serde_json::from_value(claimed["device_certificate"].clone()).unwrap();
-    assert_eq!(certificate.data.public_key, own.public_key());
+        serde_json::from_value(answer.body["device_certificate"].clone()).unwrap();
 
     // The device connects with its own key and the certificate.
     let phone = server
         .connect_as(DeviceIdentity {
-            device_id: claimed["device_id"].as_str().unwrap().to_owned(),
+            device_id: claimed.device_id.clone(),
             keys: own,
             certificate: Some(certificate),
             user: None,
         })
         .await;
     assert_eq!(phone.session.info().user_id, alice.session.info().user_id);
-    let list = rest.get("/api/devices", &token(&phone)).await;
-    assert_eq!(list.body["devices"].as_array().unwrap().len(), 2);
+    let list: deployed::DevicesEnvelope = rest.get("/api/devices", &token(&phone)).await.decode();
+    assert_eq!(list.devices.len(), 2);
 
     // Another device cannot take over the claimed id with a different key.
     let stream = transport::open(server.addr, "localhost", &server.trust, "/connect")
@@ -1215,7 +1066,7 @@ async fn public_key_claim_registers_the_devices_own_key() {
     let impostor = Session::handshake(
         stream,
         &DeviceIdentity {
-            device_id: claimed["device_id"].as_str().unwrap().to_owned(),
+            device_id: claimed.device_id.clone(),
             keys: DeviceKeyPair::generate(),
             certificate: None,
             user: None,
@@ -1226,79 +1077,182 @@ async fn public_key_claim_registers_the_devices_own_key() {
     .await;
     assert!(impostor.is_err());
 }
+// ---------------------------------------------------------------- what the deployed types require
 
-// ---------------------------------------------------------------- rate limits and admin token
+/// The mirrored types are neither laxer nor stricter than the deployed client: on the server's
+/// real answers, removing any key wire-compat §8 lists as required makes the decode fail, and
+/// removing an optional one does not.
+#[tokio::test]
+async fn the_deployed_types_are_exactly_as_strict_as_the_deployed_client() {
+    use deployed::keys::*;
 
-async fn raw_status(
-    rest: &Rest,
-    method: Method,
-    path: &str,
-    body: &Value,
-) -> (StatusCode, Option<String>, Value) {
-    let response = rest
-        .h1
-        .request(method, format!("{}{path}", rest.base))
-        .json(body)
-        .send()
+    let server = TestServer::start(|_| {}).await;
+    let rest = Rest::new(&server);
+    let alice = server.connect("alice-1").await;
+    let bearer = token(&alice);
+
+    let info = rest
+        .call(Method::GET, "/api/server-info", None, None)
         .await
+        .body;
+    check_strictness::<deployed::ServerInfo>(&info, SERVER_INFO_REQUIRED, SERVER_INFO_OPTIONAL);
+    // A defaulted list or flag may be missing, but not null (serde's default covers absence).
+    for (pointer, value) in [
+        ("/supported_patterns", Value::Null),
+        ("/pairing/auto_approve", Value::Null),
+        ("/noise_public", json!(7)),
+    ] {
+        assert!(
+            serde_json::from_value::<deployed::ServerInfo>(with(&info, pointer, value)).is_err(),
+            "{pointer}"
+        );
+    }
+
+    let ticket = rest
+        .post("/api/pair", Some(&bearer), &json!({"ttl": null}))
+        .await
+        .body;
+    check_strictness::<deployed::PairingTicket>(&ticket, TICKET_REQUIRED, TICKET_OPTIONAL);
+
+    let claim = rest
+        .post(
+            "/api/pair/claim",
+            None,
+            &json!({"pair_code": ticket["pair_code"], "device_name": "laptop"}),
+        )
+        .await
+        .body;
+    check_strictness::<deployed::PairingClaimResponse>(&claim, CLAIM_REQUIRED, CLAIM_OPTIONAL);
+    // A certificate, if present, must be one: anything else fails the whole answer.
+    assert!(
+        serde_json::from_value::<deployed::PairingClaimResponse>(with(
+            &claim,
+            "/device_certificate",
+            json!({})
+        ))
+        .is_err()
+    );
+    serde_json::from_value::<deployed::PairingClaimResponse>(with(
+        &claim,
+        "/device_certificate",
+        Value::Null,
+    ))
+    .unwrap();
+    assert!(
+        serde_json::from_value::<deployed::PairingClaimResponse>(with(
+            &claim,
+            "/issuer_device_id",
+            Value::Null
+        ))
+        .is_err(),
+        "issuer_device_id may not be null"
+    );
+
+    let devices = rest.get("/api/devices", &bearer).await.body;
+    check_strictness::<deployed::DevicesEnvelope>(&devices, DEVICES_REQUIRED, DEVICES_OPTIONAL);
+
+    let friends = rest
+        .call(
+            Method::PUT,
+            "/api/friends",
+            Some(&bearer),
+            Some(&json!({"friends": [{"user_id": "u-bob", "handle": "bob", "alias": "B"}]})),
+        )
+        .await
+        .body;
+    check_strictness::<deployed::FriendsEnvelope>(&friends, FRIENDS_REQUIRED, FRIENDS_OPTIONAL);
+    let listed = rest.get("/api/friends", &bearer).await.body;
+    assert_eq!(listed, friends);
+
+    let assist = rest
+        .post("/api/p2p/assist", Some(&bearer), &json!({}))
+        .await
+        .body;
+    check_strictness::<deployed::P2pAssistResponse>(&assist, ASSIST_REQUIRED, ASSIST_OPTIONAL);
+    // `sample_segments` is optional, but each entry needs both counts.
+    let mut segments = assist.clone();
+    segments["multipath"]["sample_segments"] = json!({"relay": {"total": 4, "repair": 1}});
+    serde_json::from_value::<deployed::P2pAssistResponse>(segments.clone()).unwrap();
+    segments["multipath"]["sample_segments"] = json!({"relay": {"total": 4}});
+    assert!(serde_json::from_value::<deployed::P2pAssistResponse>(segments).is_err());
+    assert!(
+        serde_json::from_value::<deployed::P2pAssistResponse>(with(
+            &assist,
+            "/obfuscation/tor_bridge",
+            Value::Null
+        ))
+        .is_err()
+    );
+
+    let stats = rest
+        .call(Method::GET, "/api/security-stats", None, None)
+        .await
+        .body;
+    check_strictness::<deployed::SecuritySnapshot>(&stats, SECURITY_REQUIRED, &[]);
+}
+
+// ---------------------------------------------------------------- rate limits
+
+/// Every `(method, path)` the router serves (besides `/connect`), for the per-route checks.
+fn served_routes() -> BTreeSet<(&'static str, &'static str)> {
+    SURFACE
+        .iter()
+        .filter(|(_, _, statuses)| *statuses != [404] && *statuses != [405])
+        .map(|(method, path, _)| (*method, *path))
+        .collect()
+}
+
+fn method(name: &str) -> Method {
+    Method::from_bytes(name.as_bytes()).unwrap()
+}
+
+/// A 429 problem with a `retry-after` of 1..=`at_most` seconds.
+fn too_many(answer: &Answer, detail: &str, at_most: u64) {
+    answer.problem(StatusCode::TOO_MANY_REQUESTS, detail);
+    let retry: u64 = answer
+        .retry_after
+        .as_deref()
+        .unwrap_or_else(|| panic!("{answer}: no retry-after"))
+        .parse()
         .unwrap();
-    let status = response.status();
-    let retry = response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .map(|v| v.to_str().unwrap().to_owned());
-    let body = response.json().await.unwrap_or(Value::Null);
-    (status, retry, body)
+    assert!(
+        (1..=at_most).contains(&retry),
+        "{answer}: retry-after {retry}"
+    );
 }
 
 #[tokio::test]
-async fn per_ip_limits_answer_429_with_retry_after() {
+async fn per_ip_limits_answer_429_on_every_route_and_transport() {
+    // One REST request and one /connect a minute; no claim limit of its own.
     let server = TestServer::start(|c| {
-        c.rate_limits.rest_per_minute = 6;
-        c.rate_limits.claim_per_minute = 2;
-        c.rate_limits.connect_per_minute = 2;
+        c.rate_limits.rest_per_minute = 1;
+        c.rate_limits.claim_per_minute = 0;
+        c.rate_limits.connect_per_minute = 1;
     })
     .await;
     let rest = Rest::new(&server);
-    // Claims: two, then 429 (each also spends a REST token: 3 of 6).
-    for _ in 0..2 {
-        let (status, _, _) = raw_status(
-            &rest,
-            Method::POST,
-            "/api/pair/claim",
-            &json!({"pair_code": "NONE-NONE"}),
-        )
-        .await;
-        assert_eq!(status, StatusCode::NOT_FOUND);
+    let _alice = server.connect("alice-1").await;
+    rest.call(Method::GET, "/healthz", None, None)
+        .await
+        .decode::<contract::Health>();
+    for transport in Transport::ALL {
+        for (name, path) in served_routes() {
+            let body = (name != "GET").then(|| json!({}));
+            let answer = rest
+                .clients
+                .call(transport, method(name), path, None, body.as_ref())
+                .await;
+            too_many(&answer, "too many requests from this address", 60);
+        }
+        // /connect has its own budget, spent by alice's handshake.
+        let answer = rest
+            .clients
+            .call(transport, Method::POST, "/connect", None, None)
+            .await;
+        too_many(&answer, "too many connection attempts", 60);
     }
-    let (status, retry, body) = raw_status(
-        &rest,
-        Method::POST,
-        "/api/pairing/claim",
-        &json!({"pair_code": "NONE-NONE"}),
-    )
-    .await;
-    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
-    let retry: u64 = retry.expect("retry-after").parse().unwrap();
-    assert!((1..=30).contains(&retry), "{retry}");
-    assert_eq!(body["title"], "Too Many Requests");
-    assert_eq!(body["status"], 429);
-    // Other REST requests still have budget left: three more, then 429 over HTTP/2 too.
-    for _ in 0..3 {
-        expect(
-            &rest.call(Method::GET, "/healthz", None, None).await,
-            StatusCode::OK,
-        );
-    }
-    let answer = rest
-        .call_on(false, Method::GET, "/healthz", None, None)
-        .await;
-    expect(&answer, StatusCode::TOO_MANY_REQUESTS);
-
-    // /connect has its own budget: two handshakes, then 429 before any handshake.
-    let _a = server.connect("alice-1").await;
-    let _b = server.connect("bob-1").await;
-    let refused = match transport::open(server.addr, "localhost", &server.trust, "/connect").await {
+    let stream = transport::open(server.addr, "localhost", &server.trust, "/connect").await;
+    let refused = match stream {
         Err(_) => true,
         Ok(stream) => Session::handshake(
             stream,
@@ -1309,292 +1263,993 @@ async fn per_ip_limits_answer_429_with_retry_after() {
         .await
         .is_err(),
     };
-    assert!(refused, "third /connect within the minute is refused");
-    let (status, retry, _) = raw_status(&rest, Method::POST, "/connect", &json!({})).await;
-    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
-    assert!(retry.is_some());
-}
+    assert!(refused, "a second /connect within the minute is refused");
 
-#[tokio::test]
-async fn metrics_and_security_stats_need_the_admin_token_when_set() {
-    const ADMIN: &str = "s3cret-admin-token-0123";
+    // Pairing claims have a budget of their own on top of the REST one.
     let server = TestServer::start(|c| {
-        c.metrics.admin_token = Some(commucat_server::config::SecretString(ADMIN.to_owned()));
+        c.rate_limits.rest_per_minute = 0;
+        c.rate_limits.claim_per_minute = 1;
     })
     .await;
     let rest = Rest::new(&server);
-    for path in ["/metrics", "/api/security-stats"] {
-        for auth in [None, Some("wrong-token-wrong-token")] {
-            for h1 in [true, false] {
-                let answer = rest.call_on(h1, Method::GET, path, auth, None).await;
-                expect(&answer, StatusCode::UNAUTHORIZED);
-            }
+    let claim = json!({"pair_code": "NONE-NONE"});
+    rest.post("/api/pair/claim", None, &claim)
+        .await
+        .problem(StatusCode::NOT_FOUND, "unknown pairing code");
+    for transport in Transport::ALL {
+        for path in ["/api/pair/claim", "/api/pairing/claim"] {
+            let answer = rest
+                .clients
+                .call(transport, Method::POST, path, None, Some(&claim))
+                .await;
+            too_many(&answer, "too many pairing claims", 60);
         }
-        let response = rest
-            .h2
-            .get(format!("{}{path}", rest.base))
-            .bearer_auth(ADMIN)
-            .send()
+        // Other requests are not held back by it.
+        rest.call_on(transport, Method::GET, "/healthz", None, None)
             .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK, "{path}");
-    }
-    // A device session is not an admin token.
-    let alice = server.connect("alice-1").await;
-    let answer = rest
-        .call(
-            Method::GET,
-            "/api/security-stats",
-            Some(&token(&alice)),
-            None,
-        )
-        .await;
-    expect(&answer, StatusCode::UNAUTHORIZED);
-}
-
-#[tokio::test]
-async fn openapi_document_is_served_over_http1_and_http2() {
-    let server = TestServer::start(|_| {}).await;
-    let rest = Rest::new(&server);
-    for h1 in [true, false] {
-        let answer = rest
-            .call_on(h1, Method::GET, "/openapi.json", None, None)
-            .await;
-        expect(&answer, StatusCode::OK);
-        assert_eq!(answer.body["openapi"], "3.1.0");
-        assert!(answer.body["paths"]["/api/p2p/assist"]["post"].is_object());
-        assert!(answer.body["paths"]["/api/pairing/claim"]["post"].is_object());
+            .decode::<contract::Health>();
     }
 }
 
-// ---------------------------------------------------------------- the whole surface, both versions
+// ---------------------------------------------------------------- the whole surface
 
-/// method, path, bearer, body, expected status.
-type Case<'a> = (Method, &'a str, Option<&'a str>, Option<Value>, StatusCode);
+/// Every `(method, path)` the server serves (besides `/connect`) and every status the surface
+/// test drives it to, on each transport. A 429 of the per-IP limiters is checked on every route
+/// by `per_ip_limits_answer_429_on_every_route_and_transport`; a 503 of an unreachable store by
+/// `an_unreachable_store_is_a_503_on_every_route_that_needs_it`.
+const SURFACE: &[(&str, &str, &[u16])] = &[
+    ("GET", "/healthz", &[200]),
+    ("POST", "/healthz", &[405]),
+    ("GET", "/readyz", &[200]),
+    ("POST", "/readyz", &[405]),
+    ("GET", "/metrics", &[200, 401]),
+    ("POST", "/metrics", &[405]),
+    ("GET", "/api/security-stats", &[200, 401]),
+    ("POST", "/api/security-stats", &[405]),
+    ("GET", "/openapi.json", &[200]),
+    ("POST", "/openapi.json", &[405]),
+    ("GET", "/api/server-info", &[200]),
+    ("POST", "/api/server-info", &[405]),
+    ("GET", "/api/server/info", &[200]),
+    ("POST", "/api/server/info", &[405]),
+    ("GET", "/api/devices", &[200, 401]),
+    ("DELETE", "/api/devices", &[405]),
+    (
+        "POST",
+        "/api/devices/revoke",
+        &[200, 400, 401, 403, 404, 409],
+    ),
+    ("GET", "/api/devices/revoke", &[405]),
+    (
+        "POST",
+        "/api/devices/rotate",
+        &[200, 400, 401, 403, 409, 429],
+    ),
+    ("GET", "/api/devices/rotate", &[405]),
+    ("POST", "/api/pair", &[200, 400, 401]),
+    ("GET", "/api/pair", &[405]),
+    ("POST", "/api/pairing", &[200, 400, 401]),
+    ("GET", "/api/pairing", &[405]),
+    ("POST", "/api/pair/claim", &[200, 400, 404]),
+    ("GET", "/api/pair/claim", &[405]),
+    ("POST", "/api/pairing/claim", &[200, 400, 404]),
+    ("GET", "/api/pairing/claim", &[405]),
+    ("GET", "/api/friends", &[200, 401]),
+    ("PUT", "/api/friends", &[200, 400, 401]),
+    ("POST", "/api/friends", &[405]),
+    ("GET", "/api/p2p/assist", &[200, 400, 401]),
+    ("POST", "/api/p2p/assist", &[200, 400, 401]),
+    ("PUT", "/api/p2p/assist", &[405]),
+    ("GET", "/api/nothing-here", &[404]),
+];
+
+/// `metrics.admin_token` of the surface test's server.
+const ADMIN: &str = "s3cret-admin-token-0123";
+
+/// Requests over one transport, recording each `(method, path, status)` whose answer was
+/// checked.
+struct Surface<'a> {
+    rest: &'a Rest,
+    transport: Transport,
+    seen: &'a mut BTreeSet<(Transport, String, String, u16)>,
+}
+
+impl Surface<'_> {
+    fn record(&mut self, method: &Method, path: &str, status: StatusCode) {
+        self.seen.insert((
+            self.transport,
+            method.to_string(),
+            path.to_owned(),
+            status.as_u16(),
+        ));
+    }
+
+    async fn send(
+        &mut self,
+        method: &Method,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> Answer {
+        self.rest
+            .clients
+            .send(self.transport, method.clone(), path, bearer, body)
+            .await
+    }
+
+    /// A 200; the caller checks its body.
+    async fn ok(
+        &mut self,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<&Value>,
+    ) -> Answer {
+        let bytes = body.map(|b| serde_json::to_vec(b).unwrap());
+        let answer = self.send(&method, path, bearer, bytes.as_deref()).await;
+        answer.expect(StatusCode::OK);
+        self.record(&method, path, StatusCode::OK);
+        answer
+    }
+
+    /// A problem of `status` whose detail mentions `detail`.
+    async fn err(
+        &mut self,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<&Value>,
+        status: StatusCode,
+        detail: &str,
+    ) -> Answer {
+        let bytes = body.map(|b| serde_json::to_vec(b).unwrap());
+        self.err_raw(method, path, bearer, bytes.as_deref(), status, detail)
+            .await
+    }
+
+    /// Like [`Self::err`] with a raw body.
+    async fn err_raw(
+        &mut self,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<&[u8]>,
+        status: StatusCode,
+        detail: &str,
+    ) -> Answer {
+        let answer = self.send(&method, path, bearer, body).await;
+        answer.problem(status, detail);
+        self.record(&method, path, status);
+        answer
+    }
+}
+
+/// What the surface test shares across transports.
+struct World {
+    server: TestServer,
+    disabled: TestServer,
+    rest: Rest,
+    disabled_rest: Rest,
+    alice: Client,
+    bob: Client,
+}
 
 #[tokio::test]
 async fn every_endpoint_and_error_status_over_http1_and_http2() {
-    let server = TestServer::start(|_| {}).await;
-    let rest = Rest::new(&server);
-    let alice = server.connect("alice-1").await;
-    let bob = server.connect("bob-1").await;
-    let a = token(&alice);
-    for h1 in [true, false] {
-        let (laptop, _laptop_client) = pair_and_connect(&server, &rest, &alice).await;
-        let code = rest
-            .ok(Method::POST, "/api/pair", Some(&a), &json!({"ttl": null}))
-            .await["pair_code"]
-            .clone();
-        let own = |id: &str| json!({ "device_id": id });
-        let cases: Vec<Case> = vec![
-            (Method::GET, "/healthz", None, None, StatusCode::OK),
-            (Method::GET, "/readyz", None, None, StatusCode::OK),
-            (
-                Method::GET,
-                "/api/security-stats",
-                None,
-                None,
-                StatusCode::OK,
-            ),
-            (Method::GET, "/openapi.json", None, None, StatusCode::OK),
-            (Method::GET, "/api/server-info", None, None, StatusCode::OK),
-            (Method::GET, "/api/server/info", None, None, StatusCode::OK),
-            (Method::GET, "/api/devices", Some(&a), None, StatusCode::OK),
-            (
-                Method::GET,
-                "/api/devices",
-                None,
-                None,
-                StatusCode::UNAUTHORIZED,
-            ),
-            (
-                Method::POST,
-                "/api/devices/revoke",
-                Some(&a),
-                Some(json!({"id": 1})),
-                StatusCode::BAD_REQUEST,
-            ),
-            (
-                Method::POST,
-                "/api/devices/revoke",
-                None,
-                Some(own("alice-1")),
-                StatusCode::UNAUTHORIZED,
-            ),
-            (
-                Method::POST,
-                "/api/devices/rotate",
-                Some(&a),
-                Some(own("alice-1")),
-                StatusCode::BAD_REQUEST,
-            ),
-            (
-                Method::POST,
-                "/api/devices/rotate",
-                None,
-                Some(own("alice-1")),
-                StatusCode::UNAUTHORIZED,
-            ),
-            (
-                Method::POST,
-                "/api/devices/revoke",
-                Some(&a),
-                Some(own("bob-1")),
-                StatusCode::FORBIDDEN,
-            ),
-            (
-                Method::POST,
-                "/api/devices/revoke",
-                Some(&a),
-                Some(own("nobody")),
-                StatusCode::NOT_FOUND,
-            ),
-            (
-                Method::POST,
-                "/api/devices/revoke",
-                Some(&a),
-                Some(own("alice-1")),
-                StatusCode::CONFLICT,
-            ),
-            (
-                Method::POST,
-                "/api/devices/revoke",
-                Some(&a),
-                Some(json!({"device_id": laptop["device_id"]})),
-                StatusCode::OK,
-            ),
-            (
-                Method::POST,
-                "/api/pair",
-                Some(&a),
-                Some(json!({"ttl": 90})),
-                StatusCode::OK,
-            ),
-            (
-                Method::POST,
-                "/api/pairing",
-                Some(&a),
-                Some(json!({"ttl": "soon"})),
-                StatusCode::BAD_REQUEST,
-            ),
-            (
-                Method::POST,
-                "/api/pair",
-                None,
-                Some(json!({"ttl": null})),
-                StatusCode::UNAUTHORIZED,
-            ),
-            (
-                Method::POST,
-                "/api/pair/claim",
-                None,
-                Some(json!({"pair_code": code})),
-                StatusCode::OK,
-            ),
-            (
-                Method::POST,
-                "/api/pairing/claim",
-                None,
-                Some(json!({"code": 1})),
-                StatusCode::BAD_REQUEST,
-            ),
-            (
-                Method::POST,
-                "/api/pair/claim",
-                None,
-                Some(json!({"pair_code": "ZZZZ-ZZZZ"})),
-                StatusCode::NOT_FOUND,
-            ),
-            (Method::GET, "/api/friends", Some(&a), None, StatusCode::OK),
-            (
-                Method::GET,
-                "/api/friends",
-                None,
-                None,
-                StatusCode::UNAUTHORIZED,
-            ),
-            (
-                Method::PUT,
-                "/api/friends",
-                Some(&a),
-                Some(json!({"friends": [{"user_id": "u", "handle": null, "alias": null}]})),
-                StatusCode::OK,
-            ),
-            (
-                Method::PUT,
-                "/api/friends",
-                Some(&a),
-                Some(json!({"friends": [{"user_id": ""}]})),
-                StatusCode::BAD_REQUEST,
-            ),
-            (
-                Method::PUT,
-                "/api/friends",
-                None,
-                Some(json!({"friends": []})),
-                StatusCode::UNAUTHORIZED,
-            ),
-            (
-                Method::POST,
-                "/api/p2p/assist",
-                Some(&a),
-                Some(json!({})),
-                StatusCode::OK,
-            ),
-            (
-                Method::GET,
-                "/api/p2p/assist",
-                Some(&a),
-                None,
-                StatusCode::OK,
-            ),
-            (
-                Method::POST,
-                "/api/p2p/assist",
-                Some(&a),
-                Some(json!({"min_paths": "x"})),
-                StatusCode::BAD_REQUEST,
-            ),
-            (
-                Method::GET,
-                "/api/p2p/assist",
-                None,
-                None,
-                StatusCode::UNAUTHORIZED,
-            ),
-            (
-                Method::GET,
-                "/api/nothing-here",
-                None,
-                None,
-                StatusCode::NOT_FOUND,
-            ),
-            (
-                Method::DELETE,
-                "/api/devices",
-                Some(&a),
-                None,
-                StatusCode::METHOD_NOT_ALLOWED,
-            ),
-        ];
-        for (method, path, auth, body, want) in cases {
-            let answer = rest
-                .call_on(h1, method.clone(), path, auth, body.as_ref())
+    let server = TestServer::start(|c| {
+        c.rate_limits.rest_per_minute = 0;
+        c.rate_limits.claim_per_minute = 0;
+        c.metrics.admin_token = Some(commucat_server::config::SecretString(ADMIN.to_owned()));
+    })
+    .await;
+    let disabled = TestServer::start(|c| c.devices.rotation_enabled = false).await;
+    let world = World {
+        rest: Rest::new(&server),
+        disabled_rest: Rest::new(&disabled),
+        alice: server.connect("alice-1").await,
+        bob: server.connect("bob-1").await,
+        server,
+        disabled,
+    };
+    let mut seen = BTreeSet::new();
+    for (n, transport) in Transport::ALL.into_iter().enumerate() {
+        let mut s = Surface {
+            rest: &world.rest,
+            transport,
+            seen: &mut seen,
+        };
+        operations(&world, &mut s).await;
+        devices_and_pairing(&world, &mut s).await;
+        rotations(&world, &mut s, n).await;
+        friends_and_assist(&world, &mut s).await;
+        for &(name, path, statuses) in SURFACE {
+            if statuses == [405] {
+                s.err(
+                    method(name),
+                    path,
+                    None,
+                    None,
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    &format!("{name} is not allowed on {path}"),
+                )
                 .await;
-            assert_eq!(
-                answer.status,
-                want,
-                "{method} {path} over {}: {}",
-                if h1 { "HTTP/1.1" } else { "HTTP/2" },
-                answer.body
-            );
+            }
+        }
+        s.err(
+            Method::GET,
+            "/api/nothing-here",
+            None,
+            None,
+            StatusCode::NOT_FOUND,
+            "no resource at GET /api/nothing-here",
+        )
+        .await;
+    }
+
+    // Every route and status of the table was driven and checked on every transport, and
+    // nothing else.
+    let want: BTreeSet<(Transport, String, String, u16)> = Transport::ALL
+        .into_iter()
+        .flat_map(|t| {
+            SURFACE.iter().flat_map(move |(method, path, statuses)| {
+                statuses
+                    .iter()
+                    .map(move |s| (t, (*method).to_owned(), (*path).to_owned(), *s))
+            })
+        })
+        .collect();
+    let missing: Vec<_> = want.difference(&seen).collect();
+    let extra: Vec<_> = seen.difference(&want).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "not driven: {missing:?}; not in the table: {extra:?}"
+    );
+
+    // The table is the server's own: every path and method of the OpenAPI document is in it,
+    // with the statuses the document lists (429 and 503 are driven by the limiter and outage
+    // tests), and it drives no status the document does not list (besides the router's 405).
+    let doc = world
+        .rest
+        .call(Method::GET, "/openapi.json", None, None)
+        .await
+        .body;
+    let mut documented: BTreeMap<(String, String), BTreeSet<u16>> = BTreeMap::new();
+    for (path, operations) in doc["paths"].as_object().unwrap() {
+        for (name, operation) in operations.as_object().unwrap() {
+            if !["get", "post", "put", "delete", "patch"].contains(&name.as_str()) {
+                continue;
+            }
+            let statuses = operation["responses"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(|s| s.parse().unwrap())
+                .collect();
+            documented.insert((name.to_uppercase(), path.clone()), statuses);
         }
     }
-    expect(
-        &rest.get("/api/devices", &token(&bob)).await,
-        StatusCode::OK,
+    let tested: BTreeMap<(String, String), BTreeSet<u16>> = SURFACE
+        .iter()
+        .filter(|(_, _, statuses)| *statuses != [405] && *statuses != [404])
+        .filter(|(_, path, _)| *path != "/openapi.json")
+        .map(|(method, path, statuses)| {
+            (
+                ((*method).to_owned(), (*path).to_owned()),
+                statuses.iter().copied().collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        documented.keys().collect::<Vec<_>>(),
+        tested.keys().collect::<Vec<_>>(),
+        "the OpenAPI document and the surface table list different routes"
     );
+    for (route, statuses) in &documented {
+        let elsewhere: BTreeSet<u16> = [429, 503].into();
+        let driven = &tested[route];
+        assert!(
+            statuses.difference(driven).all(|s| elsewhere.contains(s)),
+            "{route:?}: documented {statuses:?}, driven {driven:?}"
+        );
+        assert!(
+            driven.is_subset(statuses),
+            "{route:?}: driven {driven:?}, documented {statuses:?}"
+        );
+    }
 }
+
+/// Health, readiness, metrics, security counters, the OpenAPI document and server-info.
+async fn operations(world: &World, s: &mut Surface<'_>) {
+    let health: contract::Health = s.ok(Method::GET, "/healthz", None, None).await.decode();
+    assert_eq!(health.status, "ok");
+    let ready: contract::Health = s.ok(Method::GET, "/readyz", None, None).await.decode();
+    assert_eq!(ready.status, "ready");
+
+    let a = token(&world.alice);
+    let metrics = s.ok(Method::GET, "/metrics", Some(ADMIN), None).await;
+    assert_eq!(
+        metrics.content_type,
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    assert!(
+        metrics
+            .text()
+            .contains("commucat_handshakes_total{result=\"ok\"} "),
+        "{}",
+        metrics.text()
+    );
+    let stats: deployed::SecuritySnapshot = s
+        .ok(Method::GET, "/api/security-stats", Some(ADMIN), None)
+        .await
+        .decode();
+    assert!(stats.noise_handshakes >= 2, "{stats:?}");
+    assert_eq!(stats.pq_handshakes, 0);
+    for path in ["/metrics", "/api/security-stats"] {
+        s.err(
+            Method::GET,
+            path,
+            None,
+            None,
+            StatusCode::UNAUTHORIZED,
+            "missing Authorization: Bearer <metrics.admin_token>",
+        )
+        .await;
+        // A wrong token, and a device session (not an admin token).
+        for bearer in ["wrong-token-wrong-token", a.as_str()] {
+            s.err(
+                Method::GET,
+                path,
+                Some(bearer),
+                None,
+                StatusCode::UNAUTHORIZED,
+                "wrong admin token",
+            )
+            .await;
+        }
+    }
+
+    let doc = s.ok(Method::GET, "/openapi.json", None, None).await;
+    let doc: Value = doc.decode();
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert!(doc["paths"]["/api/pairing/claim"]["post"].is_object());
+
+    let mut bodies = Vec::new();
+    for path in ["/api/server-info", "/api/server/info"] {
+        let answer = s.ok(Method::GET, path, None, None).await;
+        let info: deployed::ServerInfo = answer.decode();
+        assert_eq!(info.domain, "chat.test");
+        assert_eq!(
+            info.noise_public,
+            hex::encode(world.server.params.server_static)
+        );
+        assert_eq!(info.device_ca_public.as_ref().map(String::len), Some(64));
+        assert_eq!(info.supported_patterns, ["XK", "IK"]);
+        assert_eq!(info.supported_versions, [1]);
+        let pairing = info.pairing.unwrap();
+        assert!(pairing.auto_approve);
+        assert_eq!(pairing.pairing_ttl, 300);
+        bodies.push(answer.body);
+    }
+    assert_eq!(bodies[0], bodies[1]);
+}
+
+/// Device list and revocation, pairing codes and both claim forms on both paths, as the
+/// deployed client and beyond.
+async fn devices_and_pairing(world: &World, s: &mut Surface<'_>) {
+    let (alice, a) = (&world.alice, token(&world.alice));
+    let alice_user = alice.session.info().user_id.clone();
+    let info: deployed::ServerInfo = world
+        .rest
+        .call_on(s.transport, Method::GET, "/api/server-info", None, None)
+        .await
+        .decode();
+    let ca = decode_hex32(info.device_ca_public.as_deref().unwrap()).unwrap();
+
+    // ---- GET /api/devices
+    let list: deployed::DevicesEnvelope = s
+        .ok(Method::GET, "/api/devices", Some(&a), None)
+        .await
+        .decode();
+    let me = list
+        .devices
+        .iter()
+        .find(|d| d.device_id == "alice-1")
+        .unwrap();
+    assert!(me.current);
+    assert_eq!(me.public_key, alice.identity.keys.public_key_hex());
+    assert!(list.devices.iter().all(|d| is_rfc3339_utc(&d.created_at)));
+    assert_eq!(list.devices.iter().filter(|d| d.current).count(), 1);
+    s.err(
+        Method::GET,
+        "/api/devices",
+        None,
+        None,
+        StatusCode::UNAUTHORIZED,
+        "missing Authorization",
+    )
+    .await;
+    s.err(
+        Method::GET,
+        "/api/devices",
+        Some("not-a-session"),
+        None,
+        StatusCode::UNAUTHORIZED,
+        "unknown session",
+    )
+    .await;
+
+    // ---- POST /api/pair and /api/pairing
+    let mut codes = Vec::new();
+    for (path, ttl, want) in [
+        ("/api/pair", json!(null), 300),
+        ("/api/pairing", json!(90), 90),
+        ("/api/pair", json!(5), 60),
+    ] {
+        let answer = s
+            .ok(Method::POST, path, Some(&a), Some(&json!({ "ttl": ttl })))
+            .await;
+        let ticket: deployed::PairingTicket = answer.decode();
+        let issued: contract::Issued = answer.decode();
+        assert_eq!(ticket.ttl, want);
+        assert_eq!(issued.ttl, want);
+        assert_eq!(ticket.pair_code, issued.pair_code);
+        assert_eq!(ticket.issuer_device_id.as_deref(), Some("alice-1"));
+        assert_eq!(decode_hex32(&issued.device_ca_public).unwrap(), ca);
+        assert!(is_rfc3339_utc(&ticket.issued_at) && is_rfc3339_utc(&ticket.expires_at));
+        codes.push(ticket.pair_code);
+    }
+    for path in ["/api/pair", "/api/pairing"] {
+        s.err(
+            Method::POST,
+            path,
+            Some(&a),
+            Some(&json!({"ttl": "soon"})),
+            StatusCode::BAD_REQUEST,
+            "request body is not the expected JSON",
+        )
+        .await;
+        s.err_raw(
+            Method::POST,
+            path,
+            Some(&a),
+            Some(b"{ttl"),
+            StatusCode::BAD_REQUEST,
+            "request body is not the expected JSON",
+        )
+        .await;
+        s.err(
+            Method::POST,
+            path,
+            None,
+            Some(&json!({"ttl": null})),
+            StatusCode::UNAUTHORIZED,
+            "missing Authorization",
+        )
+        .await;
+    }
+
+    // ---- POST /api/pair/claim: the deployed client's server-key claim.
+    let answer = s
+        .ok(
+            Method::POST,
+            "/api/pair/claim",
+            None,
+            Some(&json!({"pair_code": codes[0], "device_name": "laptop"})),
+        )
+        .await;
+    let claimed: deployed::PairingClaimResponse = answer.decode();
+    assert_eq!(claimed.issuer_device_id, "alice-1");
+    assert_eq!(claimed.user.id, alice_user);
+    assert_eq!(claimed.device_name.as_deref(), Some("laptop"));
+    let keys = DeviceKeyPair::from_seed_hex(&claimed.private_key).unwrap();
+    assert_eq!(claimed.public_key, keys.public_key_hex());
+    let certificate = claimed.device_certificate.as_ref().unwrap();
+    certificate.verify(&ca).unwrap();
+    assert_eq!(certificate.data.device_id, claimed.device_id);
+    let mut laptop = world
+        .server
+        .connect_as(claimed_identity(&answer.body))
+        .await;
+
+    // ---- POST /api/pairing/claim: a public-key claim.
+    let own = DeviceKeyPair::generate();
+    let answer = s
+        .ok(
+            Method::POST,
+            "/api/pairing/claim",
+            None,
+            Some(&json!({"pair_code": codes[1], "public_key": own.public_key_hex()})),
+        )
+        .await;
+    let claimed_own: contract::PublicKeyClaim = answer.decode();
+    assert!(claimed_own.private_key.is_none() && claimed_own.seed.is_none());
+    assert_eq!(claimed_own.public_key, own.public_key_hex());
+    assert_eq!(claimed_own.user_id, alice_user);
+    assert_eq!(claimed_own.issuer_device_id, "alice-1");
+    assert_eq!(decode_hex32(&claimed_own.device_ca_public).unwrap(), ca);
+    claimed_own.device_certificate.verify(&ca).unwrap();
+    assert_eq!(
+        claimed_own.device_certificate.data.public_key,
+        own.public_key()
+    );
+
+    for path in ["/api/pair/claim", "/api/pairing/claim"] {
+        s.err(
+            Method::POST,
+            path,
+            None,
+            Some(&json!({"code": 1})),
+            StatusCode::BAD_REQUEST,
+            "request body is not the expected JSON",
+        )
+        .await;
+        s.err(
+            Method::POST,
+            path,
+            None,
+            Some(&json!({"pair_code": codes[0]})),
+            StatusCode::BAD_REQUEST,
+            "pairing code already redeemed",
+        )
+        .await;
+        s.err(
+            Method::POST,
+            path,
+            None,
+            Some(&json!({"pair_code": codes[2], "public_key": "xyz"})),
+            StatusCode::BAD_REQUEST,
+            "public_key: expected 64 hex characters",
+        )
+        .await;
+        s.err(
+            Method::POST,
+            path,
+            None,
+            Some(&json!({"pair_code": codes[2], "device_name": "n".repeat(129)})),
+            StatusCode::BAD_REQUEST,
+            "device_name is longer than 128 bytes",
+        )
+        .await;
+        s.err(
+            Method::POST,
+            path,
+            None,
+            Some(&json!({"pair_code": "ZZZZ-ZZZZ"})),
+            StatusCode::NOT_FOUND,
+            "unknown pairing code",
+        )
+        .await;
+    }
+
+    // ---- POST /api/devices/revoke
+    let revoke = |device: &str| json!({ "device_id": device });
+    let path = "/api/devices/revoke";
+    s.err(
+        Method::POST,
+        path,
+        Some(&a),
+        Some(&json!({"id": 1})),
+        StatusCode::BAD_REQUEST,
+        "request body is not the expected JSON",
+    )
+    .await;
+    s.err(
+        Method::POST,
+        path,
+        None,
+        Some(&revoke(&claimed.device_id)),
+        StatusCode::UNAUTHORIZED,
+        "missing Authorization",
+    )
+    .await;
+    s.err(
+        Method::POST,
+        path,
+        Some(&a),
+        Some(&revoke("bob-1")),
+        StatusCode::FORBIDDEN,
+        "the device belongs to another account",
+    )
+    .await;
+    s.err(
+        Method::POST,
+        path,
+        Some(&a),
+        Some(&revoke("nobody")),
+        StatusCode::NOT_FOUND,
+        "no device nobody",
+    )
+    .await;
+    s.err(
+        Method::POST,
+        path,
+        Some(&a),
+        Some(&revoke("alice-1")),
+        StatusCode::CONFLICT,
+        "a device cannot revoke itself",
+    )
+    .await;
+    let answer = s
+        .ok(
+            Method::POST,
+            path,
+            Some(&a),
+            Some(&revoke(&claimed.device_id)),
+        )
+        .await;
+    answer.decode::<Value>();
+    let revoked: contract::Revoked = answer.decode();
+    assert_eq!(revoked.device_id, claimed.device_id);
+    assert_eq!(revoked.status, "revoked");
+    expect_closed_as_revoked(&mut laptop).await;
+    let list: deployed::DevicesEnvelope = world
+        .rest
+        .call_on(s.transport, Method::GET, "/api/devices", Some(&a), None)
+        .await
+        .decode();
+    let entry = list
+        .devices
+        .iter()
+        .find(|d| d.device_id == claimed.device_id)
+        .unwrap();
+    assert_eq!(entry.status, "revoked");
+}
+
+/// `POST /api/devices/rotate` on a fresh device: every refusal, the rotation, the refusal of a
+/// key used before and of a second rotation within the minimum interval; and the refusal of a
+/// server with rotation disabled.
+async fn rotations(world: &World, s: &mut Surface<'_>, n: usize) {
+    let path = "/api/devices/rotate";
+    let device = world.server.connect(&format!("rot-{n}")).await;
+    let id = device.identity.device_id.clone();
+    let old = device.identity.keys.clone();
+    let bearer = token(&device);
+    let b = Some(bearer.as_str());
+    let now = unix_now();
+    let new = DeviceKeyPair::generate();
+    let good = rotation(&id, &old.public_key(), &old, &new.public_key(), now);
+
+    // 400
+    s.err_raw(
+        Method::POST,
+        path,
+        b,
+        Some(b"{not json"),
+        StatusCode::BAD_REQUEST,
+        "request body is not the expected JSON",
+    )
+    .await;
+    s.err(
+        Method::POST,
+        path,
+        b,
+        Some(&json!({"device_id": id})),
+        StatusCode::BAD_REQUEST,
+        "missing field",
+    )
+    .await;
+    let mut extra = good.clone();
+    extra["extra"] = json!(1);
+    s.err(
+        Method::POST,
+        path,
+        b,
+        Some(&extra),
+        StatusCode::BAD_REQUEST,
+        "unknown field",
+    )
+    .await;
+    s.err(
+        Method::POST,
+        path,
+        b,
+        Some(&with(&good, "/public_key", json!("abcd"))),
+        StatusCode::BAD_REQUEST,
+        "public_key",
+    )
+    .await;
+    s.err(
+        Method::POST,
+        path,
+        b,
+        Some(&with(&good, "/proof", json!("00ff"))),
+        StatusCode::BAD_REQUEST,
+        "proof: expected 128 hex characters",
+    )
+    .await;
+    s.err(
+        Method::POST,
+        path,
+        b,
+        Some(&rotation(
+            &id,
+            &old.public_key(),
+            &old,
+            &old.public_key(),
+            now,
+        )),
+        StatusCode::BAD_REQUEST,
+        "the new key equals the current key",
+    )
+    .await;
+    // 401
+    s.err(
+        Method::POST,
+        path,
+        None,
+        Some(&good),
+        StatusCode::UNAUTHORIZED,
+        "missing Authorization",
+    )
+    .await;
+    // 403: another device's id, a proof by another key, a proof outside the window
+    let bob = &world.bob.identity;
+    s.err(
+        Method::POST,
+        path,
+        b,
+        Some(&rotation(
+            &bob.device_id,
+            &bob.keys.public_key(),
+            &bob.keys,
+            &new.public_key(),
+            now,
+        )),
+        StatusCode::FORBIDDEN,
+        "a device can only rotate its own key",
+    )
+    .await;
+    s.err(
+        Method::POST,
+        path,
+        b,
+        Some(&rotation(
+            &id,
+            &old.public_key(),
+            &DeviceKeyPair::generate(),
+            &new.public_key(),
+            now,
+        )),
+        StatusCode::FORBIDDEN,
+        "proof is not a signature by the device's current key",
+    )
+    .await;
+    let stale = sign_rotation(&old, &id, &new.public_key(), now - 1_000).unwrap();
+    s.err(
+        Method::POST,
+        path,
+        b,
+        Some(&json!({"device_id": id, "public_key": new.public_key_hex(),
+                     "issued_at": now - 1_000, "proof": encode_hex(&stale)})),
+        StatusCode::FORBIDDEN,
+        "from the server clock",
+    )
+    .await;
+
+    // 200, with a certificate for the new key; the old bearer is gone with the old key.
+    let answer = s.ok(Method::POST, path, b, Some(&good)).await;
+    let rotated: contract::Rotated = answer.decode();
+    assert_eq!(rotated.device_id, id);
+    assert_eq!(rotated.status, "rotated");
+    assert_eq!(rotated.public_key, new.public_key_hex());
+    assert_eq!(rotated.previous_public_key, old.public_key_hex());
+    assert!(is_rfc3339_utc(&rotated.rotated_at));
+    let ca = decode_hex32(&rotated.device_ca_public).unwrap();
+    rotated.device_certificate.verify(&ca).unwrap();
+    assert_eq!(rotated.device_certificate.data.public_key, new.public_key());
+    s.err(
+        Method::POST,
+        path,
+        b,
+        Some(&good),
+        StatusCode::UNAUTHORIZED,
+        "unknown session",
+    )
+    .await;
+
+    // With the new key: back to the old one is 409, any other within the interval 429.
+    let certificate: DeviceCertificate =
+        serde_json::from_value(answer.body["device_certificate"].clone()).unwrap();
+    let device = world
+        .server
+        .connect_as(DeviceIdentity {
+            device_id: id.clone(),
+            keys: new.clone(),
+            certificate: Some(certificate),
+            user: None,
+        })
+        .await;
+    let bearer = token(&device);
+    let now = unix_now();
+    s.err(
+        Method::POST,
+        path,
+        Some(&bearer),
+        Some(&rotation(
+            &id,
+            &new.public_key(),
+            &new,
+            &old.public_key(),
+            now,
+        )),
+        StatusCode::CONFLICT,
+        "this device used that key before",
+    )
+    .await;
+    let third = DeviceKeyPair::generate().public_key();
+    let answer = s
+        .err(
+            Method::POST,
+            path,
+            Some(&bearer),
+            Some(&rotation(&id, &new.public_key(), &new, &third, now)),
+            StatusCode::TOO_MANY_REQUESTS,
+            "the next rotation is allowed in",
+        )
+        .await;
+    too_many(&answer, "", 3600);
+
+    // A server with rotation disabled refuses it, also for a valid proof.
+    let other = world.disabled.connect(&format!("rot-{n}")).await;
+    let me = &other.identity;
+    let body = rotation(
+        &me.device_id,
+        &me.keys.public_key(),
+        &me.keys,
+        &DeviceKeyPair::generate().public_key(),
+        unix_now(),
+    );
+    let answer = world
+        .disabled_rest
+        .clients
+        .call(
+            s.transport,
+            Method::POST,
+            path,
+            Some(&token(&other)),
+            Some(&body),
+        )
+        .await;
+    answer.problem(StatusCode::FORBIDDEN, "rotation is disabled");
+    s.record(&Method::POST, path, StatusCode::FORBIDDEN);
+}
+
+/// Friends as the deployed client reads and pushes them, and P2P assist.
+async fn friends_and_assist(world: &World, s: &mut Surface<'_>) {
+    let a = token(&world.alice);
+    let push = json!({"friends": [
+        {"user_id": "u-bob", "handle": "bob", "alias": null},
+        {"user_id": "u-carol", "handle": null, "alias": "Carol"},
+    ]});
+    let stored: deployed::FriendsEnvelope = s
+        .ok(Method::PUT, "/api/friends", Some(&a), Some(&push))
+        .await
+        .decode();
+    let listed: deployed::FriendsEnvelope = s
+        .ok(Method::GET, "/api/friends", Some(&a), None)
+        .await
+        .decode();
+    assert_eq!(stored.friends, listed.friends);
+    let ids: Vec<&str> = listed.friends.iter().map(|f| f.user_id.as_str()).collect();
+    assert_eq!(ids, ["u-bob", "u-carol"]);
+    assert_eq!(listed.friends[0].handle.as_deref(), Some("bob"));
+    assert_eq!(listed.friends[1].alias.as_deref(), Some("Carol"));
+    let too_many: Vec<Value> = (0..1001)
+        .map(|i| json!({"user_id": format!("u{i}")}))
+        .collect();
+    for (bad, detail) in [
+        (
+            json!({"friends": [{"handle": "x"}]}),
+            "missing field `user_id`",
+        ),
+        (
+            json!({"friends": [{"user_id": ""}]}),
+            "user_id must be 1..=256 bytes",
+        ),
+        (
+            json!({"friends": [{"user_id": "u", "alias": "a".repeat(257)}]}),
+            "alias of u is longer than 256 bytes",
+        ),
+        (json!({ "friends": too_many }), "at most 1000 friends"),
+    ] {
+        s.err(
+            Method::PUT,
+            "/api/friends",
+            Some(&a),
+            Some(&bad),
+            StatusCode::BAD_REQUEST,
+            detail,
+        )
+        .await;
+    }
+    s.err(
+        Method::GET,
+        "/api/friends",
+        None,
+        None,
+        StatusCode::UNAUTHORIZED,
+        "missing Authorization",
+    )
+    .await;
+    s.err(
+        Method::PUT,
+        "/api/friends",
+        None,
+        Some(&push),
+        StatusCode::UNAUTHORIZED,
+        "missing Authorization",
+    )
+    .await;
+    // The refusals left the list as it was.
+    let after: deployed::FriendsEnvelope = world
+        .rest
+        .call_on(s.transport, Method::GET, "/api/friends", Some(&a), None)
+        .await
+        .decode();
+    assert_eq!(after.friends, listed.friends);
+
+    // ---- /api/p2p/assist: the TUI's request, and a GET without a body.
+    let path = "/api/p2p/assist";
+    let request = json!({
+        "peer_hint": "bob",
+        "paths": [{"address": "127.0.0.1", "id": "hint-1", "port": 3478,
+                   "server_name": "https://chat.test/", "priority": 1,
+                   "reality_fingerprint": null, "reality_pem": null}],
+        "prefer_reality": true,
+        "fec": {"mtu": 1200, "repair_overhead": 0.18},
+        "min_paths": 1
+    });
+    let assist: deployed::P2pAssistResponse = s
+        .ok(Method::POST, path, Some(&a), Some(&request))
+        .await
+        .decode();
+    let ids: Vec<&str> = assist
+        .transports
+        .iter()
+        .map(|t| t.path_id.as_str())
+        .collect();
+    assert_eq!(ids, ["hint-1", "relay"]);
+    assert_eq!(assist.noise.pattern, "XK");
+    assert_eq!(assist.multipath.fec_mtu, 1200);
+    assert_eq!(
+        assist.pq.signed_prekey_public_hex,
+        hex::encode(world.server.params.server_static)
+    );
+    let defaults: deployed::P2pAssistResponse =
+        s.ok(Method::GET, path, Some(&a), None).await.decode();
+    assert_eq!(defaults.transports.len(), 1);
+    assert_eq!(defaults.multipath.primary_path.as_deref(), Some("relay"));
+    for method in [Method::GET, Method::POST] {
+        s.err_raw(
+            method.clone(),
+            path,
+            Some(&a),
+            Some(b"{not json"),
+            StatusCode::BAD_REQUEST,
+            "request body is not the expected JSON",
+        )
+        .await;
+        s.err(
+            method.clone(),
+            path,
+            Some(&a),
+            Some(&json!({"fec": {"mtu": 10}})),
+            StatusCode::BAD_REQUEST,
+            "fec.mtu must be at least 256",
+        )
+        .await;
+        s.err(
+            method,
+            path,
+            None,
+            None,
+            StatusCode::UNAUTHORIZED,
+            "missing Authorization",
+        )
+        .await;
+    }
+}
+
 // The resources that live in the store run on both backends.
 common::on_each_store!(
     pairing_flow_as_the_deployed_client_does_it,

@@ -14,6 +14,7 @@
 )]
 
 pub mod deployed;
+pub mod rest;
 
 use std::collections::VecDeque;
 use std::io;
