@@ -14,6 +14,7 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 
 use ccp::{FrameType, Problem};
+use common::rest::{Rest, Transport};
 use common::{Client, StoreBackend, TestServer, ledger_records, unix_now};
 use commucat_client::rotate::ROTATE_PATH;
 use commucat_client::{
@@ -21,6 +22,7 @@ use commucat_client::{
 };
 use commucat_keys::{DeviceKeyPair, decode_hex32, encode_hex, rotation_message, sign_rotation};
 use commucat_store::DeviceKeyEvent;
+use reqwest::Method;
 use serde_json::{Value, json};
 
 fn target(server: &TestServer) -> RestTarget<'_> {
@@ -84,6 +86,42 @@ async fn connect_err(server: &TestServer, identity: &DeviceIdentity) -> ClientEr
     )
     .await
     .unwrap_err()
+}
+
+/// A new device paired into the account of `bearer`'s device (a public-key claim over REST),
+/// connected.
+async fn pair_into(server: &TestServer, rest: &Rest, bearer: &str) -> Client {
+    let issued: Value = rest
+        .call(
+            Transport::Http1NoAlpn,
+            Method::POST,
+            "/api/pair",
+            Some(bearer),
+            Some(&json!({"ttl": null})),
+        )
+        .await
+        .decode();
+    let keys = DeviceKeyPair::generate();
+    let claimed: Value = rest
+        .call(
+            Transport::Http1NoAlpn,
+            Method::POST,
+            "/api/pair/claim",
+            None,
+            Some(&json!({"pair_code": issued["pair_code"], "public_key": keys.public_key_hex()})),
+        )
+        .await
+        .decode();
+    server
+        .connect_as(DeviceIdentity {
+            device_id: claimed["device_id"].as_str().unwrap().to_owned(),
+            keys,
+            certificate: Some(
+                serde_json::from_value(claimed["device_certificate"].clone()).unwrap(),
+            ),
+            user: None,
+        })
+        .await
 }
 
 async fn a_rotation_replaces_the_key_end_to_end(backend: StoreBackend) {
@@ -302,18 +340,59 @@ async fn every_refusal_has_its_status(backend: StoreBackend) {
     let back = request(&identity, &identity.keys, &me.keys.public_key(), unix_now());
     expect_status(&server, Some(&token(&alice)), &back, 409).await;
 
-    // a revoked device: its sessions are gone with it, so its bearer is refused
+    // a revoked device: another device of bob's account revokes it over REST, which ends its
+    // live session and deletes its stored sessions, so the rotation endpoint refuses its bearer
     let bob_token = token(&bob);
-    let revoke = DeviceKeyEvent {
-        event_id: "evt-revoke-bob".to_owned(),
-        device_id: "bob-rot".to_owned(),
-        public_key: bobs.keys.public_key(),
-        recorded_at: unix_now(),
-        action: DeviceKeyEvent::REVOKE.to_owned(),
-    };
-    store.revoke_device("bob-rot", revoke).await.unwrap();
+    let mut bob = bob;
+    let rest = Rest::new(&server);
+    let laptop = pair_into(&server, &rest, &bob_token).await;
+    let revoked: Value = rest
+        .call(
+            Transport::Http1NoAlpn,
+            Method::POST,
+            "/api/devices/revoke",
+            Some(&token(&laptop)),
+            Some(&json!({"device_id": "bob-rot"})),
+        )
+        .await
+        .decode();
+    assert_eq!(
+        revoked,
+        json!({"device_id": "bob-rot", "status": "revoked"})
+    );
+    let frames = bob.recv_until_closed().await;
+    let problem: Problem = frames
+        .last()
+        .expect("a closing ERROR")
+        .parse_control()
+        .unwrap();
+    assert_eq!(problem.title.as_deref(), Some("Device Revoked"));
     let bob_fresh = request(&bobs, &bobs.keys, &fresh, unix_now());
-    expect_status(&server, Some(&bob_token), &bob_fresh, 401).await;
+    let (status, answer) = post(
+        &server,
+        Some(&bob_token),
+        &serde_json::to_vec(&bob_fresh).unwrap(),
+    )
+    .await;
+    assert_eq!(status, 401, "{answer}");
+    assert_eq!(answer["detail"], "unknown session");
+    let stored = store.device("bob-rot").await.unwrap().unwrap();
+    assert_eq!(
+        stored.public_key,
+        bobs.keys.public_key(),
+        "bob's key unchanged"
+    );
+    let actions: Vec<String> = store
+        .key_events("bob-rot")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(actions, [DeviceKeyEvent::REGISTER, DeviceKeyEvent::REVOKE]);
+    // nor can a session of its own come back: the handshake refuses the revoked device
+    let err = connect_err(&server, &bobs).await;
+    assert_eq!(err.title(), Some("Device Revoked"), "{err}");
 
     // the handshake still refuses a silent key change
     let mut silent = identity.clone();
@@ -345,8 +424,56 @@ async fn a_disabled_rotation_is_refused_and_advertised() {
     expect_status(&server, Some(&token(&alice)), &body, 403).await;
 }
 
-// Both rotation scenarios run on SQLite and, when COMMUCAT_TEST_POSTGRES is set, PostgreSQL.
+/// Rotations that race from the same current key: the store's compare-and-set lets exactly one
+/// through. Every other one is refused, by where it was when the winner committed: 409 (the key
+/// changed between its checks and its store write), 403 (its proof no longer verifies under the
+/// device's key, now the winner's) or 401 (the winner had already ended the old key's
+/// sessions). Nothing else is stored.
+async fn racing_rotations_store_exactly_one(backend: StoreBackend) {
+    let server = TestServer::start_on(backend, |_| {}).await;
+    let alice = server.connect("alice-rot").await;
+    let me = alice.identity.clone();
+    let bearer = token(&alice);
+    let now = unix_now();
+    let candidates: Vec<DeviceKeyPair> = (0..8).map(|_| DeviceKeyPair::generate()).collect();
+    let attempts = candidates.iter().map(|new| {
+        let body = serde_json::to_vec(&request(&me, &me.keys, &new.public_key(), now)).unwrap();
+        let (server, bearer) = (&server, &bearer);
+        async move { post(server, Some(bearer), &body).await }
+    });
+    let answers = futures_util::future::join_all(attempts).await;
+    let winners: Vec<usize> = answers
+        .iter()
+        .enumerate()
+        .filter(|(_, (status, _))| *status == 200)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(winners.len(), 1, "{answers:?}");
+    for (status, answer) in &answers {
+        let detail = answer["detail"].as_str().unwrap_or_default();
+        let expected = match status {
+            200 => "",
+            401 => "unknown session",
+            403 => "not a signature by the device's current key",
+            409 => "changed meanwhile",
+            _ => panic!("{status}: {answer}"),
+        };
+        assert!(detail.contains(expected), "{status}: {answer}");
+    }
+    let winner = &candidates[winners[0]];
+    assert_eq!(answers[winners[0]].1["public_key"], winner.public_key_hex());
+    let store = server.store().await;
+    let stored = store.device("alice-rot").await.unwrap().unwrap();
+    assert_eq!(stored.public_key, winner.public_key());
+    let events = store.key_events("alice-rot").await.unwrap();
+    let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, [DeviceKeyEvent::REGISTER, DeviceKeyEvent::ROTATE]);
+    assert_eq!(events[1].public_key, winner.public_key());
+}
+
+// The rotation scenarios run on SQLite and, when COMMUCAT_TEST_POSTGRES is set, PostgreSQL.
 common::on_each_store!(
     a_rotation_replaces_the_key_end_to_end,
     every_refusal_has_its_status,
+    racing_rotations_store_exactly_one,
 );
