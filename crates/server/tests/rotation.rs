@@ -19,6 +19,7 @@ use commucat_keys::HandshakePattern;
 use commucat_server::keyring;
 use serde_json::Value;
 
+use common::rest::{Rest, Transport, deployed as deployed_rest};
 use common::{TestServer, deployed, ledger_records, unix_now};
 
 async fn connect_pinned(
@@ -185,35 +186,33 @@ async fn with_a_grace_period_of_zero_the_old_key_is_refused_at_once() {
         .unwrap();
 }
 
-/// `GET /api/p2p/assist` with `bearer`: the key bundle's signed prekey, after checking its
-/// ML-DSA-65 signature.
+/// `GET /api/p2p/assist` with `bearer` (HTTP/1.1 without ALPN, as the deployed client): the key
+/// bundle's signed prekey, after checking that the answer decodes as the deployed client's and
+/// that the bundle's ML-DSA-65 signature verifies.
 async fn verified_bundle_prekey(server: &TestServer, bearer: &str) -> String {
     use aws_lc_rs::signature::{ML_DSA_65, UnparsedPublicKey};
-    let body: Value = server
-        .http()
-        .get(format!(
-            "https://localhost:{}/api/p2p/assist",
-            server.addr.port()
-        ))
-        .bearer_auth(bearer)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let pq = &body["pq"];
-    let hex_of = |key: &str| hex::decode(pq[key].as_str().unwrap()).unwrap();
+    let answer = Rest::new(server)
+        .call(
+            Transport::Http1NoAlpn,
+            reqwest::Method::GET,
+            "/api/p2p/assist",
+            Some(bearer),
+            None,
+        )
+        .await;
+    let assist: deployed_rest::P2pAssistResponse = answer.decode();
+    let hex_of = |hex: &str| hex::decode(hex).unwrap();
     let stored = commucat_server::pq_keys::PqKeys::load_or_generate(server.data_dir()).unwrap();
     let message = stored.bundle_message(
         &server.params.domain,
-        &hex_of("identity_public_hex"),
-        &hex_of("signed_prekey_public_hex"),
+        &hex_of(&assist.pq.identity_public_hex),
+        &hex_of(&assist.pq.signed_prekey_public_hex),
     );
-    UnparsedPublicKey::new(&ML_DSA_65, hex_of("signature_public_hex"))
-        .verify(&message, &hex_of("bundle_signature_hex"))
+    let signature = answer.body["pq"]["bundle_signature_hex"].as_str().unwrap();
+    UnparsedPublicKey::new(&ML_DSA_65, hex_of(&assist.pq.signature_public_hex))
+        .verify(&message, &hex_of(signature))
         .expect("the bundle is signed for the prekey it carries");
-    pq["signed_prekey_public_hex"].as_str().unwrap().to_owned()
+    assist.pq.signed_prekey_public_hex
 }
 
 #[tokio::test]
