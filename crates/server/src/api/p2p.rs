@@ -375,14 +375,15 @@ fn assist(state: &AppState, request: AssistRequest) -> Assist {
 /// `POST`/`GET /api/p2p/assist` → 200 [`Assist`].
 ///
 /// # Errors
-/// 400 bad body; 401 without a valid bearer.
+/// 400 bad body; 401 without a valid bearer; 503/500 when the store fails the bearer check.
 #[utoipa::path(
     method(get, post), path = "/api/p2p/assist", tag = "p2p",
     request_body(content = Option<AssistRequest>, description = "Optional; empty means defaults"),
     responses(
         (status = 200, description = "Keys, paths and counters for a direct tunnel", body = Assist),
         (status = 400, description = "Body is not the expected JSON or a value is out of range", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer", body = Problem, content_type = "application/problem+json")
+        (status = 401, description = "No valid bearer", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Storage unavailable", body = Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = []))
 )]
