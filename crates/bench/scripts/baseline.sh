@@ -5,6 +5,7 @@
 #   cargo build --release -p commucat
 #   crates/bench/scripts/baseline.sh [OUT]        # default OUT: bench-results
 #   python3 crates/bench/scripts/plot_latency.py OUT docs/bench-latency.png
+#   python3 crates/bench/scripts/tables.py OUT    # the tables of docs/BENCHMARKS.md
 #
 # Scenarios that measure memory get a fresh server each (its RSS before the run is the
 # baseline). Everything binds loopback only.
@@ -13,6 +14,7 @@ set -euo pipefail
 BIN=${BIN:-${CARGO_TARGET_DIR:-target}/release/commucat}
 OUT=${1:-bench-results}
 RATES=${RATES:-"5000 10000 20000 30000 40000 50000 60000"}
+ROOT=$(git -C "$(dirname "$0")" rev-parse --show-toplevel)
 ADDR=127.0.0.1:8443
 ECHO=127.0.0.1:9443
 mkdir -p "$OUT"
@@ -55,9 +57,18 @@ bench() {
         "$@" >"$OUT/$name.json"
 }
 
-uname -sr >"$OUT/machine.txt"
-grep -m1 'model name' /proc/cpuinfo >>"$OUT/machine.txt"
-nproc >>"$OUT/machine.txt"
+# The one machine description the documentation uses (tables.py reads it): `key: value` lines.
+{
+    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "kernel: $(uname -sr)"
+    echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+    echo "cores: $(nproc)"
+    echo "memory: $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)"
+    echo "commit: $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- 'crates/*/src' Cargo.toml Cargo.lock || echo ' + uncommitted source changes')"
+    echo "binary: $BIN, sha256 $(sha256sum "$BIN" | cut -c1-16)"
+    echo "rustc: $(rustc --version 2>/dev/null || echo unknown)"
+    echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+} >"$OUT/machine.txt"
 
 start
 bench handshake handshake --loops 8 --count 3000
@@ -72,3 +83,4 @@ start
 bench idle-1k idle --sessions 1000 --hold 5
 start
 bench idle-15k idle --sessions 15000 --concurrency 64 --hold 5
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/machine.txt"
