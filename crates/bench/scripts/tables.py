@@ -263,7 +263,13 @@ def table_results():
             f"**{n(per)} B** ({per / 1024:.1f} KiB); RSS {i['server_rss_before_bytes'] / 2**20:.0f} → "
             f"{i['server_rss_after_hold_bytes'] / 2**20:.0f} MiB; client side "
             f"{i['client_bytes_per_session'] / 1024:.1f} KiB; opened at {n(i['sessions_per_s'])}/s, "
-            f"{n(i['failures'])} failures | ≤ 16 KiB — "
+            f"{n(i['failures'])} failures"
+            + (
+                f", {n(i['sessions_closed_during_hold'])} closed during the hold"
+                if "sessions_closed_during_hold" in i
+                else ""
+            )
+            + " | ≤ 16 KiB — "
             f"{'reached' if per <= 16 * 1024 else '**not reached**'} | {link(name + '.json')} |"
         )
     f = load("fanout.json")

@@ -3,7 +3,9 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use futures_util::StreamExt;
+use commucat_client::Session;
+use commucat_client::transport::H2Stream;
+use futures_util::{FutureExt, StreamExt};
 use serde::Serialize;
 
 use crate::args::IdleArgs;
@@ -25,6 +27,9 @@ pub(crate) struct IdleReport {
     server_rss_before_bytes: Option<u64>,
     server_rss_open_bytes: Option<u64>,
     server_rss_after_hold_bytes: Option<u64>,
+    /// Sessions the server ended before the memory was read after the hold (their memory
+    /// may already be freed, which would flatter the per-session figures).
+    sessions_closed_during_hold: usize,
     /// (RSS after the hold − RSS before) / sessions open.
     server_bytes_per_session: Option<u64>,
     /// The same for this process (the client side of the sessions).
@@ -75,6 +80,7 @@ pub(crate) async fn run(target: &Target, args: &IdleArgs, progress: bool) -> Res
     tokio::time::sleep(Duration::from_secs(args.hold)).await;
     let server_after = rss()?;
     let client_after = procfs::rss_bytes(me)?;
+    let closed = closed_sessions(&mut sessions);
     let open = sessions.len();
     let per_session = |before: u64, after: u64| {
         u64::try_from(open)
@@ -95,9 +101,30 @@ pub(crate) async fn run(target: &Target, args: &IdleArgs, progress: bool) -> Res
         server_rss_before_bytes: server_before,
         server_rss_open_bytes: server_open,
         server_rss_after_hold_bytes: server_after,
+        sessions_closed_during_hold: closed,
         server_bytes_per_session: server_before
             .zip(server_after)
             .and_then(|(b, a)| per_session(b, a)),
         client_bytes_per_session: per_session(client_before, client_after),
     })
+}
+
+/// How many of `sessions` the server has ended: their stream is closed or failed. Frames that
+/// arrived meanwhile are read and dropped; nothing waits.
+fn closed_sessions(sessions: &mut [Session<H2Stream>]) -> usize {
+    let mut closed = 0;
+    for session in sessions {
+        let conn = session.connection_mut();
+        for _ in 0..64 {
+            match conn.fill().now_or_never() {
+                Some(Ok(true)) => while let Ok(Some(_)) = conn.next_buffered() {},
+                Some(Ok(false) | Err(_)) => {
+                    closed += 1;
+                    break;
+                }
+                None => break,
+            }
+        }
+    }
+    closed
 }

@@ -355,6 +355,7 @@ async fn idle_scenario_reads_memory_per_session() {
     let r = run(&s.target, &["idle", "--sessions", "40", "--hold", "0"]).await;
     assert_eq!(num(&r, "sessions_open"), 40.0);
     assert_eq!(num(&r, "failures"), 0.0);
+    assert_eq!(num(&r, "sessions_closed_during_hold"), 0.0);
     assert!(num(&r, "server_rss_before_bytes") > 0.0);
     assert!(num(&r, "server_rss_after_hold_bytes") > 0.0);
     // Server and client share this process: both figures see the sessions' memory.
