@@ -227,6 +227,22 @@ problem_kinds! {
     SlowConsumer => "Slow Consumer", 429, "slow-consumer";
     /// Sequence numbers are exhausted (`u32::MAX`): reconnect to reset them.
     SequenceExhausted => "Sequence Exhausted", 409, "sequence-exhausted";
+    /// The channel already has as many members as `bounds.channel_members` allows.
+    ChannelFull => "Channel Full", 409, "channel-full";
+    /// The device is already a member of `bounds.channels_per_device` channels.
+    ChannelLimitReached => "Channel Limit Reached", 429, "channel-limit-reached";
+    /// A JOIN declared more member ids than `bounds.declared_members_per_join`.
+    MemberListTooLong => "Member List Too Long", 413, "member-list-too-long";
+    /// A member, recipient or participant id is not a registered device of this server.
+    UnknownDevice => "Unknown Device", 404, "unknown-device";
+    /// The session already takes part in `bounds.calls_per_session` calls.
+    CallLimitReached => "Call Limit Reached", 429, "call-limit-reached";
+    /// A sender field in a control payload names another device than the sending one.
+    SenderMismatch => "Sender Mismatch", 403, "sender-mismatch";
+    /// A recipient's or the sender's offline byte quota (or the server's total) is used up.
+    OfflineQuotaExceeded => "Offline Quota Exceeded", 507, "offline-quota-exceeded";
+    /// A profile field is longer than its bound.
+    ProfileFieldTooLong => "Profile Field Too Long", 413, "profile-field-too-long";
     /// A storage backend the request needs is unavailable.
     ServiceUnavailable => "Service Unavailable", 503, "service-unavailable";
     /// An unexpected server-side failure.

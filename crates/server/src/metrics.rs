@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use ccp::FrameType;
+
+use crate::config::Bound;
 use serde::Serialize;
 
 /// Upper bounds (seconds) of the latency histogram buckets; `+Inf` is implied.
@@ -137,6 +139,35 @@ pub struct Metrics {
     pub rate_limited_claim: AtomicU64,
     /// `/connect` attempts refused with 429.
     pub rate_limited_connect: AtomicU64,
+    /// Requests refused because they would exceed a `[bounds]` setting, by bound.
+    pub bound_refusals: BoundRefusals,
+}
+
+/// Refusals counted per [`Bound`].
+#[derive(Debug)]
+pub struct BoundRefusals([AtomicU64; Bound::ALL.len()]);
+
+impl Default for BoundRefusals {
+    fn default() -> Self {
+        Self(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
+impl BoundRefusals {
+    /// Counts one refusal by `bound`.
+    pub fn count(&self, bound: Bound) {
+        if let Some(slot) = self.0.get(bound.index()) {
+            slot.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Refusals by `bound` so far.
+    #[must_use]
+    pub fn get(&self, bound: Bound) -> u64 {
+        self.0
+            .get(bound.index())
+            .map_or(0, |slot| slot.load(Ordering::Relaxed))
+    }
 }
 
 /// Decrements a gauge when dropped.
@@ -419,6 +450,21 @@ impl Metrics {
             "Censorship deflections (the server detects no censorship).",
             &[("", security.censorship_deflections.to_string())],
         );
+        let refusals: Vec<(String, String)> = Bound::ALL
+            .iter()
+            .map(|&bound| {
+                (
+                    format!("{{bound=\"{}\"}}", bound.name()),
+                    self.bound_refusals.get(bound).to_string(),
+                )
+            })
+            .collect();
+        family(
+            "commucat_bound_refusals_total",
+            "counter",
+            "Requests refused because they would exceed a [bounds] setting, by bound.",
+            &as_refs(&refusals),
+        );
         self.handshake_latency.render(
             &mut out,
             "commucat_handshake_duration_seconds",
@@ -455,6 +501,7 @@ mod tests {
         m.frames_out.count(FrameType::Ack);
         m.p2p_assist(1);
         m.p2p_assist(2);
+        m.bound_refusals.count(Bound::ChannelMembers);
         {
             let _a = m.session_started();
             let _b = m.session_started();
@@ -501,6 +548,8 @@ mod tests {
             "commucat_handshake_duration_seconds_sum 10.003",
             "commucat_handshake_duration_seconds_count 2",
             "commucat_relay_latency_seconds_count 0",
+            "commucat_bound_refusals_total{bound=\"channel_members\"} 1",
+            "commucat_bound_refusals_total{bound=\"calls_per_session\"} 0",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }

@@ -297,6 +297,14 @@ where
             origins.set(file_key, name);
         }
     }
+    for &(name, file_key) in super::bounds::ENV {
+        if let Some(raw) = lookup(name) {
+            if let Some(applied) = super::bounds::apply_env(&mut config.bounds, name, raw) {
+                applied?;
+            }
+            origins.set(file_key, name);
+        }
+    }
     apply_tls(config, lookup(TLS_CERT), lookup(TLS_KEY))?;
 
     Ok(vars
@@ -306,6 +314,7 @@ where
             name.as_str() != TLS_CERT
                 && name.as_str() != TLS_KEY
                 && !SETTINGS.iter().any(|(known, _, _)| known == name)
+                && !super::bounds::ENV.iter().any(|(known, _)| known == name)
         })
         .cloned()
         .collect())

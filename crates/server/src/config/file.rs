@@ -34,6 +34,8 @@ struct FileConfig {
     ledger: LedgerSection,
     #[serde(default)]
     store: StoreSection,
+    #[serde(default)]
+    bounds: super::bounds::BoundsSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -224,6 +226,8 @@ pub(super) fn apply(config: &mut Config, path: &Path, text: &str) -> Result<(), 
         limits.tls_handshake_timeout,
     );
     set(&mut config.limits.mailbox_capacity, limits.mailbox_capacity);
+
+    file.bounds.apply(&mut config.bounds);
 
     let offline = file.offline;
     set_secs(&mut config.offline.ttl, offline.ttl);

@@ -8,6 +8,7 @@
 //! the file's directory; relative paths from the environment or the command line against the
 //! working directory.
 
+mod bounds;
 mod env;
 mod file;
 
@@ -16,6 +17,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use bounds::{Bound, BoundSettings, as_usize};
 pub use env::ENV_PREFIX;
 
 /// Largest accepted `limits.max_frame_len`: the CCP-1 wire limit.
@@ -52,6 +54,8 @@ pub struct Config {
     pub ledger: LedgerSettings,
     /// `[store]`: where durable state lives.
     pub store: StoreSettings,
+    /// `[bounds]` section: what one device, session or address can make the server hold.
+    pub bounds: BoundSettings,
 }
 
 /// `[rate_limits]` section: per client IP (IPv6 per /64), token buckets that hold a minute's
@@ -378,6 +382,7 @@ impl Default for Config {
                 fsync: false,
             },
             store: StoreSettings::default(),
+            bounds: BoundSettings::default(),
         }
     }
 }
@@ -497,6 +502,7 @@ impl Config {
     }
 
     fn check(&self, origins: &Origins) -> Result<(), ConfigError> {
+        self.bounds.check(origins)?;
         let name = |key| origins.name(key);
         check_domain(name("server.domain"), &self.server.domain)?;
         if self.server.data_dir.as_os_str().is_empty() {

@@ -28,7 +28,7 @@ use commucat_store::{Store, UserRecord};
 use tokio::sync::mpsc;
 
 use super::handshake::Established;
-use crate::config::Config;
+use crate::config::{Bound, BoundSettings, Config};
 use crate::router::presence::Presence;
 use crate::router::{Delivery, Envelope, Hub, Mailbox, OverflowSignal};
 
@@ -52,6 +52,8 @@ pub struct MessagingSettings {
     pub session_ttl: Duration,
     /// This node's id in the presence registry's `route:<device>` entries.
     pub node_id: String,
+    /// What one device or session may make the server hold (`[bounds]`).
+    pub bounds: BoundSettings,
 }
 
 impl MessagingSettings {
@@ -70,6 +72,7 @@ impl MessagingSettings {
                 .node_id
                 .clone()
                 .unwrap_or_else(|| format!("node-{}", &super::handshake::random_id()[..16])),
+            bounds: config.bounds.clone(),
         }
     }
 }
@@ -117,6 +120,19 @@ impl Messaging {
     #[must_use]
     pub fn with_ledger(self, ledger: Ledger) -> Self {
         Self { ledger, ..self }
+    }
+
+    /// Counts a refusal by `bound` in `commucat_bound_refusals_total` and records it in the
+    /// ledger (scope `bound`) with the device it was refused to and what was asked for.
+    pub fn refuse(&self, bound: Bound, device: &str, detail: &str) {
+        self.hub.metrics.bound_refusals.count(bound);
+        self.ledger.record("bound", || {
+            serde_json::json!({
+                "bound": bound.name(),
+                "device_id": device,
+                "detail": detail,
+            })
+        });
     }
 }
 
