@@ -119,6 +119,11 @@ impl<S> Tapped<S> {
             last_sequence: 0,
         }
     }
+
+    /// The wrapped stream.
+    pub fn inner_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
 }
 
 impl<S: ByteStream> ByteStream for Tapped<S> {
