@@ -139,13 +139,38 @@ pub(crate) const fn bound_of(limit: QuotaLimit) -> Bound {
     }
 }
 
-/// Counts and ledgers every refusal of a frame from `sender`.
+/// Recipients named in one ledger record of a refusal.
+const LEDGER_RECIPIENTS: usize = 8;
+
+/// Counts and ledgers the refusals of one frame from `sender`: once per bound that refused it
+/// (a frame refused for many recipients is one refusal, not one per recipient).
 fn count_refusals(m: &Messaging, sender: &str, refused: &[Refusal], what: &str) {
+    let mut seen: Vec<QuotaLimit> = Vec::new();
     for refusal in refused {
+        if seen.contains(&refusal.limit) {
+            continue;
+        }
+        seen.push(refusal.limit);
+        let recipients: Vec<&str> = refused
+            .iter()
+            .filter(|r| r.limit == refusal.limit)
+            .map(|r| r.recipient.as_str())
+            .collect();
+        // The ledger line stays small whatever the fan-out.
+        let named = recipients.len().min(LEDGER_RECIPIENTS);
         m.refuse(
             bound_of(refusal.limit),
             sender,
-            &format!("{what} for {}", refusal.recipient),
+            &format!(
+                "{what} for {} recipient(s): {}{}",
+                recipients.len(),
+                recipients.get(..named).unwrap_or_default().join(", "),
+                if named < recipients.len() {
+                    ", …"
+                } else {
+                    ""
+                }
+            ),
         );
     }
 }
