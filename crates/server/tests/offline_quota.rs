@@ -19,6 +19,7 @@ use ccp::control::PresenceSnapshot;
 use ccp::{Frame, FrameType, Problem};
 use common::{Client, StoreBackend, TestServer, queued, queued_becomes};
 use commucat_client::{DeviceIdentity, HandshakeOptions};
+use commucat_store::UsageScope;
 
 const KIB: usize = 1024;
 const QUIET: Duration = Duration::from_millis(300);
@@ -231,6 +232,59 @@ async fn the_total_quota_refuses_every_sender(backend: StoreBackend) {
     assert!(last.unwrap().payload().starts_with(b"alice"));
 }
 
+async fn frames_falling_back_to_the_queue_are_bounded_too(backend: StoreBackend) {
+    const COUNT: usize = 200;
+    let server = TestServer::start_on(backend, |c| {
+        c.limits.mailbox_capacity = 8;
+        c.bounds.offline_bytes_per_device = 64 * 1024;
+    })
+    .await;
+    let mut alice = server.connect("alice-o").await;
+    let mut bob = server.connect("bob-o").await;
+    alice.join(7, true).await;
+    bob.join(7, true).await;
+    alice.members_become(7, &["alice-o", "bob-o"]).await;
+    // bob stops reading: his mailbox overflows, he is cut, and what he did not take falls back
+    // to his offline queue, as do the frames after it, until 64 KiB are queued for him.
+    let mut refused = 0;
+    for i in 0..COUNT {
+        let seq = alice
+            .send(FrameType::Msg, 7, &payload(&format!("{i:04}"), KIB))
+            .await;
+        let answer = alice
+            .recv_matching("ACK or ERROR", |f| {
+                let json = common::json_of(f);
+                let about = match f.frame_type() {
+                    FrameType::Ack => json.get("ack"),
+                    FrameType::Error => json.get("sequence"),
+                    _ => None,
+                };
+                about == Some(&serde_json::json!(seq))
+            })
+            .await;
+        if answer.frame_type() == FrameType::Error {
+            let problem: Problem = answer.parse_control().unwrap();
+            assert_eq!(problem.title.as_deref(), Some("Offline Quota Exceeded"));
+            assert_eq!(
+                problem.extensions["recipients"],
+                serde_json::json!(["bob-o"])
+            );
+            refused += 1;
+            alice.ack(seq).await;
+        }
+    }
+    assert!(refused > 0, "200 KiB for bob never hit his 64 KiB");
+    assert_eq!(refusals(&server, "offline_bytes_per_device").await, refused);
+    let usage = server
+        .store()
+        .await
+        .queue_usage(UsageScope::Recipient("bob-o"))
+        .await
+        .unwrap();
+    assert!(usage.bytes <= 64 * 1024, "{usage:?}");
+    drop(bob);
+}
+
 /// Queues `count` numbered MSGs for `bob` (offline) from a fresh sender; returns bob.
 async fn queue_for_bob(server: &TestServer, bob: &str, count: usize) -> DeviceIdentity {
     let mut alice = server.connect(&format!("alice-for-{bob}")).await;
@@ -311,4 +365,5 @@ common::on_each_store!(
     sender_quotas_refuse_across_recipients,
     the_total_quota_refuses_every_sender,
     a_connection_killed_mid_replay_gets_the_rest,
+    frames_falling_back_to_the_queue_are_bounded_too,
 );
