@@ -138,6 +138,15 @@ async fn a_device_byte_quota_refuses_and_the_bystander_is_served(backend: StoreB
     )
     .await;
     assert_eq!(refusals(&server, "offline_bytes_per_device").await, 1);
+    let ledger = server.data_dir().join("ledger.jsonl");
+    let lines = common::ledger_records(&ledger, 1, |l| l["scope"] == "bound").await;
+    let record = lines.iter().find(|l| l["scope"] == "bound").unwrap();
+    assert_eq!(record["bound"], "offline_bytes_per_device");
+    assert_eq!(record["device_id"], "alice-q");
+    assert!(
+        record["detail"].as_str().unwrap().contains("bob-q"),
+        "{record}"
+    );
     // The bystander got every frame, the refused one included; small frames still fit bob.
     let mut at_carol = Vec::new();
     while at_carol.len() < 4 {
