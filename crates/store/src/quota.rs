@@ -149,11 +149,6 @@ impl Delta {
         }
         columns
     }
-
-    /// Whether nothing changes.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
 /// A frame's length as stored.

@@ -113,44 +113,48 @@ pub(super) async fn enqueue(pool: &PgPool, envelope: NewEnvelope) -> Result<Enqu
     Ok(EnqueueOutcome::Stored { stored, refused })
 }
 
-/// Applies usage changes, then drops recipient and sender rows left with nothing.
+/// Applies usage changes; recipient and sender rows left with nothing are dropped.
 async fn apply(tx: &mut PgConnection, delta: &Delta) -> Result<()> {
-    if delta.is_empty() {
-        return Ok(());
-    }
     let (added, removed) = delta.split();
-    for (statement, (kinds, ids, frames, bytes)) in [
-        (
+    if !added.0.is_empty() {
+        sqlx::query(
             "INSERT INTO queue_usage (kind, id, frames, bytes)
              SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[])
              ON CONFLICT (kind, id) DO UPDATE
                  SET frames = queue_usage.frames + excluded.frames,
                      bytes = queue_usage.bytes + excluded.bytes",
-            added,
-        ),
-        (
-            "UPDATE queue_usage u SET frames = u.frames + d.f, bytes = u.bytes + d.b
-             FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[]) AS d(k, i, f, b)
-             WHERE u.kind = d.k AND u.id = d.i",
-            removed,
-        ),
-    ] {
-        if kinds.is_empty() {
-            continue;
-        }
-        sqlx::query(statement)
-            .bind(&kinds)
-            .bind(&ids)
-            .bind(&frames)
-            .bind(&bytes)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-    }
-    sqlx::query("DELETE FROM queue_usage WHERE kind <> 'total' AND frames = 0")
+        )
+        .bind(&added.0)
+        .bind(&added.1)
+        .bind(&added.2)
+        .bind(&added.3)
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
+    }
+    if !removed.0.is_empty() {
+        sqlx::query(
+            "UPDATE queue_usage u SET frames = u.frames + d.f, bytes = u.bytes + d.b
+             FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[]) AS d(k, i, f, b)
+             WHERE u.kind = d.k AND u.id = d.i",
+        )
+        .bind(&removed.0)
+        .bind(&removed.1)
+        .bind(&removed.2)
+        .bind(&removed.3)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        sqlx::query(
+            "DELETE FROM queue_usage u USING unnest($1::text[], $2::text[]) AS d(k, i)
+             WHERE u.kind = d.k AND u.id = d.i AND u.kind <> 'total' AND u.frames = 0",
+        )
+        .bind(&removed.0)
+        .bind(&removed.1)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    }
     Ok(())
 }
 

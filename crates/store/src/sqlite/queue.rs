@@ -86,41 +86,51 @@ pub(super) async fn enqueue(pool: &SqlitePool, envelope: NewEnvelope) -> Result<
     Ok(EnqueueOutcome::Stored { stored, refused })
 }
 
-/// Applies usage changes, then drops recipient and sender rows left with nothing.
+/// Applies usage changes; recipient and sender rows left with nothing are dropped.
 async fn apply(tx: &mut SqliteConnection, delta: &Delta) -> Result<()> {
-    if delta.is_empty() {
-        return Ok(());
-    }
-    let (added, removed) = delta.split();
-    for (statement, (kinds, ids, frames, bytes)) in [
-        (
+    let ((kinds, ids, frames, bytes), (less_kinds, less_ids, fewer, less_bytes)) = delta.split();
+    for (((kind, id), frames), bytes) in kinds.iter().zip(&ids).zip(&frames).zip(&bytes) {
+        sqlx::query(
             "INSERT INTO queue_usage (kind, id, frames, bytes) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (kind, id) DO UPDATE
                  SET frames = queue_usage.frames + excluded.frames,
                      bytes = queue_usage.bytes + excluded.bytes",
-            added,
-        ),
-        (
-            "UPDATE queue_usage SET frames = frames + ?3, bytes = bytes + ?4
-             WHERE kind = ?1 AND id = ?2",
-            removed,
-        ),
-    ] {
-        for (((kind, id), frames), bytes) in kinds.iter().zip(&ids).zip(&frames).zip(&bytes) {
-            sqlx::query(statement)
-                .bind(kind)
-                .bind(id)
-                .bind(frames)
-                .bind(bytes)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
-        }
-    }
-    sqlx::query("DELETE FROM queue_usage WHERE kind <> 'total' AND frames = 0")
+        )
+        .bind(kind)
+        .bind(id)
+        .bind(frames)
+        .bind(bytes)
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
+    }
+    for (((kind, id), frames), bytes) in less_kinds
+        .iter()
+        .zip(&less_ids)
+        .zip(&fewer)
+        .zip(&less_bytes)
+    {
+        sqlx::query(
+            "UPDATE queue_usage SET frames = frames + ?3, bytes = bytes + ?4
+             WHERE kind = ?1 AND id = ?2",
+        )
+        .bind(kind)
+        .bind(id)
+        .bind(frames)
+        .bind(bytes)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        sqlx::query(
+            "DELETE FROM queue_usage
+             WHERE kind = ?1 AND id = ?2 AND kind <> 'total' AND frames = 0",
+        )
+        .bind(kind)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    }
     Ok(())
 }
 
