@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use ccp::control::PresenceSnapshot;
 use ccp::{Frame, FrameType, Problem};
-use common::{Client, StoreBackend, TestServer, queued};
+use common::{Client, StoreBackend, TestServer, queued, queued_becomes};
 use commucat_client::DeviceIdentity;
 
 const QUIET: Duration = Duration::from_millis(300);
@@ -103,8 +103,8 @@ async fn queued_frames_survive_a_restart_and_replay_in_order(backend: StoreBacke
             .all(|w| w[1].sequence() > w[0].sequence())
     );
     bob.expect_quiet(QUIET).await;
-    // Delivered envelopes are gone and the inbox offset moved.
-    assert_eq!(queued(&store, "bob-o").await, 0);
+    // Delivered (ACKed) envelopes are gone and the inbox offset moved.
+    assert_eq!(queued_becomes(&store, "bob-o", 0).await, 0);
     let offset = store.inbox_offset("bob-o", 7).await.unwrap().unwrap();
     assert!(offset.last_envelope_id > 0);
     // A second connect replays nothing.
@@ -150,6 +150,7 @@ async fn expired_envelopes_are_dropped_and_purged(backend: StoreBackend) {
     bob.expect_quiet(QUIET).await;
     // The expired one was purged, not merely skipped.
     let store = server.store().await;
+    assert_eq!(queued_becomes(&store, "bob-x", 0).await, 0);
     assert_eq!(
         store
             .purge_expired_envelopes(common::unix_now())
@@ -318,7 +319,7 @@ async fn a_slow_consumer_is_cut_and_nothing_acknowledged_is_lost(backend: StoreB
     }));
     assert_eq!(seen, (0..COUNT).collect::<Vec<_>>());
     bob.expect_quiet(QUIET).await;
-    assert_eq!(queued(&store, "bob-s").await, 0);
+    assert_eq!(queued_becomes(&store, "bob-s", 0).await, 0);
 }
 
 common::on_each_store!(

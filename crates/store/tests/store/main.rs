@@ -119,4 +119,7 @@ suite_tests!(
     queue_bound_holds_under_concurrency,
     concurrent_deliveries_of_one_payload_leave_nothing,
     sessions_never_outlive_a_concurrent_revocation,
+    byte_quotas_refuse_per_recipient_sender_and_total,
+    usage_is_freed_by_delivery_and_expiry,
+    quota_accounting_holds_under_concurrent_enqueues,
 );

@@ -7,13 +7,15 @@
 //! - [`groups`](self::groups): GROUP_CREATE, GROUP_INVITE, JOIN of group channels;
 //! - [`presence`](self::presence): PRESENCE snapshots, their expiry and `offline` on disconnect;
 //! - [`calls`](self::calls): CALL_* signaling and VOICE/VIDEO media relay;
-//! - [`offline`](self::offline): routing with the durable queue, replay on reconnect.
+//! - [`offline`](self::offline): routing with the durable queue and its quotas;
+//! - [`replay`](self::replay): replay on reconnect, deleting on proof of receipt.
 
 mod calls;
 mod channels;
 mod groups;
 mod offline;
 mod presence;
+mod replay;
 
 pub use presence::{ROUTE_REFRESH, ROUTE_TTL};
 
@@ -184,6 +186,8 @@ struct SessionTask<S> {
     presence_deadline: Option<tokio::time::Instant>,
     /// Frames taken from the mailbox but not written; queued offline when the session ends.
     unsent: Vec<Envelope>,
+    /// Replayed envelopes not yet proven received, as `(envelope id, sequence sent)`.
+    in_flight: replay::InFlight,
 }
 
 /// Runs the session until the client leaves or fails; always unregisters it, queues what it
@@ -215,6 +219,12 @@ pub async fn run<S: ByteStream>(
         overflow,
         presence_deadline: None,
         unsent: Vec::new(),
+        in_flight: replay::InFlight::new(
+            established
+                .accepted_capabilities
+                .iter()
+                .any(|c| c == super::handshake::CAP_DELIVERY_RECEIPTS),
+        ),
     };
     let end = match task.replay().await {
         Ok(()) => task.run(&mut rx).await,
@@ -438,7 +448,8 @@ impl<S: ByteStream> SessionTask<S> {
         self.m.hub.metrics.frames_in.count(frame.frame_type());
         match frame.frame_type() {
             // Handshake leftovers (an IK client's empty AUTH) and client ACKs need no answer.
-            FrameType::Hello | FrameType::Auth | FrameType::Ack => Ok(()),
+            FrameType::Hello | FrameType::Auth => Ok(()),
+            FrameType::Ack => self.receipt(&frame).await,
             FrameType::Error => Err(End::ClientError),
             FrameType::Join => self.join(&frame).await,
             FrameType::Leave => self.leave(&frame).await,
@@ -477,6 +488,7 @@ impl<S: ByteStream> SessionTask<S> {
             }
         }
         let requeued = offline::requeue(&self.m, &self.device_id, leftovers).await;
+        self.settle_replay(matches!(end, End::ClientClosed)).await;
         if successor.is_some() {
             if requeued > 0 {
                 self.m.hub.nudge([self.device_id.as_str()]);
