@@ -4,23 +4,65 @@
 //! Plain channels merge: every JOIN adds the sender (and any devices it declares) to the
 //! current members. A channel bound to a group takes the group's roster as its members and
 //! accepts no plain JOIN.
+//!
+//! The tables are bounded ([`ChannelLimits`]): members per channel, and channels a device joined
+//! itself (devices declared by others do not use up their own allowance, so nobody can lock a
+//! device out of channels by declaring it). A channel is forgotten, with its declared-only
+//! members, once no connected member is left ([`Channels::release_idle`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// One member of a channel.
+#[derive(Debug, Clone, Copy)]
+struct Member {
+    /// `false`: the member wants a direct path to its peers.
+    relay: bool,
+    /// The device joined itself (JOIN, group JOIN or GROUP_CREATE), rather than being declared
+    /// or put on the channel by a roster.
+    joined: bool,
+}
 
 /// One channel.
 #[derive(Debug, Default)]
 struct Channel {
-    /// Member device → `relay` flag (`false`: the member wants a direct path to its peers).
-    members: BTreeMap<String, bool>,
+    members: BTreeMap<String, Member>,
     /// Group whose roster governs the channel.
     group: Option<String>,
 }
 
-/// Why a plain JOIN was refused.
+/// What the channel tables may hold (`bounds.channel_members`, `bounds.channels_per_device`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChannelLimits {
+    /// Members of one channel.
+    pub members: usize,
+    /// Channels one device joined itself.
+    pub per_device: usize,
+}
+
+impl Default for ChannelLimits {
+    fn default() -> Self {
+        Self {
+            members: 1024,
+            per_device: 256,
+        }
+    }
+}
+
+/// Why a plain JOIN was refused (nothing was applied).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JoinRefused {
     /// The channel belongs to this group: join it with the group's roster check.
     GroupChannel(String),
+    /// The channel would have more than [`ChannelLimits::members`] members.
+    ChannelFull {
+        /// The bound.
+        limit: usize,
+    },
+    /// The device already joined [`ChannelLimits::per_device`] channels.
+    ChannelLimit {
+        /// The bound.
+        limit: usize,
+    },
 }
 
 /// Why a channel could not be bound to a group.
@@ -31,6 +73,23 @@ pub enum BindRefused {
     /// The channel is a plain conversation the device is not part of: binding it would evict
     /// its members.
     NotMember,
+    /// These current members of the plain channel are not on the roster: binding it would
+    /// evict them.
+    WouldEvict(Vec<String>),
+    /// The device already joined [`ChannelLimits::per_device`] channels.
+    ChannelLimit {
+        /// The bound.
+        limit: usize,
+    },
+}
+
+/// The outcome of an accepted JOIN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Joined {
+    /// The channel's members after the JOIN.
+    pub members: Vec<String>,
+    /// Whether the JOIN added a member (the others need a new member list).
+    pub added: bool,
 }
 
 /// The channel tables.
@@ -44,16 +103,35 @@ pub struct Channels {
 }
 
 impl Channels {
-    fn add(&mut self, channel: u32, device: &str, relay: bool) {
+    fn add(&mut self, channel: u32, device: &str, member: Member) {
         self.channels
             .entry(channel)
             .or_default()
             .members
-            .insert(device.to_owned(), relay);
+            .insert(device.to_owned(), member);
         self.by_device
             .entry(device.to_owned())
             .or_default()
             .insert(channel);
+    }
+
+    /// Adds `device` as a declared (relaying) member unless it is one already.
+    fn add_declared(&mut self, channel: u32, device: &str) -> bool {
+        if self.is_member(channel, device) {
+            return false;
+        }
+        let declared = Member {
+            relay: true,
+            joined: false,
+        };
+        self.add(channel, device, declared);
+        true
+    }
+
+    fn is_member(&self, channel: u32, device: &str) -> bool {
+        self.channels
+            .get(&channel)
+            .is_some_and(|c| c.members.contains_key(device))
     }
 
     fn forget_device_channel(&mut self, device: &str, channel: u32) {
@@ -65,11 +143,67 @@ impl Channels {
         }
     }
 
+    /// Removes the channel with every membership and its group binding.
+    fn forget_channel(&mut self, channel: u32) {
+        let Some(gone) = self.channels.remove(&channel) else {
+            return;
+        };
+        for member in gone.members.keys() {
+            self.forget_device_channel(member, channel);
+        }
+        if let Some(group) = gone.group
+            && let Some(channels) = self.by_group.get_mut(&group)
+        {
+            channels.remove(&channel);
+            if channels.is_empty() {
+                self.by_group.remove(&group);
+            }
+        }
+    }
+
     fn member_list(&self, channel: u32) -> Vec<String> {
         self.channels
             .get(&channel)
             .map(|c| c.members.keys().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// Channels `device` joined itself, other than `except`.
+    fn joined_elsewhere(&self, device: &str, except: u32) -> usize {
+        self.by_device.get(device).map_or(0, |channels| {
+            channels
+                .iter()
+                .filter(|c| **c != except)
+                .filter(|c| {
+                    self.channels
+                        .get(c)
+                        .and_then(|c| c.members.get(device))
+                        .is_some_and(|m| m.joined)
+                })
+                .count()
+        })
+    }
+
+    /// Whether `device` may join one more channel (`channel` itself does not count).
+    fn may_join(&self, channel: u32, device: &str, limits: ChannelLimits) -> bool {
+        let already = self
+            .channels
+            .get(&channel)
+            .and_then(|c| c.members.get(device))
+            .is_some_and(|m| m.joined);
+        already || self.joined_elsewhere(device, channel) < limits.per_device
+    }
+
+    /// Number of channels held.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.channels.len()
+    }
+
+    /// Whether no channel is held.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.channels.is_empty()
     }
 
     /// The group bound to `channel`.
@@ -79,59 +213,106 @@ impl Channels {
     }
 
     /// Plain JOIN: adds `device` with its `relay` flag and the `declared` devices (relaying,
-    /// unless already members) to the channel, merging with the current members. Returns the
-    /// resulting member list.
+    /// unless already members) to the channel, merging with the current members.
     ///
     /// # Errors
-    /// [`JoinRefused::GroupChannel`] if a group's roster governs the channel.
+    /// [`JoinRefused::GroupChannel`] if a group's roster governs the channel; the bounds of
+    /// `limits` (nothing is applied then).
     pub fn join<'a>(
         &mut self,
         channel: u32,
         device: &str,
         relay: bool,
         declared: impl IntoIterator<Item = &'a str>,
-    ) -> Result<Vec<String>, JoinRefused> {
+        limits: ChannelLimits,
+    ) -> Result<Joined, JoinRefused> {
         if let Some(group) = self.group_of(channel) {
             return Err(JoinRefused::GroupChannel(group.to_owned()));
         }
-        self.add(channel, device, relay);
-        for other in declared {
-            let known = self
-                .channels
-                .get(&channel)
-                .is_some_and(|c| c.members.contains_key(other));
-            if !known {
-                self.add(channel, other, true);
-            }
+        if !self.may_join(channel, device, limits) {
+            return Err(JoinRefused::ChannelLimit {
+                limit: limits.per_device,
+            });
         }
-        Ok(self.member_list(channel))
+        let newcomers: BTreeSet<&str> = declared
+            .into_iter()
+            .filter(|d| *d != device && !self.is_member(channel, d))
+            .collect();
+        let joiner_new = usize::from(!self.is_member(channel, device));
+        let current = self.channels.get(&channel).map_or(0, |c| c.members.len());
+        if current.saturating_add(newcomers.len() + joiner_new) > limits.members {
+            return Err(JoinRefused::ChannelFull {
+                limit: limits.members,
+            });
+        }
+        let added = joiner_new > 0 || !newcomers.is_empty();
+        self.add(
+            channel,
+            device,
+            Member {
+                relay,
+                joined: true,
+            },
+        );
+        for other in newcomers {
+            self.add_declared(channel, other);
+        }
+        Ok(Joined {
+            members: self.member_list(channel),
+            added,
+        })
     }
 
-    /// Whether `device` may bind `channel` to `group` (see [`Channels::bind_group`]).
+    /// Whether `device` may bind `channel` to `group` with `roster` (see
+    /// [`Channels::bind_group`]).
     ///
     /// # Errors
     /// Why not.
-    pub fn check_bind(&self, channel: u32, group: &str, device: &str) -> Result<(), BindRefused> {
+    pub fn check_bind(
+        &self,
+        channel: u32,
+        group: &str,
+        roster: &[String],
+        device: &str,
+        limits: ChannelLimits,
+    ) -> Result<(), BindRefused> {
+        if roster.iter().any(|m| m == device) && !self.may_join(channel, device, limits) {
+            return Err(BindRefused::ChannelLimit {
+                limit: limits.per_device,
+            });
+        }
         let Some(current) = self.channels.get(&channel) else {
             return Ok(());
         };
         match &current.group {
             Some(bound) if bound != group => Err(BindRefused::OtherGroup(bound.clone())),
             Some(_) => Ok(()),
-            None if !current.members.is_empty() && !current.members.contains_key(device) => {
-                Err(BindRefused::NotMember)
+            None if current.members.is_empty() => Ok(()),
+            None if !current.members.contains_key(device) => Err(BindRefused::NotMember),
+            None => {
+                let evicted: Vec<String> = current
+                    .members
+                    .keys()
+                    .filter(|m| !roster.contains(m))
+                    .cloned()
+                    .collect();
+                if evicted.is_empty() {
+                    Ok(())
+                } else {
+                    Err(BindRefused::WouldEvict(evicted))
+                }
             }
-            None => Ok(()),
         }
     }
 
     /// Binds `channel` to `group` and makes `roster` its members (devices no longer on the
-    /// roster leave). `device` joins with its `relay` flag; the others keep theirs (or relay).
-    /// Returns the member list.
+    /// roster leave a channel already bound to the group). `device` joins with its `relay`
+    /// flag; the others keep theirs (or relay). Returns the member list.
     ///
     /// # Errors
     /// A channel bound to another group is not rebound; a plain channel with members is bound
-    /// only by one of them (so a stranger cannot evict a conversation's members).
+    /// only by one of them and only with all of them on the roster (so nobody can evict a
+    /// conversation's members); `device` within its channel allowance.
     pub fn bind_group(
         &mut self,
         channel: u32,
@@ -139,8 +320,9 @@ impl Channels {
         roster: &[String],
         device: &str,
         relay: bool,
+        limits: ChannelLimits,
     ) -> Result<Vec<String>, BindRefused> {
-        self.check_bind(channel, group, device)?;
+        self.check_bind(channel, group, roster, device, limits)?;
         let wanted: BTreeSet<&str> = roster.iter().map(String::as_str).collect();
         let stale: Vec<String> = self
             .channels
@@ -160,16 +342,17 @@ impl Channels {
             self.forget_device_channel(&member, channel);
         }
         for member in &wanted {
-            let known = self
-                .channels
-                .get(&channel)
-                .is_some_and(|c| c.members.contains_key(*member));
-            if !known {
-                self.add(channel, member, true);
-            }
+            self.add_declared(channel, member);
         }
         if wanted.contains(device) {
-            self.add(channel, device, relay);
+            self.add(
+                channel,
+                device,
+                Member {
+                    relay,
+                    joined: true,
+                },
+            );
         }
         self.channels.entry(channel).or_default().group = Some(group.to_owned());
         self.by_group
@@ -190,13 +373,7 @@ impl Channels {
         channels
             .into_iter()
             .map(|channel| {
-                let known = self
-                    .channels
-                    .get(&channel)
-                    .is_some_and(|c| c.members.contains_key(device));
-                if !known {
-                    self.add(channel, device, true);
-                }
+                self.add_declared(channel, device);
                 (channel, self.member_list(channel))
             })
             .collect()
@@ -209,17 +386,40 @@ impl Channels {
         entry.members.remove(device)?;
         self.forget_device_channel(device, channel);
         let remaining = self.member_list(channel);
-        if remaining.is_empty()
-            && let Some(gone) = self.channels.remove(&channel)
-            && let Some(group) = gone.group
-            && let Some(channels) = self.by_group.get_mut(&group)
-        {
-            channels.remove(&channel);
-            if channels.is_empty() {
-                self.by_group.remove(&group);
-            }
+        if remaining.is_empty() {
+            self.forget_channel(channel);
         }
         Some(remaining)
+    }
+
+    /// Forgets every channel of `device` (or only `channel`, if given) that has no member
+    /// `connected` any more, with its declared-only members. Returns how many were forgotten.
+    pub fn release_idle(
+        &mut self,
+        device: &str,
+        channel: Option<u32>,
+        connected: impl Fn(&str) -> bool,
+    ) -> usize {
+        let candidates: Vec<u32> = match channel {
+            Some(channel) => vec![channel],
+            None => self
+                .by_device
+                .get(device)
+                .map(|c| c.iter().copied().collect())
+                .unwrap_or_default(),
+        };
+        let idle: Vec<u32> = candidates
+            .into_iter()
+            .filter(|c| {
+                self.channels
+                    .get(c)
+                    .is_some_and(|c| !c.members.keys().any(|m| connected(m)))
+            })
+            .collect();
+        for channel in &idle {
+            self.forget_channel(*channel);
+        }
+        idle.len()
     }
 
     /// The channel's members, if `device` is one of them.
@@ -239,7 +439,7 @@ impl Channels {
             .map(|c| {
                 c.members
                     .iter()
-                    .filter(|(member, relay)| member.as_str() != device && !**relay)
+                    .filter(|(member, m)| member.as_str() != device && !m.relay)
                     .map(|(member, _)| member.clone())
                     .collect()
             })
@@ -263,16 +463,31 @@ impl Channels {
 mod tests {
     use super::*;
 
+    const L: ChannelLimits = ChannelLimits {
+        members: 1024,
+        per_device: 256,
+    };
+
     fn strings(items: &[&str]) -> Vec<String> {
         items.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    fn join<'a>(
+        c: &mut Channels,
+        channel: u32,
+        device: &str,
+        relay: bool,
+        declared: impl IntoIterator<Item = &'a str>,
+    ) -> Vec<String> {
+        c.join(channel, device, relay, declared, L).unwrap().members
     }
 
     #[test]
     fn join_merges_and_leave_removes_only_the_sender() {
         let mut c = Channels::default();
-        assert_eq!(c.join(7, "a", true, []).unwrap(), ["a"]);
-        assert_eq!(c.join(7, "b", true, []).unwrap(), ["a", "b"]);
-        assert_eq!(c.join(7, "c", true, ["a"]).unwrap(), ["a", "b", "c"]);
+        assert_eq!(join(&mut c, 7, "a", true, []), ["a"]);
+        assert_eq!(join(&mut c, 7, "b", true, []), ["a", "b"]);
+        assert_eq!(join(&mut c, 7, "c", true, ["a"]), ["a", "b", "c"]);
         assert_eq!(c.leave(7, "b"), Some(strings(&["a", "c"])));
         assert_eq!(c.leave(7, "b"), None);
         assert_eq!(c.members_if_member(7, "b"), None);
@@ -281,27 +496,115 @@ mod tests {
         c.leave(7, "c");
         assert_eq!(c.members_if_member(7, "a"), None);
         assert!(c.peers_of("a").is_empty());
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn a_join_that_adds_nobody_says_so() {
+        let mut c = Channels::default();
+        assert!(c.join(7, "a", true, [], L).unwrap().added);
+        assert!(!c.join(7, "a", true, ["a"], L).unwrap().added);
+        assert!(c.join(7, "a", true, ["b"], L).unwrap().added);
+        // b was declared; its own JOIN adds nobody new.
+        assert!(!c.join(7, "b", false, [], L).unwrap().added);
+        assert_eq!(c.direct_peers(7, "a"), ["b"]);
+    }
+
+    #[test]
+    fn members_per_channel_are_bounded_and_nothing_is_applied_past_them() {
+        let mut c = Channels::default();
+        let small = ChannelLimits {
+            members: 3,
+            per_device: 8,
+        };
+        c.join(1, "a", true, ["b"], small).unwrap();
+        assert_eq!(
+            c.join(1, "c", true, ["d"], small),
+            Err(JoinRefused::ChannelFull { limit: 3 })
+        );
+        assert_eq!(c.members_if_member(1, "a"), Some(strings(&["a", "b"])));
+        assert!(c.peers_of("c").is_empty());
+        // Members already in do not count twice.
+        c.join(1, "c", true, ["a", "b"], small).unwrap();
+        c.join(1, "a", true, ["b", "c"], small).unwrap();
+        assert_eq!(
+            c.join(1, "d", true, [], small),
+            Err(JoinRefused::ChannelFull { limit: 3 })
+        );
+    }
+
+    #[test]
+    fn channels_per_device_count_only_channels_it_joined_itself() {
+        let mut c = Channels::default();
+        let small = ChannelLimits {
+            members: 8,
+            per_device: 2,
+        };
+        c.join(1, "a", true, ["victim"], small).unwrap();
+        c.join(2, "a", true, ["victim"], small).unwrap();
+        assert_eq!(
+            c.join(3, "a", true, [], small),
+            Err(JoinRefused::ChannelLimit { limit: 2 })
+        );
+        assert_eq!(c.len(), 2);
+        // Joining again a channel it is in is no new channel.
+        c.join(2, "a", false, [], small).unwrap();
+        // Being declared into two channels does not use up the victim's own allowance...
+        c.join(4, "victim", true, [], small).unwrap();
+        // ...but joining one it was declared into does.
+        c.join(1, "victim", true, [], small).unwrap();
+        assert_eq!(
+            c.join(5, "victim", true, [], small),
+            Err(JoinRefused::ChannelLimit { limit: 2 })
+        );
+        // Leaving frees a place.
+        c.leave(1, "a");
+        c.join(3, "a", true, [], small).unwrap();
+    }
+
+    #[test]
+    fn idle_channels_are_released_with_their_declared_members() {
+        let mut c = Channels::default();
+        join(&mut c, 1, "a", true, ["x", "y"]);
+        join(&mut c, 2, "a", true, []);
+        join(&mut c, 2, "b", true, []);
+        c.bind_group(3, "g", &strings(&["a", "z"]), "a", true, L)
+            .unwrap();
+        // a disconnects while b is still connected: channel 2 stays, 1 and 3 go.
+        assert_eq!(c.release_idle("a", None, |d| d == "b"), 2);
+        assert_eq!(c.len(), 1);
+        assert!(c.peers_of("x").is_empty());
+        assert!(c.peers_of("z").is_empty());
+        assert!(c.add_to_group("g", "w").is_empty());
+        assert_eq!(c.members_if_member(2, "a"), Some(strings(&["a", "b"])));
+        // Only the named channel is looked at when one is given.
+        join(&mut c, 4, "b", true, []);
+        assert_eq!(c.release_idle("b", Some(2), |_| false), 1);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c.release_idle("b", None, |_| false), 1);
+        assert!(c.is_empty());
+        assert!(c.peers_of("b").is_empty());
     }
 
     #[test]
     fn relay_flags_are_per_member_and_declared_members_relay() {
         let mut c = Channels::default();
-        c.join(7, "a", false, ["x"]).unwrap();
-        c.join(7, "b", true, []).unwrap();
+        join(&mut c, 7, "a", false, ["x"]);
+        join(&mut c, 7, "b", true, []);
         // A later declaration does not reset a member's own flag.
-        c.join(7, "b", true, ["a"]).unwrap();
+        join(&mut c, 7, "b", true, ["a"]);
         assert_eq!(c.direct_peers(7, "b"), ["a"]);
         assert!(c.direct_peers(7, "a").is_empty());
-        c.join(7, "b", false, []).unwrap();
+        join(&mut c, 7, "b", false, []);
         assert_eq!(c.direct_peers(7, "a"), ["b"]);
     }
 
     #[test]
     fn peers_span_every_shared_channel() {
         let mut c = Channels::default();
-        c.join(1, "a", true, ["b"]).unwrap();
-        c.join(2, "a", true, ["c"]).unwrap();
-        c.join(3, "d", true, ["e"]).unwrap();
+        join(&mut c, 1, "a", true, ["b"]);
+        join(&mut c, 2, "a", true, ["c"]);
+        join(&mut c, 3, "d", true, ["e"]);
         assert_eq!(c.peers_of("a"), ["b", "c"]);
         assert_eq!(c.peers_of("b"), ["a"]);
         assert_eq!(c.peers_of("e"), ["d"]);
@@ -309,39 +612,44 @@ mod tests {
     }
 
     #[test]
-    fn group_channels_take_the_roster_and_refuse_plain_joins() {
+    fn a_group_binds_a_conversation_only_with_every_member_on_its_roster() {
         let mut c = Channels::default();
-        c.join(9, "stranger", true, []).unwrap();
+        join(&mut c, 9, "stranger", true, []);
         // A stranger's conversation cannot be taken over by binding it to a group...
         assert_eq!(
-            c.bind_group(9, "g1", &strings(&["a", "b"]), "a", false),
+            c.bind_group(9, "g1", &strings(&["a", "b"]), "a", false, L),
             Err(BindRefused::NotMember)
         );
-        // ...but a member may turn it into the group's channel.
-        c.join(9, "a", true, []).unwrap();
+        // ...nor by a member whose roster leaves someone out...
+        join(&mut c, 9, "a", true, []);
+        assert_eq!(
+            c.bind_group(9, "g1", &strings(&["a", "b"]), "a", false, L),
+            Err(BindRefused::WouldEvict(strings(&["stranger"])))
+        );
+        assert_eq!(c.group_of(9), None);
+        // ...but a member may turn it into the group's channel with everyone on the roster.
         let members = c
-            .bind_group(9, "g1", &strings(&["a", "b"]), "a", false)
+            .bind_group(9, "g1", &strings(&["a", "b", "stranger"]), "a", false, L)
             .unwrap();
-        assert_eq!(members, ["a", "b"]);
-        assert_eq!(c.members_if_member(9, "stranger"), None);
-        assert!(c.peers_of("stranger").is_empty());
+        assert_eq!(members, ["a", "b", "stranger"]);
         assert_eq!(c.group_of(9), Some("g1"));
         assert_eq!(c.direct_peers(9, "b"), ["a"]);
         assert_eq!(
-            c.join(9, "x", true, []),
+            c.join(9, "x", true, [], L),
             Err(JoinRefused::GroupChannel("g1".to_owned()))
         );
-        // A bound channel keeps its group.
+        // A bound channel keeps its group; its roster governs who stays.
         assert_eq!(
-            c.bind_group(9, "g2", &strings(&["a"]), "a", true),
+            c.bind_group(9, "g2", &strings(&["a"]), "a", true, L),
             Err(BindRefused::OtherGroup("g1".to_owned()))
         );
         assert_eq!(
-            c.bind_group(9, "g1", &strings(&["a", "b"]), "b", true),
+            c.bind_group(9, "g1", &strings(&["a", "b"]), "b", true, L),
             Ok(strings(&["a", "b"]))
         );
+        assert!(c.peers_of("stranger").is_empty());
         // An invite reaches every channel of the group.
-        c.bind_group(10, "g1", &strings(&["a", "b"]), "b", true)
+        c.bind_group(10, "g1", &strings(&["a", "b"]), "b", true, L)
             .unwrap();
         let updated = c.add_to_group("g1", "c");
         assert_eq!(
@@ -360,6 +668,16 @@ mod tests {
         assert_eq!(
             c.add_to_group("g1", "d"),
             [(10, strings(&["a", "b", "c", "d"]))]
+        );
+        // Binding counts against the binder's channel allowance.
+        let one = ChannelLimits {
+            members: 8,
+            per_device: 1,
+        };
+        join(&mut c, 11, "e", true, []);
+        assert_eq!(
+            c.bind_group(12, "g3", &strings(&["e"]), "e", true, one),
+            Err(BindRefused::ChannelLimit { limit: 1 })
         );
     }
 }
