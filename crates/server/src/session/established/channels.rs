@@ -75,9 +75,17 @@ impl<S: ByteStream> SessionTask<S> {
             }
             (asked, bound) => asked.or(bound),
         };
+        let before = self.m.hub.channels(|c| {
+            c.has_joined(channel, &me)
+                .then(|| c.members_if_member(channel, &me))
+                .flatten()
+        });
         let (members, added, name) = match group_id.as_deref() {
             Some(group_id) => match self.join_group(frame, group_id, join.relay).await? {
-                Some((members, name)) => (members, true, name),
+                Some((members, name)) => {
+                    let added = before.as_ref() != Some(&members);
+                    (members, added, name)
+                }
                 None => return Ok(()),
             },
             None => {
