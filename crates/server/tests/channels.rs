@@ -285,6 +285,18 @@ async fn members_per_channel_are_bounded() {
         .await;
     a.error(seq, "Channel Full").await;
     metric_becomes(&server, &refusals("channel_members"), 2).await;
+    // Each refusal is in the ledger, with the device it was refused to.
+    let ledger = server.data_dir().join("ledger.jsonl");
+    let lines = common::ledger_records(&ledger, 2, |l| {
+        l["scope"] == "bound" && l["bound"] == "channel_members"
+    })
+    .await;
+    let devices: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["scope"] == "bound")
+        .map(|l| &l["device_id"])
+        .collect();
+    assert_eq!(devices, [&json!("dev-full-c"), &json!("dev-full-a")]);
     a.say(3, "two of us").await;
     assert_eq!(
         b.recv_on(FrameType::Msg, 3).await.payload().as_ref(),
