@@ -210,10 +210,9 @@ macro_rules! on_each_store {
         mod postgres {
             $(
                 #[tokio::test]
+                #[cfg_attr(not(commucat_test_postgres), ignore = "needs COMMUCAT_TEST_POSTGRES")]
                 async fn $name() {
-                    let Some(backend) = super::common::StoreBackend::postgres().await else {
-                        return;
-                    };
+                    let backend = super::common::StoreBackend::postgres().await.expect("COMMUCAT_TEST_POSTGRES is set");
                     super::$name(backend).await;
                 }
             )*
@@ -337,6 +336,12 @@ impl TestServer {
         let before = self.params.server_static;
         self.relaunch().await;
         assert_eq!(before, self.params.server_static, "keys persist");
+    }
+
+    /// Like [`TestServer::restart`], with `tweak` applied to the configuration first.
+    pub async fn restart_with(&mut self, tweak: impl FnOnce(&mut Config)) {
+        tweak(&mut self.config);
+        self.restart().await;
     }
 
     /// Stops the server and starts it again on the same data directory and store, where the
@@ -523,7 +528,8 @@ impl Client {
         .await
     }
 
-    /// Asserts that nothing arrives (and nothing is in the backlog) for `wait`.
+    /// Asserts that nothing arrives (and nothing is in the backlog) for `wait`, and that the
+    /// connection is still open at the end: a closed stream or a failed connection is not quiet.
     pub async fn expect_quiet(&mut self, wait: Duration) {
         assert!(
             self.backlog.is_empty(),
@@ -531,8 +537,18 @@ impl Client {
             self.id,
             self.backlog.iter().map(describe).collect::<Vec<_>>()
         );
-        if let Ok(Ok(Some(frame))) = tokio::time::timeout(wait, self.session.recv()).await {
-            panic!("{}: unexpected {}", self.id, describe(&frame));
+        match tokio::time::timeout(wait, self.session.recv()).await {
+            // Quiet: nothing arrived and the connection is still up.
+            Err(_elapsed) => {}
+            Ok(Ok(Some(frame))) => panic!("{}: unexpected {}", self.id, describe(&frame)),
+            Ok(Ok(None)) => panic!(
+                "{}: the server closed the stream instead of staying quiet",
+                self.id
+            ),
+            Ok(Err(error)) => panic!(
+                "{}: the connection failed instead of staying quiet: {error}",
+                self.id
+            ),
         }
     }
 

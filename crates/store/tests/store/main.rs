@@ -64,10 +64,9 @@ macro_rules! suite_tests {
         mod postgres {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[cfg_attr(not(commucat_test_postgres), ignore = "needs COMMUCAT_TEST_POSTGRES")]
                 async fn $name() {
-                    let Some(schema) = super::pg::TestSchema::new().await else {
-                        return;
-                    };
+                    let schema = super::pg::TestSchema::new().await.expect("COMMUCAT_TEST_POSTGRES is set");
                     let store = schema.store().await;
                     super::suite::$name(std::sync::Arc::new(store.clone())).await;
                     store.close().await;
