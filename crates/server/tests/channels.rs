@@ -439,3 +439,46 @@ common::on_each_store!(
     made_up_members_get_nothing_queued,
     a_group_cannot_evict_a_conversation,
 );
+
+#[tokio::test]
+async fn a_roster_notice_past_the_control_limit_never_breaks_the_creator() {
+    let server = TestServer::start(|_| {}).await;
+    let mut owner = server.connect("owner-big").await;
+    // 115 registered devices with 120-character ids: the notice repeats each id in `members`
+    // and `roles`, so with a long name it would pass the 256 KiB control limit.
+    let mut members = Vec::new();
+    for i in 0..115 {
+        let id = format!("member-big-{i:03}-{}", "m".repeat(120))[..120].to_owned();
+        let identity =
+            commucat_client::DeviceIdentity::generate(&id).with_handle(format!("member_big_{i}"));
+        members.push(server.connect_as(identity).await);
+    }
+    let ids: Vec<&str> = members.iter().map(|m| m.id.as_str()).collect();
+    let listed = serde_json::to_vec(&ids).unwrap().len();
+    let name = "n".repeat(ccp::MAX_CONTROL_JSON_LEN - listed - 200);
+    let seq = owner
+        .control(
+            FrameType::GroupCreate,
+            12,
+            &json!({"group_id": "big-00001", "members": ids, "name": name}),
+        )
+        .await;
+    owner.ack(seq).await;
+    let notice: GroupCreate = members[114]
+        .recv_on(FrameType::GroupCreate, 12)
+        .await
+        .parse_control()
+        .unwrap();
+    assert_eq!(notice.owner.as_deref(), Some("owner-big"));
+    assert_eq!(notice.members.len(), 116);
+    // The owner's session goes on.
+    owner.say(12, "big group").await;
+    assert_eq!(
+        members[0]
+            .recv_on(FrameType::Msg, 12)
+            .await
+            .payload()
+            .as_ref(),
+        b"big group"
+    );
+}

@@ -4,10 +4,11 @@
 //! (wire-compat §7.4a), so a notice carries the whole list while it fits in
 //! [`NOTICE_BUDGET`] bytes. A larger channel's notice lists the joiner first and then as many
 //! members as fit, and says how many members the channel has in `member_count`; the display
-//! name is left out if it alone would not leave room for the list.
+//! name is left out if it alone would not leave room for the list. GROUP_CREATE notices are
+//! fitted the same way ([`fit_group_notice`]).
 
 use ccp::MAX_CONTROL_JSON_LEN;
-use ccp::control::Join;
+use ccp::control::{GroupCreate, GroupRole, Join};
 
 /// Most bytes of a membership notice's JSON: half the control-payload limit, so a notice never
 /// comes near the limit whatever the member ids, name or group id.
@@ -66,11 +67,48 @@ pub fn membership_notice(
     notice
 }
 
+fn json_size<T: serde::Serialize>(value: &T) -> usize {
+    serde_json::to_vec(value).map_or(usize::MAX, |v| v.len())
+}
+
+/// A GROUP_CREATE notice within [`NOTICE_BUDGET`]: if the whole roster does not fit, `roles`
+/// keeps only owners and admins (unlisted members are `member`), then a name that alone would
+/// not leave room is left out, then `members` lists the owner first and as many as fit.
+#[must_use]
+pub fn fit_group_notice(mut notice: GroupCreate) -> GroupCreate {
+    if json_size(&notice) <= NOTICE_BUDGET {
+        return notice;
+    }
+    notice.roles.retain(|_, role| *role != GroupRole::Member);
+    if notice.name.as_deref().map_or(0, json_len) > NOTICE_BUDGET / 4 {
+        notice.name = None;
+    }
+    let mut size = json_size(&notice);
+    if size <= NOTICE_BUDGET {
+        return notice;
+    }
+    let owner = notice.owner.clone().unwrap_or_default();
+    let mut members = std::mem::take(&mut notice.members);
+    if let Some(at) = members.iter().position(|m| *m == owner) {
+        members.swap(0, at);
+    }
+    size = json_size(&notice);
+    for member in members {
+        let len = json_len(&member) + 1;
+        if size + len > NOTICE_BUDGET {
+            break;
+        }
+        size += len;
+        notice.members.push(member);
+    }
+    notice
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn size(notice: &Join) -> usize {
+    fn size<T: serde::Serialize>(notice: &T) -> usize {
         serde_json::to_vec(notice).expect("serializes").len()
     }
 
@@ -117,5 +155,41 @@ mod tests {
         assert_eq!(notice.name, None);
         assert_eq!(notice.members, members);
         assert!(size(&notice) <= NOTICE_BUDGET);
+    }
+
+    #[test]
+    fn a_large_roster_notice_keeps_owners_and_admins_and_fits() {
+        let members: Vec<String> = (0..1024)
+            .map(|i| format!("{i:06}{}", "y".repeat(122)))
+            .collect();
+        let mut roles: std::collections::BTreeMap<String, GroupRole> = members
+            .iter()
+            .map(|m| (m.clone(), GroupRole::Member))
+            .collect();
+        roles.insert(members[700].clone(), GroupRole::Owner);
+        roles.insert(members[3].clone(), GroupRole::Admin);
+        let notice = GroupCreate {
+            group_id: Some("g".into()),
+            members: members.clone(),
+            roles,
+            relay: true,
+            name: Some("n".repeat(100_000)),
+            owner: Some(members[700].clone()),
+        };
+        assert!(size(&notice) > MAX_CONTROL_JSON_LEN);
+        let fitted = fit_group_notice(notice);
+        assert!(size(&fitted) <= NOTICE_BUDGET, "{}", size(&fitted));
+        assert_eq!(fitted.members[0], members[700]);
+        assert_eq!(fitted.roles.len(), 2);
+        assert_eq!(fitted.name, None);
+        assert!(fitted.members.len() > 900);
+        // A small one is untouched.
+        let small = GroupCreate {
+            members: vec!["a".into()],
+            roles: [("a".to_owned(), GroupRole::Member)].into(),
+            name: Some("team".into()),
+            ..fitted
+        };
+        assert_eq!(fit_group_notice(small.clone()), small);
     }
 }

@@ -14,7 +14,7 @@ use crate::router::channels::BindRefused;
 use crate::router::groups::{
     RosterRefused, can_invite, check_id, create_notice, roster_for_create, to_store, to_wire,
 };
-use crate::router::notices::membership_notice;
+use crate::router::notices::{fit_group_notice, membership_notice};
 use crate::session::handshake::random_id;
 
 impl<S: ByteStream> SessionTask<S> {
@@ -247,7 +247,7 @@ impl<S: ByteStream> SessionTask<S> {
             FrameType::GroupCreate,
             channel,
             0,
-            &create_notice(&group, &roster),
+            &fit_group_notice(create_notice(&group, &roster)),
         )
         .map_err(|e| End::Conn(e.into()))?;
         let others: Vec<String> = devices.into_iter().filter(|d| *d != me).collect();
