@@ -404,6 +404,21 @@ async fn a_group_cannot_evict_a_conversation(backend: StoreBackend) {
         )
         .await;
     bob.error(seq, "Channel Full").await;
+    // A member joining the group's channel again is answered alone.
+    for _ in 0..2 {
+        let members = alice.join_with(5, &json!({"group_id": "ours-00001"})).await;
+        assert_eq!(members, ["alice-take", "bob-take", "carol-take"]);
+    }
+    alice.say(5, "no notices").await;
+    let next = bob
+        .recv_matching("frame on 5", |f| f.channel_id() == 5)
+        .await;
+    assert_eq!(
+        next.frame_type(),
+        FrameType::Msg,
+        "{}",
+        common::describe(&next)
+    );
     drop(carol);
 }
 
