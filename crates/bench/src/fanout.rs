@@ -54,6 +54,10 @@ pub(crate) struct FanoutReport {
     server_cpu_us_per_delivery: Option<f64>,
 }
 
+/// Member ids the sender declares per JOIN (the server's default
+/// `bounds.declared_members_per_join`).
+const DECLARED_PER_JOIN: usize = 64;
+
 pub(crate) async fn run(
     target: &Target,
     args: &FanoutArgs,
@@ -71,7 +75,10 @@ pub(crate) async fn run(
     let mut ids: Vec<&str> = vec![sender_id.as_str()];
     ids.extend(receivers.iter().map(|(id, _)| id.as_str()));
     let channel = target.channels(1)?;
-    flow::join(&mut sender, channel, &ids).await?;
+    // A JOIN declares at most `bounds.declared_members_per_join` ids (64 by default).
+    for declared in ids.chunks(DECLARED_PER_JOIN) {
+        flow::join(&mut sender, channel, declared).await?;
+    }
     let setup_s = report::round2(setup.elapsed().as_secs_f64());
 
     let fan = u64::try_from(receivers.len())?;

@@ -180,6 +180,7 @@ async fn converse(session: &mut Session<H2Stream>, me: &str, args: &ChatArgs) ->
         relay: true,
         group_id: None,
         name: None,
+        member_count: None,
     };
     let mut pending = BTreeSet::new();
     pending.insert(

@@ -187,6 +187,8 @@ pub struct Gauges {
     pub mailbox_frames: u64,
     /// Devices with a registered (online) session.
     pub online_devices: u64,
+    /// Channel entries in the routing tables.
+    pub channels: u64,
 }
 
 /// The audit ledger's counters ([`crate::ledger::Ledger::written`] and
@@ -386,6 +388,12 @@ impl Metrics {
             &[("", gauges.online_devices.to_string())],
         );
         family(
+            "commucat_channels",
+            "gauge",
+            "Channels held in this node's routing tables (freed once no member is connected).",
+            &[("", gauges.channels.to_string())],
+        );
+        family(
             "commucat_rate_limited_total",
             "counter",
             "Requests refused with 429, by limiter.",
@@ -513,6 +521,7 @@ mod tests {
             Gauges {
                 mailbox_frames: 4,
                 online_devices: 1,
+                channels: 3,
             },
             LedgerCounts {
                 written: 7,
@@ -533,6 +542,7 @@ mod tests {
             "commucat_frames_sent_total{type=\"ack\"} 2",
             "commucat_frames_sent_total{type=\"msg\"} 0",
             "commucat_mailbox_frames 4",
+            "commucat_channels 3",
             "# TYPE commucat_ledger_records_written_total counter",
             "commucat_ledger_records_written_total 7",
             "commucat_ledger_records_dropped_total 2",

@@ -58,6 +58,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The device with this id, whatever its status.
     async fn device(&self, device_id: &str) -> Result<Option<DeviceRecord>>;
 
+    /// The active devices among `device_ids` (each once, sorted); unknown and revoked ids are
+    /// left out. One statement whatever the number of ids.
+    async fn active_devices_among(&self, device_ids: &[String]) -> Result<Vec<String>>;
+
     /// All devices of a user (active and revoked), ordered by `created_at`, then `device_id`.
     /// Unknown user → empty list.
     async fn devices_of_user(&self, user_id: &str) -> Result<Vec<DeviceRecord>>;

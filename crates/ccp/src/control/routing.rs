@@ -60,6 +60,10 @@ pub struct Join {
     /// Channel display name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// From the server, when `members` lists only part of a large channel (so the notice stays
+    /// within the control-payload limit): how many members the channel has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_count: Option<u64>,
 }
 
 /// LEAVE: from a client, leave the frame's channel (`{}`); from the server, `device` left.

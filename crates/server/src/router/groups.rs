@@ -8,8 +8,22 @@ use commucat_store::{GroupMember, GroupRecord, GroupRole};
 
 /// Longest accepted group id.
 pub const MAX_GROUP_ID_LEN: usize = 128;
-/// Most devices one GROUP_CREATE may list.
-pub const MAX_ROSTER: usize = 1024;
+
+/// Why a GROUP_CREATE's roster was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RosterRefused {
+    /// A group or device id is malformed.
+    #[error("{0}")]
+    InvalidId(String),
+    /// More devices than a channel may hold (`bounds.channel_members`).
+    #[error("a group has at most {limit} members, got {got}")]
+    TooLong {
+        /// The bound.
+        limit: usize,
+        /// Devices the roster would have.
+        got: usize,
+    },
+}
 
 /// The stored role for a wire role.
 #[must_use]
@@ -59,14 +73,15 @@ pub fn check_id(what: &str, id: &str) -> Result<(), String> {
 /// becomes `admin`, unlisted roles are `member`).
 ///
 /// # Errors
-/// An id that fails [`check_id`], or more than [`MAX_ROSTER`] devices.
+/// An id that fails [`check_id`], or more than `max_roster` devices.
 pub fn roster_for_create(
     create: &GroupCreate,
     group_id: &str,
     owner: &str,
     now: i64,
-) -> Result<(GroupRecord, Vec<GroupMember>), String> {
-    check_id("group_id", group_id)?;
+    max_roster: usize,
+) -> Result<(GroupRecord, Vec<GroupMember>), RosterRefused> {
+    check_id("group_id", group_id).map_err(RosterRefused::InvalidId)?;
     let mut roles: BTreeMap<&str, GroupRole> = BTreeMap::new();
     for device in create
         .members
@@ -74,7 +89,7 @@ pub fn roster_for_create(
         .map(String::as_str)
         .chain(create.roles.keys().map(String::as_str))
     {
-        check_id("member device id", device)?;
+        check_id("member device id", device).map_err(RosterRefused::InvalidId)?;
         let role = create
             .roles
             .get(device)
@@ -82,11 +97,11 @@ pub fn roster_for_create(
         roles.insert(device, role);
     }
     roles.insert(owner, GroupRole::Owner);
-    if roles.len() > MAX_ROSTER {
-        return Err(format!(
-            "a group has at most {MAX_ROSTER} members, got {}",
-            roles.len()
-        ));
+    if roles.len() > max_roster {
+        return Err(RosterRefused::TooLong {
+            limit: max_roster,
+            got: roles.len(),
+        });
     }
     let group = GroupRecord {
         group_id: group_id.to_owned(),
@@ -145,7 +160,7 @@ mod tests {
             &["alice", "bob", "carol"],
             &[("bob", WireRole::Owner), ("dave", WireRole::Admin)],
         );
-        let (group, roster) = roster_for_create(&request, "grp-1", "alice", 50).unwrap();
+        let (group, roster) = roster_for_create(&request, "grp-1", "alice", 50, 1024).unwrap();
         assert_eq!(group.owner_device, "alice");
         assert_eq!(group.name.as_deref(), Some("team"));
         let roles: Vec<_> = roster
@@ -162,7 +177,7 @@ mod tests {
             ]
         );
         // The sender is the owner even when not listed.
-        let (_, roster) = roster_for_create(&create(&["bob"], &[]), "g", "zed", 1).unwrap();
+        let (_, roster) = roster_for_create(&create(&["bob"], &[]), "g", "zed", 1, 1024).unwrap();
         assert!(
             roster
                 .iter()
@@ -170,7 +185,9 @@ mod tests {
         );
         let notice = create_notice(
             &group,
-            &roster_for_create(&request, "grp-1", "alice", 50).unwrap().1,
+            &roster_for_create(&request, "grp-1", "alice", 50, 1024)
+                .unwrap()
+                .1,
         );
         assert_eq!(notice.owner.as_deref(), Some("alice"));
         assert_eq!(notice.group_id.as_deref(), Some("grp-1"));
@@ -184,7 +201,15 @@ mod tests {
         assert!(check_id("group_id", "").is_err());
         assert!(check_id("group_id", "a b").is_err());
         assert!(check_id("group_id", &"x".repeat(129)).is_err());
-        assert!(roster_for_create(&create(&["bad id"], &[]), "g", "a", 1).is_err());
+        assert!(matches!(
+            roster_for_create(&create(&["bad id"], &[]), "g", "a", 1, 1024),
+            Err(RosterRefused::InvalidId(_))
+        ));
+        // The sender counts: two listed devices and the owner do not fit in two places.
+        assert_eq!(
+            roster_for_create(&create(&["b", "c"], &[]), "g", "a", 1, 2),
+            Err(RosterRefused::TooLong { limit: 2, got: 3 })
+        );
         assert!(can_invite(GroupRole::Owner));
         assert!(can_invite(GroupRole::Admin));
         assert!(!can_invite(GroupRole::Member));

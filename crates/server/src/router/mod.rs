@@ -16,6 +16,7 @@ pub mod calls;
 pub mod channels;
 pub mod dedup;
 pub mod groups;
+pub mod notices;
 pub mod presence;
 pub mod presence_redis;
 
@@ -241,7 +242,8 @@ impl Hub {
         true
     }
 
-    /// Gauges read from the tables: online devices and frames waiting in their mailboxes.
+    /// Gauges read from the tables: online devices, frames waiting in their mailboxes, channels
+    /// held.
     #[must_use]
     pub fn gauges(&self) -> crate::metrics::Gauges {
         let tables = self.lock();
@@ -253,6 +255,7 @@ impl Hub {
         crate::metrics::Gauges {
             mailbox_frames: u64::try_from(waiting).unwrap_or(u64::MAX),
             online_devices: u64::try_from(tables.online.len()).unwrap_or(u64::MAX),
+            channels: u64::try_from(tables.channels.len()).unwrap_or(u64::MAX),
         }
     }
 
@@ -277,6 +280,16 @@ impl Hub {
     #[must_use]
     pub fn address_of(&self, device_id: &str) -> Option<SocketAddr> {
         self.lock().online.get(device_id).and_then(|m| m.addr)
+    }
+
+    /// Forgets the channels of `device` (only `channel`, if given) in which no member is
+    /// connected any more; called once `device` disconnected or left. Returns how many.
+    pub fn release_idle_channels(&self, device: &str, channel: Option<u32>) -> usize {
+        let mut tables = self.lock();
+        let Tables {
+            online, channels, ..
+        } = &mut *tables;
+        channels.release_idle(device, channel, |d| online.contains_key(d))
     }
 
     /// Runs `f` on the channel tables under the lock.

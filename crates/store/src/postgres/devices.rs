@@ -25,6 +25,24 @@ pub(super) async fn by_id(
     row.map(DeviceRecord::try_from).transpose()
 }
 
+pub(super) async fn active_among(
+    db: impl PgExecutor<'_>,
+    device_ids: &[String],
+) -> Result<Vec<String>> {
+    if device_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    sqlx::query_scalar(
+        "SELECT device_id FROM devices
+         WHERE status = 'active' AND device_id = ANY($1)
+         ORDER BY device_id",
+    )
+    .bind(device_ids)
+    .fetch_all(db)
+    .await
+    .map_err(map_err)
+}
+
 pub(super) async fn of_user(db: impl PgExecutor<'_>, user_id: &str) -> Result<Vec<DeviceRecord>> {
     let rows = sqlx::query_as::<_, DeviceRow>(
         "SELECT device_id, user_id, public_key, status, created_at

@@ -25,6 +25,27 @@ pub(super) async fn by_id(
     row.map(DeviceRecord::try_from).transpose()
 }
 
+pub(super) async fn active_among(
+    db: impl SqliteExecutor<'_>,
+    device_ids: &[String],
+) -> Result<Vec<String>> {
+    if device_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    // The ids as a JSON array, read back with `json_each` (serde_json escapes them).
+    let ids = serde_json::to_string(device_ids)
+        .map_err(|e| StoreError::Invalid(format!("device ids: {e}")))?;
+    sqlx::query_scalar(
+        "SELECT device_id FROM devices
+         WHERE status = 'active' AND device_id IN (SELECT value FROM json_each(?1))
+         ORDER BY device_id",
+    )
+    .bind(ids)
+    .fetch_all(db)
+    .await
+    .map_err(map_err)
+}
+
 pub(super) async fn of_user(
     db: impl SqliteExecutor<'_>,
     user_id: &str,

@@ -171,6 +171,10 @@ impl Store for SqliteStore {
         devices::by_id(&self.pool, device_id).await
     }
 
+    async fn active_devices_among(&self, device_ids: &[String]) -> Result<Vec<String>> {
+        devices::active_among(&self.pool, device_ids).await
+    }
+
     async fn devices_of_user(&self, user_id: &str) -> Result<Vec<DeviceRecord>> {
         devices::of_user(&self.pool, user_id).await
     }

@@ -117,6 +117,7 @@ suite_tests!(
     pairing_claims_race_for_one_redemption,
     concurrent_sign_ups_share_no_handle,
     queue_bound_holds_under_concurrency,
+    active_devices_are_looked_up_in_one_batch,
     concurrent_deliveries_of_one_payload_leave_nothing,
     sessions_never_outlive_a_concurrent_revocation,
     byte_quotas_refuse_per_recipient_sender_and_total,

@@ -1,5 +1,7 @@
 //! JOIN, LEAVE, the relay of MSG / KEY_UPDATE / GROUP_EVENT / TYPING, and P2P candidates.
 
+use std::collections::BTreeSet;
+
 use ccp::control::{Join, Leave, PeerCandidate};
 use ccp::{Frame, FrameType, ProblemKind};
 use commucat_link::ByteStream;
@@ -7,9 +9,11 @@ use serde_json::Value;
 
 use super::offline::{self, Offline};
 use super::{End, SessionTask};
+use crate::config::Bound;
 use crate::router::channels::JoinRefused;
 use crate::router::dedup;
 use crate::router::groups::check_id;
+use crate::router::notices::membership_notice;
 
 impl<S: ByteStream> SessionTask<S> {
     pub(super) async fn join(&mut self, frame: &Frame) -> Result<(), End> {
@@ -25,6 +29,21 @@ impl<S: ByteStream> SessionTask<S> {
                     .await;
             }
         };
+        let most = self.m.settings.bounds.declared_members_per_join;
+        if u64::try_from(join.members.len()).unwrap_or(u64::MAX) > most {
+            let detail = format!(
+                "a JOIN declares at most {most} member ids, got {}",
+                join.members.len()
+            );
+            return self
+                .reject_bound(
+                    frame,
+                    Bound::DeclaredMembersPerJoin,
+                    ProblemKind::MemberListTooLong,
+                    detail,
+                )
+                .await;
+        }
         if let Some(detail) = join
             .members
             .iter()
@@ -56,40 +75,55 @@ impl<S: ByteStream> SessionTask<S> {
             }
             (asked, bound) => asked.or(bound),
         };
-        let (members, name) = match group_id.as_deref() {
+        let before = self.m.hub.channels(|c| {
+            c.has_joined(channel, &me)
+                .then(|| c.members_if_member(channel, &me))
+                .flatten()
+        });
+        let (members, added, name) = match group_id.as_deref() {
             Some(group_id) => match self.join_group(frame, group_id, join.relay).await? {
-                Some(joined) => joined,
+                Some((members, name)) => {
+                    let added = before.as_ref() != Some(&members);
+                    (members, added, name)
+                }
                 None => return Ok(()),
             },
             None => {
-                let declared = join.members.iter().map(String::as_str);
+                let declared: BTreeSet<String> =
+                    join.members.iter().filter(|m| **m != me).cloned().collect();
+                if !self.all_registered(frame, &declared).await? {
+                    return Ok(());
+                }
+                let limits = self.m.settings.channel_limits();
+                let declared = declared.iter().map(String::as_str);
                 match self
                     .m
                     .hub
-                    .channels(|c| c.join(channel, &me, join.relay, declared))
+                    .channels(|c| c.join(channel, &me, join.relay, declared, limits))
                 {
-                    Ok(members) => (members, join.name.clone()),
-                    // Bound to a group between the check above and now.
-                    Err(JoinRefused::GroupChannel(group_id)) => {
-                        match self.join_group(frame, &group_id, join.relay).await? {
-                            Some(joined) => joined,
-                            None => return Ok(()),
+                    Ok(joined) => (joined.members, joined.added, join.name.clone()),
+                    Err(refused) => match self.join_refused(frame, refused).await? {
+                        // Bound to a group between the check above and now.
+                        Some(group_id) => {
+                            match self.join_group(frame, &group_id, join.relay).await? {
+                                Some((members, name)) => (members, true, name),
+                                None => return Ok(()),
+                            }
                         }
-                    }
+                        None => return Ok(()),
+                    },
                 }
             }
         };
         self.ack(frame).await?;
-        // Every member (the joiner included) learns the full member list (wire-compat §7.4a).
-        let notice = Join {
-            members: members.clone(),
-            relay: join.relay,
-            group_id,
-            name,
-        };
-        let others: Vec<String> = members.iter().filter(|m| **m != me).cloned().collect();
-        self.notify(FrameType::Join, channel, &notice, &others)
-            .await?;
+        // The joiner learns the member list (wire-compat §7.4a); the others only when the JOIN
+        // added someone, so a repeated JOIN does not re-broadcast to everyone.
+        let notice = membership_notice(&members, &me, join.relay, group_id, name);
+        if added {
+            let others: Vec<String> = members.iter().filter(|m| **m != me).cloned().collect();
+            self.notify(FrameType::Join, channel, &notice, &others)
+                .await?;
+        }
         self.send_control(FrameType::Join, channel, &notice).await?;
         self.send_presence_of(&members).await?;
         if !join.relay {
@@ -98,11 +132,101 @@ impl<S: ByteStream> SessionTask<S> {
         Ok(())
     }
 
+    /// Reports a refused plain JOIN; returns the group whose channel it turned out to be.
+    async fn join_refused(
+        &mut self,
+        frame: &Frame,
+        refused: JoinRefused,
+    ) -> Result<Option<String>, End> {
+        let channel = frame.channel_id();
+        match refused {
+            JoinRefused::GroupChannel(group_id) => return Ok(Some(group_id)),
+            JoinRefused::ChannelFull { limit } => {
+                let detail = format!("channel {channel} has at most {limit} members");
+                self.reject_bound(
+                    frame,
+                    Bound::ChannelMembers,
+                    ProblemKind::ChannelFull,
+                    detail,
+                )
+                .await?;
+            }
+            JoinRefused::ChannelLimit { limit } => {
+                let detail = format!("a device is a member of at most {limit} channels at once");
+                self.reject_bound(
+                    frame,
+                    Bound::ChannelsPerDevice,
+                    ProblemKind::ChannelLimitReached,
+                    detail,
+                )
+                .await?;
+            }
+        }
+        Ok(None)
+    }
+
+    /// Whether every device of `devices` is a registered, active device of this server; if
+    /// not, the sender got an ERROR (`Unknown Device`, or the store failure).
+    pub(super) async fn all_registered(
+        &mut self,
+        frame: &Frame,
+        devices: &BTreeSet<String>,
+    ) -> Result<bool, End> {
+        if devices.is_empty() {
+            return Ok(true);
+        }
+        let asked: Vec<String> = devices.iter().cloned().collect();
+        let known = match self.m.store.active_devices_among(&asked).await {
+            Ok(known) => known,
+            Err(e) => {
+                self.store_failed(frame, &e).await?;
+                return Ok(false);
+            }
+        };
+        let known: BTreeSet<&str> = known.iter().map(String::as_str).collect();
+        let unknown: Vec<String> = asked
+            .into_iter()
+            .filter(|d| !known.contains(d.as_str()))
+            .collect();
+        if unknown.is_empty() {
+            return Ok(true);
+        }
+        let shown: Vec<&str> = unknown.iter().take(4).map(String::as_str).collect();
+        let problem = Problem::new(ProblemKind::UnknownDevice)
+            .with_detail(format!(
+                "{} of the named devices are not registered devices of this server: {}{}",
+                unknown.len(),
+                shown.join(", "),
+                if unknown.len() > shown.len() {
+                    ", …"
+                } else {
+                    ""
+                }
+            ))
+            .with_extension("devices", shown);
+        self.reject_problem(frame, problem).await?;
+        Ok(false)
+    }
+
+    /// Refuses `frame` because it would exceed `bound`: counted, recorded in the ledger, and
+    /// reported to the sender with an ERROR of `kind`; the session goes on.
+    pub(super) async fn reject_bound(
+        &mut self,
+        frame: &Frame,
+        bound: Bound,
+        kind: ProblemKind,
+        detail: String,
+    ) -> Result<(), End> {
+        self.m.refuse(bound, &self.device_id, &detail);
+        self.reject(frame, kind, detail).await
+    }
+
     pub(super) async fn leave(&mut self, frame: &Frame) -> Result<(), End> {
         let channel = frame.channel_id();
         let me = self.device_id.clone();
         match self.m.hub.channels(|c| c.leave(channel, &me)) {
             Some(remaining) => {
+                self.m.hub.release_idle_channels(&me, Some(channel));
                 self.ack(frame).await?;
                 let notice = Leave {
                     device: Some(me),

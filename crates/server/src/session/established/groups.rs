@@ -1,16 +1,20 @@
 //! GROUP_CREATE, GROUP_INVITE and JOIN of a group's channel, against the stored roster.
 
-use ccp::control::{Ack, GroupCreate, GroupInvite, Join};
-use ccp::{Frame, FrameType, ProblemKind};
+use std::collections::BTreeSet;
+
+use ccp::control::{Ack, GroupCreate, GroupInvite};
+use ccp::{Frame, FrameType, Problem, ProblemKind};
 use commucat_link::ByteStream;
 use commucat_store::{GroupMember, StoreError};
 
 use super::offline::{self, Offline};
 use super::{End, SessionTask, unix_now};
+use crate::config::Bound;
 use crate::router::channels::BindRefused;
 use crate::router::groups::{
-    can_invite, check_id, create_notice, roster_for_create, to_store, to_wire,
+    RosterRefused, can_invite, check_id, create_notice, roster_for_create, to_store, to_wire,
 };
+use crate::router::notices::{fit_group_notice, membership_notice};
 use crate::session::handshake::random_id;
 
 impl<S: ByteStream> SessionTask<S> {
@@ -59,12 +63,22 @@ impl<S: ByteStream> SessionTask<S> {
             return Ok(None);
         }
         let devices: Vec<String> = roster.into_iter().map(|m| m.device_id).collect();
+        // Revoked (or, in rosters stored before devices were checked, unknown) devices are
+        // left out of the channel: nothing is queued for them.
+        let devices = match self.m.store.active_devices_among(&devices).await {
+            Ok(active) => active,
+            Err(e) => {
+                self.store_failed(frame, &e).await?;
+                return Ok(None);
+            }
+        };
         let channel = frame.channel_id();
         let me = self.device_id.clone();
+        let limits = self.m.settings.channel_limits();
         match self
             .m
             .hub
-            .channels(|c| c.bind_group(channel, group_id, &devices, &me, relay))
+            .channels(|c| c.bind_group(channel, group_id, &devices, &me, relay, limits))
         {
             Ok(members) => Ok(Some((members, group.name))),
             Err(refused) => {
@@ -93,6 +107,26 @@ impl<S: ByteStream> SessionTask<S> {
                         "channel {channel} is a conversation {} is not part of; use another channel",
                         self.device_id
                     ),
+                )
+                .await
+            }
+            BindRefused::WouldEvict(evicted) => {
+                let problem = Problem::new(ProblemKind::GroupPermissionDenied)
+                    .with_detail(format!(
+                        "binding channel {channel} to a group would evict {} of its members; \
+                         put every member on the roster or use another channel",
+                        evicted.len()
+                    ))
+                    .with_extension("devices", evicted);
+                self.reject_problem(frame, problem).await
+            }
+            BindRefused::ChannelLimit { limit } => {
+                let detail = format!("a device is a member of at most {limit} channels at once");
+                self.reject_bound(
+                    frame,
+                    Bound::ChannelsPerDevice,
+                    ProblemKind::ChannelLimitReached,
+                    detail,
                 )
                 .await
             }
@@ -130,26 +164,52 @@ impl<S: ByteStream> SessionTask<S> {
             }
         };
         let group_id = create.group_id.clone().unwrap_or_else(random_id);
-        let (group, roster) =
-            match roster_for_create(&create, &group_id, &self.device_id, unix_now()) {
-                Ok(created) => created,
-                Err(detail) => {
-                    return self
-                        .reject(
-                            frame,
-                            ProblemKind::InvalidControlPayload,
-                            format!("GROUP_CREATE: {detail}"),
-                        )
-                        .await;
-                }
-            };
+        let limits = self.m.settings.channel_limits();
+        let created = roster_for_create(
+            &create,
+            &group_id,
+            &self.device_id,
+            unix_now(),
+            limits.members,
+        );
+        let (group, roster) = match created {
+            Ok(created) => created,
+            Err(RosterRefused::InvalidId(detail)) => {
+                return self
+                    .reject(
+                        frame,
+                        ProblemKind::InvalidControlPayload,
+                        format!("GROUP_CREATE: {detail}"),
+                    )
+                    .await;
+            }
+            Err(too_long @ RosterRefused::TooLong { .. }) => {
+                return self
+                    .reject_bound(
+                        frame,
+                        Bound::ChannelMembers,
+                        ProblemKind::MemberListTooLong,
+                        too_long.to_string(),
+                    )
+                    .await;
+            }
+        };
         let channel = frame.channel_id();
         let me = self.device_id.clone();
+        let others: BTreeSet<String> = roster
+            .iter()
+            .map(|m| m.device_id.clone())
+            .filter(|d| *d != me)
+            .collect();
+        if !self.all_registered(frame, &others).await? {
+            return Ok(());
+        }
+        let devices: Vec<String> = roster.iter().map(|m| m.device_id.clone()).collect();
         // Checked before the group is stored, and again (atomically) when binding.
         if let Err(refused) = self
             .m
             .hub
-            .channels(|c| c.check_bind(channel, &group_id, &me))
+            .channels(|c| c.check_bind(channel, &group_id, &devices, &me, limits))
         {
             return self.bind_refused(frame, refused).await;
         }
@@ -171,7 +231,6 @@ impl<S: ByteStream> SessionTask<S> {
             }
             Err(e) => return self.store_failed(frame, &e).await,
         }
-        let devices: Vec<String> = roster.iter().map(|m| m.device_id.clone()).collect();
         self.m.ledger.record("group", || {
             serde_json::json!({"event": "create", "group_id": group_id, "device": me,
                                "members": devices})
@@ -179,7 +238,7 @@ impl<S: ByteStream> SessionTask<S> {
         if let Err(refused) = self
             .m
             .hub
-            .channels(|c| c.bind_group(channel, &group_id, &devices, &me, create.relay))
+            .channels(|c| c.bind_group(channel, &group_id, &devices, &me, create.relay, limits))
         {
             // Taken meanwhile: the group exists; its members join a channel with its id.
             self.bind_refused(frame, refused).await?;
@@ -188,7 +247,7 @@ impl<S: ByteStream> SessionTask<S> {
             FrameType::GroupCreate,
             channel,
             0,
-            &create_notice(&group, &roster),
+            &fit_group_notice(create_notice(&group, &roster)),
         )
         .map_err(|e| End::Conn(e.into()))?;
         let others: Vec<String> = devices.into_iter().filter(|d| *d != me).collect();
@@ -237,6 +296,12 @@ impl<S: ByteStream> SessionTask<S> {
                 )
                 .await;
         }
+        if !self
+            .all_registered(frame, &BTreeSet::from([device.clone()]))
+            .await?
+        {
+            return Ok(());
+        }
         let group_id = invite.group_id.clone();
         let group = match self.m.store.group(&group_id).await {
             Ok(Some(group)) => group,
@@ -283,6 +348,18 @@ impl<S: ByteStream> SessionTask<S> {
             }
             Some(_) => {}
         }
+        let limit = self.m.settings.channel_limits().members;
+        if roster.len() >= limit && !roster.iter().any(|m| m.device_id == device) {
+            let detail = format!("group {group_id} has {limit} members, as many as a channel may");
+            return self
+                .reject_bound(
+                    frame,
+                    Bound::ChannelMembers,
+                    ProblemKind::ChannelFull,
+                    detail,
+                )
+                .await;
+        }
         let stored = match self
             .m
             .store
@@ -303,12 +380,13 @@ impl<S: ByteStream> SessionTask<S> {
         });
         let updated = self.m.hub.channels(|c| c.add_to_group(&group_id, &device));
         for (channel, members) in updated {
-            let notice = Join {
-                members: members.clone(),
-                relay: group.relay,
-                group_id: Some(group_id.clone()),
-                name: group.name.clone(),
-            };
+            let notice = membership_notice(
+                &members,
+                &device,
+                group.relay,
+                Some(group_id.clone()),
+                group.name.clone(),
+            );
             self.notify(FrameType::Join, channel, &notice, &members)
                 .await?;
         }

@@ -30,7 +30,8 @@ use commucat_store::{Store, UserRecord};
 use tokio::sync::mpsc;
 
 use super::handshake::Established;
-use crate::config::{Bound, BoundSettings, Config};
+use crate::config::{Bound, BoundSettings, Config, as_usize};
+use crate::router::channels::ChannelLimits;
 use crate::router::presence::Presence;
 use crate::router::{Delivery, Envelope, Hub, Mailbox, OverflowSignal};
 
@@ -75,6 +76,17 @@ impl MessagingSettings {
                 .clone()
                 .unwrap_or_else(|| format!("node-{}", &super::handshake::random_id()[..16])),
             bounds: config.bounds.clone(),
+        }
+    }
+}
+
+impl MessagingSettings {
+    /// The channel tables' bounds (`bounds.channel_members`, `bounds.channels_per_device`).
+    #[must_use]
+    pub fn channel_limits(&self) -> ChannelLimits {
+        ChannelLimits {
+            members: as_usize(self.bounds.channel_members),
+            per_device: as_usize(self.bounds.channels_per_device),
         }
     }
 }
@@ -494,6 +506,7 @@ impl<S: ByteStream> SessionTask<S> {
                 self.m.hub.nudge([self.device_id.as_str()]);
             }
         } else {
+            self.m.hub.release_idle_channels(&self.device_id, None);
             calls::end_calls_of(&self.m, &self.device_id).await;
             // A session of the device that started here meanwhile owns the route now.
             if !self.m.hub.is_online(&self.device_id) {

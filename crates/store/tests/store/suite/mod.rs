@@ -778,3 +778,28 @@ pub(crate) async fn sessions_never_outlive_a_concurrent_revocation(store: Arc<dy
         assert_eq!(store.session(&format!("s-race-{n}")).await.unwrap(), None);
     }
 }
+
+pub(crate) async fn active_devices_are_looked_up_in_one_batch(store: Arc<dyn Store>) {
+    let (_, alice) = seed(store.as_ref(), "alice").await;
+    let (_, bob) = seed(store.as_ref(), "bob").await;
+    let (_, carol) = seed(store.as_ref(), "carol").await;
+    store
+        .revoke_device(
+            &carol.device_id,
+            event(&carol, DeviceKeyEvent::REVOKE, carol.created_at),
+        )
+        .await
+        .unwrap();
+    let asked = vec![
+        bob.device_id.clone(),
+        "ghost\"', ]".to_owned(),
+        alice.device_id.clone(),
+        carol.device_id.clone(),
+        alice.device_id.clone(),
+    ];
+    assert_eq!(
+        store.active_devices_among(&asked).await.unwrap(),
+        [alice.device_id.clone(), bob.device_id.clone()]
+    );
+    assert!(store.active_devices_among(&[]).await.unwrap().is_empty());
+}
