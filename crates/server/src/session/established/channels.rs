@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use ccp::control::{Join, Leave, PeerCandidate};
-use ccp::{Frame, FrameType, ProblemKind};
+use ccp::{Frame, FrameType, Problem, ProblemKind};
 use commucat_link::ByteStream;
 use serde_json::Value;
 
