@@ -212,6 +212,16 @@ impl HandshakeFailure {
                     "this account already has {limit} devices; pair this device from one of them"
                 ),
             ),
+            StoreError::DeviceRevoked { .. } => Self::new(
+                ProblemKind::DeviceRevoked,
+                "revoked",
+                "this device has been revoked; pair it again",
+            ),
+            StoreError::DeviceKeyChanged { .. } => Self::new(
+                ProblemKind::DeviceKeyMismatch,
+                "key-mismatch",
+                "this device's key was replaced during the handshake; connect with the new key",
+            ),
             StoreError::Conflict(what) => {
                 Self::new(ProblemKind::AccountProofRequired, "conflict", what.clone())
             }
@@ -565,13 +575,16 @@ impl Handshaker {
         let user = resolved.user.clone();
         let expires_at = now.saturating_add(self.settings.session_ttl_secs);
         self.store
-            .create_session(SessionRecord {
-                session_id: session_key(&session_id),
-                device_id: checked.hello.device_id.clone(),
-                user_id: user.user_id.clone(),
-                created_at: now,
-                expires_at,
-            })
+            .create_session(
+                SessionRecord {
+                    session_id: session_key(&session_id),
+                    device_id: checked.hello.device_id.clone(),
+                    user_id: user.user_id.clone(),
+                    created_at: now,
+                    expires_at,
+                },
+                &checked.device_public,
+            )
             .await
             .map_err(|e| with_device(HandshakeFailure::from_store(&e)).at(Stage::Established))?;
 
@@ -749,6 +762,11 @@ impl Handshaker {
                 decode_hex32(hex)
                     .map_err(|e| HandshakeFailure::invalid(format!("device_public: {e}")))
             })?;
+        if is_small_order(&device_public) {
+            return Err(HandshakeFailure::invalid(
+                "device_public is a small-order point: no proof can bind it to a private key",
+            ));
+        }
         let proof = hello.zkp.as_ref().ok_or_else(|| {
             HandshakeFailure::new(ProblemKind::InvalidProof, "invalid", "zkp is required")
         })?;
@@ -1214,6 +1232,13 @@ fn check_hints(
         ));
     }
     Ok(())
+}
+
+/// Whether `key` is an Ed25519 point of small order (for which a Schnorr proof verifies
+/// without knowing any private key). A string that is no point at all is left to the proof
+/// check, which refuses it.
+fn is_small_order(key: &[u8; 32]) -> bool {
+    commucat_keys::VerifyingKey::from_bytes(key).is_ok_and(|k| k.is_weak())
 }
 
 fn static_mismatch() -> HandshakeFailure {

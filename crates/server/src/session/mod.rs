@@ -4,6 +4,10 @@ pub mod established;
 pub mod handshake;
 
 #[cfg(test)]
+mod race_tests;
+#[cfg(test)]
+mod racing_store;
+#[cfg(test)]
 mod tests;
 
 use std::sync::Arc;

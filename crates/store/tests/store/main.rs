@@ -101,6 +101,7 @@ suite_tests!(
     revoke_deletes_sessions,
     rotate_replaces_key_and_ends_sessions,
     rotate_refuses_revoked_unknown_and_invalid,
+    session_refuses_a_replaced_key,
     purge_expired_sessions,
     group_lifecycle,
     unknown_group_is_absent,
@@ -120,4 +121,5 @@ suite_tests!(
     queue_bound_holds_under_concurrency,
     concurrent_deliveries_of_one_payload_leave_nothing,
     sessions_never_outlive_a_concurrent_revocation,
+    sessions_never_outlive_a_concurrent_rotation,
 );

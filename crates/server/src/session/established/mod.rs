@@ -9,6 +9,7 @@
 //! - [`calls`](self::calls): CALL_* signaling and VOICE/VIDEO media relay;
 //! - [`offline`](self::offline): routing with the durable queue, replay on reconnect.
 
+mod admission;
 mod calls;
 mod channels;
 mod groups;
@@ -216,8 +217,13 @@ pub async fn run<S: ByteStream>(
         presence_deadline: None,
         unsent: Vec::new(),
     };
-    let end = match task.replay().await {
-        Ok(()) => task.run(&mut rx).await,
+    // Registered first, confirmed second: a revocation cannot slip between the two.
+    let admitted = admission::confirm(&task.m, &task.device_id, &task.session_id).await;
+    let end = match admitted {
+        Ok(()) => match task.replay().await {
+            Ok(()) => task.run(&mut rx).await,
+            Err(end) => end,
+        },
         Err(end) => end,
     };
     task.finish(end, rx, remote).await;

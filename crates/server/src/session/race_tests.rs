@@ -1,0 +1,182 @@
+//! Hostile-client handshake tests: a key rotation or a revocation landing mid-handshake, a
+//! replayed IK HELLO, a small-order device key. Each interleaving is forced by the test (a held
+//! message 3, a store hook), never by timing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ccp::control::{ClientAuth, ServerAuth};
+use ccp::{FrameType, Problem, ProblemKind};
+use commucat_client::{DeviceIdentity, HandshakeOptions, Session};
+use commucat_keys::{DeviceKeyPair, encode_hex};
+use commucat_link::memory;
+use commucat_store::{DeviceKeyEvent, KeyRotation, RotateOutcome, SqliteStore, Store};
+
+use super::Sessions;
+use super::established::{Messaging, MessagingSettings};
+use super::handshake::key_event;
+use super::racing_store::RacingStore;
+use super::tests::{RawClient, connect, fixture, fixture_on, now, raw_error};
+use crate::router::presence::LocalPresence;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Replaces the device key the way `POST /api/devices/rotate` does (same store call).
+async fn rotate(store: &dyn Store, device_id: &str, old: [u8; 32], new: [u8; 32]) {
+    let outcome = store
+        .rotate_device_key(KeyRotation {
+            device_id: device_id.to_owned(),
+            old_public_key: old,
+            event: key_event(device_id, new, DeviceKeyEvent::ROTATE, now()),
+            min_interval_secs: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(outcome, RotateOutcome::Rotated);
+}
+
+#[tokio::test]
+async fn a_rotation_while_message_three_is_held_refuses_the_old_key() {
+    let fx = fixture().await;
+    let identity = DeviceIdentity::generate("device-rot");
+    let (client, _, _) = connect(&fx, &identity, &HandshakeOptions::default()).await;
+    client.unwrap();
+
+    // HELLO with the current key is resolved and answered with message 2...
+    let mut raw = RawClient::hello(
+        &fx,
+        &identity,
+        &identity.keys.x25519_private(),
+        identity.keys.x25519_static(),
+        |_| {},
+    )
+    .await;
+    let frame = raw.conn.recv().await.unwrap().expect("AUTH");
+    assert_eq!(frame.frame_type(), FrameType::Auth);
+    let auth: ServerAuth = frame.parse_control().unwrap();
+    raw.noise
+        .read_message(&hex::decode(auth.handshake).unwrap())
+        .unwrap();
+    // ...then the key is rotated before the client sends message 3.
+    let next = DeviceKeyPair::generate();
+    rotate(
+        fx.store.as_ref(),
+        "device-rot",
+        identity.keys.public_key(),
+        next.public_key(),
+    )
+    .await;
+    let msg3 = raw.noise.write_message(&[]).unwrap();
+    raw.conn
+        .send_control(
+            FrameType::Auth,
+            0,
+            &ClientAuth {
+                handshake: encode_hex(&msg3),
+                pq_signature: None,
+            },
+        )
+        .await
+        .unwrap();
+    let frame = raw
+        .conn
+        .recv()
+        .await
+        .unwrap()
+        .expect("a reply to message 3");
+    assert_eq!(
+        frame.frame_type(),
+        FrameType::Error,
+        "the old key got a session"
+    );
+    let problem: Problem = frame.parse_control().unwrap();
+    assert_eq!(problem.title.as_deref(), Some("Device Key Mismatch"));
+    let failure = raw.server.await.unwrap().0.unwrap_err();
+    assert_eq!(failure.kind, ProblemKind::DeviceKeyMismatch);
+    // No session row was left for the old key.
+    assert!(fx.store.device("device-rot").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn a_revocation_between_session_insert_and_registration_ends_the_session() {
+    let racing = Arc::new(RacingStore::new(Arc::new(
+        SqliteStore::open_in_memory().await.unwrap(),
+    )));
+    let store: Arc<dyn Store> = racing.clone();
+    let fx = fixture_on(Arc::clone(&store), |_| {});
+    let messaging = Arc::new(Messaging::new(
+        Arc::clone(&store),
+        Arc::new(LocalPresence::new()),
+        MessagingSettings::default(),
+    ));
+    let sessions = Sessions::new(
+        fx.handshaker.clone(),
+        Arc::clone(&messaging),
+        WAIT,
+        ccp::MAX_FRAME_LEN,
+    );
+    let identity = DeviceIdentity::generate("device-rev");
+    let (client, _, _) = connect(&fx, &identity, &HandshakeOptions::default()).await;
+    client.unwrap();
+
+    // The revocation (the store call and hub disconnect of `POST /api/devices/revoke`) lands
+    // right after the next session row is written, before the session joins the hub.
+    let (m, public) = (Arc::clone(&messaging), identity.keys.public_key());
+    racing.after_session_insert(move || async move {
+        let event = key_event("device-rev", public, DeviceKeyEvent::REVOKE, now());
+        m.store.revoke_device("device-rev", event).await.unwrap();
+        let was_online = m.hub.disconnect(
+            "device-rev",
+            Problem::new(ProblemKind::DeviceRevoked).with_detail("revoked"),
+        );
+        assert!(!was_online, "the session is not registered yet");
+    });
+    let (client_end, server_end) = memory::pair();
+    let serving = tokio::spawn({
+        let sessions = sessions.clone();
+        async move { sessions.serve(server_end, "memory".to_owned()).await }
+    });
+    let mut session = Session::handshake(
+        client_end,
+        &identity,
+        &fx.server,
+        &HandshakeOptions::default(),
+    )
+    .await
+    .expect("the ACK was sent: the session row existed when it was written");
+    let frame = tokio::time::timeout(WAIT, session.recv())
+        .await
+        .expect("the revoked device's session must not stay up")
+        .unwrap()
+        .expect("an ERROR before the stream ends");
+    assert_eq!(frame.frame_type(), FrameType::Error);
+    let problem: Problem = frame.parse_control().unwrap();
+    assert_eq!(problem.title.as_deref(), Some("Device Revoked"));
+    tokio::time::timeout(WAIT, serving).await.unwrap().unwrap();
+    assert!(!messaging.hub.is_online("device-rev"));
+}
+
+#[tokio::test]
+async fn a_small_order_device_key_is_refused() {
+    let fx = fixture().await;
+    let identity = DeviceIdentity::generate("device-weak");
+    // The identity point: s·B − c·A = s·B for every challenge c, so the proof (R = B, s = 1)
+    // verifies without any private key.
+    let mut identity_point = [0u8; 32];
+    identity_point[0] = 1;
+    let mut basepoint = [0x66u8; 32];
+    basepoint[0] = 0x58;
+    let mut one = [0u8; 32];
+    one[0] = 1;
+    let (problem, failure) = raw_error(&fx, &identity, |h| {
+        h.device_public = Some(encode_hex(&identity_point));
+        h.zkp = Some(ccp::control::HandshakeProofJson {
+            commitment: encode_hex(&basepoint),
+            response: encode_hex(&one),
+        });
+    })
+    .await;
+    assert_eq!(problem.title.as_deref(), Some("Invalid Control Payload"));
+    assert!(failure.detail.contains("small-order"), "{}", failure.detail);
+    assert!(fx.store.device("device-weak").await.unwrap().is_none());
+}
