@@ -243,6 +243,8 @@ problem_kinds! {
     OfflineQuotaExceeded => "Offline Quota Exceeded", 507, "offline-quota-exceeded";
     /// A profile field is longer than its bound.
     ProfileFieldTooLong => "Profile Field Too Long", 413, "profile-field-too-long";
+    /// IK message 1 opens with an ephemeral key the server has already accepted: a replayed HELLO.
+    HandshakeReplayed => "Handshake Replayed", 403, "handshake-replayed";
     /// A storage backend the request needs is unavailable.
     ServiceUnavailable => "Service Unavailable", 503, "service-unavailable";
     /// An unexpected server-side failure.

@@ -208,6 +208,11 @@ bounds! {
     display_name_bytes / DisplayNameBytes: bytes = 256, env "COMMUCAT_BOUND_DISPLAY_NAME_BYTES", min 16;
     /// Bytes of a profile avatar URL (`bounds.avatar_url_bytes`).
     avatar_url_bytes / AvatarUrlBytes: bytes = 2048, env "COMMUCAT_BOUND_AVATAR_URL_BYTES", min 64;
+    /// Accepted IK message-1 ephemerals remembered to refuse replayed HELLOs, about 100 bytes
+    /// each (`bounds.ik_replay_entries`).
+    ik_replay_entries / IkReplayEntries: count = 65_536, env "COMMUCAT_BOUND_IK_REPLAY_ENTRIES", min 1024;
+    /// Seconds an accepted IK message-1 ephemeral is remembered (`bounds.ik_replay_retention`).
+    ik_replay_retention / IkReplayRetention: secs = 3600, env "COMMUCAT_BOUND_IK_REPLAY_RETENTION", min 60;
 }
 
 fn parse(name: &str, raw: &str) -> Result<u64, ConfigError> {

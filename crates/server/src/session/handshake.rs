@@ -7,6 +7,7 @@
 //! REST bearer token the moment the client sees it.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use ccp::control::{
     CertificateSummary, ClientAuth, HandshakeAck, Hello, ServerAuth, SessionPayload, UserInfo,
@@ -25,6 +26,8 @@ use zeroize::Zeroizing;
 
 use commucat_link::{ByteStream, ConnError, Connection, StreamError};
 
+use super::ik_replay::{Admission, ReplayCache};
+use crate::config::BoundSettings;
 use crate::ledger::Ledger;
 use crate::live::Live;
 use crate::metrics::Metrics;
@@ -265,6 +268,8 @@ pub struct Handshaker {
     ledger: Ledger,
     /// Counts the handshake's frames in `frames_in`/`frames_out`.
     metrics: Arc<Metrics>,
+    /// Ephemerals of accepted IK message 1s, to refuse a replayed HELLO.
+    replays: Arc<ReplayCache>,
 }
 
 /// A validated HELLO, before the registry is consulted.
@@ -382,7 +387,17 @@ impl Handshaker {
             store,
             ledger: Ledger::off(),
             metrics: Arc::default(),
+            replays: Arc::new(ReplayCache::new(
+                crate::config::as_usize(BoundSettings::default().ik_replay_entries),
+                BoundSettings::default().ik_replay_retention,
+            )),
         }
+    }
+
+    /// This handshaker, refusing IK message 1s whose ephemeral `replays` has seen.
+    #[must_use]
+    pub fn with_replay_cache(self, replays: Arc<ReplayCache>) -> Self {
+        Self { replays, ..self }
     }
 
     /// This handshaker, counting the frames it receives and sends in `metrics` (by type,
@@ -455,10 +470,11 @@ impl Handshaker {
         let (mut noise, noise_key) = self
             .read_message_one(checked.pattern, &msg1)
             .map_err(&with_device)?;
-        if checked.pattern == HandshakePattern::Ik
-            && noise.remote_static() != Some(checked.client_static)
-        {
-            return Err(with_device(static_mismatch()));
+        if checked.pattern == HandshakePattern::Ik {
+            if noise.remote_static() != Some(checked.client_static) {
+                return Err(with_device(static_mismatch()));
+            }
+            self.admit_ik(&msg1).map_err(&with_device)?;
         }
 
         // ---- Registry.
@@ -859,6 +875,29 @@ impl Handshaker {
             "crypto",
             "Noise message 1 does not decrypt under any server key (wrong server_static or prologue?)",
         ))
+    }
+
+    /// Refuses an IK message 1 whose ephemeral was accepted before (a replayed HELLO).
+    fn admit_ik(&self, msg1: &[u8]) -> Result<(), HandshakeFailure> {
+        match self.replays.admit(msg1, std::time::Instant::now()) {
+            Admission::Fresh => Ok(()),
+            Admission::FreshEvicting => {
+                self.metrics
+                    .ik_replay_evictions
+                    .fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Admission::Replayed => {
+                self.metrics
+                    .handshake_replays
+                    .fetch_add(1, Ordering::Relaxed);
+                Err(HandshakeFailure::new(
+                    ProblemKind::HandshakeReplayed,
+                    "replay",
+                    "this IK message 1 was accepted before; start a new handshake",
+                ))
+            }
+        }
     }
 
     /// Checks a presented certificate against this device: CA, validity, binding.

@@ -2,6 +2,7 @@
 
 pub mod established;
 pub mod handshake;
+pub mod ik_replay;
 
 #[cfg(test)]
 mod race_tests;

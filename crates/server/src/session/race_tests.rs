@@ -2,21 +2,23 @@
 //! replayed IK HELLO, a small-order device key. Each interleaving is forced by the test (a held
 //! message 3, a store hook), never by timing.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use ccp::control::{ClientAuth, ServerAuth};
 use ccp::{FrameType, Problem, ProblemKind};
 use commucat_client::{DeviceIdentity, HandshakeOptions, Session};
-use commucat_keys::{DeviceKeyPair, encode_hex};
-use commucat_link::memory;
+use commucat_keys::{DeviceKeyPair, HandshakePattern, encode_hex};
+use commucat_link::memory::{self, MemoryStream};
+use commucat_link::{ByteStream, Connection};
 use commucat_store::{DeviceKeyEvent, KeyRotation, RotateOutcome, SqliteStore, Store};
 
 use super::Sessions;
 use super::established::{Messaging, MessagingSettings};
 use super::handshake::key_event;
 use super::racing_store::RacingStore;
-use super::tests::{RawClient, connect, fixture, fixture_on, now, raw_error};
+use super::tests::{RawClient, connect, fixture, fixture_on, now, raw_error, spawn_server, title};
 use crate::router::presence::LocalPresence;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -154,6 +156,69 @@ async fn a_revocation_between_session_insert_and_registration_ends_the_session()
     assert_eq!(problem.title.as_deref(), Some("Device Revoked"));
     tokio::time::timeout(WAIT, serving).await.unwrap().unwrap();
     assert!(!messaging.hub.is_online("device-rev"));
+}
+
+/// Records every byte the client writes before it first reads: its HELLO.
+struct Recorder {
+    inner: MemoryStream,
+    hello: Arc<Mutex<Vec<u8>>>,
+    reading: bool,
+}
+
+impl ByteStream for Recorder {
+    async fn read(&mut self) -> std::io::Result<Option<Bytes>> {
+        self.reading = true;
+        self.inner.read().await
+    }
+
+    async fn write(&mut self, bytes: Bytes) -> std::io::Result<()> {
+        if !self.reading {
+            self.hello.lock().unwrap().extend_from_slice(&bytes);
+        }
+        self.inner.write(bytes).await
+    }
+}
+
+#[tokio::test]
+async fn a_replayed_ik_hello_is_refused() {
+    let fx = fixture().await;
+    let identity = DeviceIdentity::generate("device-replay");
+    let options = HandshakeOptions::default().with_pattern(HandshakePattern::Ik);
+    let hello = Arc::new(Mutex::new(Vec::new()));
+    let (client_end, server_end) = memory::pair();
+    let server = spawn_server(&fx, server_end, WAIT);
+    let recorder = Recorder {
+        inner: client_end,
+        hello: Arc::clone(&hello),
+        reading: false,
+    };
+    Session::handshake(recorder, &identity, &fx.server, &options)
+        .await
+        .unwrap();
+    server.await.unwrap().0.unwrap();
+
+    // A captured HELLO (e.g. at a TLS-terminating proxy) sent again, byte for byte.
+    let captured = Bytes::from(hello.lock().unwrap().clone());
+    assert!(!captured.is_empty());
+    let (mut attacker, server_end) = memory::pair();
+    let server = spawn_server(&fx, server_end, WAIT);
+    attacker.write(captured).await.unwrap();
+    let mut conn = Connection::new(attacker, ccp::MAX_FRAME_LEN);
+    let frame = conn.recv().await.unwrap().expect("a reply to the replay");
+    assert_eq!(
+        frame.frame_type(),
+        FrameType::Error,
+        "a replayed HELLO got {}",
+        frame.frame_type()
+    );
+    let problem: Problem = frame.parse_control().unwrap();
+    assert_eq!(problem.title.as_deref(), Some("Handshake Replayed"));
+    let failure = server.await.unwrap().0.unwrap_err();
+    assert_eq!(failure.kind, ProblemKind::HandshakeReplayed);
+
+    // The device itself still connects with a fresh HELLO.
+    let (client, _, _) = connect(&fx, &identity, &options).await;
+    assert_eq!(title(&client), "connected");
 }
 
 #[tokio::test]
