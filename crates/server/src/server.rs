@@ -98,6 +98,7 @@ pub fn sessions_with(
     )
     .with_ledger(ledger.clone());
     let metrics = Arc::clone(&messaging.hub.metrics);
+    let shared = Arc::clone(&messaging.presence);
     Sessions::new(
         Handshaker::new(Arc::new(settings), store)
             .with_ledger(ledger)
@@ -105,7 +106,8 @@ pub fn sessions_with(
             .with_replay_cache(Arc::new(ReplayCache::new(
                 as_usize(config.bounds.ik_replay_entries),
                 config.bounds.ik_replay_retention,
-            ))),
+            )))
+            .with_shared_replays(shared),
         Arc::new(messaging),
         config.session.handshake_timeout,
         config.limits.max_frame_len,

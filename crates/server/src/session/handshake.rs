@@ -26,11 +26,12 @@ use zeroize::Zeroizing;
 
 use commucat_link::{ByteStream, ConnError, Connection, StreamError};
 
-use super::ik_replay::{Admission, ReplayCache};
+use super::ik_replay::{self, Admission, ReplayCache};
 use crate::config::BoundSettings;
 use crate::ledger::Ledger;
 use crate::live::Live;
 use crate::metrics::Metrics;
+use crate::router::presence::Presence;
 
 /// Capability that switches post-handshake frames to Noise transport records.
 pub const CAP_NOISE_TRANSPORT: &str = "noise-transport";
@@ -270,6 +271,8 @@ pub struct Handshaker {
     metrics: Arc<Metrics>,
     /// Ephemerals of accepted IK message 1s, to refuse a replayed HELLO.
     replays: Arc<ReplayCache>,
+    /// The deployment's shared registry, to refuse a HELLO another node accepted.
+    shared_replays: Option<Arc<dyn Presence>>,
 }
 
 /// A validated HELLO, before the registry is consulted.
@@ -391,6 +394,7 @@ impl Handshaker {
                 crate::config::as_usize(BoundSettings::default().ik_replay_entries),
                 BoundSettings::default().ik_replay_retention,
             )),
+            shared_replays: None,
         }
     }
 
@@ -398,6 +402,16 @@ impl Handshaker {
     #[must_use]
     pub fn with_replay_cache(self, replays: Arc<ReplayCache>) -> Self {
         Self { replays, ..self }
+    }
+
+    /// This handshaker, also recording accepted IK ephemerals in `registry` (shared by the
+    /// nodes of a deployment, [`Presence::mark_once`]).
+    #[must_use]
+    pub fn with_shared_replays(self, registry: Arc<dyn Presence>) -> Self {
+        Self {
+            shared_replays: Some(registry),
+            ..self
+        }
     }
 
     /// This handshaker, counting the frames it receives and sends in `metrics` (by type,
@@ -474,7 +488,7 @@ impl Handshaker {
             if noise.remote_static() != Some(checked.client_static) {
                 return Err(with_device(static_mismatch()));
             }
-            self.admit_ik(&msg1).map_err(&with_device)?;
+            self.admit_ik(&msg1).await.map_err(&with_device)?;
         }
 
         // ---- Registry.
@@ -877,27 +891,39 @@ impl Handshaker {
         ))
     }
 
-    /// Refuses an IK message 1 whose ephemeral was accepted before (a replayed HELLO).
-    fn admit_ik(&self, msg1: &[u8]) -> Result<(), HandshakeFailure> {
-        match self.replays.admit(msg1, std::time::Instant::now()) {
-            Admission::Fresh => Ok(()),
+    /// Refuses an IK message 1 whose ephemeral was accepted before (a replayed HELLO), by this
+    /// node or, through the shared registry, by another. A registry that cannot answer does not
+    /// stop the handshake (this node's cache still applies); the outage is logged.
+    async fn admit_ik(&self, msg1: &[u8]) -> Result<(), HandshakeFailure> {
+        let mut fresh = match self.replays.admit(msg1, std::time::Instant::now()) {
+            Admission::Fresh => true,
             Admission::FreshEvicting => {
                 self.metrics
                     .ik_replay_evictions
                     .fetch_add(1, Ordering::Relaxed);
-                Ok(())
+                true
             }
-            Admission::Replayed => {
-                self.metrics
-                    .handshake_replays
-                    .fetch_add(1, Ordering::Relaxed);
-                Err(HandshakeFailure::new(
-                    ProblemKind::HandshakeReplayed,
-                    "replay",
-                    "this IK message 1 was accepted before; start a new handshake",
-                ))
+            Admission::Replayed => false,
+        };
+        if fresh
+            && let (Some(registry), Some(marker)) = (&self.shared_replays, ik_replay::marker(msg1))
+        {
+            match registry.mark_once(&marker, self.replays.retention()).await {
+                Ok(new) => fresh = new,
+                Err(e) => tracing::warn!(error = %e, "shared IK replay cache unavailable"),
             }
         }
+        if fresh {
+            return Ok(());
+        }
+        self.metrics
+            .handshake_replays
+            .fetch_add(1, Ordering::Relaxed);
+        Err(HandshakeFailure::new(
+            ProblemKind::HandshakeReplayed,
+            "replay",
+            "this IK message 1 was accepted before; start a new handshake",
+        ))
     }
 
     /// Checks a presented certificate against this device: CA, validity, binding.

@@ -12,8 +12,11 @@
 //! - when the cache is full, the oldest entry is dropped first (counted in
 //!   `commucat_ik_replay_evictions_total`: a non-zero rate means the retention is not reached).
 //!
-//! What remains (docs/operations.md): a HELLO replayed after its entry was dropped, or on
-//! another node (the cache is per node), is accepted.
+//! With Redis presence the nodes also share the accepted ephemerals (`SET NX EX` with the same
+//! retention), so a HELLO accepted by one node is refused by the others.
+//!
+//! What remains (docs/operations.md): a HELLO replayed after its entry was dropped (and, across
+//! nodes, after the retention or while Redis is unreachable) is accepted.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Mutex;
@@ -21,6 +24,15 @@ use std::time::{Duration, Instant};
 
 /// Length of the ephemeral public key that opens an IK message 1.
 pub const EPHEMERAL_LEN: usize = 32;
+
+/// The marker of `message_one` in the deployment's shared registry: `ik:<hex ephemeral>`
+/// (`None` for a message too short to hold an ephemeral).
+#[must_use]
+pub fn marker(message_one: &[u8]) -> Option<String> {
+    message_one
+        .get(..EPHEMERAL_LEN)
+        .map(|ephemeral| format!("ik:{}", hex::encode(ephemeral)))
+}
 
 /// Outcome of [`ReplayCache::admit`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +96,12 @@ impl ReplayCache {
         entries.seen.insert(ephemeral);
         entries.order.push_back((ephemeral, now));
         admission
+    }
+
+    /// How long an entry is kept.
+    #[must_use]
+    pub fn retention(&self) -> Duration {
+        self.retention
     }
 
     /// Entries held now.

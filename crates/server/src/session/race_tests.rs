@@ -17,9 +17,14 @@ use commucat_store::{DeviceKeyEvent, KeyRotation, RotateOutcome, SqliteStore, St
 use super::Sessions;
 use super::established::{Messaging, MessagingSettings};
 use super::handshake::key_event;
+use super::handshake::{Handshaker, random_id};
+use super::ik_replay::ReplayCache;
 use super::racing_store::RacingStore;
-use super::tests::{RawClient, connect, fixture, fixture_on, now, raw_error, spawn_server, title};
-use crate::router::presence::LocalPresence;
+use super::tests::{
+    Fixture, RawClient, connect, fixture, fixture_on, now, raw_error, spawn_server, title,
+};
+use crate::router::presence::{LocalPresence, Presence};
+use crate::router::presence_redis::RedisPresence;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -179,29 +184,30 @@ impl ByteStream for Recorder {
     }
 }
 
-#[tokio::test]
-async fn a_replayed_ik_hello_is_refused() {
-    let fx = fixture().await;
-    let identity = DeviceIdentity::generate("device-replay");
+/// Runs an IK handshake of `identity` against `fx` and returns the HELLO bytes it sent.
+async fn capture_ik_hello(fx: &Fixture, identity: &DeviceIdentity) -> Bytes {
     let options = HandshakeOptions::default().with_pattern(HandshakePattern::Ik);
     let hello = Arc::new(Mutex::new(Vec::new()));
     let (client_end, server_end) = memory::pair();
-    let server = spawn_server(&fx, server_end, WAIT);
+    let server = spawn_server(fx, server_end, WAIT);
     let recorder = Recorder {
         inner: client_end,
         hello: Arc::clone(&hello),
         reading: false,
     };
-    Session::handshake(recorder, &identity, &fx.server, &options)
+    Session::handshake(recorder, identity, &fx.server, &options)
         .await
         .unwrap();
     server.await.unwrap().0.unwrap();
-
-    // A captured HELLO (e.g. at a TLS-terminating proxy) sent again, byte for byte.
     let captured = Bytes::from(hello.lock().unwrap().clone());
     assert!(!captured.is_empty());
+    captured
+}
+
+/// Sends captured HELLO bytes to `fx` on a new stream and expects `Handshake Replayed`.
+async fn expect_replay_refused(fx: &Fixture, captured: Bytes) {
     let (mut attacker, server_end) = memory::pair();
-    let server = spawn_server(&fx, server_end, WAIT);
+    let server = spawn_server(fx, server_end, WAIT);
     attacker.write(captured).await.unwrap();
     let mut conn = Connection::new(attacker, ccp::MAX_FRAME_LEN);
     let frame = conn.recv().await.unwrap().expect("a reply to the replay");
@@ -215,10 +221,45 @@ async fn a_replayed_ik_hello_is_refused() {
     assert_eq!(problem.title.as_deref(), Some("Handshake Replayed"));
     let failure = server.await.unwrap().0.unwrap_err();
     assert_eq!(failure.kind, ProblemKind::HandshakeReplayed);
+}
+
+#[tokio::test]
+async fn a_replayed_ik_hello_is_refused() {
+    let fx = fixture().await;
+    let identity = DeviceIdentity::generate("device-replay");
+    // A captured HELLO (e.g. at a TLS-terminating proxy) sent again, byte for byte.
+    let captured = capture_ik_hello(&fx, &identity).await;
+    expect_replay_refused(&fx, captured).await;
 
     // The device itself still connects with a fresh HELLO.
+    let options = HandshakeOptions::default().with_pattern(HandshakePattern::Ik);
     let (client, _, _) = connect(&fx, &identity, &options).await;
     assert_eq!(title(&client), "connected");
+}
+
+#[tokio::test]
+async fn a_hello_accepted_by_one_node_is_refused_by_another() {
+    let Ok(url) = std::env::var("COMMUCAT_TEST_REDIS") else {
+        eprintln!("skipped: COMMUCAT_TEST_REDIS is unset");
+        return;
+    };
+    let prefix = format!("test-{}:", &random_id()[..16]);
+    let registry: Arc<dyn Presence> =
+        Arc::new(RedisPresence::connect(&url, &prefix).await.unwrap());
+    // Two nodes: one store, one Redis, each its own replay cache.
+    let mut fx = fixture().await;
+    let node = |handshaker: &Handshaker| {
+        handshaker
+            .clone()
+            .with_replay_cache(Arc::new(ReplayCache::new(1024, Duration::from_secs(60))))
+            .with_shared_replays(Arc::clone(&registry))
+    };
+    let (node_a, node_b) = (node(&fx.handshaker), node(&fx.handshaker));
+    let identity = DeviceIdentity::generate("device-nodes");
+    fx.handshaker = node_a;
+    let captured = capture_ik_hello(&fx, &identity).await;
+    fx.handshaker = node_b;
+    expect_replay_refused(&fx, captured).await;
 }
 
 #[tokio::test]
