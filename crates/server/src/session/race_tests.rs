@@ -100,12 +100,18 @@ async fn a_rotation_while_message_three_is_held_refuses_the_old_key() {
     assert_eq!(problem.title.as_deref(), Some("Device Key Mismatch"));
     let failure = raw.server.await.unwrap().0.unwrap_err();
     assert_eq!(failure.kind, ProblemKind::DeviceKeyMismatch);
-    // No session row was left for the old key.
-    assert!(fx.store.device("device-rot").await.unwrap().is_some());
+    let device = fx.store.device("device-rot").await.unwrap().unwrap();
+    assert_eq!(device.public_key, next.public_key());
 }
 
-#[tokio::test]
-async fn a_revocation_between_session_insert_and_registration_ends_the_session() {
+/// Connects `device_id` once (registering it), then again through the session service with
+/// `change` landing right after the second session row is written, before the session joins
+/// the hub; the second session must end with an ERROR titled `title` before serving anything.
+async fn change_after_session_insert<F, Fut>(device_id: &str, change: F, title: &str)
+where
+    F: FnOnce(Arc<Messaging>, [u8; 32]) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let racing = Arc::new(RacingStore::new(Arc::new(
         SqliteStore::open_in_memory().await.unwrap(),
     )));
@@ -122,22 +128,12 @@ async fn a_revocation_between_session_insert_and_registration_ends_the_session()
         WAIT,
         ccp::MAX_FRAME_LEN,
     );
-    let identity = DeviceIdentity::generate("device-rev");
+    let identity = DeviceIdentity::generate(device_id);
     let (client, _, _) = connect(&fx, &identity, &HandshakeOptions::default()).await;
     client.unwrap();
 
-    // The revocation (the store call and hub disconnect of `POST /api/devices/revoke`) lands
-    // right after the next session row is written, before the session joins the hub.
     let (m, public) = (Arc::clone(&messaging), identity.keys.public_key());
-    racing.after_session_insert(move || async move {
-        let event = key_event("device-rev", public, DeviceKeyEvent::REVOKE, now());
-        m.store.revoke_device("device-rev", event).await.unwrap();
-        let was_online = m.hub.disconnect(
-            "device-rev",
-            Problem::new(ProblemKind::DeviceRevoked).with_detail("revoked"),
-        );
-        assert!(!was_online, "the session is not registered yet");
-    });
+    racing.after_session_insert(move || change(m, public));
     let (client_end, server_end) = memory::pair();
     let serving = tokio::spawn({
         let sessions = sessions.clone();
@@ -153,14 +149,44 @@ async fn a_revocation_between_session_insert_and_registration_ends_the_session()
     .expect("the ACK was sent: the session row existed when it was written");
     let frame = tokio::time::timeout(WAIT, session.recv())
         .await
-        .expect("the revoked device's session must not stay up")
+        .expect("the session must not stay up")
         .unwrap()
         .expect("an ERROR before the stream ends");
     assert_eq!(frame.frame_type(), FrameType::Error);
     let problem: Problem = frame.parse_control().unwrap();
-    assert_eq!(problem.title.as_deref(), Some("Device Revoked"));
+    assert_eq!(problem.title.as_deref(), Some(title));
     tokio::time::timeout(WAIT, serving).await.unwrap().unwrap();
-    assert!(!messaging.hub.is_online("device-rev"));
+    assert!(!messaging.hub.is_online(device_id));
+}
+
+#[tokio::test]
+async fn a_revocation_between_session_insert_and_registration_ends_the_session() {
+    // What `POST /api/devices/revoke` does: the store call, then the hub disconnect.
+    let revoke = |m: Arc<Messaging>, public: [u8; 32]| async move {
+        let event = key_event("device-rev", public, DeviceKeyEvent::REVOKE, now());
+        m.store.revoke_device("device-rev", event).await.unwrap();
+        let was_online = m.hub.disconnect(
+            "device-rev",
+            Problem::new(ProblemKind::DeviceRevoked).with_detail("revoked"),
+        );
+        assert!(!was_online, "the session is not registered yet");
+    };
+    change_after_session_insert("device-rev", revoke, "Device Revoked").await;
+}
+
+#[tokio::test]
+async fn a_rotation_between_session_insert_and_registration_ends_the_session() {
+    // What `POST /api/devices/rotate` does: the store call, then the hub disconnect.
+    let rotate_key = |m: Arc<Messaging>, public: [u8; 32]| async move {
+        let next = DeviceKeyPair::generate().public_key();
+        rotate(m.store.as_ref(), "device-turn", public, next).await;
+        let was_online = m.hub.disconnect(
+            "device-turn",
+            Problem::new(ProblemKind::DeviceKeyMismatch).with_detail("rotated"),
+        );
+        assert!(!was_online, "the session is not registered yet");
+    };
+    change_after_session_insert("device-turn", rotate_key, "Device Key Mismatch").await;
 }
 
 /// Records every byte the client writes before it first reads: its HELLO.
