@@ -7,7 +7,6 @@
 //! REST bearer token the moment the client sees it.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use ccp::control::{
     CertificateSummary, ClientAuth, HandshakeAck, Hello, ServerAuth, SessionPayload, UserInfo,
@@ -26,7 +25,7 @@ use zeroize::Zeroizing;
 
 use commucat_link::{ByteStream, ConnError, Connection, StreamError};
 
-use super::ik_replay::{self, Admission, ReplayCache};
+use super::ik_replay::{self, ReplayCache};
 use crate::config::BoundSettings;
 use crate::ledger::Ledger;
 use crate::live::Live;
@@ -891,34 +890,12 @@ impl Handshaker {
         ))
     }
 
-    /// Refuses an IK message 1 whose ephemeral was accepted before (a replayed HELLO), by this
-    /// node or, through the shared registry, by another. A registry that cannot answer does not
-    /// stop the handshake (this node's cache still applies); the outage is logged.
+    /// Refuses an IK message 1 whose ephemeral was accepted before ([`ik_replay::admit`]).
     async fn admit_ik(&self, msg1: &[u8]) -> Result<(), HandshakeFailure> {
-        let mut fresh = match self.replays.admit(msg1, std::time::Instant::now()) {
-            Admission::Fresh => true,
-            Admission::FreshEvicting => {
-                self.metrics
-                    .ik_replay_evictions
-                    .fetch_add(1, Ordering::Relaxed);
-                true
-            }
-            Admission::Replayed => false,
-        };
-        if fresh
-            && let (Some(registry), Some(marker)) = (&self.shared_replays, ik_replay::marker(msg1))
-        {
-            match registry.mark_once(&marker, self.replays.retention()).await {
-                Ok(new) => fresh = new,
-                Err(e) => tracing::warn!(error = %e, "shared IK replay cache unavailable"),
-            }
-        }
-        if fresh {
+        let shared = self.shared_replays.as_deref();
+        if ik_replay::admit(&self.replays, shared, &self.metrics, msg1).await {
             return Ok(());
         }
-        self.metrics
-            .handshake_replays
-            .fetch_add(1, Ordering::Relaxed);
         Err(HandshakeFailure::new(
             ProblemKind::HandshakeReplayed,
             "replay",

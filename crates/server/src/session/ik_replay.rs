@@ -20,7 +20,11 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Mutex;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+
+use crate::metrics::Metrics;
+use crate::router::presence::Presence;
 
 /// Length of the ephemeral public key that opens an IK message 1.
 pub const EPHEMERAL_LEN: usize = 32;
@@ -137,6 +141,36 @@ impl Entries {
             self.seen.remove(&ephemeral);
         }
     }
+}
+
+/// Whether the IK `message_one` is new: not in `cache` and, when the deployment shares a
+/// registry, not recorded there by another node. Counts replays and early evictions in
+/// `metrics`. A registry that cannot answer does not stop the handshake (this node's cache
+/// still applies); the outage is logged.
+pub async fn admit(
+    cache: &ReplayCache,
+    shared: Option<&dyn Presence>,
+    metrics: &Metrics,
+    message_one: &[u8],
+) -> bool {
+    let mut fresh = match cache.admit(message_one, Instant::now()) {
+        Admission::Fresh => true,
+        Admission::FreshEvicting => {
+            metrics.ik_replay_evictions.fetch_add(1, Ordering::Relaxed);
+            true
+        }
+        Admission::Replayed => false,
+    };
+    if fresh && let (Some(registry), Some(marker)) = (shared, marker(message_one)) {
+        match registry.mark_once(&marker, cache.retention()).await {
+            Ok(new) => fresh = new,
+            Err(e) => tracing::warn!(error = %e, "shared IK replay cache unavailable"),
+        }
+    }
+    if !fresh {
+        metrics.handshake_replays.fetch_add(1, Ordering::Relaxed);
+    }
+    fresh
 }
 
 #[cfg(test)]
