@@ -243,6 +243,10 @@ problem_kinds! {
     OfflineQuotaExceeded => "Offline Quota Exceeded", 507, "offline-quota-exceeded";
     /// A profile field is longer than its bound.
     ProfileFieldTooLong => "Profile Field Too Long", 413, "profile-field-too-long";
+    /// IK message 1 opens with an ephemeral key the server has already accepted: a replayed HELLO.
+    HandshakeReplayed => "Handshake Replayed", 403, "handshake-replayed";
+    /// Pairing claims refused after too many wrong guesses (per code, account or address).
+    PairingAttemptsExceeded => "Too Many Pairing Attempts", 429, "pairing-attempts-exceeded";
     /// A storage backend the request needs is unavailable.
     ServiceUnavailable => "Service Unavailable", 503, "service-unavailable";
     /// An unexpected server-side failure.

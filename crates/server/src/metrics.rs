@@ -141,6 +141,10 @@ pub struct Metrics {
     pub rate_limited_connect: AtomicU64,
     /// Requests refused because they would exceed a `[bounds]` setting, by bound.
     pub bound_refusals: BoundRefusals,
+    /// IK handshakes refused because their message-1 ephemeral had been accepted before.
+    pub handshake_replays: AtomicU64,
+    /// IK replay-cache entries dropped before their retention ended because the cache was full.
+    pub ik_replay_evictions: AtomicU64,
 }
 
 /// Refusals counted per [`Bound`].
@@ -402,6 +406,18 @@ impl Metrics {
                 ("{limiter=\"claim\"}", get(&self.rate_limited_claim)),
                 ("{limiter=\"connect\"}", get(&self.rate_limited_connect)),
             ],
+        );
+        family(
+            "commucat_handshake_replays_refused_total",
+            "counter",
+            "IK handshakes refused because their message-1 ephemeral had been accepted before.",
+            &[("", get(&self.handshake_replays))],
+        );
+        family(
+            "commucat_ik_replay_evictions_total",
+            "counter",
+            "IK replay-cache entries dropped before their retention because the cache was full.",
+            &[("", get(&self.ik_replay_evictions))],
         );
         family(
             "commucat_ledger_records_written_total",

@@ -14,7 +14,7 @@ use tokio_rustls::TlsAcceptor;
 use commucat_store::{PostgresStore, SqliteStore, Store};
 
 use crate::api::{self, AppState, ServerInfo};
-use crate::config::Config;
+use crate::config::{Config, as_usize};
 use crate::error::ServerError;
 use crate::keyring::NoiseKeyring;
 use crate::keys::ServerKeys;
@@ -29,6 +29,7 @@ use crate::secrets;
 use crate::session::Sessions;
 use crate::session::established::{Messaging, MessagingSettings};
 use crate::session::handshake::{HandshakeSettings, Handshaker, NoiseKey};
+use crate::session::ik_replay::ReplayCache;
 use crate::tls::{CertSource, TlsIdentity};
 
 /// A server whose keys and certificate are loaded and whose socket is bound.
@@ -97,10 +98,16 @@ pub fn sessions_with(
     )
     .with_ledger(ledger.clone());
     let metrics = Arc::clone(&messaging.hub.metrics);
+    let shared = Arc::clone(&messaging.presence);
     Sessions::new(
         Handshaker::new(Arc::new(settings), store)
             .with_ledger(ledger)
-            .with_metrics(metrics),
+            .with_metrics(metrics)
+            .with_replay_cache(Arc::new(ReplayCache::new(
+                as_usize(config.bounds.ik_replay_entries),
+                config.bounds.ik_replay_retention,
+            )))
+            .with_shared_replays(shared),
         Arc::new(messaging),
         config.session.handshake_timeout,
         config.limits.max_frame_len,

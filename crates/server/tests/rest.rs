@@ -23,7 +23,7 @@ use commucat_client::{DeviceIdentity, HandshakeOptions, Session, transport};
 use commucat_keys::{
     DeviceCertificate, DeviceKeyPair, decode_hex32, encode_hex, rotation_message, sign_rotation,
 };
-use commucat_store::{DeviceKeyEvent, PairingRecord};
+use commucat_store::DeviceKeyEvent;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -452,64 +452,7 @@ async fn pairing_errors_and_ttl_clamp(backend: StoreBackend) {
             StatusCode::NOT_FOUND,
         );
     }
-
-    // Expired and over-attempted codes: 400, and each refusal counts.
-    let store = server.store().await;
-    let user_id = alice.session.info().user_id.clone();
-    let now = unix_now();
-    let record = |code: &str, expires_at: i64, attempts: u32| PairingRecord {
-        code: code.to_owned(),
-        user_id: user_id.clone(),
-        issuer_device_id: "alice-1".to_owned(),
-        issued_at: now - 1000,
-        expires_at,
-        attempts,
-        redeemed_at: None,
-        redeemed_device_id: None,
-    };
-    store
-        .create_pairing(record("EXPD-CODE", now - 1, 0))
-        .await
-        .unwrap();
-    store
-        .create_pairing(record("MANY-TRYS", now + 600, 4))
-        .await
-        .unwrap();
-    let expired = rest
-        .post("/api/pair/claim", None, &json!({"pair_code": "EXPD-CODE"}))
-        .await;
-    expect(&expired, StatusCode::BAD_REQUEST);
-    assert!(expired.body["detail"].as_str().unwrap().contains("expired"));
-    assert_eq!(
-        store.pairing("EXPD-CODE").await.unwrap().unwrap().attempts,
-        1
-    );
-    // A code with five failed attempts is dead even before its expiry.
-    store
-        .create_pairing(record("DEAD-CODE", now + 600, 5))
-        .await
-        .unwrap();
-    let dead = rest
-        .post("/api/pair/claim", None, &json!({"pair_code": "DEAD-CODE"}))
-        .await;
-    expect(&dead, StatusCode::BAD_REQUEST);
-    assert!(dead.body["detail"].as_str().unwrap().contains("attempts"));
-    assert_eq!(
-        store.pairing("DEAD-CODE").await.unwrap().unwrap().attempts,
-        6
-    );
-    // Four failed attempts still leave a code usable.
-    let claimed = rest
-        .ok(
-            Method::POST,
-            "/api/pair/claim",
-            None,
-            &json!({"pair_code": "MANY-TRYS"}),
-        )
-        .await;
-    assert_eq!(claimed["user"]["id"], user_id.as_str());
-    // No device was registered by the refused claims.
-    assert_eq!(store.devices_of_user(&user_id).await.unwrap().len(), 2);
+    // Wrong guesses, blocked codes and their caps: tests/pairing.rs.
 }
 
 async fn revoke_rules_and_revoking_a_connected_device_ends_its_session(backend: StoreBackend) {

@@ -120,7 +120,7 @@ fn floors(c: &mut Criterion) {
         let dev = runtime.block_on(registered(backend.store.as_ref()));
         let s = session(&dev);
         runtime
-            .block_on(backend.store.create_session(s.clone()))
+            .block_on(backend.store.create_session(s.clone(), &dev.public_key))
             .unwrap();
         let mut expiry = 5_000;
         group.bench_function(backend.name, |b| {
@@ -294,7 +294,10 @@ fn handshake(c: &mut Criterion) {
                         })
                         .await
                         .unwrap();
-                    store.create_session(session(&dev)).await.unwrap();
+                    store
+                        .create_session(session(&dev), &dev.public_key)
+                        .await
+                        .unwrap();
                     store.count_active_devices(&dev.user_id).await.unwrap()
                 })
             });
@@ -313,7 +316,10 @@ fn handshake(c: &mut Criterion) {
                 runtime.block_on(async {
                     let found = store.device(&dev.device_id).await.unwrap().unwrap();
                     store.user(&found.user_id).await.unwrap().unwrap();
-                    store.create_session(session(&found)).await.unwrap();
+                    store
+                        .create_session(session(&found), &found.public_key)
+                        .await
+                        .unwrap();
                     store.count_active_devices(&found.user_id).await.unwrap()
                 })
             });

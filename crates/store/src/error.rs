@@ -30,6 +30,19 @@ pub enum StoreError {
         /// The limit that applied.
         limit: u64,
     },
+    /// The device is revoked: no session may be created for it.
+    #[error("device {device_id} is revoked")]
+    DeviceRevoked {
+        /// The revoked device.
+        device_id: String,
+    },
+    /// The device's stored key is no longer the one the caller authenticated (a rotation
+    /// committed in between).
+    #[error("device {device_id} has another key now")]
+    DeviceKeyChanged {
+        /// The device whose key changed.
+        device_id: String,
+    },
     /// The arguments contradict each other or the stored relations
     /// (e.g. a device whose `user_id` is not the user being registered).
     #[error("invalid request: {0}")]

@@ -103,9 +103,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The key log of a device, oldest first (ties in insertion order).
     async fn key_events(&self, device_id: &str) -> Result<Vec<DeviceKeyEvent>>;
 
-    /// Stores a new session. Existing `session_id` → [`StoreError::Conflict`]; unknown
-    /// device → [`StoreError::NotFound`]; device of another user → [`StoreError::Invalid`].
-    async fn create_session(&self, session: SessionRecord) -> Result<()>;
+    /// Stores a new session for a device authenticated with `device_key`. The device's status
+    /// and key are compared in the insert's transaction, so a revocation or key rotation that
+    /// commits first always wins: revoked device → [`StoreError::DeviceRevoked`]; a stored key
+    /// other than `device_key` → [`StoreError::DeviceKeyChanged`]. Existing `session_id` →
+    /// [`StoreError::Conflict`]; unknown device → [`StoreError::NotFound`]; device of another
+    /// user → [`StoreError::Invalid`].
+    async fn create_session(&self, session: SessionRecord, device_key: &[u8; 32]) -> Result<()>;
 
     /// The session with this id, expired or not (callers compare `expires_at`).
     async fn session(&self, session_id: &str) -> Result<Option<SessionRecord>>;

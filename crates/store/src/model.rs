@@ -477,10 +477,12 @@ impl PairingRecord {
     /// or `None` when it may be redeemed.
     #[must_use]
     pub fn refusal(&self, now: i64, max_attempts: u32) -> Option<RedeemOutcome> {
-        if self.redeemed_at.is_some() {
-            Some(RedeemOutcome::AlreadyRedeemed)
-        } else if self.attempts >= max_attempts {
+        // A blocked code says so first, whatever else is wrong with it: past the cap, guesses
+        // at a redeemed or expired code are refused as such too.
+        if self.attempts >= max_attempts {
             Some(RedeemOutcome::TooManyAttempts)
+        } else if self.redeemed_at.is_some() {
+            Some(RedeemOutcome::AlreadyRedeemed)
         } else if now >= self.expires_at {
             Some(RedeemOutcome::Expired)
         } else {

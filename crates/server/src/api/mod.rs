@@ -8,6 +8,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod p2p;
 pub mod pairing;
+pub mod pairing_guard;
 pub mod problem;
 pub mod rate_limit;
 pub mod rotate;
@@ -61,6 +62,10 @@ pub struct RestSettings {
     pub admin_token: Option<blake3::Hash>,
     /// `POST /api/devices/rotate` policy.
     pub rotation: rotate::RotationPolicy,
+    /// Wrong pairing guesses per address and account, and the per-code cap.
+    pub pairing_guard: pairing_guard::PairingGuard,
+    /// Failed claims after which a code is dead (`bounds.pairing_guesses_per_code`).
+    pub pairing_attempts_per_code: u32,
 }
 
 impl RestSettings {
@@ -101,6 +106,9 @@ impl RestSettings {
                 min_interval_secs: secs(config.devices.rotation_min_interval),
                 proof_ttl_secs: secs(config.devices.rotation_proof_ttl),
             },
+            pairing_guard: pairing_guard::PairingGuard::new(&config.bounds),
+            pairing_attempts_per_code: u32::try_from(config.bounds.pairing_guesses_per_code)
+                .unwrap_or(u32::MAX),
         })
     }
 }

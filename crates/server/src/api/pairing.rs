@@ -14,10 +14,11 @@
 //!
 //! Redeeming a code is the approval: no other policy (auto-approval, device limit) applies.
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::{Extension, Json};
+use ccp::ProblemKind;
 use commucat_keys::{DeviceCertificate, DeviceCertificateData, DeviceKeyPair};
 use commucat_store::{PairingRecord, RedeemOutcome, Store, StoreError, UserToCreate};
 use rand_core::{OsRng, RngCore};
@@ -25,9 +26,12 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use super::auth::{Authenticated, store_problem};
+use super::pairing_guard::Refusal;
 use super::problem::{Problem, parse_json};
 use super::{AppState, rfc3339};
 use crate::clock::unix_now;
+use crate::config::Bound;
+use crate::listener::http::PeerAddr;
 use crate::session::handshake::{active_device_registration, random_id};
 
 /// Symbols of a pairing code (no `I`, `L`, `O`, `0`, `1`).
@@ -36,8 +40,6 @@ pub const CODE_ALPHABET: &[u8; 31] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
 pub const MIN_TTL: i64 = 60;
 /// Longest pairing-code lifetime, seconds.
 pub const MAX_TTL: i64 = 3600;
-/// Failed claims after which a code is dead.
-pub const MAX_ATTEMPTS: u32 = 5;
 /// Longest accepted `device_name`, bytes.
 pub const MAX_DEVICE_NAME_LEN: usize = 128;
 
@@ -247,21 +249,30 @@ pub struct Claimed {
 
 /// `POST /api/pair/claim` `{"pair_code", "device_name"?}` → 200 [`Claimed`]. No bearer.
 ///
+/// Every claim naming an unknown, expired, redeemed or blocked code is a wrong guess, counted
+/// against the client's address and the code's account ([`super::pairing_guard`]) and, durably,
+/// against the code (`bounds.pairing_guesses_per_code` failed claims kill it).
+///
 /// # Errors
-/// 400 bad body, expired or redeemed code, or a code with [`MAX_ATTEMPTS`] failed claims
-/// (every refusal counts as one); 404 unknown code; 503/500 on store failures.
+/// 400 bad body, expired or redeemed code; 404 unknown code; 429 `Too Many Pairing Attempts`
+/// once the address, the account or the code has reached its cap of wrong guesses; 503/500 on
+/// store failures.
 #[utoipa::path(
     post, path = "/api/pair/claim", tag = "pairing",
     request_body = ClaimRequest,
     responses(
         (status = 200, description = "The device is registered; with `public_key` in the request the answer holds no private key", body = Claimed),
-        (status = 400, description = "Bad body or key, expired, redeemed or blocked code", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Bad body or key, expired or redeemed code", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown code", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many claims from this address", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many claims from this address, or too many wrong guesses from this address, for this account or for this code", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Storage unavailable", body = Problem, content_type = "application/problem+json")
     )
 )]
-pub async fn claim(State(state): State<AppState>, body: Bytes) -> Result<Json<Claimed>, Problem> {
+pub async fn claim(
+    State(state): State<AppState>,
+    peer: Option<Extension<PeerAddr>>,
+    body: Bytes,
+) -> Result<Json<Claimed>, Problem> {
     let request: ClaimRequest = parse_json(&body)?;
     if request
         .device_name
@@ -273,18 +284,29 @@ pub async fn claim(State(state): State<AppState>, body: Bytes) -> Result<Json<Cl
             format!("device_name is longer than {MAX_DEVICE_NAME_LEN} bytes"),
         ));
     }
+    // A malformed body is refused before the code is looked at: it is no guess.
+    let requested_key = request
+        .public_key
+        .as_deref()
+        .map(parse_device_public)
+        .transpose()?;
     let code = request.pair_code.trim().to_uppercase();
-    let unknown = || Problem::new(StatusCode::NOT_FOUND, "unknown pairing code");
+    let address = peer.map(|Extension(PeerAddr(addr))| addr.ip());
+    let guard = Guesses {
+        state: &state,
+        address,
+    };
+    guard.check_address()?;
     let store = state.store();
-    let pairing = store
-        .pairing(&code)
-        .await
-        .map_err(|e| store_problem(&e))?
-        .ok_or_else(unknown)?;
+    let Some(pairing) = store.pairing(&code).await.map_err(|e| store_problem(&e))? else {
+        guard.wrong(None);
+        return Err(Problem::new(StatusCode::NOT_FOUND, "unknown pairing code"));
+    };
+    guard.check_account(&pairing.user_id)?;
 
     let now = unix_now();
-    let (public_key, generated) = match &request.public_key {
-        Some(hex) => (parse_device_public(hex)?, None),
+    let (public_key, generated) = match requested_key {
+        Some(key) => (key, None),
         None => {
             let mut seed = Zeroizing::new([0u8; 32]);
             OsRng.fill_bytes(seed.as_mut_slice());
@@ -309,21 +331,31 @@ pub async fn claim(State(state): State<AppState>, body: Bytes) -> Result<Json<Cl
         now,
         None,
     );
-    let user = match store
-        .redeem_pairing(&code, now, MAX_ATTEMPTS, registration)
+    let outcome = store
+        .redeem_pairing(
+            &code,
+            now,
+            state.rest.pairing_attempts_per_code,
+            registration,
+        )
         .await
-        .map_err(|e| store_problem(&e))?
-    {
+        .map_err(|e| store_problem(&e))?;
+    let user = match outcome {
         RedeemOutcome::Redeemed(user) => user,
-        RedeemOutcome::Unknown => return Err(unknown()),
-        RedeemOutcome::Expired => return Err(Problem::bad_request("pairing code expired")),
-        RedeemOutcome::AlreadyRedeemed => {
-            return Err(Problem::bad_request("pairing code already redeemed"));
-        }
-        RedeemOutcome::TooManyAttempts => {
-            return Err(Problem::bad_request(
-                "pairing code blocked after too many attempts",
-            ));
+        refused => {
+            guard.wrong(Some(&pairing.user_id));
+            return Err(match refused {
+                RedeemOutcome::Expired => Problem::bad_request("pairing code expired"),
+                RedeemOutcome::AlreadyRedeemed => {
+                    Problem::bad_request("pairing code already redeemed")
+                }
+                RedeemOutcome::TooManyAttempts => guard.refuse(
+                    Bound::PairingGuessesPerCode,
+                    "pairing code blocked after too many failed attempts; issue a new one",
+                    None,
+                ),
+                _ => Problem::new(StatusCode::NOT_FOUND, "unknown pairing code"),
+            });
         }
     };
     let form = if generated.is_some() {
@@ -362,6 +394,65 @@ pub async fn claim(State(state): State<AppState>, body: Bytes) -> Result<Json<Cl
         device_certificate,
         device_ca_public: state.rest.device_ca.public_key_hex(),
     }))
+}
+
+/// The wrong-guess caps of one claim: its client address and the server's tables.
+struct Guesses<'a> {
+    state: &'a AppState,
+    address: Option<std::net::IpAddr>,
+}
+
+impl Guesses<'_> {
+    /// 429 once the client's address has used up its wrong guesses.
+    fn check_address(&self) -> Result<(), Problem> {
+        let guard = &self.state.rest.pairing_guard;
+        guard
+            .check_address(self.address, std::time::Instant::now())
+            .map_err(|refusal| self.refused(refusal))
+    }
+
+    /// 429 once the code's account has used up its wrong guesses.
+    fn check_account(&self, user_id: &str) -> Result<(), Problem> {
+        let guard = &self.state.rest.pairing_guard;
+        guard
+            .check_account(user_id, std::time::Instant::now())
+            .map_err(|refusal| self.refused(refusal))
+    }
+
+    /// Counts a wrong guess against the address and, for a known code, its account.
+    fn wrong(&self, user_id: Option<&str>) {
+        self.state
+            .rest
+            .pairing_guard
+            .wrong_guess(self.address, user_id, std::time::Instant::now());
+    }
+
+    fn refused(&self, refusal: Refusal) -> Problem {
+        let (bound, what, wait) = match refusal {
+            Refusal::Address(wait) => (Bound::PairingGuessesPerIp, "from this address", wait),
+            Refusal::Account(wait) => (Bound::PairingGuessesPerAccount, "for this account", wait),
+        };
+        let secs = wait.as_secs().saturating_add(1);
+        self.refuse(
+            bound,
+            &format!("too many wrong pairing guesses {what}; retry in {secs} s"),
+            Some(secs),
+        )
+    }
+
+    /// A counted, ledgered 429 `Too Many Pairing Attempts`.
+    fn refuse(&self, bound: Bound, detail: &str, retry_after: Option<u64>) -> Problem {
+        let address = self.address.map(|ip| ip.to_string()).unwrap_or_default();
+        self.state
+            .sessions
+            .messaging()
+            .refuse(bound, "", &format!("{detail} (client {address})"));
+        let problem = Problem::of_kind(ProblemKind::PairingAttemptsExceeded, detail);
+        match retry_after {
+            Some(secs) => problem.with_retry_after(secs),
+            None => problem,
+        }
+    }
 }
 
 /// A device certificate for `public_key`, signed by the device CA and valid from `now` for

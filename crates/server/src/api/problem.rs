@@ -19,6 +19,10 @@ pub struct Problem {
     pub status: u16,
     /// What happened in this instance.
     pub detail: String,
+    /// Seconds for the `retry-after` header (not part of the body).
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub retry_after: Option<u64>,
 }
 
 impl Problem {
@@ -30,8 +34,31 @@ impl Problem {
             title: status.canonical_reason().unwrap_or("Error"),
             status: status.as_u16(),
             detail: detail.into(),
+            retry_after: None,
         }
     }
+    /// A problem of `kind`: its `type` URI and title, with `status` (the kind's own status
+    /// when it is a valid HTTP status).
+    #[must_use]
+    pub fn of_kind(kind: ccp::ProblemKind, detail: impl Into<String>) -> Self {
+        Self {
+            kind: kind.type_uri(),
+            title: kind.title(),
+            status: kind.status(),
+            detail: detail.into(),
+            retry_after: None,
+        }
+    }
+
+    /// This problem, answered with `retry-after: secs` (at least 1).
+    #[must_use]
+    pub fn with_retry_after(self, secs: u64) -> Self {
+        Self {
+            retry_after: Some(secs.max(1)),
+            ..self
+        }
+    }
+
     /// A 400 problem: the request itself is wrong.
     #[must_use]
     pub fn bad_request(detail: impl Into<String>) -> Self {
@@ -42,10 +69,16 @@ impl Problem {
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let retry_after = self.retry_after;
         let mut response = (status, axum::Json(self)).into_response();
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         response
     }
 }

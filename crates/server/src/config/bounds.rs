@@ -211,6 +211,24 @@ bounds! {
     display_name_bytes / DisplayNameBytes: bytes = 256, env "COMMUCAT_BOUND_DISPLAY_NAME_BYTES", min 16;
     /// Bytes of a profile avatar URL (`bounds.avatar_url_bytes`).
     avatar_url_bytes / AvatarUrlBytes: bytes = 2048, env "COMMUCAT_BOUND_AVATAR_URL_BYTES", min 64;
+    /// Accepted IK message-1 ephemerals remembered to refuse replayed HELLOs, about 100 bytes
+    /// each (`bounds.ik_replay_entries`).
+    ik_replay_entries / IkReplayEntries: count = 65_536, env "COMMUCAT_BOUND_IK_REPLAY_ENTRIES", min 1024;
+    /// Seconds an accepted IK message-1 ephemeral is remembered (`bounds.ik_replay_retention`).
+    ik_replay_retention / IkReplayRetention: secs = 3600, env "COMMUCAT_BOUND_IK_REPLAY_RETENTION", min 60;
+    /// Failed claims after which a pairing code is dead (`bounds.pairing_guesses_per_code`).
+    pairing_guesses_per_code / PairingGuessesPerCode: count = 5, env "COMMUCAT_BOUND_PAIRING_GUESSES_PER_CODE", min 1;
+    /// Wrong pairing guesses for one account's codes per window
+    /// (`bounds.pairing_guesses_per_account`).
+    pairing_guesses_per_account / PairingGuessesPerAccount: count = 20, env "COMMUCAT_BOUND_PAIRING_GUESSES_PER_ACCOUNT", min 1;
+    /// Wrong pairing guesses from one IP address (IPv6: /64) per window
+    /// (`bounds.pairing_guesses_per_ip`).
+    pairing_guesses_per_ip / PairingGuessesPerIp: count = 20, env "COMMUCAT_BOUND_PAIRING_GUESSES_PER_IP", min 1;
+    /// Seconds of one window of wrong pairing guesses (`bounds.pairing_guess_window`).
+    pairing_guess_window / PairingGuessWindow: secs = 3600, env "COMMUCAT_BOUND_PAIRING_GUESS_WINDOW", min 60;
+    /// Addresses, and accounts, whose wrong pairing guesses are tracked at once
+    /// (`bounds.pairing_guess_table`).
+    pairing_guess_table / PairingGuessTable: count = 65_536, env "COMMUCAT_BOUND_PAIRING_GUESS_TABLE", min 1024;
 }
 
 fn parse(name: &str, raw: &str) -> Result<u64, ConfigError> {

@@ -63,6 +63,15 @@ pub trait Presence: Send + Sync + std::fmt::Debug {
         Ok(())
     }
 
+    /// Records `marker` for `ttl` unless another node of the deployment recorded it first;
+    /// whether it is new. Nodes use it to refuse a replayed IK HELLO that another node accepted.
+    /// The in-process registry shares nothing and answers `true` (the node's own replay cache
+    /// covers it).
+    async fn mark_once(&self, marker: &str, ttl: Duration) -> Result<bool, PresenceError> {
+        let _ = (marker, ttl);
+        Ok(true)
+    }
+
     /// What backs the registry, for logs and readiness reports (`"local"`, `"redis"`).
     fn backend(&self) -> &'static str;
 }

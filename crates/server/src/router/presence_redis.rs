@@ -5,6 +5,9 @@
 //! Routes are `<prefix>route:<device>` holding the serving node's id, also with a TTL; a route
 //! is removed only by the node it names (compare-and-delete in one Lua script).
 //!
+//! Markers of [`Presence::mark_once`] are `<prefix>once:<marker>` (`SET NX EX`), e.g.
+//! `once:ik:<hex ephemeral>` for the IK replay cache shared by the nodes.
+//!
 //! Commands go through a [`ConnectionManager`] that reconnects in the background; connection
 //! and response timeouts make a Redis outage an immediate [`PresenceError`] instead of a hang.
 
@@ -69,6 +72,12 @@ impl RedisPresence {
     #[must_use]
     pub fn key(&self, device_id: &str) -> String {
         format!("{}presence:{device_id}", self.prefix)
+    }
+
+    /// The Redis key of a [`Presence::mark_once`] marker.
+    #[must_use]
+    pub fn once_key(&self, marker: &str) -> String {
+        format!("{}once:{marker}", self.prefix)
     }
 
     /// The Redis key of `device_id`'s route.
@@ -166,6 +175,21 @@ impl Presence for RedisPresence {
             .await
             .map_err(error)?;
         Ok(removed > 0)
+    }
+
+    async fn mark_once(&self, marker: &str, ttl: Duration) -> Result<bool, PresenceError> {
+        let mut connection = self.connection.clone();
+        // `SET … NX EX`: "OK" when the key was created, nil when it already existed.
+        let created: Option<String> = redis::cmd("SET")
+            .arg(self.once_key(marker))
+            .arg(1)
+            .arg("NX")
+            .arg("EX")
+            .arg(ttl.as_secs().max(1))
+            .query_async(&mut connection)
+            .await
+            .map_err(error)?;
+        Ok(created.is_some())
     }
 
     async fn ping(&self) -> Result<(), PresenceError> {

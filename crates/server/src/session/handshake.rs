@@ -25,9 +25,12 @@ use zeroize::Zeroizing;
 
 use commucat_link::{ByteStream, ConnError, Connection, StreamError};
 
+use super::ik_replay::{self, ReplayCache};
+use crate::config::BoundSettings;
 use crate::ledger::Ledger;
 use crate::live::Live;
 use crate::metrics::Metrics;
+use crate::router::presence::Presence;
 
 /// Capability that switches post-handshake frames to Noise transport records.
 pub const CAP_NOISE_TRANSPORT: &str = "noise-transport";
@@ -215,6 +218,16 @@ impl HandshakeFailure {
                     "this account already has {limit} devices; pair this device from one of them"
                 ),
             ),
+            StoreError::DeviceRevoked { .. } => Self::new(
+                ProblemKind::DeviceRevoked,
+                "revoked",
+                "this device has been revoked; pair it again",
+            ),
+            StoreError::DeviceKeyChanged { .. } => Self::new(
+                ProblemKind::DeviceKeyMismatch,
+                "key-mismatch",
+                "this device's key was replaced during the handshake; connect with the new key",
+            ),
             StoreError::Conflict(what) => {
                 Self::new(ProblemKind::AccountProofRequired, "conflict", what.clone())
             }
@@ -258,6 +271,10 @@ pub struct Handshaker {
     ledger: Ledger,
     /// Counts the handshake's frames in `frames_in`/`frames_out`.
     metrics: Arc<Metrics>,
+    /// Ephemerals of accepted IK message 1s, to refuse a replayed HELLO.
+    replays: Arc<ReplayCache>,
+    /// The deployment's shared registry, to refuse a HELLO another node accepted.
+    shared_replays: Option<Arc<dyn Presence>>,
 }
 
 /// A validated HELLO, before the registry is consulted.
@@ -375,6 +392,27 @@ impl Handshaker {
             store,
             ledger: Ledger::off(),
             metrics: Arc::default(),
+            replays: Arc::new(ReplayCache::new(
+                crate::config::as_usize(BoundSettings::default().ik_replay_entries),
+                BoundSettings::default().ik_replay_retention,
+            )),
+            shared_replays: None,
+        }
+    }
+
+    /// This handshaker, refusing IK message 1s whose ephemeral `replays` has seen.
+    #[must_use]
+    pub fn with_replay_cache(self, replays: Arc<ReplayCache>) -> Self {
+        Self { replays, ..self }
+    }
+
+    /// This handshaker, also recording accepted IK ephemerals in `registry` (shared by the
+    /// nodes of a deployment, [`Presence::mark_once`]).
+    #[must_use]
+    pub fn with_shared_replays(self, registry: Arc<dyn Presence>) -> Self {
+        Self {
+            shared_replays: Some(registry),
+            ..self
         }
     }
 
@@ -448,10 +486,11 @@ impl Handshaker {
         let (mut noise, noise_key) = self
             .read_message_one(checked.pattern, &msg1)
             .map_err(&with_device)?;
-        if checked.pattern == HandshakePattern::Ik
-            && noise.remote_static() != Some(checked.client_static)
-        {
-            return Err(with_device(static_mismatch()));
+        if checked.pattern == HandshakePattern::Ik {
+            if noise.remote_static() != Some(checked.client_static) {
+                return Err(with_device(static_mismatch()));
+            }
+            self.admit_ik(&msg1).await.map_err(&with_device)?;
         }
 
         // ---- Registry.
@@ -568,13 +607,16 @@ impl Handshaker {
         let user = resolved.user.clone();
         let expires_at = now.saturating_add(self.settings.session_ttl_secs);
         self.store
-            .create_session(SessionRecord {
-                session_id: session_key(&session_id),
-                device_id: checked.hello.device_id.clone(),
-                user_id: user.user_id.clone(),
-                created_at: now,
-                expires_at,
-            })
+            .create_session(
+                SessionRecord {
+                    session_id: session_key(&session_id),
+                    device_id: checked.hello.device_id.clone(),
+                    user_id: user.user_id.clone(),
+                    created_at: now,
+                    expires_at,
+                },
+                &checked.device_public,
+            )
             .await
             .map_err(|e| with_device(HandshakeFailure::from_store(&e)).at(Stage::Established))?;
 
@@ -752,6 +794,11 @@ impl Handshaker {
                 decode_hex32(hex)
                     .map_err(|e| HandshakeFailure::invalid(format!("device_public: {e}")))
             })?;
+        if is_small_order(&device_public) {
+            return Err(HandshakeFailure::invalid(
+                "device_public is a small-order point: no proof can bind it to a private key",
+            ));
+        }
         let proof = hello.zkp.as_ref().ok_or_else(|| {
             HandshakeFailure::new(ProblemKind::InvalidProof, "invalid", "zkp is required")
         })?;
@@ -843,6 +890,19 @@ impl Handshaker {
             ProblemKind::HandshakeFailed,
             "crypto",
             "Noise message 1 does not decrypt under any server key (wrong server_static or prologue?)",
+        ))
+    }
+
+    /// Refuses an IK message 1 whose ephemeral was accepted before ([`ik_replay::admit`]).
+    async fn admit_ik(&self, msg1: &[u8]) -> Result<(), HandshakeFailure> {
+        let shared = self.shared_replays.as_deref();
+        if ik_replay::admit(&self.replays, shared, &self.metrics, msg1).await {
+            return Ok(());
+        }
+        Err(HandshakeFailure::new(
+            ProblemKind::HandshakeReplayed,
+            "replay",
+            "this IK message 1 was accepted before; start a new handshake",
         ))
     }
 
@@ -1217,6 +1277,13 @@ fn check_hints(
         ));
     }
     Ok(())
+}
+
+/// Whether `key` is an Ed25519 point of small order (for which a Schnorr proof verifies
+/// without knowing any private key). A string that is no point at all is left to the proof
+/// check, which refuses it.
+fn is_small_order(key: &[u8; 32]) -> bool {
+    commucat_keys::VerifyingKey::from_bytes(key).is_ok_and(|k| k.is_weak())
 }
 
 fn static_mismatch() -> HandshakeFailure {

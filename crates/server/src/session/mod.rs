@@ -2,7 +2,12 @@
 
 pub mod established;
 pub mod handshake;
+pub mod ik_replay;
 
+#[cfg(test)]
+mod race_tests;
+#[cfg(test)]
+mod racing_store;
 #[cfg(test)]
 mod tests;
 

@@ -20,17 +20,17 @@ use zeroize::Zeroizing;
 use super::handshake::{Established, HandshakeFailure, HandshakeSettings, Handshaker, NoiseKey};
 use crate::live::Live;
 
-const DOMAIN: &str = "chat.example";
+pub(super) const DOMAIN: &str = "chat.example";
 const DAY: i64 = 86_400;
 
-struct Fixture {
-    handshaker: Handshaker,
-    store: Arc<dyn Store>,
-    server: ServerParams,
-    ca: DeviceKeyPair,
+pub(super) struct Fixture {
+    pub(super) handshaker: Handshaker,
+    pub(super) store: Arc<dyn Store>,
+    pub(super) server: ServerParams,
+    pub(super) ca: DeviceKeyPair,
 }
 
-fn now() -> i64 {
+pub(super) fn now() -> i64 {
     i64::try_from(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -40,8 +40,16 @@ fn now() -> i64 {
     .unwrap()
 }
 
-async fn fixture_with(tweak: impl FnOnce(&mut HandshakeSettings)) -> Fixture {
+pub(super) async fn fixture_with(tweak: impl FnOnce(&mut HandshakeSettings)) -> Fixture {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().await.unwrap());
+    fixture_on(store, tweak)
+}
+
+/// A fixture whose handshaker uses `store` as the device registry.
+pub(super) fn fixture_on(
+    store: Arc<dyn Store>,
+    tweak: impl FnOnce(&mut HandshakeSettings),
+) -> Fixture {
     let noise_private = [11u8; 32];
     let ca = DeviceKeyPair::generate();
     let mut settings = HandshakeSettings {
@@ -71,16 +79,16 @@ async fn fixture_with(tweak: impl FnOnce(&mut HandshakeSettings)) -> Fixture {
     }
 }
 
-async fn fixture() -> Fixture {
+pub(super) async fn fixture() -> Fixture {
     fixture_with(|_| {}).await
 }
 
-type ServerSide = tokio::task::JoinHandle<(
+pub(super) type ServerSide = tokio::task::JoinHandle<(
     Result<Established, HandshakeFailure>,
     Connection<MemoryStream>,
 )>;
 
-fn spawn_server(fx: &Fixture, stream: MemoryStream, timeout: Duration) -> ServerSide {
+pub(super) fn spawn_server(fx: &Fixture, stream: MemoryStream, timeout: Duration) -> ServerSide {
     let handshaker = fx.handshaker.clone();
     tokio::spawn(async move {
         let mut conn = Connection::new(stream, ccp::MAX_FRAME_LEN);
@@ -92,7 +100,7 @@ fn spawn_server(fx: &Fixture, stream: MemoryStream, timeout: Duration) -> Server
 }
 
 /// Runs the SDK client against the server; returns both outcomes.
-async fn connect(
+pub(super) async fn connect(
     fx: &Fixture,
     identity: &DeviceIdentity,
     options: &HandshakeOptions,
@@ -108,7 +116,9 @@ async fn connect(
     (client, established, conn)
 }
 
-fn title(result: &Result<Session<MemoryStream>, commucat_client::ClientError>) -> String {
+pub(super) fn title(
+    result: &Result<Session<MemoryStream>, commucat_client::ClientError>,
+) -> String {
     match result {
         Ok(_) => "connected".to_owned(),
         Err(e) => e
@@ -298,15 +308,15 @@ async fn wrong_server_key_fails_noise() {
 }
 
 /// A client that builds HELLO by hand so tests can break one thing at a time.
-struct RawClient {
-    conn: Connection<MemoryStream>,
-    noise: Handshake,
-    server: ServerSide,
+pub(super) struct RawClient {
+    pub(super) conn: Connection<MemoryStream>,
+    pub(super) noise: Handshake,
+    pub(super) server: ServerSide,
 }
 
 impl RawClient {
     /// Sends a HELLO built from `identity`, with Noise keyed by `noise_private`, after `mutate`.
-    async fn hello(
+    pub(super) async fn hello(
         fx: &Fixture,
         identity: &DeviceIdentity,
         noise_private: &[u8; 32],
@@ -366,7 +376,7 @@ impl RawClient {
         }
     }
 
-    async fn expect_error(mut self) -> (Problem, HandshakeFailure) {
+    pub(super) async fn expect_error(mut self) -> (Problem, HandshakeFailure) {
         loop {
             let frame = self
                 .conn
@@ -404,7 +414,7 @@ impl RawClient {
     }
 }
 
-async fn raw_error(
+pub(super) async fn raw_error(
     fx: &Fixture,
     identity: &DeviceIdentity,
     mutate: impl FnOnce(&mut Hello),

@@ -241,8 +241,8 @@ impl Store for PostgresStore {
         devices::key_events(&self.pool, device_id).await
     }
 
-    async fn create_session(&self, session: SessionRecord) -> Result<()> {
-        sessions::create(&self.pool, session).await
+    async fn create_session(&self, session: SessionRecord, device_key: &[u8; 32]) -> Result<()> {
+        sessions::create(&self.pool, session, device_key).await
     }
 
     async fn session(&self, session_id: &str) -> Result<Option<SessionRecord>> {

@@ -7,15 +7,21 @@ use crate::error::{Result, StoreError};
 use crate::model::{DeviceStatus, SessionRecord};
 use crate::rows::SessionRow;
 
-pub(super) async fn create(pool: &PgPool, session: SessionRecord) -> Result<()> {
+pub(super) async fn create(
+    pool: &PgPool,
+    session: SessionRecord,
+    device_key: &[u8; 32],
+) -> Result<()> {
     // One statement: the insert happens only if the device exists, belongs to the session's
-    // user and is active. `FOR SHARE` makes a concurrent revocation (which updates the device
-    // row) either finish first — then the row no longer qualifies — or wait until this insert
-    // is committed and then delete the new session with the others.
+    // user, is active and still has the key the session was authenticated with. `FOR SHARE`
+    // makes a concurrent revocation or key rotation (which update the device row) either
+    // finish first — then the row no longer qualifies — or wait until this insert is
+    // committed and then delete the new session with the others.
     let done = sqlx::query(
         "INSERT INTO sessions (session_id, device_id, user_id, created_at, expires_at)
          SELECT $1, d.device_id, d.user_id, $4, $5 FROM devices d
          WHERE d.device_id = $2 AND d.user_id = $3 AND d.status = 'active'
+           AND d.public_key = $6
          FOR SHARE OF d",
     )
     .bind(&session.session_id)
@@ -23,6 +29,7 @@ pub(super) async fn create(pool: &PgPool, session: SessionRecord) -> Result<()> 
     .bind(&session.user_id)
     .bind(session.created_at)
     .bind(session.expires_at)
+    .bind(device_key.as_slice())
     .execute(pool)
     .await
     .map_err(|e| match map_err(e) {
@@ -48,10 +55,14 @@ pub(super) async fn create(pool: &PgPool, session: SessionRecord) -> Result<()> 
         )));
     }
     if device.status != DeviceStatus::Active {
-        return Err(StoreError::Invalid(format!(
-            "device {} is revoked",
-            device.device_id
-        )));
+        return Err(StoreError::DeviceRevoked {
+            device_id: device.device_id,
+        });
+    }
+    if device.public_key != *device_key {
+        return Err(StoreError::DeviceKeyChanged {
+            device_id: device.device_id,
+        });
     }
     Err(StoreError::Unavailable(format!(
         "session {} was not stored; retry",

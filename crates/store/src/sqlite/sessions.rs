@@ -4,13 +4,17 @@ use sqlx::{SqliteExecutor, SqlitePool};
 
 use super::{devices, map_err};
 use crate::error::{Result, StoreError};
-use crate::model::{DeviceStatus, SessionRecord};
+use crate::model::{DeviceRecord, DeviceStatus, SessionRecord};
 use crate::rows::SessionRow;
 
-pub(super) async fn create(pool: &SqlitePool, session: SessionRecord) -> Result<()> {
+pub(super) async fn create(
+    pool: &SqlitePool,
+    session: SessionRecord,
+    device_key: &[u8; 32],
+) -> Result<()> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
-    // Checked in the same transaction as the insert, so a concurrent revocation
-    // cannot leave a session behind for a revoked device.
+    // Checked in the same transaction as the insert, so a concurrent revocation or key
+    // rotation cannot leave a session behind for a revoked device or a replaced key.
     let device = devices::by_id(&mut *tx, &session.device_id)
         .await?
         .ok_or_else(|| StoreError::NotFound {
@@ -23,12 +27,7 @@ pub(super) async fn create(pool: &SqlitePool, session: SessionRecord) -> Result<
             device.device_id, device.user_id, session.user_id
         )));
     }
-    if device.status != DeviceStatus::Active {
-        return Err(StoreError::Invalid(format!(
-            "device {} is revoked",
-            device.device_id
-        )));
-    }
+    check_device(&device, device_key)?;
     sqlx::query(
         "INSERT INTO sessions (session_id, device_id, user_id, created_at, expires_at)
          VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -101,4 +100,19 @@ pub(super) async fn purge_expired(db: impl SqliteExecutor<'_>, now: i64) -> Resu
         .await
         .map_err(map_err)?;
     Ok(done.rows_affected())
+}
+
+/// Refuses a session for a revoked device or for a key the device no longer has.
+pub(super) fn check_device(device: &DeviceRecord, device_key: &[u8; 32]) -> Result<()> {
+    if device.status != DeviceStatus::Active {
+        return Err(StoreError::DeviceRevoked {
+            device_id: device.device_id.clone(),
+        });
+    }
+    if device.public_key != *device_key {
+        return Err(StoreError::DeviceKeyChanged {
+            device_id: device.device_id.clone(),
+        });
+    }
+    Ok(())
 }

@@ -100,6 +100,7 @@ suite_tests!(
     revoke_deletes_sessions,
     rotate_replaces_key_and_ends_sessions,
     rotate_refuses_revoked_unknown_and_invalid,
+    session_refuses_a_replaced_key,
     purge_expired_sessions,
     group_lifecycle,
     unknown_group_is_absent,
@@ -123,4 +124,5 @@ suite_tests!(
     byte_quotas_refuse_per_recipient_sender_and_total,
     usage_is_freed_by_delivery_and_expiry,
     quota_accounting_holds_under_concurrent_enqueues,
+    sessions_never_outlive_a_concurrent_rotation,
 );

@@ -10,6 +10,7 @@
 //! - [`offline`](self::offline): routing with the durable queue and its quotas;
 //! - [`replay`](self::replay): replay on reconnect, deleting on proof of receipt.
 
+mod admission;
 mod calls;
 mod channels;
 mod groups;
@@ -238,8 +239,13 @@ pub async fn run<S: ByteStream>(
                 .any(|c| c == super::handshake::CAP_DELIVERY_RECEIPTS),
         ),
     };
-    let end = match task.replay().await {
-        Ok(()) => task.run(&mut rx).await,
+    // Registered first, confirmed second: a revocation cannot slip between the two.
+    let admitted = admission::confirm(&task.m, &task.device_id, &task.session_id).await;
+    let end = match admitted {
+        Ok(()) => match task.replay().await {
+            Ok(()) => task.run(&mut rx).await,
+            Err(end) => end,
+        },
         Err(end) => end,
     };
     task.finish(end, rx, remote).await;

@@ -7,11 +7,11 @@ use ccp::control::Ack;
 use ccp::{Frame, FrameType, Problem};
 use commucat_keys::HandshakePattern;
 use commucat_link::{Connection, memory};
-use commucat_store::{SqliteStore, UserRecord};
+use commucat_store::{SessionRecord, SqliteStore, UserRecord, UserToCreate};
 
 use super::{Messaging, MessagingSettings, run};
 use crate::router::presence::LocalPresence;
-use crate::session::handshake::Established;
+use crate::session::handshake::{Established, active_device_registration, session_key};
 
 async fn messaging() -> Arc<Messaging> {
     let store = Arc::new(SqliteStore::open_in_memory().await.unwrap());
@@ -44,18 +44,42 @@ fn established(device: &str) -> Established {
     }
 }
 
+/// Registers the device and stores the session, as a completed handshake does.
+async fn stored(messaging: &Messaging, established: &Established) {
+    let user = &established.user;
+    let registration = active_device_registration(
+        UserToCreate::New(user.clone()),
+        &user.user_id,
+        &established.device_id,
+        [9; 32],
+        0,
+        None,
+    );
+    messaging.store.register_device(registration).await.unwrap();
+    let session = SessionRecord {
+        session_id: session_key(&established.session_id),
+        device_id: established.device_id.clone(),
+        user_id: user.user_id.clone(),
+        created_at: 0,
+        expires_at: i64::MAX,
+    };
+    messaging
+        .store
+        .create_session(session, &[9; 32])
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn the_stream_ends_with_an_error_when_sequence_numbers_run_out() {
     let (client_end, server_end) = memory::pair();
     let mut server_conn = Connection::new(server_end, ccp::MAX_FRAME_LEN);
     // Two numbers left before u32::MAX, which is kept for the closing ERROR.
     server_conn.codec_mut().skip_sequences_to(u32::MAX - 2);
-    let server = tokio::spawn(run(
-        server_conn,
-        established("dev-seq"),
-        messaging().await,
-        "memory",
-    ));
+    let messaging = messaging().await;
+    let established = established("dev-seq");
+    stored(&messaging, &established).await;
+    let server = tokio::spawn(run(server_conn, established, messaging, "memory"));
     let mut client = Connection::new(client_end, ccp::MAX_FRAME_LEN);
     let join = Frame::control(FrameType::Join, 1, 3, &serde_json::json!({"members": []})).unwrap();
     client.send(&join).await.unwrap();

@@ -490,10 +490,16 @@ pub(crate) async fn profile_update_coalesces(store: Arc<dyn Store>) {
 pub(crate) async fn session_lifecycle(store: Arc<dyn Store>) {
     let (_, dev) = seed(store.as_ref(), "alice").await;
     let s = session("sess-1", &dev, 4_000);
-    store.create_session(s.clone()).await.unwrap();
+    store
+        .create_session(s.clone(), &dev.public_key)
+        .await
+        .unwrap();
     assert_eq!(store.session("sess-1").await.unwrap(), Some(s.clone()));
 
-    let err = store.create_session(s.clone()).await.unwrap_err();
+    let err = store
+        .create_session(s.clone(), &dev.public_key)
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
 
     store.extend_session("sess-1", 5_000).await.unwrap();
@@ -527,7 +533,7 @@ pub(crate) async fn session_requires_matching_active_device(store: Arc<dyn Store
 
     let ghost = device(&bob.user_id, "ghost", 1);
     let err = store
-        .create_session(session("s-ghost", &ghost, 9))
+        .create_session(session("s-ghost", &ghost, 9), &ghost.public_key)
         .await
         .unwrap_err();
     assert!(
@@ -537,7 +543,10 @@ pub(crate) async fn session_requires_matching_active_device(store: Arc<dyn Store
 
     let mut wrong_user = session("s-wrong", &alice_dev, 9);
     wrong_user.user_id = bob.user_id.clone();
-    let err = store.create_session(wrong_user).await.unwrap_err();
+    let err = store
+        .create_session(wrong_user, &alice_dev.public_key)
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
 
     store
@@ -548,10 +557,10 @@ pub(crate) async fn session_requires_matching_active_device(store: Arc<dyn Store
         .await
         .unwrap();
     let err = store
-        .create_session(session("s-revoked", &alice_dev, 9))
+        .create_session(session("s-revoked", &alice_dev, 9), &alice_dev.public_key)
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+    assert!(matches!(err, StoreError::DeviceRevoked { .. }), "{err:?}");
     for id in ["s-ghost", "s-wrong", "s-revoked"] {
         assert_eq!(store.session(id).await.unwrap(), None);
     }
@@ -561,11 +570,11 @@ pub(crate) async fn revoke_deletes_sessions(store: Arc<dyn Store>) {
     let (_, dev) = seed(store.as_ref(), "alice").await;
     let (_, other) = seed(store.as_ref(), "bob").await;
     store
-        .create_session(session("s-a", &dev, 9_000))
+        .create_session(session("s-a", &dev, 9_000), &dev.public_key)
         .await
         .unwrap();
     store
-        .create_session(session("s-b", &other, 9_000))
+        .create_session(session("s-b", &other, 9_000), &other.public_key)
         .await
         .unwrap();
     store
@@ -595,7 +604,10 @@ pub(crate) async fn rotate_replaces_key_and_ends_sessions(store: Arc<dyn Store>)
     let (_, dev) = seed(store.as_ref(), "alice").await;
     let (_, other) = seed(store.as_ref(), "bob").await;
     for (id, d) in [("s-a", &dev), ("s-b", &other)] {
-        store.create_session(session(id, d, 9_000)).await.unwrap();
+        store
+            .create_session(session(id, d, 9_000), &d.public_key)
+            .await
+            .unwrap();
     }
     // the first rotation is not limited: right at registration
     let first = rotation(&dev, dev.public_key, "k2", dev.created_at);
@@ -675,11 +687,67 @@ pub(crate) async fn rotate_refuses_revoked_unknown_and_invalid(store: Arc<dyn St
     assert_eq!(stored.public_key, dev.public_key);
 }
 
+pub(crate) async fn session_refuses_a_replaced_key(store: Arc<dyn Store>) {
+    let (_, dev) = seed(store.as_ref(), "alice").await;
+    let turn = rotation(&dev, dev.public_key, "k2", dev.created_at);
+    assert_eq!(
+        store.rotate_device_key(turn).await.unwrap(),
+        RotateOutcome::Rotated
+    );
+    // A handshake that authenticated the old key before the rotation committed.
+    let err = store
+        .create_session(session("s-old-key", &dev, 9_000), &dev.public_key)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::DeviceKeyChanged { device_id } if *device_id == dev.device_id),
+        "{err:?}"
+    );
+    assert_eq!(store.session("s-old-key").await.unwrap(), None);
+    store
+        .create_session(session("s-new-key", &dev, 9_000), &key("k2"))
+        .await
+        .unwrap();
+}
+
+pub(crate) async fn sessions_never_outlive_a_concurrent_rotation(store: Arc<dyn Store>) {
+    let (_, dev) = seed(store.as_ref(), "alice").await;
+    // Twenty inserts authenticated with the old key race one rotation: none may survive it.
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..20 {
+        let racer = Arc::clone(&store);
+        let old = dev.public_key;
+        let s = session(&format!("s-turn-{n}"), &dev, 9_000);
+        tasks.spawn(async move { racer.create_session(s, &old).await.map(|()| false) });
+        if n == 10 {
+            let store = Arc::clone(&store);
+            let turn = rotation(&dev, dev.public_key, "k2", dev.created_at);
+            tasks.spawn(async move {
+                let outcome = store.rotate_device_key(turn).await?;
+                assert_eq!(outcome, RotateOutcome::Rotated);
+                Ok(true)
+            });
+        }
+    }
+    let mut rotated = false;
+    while let Some(joined) = tasks.join_next().await {
+        match joined.unwrap() {
+            Ok(was_rotation) => rotated |= was_rotation,
+            Err(StoreError::DeviceKeyChanged { .. }) => {}
+            Err(other) => panic!("unexpected error {other:?}"),
+        }
+    }
+    assert!(rotated);
+    for n in 0..20 {
+        assert_eq!(store.session(&format!("s-turn-{n}")).await.unwrap(), None);
+    }
+}
+
 pub(crate) async fn purge_expired_sessions(store: Arc<dyn Store>) {
     let (_, dev) = seed(store.as_ref(), "alice").await;
     for (id, expires_at) in [("s-old", 100), ("s-edge", 200), ("s-new", 300)] {
         store
-            .create_session(session(id, &dev, expires_at))
+            .create_session(session(id, &dev, expires_at), &dev.public_key)
             .await
             .unwrap();
     }
@@ -700,7 +768,10 @@ where
     let store = open().await;
     let (alice, dev) = seed(store.as_ref(), "alice").await;
     let s = session("sess-keep", &dev, 9_000);
-    store.create_session(s.clone()).await.unwrap();
+    store
+        .create_session(s.clone(), &dev.public_key)
+        .await
+        .unwrap();
     let (group, roster) = messaging::sample_group();
     store
         .create_group(group.clone(), roster.clone())
@@ -755,8 +826,9 @@ pub(crate) async fn sessions_never_outlive_a_concurrent_revocation(store: Arc<dy
     let mut tasks = tokio::task::JoinSet::new();
     for n in 0..20 {
         let racer = Arc::clone(&store);
+        let key = dev.public_key;
         let s = session(&format!("s-race-{n}"), &dev, 9_000);
-        tasks.spawn(async move { racer.create_session(s).await.map(|()| false) });
+        tasks.spawn(async move { racer.create_session(s, &key).await.map(|()| false) });
         if n == 10 {
             let store = Arc::clone(&store);
             let revoke = event(&dev, DeviceKeyEvent::REVOKE, 5);
@@ -769,7 +841,7 @@ pub(crate) async fn sessions_never_outlive_a_concurrent_revocation(store: Arc<dy
     while let Some(joined) = tasks.join_next().await {
         match joined.unwrap() {
             Ok(was_revoke) => revoked |= was_revoke,
-            Err(StoreError::Invalid(message)) => assert!(message.contains("revoked"), "{message}"),
+            Err(StoreError::DeviceRevoked { .. }) => {}
             Err(other) => panic!("unexpected error {other:?}"),
         }
     }

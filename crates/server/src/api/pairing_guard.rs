@@ -1,0 +1,236 @@
+//! Wrong pairing guesses, counted per client address and per account.
+//!
+//! A claim is a wrong guess when it names an unknown code, or a code that is expired, already
+//! redeemed or blocked. Each one counts against the client's address (IPv6: its /64) and, when
+//! the code exists, against the account that issued it. Once either count reaches its cap
+//! (`bounds.pairing_guesses_per_ip`, `bounds.pairing_guesses_per_account`) within the current
+//! window (`bounds.pairing_guess_window`), further claims from that address or for that
+//! account's codes are refused with 429 until the window ends. The store counts the third cap,
+//! failed claims per code (`bounds.pairing_guesses_per_code`), durably.
+//!
+//! Windows are fixed: a window opens at a key's first wrong guess and the count restarts when
+//! it has passed. Each table holds at most `bounds.pairing_guess_table` keys: when full, keys
+//! whose window has passed go first, then the key with the fewest guesses (never one at its
+//! cap while another is below it).
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::rate_limit::client_key;
+use crate::config::{BoundSettings, as_usize};
+
+/// One key's wrong guesses in its current window.
+#[derive(Debug, Clone, Copy)]
+struct Count {
+    guesses: u64,
+    since: Instant,
+}
+
+/// Wrong guesses per key in fixed windows, in a bounded table.
+#[derive(Debug)]
+struct Table<K> {
+    cap: u64,
+    max_keys: usize,
+    counts: Mutex<HashMap<K, Count>>,
+}
+
+impl<K: Eq + Hash + Clone> Table<K> {
+    fn new(cap: u64, max_keys: usize) -> Self {
+        Self {
+            cap,
+            max_keys: max_keys.max(1),
+            counts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, Count>> {
+        self.counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// `Err(wait)` while `key` is at its cap: how long until its window ends.
+    fn check(&self, key: &K, now: Instant, window: Duration) -> Result<(), Duration> {
+        match self.lock().get(key) {
+            Some(count) if count.guesses >= self.cap => {
+                let ends = count.since + window;
+                if now < ends {
+                    Err(ends.saturating_duration_since(now))
+                } else {
+                    Ok(())
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn record(&self, key: K, now: Instant, window: Duration) {
+        let mut counts = self.lock();
+        if counts.len() >= self.max_keys && !counts.contains_key(&key) {
+            counts.retain(|_, c| now.saturating_duration_since(c.since) < window);
+            if counts.len() >= self.max_keys
+                && let Some(fewest) = counts
+                    .iter()
+                    .min_by_key(|(_, c)| (c.guesses, c.since))
+                    .map(|(k, _)| k.clone())
+            {
+                counts.remove(&fewest);
+            }
+        }
+        let count = counts.entry(key).or_insert(Count {
+            guesses: 0,
+            since: now,
+        });
+        if now.saturating_duration_since(count.since) >= window {
+            *count = Count {
+                guesses: 0,
+                since: now,
+            };
+        }
+        count.guesses = count.guesses.saturating_add(1);
+    }
+
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+/// Which cap refused a claim, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The client's address reached `bounds.pairing_guesses_per_ip`.
+    Address(Duration),
+    /// The code's account reached `bounds.pairing_guesses_per_account`.
+    Account(Duration),
+}
+
+/// The per-address and per-account tables of wrong pairing guesses.
+#[derive(Debug)]
+pub struct PairingGuard {
+    window: Duration,
+    by_address: Table<IpAddr>,
+    by_account: Table<String>,
+}
+
+impl PairingGuard {
+    /// Caps, window and table size from `[bounds]`.
+    #[must_use]
+    pub fn new(bounds: &BoundSettings) -> Self {
+        let max_keys = as_usize(bounds.pairing_guess_table);
+        Self {
+            window: bounds.pairing_guess_window,
+            by_address: Table::new(bounds.pairing_guesses_per_ip, max_keys),
+            by_account: Table::new(bounds.pairing_guesses_per_account, max_keys),
+        }
+    }
+
+    /// Whether a claim from `address` may be looked at (`None`: address unknown, not limited).
+    ///
+    /// # Errors
+    /// The address is at its cap.
+    pub fn check_address(&self, address: Option<IpAddr>, now: Instant) -> Result<(), Refusal> {
+        match address {
+            Some(ip) => self
+                .by_address
+                .check(&client_key(ip), now, self.window)
+                .map_err(Refusal::Address),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether a claim for a code of `user_id` may be tried.
+    ///
+    /// # Errors
+    /// The account is at its cap.
+    pub fn check_account(&self, user_id: &str, now: Instant) -> Result<(), Refusal> {
+        self.by_account
+            .check(&user_id.to_owned(), now, self.window)
+            .map_err(Refusal::Account)
+    }
+
+    /// Counts one wrong guess from `address` for a code of `user_id` (when the code exists).
+    pub fn wrong_guess(&self, address: Option<IpAddr>, user_id: Option<&str>, now: Instant) {
+        if let Some(ip) = address {
+            self.by_address.record(client_key(ip), now, self.window);
+        }
+        if let Some(user) = user_id {
+            self.by_account.record(user.to_owned(), now, self.window);
+        }
+    }
+
+    /// Addresses and accounts tracked now.
+    #[must_use]
+    pub fn tracked(&self) -> (usize, usize) {
+        (self.by_address.len(), self.by_account.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
+    const B: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 2));
+
+    fn guard(per_ip: u64, per_account: u64, table: u64) -> PairingGuard {
+        PairingGuard::new(&BoundSettings {
+            pairing_guesses_per_ip: per_ip,
+            pairing_guesses_per_account: per_account,
+            pairing_guess_table: table,
+            pairing_guess_window: Duration::from_secs(60),
+            ..BoundSettings::default()
+        })
+    }
+
+    #[test]
+    fn an_address_at_its_cap_waits_for_the_window_to_end() {
+        let guard = guard(3, 100, 16);
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(guard.check_address(Some(A), t0), Ok(()));
+            guard.wrong_guess(Some(A), None, t0);
+        }
+        let later = t0 + Duration::from_secs(20);
+        assert_eq!(
+            guard.check_address(Some(A), later),
+            Err(Refusal::Address(Duration::from_secs(40)))
+        );
+        assert_eq!(guard.check_address(Some(B), later), Ok(()));
+        assert_eq!(guard.check_address(None, later), Ok(()));
+        let next_window = t0 + Duration::from_secs(60);
+        assert_eq!(guard.check_address(Some(A), next_window), Ok(()));
+        guard.wrong_guess(Some(A), None, next_window);
+        assert_eq!(guard.check_address(Some(A), next_window), Ok(()));
+    }
+
+    #[test]
+    fn an_account_counts_guesses_from_every_address() {
+        let guard = guard(100, 2, 16);
+        let t0 = Instant::now();
+        guard.wrong_guess(Some(A), Some("alice"), t0);
+        guard.wrong_guess(Some(B), Some("alice"), t0);
+        assert!(matches!(
+            guard.check_account("alice", t0),
+            Err(Refusal::Account(_))
+        ));
+        assert_eq!(guard.check_account("bob", t0), Ok(()));
+    }
+
+    #[test]
+    fn a_full_table_drops_the_least_suspicious_key_first() {
+        let guard = guard(3, 100, 2);
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            guard.wrong_guess(Some(A), None, t0);
+        }
+        guard.wrong_guess(Some(B), None, t0);
+        let c = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 3));
+        guard.wrong_guess(Some(c), None, t0);
+        assert_eq!(guard.tracked().0, 2);
+        // A, at its cap, was kept; B (one guess) made room.
+        assert!(guard.check_address(Some(A), t0).is_err());
+    }
+}
