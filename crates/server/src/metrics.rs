@@ -141,6 +141,10 @@ pub struct Metrics {
     pub rate_limited_connect: AtomicU64,
     /// Requests refused because they would exceed a `[bounds]` setting, by bound.
     pub bound_refusals: BoundRefusals,
+    /// Frames refused because a sender field named another device, by type.
+    pub sender_mismatches: PerFrameType,
+    /// Calls ended because nobody answered within `bounds.call_ring_timeout`.
+    pub calls_unanswered: AtomicU64,
 }
 
 /// Refusals counted per [`Bound`].
@@ -465,6 +469,27 @@ impl Metrics {
             "Requests refused because they would exceed a [bounds] setting, by bound.",
             &as_refs(&refusals),
         );
+        let mismatches: Vec<(String, String)> = [FrameType::CallOffer, FrameType::Typing]
+            .iter()
+            .map(|&t| {
+                (
+                    format!("{{type=\"{}\"}}", t.label()),
+                    self.sender_mismatches.get(t).to_string(),
+                )
+            })
+            .collect();
+        family(
+            "commucat_sender_mismatches_total",
+            "counter",
+            "Frames refused because a sender field named another device, by type.",
+            &as_refs(&mismatches),
+        );
+        family(
+            "commucat_calls_unanswered_total",
+            "counter",
+            "Calls ended because nobody answered within bounds.call_ring_timeout.",
+            &[("", get(&self.calls_unanswered))],
+        );
         self.handshake_latency.render(
             &mut out,
             "commucat_handshake_duration_seconds",
@@ -502,6 +527,8 @@ mod tests {
         m.p2p_assist(1);
         m.p2p_assist(2);
         m.bound_refusals.count(Bound::ChannelMembers);
+        m.sender_mismatches.count(FrameType::CallOffer);
+        m.calls_unanswered.fetch_add(1, Ordering::Relaxed);
         {
             let _a = m.session_started();
             let _b = m.session_started();
@@ -550,6 +577,9 @@ mod tests {
             "commucat_relay_latency_seconds_count 0",
             "commucat_bound_refusals_total{bound=\"channel_members\"} 1",
             "commucat_bound_refusals_total{bound=\"calls_per_session\"} 0",
+            "commucat_sender_mismatches_total{type=\"call_offer\"} 1",
+            "commucat_sender_mismatches_total{type=\"typing\"} 0",
+            "commucat_calls_unanswered_total 1",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }

@@ -120,6 +120,9 @@ impl<S: ByteStream> SessionTask<S> {
                     .await;
             }
         };
+        if !self.check_sender(frame, "from", &offer.from).await? {
+            return Ok(());
+        }
         let Some(others) = self.others_on(frame).await? else {
             return Ok(());
         };

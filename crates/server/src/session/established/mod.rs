@@ -7,13 +7,15 @@
 //! - [`groups`](self::groups): GROUP_CREATE, GROUP_INVITE, JOIN of group channels;
 //! - [`presence`](self::presence): PRESENCE snapshots, their expiry and `offline` on disconnect;
 //! - [`calls`](self::calls): CALL_* signaling and VOICE/VIDEO media relay;
-//! - [`offline`](self::offline): routing with the durable queue, replay on reconnect.
+//! - [`offline`](self::offline): routing with the durable queue, replay on reconnect;
+//! - [`sender`](self::sender): sender fields of relayed payloads checked against the session.
 
 mod calls;
 mod channels;
 mod groups;
 mod offline;
 mod presence;
+mod sender;
 
 pub use presence::{ROUTE_REFRESH, ROUTE_TTL};
 
@@ -52,6 +54,9 @@ pub struct MessagingSettings {
     pub session_ttl: Duration,
     /// This node's id in the presence registry's `route:<device>` entries.
     pub node_id: String,
+    /// This server's domain: a sender field may name the sending device bare or as
+    /// `device@domain`.
+    pub domain: String,
     /// What one device or session may make the server hold (`[bounds]`).
     pub bounds: BoundSettings,
 }
@@ -72,6 +77,7 @@ impl MessagingSettings {
                 .node_id
                 .clone()
                 .unwrap_or_else(|| format!("node-{}", &super::handshake::random_id()[..16])),
+            domain: config.server.domain.clone(),
             bounds: config.bounds.clone(),
         }
     }

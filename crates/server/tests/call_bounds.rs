@@ -1,0 +1,151 @@
+//! Calls against hostile clients: a `from` (or TYPING sender) naming another device is refused
+//! with "Sender Mismatch" and never relayed; one session holds at most `bounds.calls_per_session`
+//! calls ("Call Limit Reached") while a bystander's call still works; a call nobody answers ends
+//! for everyone after `bounds.call_ring_timeout` with the CALL_END the deployed client parses.
+//! Each refusal and expiry is counted in `/metrics` and recorded in the ledger.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ccp::FrameType;
+use common::{Client, TestServer, json_of, ledger_records};
+use serde_json::{Value, json};
+
+const QUIET: Duration = Duration::from_millis(300);
+
+fn offer(call_id: &str, from: &str, to: &[&str]) -> Value {
+    json!({
+        "call_id": call_id,
+        "from": from,
+        "to": to,
+        "media": {"audio": {"codec": "opus", "bitrate": 16000, "sample_rate": 48000,
+                            "channels": 1}},
+        "metadata": {}
+    })
+}
+
+/// A server with `tweak` applied, and the path of its ledger.
+async fn server(tweak: impl FnOnce(&mut commucat_server::config::Config)) -> (TestServer, PathBuf) {
+    let server = TestServer::start(tweak).await;
+    let path = server.data_dir().join(commucat_server::config::LEDGER_FILE);
+    (server, path)
+}
+
+/// alice, bob and carol, all members of channel 40.
+async fn trio(server: &TestServer) -> (Client, Client, Client) {
+    let mut alice = server.connect("alice-c").await;
+    let mut bob = server.connect("bob-c").await;
+    let mut carol = server.connect("carol-c").await;
+    for c in [&mut alice, &mut bob, &mut carol] {
+        c.join(40, true).await;
+    }
+    let all = ["alice-c", "bob-c", "carol-c"];
+    alice.members_become(40, &all).await;
+    bob.members_become(40, &all).await;
+    (alice, bob, carol)
+}
+
+/// The value of the `/metrics` line starting with `prefix` (0 if absent).
+async fn metric(server: &TestServer, prefix: &str) -> u64 {
+    let text = metrics_text(server).await;
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+async fn metrics_text(server: &TestServer) -> String {
+    server
+        .http()
+        .get(format!("https://localhost:{}/metrics", server.addr.port()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_spoofed_sender_is_refused_and_the_bystanders_call_rings() {
+    let (server, ledger) = server(|_| {}).await;
+    let (mut alice, mut bob, mut carol) = trio(&server).await;
+
+    // alice claims to be bob (bare and qualified) or herself on another domain.
+    for from in ["bob-c", "bob-c@chat.test", "alice-c@elsewhere.test", ""] {
+        let seq = alice
+            .control(
+                FrameType::CallOffer,
+                40,
+                &offer("call-spoof-0001", from, &["carol-c"]),
+            )
+            .await;
+        let problem = alice.error(seq, "Sender Mismatch").await;
+        assert!(
+            problem.detail.as_deref().unwrap_or("").contains("alice-c"),
+            "{problem:?}"
+        );
+    }
+    // TYPING naming someone else is refused too.
+    let seq = alice
+        .control(FrameType::Typing, 40, &json!({"sender": "bob-c"}))
+        .await;
+    alice.error(seq, "Sender Mismatch").await;
+    carol.expect_quiet(QUIET).await;
+
+    // The spoofer's connection is kept; the id was never taken, so bob can use it.
+    let seq = bob
+        .control(
+            FrameType::CallOffer,
+            40,
+            &offer("call-spoof-0001", "bob-c@chat.test", &["carol-c"]),
+        )
+        .await;
+    assert_eq!(
+        bob.ack(seq).await.call_id.as_deref(),
+        Some("call-spoof-0001")
+    );
+    assert_eq!(
+        json_of(&carol.recv_on(FrameType::CallOffer, 40).await)["from"],
+        "bob-c@chat.test"
+    );
+    let seq = alice
+        .control(
+            FrameType::CallOffer,
+            40,
+            &offer("call-honest-001", "alice-c", &["carol-c"]),
+        )
+        .await;
+    alice.ack(seq).await;
+    carol.recv_on(FrameType::CallOffer, 40).await;
+
+    assert_eq!(
+        metric(
+            &server,
+            "commucat_sender_mismatches_total{type=\"call_offer\"} "
+        )
+        .await,
+        4
+    );
+    assert_eq!(
+        metric(
+            &server,
+            "commucat_sender_mismatches_total{type=\"typing\"} "
+        )
+        .await,
+        1
+    );
+    let lines = ledger_records(&ledger, 5, |l| l["scope"] == "sender").await;
+    let first = lines.iter().find(|l| l["scope"] == "sender").unwrap();
+    assert_eq!(first["device_id"], "alice-c");
+    assert_eq!(first["claimed"], "bob-c");
+    assert_eq!(first["frame_type"], "call_offer");
+}
