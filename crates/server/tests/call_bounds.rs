@@ -149,3 +149,152 @@ async fn a_spoofed_sender_is_refused_and_the_bystanders_call_rings() {
     assert_eq!(first["claimed"], "bob-c");
     assert_eq!(first["frame_type"], "call_offer");
 }
+
+#[tokio::test]
+async fn a_call_flood_is_bounded_and_the_bystanders_call_works() {
+    let (server, ledger) = server(|c| c.bounds.calls_per_session = 2).await;
+    let (mut alice, mut bob, mut carol) = trio(&server).await;
+
+    // alice offers 40 calls to bob; two ring, the rest are refused.
+    let mut rang = 0;
+    for i in 0..40 {
+        let call_id = format!("call-flood-{i:04}");
+        let seq = alice
+            .control(
+                FrameType::CallOffer,
+                40,
+                &offer(&call_id, "alice-c", &["bob-c"]),
+            )
+            .await;
+        if i < 2 {
+            alice.ack(seq).await;
+            rang += 1;
+        } else {
+            alice.error(seq, "Call Limit Reached").await;
+        }
+    }
+    for _ in 0..rang {
+        bob.recv_on(FrameType::CallOffer, 40).await;
+    }
+    bob.expect_quiet(QUIET).await;
+
+    // carol's call to bob rings and can be taken although bob has two calls ringing.
+    let seq = carol
+        .control(
+            FrameType::CallOffer,
+            40,
+            &offer("call-bystander", "carol-c", &["bob-c"]),
+        )
+        .await;
+    carol.ack(seq).await;
+    bob.recv_on(FrameType::CallOffer, 40).await;
+    let seq = bob
+        .control(
+            FrameType::CallAnswer,
+            40,
+            &json!({"call_id": "call-bystander", "accept": true}),
+        )
+        .await;
+    bob.ack(seq).await;
+    carol.recv_on(FrameType::CallAnswer, 40).await;
+    let seq = carol.send(FrameType::VoiceFrame, 40, b"opus").await;
+    carol.ack(seq).await;
+    bob.recv_on(FrameType::VoiceFrame, 40).await;
+
+    // Ending one of alice's calls frees a slot.
+    let seq = alice
+        .control(
+            FrameType::CallEnd,
+            40,
+            &json!({"call_id": "call-flood-0000", "reason": "cancel"}),
+        )
+        .await;
+    alice.ack(seq).await;
+    let seq = alice
+        .control(
+            FrameType::CallOffer,
+            40,
+            &offer("call-flood-again", "alice-c", &["bob-c"]),
+        )
+        .await;
+    alice.ack(seq).await;
+
+    assert_eq!(
+        metric(
+            &server,
+            "commucat_bound_refusals_total{bound=\"calls_per_session\"} "
+        )
+        .await,
+        38
+    );
+    let lines = ledger_records(&ledger, 38, |l| {
+        l["scope"] == "bound" && l["bound"] == "calls_per_session"
+    })
+    .await;
+    assert!(lines.iter().any(|l| l["device_id"] == "alice-c"));
+}
+
+#[tokio::test]
+async fn a_ringing_call_ends_for_both_sides_after_the_ring_timeout() {
+    let (server, ledger) = server(|c| {
+        c.bounds.call_ring_timeout = Duration::from_secs(1);
+        c.bounds.calls_per_session = 1;
+    })
+    .await;
+    let (mut alice, mut bob, mut carol) = trio(&server).await;
+
+    let seq = alice
+        .control(
+            FrameType::CallOffer,
+            40,
+            &offer("call-ringing-01", "alice-c", &["bob-c"]),
+        )
+        .await;
+    alice.ack(seq).await;
+    bob.recv_on(FrameType::CallOffer, 40).await;
+
+    // Nobody answers: both sides get CALL_END `timeout` (a reason 1.0.41 parses).
+    let expected = json!({"call_id": "call-ringing-01", "reason": "timeout",
+                          "metadata": {"system": true, "cause": "ring_timeout"}});
+    assert_eq!(
+        json_of(&bob.recv_on(FrameType::CallEnd, 40).await),
+        expected
+    );
+    assert_eq!(
+        json_of(&alice.recv_on(FrameType::CallEnd, 40).await),
+        expected
+    );
+    // Released: media is refused, and the slot is free again.
+    let seq = alice.send(FrameType::VoiceFrame, 40, b"opus").await;
+    alice.error(seq, "Unknown Call").await;
+    let seq = alice
+        .control(
+            FrameType::CallOffer,
+            40,
+            &offer("call-ringing-02", "alice-c", &["bob-c"]),
+        )
+        .await;
+    alice.ack(seq).await;
+    bob.recv_on(FrameType::CallOffer, 40).await;
+    let seq = bob
+        .control(
+            FrameType::CallAnswer,
+            40,
+            &json!({"call_id": "call-ringing-02", "accept": true}),
+        )
+        .await;
+    bob.ack(seq).await;
+    alice.recv_on(FrameType::CallAnswer, 40).await;
+
+    assert_eq!(metric(&server, "commucat_calls_unanswered_total ").await, 1);
+    let lines = ledger_records(&ledger, 1, |l| {
+        l["scope"] == "call" && l["event"] == "end" && l["reason"] == "timeout"
+    })
+    .await;
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["call_id"] == "call-ringing-01" && l["reason"] == "timeout")
+    );
+    carol.expect_quiet(QUIET).await;
+}

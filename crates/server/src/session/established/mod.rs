@@ -188,6 +188,8 @@ struct SessionTask<S> {
     overflow: Arc<OverflowSignal>,
     /// When the PRESENCE snapshot this session published expires.
     presence_deadline: Option<tokio::time::Instant>,
+    /// The earliest ring deadline of the ringing calls this device offered.
+    ring_deadline: Option<tokio::time::Instant>,
     /// Frames taken from the mailbox but not written; queued offline when the session ends.
     unsent: Vec<Envelope>,
 }
@@ -211,6 +213,11 @@ pub async fn run<S: ByteStream>(
         tracing::info!(device = %established.device_id, old_session = %old.session_id, "device reconnected; older session replaced");
     }
     presence::publish_route(&messaging, &established.device_id).await;
+    // Calls a replaced session of this device offered still ring; this one ends them.
+    let ring_deadline = messaging
+        .hub
+        .calls(|c| c.next_ring_deadline(&established.device_id))
+        .map(tokio::time::Instant::from_std);
     let mut task = SessionTask {
         conn,
         m: messaging,
@@ -220,6 +227,7 @@ pub async fn run<S: ByteStream>(
         remote: remote.parse().ok(),
         overflow,
         presence_deadline: None,
+        ring_deadline,
         unsent: Vec::new(),
     };
     let end = match task.replay().await {
@@ -260,7 +268,7 @@ impl<S: ByteStream> SessionTask<S> {
                     Err(e) => return End::Conn(e),
                 }
             }
-            let presence_deadline = self.presence_deadline;
+            let (presence_deadline, ring_deadline) = (self.presence_deadline, self.ring_deadline);
             let step = tokio::select! {
                 filled = self.conn.fill() => match filled {
                     Ok(true) => Ok(()),
@@ -282,6 +290,7 @@ impl<S: ByteStream> SessionTask<S> {
                     Err(End::slow_consumer(self.m.settings.mailbox_capacity))
                 }
                 () = presence::expiry(presence_deadline) => self.expire_presence().await,
+                () = presence::expiry(ring_deadline) => self.expire_rings().await,
                 _ = refresh.tick() => self.refresh_session().await,
                 _ = route_refresh.tick() => {
                     // On its own task: a slow registry never holds up this session's frames.
