@@ -1335,7 +1335,7 @@ const SURFACE: &[(&str, &str, &[u16])] = &[
     ("POST", "/api/pairing/claim", &[200, 400, 404]),
     ("GET", "/api/pairing/claim", &[405]),
     ("GET", "/api/friends", &[200, 401]),
-    ("PUT", "/api/friends", &[200, 400, 401]),
+    ("PUT", "/api/friends", &[200, 400, 401, 413]),
     ("POST", "/api/friends", &[405]),
     ("GET", "/api/p2p/assist", &[200, 400, 401]),
     ("POST", "/api/p2p/assist", &[200, 400, 401]),
@@ -2146,10 +2146,6 @@ async fn friends_and_assist(world: &World, s: &mut Surface<'_>) {
             json!({"friends": [{"user_id": ""}]}),
             "user_id must be 1..=256 bytes",
         ),
-        (
-            json!({"friends": [{"user_id": "u", "alias": "a".repeat(257)}]}),
-            "alias of u is longer than 256 bytes",
-        ),
         (json!({ "friends": too_many }), "at most 1000 friends"),
     ] {
         s.err(
@@ -2162,6 +2158,25 @@ async fn friends_and_assist(world: &World, s: &mut Surface<'_>) {
         )
         .await;
     }
+    // An alias longer than bounds.display_name_bytes: the protocol's own problem title.
+    let long_alias = json!({"friends": [{"user_id": "u", "alias": "a".repeat(257)}]});
+    let body = serde_json::to_vec(&long_alias).unwrap();
+    let answer = s
+        .send(&Method::PUT, "/api/friends", Some(&a), Some(&body))
+        .await;
+    answer.expect(StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(answer.content_type, "application/problem+json");
+    let problem = answer.json();
+    assert_eq!(problem["title"], "Profile Field Too Long", "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("alias of u is 257 bytes")
+    );
+    let shown: deployed::ProblemDetails = serde_json::from_slice(&answer.bytes).unwrap();
+    assert!(shown.detail.is_some());
+    s.record(&Method::PUT, "/api/friends", StatusCode::PAYLOAD_TOO_LARGE);
     s.err(
         Method::GET,
         "/api/friends",

@@ -32,6 +32,17 @@ impl Problem {
             detail: detail.into(),
         }
     }
+    /// A problem of one of the protocol's diagnostics: its `type` URI, title and status.
+    #[must_use]
+    pub fn of(kind: ccp::ProblemKind, detail: impl Into<String>) -> Self {
+        Self {
+            kind: kind.type_uri(),
+            title: kind.title(),
+            status: kind.status(),
+            detail: detail.into(),
+        }
+    }
+
     /// A 400 problem: the request itself is wrong.
     #[must_use]
     pub fn bad_request(detail: impl Into<String>) -> Self {

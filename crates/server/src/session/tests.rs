@@ -61,6 +61,9 @@ async fn fixture_with(tweak: impl FnOnce(&mut HandshakeSettings)) -> Fixture {
         session_ttl_secs: 3600,
         keepalive_secs: 30,
         clock_skew_secs: 300,
+        profile: crate::profile::ProfileBounds::from_settings(
+            &crate::config::BoundSettings::default(),
+        ),
     };
     tweak(&mut settings);
     Fixture {
