@@ -426,7 +426,7 @@ impl Metrics {
             "Requests refused because they would exceed a [bounds] setting, by bound.",
             &as_refs(&refusals),
         );
-        let mismatches: Vec<(String, String)> = [FrameType::CallOffer, FrameType::Typing]
+        let mismatches: Vec<(String, String)> = crate::session::established::SENDER_CHECKED
             .iter()
             .map(|&t| {
                 (

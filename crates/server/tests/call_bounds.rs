@@ -94,9 +94,17 @@ async fn a_spoofed_sender_is_refused_and_the_bystanders_call_rings() {
             "{problem:?}"
         );
     }
-    // TYPING naming someone else is refused too.
+    // TYPING naming someone else is refused too, and so is a GROUP_CREATE naming another owner.
     let seq = alice
         .control(FrameType::Typing, 40, &json!({"sender": "bob-c"}))
+        .await;
+    alice.error(seq, "Sender Mismatch").await;
+    let seq = alice
+        .control(
+            FrameType::GroupCreate,
+            41,
+            &json!({"group_id": "spoofed-group-1", "members": ["carol-c"], "owner": "bob-c"}),
+        )
         .await;
     alice.error(seq, "Sender Mismatch").await;
     carol.expect_quiet(QUIET).await;
@@ -126,6 +134,26 @@ async fn a_spoofed_sender_is_refused_and_the_bystanders_call_rings() {
         .await;
     alice.ack(seq).await;
     carol.recv_on(FrameType::CallOffer, 40).await;
+    // A client CALL_END posing as the server's disconnect notice about someone else.
+    let seq = alice
+        .control(
+            FrameType::CallEnd,
+            40,
+            &json!({"call_id": "call-honest-001", "reason": "failure",
+                    "metadata": {"system": true, "cause": "disconnect", "device": "carol-c"}}),
+        )
+        .await;
+    alice.error(seq, "Sender Mismatch").await;
+    carol.expect_quiet(QUIET).await;
+    let seq = alice
+        .control(
+            FrameType::CallEnd,
+            40,
+            &json!({"call_id": "call-honest-001", "reason": "hangup", "metadata": {}}),
+        )
+        .await;
+    alice.ack(seq).await;
+    carol.recv_on(FrameType::CallEnd, 40).await;
 
     assert_eq!(
         metric(
@@ -143,7 +171,11 @@ async fn a_spoofed_sender_is_refused_and_the_bystanders_call_rings() {
         .await,
         1
     );
-    let lines = ledger_records(&ledger, 5, |l| l["scope"] == "sender").await;
+    for frame_type in ["group_create", "call_end"] {
+        let line = format!("commucat_sender_mismatches_total{{type=\"{frame_type}\"}} ");
+        assert_eq!(metric(&server, &line).await, 1, "{frame_type}");
+    }
+    let lines = ledger_records(&ledger, 7, |l| l["scope"] == "sender").await;
     let first = lines.iter().find(|l| l["scope"] == "sender").unwrap();
     assert_eq!(first["device_id"], "alice-c");
     assert_eq!(first["claimed"], "bob-c");

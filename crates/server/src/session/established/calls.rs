@@ -131,7 +131,9 @@ impl<S: ByteStream> SessionTask<S> {
                     .await;
             }
         };
-        if !self.check_sender(frame, "from", &offer.from).await? {
+        if !self.check_sender(frame, "from", &offer.from).await?
+            || !self.check_not_system(frame, &offer.metadata).await?
+        {
             return Ok(());
         }
         let Some(others) = self.others_on(frame).await? else {
@@ -198,6 +200,9 @@ impl<S: ByteStream> SessionTask<S> {
                     .await;
             }
         };
+        if !self.check_not_system(frame, &answer.metadata).await? {
+            return Ok(());
+        }
         let channel = frame.channel_id();
         let me = self.device_id.clone();
         let limit = as_usize(self.m.settings.bounds.calls_per_session);
@@ -232,6 +237,9 @@ impl<S: ByteStream> SessionTask<S> {
                     .await;
             }
         };
+        if !self.check_not_system(frame, &end.metadata).await? {
+            return Ok(());
+        }
         let channel = frame.channel_id();
         let me = self.device_id.clone();
         match self.m.hub.calls(|c| c.end(&end.call_id, channel, &me)) {

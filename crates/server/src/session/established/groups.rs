@@ -129,6 +129,11 @@ impl<S: ByteStream> SessionTask<S> {
                     .await;
             }
         };
+        if let Some(owner) = create.owner.as_deref()
+            && !self.check_sender(frame, "owner", owner).await?
+        {
+            return Ok(());
+        }
         let group_id = create.group_id.clone().unwrap_or_else(random_id);
         let (group, roster) =
             match roster_for_create(&create, &group_id, &self.device_id, unix_now()) {

@@ -18,6 +18,7 @@ mod presence;
 mod sender;
 
 pub use presence::{ROUTE_REFRESH, ROUTE_TTL};
+pub use sender::CHECKED as SENDER_CHECKED;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

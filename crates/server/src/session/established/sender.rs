@@ -1,10 +1,13 @@
 //! Sender fields of relayed control payloads (`CALL_OFFER.from`, TYPING `device` / `device_id` /
-//! `sender`): a client may name only its own device, bare or as `device@<this domain>`. Any
-//! other value is refused with "Sender Mismatch" (the session is kept), counted in
-//! `commucat_sender_mismatches_total{type}` and recorded in the ledger (scope `sender`).
+//! `sender`, GROUP_CREATE `owner`): a client may name only its own device, bare or as
+//! `device@<this domain>`; and it may not speak as the server (`metadata.system = true` marks
+//! the CALL_END the server synthesizes). Anything else is refused with "Sender Mismatch" (the
+//! session is kept), counted in `commucat_sender_mismatches_total{type}` and recorded in the
+//! ledger (scope `sender`).
 
-use ccp::{Frame, ProblemKind};
+use ccp::{Frame, FrameType, ProblemKind};
 use commucat_link::ByteStream;
+use serde_json::Value;
 
 use super::{End, SessionTask};
 
@@ -30,6 +33,32 @@ impl<S: ByteStream> SessionTask<S> {
         if names_self(claimed, &self.device_id, &self.m.settings.domain) {
             return Ok(true);
         }
+        self.refuse_sender(frame, field, claimed).await?;
+        Ok(false)
+    }
+
+    /// `Ok(true)` unless `metadata` claims to come from the server (`"system": true`), which
+    /// is refused like a foreign sender.
+    pub(super) async fn check_not_system(
+        &mut self,
+        frame: &Frame,
+        metadata: &Value,
+    ) -> Result<bool, End> {
+        if metadata.get("system") != Some(&Value::Bool(true)) {
+            return Ok(true);
+        }
+        self.refuse_sender(frame, "metadata.system", "the server")
+            .await?;
+        Ok(false)
+    }
+
+    /// ERROR "Sender Mismatch" for `frame`, counted and ledgered; the session is kept.
+    async fn refuse_sender(
+        &mut self,
+        frame: &Frame,
+        field: &str,
+        claimed: &str,
+    ) -> Result<(), End> {
         let claimed = shortened(claimed);
         self.m
             .hub
@@ -51,10 +80,18 @@ impl<S: ByteStream> SessionTask<S> {
             self.device_id
         );
         self.reject(frame, ProblemKind::SenderMismatch, detail)
-            .await?;
-        Ok(false)
+            .await
     }
 }
+
+/// The frame types whose sender fields are checked (the labels of the mismatch counter).
+pub const CHECKED: [FrameType; 5] = [
+    FrameType::CallOffer,
+    FrameType::CallAnswer,
+    FrameType::CallEnd,
+    FrameType::Typing,
+    FrameType::GroupCreate,
+];
 
 /// At most [`SHOWN_CHARS`] characters of a claimed sender, for the ERROR and the ledger.
 fn shortened(claimed: &str) -> String {
