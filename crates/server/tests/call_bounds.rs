@@ -209,6 +209,16 @@ async fn a_call_flood_is_bounded_and_the_bystanders_call_works() {
         bob.recv_on(FrameType::CallOffer, 40).await;
     }
     bob.expect_quiet(QUIET).await;
+    // A call id is held once per participant: a long one is refused before it is held.
+    let long_id = format!("call-{}", "x".repeat(10_000));
+    let seq = carol
+        .control(
+            FrameType::CallOffer,
+            40,
+            &offer(&long_id, "carol-c", &["bob-c"]),
+        )
+        .await;
+    carol.error(seq, "Invalid Control Payload").await;
 
     // carol's call to bob rings and can be taken although bob has two calls ringing.
     let seq = carol
