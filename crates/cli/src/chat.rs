@@ -155,7 +155,8 @@ pub(crate) fn run(args: &ChatArgs) -> Result<()> {
             &trust,
             &identity,
             &params,
-            &HandshakeOptions::default(),
+            // Offline messages stay queued until this chat ACKs them.
+            &HandshakeOptions::default().with_delivery_receipts(),
         )
         .await?;
         identity.adopt(session.info());
@@ -212,7 +213,12 @@ async fn converse(session: &mut Session<H2Stream>, me: &str, args: &ChatArgs) ->
                 }
             },
             frame = session.recv() => match frame? {
-                Some(frame) => show(&frame, &mut pending),
+                Some(frame) => {
+                    show(&frame, &mut pending);
+                    if frame.frame_type() != FrameType::Ack {
+                        session.acknowledge(&frame).await?;
+                    }
+                }
                 None => bail!("the server closed the session"),
             },
             () = &mut linger, if !input_open => {

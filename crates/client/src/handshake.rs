@@ -14,6 +14,9 @@ use crate::ClientError;
 
 /// Capability requesting Noise transport records after the handshake.
 pub const CAP_NOISE_TRANSPORT: &str = "noise-transport";
+/// Capability promising ACKs of received frames: the server then deletes replayed offline
+/// envelopes only once they are ACKed (see [`crate::Session::acknowledge`]).
+pub const CAP_DELIVERY_RECEIPTS: &str = "delivery-receipts";
 
 /// Who the device is.
 #[derive(Debug, Clone)]
@@ -102,6 +105,14 @@ impl HandshakeOptions {
         self
     }
 
+    /// Requests `delivery-receipts`: the caller then ACKs the frames it has taken
+    /// ([`crate::Session::acknowledge`]), and offline envelopes stay queued until it does.
+    #[must_use]
+    pub fn with_delivery_receipts(mut self) -> Self {
+        self.capabilities.push(CAP_DELIVERY_RECEIPTS.to_owned());
+        self
+    }
+
     /// Uses the given pattern.
     #[must_use]
     pub fn with_pattern(mut self, pattern: HandshakePattern) -> Self {
@@ -134,6 +145,14 @@ pub struct SessionInfo {
 }
 
 impl SessionInfo {
+    /// Whether the server expects ACKs of received frames (`delivery-receipts`).
+    #[must_use]
+    pub fn delivery_receipts(&self) -> bool {
+        self.accepted_capabilities
+            .iter()
+            .any(|c| c == CAP_DELIVERY_RECEIPTS)
+    }
+
     /// Whether frames now travel as Noise transport records.
     #[must_use]
     pub fn encrypted(&self) -> bool {

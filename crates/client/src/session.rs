@@ -109,6 +109,25 @@ impl<S: ByteStream> Session<S> {
         self.conn.recv().await.map_err(ClientError::from)
     }
 
+    /// Confirms that every frame the server sent on this connection up to and including
+    /// `frame` has been taken (an ACK `{"ack": <its sequence>}`), so the server may delete the
+    /// offline envelopes behind them. Does nothing unless `delivery-receipts` was negotiated.
+    ///
+    /// # Errors
+    /// Link failure.
+    pub async fn acknowledge(&mut self, frame: &Frame) -> Result<(), ClientError> {
+        if !self.info.delivery_receipts() {
+            return Ok(());
+        }
+        let ack = ccp::control::Ack {
+            ack: u64::from(frame.sequence()),
+            ..ccp::control::Ack::default()
+        };
+        self.send_control(FrameType::Ack, frame.channel_id(), &ack)
+            .await
+            .map(|_| ())
+    }
+
     fn next_sequence(&mut self) -> Result<u32, ClientError> {
         self.conn
             .codec_mut()

@@ -17,9 +17,8 @@ use std::time::Duration;
 
 use ccp::control::PresenceSnapshot;
 use ccp::{Frame, FrameType, Problem};
-use common::{Client, StoreBackend, TestServer, queued};
+use common::{Client, StoreBackend, TestServer, queued, queued_becomes};
 use commucat_client::DeviceIdentity;
-use commucat_store::NewEnvelope;
 
 const QUIET: Duration = Duration::from_millis(300);
 
@@ -31,9 +30,15 @@ async fn member_then_gone(
     channel: u32,
     peer: &mut Client,
 ) -> DeviceIdentity {
-    let mut client = server.connect(id).await;
+    let client = server.connect(id).await;
+    rejoin_then_gone(client, channel, peer).await
+}
+
+/// [`member_then_gone`] for a device already connected as `client`.
+async fn rejoin_then_gone(mut client: Client, channel: u32, peer: &mut Client) -> DeviceIdentity {
     client.join(channel, true).await;
     let identity = client.identity.clone();
+    let id = identity.device_id.clone();
     client.close();
     loop {
         let snapshot: PresenceSnapshot = peer
@@ -98,8 +103,8 @@ async fn queued_frames_survive_a_restart_and_replay_in_order(backend: StoreBacke
             .all(|w| w[1].sequence() > w[0].sequence())
     );
     bob.expect_quiet(QUIET).await;
-    // Delivered envelopes are gone and the inbox offset moved.
-    assert_eq!(queued(&store, "bob-o").await, 0);
+    // Delivered (ACKed) envelopes are gone and the inbox offset moved.
+    assert_eq!(queued_becomes(&store, "bob-o", 0).await, 0);
     let offset = store.inbox_offset("bob-o", 7).await.unwrap().unwrap();
     assert!(offset.last_envelope_id > 0);
     // A second connect replays nothing.
@@ -110,42 +115,49 @@ async fn queued_frames_survive_a_restart_and_replay_in_order(backend: StoreBacke
 }
 
 async fn expired_envelopes_are_dropped_and_purged(backend: StoreBackend) {
-    let server = TestServer::start_on(backend, |_| {}).await;
-    let bob = server.connect("bob-x").await;
-    let identity = bob.identity.clone();
-    drop(bob);
+    // Queued through the server with a one-second lifetime…
+    let mut server =
+        TestServer::start_on(backend, |c| c.offline.ttl = Duration::from_secs(1)).await;
+    let mut alice = server.connect("alice-x").await;
+    alice.join(4, true).await;
+    let bob = member_then_gone(&server, "bob-x", 4, &mut alice).await;
+    alice.say(4, "stale").await;
     let store = server.store().await;
-    let now = common::unix_now();
-    let frame = |text: &'static [u8]| {
-        Frame::new(FrameType::Msg, 4, 0, text)
-            .unwrap()
-            .to_bytes()
-            .to_vec()
-    };
-    for (text, expires_at) in [(&b"stale"[..], now - 5), (&b"fresh"[..], now + 600)] {
-        store
-            .enqueue(NewEnvelope {
-                recipients: vec!["bob-x".to_owned()],
-                channel_id: 4,
-                sender: "alice-x".to_owned(),
-                order_key: 1,
-                frame: frame(text),
-                enqueued_at: now - 10,
-                expires_at,
-                idempotency: None,
-                max_per_recipient: 100,
-            })
-            .await
-            .unwrap();
+    let pending = store.pending_envelopes("bob-x", 0, 10).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    let expires_at = pending[0].expires_at;
+    // …and left to expire: wait (on the clock itself) until its lifetime is over.
+    while common::unix_now() <= expires_at {
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let mut bob = server.connect_as(identity).await;
+    let alice_identity = alice.identity.clone();
+    drop(alice);
+
+    // A frame queued after a restart with the default lifetime is still delivered.
+    server
+        .restart_with(|c| c.offline.ttl = Duration::from_secs(600))
+        .await;
+    let mut alice = server.connect_as(alice_identity).await;
+    alice.join(4, true).await;
+    let bob = server.connect_as(bob).await;
+    let bob = rejoin_then_gone(bob, 4, &mut alice).await;
+    alice.say(4, "fresh").await;
+    let mut bob = server.connect_as(bob).await;
     assert_eq!(
         bob.recv_on(FrameType::Msg, 4).await.payload().as_ref(),
         b"fresh"
     );
     bob.expect_quiet(QUIET).await;
     // The expired one was purged, not merely skipped.
-    assert_eq!(store.purge_expired_envelopes(now).await.unwrap(), 0);
+    let store = server.store().await;
+    assert_eq!(queued_becomes(&store, "bob-x", 0).await, 0);
+    assert_eq!(
+        store
+            .purge_expired_envelopes(common::unix_now())
+            .await
+            .unwrap(),
+        0
+    );
     assert!(
         store
             .pending_envelopes("bob-x", 0, 10)
@@ -307,7 +319,7 @@ async fn a_slow_consumer_is_cut_and_nothing_acknowledged_is_lost(backend: StoreB
     }));
     assert_eq!(seen, (0..COUNT).collect::<Vec<_>>());
     bob.expect_quiet(QUIET).await;
-    assert_eq!(queued(&store, "bob-s").await, 0);
+    assert_eq!(queued_becomes(&store, "bob-s", 0).await, 0);
 }
 
 common::on_each_store!(

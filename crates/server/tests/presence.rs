@@ -129,10 +129,11 @@ async fn snapshots_reach_channel_peers_and_expire_without_refresh() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(commucat_test_redis), ignore = "needs COMMUCAT_TEST_REDIS")]
 async fn redis_snapshots_reach_channel_peers_and_expire_without_refresh() {
-    let Some(redis) = RedisProbe::from_env().await else {
-        return;
-    };
+    let redis = RedisProbe::from_env()
+        .await
+        .expect("COMMUCAT_TEST_REDIS is set");
     let server = redis
         .server(|c| c.session.presence_ttl = Duration::from_secs(1))
         .await;
@@ -147,10 +148,11 @@ async fn joiners_see_live_snapshots_and_disconnects_announce_offline() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(commucat_test_redis), ignore = "needs COMMUCAT_TEST_REDIS")]
 async fn redis_joiners_see_live_snapshots_and_disconnects_announce_offline() {
-    let Some(redis) = RedisProbe::from_env().await else {
-        return;
-    };
+    let redis = RedisProbe::from_env()
+        .await
+        .expect("COMMUCAT_TEST_REDIS is set");
     let server = redis.server(|_| {}).await;
     joiners_and_disconnects(&server, Some(&redis)).await;
     redis.cleanup().await;
@@ -278,10 +280,11 @@ async fn joiners_and_disconnects(server: &TestServer, redis: Option<&RedisProbe>
 /// An established session writes `route:<device>` → this node's id (with the route TTL), a
 /// newer session of the same device keeps it, and the end of the last session removes it.
 #[tokio::test]
+#[cfg_attr(not(commucat_test_redis), ignore = "needs COMMUCAT_TEST_REDIS")]
 async fn redis_sessions_publish_and_withdraw_their_route() {
-    let Some(redis) = RedisProbe::from_env().await else {
-        return;
-    };
+    let redis = RedisProbe::from_env()
+        .await
+        .expect("COMMUCAT_TEST_REDIS is set");
     let server = redis
         .server(|c| c.presence.node_id = Some("node-it".to_owned()))
         .await;

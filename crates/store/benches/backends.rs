@@ -96,7 +96,7 @@ fn envelope(recipients: &[String], keyed: bool) -> NewEnvelope {
             key: format!("k{n}"),
             expires_at: 1_000_000,
         }),
-        max_per_recipient: u64::MAX,
+        limits: commucat_store::QueueLimits::UNBOUNDED,
     }
 }
 

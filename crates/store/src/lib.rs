@@ -14,6 +14,7 @@ mod checks;
 mod error;
 mod model;
 mod postgres;
+mod quota;
 mod rows;
 mod sqlite;
 
@@ -21,8 +22,8 @@ pub use error::{Result, StoreError};
 pub use model::{
     DeviceKeyEvent, DeviceRecord, DeviceStatus, EnqueueOutcome, FriendRecord, GroupMember,
     GroupRecord, GroupRole, IdempotencyKey, InboxOffset, KeyRotation, NewDeviceRegistration,
-    NewEnvelope, PairingRecord, QueuedEnvelope, RedeemOutcome, RotateOutcome, SessionRecord,
-    UserRecord, UserToCreate,
+    NewEnvelope, PairingRecord, QueueLimits, QueueUsage, QueuedEnvelope, QuotaLimit, RedeemOutcome,
+    Refusal, RotateOutcome, SessionRecord, UsageScope, UserRecord, UserToCreate,
 };
 pub use postgres::{MAX_SCHEMA_LEN, PostgresSettings, PostgresStore, valid_schema_name};
 pub use sqlite::SqliteStore;
@@ -138,10 +139,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Stores a frame for recipients that are not connected, in one transaction: records the
     /// idempotency key (an unexpired existing key → [`EnqueueOutcome::Duplicate`], nothing
-    /// stored), refuses recipients that already have `max_per_recipient` unexpired envelopes,
-    /// and queues the frame once for the others. If every recipient is refused nothing is
-    /// written, not even the key. `expires_at <= enqueued_at` → [`StoreError::Invalid`].
+    /// stored), purges envelopes expired at `enqueued_at` (their usage is freed), refuses
+    /// recipients whose frame or byte quota the frame would exceed, then — if the remaining
+    /// copies would exceed the sender's frame or byte quota or the total byte quota — refuses
+    /// them all, and queues the frame once for the others. Usage ([`Store::queue_usage`]) is
+    /// updated in the same transaction, and concurrent enqueues are serialised, so no quota
+    /// is ever exceeded. If every recipient is refused nothing is written, not even the key.
+    /// `expires_at <= enqueued_at` → [`StoreError::Invalid`].
     async fn enqueue(&self, envelope: NewEnvelope) -> Result<EnqueueOutcome>;
+
+    /// Usage of the offline queue as the quotas count it.
+    async fn queue_usage(&self, scope: UsageScope<'_>) -> Result<QueueUsage>;
 
     /// Up to `limit` unexpired envelopes of `recipient`, in replay order (`order_key`, then
     /// enqueue order).
@@ -150,10 +158,24 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         recipient: &str,
         now: i64,
         limit: u32,
+    ) -> Result<Vec<QueuedEnvelope>> {
+        self.pending_envelopes_except(recipient, now, limit, &[])
+            .await
+    }
+
+    /// As [`Store::pending_envelopes`], leaving out the envelopes in `skip` (already sent and
+    /// awaiting proof of receipt).
+    async fn pending_envelopes_except(
+        &self,
+        recipient: &str,
+        now: i64,
+        limit: u32,
+        skip: &[i64],
     ) -> Result<Vec<QueuedEnvelope>>;
 
-    /// Deletes delivered envelopes of `recipient` and advances its inbox offset per channel
-    /// to the highest delivered envelope id (offsets never move back), in one transaction.
+    /// Deletes delivered envelopes of `recipient`, frees their usage and advances its inbox
+    /// offset per channel to the highest delivered envelope id (offsets never move back), in
+    /// one transaction.
     /// Ids that are not queued for `recipient` are ignored. Returns how many were deleted.
     async fn mark_delivered(&self, recipient: &str, envelope_ids: &[i64], now: i64) -> Result<u64>;
 
@@ -163,7 +185,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The last envelope delivered to `device_id` on `channel_id`.
     async fn inbox_offset(&self, device_id: &str, channel_id: u32) -> Result<Option<InboxOffset>>;
 
-    /// Deletes every envelope with `expires_at <= now`; returns how many queue entries went.
+    /// Deletes every envelope with `expires_at <= now` and frees its usage; returns how many
+    /// queue entries went.
     async fn purge_expired_envelopes(&self, now: i64) -> Result<u64>;
 
     /// Deletes every idempotency key with `expires_at <= now`; returns how many.

@@ -318,19 +318,100 @@ pub struct NewEnvelope {
     /// Recorded in the same transaction; if it is already present and unexpired nothing is
     /// stored and the outcome is [`EnqueueOutcome::Duplicate`].
     pub idempotency: Option<IdempotencyKey>,
-    /// Most unexpired envelopes one recipient may have queued; a full recipient is refused.
-    pub max_per_recipient: u64,
+    /// Quotas checked (and the usage they count updated) in the same transaction.
+    pub limits: QueueLimits,
+}
+
+/// Quotas of the offline queue. Every queue entry counts once toward its recipient, its sender
+/// and the total, with the length of its frame in bytes: a frame queued for `n` recipients
+/// counts `n` times (its payload is stored once, but each copy is owed to someone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueLimits {
+    /// Unexpired entries one recipient may have.
+    pub frames_per_recipient: u64,
+    /// Bytes of unexpired entries one recipient may have.
+    pub bytes_per_recipient: u64,
+    /// Unexpired entries one sender may have queued, across all recipients.
+    pub frames_per_sender: u64,
+    /// Bytes of unexpired entries one sender may have queued, across all recipients.
+    pub bytes_per_sender: u64,
+    /// Bytes of unexpired entries in the whole queue.
+    pub bytes_total: u64,
+}
+
+impl QueueLimits {
+    /// No quota at all.
+    pub const UNBOUNDED: Self = Self {
+        frames_per_recipient: u64::MAX,
+        bytes_per_recipient: u64::MAX,
+        frames_per_sender: u64::MAX,
+        bytes_per_sender: u64::MAX,
+        bytes_total: u64::MAX,
+    };
+
+    /// Only `frames` entries per recipient.
+    #[must_use]
+    pub const fn frames_per_recipient(frames: u64) -> Self {
+        Self {
+            frames_per_recipient: frames,
+            ..Self::UNBOUNDED
+        }
+    }
+}
+
+/// Which quota refused a recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum QuotaLimit {
+    /// [`QueueLimits::frames_per_recipient`].
+    RecipientFrames,
+    /// [`QueueLimits::bytes_per_recipient`].
+    RecipientBytes,
+    /// [`QueueLimits::frames_per_sender`].
+    SenderFrames,
+    /// [`QueueLimits::bytes_per_sender`].
+    SenderBytes,
+    /// [`QueueLimits::bytes_total`].
+    TotalBytes,
+}
+
+/// A recipient the envelope was not stored for, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The recipient.
+    pub recipient: String,
+    /// The quota that would have been exceeded.
+    pub limit: QuotaLimit,
+}
+
+/// Whose usage of the offline queue to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsageScope<'a> {
+    /// Entries queued for this device.
+    Recipient(&'a str),
+    /// Entries this device queued for others.
+    Sender(&'a str),
+    /// Every entry.
+    Total,
+}
+
+/// Entries and their bytes, as counted for the quotas (expired entries count until purged).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueUsage {
+    /// Queue entries.
+    pub frames: u64,
+    /// Sum of their frame lengths.
+    pub bytes: u64,
 }
 
 /// What [`Store::enqueue`](crate::Store::enqueue) did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EnqueueOutcome {
-    /// The envelope was committed for `stored`; `refused` recipients had full queues.
+    /// The envelope was committed for `stored`; `refused` recipients were over a quota.
     Stored {
         /// Recipients the envelope was queued for.
         stored: Vec<String>,
-        /// Recipients whose queue was full (nothing was stored for them).
-        refused: Vec<String>,
+        /// Recipients it was not stored for (nothing was stored for them), with the quota.
+        refused: Vec<Refusal>,
     },
     /// The idempotency key was already present: nothing was stored.
     Duplicate,

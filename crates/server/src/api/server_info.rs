@@ -260,7 +260,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             capabilities["handshake"],
-            serde_json::json!(["noise-transport"])
+            serde_json::json!(["noise-transport", "delivery-receipts"])
         );
         assert_eq!(
             capabilities["pairing_claim"],

@@ -187,6 +187,9 @@ bounds! {
     /// Bytes a transport (WebSocket, HTTP/1.1 body) buffers towards one client
     /// (`bounds.transport_buffer_bytes`).
     transport_buffer_bytes / TransportBufferBytes: bytes = MIB, env "COMMUCAT_BOUND_TRANSPORT_BUFFER_BYTES", min 64 * KIB;
+    /// Frames queued offline for one device (`bounds.offline_frames_per_device`); the lower of
+    /// this and `offline.max_per_device` applies.
+    offline_frames_per_device / OfflineFramesPerDevice: count = 10_000, env "COMMUCAT_BOUND_OFFLINE_FRAMES_PER_DEVICE", min 1;
     /// Bytes queued offline for one device (`bounds.offline_bytes_per_device`).
     offline_bytes_per_device / OfflineBytesPerDevice: bytes = 64 * MIB, env "COMMUCAT_BOUND_OFFLINE_BYTES_PER_DEVICE", min 64 * KIB;
     /// Frames one sender has queued offline across all recipients

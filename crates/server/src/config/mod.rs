@@ -616,7 +616,7 @@ impl Config {
                 format!("must be between 1 and 1000000, got {mailbox}"),
             ));
         }
-        check_secs(name("offline.ttl"), self.offline.ttl, 60, MAX_DURATION_SECS)?;
+        check_secs(name("offline.ttl"), self.offline.ttl, 1, MAX_DURATION_SECS)?;
         let queue = self.offline.max_per_device;
         if !(1..=10_000_000).contains(&queue) {
             return Err(ConfigError::invalid(

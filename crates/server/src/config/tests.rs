@@ -306,8 +306,8 @@ fn invalid_values_name_the_file_key() {
         "limits.mailbox_capacity: must be between 1 and 1000000, got 0"
     );
     assert_eq!(
-        error(Some("[offline]\nttl = 59\n"), &[]),
-        "offline.ttl: must be between 60 and 31536000 seconds, got 59"
+        error(Some("[offline]\nttl = 0\n"), &[]),
+        "offline.ttl: must be between 1 and 31536000 seconds, got 0"
     );
     assert_eq!(
         error(Some("[offline]\nmax_per_device = 0\n"), &[]),

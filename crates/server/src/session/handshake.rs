@@ -32,8 +32,11 @@ use crate::profile::{ProfileBounds, ProfileField, TooLong};
 
 /// Capability that switches post-handshake frames to Noise transport records.
 pub const CAP_NOISE_TRANSPORT: &str = "noise-transport";
+/// Capability of clients that ACK the frames they receive (`{"ack": <server sequence>}`,
+/// cumulative): replayed offline envelopes are deleted only once ACKed.
+pub const CAP_DELIVERY_RECEIPTS: &str = "delivery-receipts";
 /// Capabilities this server can honour.
-pub const SUPPORTED_CAPABILITIES: &[&str] = &[CAP_NOISE_TRANSPORT];
+pub const SUPPORTED_CAPABILITIES: &[&str] = &[CAP_NOISE_TRANSPORT, CAP_DELIVERY_RECEIPTS];
 /// Longest accepted `device_id`.
 pub const MAX_DEVICE_ID_LEN: usize = 128;
 /// Longest accepted handle.

@@ -119,6 +119,11 @@ impl<S> Tapped<S> {
             last_sequence: 0,
         }
     }
+
+    /// The wrapped stream.
+    pub fn inner_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
 }
 
 impl<S: ByteStream> ByteStream for Tapped<S> {
@@ -210,10 +215,9 @@ macro_rules! on_each_store {
         mod postgres {
             $(
                 #[tokio::test]
+                #[cfg_attr(not(commucat_test_postgres), ignore = "needs COMMUCAT_TEST_POSTGRES")]
                 async fn $name() {
-                    let Some(backend) = super::common::StoreBackend::postgres().await else {
-                        return;
-                    };
+                    let backend = super::common::StoreBackend::postgres().await.expect("COMMUCAT_TEST_POSTGRES is set");
                     super::$name(backend).await;
                 }
             )*
@@ -339,6 +343,12 @@ impl TestServer {
         assert_eq!(before, self.params.server_static, "keys persist");
     }
 
+    /// Like [`TestServer::restart`], with `tweak` applied to the configuration first.
+    pub async fn restart_with(&mut self, tweak: impl FnOnce(&mut Config)) {
+        tweak(&mut self.config);
+        self.restart().await;
+    }
+
     /// Stops the server and starts it again on the same data directory and store, where the
     /// Noise key may have been rotated in between.
     pub async fn relaunch(&mut self) {
@@ -386,19 +396,29 @@ impl TestServer {
         self.connect_as(identity).await
     }
 
-    /// Connects (again) as an existing device.
+    /// Connects (again) as an existing device, with `delivery-receipts`: the client ACKs every
+    /// frame it takes from the stream, as the CLI chat does.
     pub async fn connect_as(&self, identity: DeviceIdentity) -> Client {
+        self.connect_with(
+            identity,
+            &HandshakeOptions::default().with_delivery_receipts(),
+        )
+        .await
+    }
+
+    /// Connects as an existing device with the given handshake options (without
+    /// `delivery-receipts` the client ACKs nothing, as the deployed terminal client).
+    pub async fn connect_with(
+        &self,
+        identity: DeviceIdentity,
+        options: &HandshakeOptions,
+    ) -> Client {
         let stream = transport::open(self.addr, "localhost", &self.trust, "/connect")
             .await
             .unwrap();
-        let session = Session::handshake(
-            Tapped::new(stream),
-            &identity,
-            &self.params,
-            &HandshakeOptions::default(),
-        )
-        .await
-        .unwrap();
+        let session = Session::handshake(Tapped::new(stream), &identity, &self.params, options)
+            .await
+            .unwrap();
         Client {
             id: identity.device_id.clone(),
             identity,
@@ -430,6 +450,19 @@ pub async fn ledger_records(
         "the ledger {} never held {count} matching records",
         path.display()
     );
+}
+
+/// Waits (up to 10 s) until `device` has `count` queued envelopes; returns the last count.
+pub async fn queued_becomes(store: &Arc<dyn Store>, device: &str, count: u64) -> u64 {
+    let mut now = queued(store, device).await;
+    for _ in 0..500 {
+        if now == count {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        now = queued(store, device).await;
+    }
+    now
 }
 
 /// Queued envelopes of `device` now.
@@ -472,10 +505,21 @@ impl Client {
             return Some(frame);
         }
         match tokio::time::timeout(wait, self.session.recv()).await {
-            Ok(Ok(Some(frame))) => Some(frame),
+            Ok(Ok(Some(frame))) => {
+                self.acknowledge(&frame).await;
+                Some(frame)
+            }
             Ok(Ok(None)) => panic!("{}: server closed the stream", self.id),
             Ok(Err(e)) => panic!("{}: link failed: {e}", self.id),
             Err(_) => None,
+        }
+    }
+
+    /// ACKs `frame` if the session negotiated `delivery-receipts` (a link already gone is
+    /// ignored: the frame simply stays queued on the server).
+    async fn acknowledge(&mut self, frame: &Frame) {
+        if frame.frame_type() != FrameType::Ack && frame.frame_type() != FrameType::Error {
+            let _ = self.session.acknowledge(frame).await;
         }
     }
 
@@ -484,7 +528,10 @@ impl Client {
         let mut frames: Vec<Frame> = self.backlog.drain(..).collect();
         loop {
             match tokio::time::timeout(WAIT, self.session.recv()).await {
-                Ok(Ok(Some(frame))) => frames.push(frame),
+                Ok(Ok(Some(frame))) => {
+                    self.acknowledge(&frame).await;
+                    frames.push(frame);
+                }
                 Ok(Ok(None) | Err(_)) => return frames,
                 Err(_) => panic!("{}: stream still open after {WAIT:?}", self.id),
             }
@@ -508,6 +555,7 @@ impl Client {
                     self.backlog.iter().map(describe).collect::<Vec<_>>()
                 ),
             };
+            self.acknowledge(&frame).await;
             if wanted(&frame) {
                 return frame;
             }
@@ -523,7 +571,8 @@ impl Client {
         .await
     }
 
-    /// Asserts that nothing arrives (and nothing is in the backlog) for `wait`.
+    /// Asserts that nothing arrives (and nothing is in the backlog) for `wait`, and that the
+    /// connection is still open at the end: a closed stream or a failed connection is not quiet.
     pub async fn expect_quiet(&mut self, wait: Duration) {
         assert!(
             self.backlog.is_empty(),
@@ -531,8 +580,18 @@ impl Client {
             self.id,
             self.backlog.iter().map(describe).collect::<Vec<_>>()
         );
-        if let Ok(Ok(Some(frame))) = tokio::time::timeout(wait, self.session.recv()).await {
-            panic!("{}: unexpected {}", self.id, describe(&frame));
+        match tokio::time::timeout(wait, self.session.recv()).await {
+            // Quiet: nothing arrived and the connection is still up.
+            Err(_elapsed) => {}
+            Ok(Ok(Some(frame))) => panic!("{}: unexpected {}", self.id, describe(&frame)),
+            Ok(Ok(None)) => panic!(
+                "{}: the server closed the stream instead of staying quiet",
+                self.id
+            ),
+            Ok(Err(error)) => panic!(
+                "{}: the connection failed instead of staying quiet: {error}",
+                self.id
+            ),
         }
     }
 

@@ -18,8 +18,8 @@ use crate::Store;
 use crate::error::{Result, StoreError};
 use crate::model::{
     DeviceKeyEvent, DeviceRecord, EnqueueOutcome, FriendRecord, GroupMember, GroupRecord,
-    InboxOffset, KeyRotation, NewDeviceRegistration, NewEnvelope, PairingRecord, QueuedEnvelope,
-    RedeemOutcome, RotateOutcome, SessionRecord, UserRecord,
+    InboxOffset, KeyRotation, NewDeviceRegistration, NewEnvelope, PairingRecord, QueueUsage,
+    QueuedEnvelope, RedeemOutcome, RotateOutcome, SessionRecord, UsageScope, UserRecord,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -277,13 +277,18 @@ impl Store for PostgresStore {
         queue::enqueue(&self.pool, envelope).await
     }
 
-    async fn pending_envelopes(
+    async fn queue_usage(&self, scope: UsageScope<'_>) -> Result<QueueUsage> {
+        queue::usage_of(&self.pool, scope).await
+    }
+
+    async fn pending_envelopes_except(
         &self,
         recipient: &str,
         now: i64,
         limit: u32,
+        skip: &[i64],
     ) -> Result<Vec<QueuedEnvelope>> {
-        queue::pending(&self.pool, recipient, now, limit).await
+        queue::pending(&self.pool, recipient, now, limit, skip).await
     }
 
     async fn mark_delivered(&self, recipient: &str, envelope_ids: &[i64], now: i64) -> Result<u64> {

@@ -1,4 +1,5 @@
-//! The offline relay queue: `relay_payload`, `relay_queue`, `inbox_offset` and `idempotency`.
+//! The offline relay queue: `relay_payload`, `relay_queue`, `queue_usage`, `inbox_offset` and
+//! `idempotency`.
 //!
 //! Statements work on whole recipient and envelope lists (`unnest`, `= ANY`) so a transaction
 //! costs a fixed number of round trips whatever the fan-out.
@@ -9,11 +10,27 @@ use sqlx::{PgConnection, PgExecutor, PgPool};
 
 use super::map_err;
 use crate::error::{Result, StoreError};
-use crate::model::{EnqueueOutcome, IdempotencyKey, InboxOffset, NewEnvelope, QueuedEnvelope};
+use crate::model::{
+    EnqueueOutcome, IdempotencyKey, InboxOffset, NewEnvelope, QueueUsage, QueuedEnvelope,
+    UsageScope,
+};
+use crate::quota::{self, Delta};
 use crate::rows::{EnvelopeRow, OffsetRow, count, decode_all};
 
-/// First key of the advisory locks that serialise enqueues per recipient (`"CQ"` + 1).
-const RECIPIENT_LOCK_SPACE: i32 = 0x4351_0001;
+/// Key of the advisory lock that serialises every write to the queue (`"CQ"` + 1): each
+/// writer updates the one total usage row anyway, and one lock taken first keeps quota checks
+/// true until commit and every lock order trivially the same.
+const QUEUE_LOCK: i64 = 0x4351_0001;
+
+/// Takes the queue lock for the rest of the transaction.
+async fn lock_queue(tx: &mut PgConnection) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(QUEUE_LOCK)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    Ok(())
+}
 
 pub(super) async fn enqueue(pool: &PgPool, envelope: NewEnvelope) -> Result<EnqueueOutcome> {
     if envelope.expires_at <= envelope.enqueued_at {
@@ -27,6 +44,8 @@ pub(super) async fn enqueue(pool: &PgPool, envelope: NewEnvelope) -> Result<Enqu
     {
         return Ok(EnqueueOutcome::Duplicate);
     }
+    lock_queue(&mut tx).await?;
+    purge_in(&mut tx, envelope.enqueued_at).await?;
     let recipients: Vec<&str> = envelope
         .recipients
         .iter()
@@ -34,43 +53,31 @@ pub(super) async fn enqueue(pool: &PgPool, envelope: NewEnvelope) -> Result<Enqu
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    // One lock per recipient, taken in hash order (so two enqueues never wait on each other in
-    // a cycle) and held until commit: the count below stays true until the rows are in.
-    sqlx::query(
-        "SELECT pg_advisory_xact_lock($1, h)
-         FROM (SELECT DISTINCT hashtext(r) AS h FROM unnest($2::text[]) AS r ORDER BY h) AS locks",
-    )
-    .bind(RECIPIENT_LOCK_SPACE)
-    .bind(&recipients)
-    .execute(&mut *tx)
-    .await
-    .map_err(map_err)?;
-    let counts: HashMap<String, i64> = sqlx::query_as::<_, (String, i64)>(
-        "SELECT r, (SELECT COUNT(*) FROM relay_queue q
-                    JOIN relay_payload p ON p.payload_id = q.payload_id
-                    WHERE q.recipient = r AND p.expires_at > $2)
-         FROM unnest($1::text[]) AS r",
+    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT id, frames, bytes FROM queue_usage WHERE kind = 'recipient' AND id = ANY($1)",
     )
     .bind(&recipients)
-    .bind(envelope.enqueued_at)
     .fetch_all(&mut *tx)
     .await
-    .map_err(map_err)?
-    .into_iter()
-    .collect();
-    let mut stored = Vec::new();
-    let mut refused = Vec::new();
-    for recipient in recipients {
-        let queued = count(counts.get(recipient).copied().unwrap_or(0))?;
-        if queued >= envelope.max_per_recipient {
-            refused.push(recipient.to_owned());
-        } else {
-            stored.push(recipient.to_owned());
-        }
+    .map_err(map_err)?;
+    let mut per_recipient = HashMap::new();
+    for (id, frames, bytes) in rows {
+        per_recipient.insert(id, quota::usage(frames, bytes)?);
     }
+    let sender = usage_of(&mut *tx, UsageScope::Sender(&envelope.sender)).await?;
+    let total = usage_of(&mut *tx, UsageScope::Total).await?;
+    let (size, bytes) = quota::size_of(&envelope.frame);
+    let quota::Verdict { stored, refused } = quota::judge(
+        &recipients,
+        size,
+        &per_recipient,
+        sender,
+        total,
+        &envelope.limits,
+    );
     if stored.is_empty() {
-        // Nothing to commit: dropping the transaction also forgets the idempotency key, so a
-        // resend is judged afresh.
+        // Nothing to commit: dropping the transaction also forgets the idempotency key (and
+        // leaves the purge to the next writer), so a resend is judged afresh.
         return Ok(EnqueueOutcome::Stored { stored, refused });
     }
     let payload_id: i64 = sqlx::query_scalar(
@@ -97,8 +104,73 @@ pub(super) async fn enqueue(pool: &PgPool, envelope: NewEnvelope) -> Result<Enqu
     .execute(&mut *tx)
     .await
     .map_err(map_err)?;
+    let mut delta = Delta::default();
+    for recipient in &stored {
+        delta.entry(recipient, &envelope.sender, bytes, 1);
+    }
+    apply(&mut tx, &delta).await?;
     tx.commit().await.map_err(map_err)?;
     Ok(EnqueueOutcome::Stored { stored, refused })
+}
+
+/// Applies usage changes; recipient and sender rows left with nothing are dropped.
+async fn apply(tx: &mut PgConnection, delta: &Delta) -> Result<()> {
+    let (added, removed) = delta.split();
+    if !added.0.is_empty() {
+        sqlx::query(
+            "INSERT INTO queue_usage (kind, id, frames, bytes)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[])
+             ON CONFLICT (kind, id) DO UPDATE
+                 SET frames = queue_usage.frames + excluded.frames,
+                     bytes = queue_usage.bytes + excluded.bytes",
+        )
+        .bind(&added.0)
+        .bind(&added.1)
+        .bind(&added.2)
+        .bind(&added.3)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    }
+    if !removed.0.is_empty() {
+        sqlx::query(
+            "UPDATE queue_usage u SET frames = u.frames + d.f, bytes = u.bytes + d.b
+             FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[]) AS d(k, i, f, b)
+             WHERE u.kind = d.k AND u.id = d.i",
+        )
+        .bind(&removed.0)
+        .bind(&removed.1)
+        .bind(&removed.2)
+        .bind(&removed.3)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        sqlx::query(
+            "DELETE FROM queue_usage u USING unnest($1::text[], $2::text[]) AS d(k, i)
+             WHERE u.kind = d.k AND u.id = d.i AND u.kind <> 'total' AND u.frames = 0",
+        )
+        .bind(&removed.0)
+        .bind(&removed.1)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    }
+    Ok(())
+}
+
+/// Usage of `scope` as the quotas count it.
+pub(super) async fn usage_of(db: impl PgExecutor<'_>, scope: UsageScope<'_>) -> Result<QueueUsage> {
+    let (kind, id) = quota::key(scope);
+    let row: Option<(i64, i64)> =
+        sqlx::query_as("SELECT frames, bytes FROM queue_usage WHERE kind = $1 AND id = $2")
+            .bind(kind)
+            .bind(id)
+            .fetch_optional(db)
+            .await
+            .map_err(map_err)?;
+    row.map_or(Ok(QueueUsage::default()), |(frames, bytes)| {
+        quota::usage(frames, bytes)
+    })
 }
 
 /// Records `key` unless an unexpired copy exists; returns whether it was recorded. A concurrent
@@ -139,18 +211,20 @@ pub(super) async fn pending(
     recipient: &str,
     now: i64,
     limit: u32,
+    skip: &[i64],
 ) -> Result<Vec<QueuedEnvelope>> {
     let rows = sqlx::query_as::<_, EnvelopeRow>(
         "SELECT q.envelope_id, q.recipient, p.channel_id, p.sender, p.order_key, p.frame,
                 p.enqueued_at, p.expires_at
          FROM relay_queue q JOIN relay_payload p ON p.payload_id = q.payload_id
-         WHERE q.recipient = $1 AND p.expires_at > $2
+         WHERE q.recipient = $1 AND p.expires_at > $2 AND NOT (q.envelope_id = ANY($4))
          ORDER BY p.order_key, q.envelope_id
          LIMIT $3",
     )
     .bind(recipient)
     .bind(now)
     .bind(i64::from(limit))
+    .bind(skip)
     .fetch_all(db)
     .await
     .map_err(map_err)?;
@@ -167,6 +241,7 @@ pub(super) async fn mark_delivered(
         return Ok(0);
     }
     let mut tx = pool.begin().await.map_err(map_err)?;
+    lock_queue(&mut tx).await?;
     // Lock the payloads first (in id order, as the purge does): of two recipients of one
     // payload delivering at once, the second then sees the first's deletion and removes the
     // payload that is no longer referenced.
@@ -185,10 +260,10 @@ pub(super) async fn mark_delivered(
     if payloads.is_empty() {
         return Ok(0);
     }
-    let deleted: Vec<(i64, i64)> = sqlx::query_as(
+    let deleted: Vec<(i64, i64, String, i32)> = sqlx::query_as(
         "DELETE FROM relay_queue q USING relay_payload p
          WHERE p.payload_id = q.payload_id AND q.recipient = $1 AND q.envelope_id = ANY($2)
-         RETURNING q.envelope_id, p.channel_id",
+         RETURNING q.envelope_id, p.channel_id, p.sender, octet_length(p.frame)",
     )
     .bind(recipient)
     .bind(envelope_ids)
@@ -197,7 +272,10 @@ pub(super) async fn mark_delivered(
     .map_err(map_err)?;
     // Highest delivered envelope per channel.
     let mut last_per_channel: BTreeMap<i64, i64> = BTreeMap::new();
-    for &(envelope_id, channel_id) in &deleted {
+    let mut delta = Delta::default();
+    for (envelope_id, channel_id, sender, bytes) in &deleted {
+        let (envelope_id, channel_id) = (*envelope_id, *channel_id);
+        delta.entry(recipient, sender, i64::from(*bytes), -1);
         let last = last_per_channel.entry(channel_id).or_insert(envelope_id);
         *last = (*last).max(envelope_id);
     }
@@ -224,6 +302,7 @@ pub(super) async fn mark_delivered(
     .execute(&mut *tx)
     .await
     .map_err(map_err)?;
+    apply(&mut tx, &delta).await?;
     tx.commit().await.map_err(map_err)?;
     Ok(deleted.len() as u64)
 }
@@ -247,7 +326,16 @@ pub(super) async fn inbox_offset(
 
 pub(super) async fn purge_expired(pool: &PgPool, now: i64) -> Result<u64> {
     let mut tx = pool.begin().await.map_err(map_err)?;
-    // Payloads first, in id order, like `mark_delivered`: the two never deadlock.
+    lock_queue(&mut tx).await?;
+    let envelopes = purge_in(&mut tx, now).await?;
+    tx.commit().await.map_err(map_err)?;
+    Ok(envelopes)
+}
+
+/// Deletes the envelopes expired at `now` and frees their usage (the caller holds the queue
+/// lock); returns how many entries went.
+async fn purge_in(tx: &mut PgConnection, now: i64) -> Result<u64> {
+    // Payloads first, in id order, like `mark_delivered`.
     let payloads: Vec<i64> = sqlx::query_scalar(
         "SELECT payload_id FROM relay_payload WHERE expires_at <= $1
          ORDER BY payload_id FOR UPDATE",
@@ -259,19 +347,26 @@ pub(super) async fn purge_expired(pool: &PgPool, now: i64) -> Result<u64> {
     if payloads.is_empty() {
         return Ok(0);
     }
-    let envelopes = sqlx::query("DELETE FROM relay_queue WHERE payload_id = ANY($1)")
-        .bind(&payloads)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?
-        .rows_affected();
+    let expired: Vec<(String, String, i32)> = sqlx::query_as(
+        "DELETE FROM relay_queue q USING relay_payload p
+         WHERE p.payload_id = q.payload_id AND q.payload_id = ANY($1)
+         RETURNING q.recipient, p.sender, octet_length(p.frame)",
+    )
+    .bind(&payloads)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(map_err)?;
     sqlx::query("DELETE FROM relay_payload WHERE payload_id = ANY($1)")
         .bind(&payloads)
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
-    tx.commit().await.map_err(map_err)?;
-    Ok(envelopes)
+    let mut delta = Delta::default();
+    for (recipient, sender, bytes) in &expired {
+        delta.entry(recipient, sender, i64::from(*bytes), -1);
+    }
+    apply(tx, &delta).await?;
+    Ok(expired.len() as u64)
 }
 
 pub(super) async fn purge_expired_keys(db: impl PgExecutor<'_>, now: i64) -> Result<u64> {

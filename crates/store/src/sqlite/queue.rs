@@ -1,12 +1,17 @@
-//! The offline relay queue: `relay_payload`, `relay_queue`, `inbox_offset` and `idempotency`.
+//! The offline relay queue: `relay_payload`, `relay_queue`, `queue_usage`, `inbox_offset` and
+//! `idempotency`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use sqlx::{SqliteConnection, SqliteExecutor, SqlitePool};
 
 use super::map_err;
 use crate::error::{Result, StoreError};
-use crate::model::{EnqueueOutcome, IdempotencyKey, InboxOffset, NewEnvelope, QueuedEnvelope};
+use crate::model::{
+    EnqueueOutcome, IdempotencyKey, InboxOffset, NewEnvelope, QueueUsage, QueuedEnvelope,
+    UsageScope,
+};
+use crate::quota::{self, Delta};
 use crate::rows::{EnvelopeRow, OffsetRow, count, decode_all};
 
 pub(super) async fn enqueue(pool: &SqlitePool, envelope: NewEnvelope) -> Result<EnqueueOutcome> {
@@ -15,54 +20,136 @@ pub(super) async fn enqueue(pool: &SqlitePool, envelope: NewEnvelope) -> Result<
             "envelope expires before it is enqueued".to_owned(),
         ));
     }
+    // BEGIN IMMEDIATE: one writer at a time, so the usage read below holds until commit.
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
     if let Some(key) = &envelope.idempotency
         && !record_key(&mut tx, key, envelope.enqueued_at).await?
     {
         return Ok(EnqueueOutcome::Duplicate);
     }
-    let recipients: BTreeSet<&str> = envelope.recipients.iter().map(String::as_str).collect();
-    let mut stored = Vec::new();
-    let mut refused = Vec::new();
-    for recipient in recipients {
-        if queued(&mut *tx, recipient, envelope.enqueued_at).await? >= envelope.max_per_recipient {
-            refused.push(recipient.to_owned());
-        } else {
-            stored.push(recipient.to_owned());
-        }
+    purge_in(&mut tx, envelope.enqueued_at).await?;
+    let recipients: Vec<&str> = envelope
+        .recipients
+        .iter()
+        .map(String::as_str)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut per_recipient = HashMap::new();
+    for &recipient in &recipients {
+        let used = usage_of(&mut *tx, UsageScope::Recipient(recipient)).await?;
+        per_recipient.insert(recipient.to_owned(), used);
     }
+    let sender = usage_of(&mut *tx, UsageScope::Sender(&envelope.sender)).await?;
+    let total = usage_of(&mut *tx, UsageScope::Total).await?;
+    let (size, bytes) = quota::size_of(&envelope.frame);
+    let quota::Verdict { stored, refused } = quota::judge(
+        &recipients,
+        size,
+        &per_recipient,
+        sender,
+        total,
+        &envelope.limits,
+    );
     if stored.is_empty() {
-        // Nothing to commit: dropping the transaction also forgets the idempotency key, so a
-        // resend is judged afresh.
+        // Nothing to commit: dropping the transaction also forgets the idempotency key (and
+        // leaves the purge to the next writer), so a resend is judged afresh.
         return Ok(EnqueueOutcome::Stored { stored, refused });
     }
-    {
-        let payload_id: i64 = sqlx::query_scalar(
-            "INSERT INTO relay_payload
-                 (channel_id, sender, order_key, frame, enqueued_at, expires_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             RETURNING payload_id",
-        )
-        .bind(i64::from(envelope.channel_id))
-        .bind(&envelope.sender)
-        .bind(envelope.order_key)
-        .bind(&envelope.frame)
-        .bind(envelope.enqueued_at)
-        .bind(envelope.expires_at)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        for recipient in &stored {
-            sqlx::query("INSERT INTO relay_queue (recipient, payload_id) VALUES (?1, ?2)")
-                .bind(recipient)
-                .bind(payload_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
-        }
+    let payload_id: i64 = sqlx::query_scalar(
+        "INSERT INTO relay_payload
+             (channel_id, sender, order_key, frame, enqueued_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         RETURNING payload_id",
+    )
+    .bind(i64::from(envelope.channel_id))
+    .bind(&envelope.sender)
+    .bind(envelope.order_key)
+    .bind(&envelope.frame)
+    .bind(envelope.enqueued_at)
+    .bind(envelope.expires_at)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(map_err)?;
+    let mut delta = Delta::default();
+    for recipient in &stored {
+        sqlx::query("INSERT INTO relay_queue (recipient, payload_id) VALUES (?1, ?2)")
+            .bind(recipient)
+            .bind(payload_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        delta.entry(recipient, &envelope.sender, bytes, 1);
     }
+    apply(&mut tx, &delta).await?;
     tx.commit().await.map_err(map_err)?;
     Ok(EnqueueOutcome::Stored { stored, refused })
+}
+
+/// Applies usage changes; recipient and sender rows left with nothing are dropped.
+async fn apply(tx: &mut SqliteConnection, delta: &Delta) -> Result<()> {
+    let ((kinds, ids, frames, bytes), (less_kinds, less_ids, fewer, less_bytes)) = delta.split();
+    for (((kind, id), frames), bytes) in kinds.iter().zip(&ids).zip(&frames).zip(&bytes) {
+        sqlx::query(
+            "INSERT INTO queue_usage (kind, id, frames, bytes) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (kind, id) DO UPDATE
+                 SET frames = queue_usage.frames + excluded.frames,
+                     bytes = queue_usage.bytes + excluded.bytes",
+        )
+        .bind(kind)
+        .bind(id)
+        .bind(frames)
+        .bind(bytes)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    }
+    for (((kind, id), frames), bytes) in less_kinds
+        .iter()
+        .zip(&less_ids)
+        .zip(&fewer)
+        .zip(&less_bytes)
+    {
+        sqlx::query(
+            "UPDATE queue_usage SET frames = frames + ?3, bytes = bytes + ?4
+             WHERE kind = ?1 AND id = ?2",
+        )
+        .bind(kind)
+        .bind(id)
+        .bind(frames)
+        .bind(bytes)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        sqlx::query(
+            "DELETE FROM queue_usage
+             WHERE kind = ?1 AND id = ?2 AND kind <> 'total' AND frames = 0",
+        )
+        .bind(kind)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    }
+    Ok(())
+}
+
+/// Usage of `scope` as the quotas count it.
+pub(super) async fn usage_of(
+    db: impl SqliteExecutor<'_>,
+    scope: UsageScope<'_>,
+) -> Result<QueueUsage> {
+    let (kind, id) = quota::key(scope);
+    let row: Option<(i64, i64)> =
+        sqlx::query_as("SELECT frames, bytes FROM queue_usage WHERE kind = ?1 AND id = ?2")
+            .bind(kind)
+            .bind(id)
+            .fetch_optional(db)
+            .await
+            .map_err(map_err)?;
+    row.map_or(Ok(QueueUsage::default()), |(frames, bytes)| {
+        quota::usage(frames, bytes)
+    })
 }
 
 /// Records `key` unless an unexpired copy exists; returns whether it was recorded.
@@ -102,18 +189,21 @@ pub(super) async fn pending(
     recipient: &str,
     now: i64,
     limit: u32,
+    skip: &[i64],
 ) -> Result<Vec<QueuedEnvelope>> {
     let rows = sqlx::query_as::<_, EnvelopeRow>(
         "SELECT q.envelope_id, q.recipient, p.channel_id, p.sender, p.order_key, p.frame,
                 p.enqueued_at, p.expires_at
          FROM relay_queue q JOIN relay_payload p ON p.payload_id = q.payload_id
          WHERE q.recipient = ?1 AND p.expires_at > ?2
+           AND q.envelope_id NOT IN (SELECT value FROM json_each(?4))
          ORDER BY p.order_key, q.envelope_id
          LIMIT ?3",
     )
     .bind(recipient)
     .bind(now)
     .bind(i64::from(limit))
+    .bind(id_list(skip))
     .fetch_all(db)
     .await
     .map_err(map_err)?;
@@ -131,18 +221,11 @@ pub(super) async fn mark_delivered(
     }
     // The ids as a JSON array, read back with `json_each`: one statement per step whatever the
     // batch size (integers only, so nothing to escape).
-    let ids = format!(
-        "[{}]",
-        envelope_ids
-            .iter()
-            .map(i64::to_string)
-            .collect::<Vec<_>>()
-            .join(",")
-    );
+    let ids = id_list(envelope_ids);
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
     // This recipient's entries among the ids (others are ignored), with their channels.
-    let rows: Vec<(i64, i64, i64)> = sqlx::query_as(
-        "SELECT q.envelope_id, q.payload_id, p.channel_id
+    let rows: Vec<(i64, i64, i64, String, i64)> = sqlx::query_as(
+        "SELECT q.envelope_id, q.payload_id, p.channel_id, p.sender, length(p.frame)
          FROM relay_queue q JOIN relay_payload p ON p.payload_id = q.payload_id
          WHERE q.recipient = ?1 AND q.envelope_id IN (SELECT value FROM json_each(?2))",
     )
@@ -166,7 +249,10 @@ pub(super) async fn mark_delivered(
     // Highest delivered envelope per channel, and the payloads that may now be unreferenced.
     let mut last_per_channel: BTreeMap<i64, i64> = BTreeMap::new();
     let mut payloads = BTreeSet::new();
-    for &(envelope_id, payload_id, channel_id) in &rows {
+    let mut delta = Delta::default();
+    for (envelope_id, payload_id, channel_id, sender, bytes) in &rows {
+        let (envelope_id, payload_id, channel_id) = (*envelope_id, *payload_id, *channel_id);
+        delta.entry(recipient, sender, *bytes, -1);
         payloads.insert(payload_id);
         let last = last_per_channel.entry(channel_id).or_insert(envelope_id);
         *last = (*last).max(envelope_id);
@@ -204,6 +290,7 @@ pub(super) async fn mark_delivered(
     .execute(&mut *tx)
     .await
     .map_err(map_err)?;
+    apply(&mut tx, &delta).await?;
     tx.commit().await.map_err(map_err)?;
     Ok(rows.len() as u64)
 }
@@ -227,22 +314,41 @@ pub(super) async fn inbox_offset(
 
 pub(super) async fn purge_expired(pool: &SqlitePool, now: i64) -> Result<u64> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
-    let envelopes = sqlx::query(
+    let envelopes = purge_in(&mut tx, now).await?;
+    tx.commit().await.map_err(map_err)?;
+    Ok(envelopes)
+}
+
+/// Deletes the envelopes expired at `now` and frees their usage; returns how many entries went.
+async fn purge_in(tx: &mut SqliteConnection, now: i64) -> Result<u64> {
+    let expired: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT q.recipient, p.sender, length(p.frame)
+         FROM relay_queue q JOIN relay_payload p ON p.payload_id = q.payload_id
+         WHERE p.expires_at <= ?1",
+    )
+    .bind(now)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(map_err)?;
+    let mut delta = Delta::default();
+    for (recipient, sender, bytes) in &expired {
+        delta.entry(recipient, sender, *bytes, -1);
+    }
+    sqlx::query(
         "DELETE FROM relay_queue WHERE payload_id IN
              (SELECT payload_id FROM relay_payload WHERE expires_at <= ?1)",
     )
     .bind(now)
     .execute(&mut *tx)
     .await
-    .map_err(map_err)?
-    .rows_affected();
+    .map_err(map_err)?;
     sqlx::query("DELETE FROM relay_payload WHERE expires_at <= ?1")
         .bind(now)
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
-    tx.commit().await.map_err(map_err)?;
-    Ok(envelopes)
+    apply(tx, &delta).await?;
+    Ok(expired.len() as u64)
 }
 
 pub(super) async fn purge_expired_keys(db: impl SqliteExecutor<'_>, now: i64) -> Result<u64> {
@@ -252,4 +358,12 @@ pub(super) async fn purge_expired_keys(db: impl SqliteExecutor<'_>, now: i64) ->
         .await
         .map_err(map_err)?;
     Ok(done.rows_affected())
+}
+
+/// Ids as a JSON array, read back with `json_each` (integers only, so nothing to escape).
+fn id_list(ids: &[i64]) -> String {
+    format!(
+        "[{}]",
+        ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+    )
 }

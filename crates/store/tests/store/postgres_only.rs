@@ -57,10 +57,11 @@ async fn unreachable_server_fails_fast_as_unavailable() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(commucat_test_postgres), ignore = "needs COMMUCAT_TEST_POSTGRES")]
 async fn reopen_keeps_data() {
-    let Some(schema) = TestSchema::new().await else {
-        return;
-    };
+    let schema = TestSchema::new()
+        .await
+        .expect("COMMUCAT_TEST_POSTGRES is set");
     suite::reopen_keeps_data(async || -> Arc<dyn Store> {
         let store: Arc<dyn Store> = Arc::new(schema.store().await);
         store
@@ -69,10 +70,14 @@ async fn reopen_keeps_data() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(commucat_test_postgres), ignore = "needs COMMUCAT_TEST_POSTGRES")]
 async fn schemas_isolate_tests() {
-    let (Some(one), Some(two)) = (TestSchema::new().await, TestSchema::new().await) else {
-        return;
-    };
+    let one = TestSchema::new()
+        .await
+        .expect("COMMUCAT_TEST_POSTGRES is set");
+    let two = TestSchema::new()
+        .await
+        .expect("COMMUCAT_TEST_POSTGRES is set");
     let (first, second) = (one.store().await, two.store().await);
     let (alice, _) = suite::seed(&first, "alice").await;
     assert_eq!(second.user(&alice.user_id).await.unwrap(), None);
@@ -82,10 +87,11 @@ async fn schemas_isolate_tests() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(commucat_test_postgres), ignore = "needs COMMUCAT_TEST_POSTGRES")]
 async fn corrupt_public_key_is_reported() {
-    let Some(schema) = TestSchema::new().await else {
-        return;
-    };
+    let schema = TestSchema::new()
+        .await
+        .expect("COMMUCAT_TEST_POSTGRES is set");
     let store: Arc<dyn Store> = Arc::new(schema.store().await);
     suite::corrupt_public_key_is_reported(store, async |device_id: &str| {
         let mut conn = schema.raw().await;
@@ -105,10 +111,11 @@ async fn corrupt_public_key_is_reported() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(commucat_test_postgres), ignore = "needs COMMUCAT_TEST_POSTGRES")]
 async fn corrupt_status_is_reported() {
-    let Some(schema) = TestSchema::new().await else {
-        return;
-    };
+    let schema = TestSchema::new()
+        .await
+        .expect("COMMUCAT_TEST_POSTGRES is set");
     let store = schema.store().await;
     let (_, dev) = suite::seed(&store, "alice").await;
     let mut conn = schema.raw().await;
@@ -129,10 +136,11 @@ async fn corrupt_status_is_reported() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(commucat_test_postgres), ignore = "needs COMMUCAT_TEST_POSTGRES")]
 async fn schema_rejects_bad_key_length() {
-    let Some(schema) = TestSchema::new().await else {
-        return;
-    };
+    let schema = TestSchema::new()
+        .await
+        .expect("COMMUCAT_TEST_POSTGRES is set");
     let store = schema.store().await;
     let (_, dev) = suite::seed(&store, "alice").await;
     let mut conn = schema.raw().await;
@@ -148,10 +156,11 @@ async fn schema_rejects_bad_key_length() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(commucat_test_postgres), ignore = "needs COMMUCAT_TEST_POSTGRES")]
 async fn the_last_delivery_of_a_shared_payload_removes_it() {
-    let Some(schema) = TestSchema::new().await else {
-        return;
-    };
+    let schema = TestSchema::new()
+        .await
+        .expect("COMMUCAT_TEST_POSTGRES is set");
     let store = schema.store().await;
     suite::concurrent_deliveries_of_one_payload_leave_nothing(Arc::new(store.clone())).await;
     let mut conn = schema.raw().await;
@@ -163,10 +172,11 @@ async fn the_last_delivery_of_a_shared_payload_removes_it() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(commucat_test_postgres), ignore = "needs COMMUCAT_TEST_POSTGRES")]
 async fn tables_live_in_the_configured_schema() {
-    let Some(schema) = TestSchema::new().await else {
-        return;
-    };
+    let schema = TestSchema::new()
+        .await
+        .expect("COMMUCAT_TEST_POSTGRES is set");
     let _store = schema.store().await;
     let mut conn = schema.raw().await;
     let tables: Vec<String> = sqlx::query_scalar(

@@ -202,10 +202,9 @@ macro_rules! suite {
         mod on_redis {
             $(
                 #[tokio::test]
+                #[cfg_attr(not(commucat_test_redis), ignore = "needs COMMUCAT_TEST_REDIS")]
                 async fn $behaviour() {
-                    let Some(backend) = super::Backend::redis().await else {
-                        return;
-                    };
+                    let backend = super::Backend::redis().await.expect("COMMUCAT_TEST_REDIS is set");
                     super::$behaviour(Arc::clone(&backend.registry)).await;
                     backend.cleanup().await;
                 }
@@ -229,10 +228,9 @@ suite!(
 
 /// The stored value is the seed's snapshot JSON plus the numeric expiry, with a matching TTL.
 #[tokio::test]
+#[cfg_attr(not(commucat_test_redis), ignore = "needs COMMUCAT_TEST_REDIS")]
 async fn redis_keys_hold_the_snapshot_json_with_a_ttl() {
-    let Some(backend) = Backend::redis().await else {
-        return;
-    };
+    let backend = Backend::redis().await.expect("COMMUCAT_TEST_REDIS is set");
     let (client, prefix) = backend.redis.clone().unwrap();
     let expires_at = now() + 60;
     backend
@@ -278,10 +276,9 @@ async fn redis_keys_hold_the_snapshot_json_with_a_ttl() {
 
 /// `route:<device>` holds the node id as a plain string, with the TTL asked for.
 #[tokio::test]
+#[cfg_attr(not(commucat_test_redis), ignore = "needs COMMUCAT_TEST_REDIS")]
 async fn redis_route_keys_hold_the_node_id_with_a_ttl() {
-    let Some(backend) = Backend::redis().await else {
-        return;
-    };
+    let backend = Backend::redis().await.expect("COMMUCAT_TEST_REDIS is set");
     let (client, prefix) = backend.redis.clone().unwrap();
     backend
         .registry

@@ -1,7 +1,7 @@
 //! JOIN, LEAVE, the relay of MSG / KEY_UPDATE / GROUP_EVENT / TYPING, and P2P candidates.
 
 use ccp::control::{Join, Leave, PeerCandidate};
-use ccp::{Frame, FrameType, Problem, ProblemKind};
+use ccp::{Frame, FrameType, ProblemKind};
 use commucat_link::ByteStream;
 use serde_json::Value;
 
@@ -193,22 +193,6 @@ impl<S: ByteStream> SessionTask<S> {
                 .await
             }
         }
-    }
-
-    /// Reports recipients whose offline queue was full (nothing was stored for them).
-    pub(super) async fn reject_queue_full(
-        &mut self,
-        frame: &Frame,
-        refused: Vec<String>,
-    ) -> Result<(), End> {
-        let problem = Problem::new(ProblemKind::OfflineQueueFull)
-            .with_detail(format!(
-                "the offline queue of {} is full ({} frames); the frame was not stored for them",
-                refused.join(", "),
-                self.m.settings.max_queue_per_device
-            ))
-            .with_extension("recipients", refused);
-        self.reject_problem(frame, problem).await
     }
 
     /// TYPING: relayed live with the sender's `device` set, as deployed clients require. A

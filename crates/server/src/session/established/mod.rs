@@ -7,7 +7,8 @@
 //! - [`groups`](self::groups): GROUP_CREATE, GROUP_INVITE, JOIN of group channels;
 //! - [`presence`](self::presence): PRESENCE snapshots, their expiry and `offline` on disconnect;
 //! - [`calls`](self::calls): CALL_* signaling and VOICE/VIDEO media relay;
-//! - [`offline`](self::offline): routing with the durable queue, replay on reconnect;
+//! - [`offline`](self::offline): routing with the durable queue and its quotas;
+//! - [`replay`](self::replay): replay on reconnect, deleting on proof of receipt;
 //! - [`sender`](self::sender): sender fields of relayed payloads checked against the session.
 
 mod calls;
@@ -15,6 +16,7 @@ mod channels;
 mod groups;
 mod offline;
 mod presence;
+mod replay;
 mod sender;
 
 pub use presence::{ROUTE_REFRESH, ROUTE_TTL};
@@ -193,6 +195,8 @@ struct SessionTask<S> {
     ring_deadline: Option<tokio::time::Instant>,
     /// Frames taken from the mailbox but not written; queued offline when the session ends.
     unsent: Vec<Envelope>,
+    /// Replayed envelopes not yet proven received, as `(envelope id, sequence sent)`.
+    in_flight: replay::InFlight,
 }
 
 /// Runs the session until the client leaves or fails; always unregisters it, queues what it
@@ -230,6 +234,12 @@ pub async fn run<S: ByteStream>(
         presence_deadline: None,
         ring_deadline,
         unsent: Vec::new(),
+        in_flight: replay::InFlight::new(
+            established
+                .accepted_capabilities
+                .iter()
+                .any(|c| c == super::handshake::CAP_DELIVERY_RECEIPTS),
+        ),
     };
     let end = match task.replay().await {
         Ok(()) => task.run(&mut rx).await,
@@ -454,7 +464,8 @@ impl<S: ByteStream> SessionTask<S> {
         self.m.hub.metrics.frames_in.count(frame.frame_type());
         match frame.frame_type() {
             // Handshake leftovers (an IK client's empty AUTH) and client ACKs need no answer.
-            FrameType::Hello | FrameType::Auth | FrameType::Ack => Ok(()),
+            FrameType::Hello | FrameType::Auth => Ok(()),
+            FrameType::Ack => self.receipt(&frame).await,
             FrameType::Error => Err(End::ClientError),
             FrameType::Join => self.join(&frame).await,
             FrameType::Leave => self.leave(&frame).await,
@@ -493,6 +504,7 @@ impl<S: ByteStream> SessionTask<S> {
             }
         }
         let requeued = offline::requeue(&self.m, &self.device_id, leftovers).await;
+        self.settle_replay(matches!(end, End::ClientClosed)).await;
         if successor.is_some() {
             if requeued > 0 {
                 self.m.hub.nudge([self.device_id.as_str()]);

@@ -1,23 +1,23 @@
-//! Routing with the durable queue, and replay of the queue on reconnect.
+//! Routing with the durable queue (replay is in [`super::replay`]).
 //!
 //! A frame for members who are not connected is committed to the store *before* the sender
 //! gets its ACK; a frame handed to an online member that then cannot take it (its mailbox
 //! overflowed, or it disconnected with the frame still queued in memory) is moved to the store
-//! too. On connect, the session writes the queue out in order, with fresh sequence numbers, and
-//! deletes each batch (advancing the inbox offsets) after it has been written.
+//! too. Every enqueue is checked against the offline quotas (frames and bytes per recipient,
+//! per sender, in total) in the store's transaction; a refusal is an ERROR to the sender,
+//! counted per bound and ledgered.
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use ccp::{Frame, FrameType};
+use ccp::{Frame, FrameType, Problem, ProblemKind};
 use commucat_link::ByteStream;
-use commucat_store::{EnqueueOutcome, IdempotencyKey, NewEnvelope, StoreError};
+use commucat_store::{
+    EnqueueOutcome, IdempotencyKey, NewEnvelope, QueueLimits, QuotaLimit, Refusal, StoreError,
+};
 
 use super::{End, Messaging, SessionTask, secs, unix_now};
+use crate::config::Bound;
 use crate::router::{Envelope, Handoff};
-
-/// Envelopes fetched and written per replay round (one store transaction each).
-const REPLAY_BATCH: u32 = 64;
 
 /// Frame types kept for members that are not connected. Typing hints, presence, membership
 /// notices, call signaling and media are live-only.
@@ -46,8 +46,8 @@ pub(crate) enum Offline<'a> {
 /// What routing did.
 #[derive(Debug, Default)]
 pub(crate) struct Routed {
-    /// Recipients whose offline queue was full: the frame was not stored for them.
-    pub(crate) refused: Vec<String>,
+    /// Recipients over an offline quota: the frame was not stored for them.
+    pub(crate) refused: Vec<Refusal>,
     /// The idempotency key was already stored: the frame was accepted before; nothing was
     /// delivered now.
     pub(crate) duplicate: bool,
@@ -55,6 +55,8 @@ pub(crate) struct Routed {
 
 /// Hands `frame` from `sender` to `recipients`: online ones through their mailboxes, the
 /// others (with [`Offline::Queue`]) through the durable queue, committed before this returns.
+/// A recipient that was online but could not take the frame is queued too, under the same
+/// quotas; a refusal of either kind is in [`Routed::refused`] (and counted by the caller).
 ///
 /// # Errors
 /// The store failed to queue the frame for a recipient that is not connected.
@@ -78,7 +80,7 @@ pub(crate) async fn route(
     let mut routed = Routed::default();
     let absent = m.hub.offline_among(recipients);
     if !absent.is_empty() {
-        match enqueue(m, &envelope, &absent, idempotency, true).await? {
+        match enqueue(m, &envelope, &absent, idempotency).await? {
             EnqueueOutcome::Duplicate => {
                 routed.duplicate = true;
                 return Ok(routed);
@@ -101,12 +103,76 @@ pub(crate) async fn route(
         .filter(|(_, outcome)| *outcome != Handoff::Queued)
         .map(|(device, _)| device)
         .collect();
-    if !stragglers.is_empty() {
-        // Accepted for them already (they were online): never refused for a full queue.
-        enqueue(m, &envelope, &stragglers, None, false).await?;
-        m.hub.nudge(stragglers.iter().map(String::as_str));
+    if !stragglers.is_empty()
+        && let EnqueueOutcome::Stored { stored, refused } =
+            enqueue(m, &envelope, &stragglers, None).await?
+    {
+        routed.refused.extend(refused);
+        m.hub.nudge(stored.iter().map(String::as_str));
     }
     Ok(routed)
+}
+
+/// The offline quotas of `m`'s settings.
+pub(crate) fn limits(m: &Messaging) -> QueueLimits {
+    let bounds = &m.settings.bounds;
+    QueueLimits {
+        frames_per_recipient: m
+            .settings
+            .max_queue_per_device
+            .min(bounds.offline_frames_per_device),
+        bytes_per_recipient: bounds.offline_bytes_per_device,
+        frames_per_sender: bounds.offline_frames_per_sender,
+        bytes_per_sender: bounds.offline_bytes_per_sender,
+        bytes_total: bounds.offline_bytes_total,
+    }
+}
+
+/// The bound that refused a frame, as counted and ledgered.
+pub(crate) const fn bound_of(limit: QuotaLimit) -> Bound {
+    match limit {
+        QuotaLimit::RecipientFrames => Bound::OfflineFramesPerDevice,
+        QuotaLimit::RecipientBytes => Bound::OfflineBytesPerDevice,
+        QuotaLimit::SenderFrames => Bound::OfflineFramesPerSender,
+        QuotaLimit::SenderBytes => Bound::OfflineBytesPerSender,
+        QuotaLimit::TotalBytes => Bound::OfflineBytesTotal,
+    }
+}
+
+/// Recipients named in one ledger record of a refusal.
+const LEDGER_RECIPIENTS: usize = 8;
+
+/// Counts and ledgers the refusals of one frame from `sender`: once per bound that refused it
+/// (a frame refused for many recipients is one refusal, not one per recipient).
+fn count_refusals(m: &Messaging, sender: &str, refused: &[Refusal], what: &str) {
+    let mut seen: Vec<QuotaLimit> = Vec::new();
+    for refusal in refused {
+        if seen.contains(&refusal.limit) {
+            continue;
+        }
+        seen.push(refusal.limit);
+        let recipients: Vec<&str> = refused
+            .iter()
+            .filter(|r| r.limit == refusal.limit)
+            .map(|r| r.recipient.as_str())
+            .collect();
+        // The ledger line stays small whatever the fan-out.
+        let named = recipients.len().min(LEDGER_RECIPIENTS);
+        m.refuse(
+            bound_of(refusal.limit),
+            sender,
+            &format!(
+                "{what} for {} recipient(s): {}{}",
+                recipients.len(),
+                recipients.get(..named).unwrap_or_default().join(", "),
+                if named < recipients.len() {
+                    ", …"
+                } else {
+                    ""
+                }
+            ),
+        );
+    }
 }
 
 async fn enqueue(
@@ -114,16 +180,17 @@ async fn enqueue(
     envelope: &Envelope,
     recipients: &[String],
     idempotency: Option<&str>,
-    bounded: bool,
 ) -> Result<EnqueueOutcome, StoreError> {
     let now = unix_now();
     let sender = envelope.sender.to_string();
-    m.store
+    let frame = envelope.frame.with_sequence(0).to_bytes().to_vec();
+    let outcome = m
+        .store
         .enqueue(NewEnvelope {
             recipients: recipients.to_vec(),
             channel_id: envelope.frame.channel_id(),
             order_key: envelope.stamp,
-            frame: envelope.frame.with_sequence(0).to_bytes().to_vec(),
+            frame,
             enqueued_at: now,
             expires_at: now.saturating_add(secs(m.settings.offline_ttl)),
             idempotency: idempotency.map(|key| IdempotencyKey {
@@ -131,18 +198,22 @@ async fn enqueue(
                 key: key.to_owned(),
                 expires_at: now.saturating_add(secs(m.settings.dedup_window)),
             }),
-            max_per_recipient: if bounded {
-                m.settings.max_queue_per_device
-            } else {
-                u64::MAX
-            },
+            limits: limits(m),
             sender,
         })
-        .await
+        .await?;
+    if let EnqueueOutcome::Stored { refused, .. } = &outcome {
+        let what = format!("offline {} frame", envelope.frame.frame_type());
+        count_refusals(m, &envelope.sender, refused, &what);
+    }
+    Ok(outcome)
 }
 
 /// Moves frames a session took but could not deliver into its device's offline queue (in their
-/// original order); returns how many were queued. Live-only frames are dropped.
+/// original order), under the same quotas as any frame; returns how many were queued.
+/// Live-only frames are dropped. A frame refused by a quota (or that the store could not take)
+/// is not kept anywhere else: its sender was ACKed long ago, so the loss is counted as a bound
+/// refusal, written to the ledger and logged, never silent.
 pub(crate) async fn requeue(m: &Messaging, device: &str, leftovers: Vec<Envelope>) -> usize {
     let mut queued = 0;
     let recipient = [device.to_owned()];
@@ -150,8 +221,14 @@ pub(crate) async fn requeue(m: &Messaging, device: &str, leftovers: Vec<Envelope
         .into_iter()
         .filter(|e| queueable(e.frame.frame_type()))
     {
-        match enqueue(m, &envelope, &recipient, None, false).await {
-            Ok(_) => queued += 1,
+        match enqueue(m, &envelope, &recipient, None).await {
+            Ok(EnqueueOutcome::Stored { stored, refused }) => {
+                queued += stored.len();
+                if let Some(refusal) = refused.first() {
+                    tracing::warn!(%device, sender = %envelope.sender, bound = bound_of(refusal.limit).name(), "undelivered frame refused by an offline quota; it is lost");
+                }
+            }
+            Ok(EnqueueOutcome::Duplicate) => {}
             Err(e) => {
                 tracing::error!(%device, error = %e, "could not queue an undelivered frame; it is lost");
             }
@@ -160,68 +237,41 @@ pub(crate) async fn requeue(m: &Messaging, device: &str, leftovers: Vec<Envelope
     queued
 }
 
-/// The frame stored in an envelope.
-fn decode(stored: Vec<u8>) -> Option<Frame> {
-    let bytes = Bytes::from(stored);
-    match Frame::decode(&bytes) {
-        Ok(Some((frame, used))) if used == bytes.len() => Some(frame),
-        _ => None,
-    }
-}
-
 impl<S: ByteStream> SessionTask<S> {
-    /// Writes the device's offline queue in order and deletes what was written. A store
-    /// failure stops the replay (what is left stays queued for the next one); a connection
-    /// failure ends the session.
-    pub(super) async fn replay(&mut self) -> Result<(), End> {
-        loop {
-            let batch = match self
-                .m
-                .store
-                .pending_envelopes(&self.device_id, unix_now(), REPLAY_BATCH)
-                .await
-            {
-                Ok(batch) => batch,
-                Err(e) => {
-                    tracing::warn!(device = %self.device_id, error = %e, "offline queue unavailable; replay postponed");
-                    return Ok(());
-                }
-            };
-            if batch.is_empty() {
-                break;
-            }
-            let mut written = Vec::with_capacity(batch.len());
-            let mut failure = None;
-            for envelope in batch {
-                let id = envelope.envelope_id;
-                match decode(envelope.frame) {
-                    Some(frame) => {
-                        if let Err(end) = self.send_resequenced(&frame).await {
-                            failure = Some(end);
-                            break;
-                        }
-                    }
-                    None => {
-                        tracing::warn!(device = %self.device_id, envelope = id, "undecodable envelope dropped");
-                    }
-                }
-                written.push(id);
-            }
-            if let Err(e) = self
-                .m
-                .store
-                .mark_delivered(&self.device_id, &written, unix_now())
-                .await
-            {
-                tracing::warn!(device = %self.device_id, error = %e, "could not mark envelopes delivered; they will be replayed again");
-                return failure.map_or(Ok(()), Err);
-            }
-            if let Some(end) = failure {
-                return Err(end);
-            }
+    /// Reports recipients a frame was not stored for: one ERROR per title, `Offline Queue
+    /// Full` for the frame count of a recipient, `Offline Quota Exceeded` for bytes and the
+    /// sender's and total quotas (the refusals were counted when the store refused them).
+    pub(super) async fn reject_queue_full(
+        &mut self,
+        frame: &Frame,
+        refused: Vec<Refusal>,
+    ) -> Result<(), End> {
+        let (full, over): (Vec<_>, Vec<_>) = refused
+            .into_iter()
+            .partition(|r| r.limit == QuotaLimit::RecipientFrames);
+        if !full.is_empty() {
+            let recipients: Vec<String> = full.into_iter().map(|r| r.recipient).collect();
+            let problem = Problem::new(ProblemKind::OfflineQueueFull)
+                .with_detail(format!(
+                    "the offline queue of {} is full ({} frames); the frame was not stored for them",
+                    recipients.join(", "),
+                    limits(&self.m).frames_per_recipient
+                ))
+                .with_extension("recipients", recipients);
+            self.reject_problem(frame, problem).await?;
         }
-        if let Err(e) = self.m.store.purge_expired_envelopes(unix_now()).await {
-            tracing::debug!(error = %e, "purging expired envelopes failed");
+        if let Some(first) = over.first() {
+            let bound = bound_of(first.limit);
+            let recipients: Vec<String> = over.into_iter().map(|r| r.recipient).collect();
+            let problem = Problem::new(ProblemKind::OfflineQuotaExceeded)
+                .with_detail(format!(
+                    "storing the frame for {} would exceed bounds.{}; it was not stored for them",
+                    recipients.join(", "),
+                    bound.name()
+                ))
+                .with_extension("recipients", recipients)
+                .with_extension("bound", bound.name());
+            self.reject_problem(frame, problem).await?;
         }
         Ok(())
     }
@@ -246,16 +296,5 @@ mod tests {
         }
         assert!(!queueable(FrameType::VoiceFrame));
         assert!(!queueable(FrameType::VideoFrame));
-    }
-
-    #[test]
-    fn envelopes_decode_only_whole_frames() {
-        let frame = Frame::new(FrameType::Msg, 7, 0, &b"hi"[..]).unwrap();
-        let bytes = frame.to_bytes().to_vec();
-        assert_eq!(decode(bytes.clone()), Some(frame));
-        let mut trailing = bytes.clone();
-        trailing.push(0);
-        assert_eq!(decode(trailing), None);
-        assert_eq!(decode(bytes[..3].to_vec()), None);
     }
 }

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use commucat_store::{
-    EnqueueOutcome, GroupMember, GroupRecord, GroupRole, IdempotencyKey, NewEnvelope, Store,
-    StoreError,
+    EnqueueOutcome, GroupMember, GroupRecord, GroupRole, IdempotencyKey, NewEnvelope, QueueLimits,
+    QuotaLimit, Refusal, Store, StoreError,
 };
 
 // ---------------------------------------------------------------- fixtures
@@ -46,7 +46,7 @@ pub(crate) fn envelope(recipients: &[&str], order_key: i64, frame: &[u8]) -> New
         enqueued_at: 100,
         expires_at: 1_000,
         idempotency: None,
-        max_per_recipient: 100,
+        limits: QueueLimits::frames_per_recipient(100),
     }
 }
 
@@ -57,7 +57,7 @@ fn stored(recipients: &[&str]) -> EnqueueOutcome {
     }
 }
 
-async fn frames(store: &dyn Store, recipient: &str, now: i64) -> Vec<Vec<u8>> {
+pub(crate) async fn frames(store: &dyn Store, recipient: &str, now: i64) -> Vec<Vec<u8>> {
     store
         .pending_envelopes(recipient, now, 100)
         .await
@@ -328,7 +328,7 @@ pub(crate) async fn expired_envelopes_are_dropped_and_purged(store: Arc<dyn Stor
 
 pub(crate) async fn full_queues_refuse_new_envelopes(store: Arc<dyn Store>) {
     let bounded = |frame: &[u8], recipients: &[&str]| NewEnvelope {
-        max_per_recipient: 3,
+        limits: QueueLimits::frames_per_recipient(3),
         ..envelope(recipients, 1, frame)
     };
     let mut expiring = bounded(b"old", &["dev-bob"]);
@@ -345,7 +345,10 @@ pub(crate) async fn full_queues_refuse_new_envelopes(store: Arc<dyn Store>) {
         outcome,
         EnqueueOutcome::Stored {
             stored: vec!["dev-carol".to_owned()],
-            refused: vec!["dev-bob".to_owned()],
+            refused: vec![Refusal {
+                recipient: "dev-bob".to_owned(),
+                limit: QuotaLimit::RecipientFrames,
+            }],
         }
     );
     assert_eq!(
@@ -405,12 +408,12 @@ pub(crate) async fn idempotency_keys_drop_resends(store: Arc<dyn Store>) {
 
     // A frame refused for every recipient does not record its key.
     let mut refused = keyed(b"full", "k3", 200);
-    refused.max_per_recipient = 1;
+    refused.limits = QueueLimits::frames_per_recipient(1);
     assert!(matches!(
         store.enqueue(refused.clone()).await.unwrap(),
         EnqueueOutcome::Stored { stored, .. } if stored.is_empty()
     ));
-    refused.max_per_recipient = 100;
+    refused.limits = QueueLimits::frames_per_recipient(100);
     assert_eq!(store.enqueue(refused).await.unwrap(), stored(&["dev-bob"]));
 
     // k2, k3 and the dev-carol k1 expire at 300; the renewed k1 lives on.
@@ -428,7 +431,7 @@ pub(crate) async fn queue_bound_holds_under_concurrency(store: Arc<dyn Store>) {
     for n in 0..10_u8 {
         let store = Arc::clone(&store);
         let e = NewEnvelope {
-            max_per_recipient: 4,
+            limits: QueueLimits::frames_per_recipient(4),
             ..envelope(&["dev-bob", "dev-carol"], i64::from(n), &[n])
         };
         tasks.spawn(async move { store.enqueue(e).await });

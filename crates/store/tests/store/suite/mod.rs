@@ -2,9 +2,11 @@
 //! here against a fresh, empty store.
 
 mod messaging;
+mod quota;
 mod rest;
 
 pub(crate) use messaging::*;
+pub(crate) use quota::*;
 pub(crate) use rest::*;
 
 use std::sync::Arc;

@@ -1,0 +1,202 @@
+//! Replay of the offline queue on connect, deleting envelopes only on proof of receipt.
+//!
+//! On connect the session writes the device's queue out in order, with fresh sequence numbers.
+//! A written envelope is *in flight*: it stays in the store until the client has it.
+//!
+//! - A client that negotiated `delivery-receipts` ACKs what it receives (`{"ack": n}`,
+//!   cumulative: every frame this connection sent with a sequence up to `n`). The ACKed
+//!   envelopes are deleted (advancing the inbox offsets). At most [`RECEIPT_WINDOW`] envelopes
+//!   are in flight; the replay continues as ACKs arrive.
+//! - The deployed terminal client never ACKs, and the HTTP/2 layer offers the server no PING
+//!   it could place after the frames. Its proof is the end of its request body: it finishes
+//!   its stream only when the user leaves, long after the replay was shown. Its in-flight
+//!   envelopes are deleted when the session ends that way; if the connection fails instead
+//!   (reset, time-out, a newer session) they stay and are replayed again on the next connect.
+//!   What remains: frames written in the last moments before such a client closes may be
+//!   deleted without having been read.
+//!
+//! Either way a connection that dies mid-replay gets the rest — and possibly again what it
+//! did receive, without proof — on its next connect: delivery is at least once.
+
+use bytes::Bytes;
+use ccp::control::Ack;
+use ccp::{Frame, ProblemKind};
+use commucat_link::ByteStream;
+
+use super::{End, SessionTask, unix_now};
+
+/// Envelopes fetched and written per replay round (one store transaction each).
+const REPLAY_BATCH: u32 = 64;
+/// Envelopes in flight at once towards a client that sends receipts.
+pub(crate) const RECEIPT_WINDOW: usize = 256;
+
+/// Replayed envelopes awaiting proof of receipt.
+#[derive(Debug)]
+pub(crate) struct InFlight {
+    /// Whether the client ACKs what it receives (`delivery-receipts`).
+    receipts: bool,
+    /// `(envelope id, sequence it was sent with)`, in sending order.
+    sent: Vec<(i64, u32)>,
+}
+
+impl InFlight {
+    pub(crate) fn new(receipts: bool) -> Self {
+        Self {
+            receipts,
+            sent: Vec::new(),
+        }
+    }
+
+    fn ids(&self) -> Vec<i64> {
+        self.sent.iter().map(|&(id, _)| id).collect()
+    }
+
+    /// Takes the envelopes sent with a sequence up to `ack`.
+    fn confirm(&mut self, ack: u64) -> Vec<i64> {
+        let (done, open): (Vec<_>, Vec<_>) = self
+            .sent
+            .iter()
+            .partition(|&&(_, sequence)| u64::from(sequence) <= ack);
+        self.sent = open;
+        done.into_iter().map(|(id, _)| id).collect()
+    }
+
+    fn window_full(&self) -> bool {
+        self.receipts && self.sent.len() >= RECEIPT_WINDOW
+    }
+}
+
+/// The frame stored in an envelope.
+fn decode(stored: Vec<u8>) -> Option<Frame> {
+    let bytes = Bytes::from(stored);
+    match Frame::decode(&bytes) {
+        Ok(Some((frame, used))) if used == bytes.len() => Some(frame),
+        _ => None,
+    }
+}
+
+impl<S: ByteStream> SessionTask<S> {
+    /// Writes the device's offline queue in order, leaving what was written in the store until
+    /// it is proven received. A store failure stops the replay (what is left stays queued for
+    /// the next one); a connection failure ends the session.
+    pub(super) async fn replay(&mut self) -> Result<(), End> {
+        loop {
+            if self.in_flight.window_full() {
+                // Continued by the client's next ACK.
+                return Ok(());
+            }
+            let skip = self.in_flight.ids();
+            let batch = match self
+                .m
+                .store
+                .pending_envelopes_except(&self.device_id, unix_now(), REPLAY_BATCH, &skip)
+                .await
+            {
+                Ok(batch) => batch,
+                Err(e) => {
+                    tracing::warn!(device = %self.device_id, error = %e, "offline queue unavailable; replay postponed");
+                    return Ok(());
+                }
+            };
+            if batch.is_empty() {
+                break;
+            }
+            let mut undecodable = Vec::new();
+            for envelope in batch {
+                let id = envelope.envelope_id;
+                let Some(frame) = decode(envelope.frame) else {
+                    tracing::warn!(device = %self.device_id, envelope = id, "undecodable envelope dropped");
+                    undecodable.push(id);
+                    continue;
+                };
+                let sequence = self.next_sequence()?;
+                self.write(&frame.with_sequence(sequence)).await?;
+                self.in_flight.sent.push((id, sequence));
+            }
+            self.delete(&undecodable).await;
+        }
+        if let Err(e) = self.m.store.purge_expired_envelopes(unix_now()).await {
+            tracing::debug!(error = %e, "purging expired envelopes failed");
+        }
+        Ok(())
+    }
+
+    /// A client ACK: with `delivery-receipts`, deletes the replayed envelopes it covers and
+    /// continues the replay. Other clients' ACKs need no answer.
+    pub(super) async fn receipt(&mut self, frame: &Frame) -> Result<(), End> {
+        if !self.in_flight.receipts {
+            return Ok(());
+        }
+        let ack: Ack = match frame.parse_control() {
+            Ok(ack) => ack,
+            Err(e) => {
+                return self
+                    .reject(
+                        frame,
+                        ProblemKind::InvalidControlPayload,
+                        format!("ACK: {e}"),
+                    )
+                    .await;
+            }
+        };
+        let confirmed = self.in_flight.confirm(ack.ack);
+        if confirmed.is_empty() {
+            return Ok(());
+        }
+        self.delete(&confirmed).await;
+        self.replay().await
+    }
+
+    /// At the end of the session: a client without receipts that finished its stream
+    /// (`closed_by_client`) had what was replayed to it; anything else stays queued.
+    pub(super) async fn settle_replay(&mut self, closed_by_client: bool) {
+        if self.in_flight.receipts || !closed_by_client {
+            return;
+        }
+        let ids = self.in_flight.ids();
+        self.in_flight.sent.clear();
+        self.delete(&ids).await;
+    }
+
+    /// Deletes envelopes the client has (or that can never be sent).
+    async fn delete(&mut self, ids: &[i64]) {
+        if ids.is_empty() {
+            return;
+        }
+        if let Err(e) = self
+            .m
+            .store
+            .mark_delivered(&self.device_id, ids, unix_now())
+            .await
+        {
+            tracing::warn!(device = %self.device_id, error = %e, "could not mark envelopes delivered; they will be replayed again");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelopes_decode_only_whole_frames() {
+        let frame = Frame::new(ccp::FrameType::Msg, 7, 0, &b"hi"[..]).unwrap();
+        let bytes = frame.to_bytes().to_vec();
+        assert_eq!(decode(bytes.clone()), Some(frame));
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        assert_eq!(decode(trailing), None);
+        assert_eq!(decode(bytes[..3].to_vec()), None);
+    }
+
+    #[test]
+    fn acks_confirm_cumulatively() {
+        let mut in_flight = InFlight::new(true);
+        in_flight.sent = vec![(10, 3), (11, 4), (12, 6)];
+        assert_eq!(in_flight.confirm(2), Vec::<i64>::new());
+        assert_eq!(in_flight.confirm(4), [10, 11]);
+        assert_eq!(in_flight.ids(), [12]);
+        assert!(!in_flight.window_full());
+        assert!(!InFlight::new(false).window_full());
+    }
+}
