@@ -8,6 +8,7 @@ use ccp::control::UserInfo;
 use clap::Subcommand;
 use commucat_client::DeviceIdentity;
 use commucat_server::clock::unix_now;
+use commucat_server::profile::{ProfileBounds, ProfileField};
 use commucat_server::session::handshake::{
     active_device_registration, random_id, valid_device_id, valid_handle,
 };
@@ -56,6 +57,8 @@ pub(crate) fn run(args: &ConfigArgs, command: &UserCommand) -> Result<()> {
         bail!("{} exists; choose another --identity", path.display());
     }
     let config = args.load()?;
+    ProfileBounds::from_settings(&config.bounds)
+        .check(ProfileField::DisplayName, display_name.as_deref())?;
     let now = unix_now();
     let user = UserRecord {
         user_id: random_id(),

@@ -170,6 +170,12 @@ fn offline_commands_work_on_the_configured_store_and_keys() {
     assert!(error.contains("taken"), "{error}");
     let error = failing(d, &with(&["user", "add", "no spaces"]));
     assert!(error.contains("handle"), "{error}");
+    let long_name: &'static str = "N".repeat(257).leak();
+    let error = failing(
+        d,
+        &with(&["user", "add", "bob", "--display-name", long_name]),
+    );
+    assert!(error.contains("bounds.display_name_bytes"), "{error}");
 
     let out = ok(d, &with(&["device", "list", "--user", "alice"]));
     assert!(out.contains("alice-1  active"), "{out}");

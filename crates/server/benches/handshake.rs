@@ -235,6 +235,9 @@ fn settings(ca: &DeviceKeyPair) -> HandshakeSettings {
         session_ttl_secs: 3600,
         keepalive_secs: 30,
         clock_skew_secs: 300,
+        profile: commucat_server::profile::ProfileBounds::from_settings(
+            &commucat_server::config::BoundSettings::default(),
+        ),
     }
 }
 

@@ -33,6 +33,7 @@ pub mod listener;
 pub mod live;
 pub mod metrics;
 pub mod pq_keys;
+pub mod profile;
 pub mod reload;
 pub mod router;
 pub mod secrets;

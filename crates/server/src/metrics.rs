@@ -3,8 +3,9 @@
 //!
 //! Each counter is one relaxed atomic add on the event's path; nothing is sampled, estimated
 //! or invented. Features the server does not implement (post-quantum handshakes, forward error
-//! correction, censorship detection) have no event that could be counted: their values are
-//! reported as 0 and named as such in [`SecuritySnapshot`].
+//! correction, multipath sessions, censorship detection) have no event that could be counted:
+//! `/metrics` exports no series for them, and [`SecuritySnapshot`], whose fields the deployed
+//! client requires, reports what is true of them (none happened).
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -129,10 +130,6 @@ pub struct Metrics {
     pub relay_latency: Histogram,
     /// `/api/p2p/assist` answers.
     pub p2p_assists: AtomicU64,
-    /// Paths recommended in all `/api/p2p/assist` answers together.
-    pub p2p_paths: AtomicU64,
-    /// `/api/p2p/assist` answers that recommended two paths or more.
-    pub multipath_assists: AtomicU64,
     /// Requests refused with 429, by limiter.
     pub rate_limited_rest: AtomicU64,
     /// Claims refused with 429.
@@ -145,6 +142,10 @@ pub struct Metrics {
     pub handshake_replays: AtomicU64,
     /// IK replay-cache entries dropped before their retention ended because the cache was full.
     pub ik_replay_evictions: AtomicU64,
+    /// Frames refused because a sender field named another device, by type.
+    pub sender_mismatches: PerFrameType,
+    /// Calls ended because nobody answered within `bounds.call_ring_timeout`.
+    pub calls_unanswered: AtomicU64,
 }
 
 /// Refusals counted per [`Bound`].
@@ -216,24 +217,27 @@ impl LedgerCounts {
     }
 }
 
-/// The `commucat_security_*` counters as JSON (`GET /api/security-stats`, and the `security`
-/// section of `/api/p2p/assist`, whose field names and types the deployed client requires).
+/// The security counters as JSON (`GET /api/security-stats`, and the `security` section of
+/// `/api/p2p/assist`). The deployed client requires every field with its type, so the fields of
+/// features the server does not implement stay, documented as not measured, with the value
+/// that is true of this server; `/metrics` has no series for them.
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct SecuritySnapshot {
     /// Completed Noise handshakes (XK or IK, ending with the final ACK).
     pub noise_handshakes: u64,
-    /// Handshakes that negotiated post-quantum keys. Always 0: no handshake of this server
-    /// negotiates them yet (the server publishes PQ keys, but `pq-hybrid` is not offered).
+    /// Not measured: no handshake of this server negotiates post-quantum keys (`pq-hybrid` is
+    /// not offered), so there were none: always 0.
     pub pq_handshakes: u64,
-    /// FEC packets generated. Always 0: the server implements no forward error correction.
+    /// Not measured: the server implements no forward error correction and sends no FEC
+    /// packets: always 0.
     pub fec_packets: u64,
-    /// `/api/p2p/assist` answers that recommended two paths or more. The server cannot see
-    /// whether peers then open them.
+    /// Not measured: every session runs over its one `/connect` stream; no session is
+    /// multipath: always 0. (`/api/p2p/assist` answers are advice and are not counted here.)
     pub multipath_sessions: u64,
-    /// Mean number of paths per `/api/p2p/assist` answer (0 before the first answer).
+    /// Paths per session: 1 once a session has been established (each runs over its one
+    /// `/connect` stream), 0 before.
     pub average_paths: f64,
-    /// Censorship deflections. Always 0: the server detects no censorship and switches no
-    /// transport.
+    /// Not measured: the server detects no censorship and switches no transport: always 0.
     pub censorship_deflections: u64,
 }
 
@@ -271,33 +275,21 @@ impl Metrics {
         }
     }
 
-    /// Counts one `/api/p2p/assist` answer recommending `paths` paths.
-    pub fn p2p_assist(&self, paths: usize) {
+    /// Counts one `/api/p2p/assist` answer.
+    pub fn p2p_assist(&self) {
         self.p2p_assists.fetch_add(1, Ordering::Relaxed);
-        self.p2p_paths
-            .fetch_add(u64::try_from(paths).unwrap_or(u64::MAX), Ordering::Relaxed);
-        if paths >= 2 {
-            self.multipath_assists.fetch_add(1, Ordering::Relaxed);
-        }
     }
 
     /// The security counters now.
     #[must_use]
     pub fn security(&self) -> SecuritySnapshot {
-        let assists = self.p2p_assists.load(Ordering::Relaxed);
-        let paths = self.p2p_paths.load(Ordering::Relaxed);
-        #[allow(clippy::cast_precision_loss)]
-        let average_paths = if assists == 0 {
-            0.0
-        } else {
-            paths as f64 / assists as f64
-        };
+        let sessions = self.sessions_opened.load(Ordering::Relaxed);
         SecuritySnapshot {
             noise_handshakes: self.handshakes_ok.load(Ordering::Relaxed),
             pq_handshakes: 0,
             fec_packets: 0,
-            multipath_sessions: self.multipath_assists.load(Ordering::Relaxed),
-            average_paths,
+            multipath_sessions: 0,
+            average_paths: if sessions == 0 { 0.0 } else { 1.0 },
             censorship_deflections: 0,
         }
     }
@@ -437,42 +429,11 @@ impl Metrics {
             "Answers of /api/p2p/assist.",
             &[("", get(&self.p2p_assists))],
         );
-        let security = self.security();
         family(
             "commucat_security_noise_handshakes_total",
             "counter",
             "Completed Noise handshakes.",
-            &[("", security.noise_handshakes.to_string())],
-        );
-        family(
-            "commucat_security_pq_handshakes_total",
-            "counter",
-            "Handshakes that negotiated post-quantum keys (none are offered yet).",
-            &[("", security.pq_handshakes.to_string())],
-        );
-        family(
-            "commucat_security_fec_packets_total",
-            "counter",
-            "FEC packets generated (the server implements no FEC).",
-            &[("", security.fec_packets.to_string())],
-        );
-        family(
-            "commucat_security_multipath_sessions_total",
-            "counter",
-            "P2P assist answers that recommended two paths or more.",
-            &[("", security.multipath_sessions.to_string())],
-        );
-        family(
-            "commucat_security_average_paths",
-            "gauge",
-            "Mean number of paths per P2P assist answer.",
-            &[("", security.average_paths.to_string())],
-        );
-        family(
-            "commucat_security_censorship_deflections_total",
-            "counter",
-            "Censorship deflections (the server detects no censorship).",
-            &[("", security.censorship_deflections.to_string())],
+            &[("", get(&self.handshakes_ok))],
         );
         let refusals: Vec<(String, String)> = Bound::ALL
             .iter()
@@ -488,6 +449,27 @@ impl Metrics {
             "counter",
             "Requests refused because they would exceed a [bounds] setting, by bound.",
             &as_refs(&refusals),
+        );
+        let mismatches: Vec<(String, String)> = crate::session::established::SENDER_CHECKED
+            .iter()
+            .map(|&t| {
+                (
+                    format!("{{type=\"{}\"}}", t.label()),
+                    self.sender_mismatches.get(t).to_string(),
+                )
+            })
+            .collect();
+        family(
+            "commucat_sender_mismatches_total",
+            "counter",
+            "Frames refused because a sender field named another device, by type.",
+            &as_refs(&mismatches),
+        );
+        family(
+            "commucat_calls_unanswered_total",
+            "counter",
+            "Calls ended because nobody answered within bounds.call_ring_timeout.",
+            &[("", get(&self.calls_unanswered))],
         );
         self.handshake_latency.render(
             &mut out,
@@ -523,9 +505,11 @@ mod tests {
         m.frames_in.count(FrameType::Msg);
         m.frames_out.count(FrameType::Ack);
         m.frames_out.count(FrameType::Ack);
-        m.p2p_assist(1);
-        m.p2p_assist(2);
+        m.p2p_assist();
+        m.p2p_assist();
         m.bound_refusals.count(Bound::ChannelMembers);
+        m.sender_mismatches.count(FrameType::CallOffer);
+        m.calls_unanswered.fetch_add(1, Ordering::Relaxed);
         {
             let _a = m.session_started();
             let _b = m.session_started();
@@ -563,9 +547,7 @@ mod tests {
             "commucat_ledger_records_written_total 7",
             "commucat_ledger_records_dropped_total 2",
             "commucat_security_noise_handshakes_total 2",
-            "commucat_security_multipath_sessions_total 1",
-            "commucat_security_average_paths 1.5",
-            "commucat_security_pq_handshakes_total 0",
+            "commucat_p2p_assists_total 2",
             "# TYPE commucat_handshake_duration_seconds histogram",
             "commucat_handshake_duration_seconds_bucket{le=\"0.0025\"} 0",
             "commucat_handshake_duration_seconds_bucket{le=\"0.005\"} 1",
@@ -576,8 +558,29 @@ mod tests {
             "commucat_relay_latency_seconds_count 0",
             "commucat_bound_refusals_total{bound=\"channel_members\"} 1",
             "commucat_bound_refusals_total{bound=\"calls_per_session\"} 0",
+            "commucat_sender_mismatches_total{type=\"call_offer\"} 1",
+            "commucat_sender_mismatches_total{type=\"typing\"} 0",
+            "commucat_calls_unanswered_total 1",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }
+        for unmeasured in [
+            "pq_handshakes",
+            "fec_packets",
+            "multipath",
+            "average_paths",
+            "censorship",
+        ] {
+            assert!(!text.contains(unmeasured), "{unmeasured} exported:\n{text}");
+        }
+        let security = m.security();
+        assert_eq!(
+            (
+                security.noise_handshakes,
+                security.multipath_sessions,
+                security.average_paths
+            ),
+            (2, 0, 1.0)
+        );
     }
 }

@@ -90,6 +90,7 @@ pub fn sessions_with(
         session_ttl_secs: secs(config.session.ttl),
         keepalive_secs: config.session.keepalive.as_secs(),
         clock_skew_secs: commucat_keys::DEFAULT_MAX_CLOCK_SKEW_SECS,
+        profile: crate::profile::ProfileBounds::from_settings(&config.bounds),
     };
     let messaging = Messaging::new(
         Arc::clone(&store),

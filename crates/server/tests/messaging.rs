@@ -79,17 +79,17 @@ async fn two_devices_converse_byte_for_byte() {
         .unwrap();
     assert_eq!(typing.resolved_device(), Some("alice-phone"));
     assert_eq!(typing.resolved_ttl_ms(), 1500);
-    // A spoofed sender is overwritten.
+    // A sender key naming another device is refused; naming itself is kept as `device`.
     let seq = bob
         .control(FrameType::Typing, 7, &json!({"device": "mallory"}))
         .await;
+    bob.error(seq, "Sender Mismatch").await;
+    let seq = bob
+        .control(FrameType::Typing, 7, &json!({"sender": "bob-laptop"}))
+        .await;
     bob.ack(seq).await;
-    let typing: Typing = alice
-        .recv_on(FrameType::Typing, 7)
-        .await
-        .parse_control()
-        .unwrap();
-    assert_eq!(typing.device.as_deref(), Some("bob-laptop"));
+    let typing = json_of(&alice.recv_on(FrameType::Typing, 7).await);
+    assert_eq!(typing, json!({"device": "bob-laptop"}));
 
     alice.expect_quiet(QUIET).await;
     bob.expect_quiet(QUIET).await;

@@ -10,6 +10,10 @@ use serde_json::Value;
 /// Minimum `call_id` length: deployed clients slice the first 8 bytes for display.
 pub const MIN_CALL_ID_LEN: usize = 8;
 
+/// Maximum `call_id` length: the server holds the id once per participant while the call runs
+/// (a UUID takes 36 bytes).
+pub const MAX_CALL_ID_LEN: usize = 128;
+
 /// Duplex mode of a call.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -291,6 +295,12 @@ fn check_call_id(call_id: &str) -> Result<(), String> {
     if call_id.len() < MIN_CALL_ID_LEN {
         return Err(format!(
             "call_id must be at least {MIN_CALL_ID_LEN} bytes, got {}",
+            call_id.len()
+        ));
+    }
+    if call_id.len() > MAX_CALL_ID_LEN {
+        return Err(format!(
+            "call_id must be at most {MAX_CALL_ID_LEN} bytes, got {}",
             call_id.len()
         ));
     }

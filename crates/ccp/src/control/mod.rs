@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 pub use call::{
     AudioCodec, AudioParameters, CallAnswer, CallEnd, CallEndReason, CallMediaDirection,
     CallMediaProfile, CallMode, CallOffer, CallRejectReason, CallStats, CallTransport,
-    MIN_CALL_ID_LEN, MediaStreamStats, TransportCandidate, TransportProtocol, VideoCodec,
-    VideoParameters, VideoResolution,
+    MAX_CALL_ID_LEN, MIN_CALL_ID_LEN, MediaStreamStats, TransportCandidate, TransportProtocol,
+    VideoCodec, VideoParameters, VideoResolution,
 };
 pub use group::{GroupCreate, GroupInvite, GroupRole};
 pub use handshake::{

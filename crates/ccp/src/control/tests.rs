@@ -244,6 +244,10 @@ fn call_validation_rejects_what_deployed_clients_cannot_use() {
     let mut offer: CallOffer = parse(seed_offer());
     offer.call_id = "short".into();
     assert!(offer.validate().unwrap_err().contains("call_id"));
+    offer.call_id = "c".repeat(MAX_CALL_ID_LEN);
+    assert!(offer.validate().is_ok());
+    offer.call_id = "c".repeat(MAX_CALL_ID_LEN + 1);
+    assert!(offer.validate().unwrap_err().contains("at most"));
     let mut offer: CallOffer = parse(seed_offer());
     offer.to.clear();
     assert!(offer.validate().is_err());

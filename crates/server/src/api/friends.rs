@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::auth::{Authenticated, store_problem};
 use super::problem::{Problem, parse_json};
+use crate::profile::{ProfileBounds, ProfileField};
+use ccp::ProblemKind;
 
 /// Most entries one friend list may hold.
 pub const MAX_FRIENDS: usize = 1000;
@@ -46,19 +48,37 @@ impl From<FriendRecord> for Friend {
     }
 }
 
-fn check(friend: &Friend) -> Result<(), Problem> {
+/// Checks one entry: `user_id` 1..=[`MAX_FIELD_LEN`] bytes (400); `handle` at most
+/// [`MAX_FIELD_LEN`] bytes (it may carry a domain) and `alias`, a display name, at most
+/// `bounds.display_name_bytes` (413 "Profile Field Too Long", the alias counted and ledgered).
+fn check(state: &AppState, device: &str, friend: &Friend) -> Result<(), Problem> {
     if friend.user_id.is_empty() || friend.user_id.len() > MAX_FIELD_LEN {
         return Err(Problem::bad_request(format!(
             "user_id must be 1..={MAX_FIELD_LEN} bytes"
         )));
     }
-    for (name, value) in [("handle", &friend.handle), ("alias", &friend.alias)] {
-        if value.as_ref().is_some_and(|v| v.len() > MAX_FIELD_LEN) {
-            return Err(Problem::bad_request(format!(
-                "{name} of {} is longer than {MAX_FIELD_LEN} bytes",
-                friend.user_id
-            )));
-        }
+    if let Some(handle) = friend.handle.as_ref().filter(|h| h.len() > MAX_FIELD_LEN) {
+        return Err(Problem::of_kind(
+            ProblemKind::ProfileFieldTooLong,
+            format!(
+                "handle of {} is {} bytes; at most {MAX_FIELD_LEN} are allowed",
+                friend.user_id,
+                handle.len()
+            ),
+        ));
+    }
+    let messaging = state.sessions.messaging();
+    let bounds = ProfileBounds::from_settings(&messaging.settings.bounds);
+    if let Err(e) = bounds.check(ProfileField::DisplayName, friend.alias.as_deref()) {
+        let detail = format!(
+            "alias of {} is {} bytes; at most {} are allowed (bounds.{})",
+            friend.user_id,
+            e.len,
+            e.max,
+            e.field.bound().name()
+        );
+        messaging.refuse(e.field.bound(), device, &detail);
+        return Err(Problem::of_kind(ProblemKind::ProfileFieldTooLong, detail));
     }
     Ok(())
 }
@@ -94,7 +114,8 @@ pub async fn list(
 /// (a user id listed twice keeps its first place and its last fields).
 ///
 /// # Errors
-/// 400 bad body or entries; 401 without a valid bearer; 503/500 on store failures.
+/// 400 bad body or entries; 401 without a valid bearer; 413 a handle or alias too long;
+/// 503/500 on store failures.
 #[utoipa::path(
     put, path = "/api/friends", tag = "friends",
     request_body = FriendList,
@@ -102,6 +123,7 @@ pub async fn list(
         (status = 200, description = "The list as stored", body = FriendList),
         (status = 400, description = "Body is not the expected JSON or a value is out of range", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid bearer", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "A handle or alias is longer than allowed (Profile Field Too Long)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Storage unavailable", body = Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = []))
@@ -117,7 +139,10 @@ pub async fn replace(
             "at most {MAX_FRIENDS} friends per list"
         )));
     }
-    request.friends.iter().try_for_each(check)?;
+    request
+        .friends
+        .iter()
+        .try_for_each(|f| check(&state, &auth.device_id, f))?;
     let records = request
         .friends
         .into_iter()

@@ -340,7 +340,7 @@ fn assist(state: &AppState, request: AssistRequest) -> Assist {
         .map_or_else(|| RELAY_PATH_ID.to_owned(), |t| t.path_id.clone());
     let fec = request.fec.unwrap_or_default();
     let metrics = &state.sessions.hub().metrics;
-    metrics.p2p_assist(transports.len());
+    metrics.p2p_assist();
     let (device_seed_hex, static_public_hex) = fresh_noise_material();
     Assist {
         noise: NoiseAdvice {

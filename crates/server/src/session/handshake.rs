@@ -30,6 +30,7 @@ use crate::config::BoundSettings;
 use crate::ledger::Ledger;
 use crate::live::Live;
 use crate::metrics::Metrics;
+use crate::profile::{ProfileBounds, ProfileField, TooLong};
 use crate::router::presence::Presence;
 
 /// Capability that switches post-handshake frames to Noise transport records.
@@ -101,6 +102,8 @@ pub struct HandshakeSettings {
     pub keepalive_secs: u64,
     /// Accepted clock skew for certificate `issued_at`, seconds.
     pub clock_skew_secs: i64,
+    /// Lengths of the profile fields a HELLO may set and message 2 may carry.
+    pub profile: ProfileBounds,
 }
 
 /// What a successful handshake established.
@@ -499,7 +502,8 @@ impl Handshaker {
             .resolve_device(&checked, now)
             .await
             .map_err(&with_device)?;
-        let user = resolved.user.clone();
+        // Bounded: a stored over-long value must not push message 2 past the Noise limit.
+        let user = self.settings.profile.for_wire(resolved.user.clone());
 
         // ---- AUTH with message 2; its encrypted payload carries the session.
         let session_id = random_id();
@@ -604,7 +608,7 @@ impl Handshaker {
         self.commit(&mut resolved, &checked)
             .await
             .map_err(|f| with_device(f).at(Stage::Established))?;
-        let user = resolved.user.clone();
+        let user = self.settings.profile.for_wire(resolved.user.clone());
         let expires_at = now.saturating_add(self.settings.session_ttl_secs);
         self.store
             .create_session(
@@ -1135,10 +1139,17 @@ impl Handshaker {
                     ));
                 }
             }
+            let hint = hello.user.as_ref();
+            self.settings
+                .profile
+                .check_both(
+                    hint.and_then(|u| u.display_name.as_deref()),
+                    hint.and_then(|u| u.avatar_url.as_deref()),
+                )
+                .map_err(|e| self.profile_refused(&hello.device_id, &e))?;
             let user_id = random_id();
             let handle =
                 hinted_handle.map_or_else(|| format!("user-{}", &user_id[..12]), str::to_owned);
-            let hint = hello.user.as_ref();
             let user = UserRecord {
                 user_id,
                 handle,
@@ -1218,22 +1229,56 @@ impl Handshaker {
         let Some(hint) = checked.hello.user.as_ref() else {
             return Ok(user);
         };
-        if hint.display_name.is_none() && hint.avatar_url.is_none() {
+        // An over-long hint is not stored, but does not fail the handshake: deployed clients
+        // send back the profile they were given, and must not be locked out by it.
+        let device = &checked.hello.device_id;
+        let display_name = self.bounded_hint(device, ProfileField::DisplayName, &hint.display_name);
+        let avatar_url = self.bounded_hint(device, ProfileField::AvatarUrl, &hint.avatar_url);
+        if display_name.is_none() && avatar_url.is_none() {
             return Ok(user);
         }
         self.store
-            .update_profile(
-                &user.user_id,
-                hint.display_name.clone(),
-                hint.avatar_url.clone(),
-            )
+            .update_profile(&user.user_id, display_name.clone(), avatar_url.clone())
             .await
             .map_err(|e| HandshakeFailure::from_store(&e))?;
         Ok(UserRecord {
-            display_name: hint.display_name.clone().or(user.display_name),
-            avatar_url: hint.avatar_url.clone().or(user.avatar_url),
+            display_name: display_name.or(user.display_name),
+            avatar_url: avatar_url.or(user.avatar_url),
             ..user
         })
+    }
+
+    /// `value` if it is within the bound of `field`; otherwise `None`, with the refusal counted
+    /// and ledgered.
+    fn bounded_hint(
+        &self,
+        device: &str,
+        field: ProfileField,
+        value: &Option<String>,
+    ) -> Option<String> {
+        match self.settings.profile.check(field, value.as_deref()) {
+            Ok(()) => value.clone(),
+            Err(e) => {
+                self.count_profile_refusal(device, &e);
+                None
+            }
+        }
+    }
+
+    /// Counts and ledgers a profile field over its bound.
+    fn count_profile_refusal(&self, device: &str, e: &TooLong) {
+        let bound = e.field.bound();
+        self.metrics.bound_refusals.count(bound);
+        self.ledger.record("bound", || {
+            serde_json::json!({"bound": bound.name(), "device_id": device,
+                               "detail": e.to_string()})
+        });
+    }
+
+    /// The handshake failure for a new account's over-long profile field (counted, ledgered).
+    fn profile_refused(&self, device: &str, e: &TooLong) -> HandshakeFailure {
+        self.count_profile_refusal(device, e);
+        HandshakeFailure::new(ProblemKind::ProfileFieldTooLong, "profile", e.to_string())
     }
 
     /// The most active devices an account may reach by automatic approval.

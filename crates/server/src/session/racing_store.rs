@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex};
 
 use commucat_store::{
     DeviceKeyEvent, DeviceRecord, EnqueueOutcome, FriendRecord, GroupMember, GroupRecord,
-    InboxOffset, KeyRotation, NewDeviceRegistration, NewEnvelope, PairingRecord, QueuedEnvelope,
-    RedeemOutcome, Result, RotateOutcome, SessionRecord, Store, UserRecord,
+    InboxOffset, KeyRotation, NewDeviceRegistration, NewEnvelope, PairingRecord, QueueUsage,
+    QueuedEnvelope, RedeemOutcome, Result, RotateOutcome, SessionRecord, Store, UsageScope,
+    UserRecord,
 };
 
 type Hook = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
@@ -79,6 +80,26 @@ impl Store for RacingStore {
 
     async fn device(&self, device_id: &str) -> Result<Option<DeviceRecord>> {
         self.inner.device(device_id).await
+    }
+
+    async fn active_devices_among(&self, device_ids: &[String]) -> Result<Vec<String>> {
+        self.inner.active_devices_among(device_ids).await
+    }
+
+    async fn queue_usage(&self, scope: UsageScope<'_>) -> Result<QueueUsage> {
+        self.inner.queue_usage(scope).await
+    }
+
+    async fn pending_envelopes_except(
+        &self,
+        recipient: &str,
+        now: i64,
+        limit: u32,
+        skip: &[i64],
+    ) -> Result<Vec<QueuedEnvelope>> {
+        self.inner
+            .pending_envelopes_except(recipient, now, limit, skip)
+            .await
     }
 
     async fn devices_of_user(&self, user_id: &str) -> Result<Vec<DeviceRecord>> {

@@ -69,6 +69,9 @@ pub(super) fn fixture_on(
         session_ttl_secs: 3600,
         keepalive_secs: 30,
         clock_skew_secs: 300,
+        profile: crate::profile::ProfileBounds::from_settings(
+            &crate::config::BoundSettings::default(),
+        ),
     };
     tweak(&mut settings);
     Fixture {

@@ -14,6 +14,7 @@ use serde_json::json;
 
 use super::offline::{self, Offline};
 use super::{End, Messaging, SessionTask};
+use crate::config::{Bound, as_usize};
 use crate::router::calls::{CallError, CallRoute};
 
 /// A payload parsed and validated, or why not.
@@ -87,6 +88,16 @@ impl<S: ByteStream> SessionTask<S> {
                 ProblemKind::UnknownCall,
                 format!("call {call_id} runs on channel {channel}"),
             ),
+            CallError::LimitReached(limit) => {
+                let detail = format!(
+                    "{} already takes part in {limit} calls (bounds.calls_per_session); end one \
+                     first",
+                    self.device_id
+                );
+                self.m
+                    .refuse(Bound::CallsPerSession, &self.device_id, &detail);
+                (ProblemKind::CallLimitReached, detail)
+            }
         };
         self.reject(frame, kind, detail).await
     }
@@ -120,6 +131,11 @@ impl<S: ByteStream> SessionTask<S> {
                     .await;
             }
         };
+        if !self.check_sender(frame, "from", &offer.from).await?
+            || !self.check_not_system(frame, &offer.metadata).await?
+        {
+            return Ok(());
+        }
         let Some(others) = self.others_on(frame).await? else {
             return Ok(());
         };
@@ -145,13 +161,24 @@ impl<S: ByteStream> SessionTask<S> {
         }
         let channel = frame.channel_id();
         let me = self.device_id.clone();
-        if let Err(error) = self
-            .m
-            .hub
-            .calls(|c| c.offer(&offer.call_id, channel, &me, &callees))
-        {
+        let limit = as_usize(self.m.settings.bounds.calls_per_session);
+        let rings_until = tokio::time::Instant::now() + self.m.settings.bounds.call_ring_timeout;
+        if let Err(error) = self.m.hub.calls(|c| {
+            c.offer(
+                &offer.call_id,
+                channel,
+                &me,
+                &callees,
+                limit,
+                rings_until.into_std(),
+            )
+        }) {
             return self.reject_call(frame, &offer.call_id, error).await;
         }
+        self.ring_deadline = Some(
+            self.ring_deadline
+                .map_or(rings_until, |d| d.min(rings_until)),
+        );
         self.m.ledger.record("call", || {
             json!({"event": "start", "call_id": offer.call_id, "channel": channel,
                    "device": me, "callees": callees})
@@ -173,10 +200,14 @@ impl<S: ByteStream> SessionTask<S> {
                     .await;
             }
         };
+        if !self.check_not_system(frame, &answer.metadata).await? {
+            return Ok(());
+        }
         let channel = frame.channel_id();
         let me = self.device_id.clone();
+        let limit = as_usize(self.m.settings.bounds.calls_per_session);
         match self.m.hub.calls(|c| {
-            c.answer(&answer.call_id, channel, &me, answer.accept)
+            c.answer(&answer.call_id, channel, &me, answer.accept, limit)
                 .map(|route| (route, c.get(&answer.call_id).is_none()))
         }) {
             Ok((route, ended)) => {
@@ -206,6 +237,9 @@ impl<S: ByteStream> SessionTask<S> {
                     .await;
             }
         };
+        if !self.check_not_system(frame, &end.metadata).await? {
+            return Ok(());
+        }
         let channel = frame.channel_id();
         let me = self.device_id.clone();
         match self.m.hub.calls(|c| c.end(&end.call_id, channel, &me)) {
@@ -245,6 +279,42 @@ impl<S: ByteStream> SessionTask<S> {
             }
             Err(error) => self.reject_call(frame, &stats.call_id, error).await,
         }
+    }
+
+    /// Ends the calls this device offered that rang past `bounds.call_ring_timeout`: every
+    /// participant, the caller included, gets CALL_END `timeout` with `metadata.system = true`
+    /// (a reason the deployed 1.0.41 client parses). Counted in
+    /// `commucat_calls_unanswered_total` and ledgered.
+    pub(super) async fn expire_rings(&mut self) -> Result<(), End> {
+        let me = self.device_id.clone();
+        let now = tokio::time::Instant::now().into_std();
+        let (expired, next) = self
+            .m
+            .hub
+            .calls(|c| (c.expire_ringing(&me, now), c.next_ring_deadline(&me)));
+        self.ring_deadline = next.map(tokio::time::Instant::from_std);
+        for route in expired {
+            self.m
+                .hub
+                .metrics
+                .calls_unanswered
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.m.ledger.record("call", || {
+                json!({"event": "end", "call_id": route.call_id, "channel": route.channel,
+                       "device": me, "reason": "timeout", "callees": route.others})
+            });
+            let end = CallEnd {
+                call_id: route.call_id.clone(),
+                reason: CallEndReason::Timeout,
+                metadata: json!({"system": true, "cause": "ring_timeout"}),
+            };
+            let frame = Frame::control(FrameType::CallEnd, route.channel, 0, &end)
+                .map_err(|e| End::Conn(e.into()))?;
+            let _ = offline::route(&self.m, &me, &frame, &route.others, Offline::Skip).await;
+            self.send_control(FrameType::CallEnd, route.channel, &end)
+                .await?;
+        }
+        Ok(())
     }
 
     /// VOICE_FRAME / VIDEO_FRAME: relayed verbatim to the other participants of the sender's

@@ -319,13 +319,49 @@ impl<S: ByteStream> SessionTask<S> {
         }
     }
 
-    /// TYPING: relayed live with the sender's `device` set, as deployed clients require.
+    /// TYPING: relayed live with the sender's `device` set, as deployed clients require. A
+    /// sender key (`device`, `device_id`, `sender`) naming another device is refused.
     pub(super) async fn relay_typing(&mut self, frame: &Frame) -> Result<(), End> {
-        let relayed = match with_sender(frame, &self.device_id) {
-            Ok(relayed) => relayed,
-            Err(detail) => {
+        let mut value: Value = match frame.parse_control() {
+            Ok(value) => value,
+            Err(e) => {
                 return self
-                    .reject(frame, ProblemKind::InvalidControlPayload, detail)
+                    .reject(
+                        frame,
+                        ProblemKind::InvalidControlPayload,
+                        format!("TYPING: {e}"),
+                    )
+                    .await;
+            }
+        };
+        let Some(object) = value.as_object_mut() else {
+            return self
+                .reject(
+                    frame,
+                    ProblemKind::InvalidControlPayload,
+                    "TYPING payload must be a JSON object",
+                )
+                .await;
+        };
+        // One sender key on the way out: several (even agreeing) confuse alias-based parsers.
+        for key in TYPING_SENDER_KEYS {
+            if let Some(claimed) = object.remove(key) {
+                let claimed = claimed.as_str().unwrap_or_default().to_owned();
+                if !self.check_sender(frame, key, &claimed).await? {
+                    return Ok(());
+                }
+            }
+        }
+        object.insert("device".to_owned(), Value::String(self.device_id.clone()));
+        let relayed = match Frame::control(FrameType::Typing, frame.channel_id(), 0, &value) {
+            Ok(relayed) => relayed,
+            Err(e) => {
+                return self
+                    .reject(
+                        frame,
+                        ProblemKind::InvalidControlPayload,
+                        format!("TYPING: {e}"),
+                    )
                     .await;
             }
         };
@@ -377,12 +413,5 @@ impl<S: ByteStream> SessionTask<S> {
     }
 }
 
-/// A TYPING frame with the sender's device id set, as deployed clients require.
-fn with_sender(frame: &Frame, device_id: &str) -> Result<Frame, String> {
-    let mut value: Value = frame.parse_control().map_err(|e| format!("TYPING: {e}"))?;
-    let Some(object) = value.as_object_mut() else {
-        return Err("TYPING payload must be a JSON object".to_owned());
-    };
-    object.insert("device".to_owned(), Value::String(device_id.to_owned()));
-    Frame::control(FrameType::Typing, frame.channel_id(), 0, &value).map_err(|e| e.to_string())
-}
+/// The keys of a TYPING payload that name its sender.
+const TYPING_SENDER_KEYS: [&str; 3] = ["device", "device_id", "sender"];

@@ -163,6 +163,11 @@ impl<S: ByteStream> SessionTask<S> {
                     .await;
             }
         };
+        if let Some(owner) = create.owner.as_deref()
+            && !self.check_sender(frame, "owner", owner).await?
+        {
+            return Ok(());
+        }
         let group_id = create.group_id.clone().unwrap_or_else(random_id);
         let limits = self.m.settings.channel_limits();
         let created = roster_for_create(

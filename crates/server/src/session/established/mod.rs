@@ -8,7 +8,8 @@
 //! - [`presence`](self::presence): PRESENCE snapshots, their expiry and `offline` on disconnect;
 //! - [`calls`](self::calls): CALL_* signaling and VOICE/VIDEO media relay;
 //! - [`offline`](self::offline): routing with the durable queue and its quotas;
-//! - [`replay`](self::replay): replay on reconnect, deleting on proof of receipt.
+//! - [`replay`](self::replay): replay on reconnect, deleting on proof of receipt;
+//! - [`sender`](self::sender): sender fields of relayed payloads checked against the session.
 
 mod admission;
 mod calls;
@@ -17,8 +18,10 @@ mod groups;
 mod offline;
 mod presence;
 mod replay;
+mod sender;
 
 pub use presence::{ROUTE_REFRESH, ROUTE_TTL};
+pub use sender::CHECKED as SENDER_CHECKED;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -56,6 +59,9 @@ pub struct MessagingSettings {
     pub session_ttl: Duration,
     /// This node's id in the presence registry's `route:<device>` entries.
     pub node_id: String,
+    /// This server's domain: a sender field may name the sending device bare or as
+    /// `device@domain`.
+    pub domain: String,
     /// What one device or session may make the server hold (`[bounds]`).
     pub bounds: BoundSettings,
 }
@@ -76,6 +82,7 @@ impl MessagingSettings {
                 .node_id
                 .clone()
                 .unwrap_or_else(|| format!("node-{}", &super::handshake::random_id()[..16])),
+            domain: config.server.domain.clone(),
             bounds: config.bounds.clone(),
         }
     }
@@ -197,6 +204,8 @@ struct SessionTask<S> {
     overflow: Arc<OverflowSignal>,
     /// When the PRESENCE snapshot this session published expires.
     presence_deadline: Option<tokio::time::Instant>,
+    /// The earliest ring deadline of the ringing calls this device offered.
+    ring_deadline: Option<tokio::time::Instant>,
     /// Frames taken from the mailbox but not written; queued offline when the session ends.
     unsent: Vec<Envelope>,
     /// Replayed envelopes not yet proven received, as `(envelope id, sequence sent)`.
@@ -222,6 +231,11 @@ pub async fn run<S: ByteStream>(
         tracing::info!(device = %established.device_id, old_session = %old.session_id, "device reconnected; older session replaced");
     }
     presence::publish_route(&messaging, &established.device_id).await;
+    // Calls a replaced session of this device offered still ring; this one ends them.
+    let ring_deadline = messaging
+        .hub
+        .calls(|c| c.next_ring_deadline(&established.device_id))
+        .map(tokio::time::Instant::from_std);
     let mut task = SessionTask {
         conn,
         m: messaging,
@@ -231,6 +245,7 @@ pub async fn run<S: ByteStream>(
         remote: remote.parse().ok(),
         overflow,
         presence_deadline: None,
+        ring_deadline,
         unsent: Vec::new(),
         in_flight: replay::InFlight::new(
             established
@@ -282,7 +297,7 @@ impl<S: ByteStream> SessionTask<S> {
                     Err(e) => return End::Conn(e),
                 }
             }
-            let presence_deadline = self.presence_deadline;
+            let (presence_deadline, ring_deadline) = (self.presence_deadline, self.ring_deadline);
             let step = tokio::select! {
                 filled = self.conn.fill() => match filled {
                     Ok(true) => Ok(()),
@@ -304,6 +319,7 @@ impl<S: ByteStream> SessionTask<S> {
                     Err(End::slow_consumer(self.m.settings.mailbox_capacity))
                 }
                 () = presence::expiry(presence_deadline) => self.expire_presence().await,
+                () = presence::expiry(ring_deadline) => self.expire_rings().await,
                 _ = refresh.tick() => self.refresh_session().await,
                 _ = route_refresh.tick() => {
                     // On its own task: a slow registry never holds up this session's frames.
