@@ -29,6 +29,7 @@ pub mod janitor;
 pub mod keyring;
 pub mod keys;
 pub mod ledger;
+pub mod ledger_throttle;
 pub mod listener;
 pub mod live;
 pub mod metrics;

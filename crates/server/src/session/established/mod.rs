@@ -119,7 +119,12 @@ pub struct Messaging {
     /// Audit record of group changes and calls (and, through the REST state, pairing and
     /// device revocation).
     pub ledger: Ledger,
+    /// Budget of `bound` ledger records per second.
+    bound_records: Throttle,
 }
+
+/// `bound` ledger records written per second at most (the metric counts every refusal).
+pub const BOUND_RECORDS_PER_SECOND: u32 = 50;
 
 impl Messaging {
     /// Shared state for sessions with a fresh hub.
@@ -135,6 +140,7 @@ impl Messaging {
             presence,
             settings,
             ledger: Ledger::off(),
+            bound_records: Throttle::new(BOUND_RECORDS_PER_SECOND),
         }
     }
 
@@ -146,13 +152,22 @@ impl Messaging {
 
     /// Counts a refusal by `bound` in `commucat_bound_refusals_total` and records it in the
     /// ledger (scope `bound`) with the device it was refused to and what was asked for.
+    ///
+    /// The metric counts every refusal; the ledger takes at most
+    /// [`BOUND_RECORDS_PER_SECOND`] of them per second, and the next record written carries
+    /// how many were left out (`suppressed_before`), so a flood of refusals cannot grow the
+    /// ledger at the rate the client sends.
     pub fn refuse(&self, bound: Bound, device: &str, detail: &str) {
         self.hub.metrics.bound_refusals.count(bound);
+        let Some(suppressed) = self.bound_records.admit(unix_now()) else {
+            return;
+        };
         self.ledger.record("bound", || {
             serde_json::json!({
                 "bound": bound.name(),
                 "device_id": device,
                 "detail": detail,
+                "suppressed_before": suppressed,
             })
         });
     }
@@ -160,6 +175,7 @@ impl Messaging {
 
 pub(crate) use crate::clock::{secs, unix_now};
 use crate::ledger::Ledger;
+use crate::ledger_throttle::Throttle;
 
 /// Why a session ended.
 #[derive(Debug)]
