@@ -77,6 +77,16 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
     .await;
 }
 
+/// What the pump's inbound side does with one message from the socket.
+enum Inbound {
+    /// Bytes for the session.
+    Bytes(Bytes),
+    /// Nothing for the session (control message, empty message).
+    Skip,
+    /// The socket is done; `Some` carries the error the session reads last.
+    End(Option<io::Error>),
+}
+
 async fn pump(
     mut socket: WebSocket,
     up: mpsc::Sender<io::Result<Bytes>>,
@@ -87,38 +97,30 @@ async fn pump(
     let idle = keepalive * IDLE_PINGS;
     let mut last_inbound = Instant::now();
     let mut next_ping = last_inbound + keepalive;
+    // Bytes read from the socket that the session has not taken yet. While they wait, the
+    // socket is not read (back-pressure on the client) but `down` keeps being drained: the
+    // session may itself be waiting to write before it reads again.
+    let mut pending: Option<Bytes> = None;
     loop {
         tokio::select! {
-            inbound = socket.recv() => {
+            inbound = socket.recv(), if pending.is_none() => {
                 last_inbound = Instant::now();
-                let bytes = match inbound {
-                    None | Some(Ok(Message::Close(_))) => break,
-                    Some(Ok(Message::Binary(bytes))) => bytes,
-                    Some(Ok(Message::Text(text))) => match STANDARD.decode(text.as_str()) {
-                        Ok(bytes) => Bytes::from(bytes),
-                        Err(_) => {
-                            close(&mut socket, close_code::INVALID, "text message is not base64").await;
-                            let _ = up.send(Err(bad("websocket text message is not base64"))).await;
-                            break;
+                match classify(&mut socket, inbound).await {
+                    Inbound::Bytes(bytes) => pending = Some(bytes),
+                    Inbound::Skip => {}
+                    Inbound::End(error) => {
+                        if let Some(error) = error {
+                            let _ = up.send(Err(error)).await;
                         }
-                    },
-                    // Pings are answered by the socket itself.
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                    Some(Err(error)) => {
-                        // tungstenite's `Error::Capacity`, seen through axum's boxed error.
-                        let too_big = error.to_string().contains("Space limit exceeded");
-                        if too_big {
-                            close(&mut socket, close_code::SIZE, "message too big").await;
-                        }
-                        tracing::debug!(%error, "websocket read failed");
-                        let _ = up.send(Err(bad(&error.to_string()))).await;
                         break;
                     }
-                };
-                if !bytes.is_empty() && up.send(Ok(bytes)).await.is_err() {
-                    break;
                 }
             }
+            permit = up.reserve(), if pending.is_some() => match (permit, pending.take()) {
+                (Ok(permit), Some(bytes)) => permit.send(Ok(bytes)),
+                // The session is gone.
+                _ => break,
+            },
             outbound = down.recv() => match outbound {
                 Some(bytes) => {
                     if socket.send(Message::Binary(bytes)).await.is_err() {
@@ -140,6 +142,37 @@ async fn pump(
                     break;
                 }
             }
+        }
+    }
+}
+
+/// Turns one socket read into what the session gets; closes the socket on bad input.
+async fn classify(
+    socket: &mut WebSocket,
+    inbound: Option<Result<Message, axum::Error>>,
+) -> Inbound {
+    match inbound {
+        None | Some(Ok(Message::Close(_))) => Inbound::End(None),
+        Some(Ok(Message::Binary(bytes))) if bytes.is_empty() => Inbound::Skip,
+        Some(Ok(Message::Binary(bytes))) => Inbound::Bytes(bytes),
+        Some(Ok(Message::Text(text))) => match STANDARD.decode(text.as_str()) {
+            Ok(bytes) if bytes.is_empty() => Inbound::Skip,
+            Ok(bytes) => Inbound::Bytes(Bytes::from(bytes)),
+            Err(_) => {
+                close(socket, close_code::INVALID, "text message is not base64").await;
+                Inbound::End(Some(bad("websocket text message is not base64")))
+            }
+        },
+        // Pings are answered by the socket itself.
+        Some(Ok(Message::Ping(_) | Message::Pong(_))) => Inbound::Skip,
+        Some(Err(error)) => {
+            // tungstenite's `Error::Capacity`, seen through axum's boxed error.
+            let too_big = error.to_string().contains("Space limit exceeded");
+            if too_big {
+                close(socket, close_code::SIZE, "message too big").await;
+            }
+            tracing::debug!(%error, "websocket read failed");
+            Inbound::End(Some(bad(&error.to_string())))
         }
     }
 }
