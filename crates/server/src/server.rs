@@ -325,6 +325,8 @@ impl Server {
             tls_handshake_timeout: config.limits.tls_handshake_timeout,
             shutdown_grace: config.server.shutdown_grace,
             keepalive: config.session.keepalive,
+            connections_per_ip: crate::config::as_usize(config.bounds.connections_per_ip),
+            idle_timeout: config.bounds.idle_connection_timeout,
         };
         http::serve(listener, acceptor, router, limits, metrics, shutdown).await;
         janitor.abort();

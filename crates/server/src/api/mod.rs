@@ -1,6 +1,7 @@
 //! The HTTP API: one module per resource, assembled into one [`axum::Router`].
 
 pub mod auth;
+pub mod body_timeout;
 pub mod devices;
 pub mod friends;
 pub mod health;
@@ -61,6 +62,8 @@ pub struct RestSettings {
     pub admin_token: Option<blake3::Hash>,
     /// `POST /api/devices/rotate` policy.
     pub rotation: rotate::RotationPolicy,
+    /// `bounds.rest_body_timeout`: time a REST request body may take to arrive.
+    pub body_timeout: std::time::Duration,
 }
 
 impl RestSettings {
@@ -101,6 +104,7 @@ impl RestSettings {
                 min_interval_secs: secs(config.devices.rotation_min_interval),
                 proof_ttl_secs: secs(config.devices.rotation_proof_ttl),
             },
+            body_timeout: config.bounds.rest_body_timeout,
         })
     }
 }
@@ -129,6 +133,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/friends", get(friends::list).put(friends::replace))
         .fallback(problem::not_found)
         .method_not_allowed_fallback(problem::method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            body_timeout::read_in_time,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             rate_limit::limit,

@@ -67,6 +67,12 @@ pub async fn connect(State(state): State<AppState>, request: Request<Body>) -> R
     let sessions = state.sessions.clone();
 
     if mode == ConnectMode::WebSocket {
+        // The upgraded session outlives this request: it keeps its connection busy (not idle)
+        // until it ends.
+        let busy = request
+            .extensions()
+            .get::<crate::listener::activity::Activity>()
+            .map(crate::listener::activity::Activity::busy);
         let (mut parts, _body) = request.into_parts();
         let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
             Ok(upgrade) => upgrade,
@@ -77,6 +83,7 @@ pub async fn connect(State(state): State<AppState>, request: Request<Body>) -> R
             .max_frame_size(settings.max_frame_len)
             .on_upgrade(move |socket| {
                 async move {
+                    let _busy = busy;
                     let stream = WsStream::spawn(socket, DOWNSTREAM_BUFFER, settings.keepalive);
                     sessions.serve(stream, remote).await;
                 }
