@@ -115,3 +115,67 @@ fn json_ack(frame: &Frame) -> u64 {
         .expect("ACK payload")
         .ack
 }
+
+/// A device that stops reading while 32 KiB MSGs keep arriving on its channel is ended as a
+/// slow consumer once the frames waiting pass `bounds.mailbox_bytes` (long before the frame
+/// capacity): ERROR `Slow Consumer`, the refusal counted, the rest re-queued; two bystanders
+/// chat meanwhile.
+#[tokio::test]
+async fn slow_consumer_is_cut_by_bytes_and_bystanders_are_served() {
+    const MSGS: usize = 200;
+    let server = TestServer::start(|c| {
+        c.bounds.mailbox_bytes = 64 * 1024;
+        c.bounds.transport_buffer_bytes = 64 * 1024;
+    })
+    .await;
+    let mut sink = server.connect("sink-1").await;
+    let mut sender = server.connect("sender-1").await;
+    sink.join(21, true).await;
+    sender.join(21, true).await;
+    sink.members_become(21, &["sender-1", "sink-1"]).await;
+    // sink reads nothing from here on.
+    let payload = vec![0x5a; 32 * 1024];
+    for _ in 0..MSGS {
+        let sequence = sender.send(FrameType::Msg, 21, &payload).await;
+        sender.ack(sequence).await;
+    }
+    let mut alice = server.connect("alice-1").await;
+    let mut bob = server.connect("bob-1").await;
+    alice.join(22, true).await;
+    bob.join(22, true).await;
+    alice.members_become(22, &["alice-1", "bob-1"]).await;
+    bob.say(22, "still served").await;
+    let msg = alice.recv_on(FrameType::Msg, 22).await;
+    assert_eq!(msg.payload().as_ref(), b"still served");
+
+    let frames = sink.recv_until_closed().await;
+    let error = frames
+        .iter()
+        .find(|f| f.frame_type() == FrameType::Error)
+        .expect("an ERROR before the close");
+    let problem: ccp::Problem = error.parse_control().unwrap();
+    assert_eq!(problem.title.as_deref(), Some("Slow Consumer"));
+    assert!(
+        problem.detail.as_deref().unwrap_or("").contains("bytes"),
+        "{problem:?}"
+    );
+    let delivered = frames
+        .iter()
+        .filter(|f| f.frame_type() == FrameType::Msg)
+        .count();
+    assert!(delivered < MSGS, "every MSG fit: nothing was bounded");
+    let text = server
+        .http()
+        .get(format!("https://localhost:{}/metrics", server.addr.port()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = "commucat_bound_refusals_total{bound=\"mailbox_bytes\"} 1";
+    assert!(text.lines().any(|l| l == line), "{line} missing");
+    // What did not reach the sink waits for its next session.
+    let store = server.store().await;
+    assert!(common::queued(&store, "sink-1").await > 0);
+}

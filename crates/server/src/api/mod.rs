@@ -187,6 +187,9 @@ mod tests {
             connect: crate::connect::ConnectSettings {
                 keepalive: config.session.keepalive,
                 max_frame_len: config.limits.max_frame_len,
+                transport_buffer_bytes: crate::config::as_usize(
+                    config.bounds.transport_buffer_bytes,
+                ),
             },
         })
     }

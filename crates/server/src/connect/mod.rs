@@ -2,6 +2,7 @@
 //! into a [`commucat_link::ByteStream`]; the session code above it does not know which mode is
 //! in use. See `docs/connect-modes.md`.
 
+pub mod budget;
 mod http_body;
 pub mod mode;
 pub mod ndjson;
@@ -35,6 +36,9 @@ pub struct ConnectSettings {
     pub keepalive: Duration,
     /// `limits.max_frame_len`: also the largest WebSocket message accepted.
     pub max_frame_len: usize,
+    /// `bounds.transport_buffer_bytes`: bytes a WebSocket or HTTP body holds for a client
+    /// that is not reading.
+    pub transport_buffer_bytes: usize,
 }
 
 /// `/connect` in every mode: binary (HTTP/2 duplex POST or HTTP/1.1 chunked POST), SSE,
@@ -65,6 +69,10 @@ pub async fn connect(State(state): State<AppState>, request: Request<Body>) -> R
     );
     let settings = state.connect;
     let sessions = state.sessions.clone();
+    let budget = budget::ByteBudget::new(
+        settings.transport_buffer_bytes,
+        std::sync::Arc::clone(&sessions.hub().metrics),
+    );
 
     if mode == ConnectMode::WebSocket {
         // The upgraded session outlives this request: it keeps its connection busy (not idle)
@@ -84,7 +92,8 @@ pub async fn connect(State(state): State<AppState>, request: Request<Body>) -> R
             .on_upgrade(move |socket| {
                 async move {
                     let _busy = busy;
-                    let stream = WsStream::spawn(socket, DOWNSTREAM_BUFFER, settings.keepalive);
+                    let stream =
+                        WsStream::spawn(socket, DOWNSTREAM_BUFFER, budget, settings.keepalive);
                     sessions.serve(stream, remote).await;
                 }
                 .instrument(span)
@@ -105,7 +114,8 @@ pub async fn connect(State(state): State<AppState>, request: Request<Body>) -> R
     let version = request.version();
     let body = match mode {
         ConnectMode::Binary | ConnectMode::WebSocket => {
-            let (stream, downstream) = HttpBodyStream::new(request.into_body(), DOWNSTREAM_BUFFER);
+            let (stream, downstream) =
+                HttpBodyStream::new(request.into_body(), DOWNSTREAM_BUFFER, budget);
             tokio::spawn(async move { sessions.serve(stream, remote).await }.instrument(span));
             downstream
         }

@@ -18,6 +18,8 @@ use commucat_link::ByteStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::budget::{ByteBudget, Reserved};
+
 /// Idle time allowed, as a multiple of the ping cadence (`session.keepalive`).
 const IDLE_PINGS: u32 = 3;
 /// Time the peer gets to answer our Close.
@@ -27,19 +29,27 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub struct WsStream {
     upstream: mpsc::Receiver<io::Result<Bytes>>,
-    downstream: mpsc::Sender<Bytes>,
+    downstream: mpsc::Sender<(Bytes, Reserved)>,
+    budget: ByteBudget,
 }
 
 impl WsStream {
     /// Starts the pump for `socket`. The server pings every `keepalive` and closes the socket
-    /// (1001) when nothing — not even a pong — arrived for three of them.
-    pub fn spawn(socket: WebSocket, buffer: usize, keepalive: Duration) -> Self {
+    /// (1001) when nothing — not even a pong — arrived for three of them. At most `buffer`
+    /// messages and `budget` bytes wait for a client that does not read.
+    pub fn spawn(
+        socket: WebSocket,
+        buffer: usize,
+        budget: ByteBudget,
+        keepalive: Duration,
+    ) -> Self {
         let (up_tx, up_rx) = mpsc::channel(buffer.max(1));
         let (down_tx, down_rx) = mpsc::channel(buffer.max(1));
         tokio::spawn(pump(socket, up_tx, down_rx, keepalive));
         Self {
             upstream: up_rx,
             downstream: down_tx,
+            budget,
         }
     }
 }
@@ -50,8 +60,9 @@ impl ByteStream for WsStream {
     }
 
     async fn write(&mut self, bytes: Bytes) -> io::Result<()> {
+        let reserved = self.budget.reserve(bytes.len()).await?;
         self.downstream
-            .send(bytes)
+            .send((bytes, reserved))
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "websocket closed"))
     }
@@ -90,7 +101,7 @@ enum Inbound {
 async fn pump(
     mut socket: WebSocket,
     up: mpsc::Sender<io::Result<Bytes>>,
-    mut down: mpsc::Receiver<Bytes>,
+    mut down: mpsc::Receiver<(Bytes, Reserved)>,
     keepalive: Duration,
 ) {
     let keepalive = keepalive.max(Duration::from_secs(1));
@@ -122,8 +133,10 @@ async fn pump(
                 _ => break,
             },
             outbound = down.recv() => match outbound {
-                Some(bytes) => {
-                    if socket.send(Message::Binary(bytes)).await.is_err() {
+                Some((bytes, reserved)) => {
+                    let sent = socket.send(Message::Binary(bytes)).await;
+                    drop(reserved);
+                    if sent.is_err() {
                         break;
                     }
                 }
