@@ -131,6 +131,7 @@ pub async fn connect(State(state): State<AppState>, request: Request<Body>) -> R
                 DOWNSTREAM_BUFFER,
                 settings.max_frame_len,
                 settings.keepalive,
+                budget,
             );
             tokio::spawn(async move { sessions.serve(stream, remote).await }.instrument(span));
             downstream
