@@ -179,8 +179,11 @@ async fn classify(
         // Pings are answered by the socket itself.
         Some(Ok(Message::Ping(_) | Message::Pong(_))) => Inbound::Skip,
         Some(Err(error)) => {
-            // tungstenite's `Error::Capacity`, seen through axum's boxed error.
-            let too_big = error.to_string().contains("Space limit exceeded");
+            let error = error.into_inner();
+            let too_big = matches!(
+                error.downcast_ref::<tokio_tungstenite::tungstenite::Error>(),
+                Some(tokio_tungstenite::tungstenite::Error::Capacity(_))
+            );
             if too_big {
                 close(socket, close_code::SIZE, "message too big").await;
             }
