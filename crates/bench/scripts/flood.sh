@@ -50,7 +50,6 @@ flood() {
     echo "== $name: $*" >&2
     "$BIN" bench --json --addr $ADDR --ca "$WORK/data/tls/dev_cert.pem" --server-pid "$SERVER_PID" \
         flood --connections "$CONNECTIONS" "$@" >"$OUT/$name.json"
-    echo "server open fds after the run: $(ls /proc/"$SERVER_PID"/fd | wc -l)" >>"$OUT/machine.txt"
 }
 
 {

@@ -58,6 +58,8 @@ pub(crate) struct FloodReport {
     server_rss_before_bytes: Option<u64>,
     server_rss_peak_bytes: Option<u64>,
     server_rss_after_hold_bytes: Option<u64>,
+    /// File descriptors the server has open at the end of the hold.
+    server_open_fds_after_hold: Option<usize>,
 }
 
 pub(crate) async fn run(target: &Target, args: &FloodArgs, progress: bool) -> Result<FloodReport> {
@@ -130,6 +132,10 @@ pub(crate) async fn run(target: &Target, args: &FloodArgs, progress: bool) -> Re
     let held_after_open = connections_opened - closed(&mut held);
     tokio::time::sleep(Duration::from_secs(args.hold)).await;
     let rss_after = rss()?;
+    let fds_after = target
+        .server_pid
+        .and_then(|pid| std::fs::read_dir(format!("/proc/{pid}/fd")).ok())
+        .map(Iterator::count);
     let closed_by_server = closed(&mut held);
     stop.store(true, Ordering::Relaxed);
     let mut totals = Bystander::new()?;
@@ -164,15 +170,21 @@ pub(crate) async fn run(target: &Target, args: &FloodArgs, progress: bool) -> Re
         server_rss_before_bytes: rss_before,
         server_rss_peak_bytes: peak.map(|p| p.max(rss_after.unwrap_or(0))),
         server_rss_after_hold_bytes: rss_after,
+        server_open_fds_after_hold: fds_after,
     })
 }
 
 /// How many of `connections` the server has closed (end of stream or error); nothing waits.
+/// Each read runs outside the task's cooperative budget, which would otherwise report every
+/// stream after the first hundred or so as not ready.
 fn closed(connections: &mut [TlsStream<TcpStream>]) -> usize {
     let mut buf = [0u8; 512];
     connections
         .iter_mut()
-        .map(|tls| matches!(tls.read(&mut buf).now_or_never(), Some(Ok(0) | Err(_))))
+        .map(|tls| {
+            let read = tokio::task::unconstrained(tls.read(&mut buf)).now_or_never();
+            matches!(read, Some(Ok(0) | Err(_)))
+        })
         .filter(|closed| *closed)
         .count()
 }
