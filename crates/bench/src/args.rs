@@ -63,6 +63,8 @@ pub enum Scenario {
     Idle(IdleArgs),
     /// Queue envelopes for an offline device, reconnect it, time the replay.
     Offline(OfflineArgs),
+    /// Hold TLS connections that never send a request while bystanders handshake and chat.
+    Flood(FloodArgs),
     /// The baseline fixture: TLS 1.3 + HTTP/2 on the server's own stack, echoing every
     /// `POST /connect` body back, with no protocol logic.
     EchoServer {
@@ -197,5 +199,28 @@ pub struct OfflineArgs {
     pub window: usize,
     /// Longest time for each of queueing and draining, seconds.
     #[arg(long, default_value_t = 300)]
+    pub duration: u64,
+}
+
+/// `flood` options.
+#[derive(Debug, Clone, Args)]
+pub struct FloodArgs {
+    /// TLS connections to open and hold, each from its own loopback source address.
+    #[arg(long, default_value_t = 15_000)]
+    pub connections: usize,
+    /// Concurrent TLS handshakes while opening.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Seconds to hold the connections once opened.
+    #[arg(long, default_value_t = 10)]
+    pub hold: u64,
+    /// Bystander pairs handshaking and chatting throughout.
+    #[arg(long, default_value_t = 4)]
+    pub bystanders: usize,
+    /// MSGs per bystander round.
+    #[arg(long, default_value_t = 10)]
+    pub messages: u64,
+    /// Longest time for opening the connections, seconds.
+    #[arg(long, default_value_t = 600)]
     pub duration: u64,
 }

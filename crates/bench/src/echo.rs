@@ -75,6 +75,10 @@ impl EchoServer {
             tls_handshake_timeout: defaults.limits.tls_handshake_timeout,
             shutdown_grace: Duration::from_secs(1),
             keepalive: defaults.session.keepalive,
+            connections_per_ip: commucat_server::config::as_usize(
+                defaults.bounds.connections_per_ip,
+            ),
+            idle_timeout: defaults.bounds.idle_connection_timeout,
         };
         // The connection counters are kept as the server keeps them, so the echo pays the same.
         let metrics = std::sync::Arc::default();

@@ -5,7 +5,7 @@
 //! it speaks only the wire format, it measures any CCP-1 server, not just this one.
 //!
 //! Scenarios ([`Scenario`]): `handshake`, `relay` (with the [`echo`] baseline measured in the
-//! same run), `fanout`, `idle` and `offline`. Every loop is bounded in count and in time, the
+//! same run), `fanout`, `idle`, `offline` and `flood`. Every loop is bounded in count and in time, the
 //! target must be a loopback address, and connections are spread over source addresses in
 //! `127.0.0.0/8` so that one address's ephemeral ports do not cap them. Results are printed as
 //! `key: value` lines, or as one JSON object with `--json`. Method and recorded results:
@@ -16,6 +16,7 @@
 mod args;
 pub mod echo;
 mod fanout;
+mod flood;
 mod flow;
 mod handshake;
 mod idle;
@@ -27,8 +28,8 @@ mod report;
 mod target;
 
 pub use args::{
-    BenchArgs, FanoutArgs, HandshakeArgs, IdleArgs, OfflineArgs, RelayArgs, Scenario, TargetArgs,
-    Transport,
+    BenchArgs, FanoutArgs, FloodArgs, HandshakeArgs, IdleArgs, OfflineArgs, RelayArgs, Scenario,
+    TargetArgs, Transport,
 };
 pub use target::Target;
 
@@ -70,6 +71,7 @@ pub async fn run_scenario(target: &Target, scenario: &Scenario, progress: bool) 
         Scenario::Fanout(a) => serde_json::to_value(fanout::run(target, a, progress).await?),
         Scenario::Idle(a) => serde_json::to_value(idle::run(target, a, progress).await?),
         Scenario::Offline(a) => serde_json::to_value(offline::run(target, a, progress).await?),
+        Scenario::Flood(a) => serde_json::to_value(flood::run(target, a, progress).await?),
         Scenario::EchoServer { .. } => anyhow::bail!("echo-server is a server, not a scenario"),
     }?;
     Ok(report)

@@ -326,6 +326,9 @@ impl Server {
             connect: crate::connect::ConnectSettings {
                 keepalive: config.session.keepalive,
                 max_frame_len: config.limits.max_frame_len,
+                transport_buffer_bytes: crate::config::as_usize(
+                    config.bounds.transport_buffer_bytes,
+                ),
             },
         });
         let limits = ListenLimits {
@@ -333,6 +336,8 @@ impl Server {
             tls_handshake_timeout: config.limits.tls_handshake_timeout,
             shutdown_grace: config.server.shutdown_grace,
             keepalive: config.session.keepalive,
+            connections_per_ip: crate::config::as_usize(config.bounds.connections_per_ip),
+            idle_timeout: config.bounds.idle_connection_timeout,
         };
         http::serve(listener, acceptor, router, limits, metrics, shutdown).await;
         janitor.abort();

@@ -1,6 +1,7 @@
 //! The HTTP API: one module per resource, assembled into one [`axum::Router`].
 
 pub mod auth;
+pub mod body_timeout;
 pub mod devices;
 pub mod friends;
 pub mod health;
@@ -66,6 +67,8 @@ pub struct RestSettings {
     pub pairing_guard: pairing_guard::PairingGuard,
     /// Failed claims after which a code is dead (`bounds.pairing_guesses_per_code`).
     pub pairing_attempts_per_code: u32,
+    /// `bounds.rest_body_timeout`: time a REST request body may take to arrive.
+    pub body_timeout: std::time::Duration,
 }
 
 impl RestSettings {
@@ -109,6 +112,7 @@ impl RestSettings {
             pairing_guard: pairing_guard::PairingGuard::new(&config.bounds),
             pairing_attempts_per_code: u32::try_from(config.bounds.pairing_guesses_per_code)
                 .unwrap_or(u32::MAX),
+            body_timeout: config.bounds.rest_body_timeout,
         })
     }
 }
@@ -137,6 +141,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/friends", get(friends::list).put(friends::replace))
         .fallback(problem::not_found)
         .method_not_allowed_fallback(problem::method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            body_timeout::read_in_time,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             rate_limit::limit,
@@ -187,6 +195,9 @@ mod tests {
             connect: crate::connect::ConnectSettings {
                 keepalive: config.session.keepalive,
                 max_frame_len: config.limits.max_frame_len,
+                transport_buffer_bytes: crate::config::as_usize(
+                    config.bounds.transport_buffer_bytes,
+                ),
             },
         })
     }

@@ -2,6 +2,7 @@
 //! into a [`commucat_link::ByteStream`]; the session code above it does not know which mode is
 //! in use. See `docs/connect-modes.md`.
 
+pub mod budget;
 mod http_body;
 pub mod mode;
 pub mod ndjson;
@@ -35,6 +36,9 @@ pub struct ConnectSettings {
     pub keepalive: Duration,
     /// `limits.max_frame_len`: also the largest WebSocket message accepted.
     pub max_frame_len: usize,
+    /// `bounds.transport_buffer_bytes`: bytes a WebSocket or HTTP body holds for a client
+    /// that is not reading.
+    pub transport_buffer_bytes: usize,
 }
 
 /// `/connect` in every mode: binary (HTTP/2 duplex POST or HTTP/1.1 chunked POST), SSE,
@@ -65,8 +69,18 @@ pub async fn connect(State(state): State<AppState>, request: Request<Body>) -> R
     );
     let settings = state.connect;
     let sessions = state.sessions.clone();
+    let budget = budget::ByteBudget::new(
+        settings.transport_buffer_bytes,
+        std::sync::Arc::clone(&sessions.hub().metrics),
+    );
 
     if mode == ConnectMode::WebSocket {
+        // The upgraded session outlives this request: it keeps its connection busy (not idle)
+        // until it ends.
+        let busy = request
+            .extensions()
+            .get::<crate::listener::activity::Activity>()
+            .map(crate::listener::activity::Activity::busy);
         let (mut parts, _body) = request.into_parts();
         let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
             Ok(upgrade) => upgrade,
@@ -77,7 +91,9 @@ pub async fn connect(State(state): State<AppState>, request: Request<Body>) -> R
             .max_frame_size(settings.max_frame_len)
             .on_upgrade(move |socket| {
                 async move {
-                    let stream = WsStream::spawn(socket, DOWNSTREAM_BUFFER, settings.keepalive);
+                    let _busy = busy;
+                    let stream =
+                        WsStream::spawn(socket, DOWNSTREAM_BUFFER, budget, settings.keepalive);
                     sessions.serve(stream, remote).await;
                 }
                 .instrument(span)
@@ -98,7 +114,8 @@ pub async fn connect(State(state): State<AppState>, request: Request<Body>) -> R
     let version = request.version();
     let body = match mode {
         ConnectMode::Binary | ConnectMode::WebSocket => {
-            let (stream, downstream) = HttpBodyStream::new(request.into_body(), DOWNSTREAM_BUFFER);
+            let (stream, downstream) =
+                HttpBodyStream::new(request.into_body(), DOWNSTREAM_BUFFER, budget);
             tokio::spawn(async move { sessions.serve(stream, remote).await }.instrument(span));
             downstream
         }
@@ -114,6 +131,7 @@ pub async fn connect(State(state): State<AppState>, request: Request<Body>) -> R
                 DOWNSTREAM_BUFFER,
                 settings.max_frame_len,
                 settings.keepalive,
+                budget,
             );
             tokio::spawn(async move { sessions.serve(stream, remote).await }.instrument(span));
             downstream

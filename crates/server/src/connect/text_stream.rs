@@ -15,6 +15,7 @@ use ccp::{Frame, FrameDecoder, FrameType, Problem, ProblemKind};
 use commucat_link::ByteStream;
 use tokio::sync::mpsc;
 
+use super::budget::{ByteBudget, Reserved};
 use super::http_body::read_body;
 use super::{ndjson, sse};
 
@@ -68,6 +69,8 @@ pub fn keepalive_cadence(keepalive: Duration) -> Duration {
 struct Down {
     text: Bytes,
     established: bool,
+    /// Transport bytes held until the response body yields the chunk.
+    reserved: Option<Reserved>,
 }
 
 /// One SSE or NDJSON `/connect` exchange.
@@ -80,17 +83,20 @@ pub struct TextStream {
     /// Watches upstream bytes until the HELLO has been seen.
     hello: Option<FrameDecoder>,
     established: bool,
+    budget: ByteBudget,
 }
 
 impl TextStream {
     /// Wraps the request body; returns the stream and the response body it feeds.
-    /// `keepalive` is the configured `session.keepalive`.
+    /// `keepalive` is the configured `session.keepalive`; `budget` bounds the bytes queued for
+    /// a client that is not reading.
     pub fn new(
         upstream: Body,
         encoding: TextEncoding,
         buffer: usize,
         max_frame_len: usize,
         keepalive: Duration,
+        budget: ByteBudget,
     ) -> (Self, Body) {
         let (tx, rx) = mpsc::channel::<Down>(buffer.max(1));
         let cadence = keepalive_cadence(keepalive);
@@ -121,14 +127,16 @@ impl TextStream {
                 max_frame_len,
                 hello: Some(FrameDecoder::with_max_frame_len(max_frame_len)),
                 established: false,
+                budget,
             },
             Body::from_stream(chunks),
         )
     }
 
-    async fn send(&mut self, down: Down) -> io::Result<()> {
+    async fn send(&mut self, mut down: Down) -> io::Result<()> {
         let closed = || io::Error::new(io::ErrorKind::BrokenPipe, "client went away");
         let tx = self.downstream.as_ref().ok_or_else(closed)?;
+        down.reserved = Some(self.budget.reserve(down.text.len()).await?);
         tx.send(down).await.map_err(|_| closed())
     }
 
@@ -144,6 +152,7 @@ impl TextStream {
             .send(Down {
                 text: text.into(),
                 established: false,
+                reserved: None,
             })
             .await;
         self.downstream = None;
@@ -213,6 +222,7 @@ impl ByteStream for TextStream {
         self.send(Down {
             text: text.into(),
             established,
+            reserved: None,
         })
         .await
     }

@@ -2,7 +2,12 @@
 //!
 //! * At most `max_connections` connections are open at once (a semaphore permit per
 //!   connection); further clients wait in the kernel's backlog.
+//! * At most `bounds.connections_per_ip` of them from one address ([`PerIp`]); a connection
+//!   beyond that is closed at once and counted as a refusal.
 //! * A client that does not finish the TLS handshake within `tls_handshake_timeout` is dropped.
+//! * A connection with no request or `/connect` session in progress for
+//!   `bounds.idle_connection_timeout` is closed ([`Activity`]); a WebSocket session keeps its
+//!   connection's slots until it ends.
 //! * The HTTP version follows the first bytes (hyper-util `auto`): an HTTP/2 preface gets
 //!   HTTP/2, anything else HTTP/1.1 — so clients that negotiated ALPN `h2`, and clients that
 //!   sent no ALPN at all, are both served.
@@ -24,6 +29,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
+use super::activity::{self, Activity};
+use super::per_ip::{IpSlot, PerIp};
+use crate::config::Bound;
 use crate::metrics::Metrics;
 
 /// Bounds of the accept loop.
@@ -38,7 +46,15 @@ pub struct ListenLimits {
     /// `session.keepalive`: HTTP/2 PING cadence; a connection whose peer does not answer a
     /// PING within this time is closed (with every `/connect` stream on it).
     pub keepalive: Duration,
+    /// `bounds.connections_per_ip`: connections open at once from one address.
+    pub connections_per_ip: usize,
+    /// `bounds.idle_connection_timeout`: how long a connection may have no request or session
+    /// in progress.
+    pub idle_timeout: Duration,
 }
+
+/// Time an idle connection gets to close cleanly (HTTP/2 GOAWAY) before it is dropped.
+const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Time HTTP/1.1 clients get to send a request's headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -53,6 +69,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let per_ip = PerIp::new(limits.connections_per_ip);
     let (stop_tx, stop_rx) = watch::channel(false);
     let http = Arc::new(http_builder(limits.keepalive));
     let mut connections = JoinSet::new();
@@ -80,6 +97,12 @@ pub async fn serve(
                 }
             },
         };
+        let Some(slot) = per_ip.admit(peer.ip()) else {
+            metrics.bound_refusals.count(Bound::ConnectionsPerIp);
+            tracing::debug!(%peer, "connections per address exceeded; closed");
+            drop(tcp);
+            continue;
+        };
         connections.spawn(connection(
             Connection {
                 tcp,
@@ -88,10 +111,11 @@ pub async fn serve(
                 router: router.clone(),
                 http: Arc::clone(&http),
                 handshake_timeout: limits.tls_handshake_timeout,
+                idle_timeout: limits.idle_timeout,
                 stop: stop_rx.clone(),
                 metrics: Arc::clone(&metrics),
             },
-            permit,
+            (permit, slot),
         ));
     }
 
@@ -162,12 +186,13 @@ struct Connection {
     router: Router,
     http: Arc<auto::Builder<TokioExecutor>>,
     handshake_timeout: Duration,
+    idle_timeout: Duration,
     stop: watch::Receiver<bool>,
     metrics: Arc<Metrics>,
 }
 
-/// Serves one connection; `_permit` frees its slot when the task ends.
-async fn connection(conn: Connection, _permit: OwnedSemaphorePermit) {
+/// Serves one connection; `_slots` free its places when the task ends.
+async fn connection(conn: Connection, _slots: (OwnedSemaphorePermit, IpSlot)) {
     let Connection {
         tcp,
         peer,
@@ -175,6 +200,7 @@ async fn connection(conn: Connection, _permit: OwnedSemaphorePermit) {
         router,
         http,
         handshake_timeout,
+        idle_timeout,
         mut stop,
         metrics,
     } = conn;
@@ -204,7 +230,16 @@ async fn connection(conn: Connection, _permit: OwnedSemaphorePermit) {
         .map(|p| String::from_utf8_lossy(p).into_owned());
     tracing::trace!(%peer, alpn = alpn.as_deref().unwrap_or("none"), "TLS established");
 
-    let service = TowerToHyperService::new(router.layer(axum::Extension(PeerAddr(peer))));
+    let activity = Activity::new();
+    let service = TowerToHyperService::new(
+        router
+            .layer(axum::Extension(PeerAddr(peer)))
+            .layer(axum::Extension(activity.clone()))
+            .layer(axum::middleware::from_fn_with_state(
+                activity.clone(),
+                activity::track,
+            )),
+    );
     let served = http.serve_connection_with_upgrades(TokioIo::new(tls), service);
     tokio::pin!(served);
     let result = tokio::select! {
@@ -213,8 +248,20 @@ async fn connection(conn: Connection, _permit: OwnedSemaphorePermit) {
             served.as_mut().graceful_shutdown();
             served.await
         }
+        () = activity.idle_for(idle_timeout) => {
+            metrics.bound_refusals.count(Bound::IdleConnectionTimeout);
+            tracing::debug!(%peer, "no request in progress; idle connection closed");
+            served.as_mut().graceful_shutdown();
+            match tokio::time::timeout(IDLE_CLOSE_GRACE, served).await {
+                Ok(result) => result,
+                Err(_elapsed) => Ok(()),
+            }
+        }
     };
     if let Err(error) = result {
         tracing::debug!(%peer, %error, "connection ended with an error");
     }
+    // An upgraded WebSocket session outlives the HTTP connection it came from: it keeps the
+    // connection's places until it ends.
+    activity.quiet().await;
 }

@@ -16,17 +16,19 @@ pub mod calls;
 pub mod channels;
 pub mod dedup;
 pub mod groups;
+mod mailbox;
 pub mod notices;
 pub mod presence;
 pub mod presence_redis;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ccp::Frame;
-use tokio::sync::{Notify, mpsc};
+
+pub use mailbox::{Mailbox, MailboxReceiver, OverflowSignal};
 
 use calls::Calls;
 use channels::Channels;
@@ -58,75 +60,6 @@ pub enum Delivery {
 /// Default number of frames a session may have waiting before the server considers the client
 /// too slow (`limits.mailbox_capacity`).
 pub const MAILBOX_CAPACITY: usize = 1024;
-
-/// Raised by the hub when a session's mailbox overflowed; the session then ends with `Slow
-/// Consumer`, even if it is blocked writing to a client that does not read.
-#[derive(Debug, Default)]
-pub struct OverflowSignal {
-    raised: AtomicBool,
-    notify: Notify,
-}
-
-impl OverflowSignal {
-    fn raise(&self) {
-        self.raised.store(true, Ordering::Release);
-        self.notify.notify_one();
-    }
-
-    /// Whether the mailbox overflowed.
-    #[must_use]
-    pub fn is_raised(&self) -> bool {
-        self.raised.load(Ordering::Acquire)
-    }
-
-    /// Completes once the mailbox has overflowed (at once if it already has).
-    pub async fn raised(&self) {
-        while !self.is_raised() {
-            self.notify.notified().await;
-        }
-    }
-}
-
-/// The mailbox of one online session.
-#[derive(Debug, Clone)]
-pub struct Mailbox {
-    /// Session id (to tell a device's old session from its replacement).
-    pub session_id: String,
-    /// Sender side of the session task's queue.
-    pub tx: mpsc::Sender<Delivery>,
-    /// Raised when the hub dropped this mailbox because it overflowed.
-    pub overflow: Arc<OverflowSignal>,
-    /// The client's socket address as the server observed it (published to peers of
-    /// `relay:false` channels).
-    pub addr: Option<SocketAddr>,
-}
-
-impl Mailbox {
-    /// A mailbox for `session_id` and its receiving end.
-    #[must_use]
-    pub fn new(
-        session_id: impl Into<String>,
-        capacity: usize,
-        addr: Option<SocketAddr>,
-    ) -> (Self, mpsc::Receiver<Delivery>) {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
-        (
-            Self {
-                session_id: session_id.into(),
-                tx,
-                overflow: Arc::new(OverflowSignal::default()),
-                addr,
-            },
-            rx,
-        )
-    }
-
-    /// Whether the hub dropped this mailbox for overflowing.
-    #[must_use]
-    pub fn has_overflowed(&self) -> bool {
-        self.overflow.is_raised()
-    }
-}
 
 /// Outcome of handing a frame to one recipient.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -336,15 +269,7 @@ impl Hub {
             .map(|(device, mailbox)| {
                 let outcome = match mailbox {
                     None => Handoff::Offline,
-                    Some(mailbox) => match mailbox.tx.try_send(Delivery::Frame(envelope.clone())) {
-                        Ok(()) => Handoff::Queued,
-                        Err(mpsc::error::TrySendError::Full(_)) => {
-                            self.unregister(&device, &mailbox.session_id);
-                            mailbox.overflow.raise();
-                            Handoff::Overflow
-                        }
-                        Err(mpsc::error::TrySendError::Closed(_)) => Handoff::Offline,
-                    },
+                    Some(mailbox) => self.hand_to(&device, &mailbox, envelope),
                 };
                 (device, outcome)
             })
@@ -364,7 +289,7 @@ mod tests {
     use super::*;
     use ccp::FrameType;
 
-    fn mailbox(session: &str, capacity: usize) -> (Mailbox, mpsc::Receiver<Delivery>) {
+    fn mailbox(session: &str, capacity: usize) -> (Mailbox, MailboxReceiver) {
         Mailbox::new(session, capacity, None)
     }
 

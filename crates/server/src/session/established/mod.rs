@@ -31,13 +31,12 @@ use ccp::control::{Ack, UserInfo};
 use ccp::{Frame, FrameType, Problem, ProblemKind};
 use commucat_link::{ByteStream, ConnError, Connection};
 use commucat_store::{Store, UserRecord};
-use tokio::sync::mpsc;
 
 use super::handshake::Established;
 use crate::config::{Bound, BoundSettings, Config, as_usize};
 use crate::router::channels::ChannelLimits;
 use crate::router::presence::Presence;
-use crate::router::{Delivery, Envelope, Hub, Mailbox, OverflowSignal};
+use crate::router::{Delivery, Envelope, Hub, Mailbox, MailboxReceiver, OverflowSignal};
 
 /// How long the server keeps trying to deliver a closing ERROR to a client that does not read.
 pub const CLOSING_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -197,12 +196,20 @@ impl End {
         Self::Problem(Box::new(Problem::new(kind).with_detail(detail)))
     }
 
-    fn slow_consumer(capacity: usize) -> Self {
+    fn slow_consumer(settings: &MessagingSettings, overflow: &OverflowSignal) -> Self {
+        let waited = if overflow.by_bytes() {
+            format!(
+                "more than {} bytes of frames (bounds.mailbox_bytes)",
+                settings.bounds.mailbox_bytes
+            )
+        } else {
+            format!("more than {} frames", settings.mailbox_capacity)
+        };
         Self::problem(
             ProblemKind::SlowConsumer,
             format!(
-                "more than {capacity} frames waited for this client; they were queued for \
-                 delivery after it reconnects"
+                "{waited} waited for this client; they were queued for delivery after it \
+                 reconnects"
             ),
         )
     }
@@ -237,9 +244,10 @@ pub async fn run<S: ByteStream>(
     messaging: Arc<Messaging>,
     remote: &str,
 ) {
-    let (mailbox, mut rx) = Mailbox::new(
+    let (mailbox, mut rx) = Mailbox::bounded(
         established.session_id.clone(),
         messaging.settings.mailbox_capacity,
+        crate::config::as_usize(messaging.settings.bounds.mailbox_bytes),
         remote.parse().ok(),
     );
     let overflow = Arc::clone(&mailbox.overflow);
@@ -290,7 +298,7 @@ pub fn refresh_interval(ttl: Duration) -> Duration {
 }
 
 impl<S: ByteStream> SessionTask<S> {
-    async fn run(&mut self, mailbox: &mut mpsc::Receiver<Delivery>) -> End {
+    async fn run(&mut self, mailbox: &mut MailboxReceiver) -> End {
         let overflow = Arc::clone(&self.overflow);
         let every = refresh_interval(self.m.settings.session_ttl);
         let mut refresh = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -327,12 +335,12 @@ impl<S: ByteStream> SessionTask<S> {
                     // Every sender is gone: the hub dropped this session, for a newer one or
                     // because it did not keep up.
                     None if overflow.is_raised() => {
-                        Err(End::slow_consumer(self.m.settings.mailbox_capacity))
+                        Err(End::slow_consumer(&self.m.settings, &overflow))
                     }
                     None => Err(End::Replaced),
                 },
                 () = overflow.raised() => {
-                    Err(End::slow_consumer(self.m.settings.mailbox_capacity))
+                    Err(End::slow_consumer(&self.m.settings, &overflow))
                 }
                 () = presence::expiry(presence_deadline) => self.expire_presence().await,
                 () = presence::expiry(ring_deadline) => self.expire_rings().await,
@@ -389,7 +397,7 @@ impl<S: ByteStream> SessionTask<S> {
             biased;
             sent = self.conn.send(frame) => sent.map_err(End::Conn),
             () = overflow.raised() => {
-                Err(End::slow_consumer(self.m.settings.mailbox_capacity))
+                Err(End::slow_consumer(&self.m.settings, &overflow))
             }
         };
         if sent.is_ok() {
@@ -528,9 +536,16 @@ impl<S: ByteStream> SessionTask<S> {
 
     /// Unregisters the session, queues the frames it could not deliver, tells peers it left
     /// (unless a newer session took over), and sends the closing ERROR if there is one.
-    async fn finish(mut self, end: End, mut rx: mpsc::Receiver<Delivery>, remote: &str) {
+    async fn finish(mut self, end: End, mut rx: MailboxReceiver, remote: &str) {
         let successor = self.m.hub.unregister(&self.device_id, &self.session_id);
         rx.close();
+        if self.overflow.by_bytes() {
+            self.m.refuse(
+                Bound::MailboxBytes,
+                &self.device_id,
+                "frames waiting for the session passed bounds.mailbox_bytes",
+            );
+        }
         let mut leftovers = std::mem::take(&mut self.unsent);
         while let Ok(delivery) = rx.try_recv() {
             if let Delivery::Frame(envelope) = delivery {
