@@ -202,11 +202,20 @@ pub(crate) async fn run(
         duplicates: 0,
         duration_s: 0.0,
     };
-    for (i, receiver) in receivers.iter().enumerate() {
+    // The recipients connect together, as they would after an outage.
+    let mut replays = JoinSet::new();
+    for (i, receiver) in receivers.into_iter().enumerate() {
         let log = logs.remove(&i).unwrap_or_default();
         let channel = first_channel + u32::try_from(i)?;
-        let arrivals = replay(&target, 2 * i + 1, receiver, channel, &log.acked).await?;
-        tally(&mut report, &log, &arrivals);
+        let target = target.clone();
+        replays.spawn(async move {
+            let arrivals = replay(&target, 2 * i + 1, &receiver, channel, &log.acked).await;
+            (log, arrivals)
+        });
+    }
+    while let Some(joined) = replays.join_next().await {
+        let (log, arrivals) = joined?;
+        tally(&mut report, &log, &arrivals?);
     }
     report.duration_s = report::round2(began.elapsed().as_secs_f64());
     Ok(report)
