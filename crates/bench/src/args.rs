@@ -249,6 +249,9 @@ pub struct CrashArgs {
     /// Most messages one sender sends (keep it under `offline.max_per_device`).
     #[arg(long, default_value_t = 5000)]
     pub count: u64,
+    /// Most unanswered MSGs per sender (it waits for ACKs beyond that).
+    #[arg(long, default_value_t = 32)]
+    pub window: usize,
     /// MSG payload size in bytes (at least 16).
     #[arg(long, default_value_t = 64)]
     pub size: usize,

@@ -140,6 +140,7 @@ pub(crate) async fn run(
             interval,
             size: args.size.max(MIN_PAYLOAD),
             count: args.count,
+            window: args.window.max(1),
         };
         let shared = Arc::clone(&shared);
         tasks.spawn(async move { (i, send_until_stopped(plan, &shared).await) });
@@ -149,6 +150,8 @@ pub(crate) async fn run(
     let (mut kills, mut kills_under_load, mut restart_ms) = (0, 0, Vec::new());
     let mut acked_at_start = shared.acked.load(Ordering::Acquire);
     for _ in 0..args.kills {
+        // The moment is random, but only once the senders are back: every kill is under load.
+        wait_for_acks(&shared, acked_at_start).await;
         let uptime = rng.gen_range(args.min_uptime_ms..=args.max_uptime_ms.max(args.min_uptime_ms));
         tokio::time::sleep(Duration::from_millis(uptime)).await;
         let acked = shared.acked.load(Ordering::Acquire);
@@ -164,12 +167,7 @@ pub(crate) async fn run(
     }
     bar.finish_and_clear();
     // Let the senders come back once more before stopping them.
-    let resumed = Instant::now();
-    while shared.acked.load(Ordering::Acquire) <= acked_at_start
-        && resumed.elapsed() < CONNECT_TIMEOUT
-    {
-        tokio::time::sleep(RECONNECT_PAUSE).await;
-    }
+    wait_for_acks(&shared, acked_at_start).await;
     shared.stop.store(true, Ordering::Release);
     let mut logs: BTreeMap<usize, SenderLog> = BTreeMap::new();
     while let Some(joined) = tasks.join_next().await {
@@ -221,6 +219,14 @@ pub(crate) async fn run(
     Ok(report)
 }
 
+/// Waits until the senders' ACK count passes `since`, for at most [`CONNECT_TIMEOUT`].
+async fn wait_for_acks(shared: &Shared, since: u64) {
+    let began = Instant::now();
+    while shared.acked.load(Ordering::Acquire) <= since && began.elapsed() < CONNECT_TIMEOUT {
+        tokio::time::sleep(RECONNECT_PAUSE).await;
+    }
+}
+
 /// Adds one sender's record and what its recipient received to the report.
 fn tally(report: &mut CrashReport, log: &SenderLog, arrivals: &HashMap<u64, u64>) {
     report.sent += log.sent;
@@ -257,10 +263,12 @@ struct SenderPlan {
     interval: Duration,
     size: usize,
     count: u64,
+    window: usize,
 }
 
 /// Connects (again and again), JOINs the channel with the recipient, sends one numbered MSG per
-/// interval and records every ACK, until told to stop; then waits for the outstanding ACKs.
+/// interval (at most `window` unanswered) and records every ACK, until told to stop; then
+/// waits for the outstanding ACKs.
 async fn send_until_stopped(mut plan: SenderPlan, shared: &Shared) -> SenderLog {
     let clock = Clock::start();
     let mut log = SenderLog::default();
@@ -289,7 +297,7 @@ async fn send_until_stopped(mut plan: SenderPlan, shared: &Shared) -> SenderLog 
             }
             let give_up = stopping_since.map_or(Instant::now() + ACK_WAIT, |s| s + ACK_WAIT);
             tokio::select! {
-                _ = ticker.tick(), if !stopping => {
+                _ = ticker.tick(), if !stopping && pending.len() < plan.window => {
                     match send(&mut conn, &clock, &plan, next).await {
                         Ok(sequence) => {
                             pending.insert(sequence, next);
