@@ -12,6 +12,8 @@
 set -euo pipefail
 
 BIN=${BIN:-${CARGO_TARGET_DIR:-target}/release/commucat}
+# The server binary (default: BIN); the load runs in BIN.
+SERVER_BIN=${SERVER_BIN:-$BIN}
 OUT=${1:-bench-results}
 KILLS=${KILLS:-20}
 ROOT=$(git -C "$(dirname "$0")" rev-parse --show-toplevel)
@@ -22,7 +24,8 @@ trap 'rm -rf "$WORK"' EXIT
 {
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "commit: $(git -C "$ROOT" rev-parse --short HEAD)"
-    echo "binary: $BIN, sha256 $(sha256sum "$BIN" | cut -c1-16)"
+    echo "load tool: $BIN, sha256 $(sha256sum "$BIN" | cut -c1-16)"
+    echo "server: $SERVER_BIN, sha256 $(sha256sum "$SERVER_BIN" | cut -c1-16)"
     echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$OUT/crash-machine.txt"
 
@@ -31,7 +34,7 @@ run() {
     local name=$1
     shift
     echo "== crash $name: $KILLS kills" >&2
-    RUST_LOG=warn nice -n 10 "$BIN" bench --json crash --kills "$KILLS" \
+    RUST_LOG=warn nice -n 10 "$BIN" bench --json crash --kills "$KILLS" --server-bin "$SERVER_BIN" \
         --data-dir "$WORK/$name" --server-log "$WORK/$name.log" "$@" >"$OUT/crash-$name.json" \
         || status=1
     echo "$name server warnings/errors: $(grep -c -E 'WARN|ERROR' "$WORK/$name.log" || true)" \

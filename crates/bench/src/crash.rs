@@ -1,9 +1,10 @@
 //! `crash`: senders keep sending MSG frames to devices that are not connected while the server
 //! (a `commucat serve` child) is killed with SIGKILL at random moments and started again on
-//! the same data directory and store. Every ACK is recorded; at the end the recipients connect
-//! and every acknowledged envelope must be replayed to them.
+//! the same data directory and store. Every ACK is recorded, and a MSG whose answer died with
+//! the server is sent again after reconnecting, as a client would; at the end the recipients
+//! connect, every acknowledged envelope must be replayed to them, and extra copies are counted.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -50,8 +51,11 @@ pub(crate) struct CrashReport {
     /// MSGs answered with an ERROR (nothing was stored for them).
     refused: u64,
     first_refusal: Option<String>,
-    /// Sent, neither ACKed nor refused: the connection died first (may or may not arrive).
+    /// Distinct MSGs never answered (their last send died with the server; may or may not
+    /// arrive).
     unacknowledged: u64,
+    /// Sends again, after reconnecting, of MSGs whose answer died with the server.
+    resent: u64,
     /// Sessions the senders opened (the first ones included).
     sender_sessions: u64,
     /// Distinct envelopes replayed to the recipients.
@@ -81,6 +85,9 @@ struct SenderLog {
     refused: Vec<u64>,
     first_refusal: Option<String>,
     sessions: u64,
+    /// Sends of a number again on a new connection, the first send's answer having died with
+    /// the server.
+    resent: u64,
 }
 
 /// What the senders share with the scenario's driver.
@@ -193,6 +200,7 @@ pub(crate) async fn run(
         refused: 0,
         first_refusal: None,
         unacknowledged: 0,
+        resent: 0,
         sender_sessions: 0,
         delivered: 0,
         delivered_unacknowledged: 0,
@@ -236,6 +244,7 @@ fn tally(report: &mut CrashReport, log: &SenderLog, arrivals: &HashMap<u64, u64>
         .sent
         .saturating_sub(u64::try_from(log.acked.len() + log.refused.len()).unwrap_or(u64::MAX));
     report.sender_sessions += log.sessions;
+    report.resent += log.resent;
     if report.first_refusal.is_none() {
         report.first_refusal.clone_from(&log.first_refusal);
     }
@@ -267,14 +276,18 @@ struct SenderPlan {
 }
 
 /// Connects (again and again), JOINs the channel with the recipient, sends one numbered MSG per
-/// interval (at most `window` unanswered) and records every ACK, until told to stop; then
-/// waits for the outstanding ACKs.
+/// interval (at most `window` unanswered; first those whose answer died with the previous
+/// connection) and records every ACK, until told to stop; then waits for the outstanding ACKs.
 async fn send_until_stopped(mut plan: SenderPlan, shared: &Shared) -> SenderLog {
     let clock = Clock::start();
     let mut log = SenderLog::default();
     let mut next = 0;
+    // Numbers whose connection died before they were answered: sent again first, as a client
+    // does after reconnecting.
+    let mut resend: VecDeque<u64> = VecDeque::new();
     loop {
-        if next >= plan.count || shared.stop.load(Ordering::Acquire) {
+        let done = next >= plan.count && resend.is_empty();
+        if done || shared.stop.load(Ordering::Acquire) {
             return log;
         }
         let Ok(mut conn) = open(&mut plan).await else {
@@ -288,7 +301,8 @@ async fn send_until_stopped(mut plan: SenderPlan, shared: &Shared) -> SenderLog 
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut stopping_since: Option<Instant> = None;
         loop {
-            let stopping = next >= plan.count || shared.stop.load(Ordering::Acquire);
+            let done = next >= plan.count && resend.is_empty();
+            let stopping = done || shared.stop.load(Ordering::Acquire);
             if stopping && pending.is_empty() {
                 return log;
             }
@@ -298,13 +312,22 @@ async fn send_until_stopped(mut plan: SenderPlan, shared: &Shared) -> SenderLog 
             let give_up = stopping_since.map_or(Instant::now() + ACK_WAIT, |s| s + ACK_WAIT);
             tokio::select! {
                 _ = ticker.tick(), if !stopping && pending.len() < plan.window => {
-                    match send(&mut conn, &clock, &plan, next).await {
+                    let again = resend.pop_front();
+                    let n = again.unwrap_or(next);
+                    if again.is_some() {
+                        log.resent += 1;
+                    } else {
+                        log.sent += 1;
+                        next += 1;
+                    }
+                    match send(&mut conn, &clock, &plan, n).await {
                         Ok(sequence) => {
-                            pending.insert(sequence, next);
-                            log.sent += 1;
-                            next += 1;
+                            pending.insert(sequence, n);
                         }
-                        Err(_) => break,
+                        Err(_) => {
+                            resend.push_back(n);
+                            break;
+                        }
                     }
                 }
                 filled = conn.fill() => {
@@ -318,6 +341,9 @@ async fn send_until_stopped(mut plan: SenderPlan, shared: &Shared) -> SenderLog 
                 () = tokio::time::sleep_until(give_up.into()), if stopping => return log,
             }
         }
+        let mut unanswered: Vec<u64> = pending.into_values().collect();
+        unanswered.sort_unstable();
+        resend.extend(unanswered);
     }
 }
 
