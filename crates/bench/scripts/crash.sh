@@ -7,7 +7,8 @@
 #   POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test crates/bench/scripts/crash.sh [OUT]
 #
 # Writes OUT/crash-sqlite.json and OUT/crash-postgres.json (the reports: ACKed, lost,
-# duplicated, kills, restart times) and OUT/crash-machine.txt. Exits non-zero if a run lost an
+# duplicated, kills, restart times), OUT/crash-*-warnings.txt (the server's WARN and ERROR
+# lines) and OUT/crash-machine.txt. Exits non-zero if a run lost an
 # acknowledged envelope.
 set -euo pipefail
 
@@ -37,7 +38,9 @@ run() {
     RUST_LOG=warn nice -n 10 "$BIN" bench --json crash --kills "$KILLS" --server-bin "$SERVER_BIN" \
         --data-dir "$WORK/$name" --server-log "$WORK/$name.log" "$@" >"$OUT/crash-$name.json" \
         || status=1
-    echo "$name server warnings/errors: $(grep -c -E 'WARN|ERROR' "$WORK/$name.log" || true)" \
+    sed 's/\x1b\[[0-9;]*m//g' "$WORK/$name.log" | grep -E ' (WARN|ERROR) ' \
+        >"$OUT/crash-$name-warnings.txt" || true
+    echo "$name server warnings/errors: $(wc -l <"$OUT/crash-$name-warnings.txt")" \
         >>"$OUT/crash-machine.txt"
 }
 
