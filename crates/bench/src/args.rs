@@ -65,6 +65,13 @@ pub enum Scenario {
     Offline(OfflineArgs),
     /// Hold TLS connections that never send a request while bystanders handshake and chat.
     Flood(FloodArgs),
+    /// Device pairs at a fixed offered rate for a long time, sampling the server's resident
+    /// memory and open file descriptors (needs `--server-pid`).
+    Soak(SoakArgs),
+    /// Senders queue MSGs for devices that are not connected while the server (a `commucat
+    /// serve` child) is killed with SIGKILL at random moments and restarted; then every
+    /// acknowledged envelope must reach its recipient. Exits non-zero if one is lost.
+    Crash(CrashArgs),
     /// The baseline fixture: TLS 1.3 + HTTP/2 on the server's own stack, echoing every
     /// `POST /connect` body back, with no protocol logic.
     EchoServer {
@@ -223,4 +230,79 @@ pub struct FloodArgs {
     /// Longest time for opening the connections, seconds.
     #[arg(long, default_value_t = 600)]
     pub duration: u64,
+}
+
+/// `soak` options.
+#[derive(Debug, Clone, Args)]
+pub struct SoakArgs {
+    /// Device pairs (each device sends to its peer and receives from it).
+    #[arg(long, default_value_t = 8)]
+    pub pairs: usize,
+    /// MSG payload size in bytes (at least 16).
+    #[arg(long, default_value_t = 256)]
+    pub size: usize,
+    /// Offered load in msgs/s over all senders (open loop).
+    #[arg(long)]
+    pub rate: u64,
+    /// Seconds of sending.
+    #[arg(long, default_value_t = 1800)]
+    pub duration: u64,
+    /// Seconds after the sending phase for outstanding messages to arrive.
+    #[arg(long, default_value_t = 10)]
+    pub drain: u64,
+    /// Seconds between two readings of the server's memory and descriptors.
+    #[arg(long, default_value_t = 10)]
+    pub sample_interval: u64,
+    /// Write every reading to this CSV file (rewritten at each reading, so a run cut short
+    /// keeps its samples).
+    #[arg(long, value_name = "FILE")]
+    pub samples: Option<PathBuf>,
+}
+
+/// `crash` options.
+#[derive(Debug, Clone, Args)]
+pub struct CrashArgs {
+    /// SIGKILLs (each followed by a restart).
+    #[arg(long, default_value_t = 20)]
+    pub kills: u64,
+    /// Senders, each with its own recipient that stays offline until the end.
+    #[arg(long, default_value_t = 4)]
+    pub senders: usize,
+    /// Offered load in msgs/s over all senders.
+    #[arg(long, default_value_t = 400)]
+    pub rate: u64,
+    /// Most messages one sender sends (keep it under `offline.max_per_device`).
+    #[arg(long, default_value_t = 5000)]
+    pub count: u64,
+    /// Most unanswered MSGs per sender (it waits for ACKs beyond that).
+    #[arg(long, default_value_t = 32)]
+    pub window: usize,
+    /// MSG payload size in bytes (at least 16).
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
+    /// Shortest time the server runs before a kill, milliseconds.
+    #[arg(long, default_value_t = 300)]
+    pub min_uptime_ms: u64,
+    /// Longest time the server runs before a kill, milliseconds.
+    #[arg(long, default_value_t = 3000)]
+    pub max_uptime_ms: u64,
+    /// Seed of the kill moments (default: random, printed in the report).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// The server's data directory (keys, certificate, SQLite store); reused across restarts.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: PathBuf,
+    /// PostgreSQL store (`COMMUCAT_STORE_URL` of the server); default: SQLite in the data
+    /// directory.
+    #[arg(long)]
+    pub store_url: Option<String>,
+    /// PostgreSQL schema (`COMMUCAT_STORE_SCHEMA` of the server).
+    #[arg(long)]
+    pub store_schema: Option<String>,
+    /// The server binary, run as `BIN serve`; default: this executable.
+    #[arg(long, value_name = "BIN")]
+    pub server_bin: Option<PathBuf>,
+    /// Append the server's standard error to this file.
+    #[arg(long, value_name = "FILE")]
+    pub server_log: Option<PathBuf>,
 }

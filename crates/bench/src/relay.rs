@@ -68,7 +68,7 @@ pub(crate) struct PhaseReport {
 
 /// What a phase runs against.
 #[derive(Debug, Clone, Copy)]
-enum Phase {
+pub(crate) enum Phase {
     Echo(SocketAddr),
     Relay { noise: bool },
 }
@@ -116,7 +116,7 @@ pub(crate) async fn run(target: &Target, args: &RelayArgs, progress: bool) -> Re
 
 /// Opens the phase's connections: `2 × pairs`, each with its channel; the two connections of
 /// a pair are adjacent (`2k` and `2k + 1`).
-async fn open(
+pub(crate) async fn open(
     target: &Target,
     pairs: usize,
     phase: Phase,

@@ -5,10 +5,15 @@
 //! that cannot be stored are refused (never ACKed), nothing acknowledged before is lost, and
 //! the same server recovers when the service is back.
 //!
+//! Both services are also restarted (PostgreSQL stopped at once, as a crash would; Redis killed)
+//! twice while a device sends: every ACKed frame reaches its recipients, in order and once, and
+//! the service returns. Instances come from `services`.
+//!
 //! The outage scenarios need the server binaries, so they run only where the shared services do:
 //! the PostgreSQL one when `COMMUCAT_TEST_POSTGRES` is set, the Redis one when
-//! `COMMUCAT_TEST_REDIS` is set (then a missing binary fails the test). A database that is not
-//! there at startup is tested everywhere.
+//! `COMMUCAT_TEST_REDIS` is set (then a missing binary fails the test). The restart scenarios
+//! run wherever the binaries are installed and print a `skipped:` line where they are not. A
+//! database that is not there at startup is tested everywhere.
 
 #![allow(
     clippy::unwrap_used,
@@ -18,271 +23,25 @@
 )]
 
 mod common;
+mod services;
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use ccp::FrameType;
-use ccp::control::PresenceSnapshot;
+use ccp::control::{Ack, PresenceSnapshot};
+use ccp::{Frame, FrameType, Problem};
 use common::{Client, TestServer};
 use commucat_client::{DeviceIdentity, HandshakeOptions};
 use serde_json::Value;
+use services::{ThrowawayPostgres, ThrowawayRedis};
 
 /// Longest a handshake may take to be refused while the store is down (the pool's acquire
 /// timeout is 1 s here; the handshake timeout is 10 s).
 const FAIL_FAST: Duration = Duration::from_secs(5);
 /// Longest the server may take to notice a service is back.
 const RECOVERY: Duration = Duration::from_secs(30);
-
-// ---------------------------------------------------------------- throwaway services
-
-/// A port nothing listens on right now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `name` from `PATH`, else from the newest `/usr/lib/postgresql/<version>/bin`.
-fn postgres_binary(name: &str) -> PathBuf {
-    let on_path = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file());
-    if let Some(found) = on_path {
-        return found;
-    }
-    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|entry| entry.path().join("bin").join(name))
-        .filter(|candidate| candidate.is_file())
-        .collect();
-    versions.sort();
-    versions
-        .pop()
-        .unwrap_or_else(|| panic!("{name} is neither on PATH nor under /usr/lib/postgresql"))
-}
-
-/// Runs `program args…` as the `postgres` user, failing the test with its output on error.
-fn as_postgres(program: &Path, args: &[&str]) {
-    let output = Command::new("runuser")
-        .args(["-u", "postgres", "--"])
-        .arg(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("runuser {}: {e}", program.display()));
-    assert!(
-        output.status.success(),
-        "{} {args:?} failed: {}{}",
-        program.display(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// The uid and gid of the `postgres` user.
-fn postgres_ids() -> (u32, u32) {
-    let id = |flag: &str| -> u32 {
-        let out = Command::new("id")
-            .args([flag, "postgres"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "no postgres user");
-        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
-    };
-    (id("-u"), id("-g"))
-}
-
-/// A PostgreSQL cluster of this test's own: stopped and deleted on drop.
-struct ThrowawayPostgres {
-    dir: tempfile::TempDir,
-    port: u16,
-    pg_ctl: PathBuf,
-    running: bool,
-}
-
-impl ThrowawayPostgres {
-    /// `initdb` on a fresh directory owned by `postgres`, then started on a free port.
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let (uid, gid) = postgres_ids();
-        std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).unwrap();
-        let data = dir.path().join("data");
-        as_postgres(
-            &postgres_binary("initdb"),
-            &[
-                "-D",
-                data.to_str().unwrap(),
-                "-A",
-                "trust",
-                "-U",
-                "postgres",
-                "--no-sync",
-                "-E",
-                "UTF8",
-            ],
-        );
-        let mut cluster = Self {
-            dir,
-            port: free_port(),
-            pg_ctl: postgres_binary("pg_ctl"),
-            running: false,
-        };
-        cluster.resume();
-        cluster
-    }
-
-    fn data(&self) -> String {
-        self.dir.path().join("data").display().to_string()
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
-    }
-
-    /// Starts the cluster (again) on its port, waiting up to 30 s until it accepts connections.
-    fn resume(&mut self) {
-        let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-            self.port,
-            self.dir.path().display()
-        );
-        let log = self.dir.path().join("postgres.log").display().to_string();
-        as_postgres(
-            &self.pg_ctl,
-            &[
-                "-D",
-                &self.data(),
-                "-o",
-                &options,
-                "-l",
-                &log,
-                "-w",
-                "-t",
-                "30",
-                "start",
-            ],
-        );
-        self.running = true;
-    }
-
-    /// Stops the cluster at once, as a crash would (no shutdown checkpoint).
-    fn kill(&mut self) {
-        as_postgres(
-            &self.pg_ctl,
-            &[
-                "-D",
-                &self.data(),
-                "-m",
-                "immediate",
-                "-w",
-                "-t",
-                "30",
-                "stop",
-            ],
-        );
-        self.running = false;
-    }
-}
-
-impl Drop for ThrowawayPostgres {
-    fn drop(&mut self) {
-        if self.running {
-            let _ = Command::new("runuser")
-                .args(["-u", "postgres", "--"])
-                .arg(&self.pg_ctl)
-                .args([
-                    "-D",
-                    &self.data(),
-                    "-m",
-                    "immediate",
-                    "-w",
-                    "-t",
-                    "30",
-                    "stop",
-                ])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
-}
-
-/// A `redis-server` of this test's own, keeping nothing on disk: killed on drop.
-struct ThrowawayRedis {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl ThrowawayRedis {
-    fn start() -> Self {
-        let mut redis = Self {
-            port: free_port(),
-            child: None,
-        };
-        redis.resume();
-        redis
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Starts the server (again) on its port, waiting up to 10 s until it answers PING.
-    fn resume(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string()])
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("redis-server: {e}"));
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(mut conn) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
-                use std::io::{Read, Write};
-                let _ = conn.set_read_timeout(Some(Duration::from_secs(1)));
-                let mut reply = [0u8; 7];
-                if conn.write_all(b"PING\r\n").is_ok()
-                    && conn.read_exact(&mut reply).is_ok()
-                    && &reply == b"+PONG\r\n"
-                {
-                    return;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not start on {}",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Kills the server.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for ThrowawayRedis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 // ---------------------------------------------------------------- helpers
 
@@ -526,4 +285,257 @@ async fn bind_fails_fast_naming_an_unreachable_postgres() {
     );
     assert!(!error.contains("hunter2"), "{error}");
     assert!(started.elapsed() < Duration::from_secs(10), "{error}");
+}
+
+// ---------------------------------------------------------------- restarts during traffic
+
+/// Restarts of a service during traffic.
+const RESTARTS: usize = 2;
+/// Frames ACKed between two restarts (and after the last one) before the test goes on.
+const ACKS_BETWEEN: u64 = 20;
+/// Pause between two sends: paces the traffic at about 200 frames/s, so a run stays small.
+const PACE: Duration = Duration::from_millis(5);
+
+/// Whether `frame` answers the frame sent with `sequence`: its ACK, or an ERROR naming it.
+fn answers(frame: &Frame, sequence: u32) -> bool {
+    let sequence = u64::from(sequence);
+    match frame.frame_type() {
+        FrameType::Ack => frame
+            .parse_control::<Ack>()
+            .is_ok_and(|ack| ack.ack == sequence),
+        FrameType::Error => frame
+            .parse_control::<Problem>()
+            .is_ok_and(|p| p.extensions.get("sequence").and_then(Value::as_u64) == Some(sequence)),
+        _ => false,
+    }
+}
+
+/// Sends MSG `text` on channel 7; `true` if ACKed, `false` if refused with an ERROR.
+async fn send_answered(client: &mut Client, text: &str) -> bool {
+    let sequence = client.send(FrameType::Msg, 7, text.as_bytes()).await;
+    let frame = client
+        .recv_matching(&format!("the answer to {text}"), |f| answers(f, sequence))
+        .await;
+    frame.frame_type() == FrameType::Ack
+}
+
+/// Polls `acked` (from a blocking thread) until it reaches `at_least`, for at most a minute.
+fn wait_acked(acked: &AtomicU64, at_least: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked.load(Ordering::Acquire) < at_least {
+        assert!(
+            Instant::now() < deadline,
+            "traffic stalled before a restart"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// What a sender saw: the texts ACKed, in order, and how many were refused.
+#[derive(Default)]
+struct Traffic {
+    acked: Vec<String>,
+    refused: u64,
+}
+
+/// Sends numbered MSGs on channel 7 until `restarts` is done, then until [`ACKS_BETWEEN`] more
+/// are ACKed (the service is back), within [`RECOVERY`].
+async fn traffic_until<T>(
+    sender: &mut Client,
+    acked: &AtomicU64,
+    restarts: tokio::task::JoinHandle<T>,
+) -> (Traffic, T) {
+    let mut traffic = Traffic::default();
+    let mut n = 0u64;
+    let mut send = async |traffic: &mut Traffic| {
+        let text = format!("m{n}");
+        n += 1;
+        if send_answered(sender, &text).await {
+            traffic.acked.push(text);
+            acked.fetch_add(1, Ordering::AcqRel);
+        } else {
+            traffic.refused += 1;
+        }
+        tokio::time::sleep(PACE).await;
+    };
+    while !restarts.is_finished() {
+        send(&mut traffic).await;
+    }
+    let service = restarts.await.unwrap();
+    let after = acked.load(Ordering::Acquire) + ACKS_BETWEEN;
+    let deadline = Instant::now() + RECOVERY;
+    while acked.load(Ordering::Acquire) < after {
+        assert!(
+            Instant::now() < deadline,
+            "frames still refused after {RECOVERY:?}"
+        );
+        send(&mut traffic).await;
+    }
+    (traffic, service)
+}
+
+/// Reads MSGs on channel 7 until every text in `expected` arrived; asserts they came in order
+/// and once each.
+async fn receives_all(receiver: &mut Client, expected: &[String]) {
+    let wanted: HashSet<&str> = expected.iter().map(String::as_str).collect();
+    let mut got: Vec<String> = Vec::new();
+    while !wanted.iter().all(|t| got.iter().any(|g| g == t)) {
+        let Some(frame) = receiver.recv_within(common::WAIT).await else {
+            let missing: Vec<&&str> = wanted
+                .iter()
+                .filter(|t| !got.iter().any(|g| g == **t))
+                .collect();
+            panic!(
+                "{} of {} ACKed frames never arrived: {missing:?}",
+                missing.len(),
+                wanted.len()
+            );
+        };
+        if frame.frame_type() == FrameType::Msg && frame.channel_id() == 7 {
+            got.push(String::from_utf8(frame.payload().to_vec()).unwrap());
+        }
+    }
+    let acked_arrivals: Vec<&String> = got.iter().filter(|g| wanted.contains(g.as_str())).collect();
+    assert_eq!(acked_arrivals.len(), expected.len(), "duplicates");
+    assert!(
+        acked_arrivals.iter().zip(expected).all(|(a, b)| *a == b),
+        "out of order"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_restarted_during_traffic_loses_nothing_acknowledged() {
+    if let Some(why) = services::missing_postgres() {
+        eprintln!("skipped: throwaway PostgreSQL {why}");
+        return;
+    }
+    let mut postgres = tokio::task::spawn_blocking(ThrowawayPostgres::start)
+        .await
+        .unwrap();
+    let url = postgres.url();
+    let server = TestServer::start(|c| {
+        c.store.url = Some(url);
+        c.store.acquire_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let mut alice = server.connect("alice-pgr").await;
+    alice.join(7, true).await;
+    let mut bob = server.connect("bob-pgr").await;
+    bob.join(7, true).await;
+    let bob_identity = bob.identity.clone();
+    bob.close();
+    wait_offline(&mut alice, "bob-pgr").await;
+
+    // Every frame from here on must be stored for bob; the cluster is stopped at once (as a
+    // crash would) and started again twice while alice sends.
+    let acked = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&acked);
+    let restarts = tokio::task::spawn_blocking(move || {
+        for round in 1..=RESTARTS {
+            wait_acked(&counter, ACKS_BETWEEN * u64::try_from(round).unwrap());
+            postgres.kill();
+            postgres.resume();
+        }
+        postgres
+    });
+    let (traffic, _postgres) = traffic_until(&mut alice, &acked, restarts).await;
+    eprintln!(
+        "postgres restarted {RESTARTS} times: {} frames ACKed, {} refused",
+        traffic.acked.len(),
+        traffic.refused
+    );
+
+    // The service is back: ready, handshakes work, alice's session lived through it, and bob
+    // gets every ACKed frame, in order, once.
+    readyz_becomes(&server, 200, RECOVERY).await;
+    try_connect(&server, "carol-pgr").await.unwrap();
+    let mut bob = server.connect_as(bob_identity).await;
+    receives_all(&mut bob, &traffic.acked).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_during_traffic_loses_nothing_and_refuses_nothing() {
+    if let Some(why) = services::missing_redis() {
+        eprintln!("skipped: throwaway Redis {why}");
+        return;
+    }
+    let mut redis = tokio::task::spawn_blocking(ThrowawayRedis::start)
+        .await
+        .unwrap();
+    let server = TestServer::start(|c| {
+        c.presence.redis_url = Some(redis.url());
+        c.presence.node_id = Some("node-restarts".to_owned());
+    })
+    .await;
+    let mut alice = server.connect("alice-rdr").await;
+    alice.join(7, true).await;
+    let mut bob = server.connect("bob-rdr").await;
+    bob.join(7, true).await;
+    let mut carol = server.connect("carol-rdr").await;
+    carol.join(7, true).await;
+    let carol_identity = carol.identity.clone();
+    carol.close();
+    wait_offline(&mut alice, "carol-rdr").await;
+
+    // bob receives live while alice sends; carol's copies go to the offline queue.
+    let (bob_texts, bob_done) = tokio::sync::oneshot::channel::<Vec<String>>();
+    let bob_reader = tokio::spawn(async move {
+        let mut texts = Vec::new();
+        loop {
+            let frame = bob.recv_on(FrameType::Msg, 7).await;
+            let text = String::from_utf8(frame.payload().to_vec()).unwrap();
+            if text == "end" {
+                let _ = bob_texts.send(texts);
+                return bob;
+            }
+            texts.push(text);
+        }
+    });
+    let acked = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&acked);
+    let restarts = tokio::task::spawn_blocking(move || {
+        for round in 1..=RESTARTS {
+            wait_acked(&counter, ACKS_BETWEEN * u64::try_from(round).unwrap());
+            redis.kill();
+            redis.resume();
+        }
+        redis
+    });
+    let (traffic, redis) = traffic_until(&mut alice, &acked, restarts).await;
+    eprintln!(
+        "redis restarted {RESTARTS} times: {} frames ACKed, {} refused",
+        traffic.acked.len(),
+        traffic.refused
+    );
+    // Presence is best effort: no frame is refused because Redis is away.
+    assert_eq!(traffic.refused, 0);
+    alice.say(7, "end").await;
+    let live = bob_done.await.unwrap();
+    let _bob = bob_reader.await.unwrap();
+    assert_eq!(live, traffic.acked, "bob's live copies");
+
+    // The registry is written again after the restarts, and carol gets every frame offline.
+    readyz_becomes(&server, 200, RECOVERY).await;
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut carol = server.connect_as(carol_identity).await;
+    let deadline = Instant::now() + RECOVERY;
+    loop {
+        let node: Option<String> = redis::cmd("GET")
+            .arg("route:carol-rdr")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if node.as_deref() == Some("node-restarts") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "route of carol-rdr never written"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut expected = traffic.acked.clone();
+    expected.push("end".to_owned());
+    receives_all(&mut carol, &expected).await;
 }
