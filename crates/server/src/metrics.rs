@@ -138,6 +138,9 @@ pub struct Metrics {
     pub rate_limited_connect: AtomicU64,
     /// Requests refused because they would exceed a `[bounds]` setting, by bound.
     pub bound_refusals: BoundRefusals,
+    /// Undelivered frames of an ending session that the store could not take even after
+    /// retrying (their senders had been ACKed).
+    pub requeue_lost: AtomicU64,
     /// IK handshakes refused because their message-1 ephemeral had been accepted before.
     pub handshake_replays: AtomicU64,
     /// IK replay-cache entries dropped before their retention ended because the cache was full.
@@ -449,6 +452,12 @@ impl Metrics {
             "counter",
             "Requests refused because they would exceed a [bounds] setting, by bound.",
             &as_refs(&refusals),
+        );
+        family(
+            "commucat_requeue_lost_total",
+            "counter",
+            "Undelivered frames of an ending session the store could not take after retrying.",
+            &[("", get(&self.requeue_lost))],
         );
         let mismatches: Vec<(String, String)> = crate::session::established::SENDER_CHECKED
             .iter()

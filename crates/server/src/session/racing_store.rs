@@ -19,6 +19,8 @@ type Hook = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>
 pub(super) struct RacingStore {
     inner: Arc<dyn Store>,
     after_session_insert: Mutex<Option<Hook>>,
+    /// Enqueues still to answer `Unavailable` (a busy or unreachable store).
+    unavailable_enqueues: std::sync::atomic::AtomicU32,
 }
 
 impl std::fmt::Debug for RacingStore {
@@ -32,7 +34,14 @@ impl RacingStore {
         Self {
             inner,
             after_session_insert: Mutex::new(None),
+            unavailable_enqueues: std::sync::atomic::AtomicU32::new(0),
         }
+    }
+
+    /// The next `n` enqueues fail with `Unavailable` without reaching the store.
+    pub(super) fn fail_enqueues(&self, n: u32) {
+        self.unavailable_enqueues
+            .store(n, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Runs `hook` right after the next session row is stored, before `create_session` returns.
@@ -172,6 +181,16 @@ impl Store for RacingStore {
     }
 
     async fn enqueue(&self, envelope: NewEnvelope) -> Result<EnqueueOutcome> {
+        use std::sync::atomic::Ordering;
+        let failing = self
+            .unavailable_enqueues
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if failing {
+            return Err(commucat_store::StoreError::Unavailable(
+                "database is locked".to_owned(),
+            ));
+        }
         self.inner.enqueue(envelope).await
     }
 

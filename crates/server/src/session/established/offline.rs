@@ -8,6 +8,7 @@
 //! counted per bound and ledgered.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use ccp::{Frame, FrameType, Problem, ProblemKind};
 use commucat_link::ByteStream;
@@ -211,9 +212,12 @@ async fn enqueue(
 
 /// Moves frames a session took but could not deliver into its device's offline queue (in their
 /// original order), under the same quotas as any frame; returns how many were queued.
-/// Live-only frames are dropped. A frame refused by a quota (or that the store could not take)
-/// is not kept anywhere else: its sender was ACKed long ago, so the loss is counted as a bound
-/// refusal, written to the ledger and logged, never silent.
+/// Live-only frames are dropped. The senders of these frames were ACKed long ago, so a store
+/// that is busy or briefly unreachable is waited for (with backoff, up to [`REQUEUE_PATIENCE`]
+/// per frame) rather than given up on. A frame refused by a quota, or that the store still
+/// could not take after that, is not kept anywhere else: the loss is counted
+/// (`commucat_requeue_lost_total`, or a bound refusal), logged, and for quotas ledgered —
+/// never silent.
 pub(crate) async fn requeue(m: &Messaging, device: &str, leftovers: Vec<Envelope>) -> usize {
     let mut queued = 0;
     let recipient = [device.to_owned()];
@@ -221,7 +225,7 @@ pub(crate) async fn requeue(m: &Messaging, device: &str, leftovers: Vec<Envelope
         .into_iter()
         .filter(|e| queueable(e.frame.frame_type()))
     {
-        match enqueue(m, &envelope, &recipient, None).await {
+        match enqueue_patiently(m, &envelope, &recipient).await {
             Ok(EnqueueOutcome::Stored { stored, refused }) => {
                 queued += stored.len();
                 if let Some(refusal) = refused.first() {
@@ -230,11 +234,39 @@ pub(crate) async fn requeue(m: &Messaging, device: &str, leftovers: Vec<Envelope
             }
             Ok(EnqueueOutcome::Duplicate) => {}
             Err(e) => {
+                m.hub
+                    .metrics
+                    .requeue_lost
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::error!(%device, error = %e, "could not queue an undelivered frame; it is lost");
             }
         }
     }
     queued
+}
+
+/// Longest time [`requeue`] keeps retrying one frame while the store is unavailable.
+pub(crate) const REQUEUE_PATIENCE: Duration = Duration::from_secs(30);
+
+/// [`enqueue`], retried with backoff (50 ms doubling to 1 s) while the store answers
+/// `Unavailable`, for up to [`REQUEUE_PATIENCE`].
+async fn enqueue_patiently(
+    m: &Messaging,
+    envelope: &Envelope,
+    recipient: &[String],
+) -> Result<EnqueueOutcome, StoreError> {
+    let deadline = tokio::time::Instant::now() + REQUEUE_PATIENCE;
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match enqueue(m, envelope, recipient, None).await {
+            Err(StoreError::Unavailable(reason)) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(error = %reason, "store unavailable while queueing an undelivered frame; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+            other => return other,
+        }
+    }
 }
 
 impl<S: ByteStream> SessionTask<S> {

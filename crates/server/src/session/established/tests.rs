@@ -112,3 +112,48 @@ async fn the_stream_ends_with_an_error_when_sequence_numbers_run_out() {
     let (decoded, _) = commucat_proto::Frame::decode(&error.to_bytes()).unwrap();
     assert_eq!(decoded.sequence, u64::from(u32::MAX));
 }
+
+/// A slow consumer's frames were ACKed to their senders long ago: when they move to the
+/// offline queue while the store is busy, the server waits for it instead of dropping them.
+#[tokio::test]
+async fn requeued_frames_wait_out_a_busy_store() {
+    use crate::router::Envelope;
+    use crate::session::racing_store::RacingStore;
+    use commucat_store::Store;
+
+    let racing = Arc::new(RacingStore::new(Arc::new(
+        SqliteStore::open_in_memory().await.unwrap(),
+    )));
+    let store: Arc<dyn Store> = racing.clone();
+    let m = Messaging::new(
+        Arc::clone(&store),
+        Arc::new(LocalPresence::new()),
+        MessagingSettings::default(),
+    );
+    for device in ["alice-q", "bob-q"] {
+        stored(&m, &established(device)).await;
+    }
+    racing.fail_enqueues(3);
+    let leftovers = ["one", "two"]
+        .iter()
+        .zip(1..)
+        .map(|(text, stamp)| Envelope {
+            frame: Frame::new(FrameType::Msg, 7, 0, text.as_bytes()).unwrap(),
+            stamp,
+            sender: Arc::from("alice-q"),
+        })
+        .collect();
+    assert_eq!(super::offline::requeue(&m, "bob-q", leftovers).await, 2);
+    let queued = store
+        .pending_envelopes("bob-q", crate::clock::unix_now(), 10)
+        .await
+        .unwrap();
+    assert_eq!(queued.len(), 2);
+    assert_eq!(
+        m.hub
+            .metrics
+            .requeue_lost
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+}
