@@ -52,11 +52,11 @@ for target in $targets; do
     echo "== fuzz ${target}: ${seconds} s from fuzz/seeds/${target}"
     set +e
     cargo fuzz run --target-dir "$target_dir" "$target" "$corpus" "fuzz/seeds/$target" \
-        -- "${args[@]}" 2>&1 | tee "$log" | grep -E '^(#[0-9]+ +(INITED|DONE)|==[0-9]+==|SUMMARY|thread .* panicked|Failing input|artifact_prefix)' 
+        -- "${args[@]}" 2>&1 | tee "$log" | grep -E '^(#[0-9]+[[:space:]]+(INITED|DONE)|==[0-9]+==|SUMMARY|thread .* panicked|Failing input|artifact_prefix)'
     status=${PIPESTATUS[0]}
     set -e
     # libFuzzer's last status line: "#<runs> DONE cov: <edges> ft: <features> corp: <n>/<size> ...".
-    done_line="$(grep -E '^#[0-9]+ +DONE' "$log" | tail -n 1 || true)"
+    done_line="$(grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -n 1 || true)"
     runs="$(sed -nE 's/^stat::number_of_executed_units: *([0-9]+).*/\1/p' "$log" | tail -n 1)"
     cov="$(sed -nE 's/.* cov: ([0-9]+).*/\1/p' <<<"$done_line")"
     ft="$(sed -nE 's/.* ft: ([0-9]+).*/\1/p' <<<"$done_line")"
