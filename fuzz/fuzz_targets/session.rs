@@ -24,8 +24,10 @@
 //! ```
 //!
 //! The frame type is `(op >> 2) % 21` (0 and 20 are not types the server accepts); the channel
-//! is `ch & 0x0f` or the following u32 (channel `u32::MAX` is kept for the final checks);
-//! sequence numbers count up from 3 per device, as the deployed client does.
+//! is `ch & 0x0f` or the following u32 (the two highest channels are kept by the harness);
+//! sequence numbers count up from 3 per device, as the deployed client does. After each step
+//! the harness waits until the sender's session has handled it (a LEAVE of a channel nobody
+//! joined, answered with an ERROR), so the script orders the two devices' frames.
 
 #![no_main]
 
@@ -54,6 +56,9 @@ const DEVICES: [&str; 2] = ["device-alice", "device-bob"];
 const REMOTES: [&str; 2] = ["127.0.0.1:40001", "127.0.0.1:40002"];
 /// The channel of the final checks; scripts never use it.
 const PROBE_CHANNEL: u32 = u32::MAX;
+/// A channel nobody joins: a LEAVE there is always answered (with an ERROR) and changes
+/// nothing, so it tells the harness that the frames before it were handled.
+const BARRIER_CHANNEL: u32 = u32::MAX - 1;
 /// How long the harness waits for an answer before it reports a hung session.
 const PATIENCE: Duration = Duration::from_secs(20);
 
@@ -185,6 +190,18 @@ impl Client {
         self.decode_buffered();
         // The script does not look at these; keep memory flat.
         self.frames.clear();
+    }
+
+    /// Waits until the server has handled everything sent so far (and so has routed what it
+    /// relays), so that the script, not scheduling, orders the two devices' frames.
+    async fn barrier(&mut self) {
+        if !self.at_frame_boundary() {
+            return;
+        }
+        let sequence = self.next_sequence();
+        self.write(raw_frame(4, BARRIER_CHANNEL, sequence, b"{}"))
+            .await;
+        let _ = self.answered(sequence).await;
     }
 
     /// Waits for the ACK (or ERROR) answering our frame `sequence`; false if the stream ended.
@@ -466,7 +483,7 @@ async fn case(data: &[u8]) {
             let frame_type = (op >> 2) % 21;
             let ch = script.byte().unwrap_or(0);
             let channel = if ch & 0x80 != 0 {
-                script.u32().min(PROBE_CHANNEL - 1)
+                script.u32().min(BARRIER_CHANNEL - 1)
             } else {
                 u32::from(ch & 0x0f)
             };
@@ -477,7 +494,10 @@ async fn case(data: &[u8]) {
                 .write(raw_frame(frame_type, channel, sequence, payload))
                 .await;
         }
-        client.drain_ready();
+        client.barrier().await;
+        for client in &mut clients {
+            client.drain_ready();
+        }
     }
 
     probe(&mut clients).await;
