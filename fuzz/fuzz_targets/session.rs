@@ -249,7 +249,8 @@ fn complete_frame_len(buf: &[u8], index: usize) -> Option<usize> {
 }
 
 fn is_string(value: &Value, keys: &[&str]) -> bool {
-    keys.iter().any(|key| value.get(key).is_some_and(Value::is_string))
+    keys.iter()
+        .any(|key| value.get(key).is_some_and(Value::is_string))
 }
 
 /// What the deployed client requires of a received frame (wire-compat §7.3, §7.4).
@@ -278,10 +279,9 @@ fn check_control(frame_type: proto::FrameType, envelope: &proto::ControlEnvelope
         T::Presence => is_string(value, &["entity"]),
         T::Join => {
             value.is_object()
-                && value.get("members").is_none_or(|m| {
-                    m.as_array()
-                        .is_some_and(|m| m.iter().all(Value::is_string))
-                })
+                && value
+                    .get("members")
+                    .is_none_or(|m| m.as_array().is_some_and(|m| m.iter().all(Value::is_string)))
         }
         T::GroupCreate => value.is_object(),
         T::GroupInvite => {
@@ -539,7 +539,8 @@ async fn probe(clients: &mut [Client]) {
     let (a, b) = clients.split_at_mut(1);
     let (a, b) = (&mut a[0], &mut b[0]);
     let sequence = a.next_sequence();
-    a.write(raw_frame(5, PROBE_CHANNEL, sequence, b"probe")).await;
+    a.write(raw_frame(5, PROBE_CHANNEL, sequence, b"probe"))
+        .await;
     if a.answered(sequence).await != Some(true) {
         return;
     }
