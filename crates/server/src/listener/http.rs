@@ -142,6 +142,9 @@ pub async fn serve(
     tracing::info!("server stopped");
 }
 
+/// Concurrent HTTP/2 streams one connection may open.
+pub const H2_MAX_STREAMS: u32 = 16;
+
 fn http_builder(keepalive: Duration) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -153,6 +156,10 @@ fn http_builder(keepalive: Duration) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         // RFC 8441: WebSocket over HTTP/2 via extended CONNECT.
         .enable_connect_protocol()
+        // One connection may carry a session and a few REST calls, not hundreds of sessions:
+        // `bounds.connections_per_ip` counts connections, so streams per connection are
+        // bounded too.
+        .max_concurrent_streams(H2_MAX_STREAMS)
         .keep_alive_interval(Some(keepalive.max(Duration::from_secs(1))))
         .keep_alive_timeout(keepalive.max(Duration::from_secs(1)));
     builder

@@ -385,21 +385,31 @@ impl Channels {
             .collect()
     }
 
-    /// Removes `device` from the channel; returns the remaining members (the channel is
-    /// forgotten once empty), or `None` if it was not a member.
+    /// Removes `device` from the channel; returns the remaining members, or `None` if it was
+    /// not a member. The channel is forgotten once no member that joined it itself is left:
+    /// declared-only members never count against anyone's `channels_per_device`, so a channel
+    /// kept for them alone would let a device declare, leave and repeat without bound.
     pub fn leave(&mut self, channel: u32, device: &str) -> Option<Vec<String>> {
         let entry = self.channels.get_mut(&channel)?;
         entry.members.remove(device)?;
         self.forget_device_channel(device, channel);
         let remaining = self.member_list(channel);
-        if remaining.is_empty() {
+        if !self.any_joined(channel, |_| true) {
             self.forget_channel(channel);
         }
         Some(remaining)
     }
 
+    /// Whether a member of `channel` that joined it itself satisfies `keep`.
+    fn any_joined(&self, channel: u32, keep: impl Fn(&str) -> bool) -> bool {
+        self.channels
+            .get(&channel)
+            .is_some_and(|c| c.members.iter().any(|(member, m)| m.joined && keep(member)))
+    }
+
     /// Forgets every channel of `device` (or only `channel`, if given) that has no member
-    /// `connected` any more, with its declared-only members. Returns how many were forgotten.
+    /// that joined it itself `connected` any more, with its declared-only members (for the
+    /// reason given at [`Self::leave`]). Returns how many were forgotten.
     pub fn release_idle(
         &mut self,
         device: &str,
@@ -416,11 +426,7 @@ impl Channels {
         };
         let idle: Vec<u32> = candidates
             .into_iter()
-            .filter(|c| {
-                self.channels
-                    .get(c)
-                    .is_some_and(|c| !c.members.keys().any(|m| connected(m)))
-            })
+            .filter(|&c| self.channels.contains_key(&c) && !self.any_joined(c, &connected))
             .collect();
         for channel in &idle {
             self.forget_channel(*channel);

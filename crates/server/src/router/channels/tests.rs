@@ -220,3 +220,25 @@ fn a_group_binds_a_conversation_only_with_every_member_on_its_roster() {
         Err(BindRefused::ChannelLimit { limit: 1 })
     );
 }
+
+/// Declaring a connected device and leaving must not leave the channel behind for it: the
+/// declared device never joined, so the channel counts against nobody's allowance.
+#[test]
+fn declare_then_leave_leaves_nothing_behind() {
+    let mut c = Channels::default();
+    for channel in 0..1000 {
+        join(&mut c, channel, "a", true, ["b"]);
+        c.leave(channel, "a");
+    }
+    assert!(c.is_empty(), "{} channels held for b", c.len());
+
+    // The same when the declaring device disconnects while b stays connected.
+    join(&mut c, 5, "a", true, ["b"]);
+    assert_eq!(c.release_idle("a", None, |d| d == "b"), 1);
+    assert!(c.is_empty());
+    // A channel b joined itself stays while b is connected.
+    join(&mut c, 6, "a", true, ["b"]);
+    join(&mut c, 6, "b", true, []);
+    assert_eq!(c.release_idle("a", None, |d| d == "b"), 0);
+    assert_eq!(c.len(), 1);
+}

@@ -214,18 +214,19 @@ async fn enqueue(
 /// original order), under the same quotas as any frame; returns how many were queued.
 /// Live-only frames are dropped. The senders of these frames were ACKed long ago, so a store
 /// that is busy or briefly unreachable is waited for (with backoff, up to [`REQUEUE_PATIENCE`]
-/// per frame) rather than given up on. A frame refused by a quota, or that the store still
+/// for the whole batch) rather than given up on. A frame refused by a quota, or that the store still
 /// could not take after that, is not kept anywhere else: the loss is counted
 /// (`commucat_requeue_lost_total`, or a bound refusal), logged, and for quotas ledgered —
 /// never silent.
 pub(crate) async fn requeue(m: &Messaging, device: &str, leftovers: Vec<Envelope>) -> usize {
     let mut queued = 0;
     let recipient = [device.to_owned()];
+    let deadline = tokio::time::Instant::now() + REQUEUE_PATIENCE;
     for envelope in leftovers
         .into_iter()
         .filter(|e| queueable(e.frame.frame_type()))
     {
-        match enqueue_patiently(m, &envelope, &recipient).await {
+        match enqueue_patiently(m, &envelope, &recipient, deadline).await {
             Ok(EnqueueOutcome::Stored { stored, refused }) => {
                 queued += stored.len();
                 if let Some(refusal) = refused.first() {
@@ -245,17 +246,18 @@ pub(crate) async fn requeue(m: &Messaging, device: &str, leftovers: Vec<Envelope
     queued
 }
 
-/// Longest time [`requeue`] keeps retrying one frame while the store is unavailable.
+/// Longest time one [`requeue`] keeps retrying while the store is unavailable (for all its
+/// frames together, so an ending session's cleanup is never held up longer).
 pub(crate) const REQUEUE_PATIENCE: Duration = Duration::from_secs(30);
 
 /// [`enqueue`], retried with backoff (50 ms doubling to 1 s) while the store answers
-/// `Unavailable`, for up to [`REQUEUE_PATIENCE`].
+/// `Unavailable`, until `deadline`.
 async fn enqueue_patiently(
     m: &Messaging,
     envelope: &Envelope,
     recipient: &[String],
+    deadline: tokio::time::Instant,
 ) -> Result<EnqueueOutcome, StoreError> {
-    let deadline = tokio::time::Instant::now() + REQUEUE_PATIENCE;
     let mut pause = Duration::from_millis(50);
     loop {
         match enqueue(m, envelope, recipient, None).await {
