@@ -299,7 +299,6 @@ pub async fn claim(
     guard.check_address()?;
     let store = state.store();
     let Some(pairing) = store.pairing(&code).await.map_err(|e| store_problem(&e))? else {
-        guard.wrong(None);
         return Err(Problem::new(StatusCode::NOT_FOUND, "unknown pairing code"));
     };
     guard.check_account(&pairing.user_id)?;
@@ -341,9 +340,11 @@ pub async fn claim(
         .await
         .map_err(|e| store_problem(&e))?;
     let user = match outcome {
-        RedeemOutcome::Redeemed(user) => user,
+        RedeemOutcome::Redeemed(user) => {
+            guard.right(&pairing.user_id);
+            user
+        }
         refused => {
-            guard.wrong(Some(&pairing.user_id));
             return Err(match refused {
                 RedeemOutcome::Expired => Problem::bad_request("pairing code expired"),
                 RedeemOutcome::AlreadyRedeemed => {
@@ -419,12 +420,12 @@ impl Guesses<'_> {
             .map_err(|refusal| self.refused(refusal))
     }
 
-    /// Counts a wrong guess against the address and, for a known code, its account.
-    fn wrong(&self, user_id: Option<&str>) {
+    /// Gives back the guesses counted for a claim that was right.
+    fn right(&self, user_id: &str) {
         self.state
             .rest
             .pairing_guard
-            .wrong_guess(self.address, user_id, std::time::Instant::now());
+            .right_guess(self.address, user_id);
     }
 
     fn refused(&self, refusal: Refusal) -> Problem {

@@ -1,7 +1,9 @@
 //! Wrong pairing guesses, counted per client address and per account.
 //!
-//! A claim is a wrong guess when it names an unknown code, or a code that is expired, already
-//! redeemed or blocked. Each one counts against the client's address (IPv6: its /64) and, when
+//! Every claim counts as a guess when it is checked (under the same lock as the cap, so claims
+//! sent in parallel cannot all pass), and a claim that redeems its code gives its count back: so
+//! what stays counted are the wrong guesses. A claim is a wrong guess when it names an unknown
+//! code, or a code that is expired, already redeemed or blocked. Each one counts against the client's address (IPv6: its /64) and, when
 //! the code exists, against the account that issued it. Once either count reaches its cap
 //! (`bounds.pairing_guesses_per_ip`, `bounds.pairing_guesses_per_account`) within the current
 //! window (`bounds.pairing_guess_window`), further claims from that address or for that
@@ -52,23 +54,38 @@ impl<K: Eq + Hash + Clone> Table<K> {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// `Err(wait)` while `key` is at its cap: how long until its window ends.
+    /// Counts one claim against `key`, under the same lock as the cap check, so claims sent in
+    /// parallel cannot all pass it; `Err(wait)` (nothing counted) while `key` is at its cap: how
+    /// long until its window ends. A claim that turns out right gives its count back
+    /// ([`Table::release`]).
     fn check(&self, key: &K, now: Instant, window: Duration) -> Result<(), Duration> {
-        match self.lock().get(key) {
-            Some(count) if count.guesses >= self.cap => {
-                let ends = count.since + window;
-                if now < ends {
-                    Err(ends.saturating_duration_since(now))
-                } else {
-                    Ok(())
-                }
+        let mut counts = self.lock();
+        if let Some(count) = counts.get(key)
+            && count.guesses >= self.cap
+        {
+            let ends = count.since + window;
+            if now < ends {
+                return Err(ends.saturating_duration_since(now));
             }
-            _ => Ok(()),
+        }
+        self.record_locked(&mut counts, key.clone(), now, window);
+        Ok(())
+    }
+
+    /// Gives back the count of a claim that was right.
+    fn release(&self, key: &K) {
+        if let Some(count) = self.lock().get_mut(key) {
+            count.guesses = count.guesses.saturating_sub(1);
         }
     }
 
-    fn record(&self, key: K, now: Instant, window: Duration) {
-        let mut counts = self.lock();
+    fn record_locked(
+        &self,
+        counts: &mut HashMap<K, Count>,
+        key: K,
+        now: Instant,
+        window: Duration,
+    ) {
         if counts.len() >= self.max_keys && !counts.contains_key(&key) {
             counts.retain(|_, c| now.saturating_duration_since(c.since) < window);
             if counts.len() >= self.max_keys
@@ -127,7 +144,8 @@ impl PairingGuard {
         }
     }
 
-    /// Whether a claim from `address` may be looked at (`None`: address unknown, not limited).
+    /// Whether a claim from `address` may be looked at (`None`: address unknown, not limited);
+    /// counts it as a guess until [`PairingGuard::right_guess`] gives it back.
     ///
     /// # Errors
     /// The address is at its cap.
@@ -141,7 +159,8 @@ impl PairingGuard {
         }
     }
 
-    /// Whether a claim for a code of `user_id` may be tried.
+    /// Whether a claim for a code of `user_id` may be tried; counts it as a guess until
+    /// [`PairingGuard::right_guess`] gives it back.
     ///
     /// # Errors
     /// The account is at its cap.
@@ -151,14 +170,12 @@ impl PairingGuard {
             .map_err(Refusal::Account)
     }
 
-    /// Counts one wrong guess from `address` for a code of `user_id` (when the code exists).
-    pub fn wrong_guess(&self, address: Option<IpAddr>, user_id: Option<&str>, now: Instant) {
+    /// Gives back the counts of a claim that was right: from `address`, for a code of `user_id`.
+    pub fn right_guess(&self, address: Option<IpAddr>, user_id: &str) {
         if let Some(ip) = address {
-            self.by_address.record(client_key(ip), now, self.window);
+            self.by_address.release(&client_key(ip));
         }
-        if let Some(user) = user_id {
-            self.by_account.record(user.to_owned(), now, self.window);
-        }
+        self.by_account.release(&user_id.to_owned());
     }
 
     /// Addresses and accounts tracked now.
@@ -191,7 +208,6 @@ mod tests {
         let t0 = Instant::now();
         for _ in 0..3 {
             assert_eq!(guard.check_address(Some(A), t0), Ok(()));
-            guard.wrong_guess(Some(A), None, t0);
         }
         let later = t0 + Duration::from_secs(20);
         assert_eq!(
@@ -202,16 +218,28 @@ mod tests {
         assert_eq!(guard.check_address(None, later), Ok(()));
         let next_window = t0 + Duration::from_secs(60);
         assert_eq!(guard.check_address(Some(A), next_window), Ok(()));
-        guard.wrong_guess(Some(A), None, next_window);
         assert_eq!(guard.check_address(Some(A), next_window), Ok(()));
+    }
+
+    #[test]
+    fn parallel_claims_cannot_pass_the_cap_together_and_a_right_one_gives_its_count_back() {
+        let guard = guard(2, 100, 16);
+        let t0 = Instant::now();
+        // Two claims in flight at once use up the cap before either is answered.
+        assert_eq!(guard.check_address(Some(A), t0), Ok(()));
+        assert_eq!(guard.check_address(Some(A), t0), Ok(()));
+        assert!(guard.check_address(Some(A), t0).is_err());
+        // One of them was right: its count comes back.
+        guard.right_guess(Some(A), "alice");
+        assert_eq!(guard.check_address(Some(A), t0), Ok(()));
     }
 
     #[test]
     fn an_account_counts_guesses_from_every_address() {
         let guard = guard(100, 2, 16);
         let t0 = Instant::now();
-        guard.wrong_guess(Some(A), Some("alice"), t0);
-        guard.wrong_guess(Some(B), Some("alice"), t0);
+        assert_eq!(guard.check_account("alice", t0), Ok(()));
+        assert_eq!(guard.check_account("alice", t0), Ok(()));
         assert!(matches!(
             guard.check_account("alice", t0),
             Err(Refusal::Account(_))
@@ -224,11 +252,11 @@ mod tests {
         let guard = guard(3, 100, 2);
         let t0 = Instant::now();
         for _ in 0..3 {
-            guard.wrong_guess(Some(A), None, t0);
+            assert_eq!(guard.check_address(Some(A), t0), Ok(()));
         }
-        guard.wrong_guess(Some(B), None, t0);
+        assert_eq!(guard.check_address(Some(B), t0), Ok(()));
         let c = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 3));
-        guard.wrong_guess(Some(c), None, t0);
+        assert_eq!(guard.check_address(Some(c), t0), Ok(()));
         assert_eq!(guard.tracked().0, 2);
         // A, at its cap, was kept; B (one guess) made room.
         assert!(guard.check_address(Some(A), t0).is_err());
