@@ -320,13 +320,30 @@ async fn connections_beyond_the_limit_wait_for_a_free_slot() {
         &[b"http/1.1"],
     );
 
-    let first = tls_connect(&connector, server.addr).await.unwrap();
+    let mut first = tls_connect(&connector, server.addr).await.unwrap();
     let second = tokio::spawn({
         let connector = connector.clone();
         let addr = server.addr;
         async move { tls_connect(&connector, addr).await }
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The server keeps serving the connection that holds the slot: after these round trips it
+    // has had every chance to take the second one, and must not have.
+    for _ in 0..5 {
+        first
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        while !answer.ends_with(br#"{"status":"ok"}"#) {
+            let mut chunk = [0u8; 512];
+            let n = tokio::time::timeout(Duration::from_secs(5), first.read(&mut chunk))
+                .await
+                .expect("the connection holding the slot is served")
+                .unwrap();
+            assert!(n > 0, "the server closed the connection holding the slot");
+            answer.extend_from_slice(&chunk[..n]);
+        }
+    }
     assert!(
         !second.is_finished(),
         "second handshake completed while the only slot was taken"
