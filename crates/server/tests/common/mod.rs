@@ -37,7 +37,7 @@ use serde_json::{Value, json};
 pub mod pg;
 
 /// How long a test waits for a frame it expects.
-pub const WAIT: Duration = Duration::from_secs(10);
+pub const WAIT: Duration = Duration::from_secs(30);
 
 // ---------------------------------------------------------------- the deployed client's view
 

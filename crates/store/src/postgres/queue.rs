@@ -17,15 +17,16 @@ use crate::model::{
 use crate::quota::{self, Delta};
 use crate::rows::{EnvelopeRow, OffsetRow, count, decode_all};
 
-/// Key of the advisory lock that serialises every write to the queue (`"CQ"` + 1): each
-/// writer updates the one total usage row anyway, and one lock taken first keeps quota checks
-/// true until commit and every lock order trivially the same.
-const QUEUE_LOCK: i64 = 0x4351_0001;
+/// Class of the advisory lock that serialises every write to the queue (`"CQ"`): each writer
+/// updates the one total usage row anyway, and one lock taken first keeps quota checks true
+/// until commit and every lock order trivially the same. The lock's second key is a hash of the
+/// store's schema, so stores in different schemas of one database do not wait for each other.
+const QUEUE_LOCK_CLASS: i32 = 0x4351;
 
-/// Takes the queue lock for the rest of the transaction.
+/// Takes the queue lock of this store's schema for the rest of the transaction.
 async fn lock_queue(tx: &mut PgConnection) -> Result<()> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(QUEUE_LOCK)
+    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))")
+        .bind(QUEUE_LOCK_CLASS)
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
