@@ -12,8 +12,8 @@
 //! The outage scenarios need the server binaries, so they run only where the shared services do:
 //! the PostgreSQL one when `COMMUCAT_TEST_POSTGRES` is set, the Redis one when
 //! `COMMUCAT_TEST_REDIS` is set (then a missing binary fails the test). The restart scenarios
-//! run wherever the binaries are installed and print a `skipped:` line where they are not. A
-//! database that is not there at startup is tested everywhere.
+//! follow the same rule: ignored (with the reason) without the variable, failing on a missing
+//! binary with it. A database that is not there at startup is tested everywhere.
 
 #![allow(
     clippy::unwrap_used,
@@ -404,10 +404,10 @@ async fn receives_all(receiver: &mut Client, expected: &[String]) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(commucat_test_postgres), ignore = "needs COMMUCAT_TEST_POSTGRES")]
 async fn postgres_restarted_during_traffic_loses_nothing_acknowledged() {
     if let Some(why) = services::missing_postgres() {
-        eprintln!("skipped: throwaway PostgreSQL {why}");
-        return;
+        panic!("throwaway PostgreSQL {why}");
     }
     let mut postgres = tokio::task::spawn_blocking(ThrowawayPostgres::start)
         .await
@@ -454,10 +454,10 @@ async fn postgres_restarted_during_traffic_loses_nothing_acknowledged() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(commucat_test_redis), ignore = "needs COMMUCAT_TEST_REDIS")]
 async fn redis_restarted_during_traffic_loses_nothing_and_refuses_nothing() {
     if let Some(why) = services::missing_redis() {
-        eprintln!("skipped: throwaway Redis {why}");
-        return;
+        panic!("throwaway Redis {why}");
     }
     let mut redis = tokio::task::spawn_blocking(ThrowawayRedis::start)
         .await
