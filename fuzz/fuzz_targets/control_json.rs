@@ -1,19 +1,19 @@
 //! Control JSON: `validate_control_json` and every typed control payload on arbitrary bytes.
 //!
 //! No input may panic. `validate_control_json` must agree with the deployed decoder's control
-//! check, and a call payload that parses as our `ccp::control::Call*` type must parse as the
+//! check, and a call payload that parses as our `commucat_ccp::control::Call*` type must parse as the
 //! deployed `commucat_proto::call::Call*` type too, both directly and the way a deployed client
 //! reads a received frame (`ControlEnvelope` -> `TryFrom`): frames we relay must parse there.
 
 #![no_main]
 
 use bytes::Bytes;
-use ccp::control::{
+use commucat_ccp::control::{
     Ack, CallAnswer, CallEnd, CallOffer, CallStats, ClientAuth, GroupCreate, GroupInvite,
     HandshakeAck, Hello, Join, Leave, PresenceSnapshot, PresenceUpdate, ServerAuth,
     SessionPayload, Typing,
 };
-use ccp::{Frame, FrameType, Problem};
+use commucat_ccp::{Frame, FrameType, Problem};
 use commucat_proto as proto;
 use libfuzzer_sys::fuzz_target;
 use serde::Serialize;
@@ -27,7 +27,7 @@ fn parse<T: DeserializeOwned>(data: &[u8]) -> Option<T> {
 fn reserialize<T: Serialize>(value: &T) {
     if let Ok(json) = serde_json::to_vec(value) {
         assert!(
-            ccp::validate_control_json(&json).is_ok(),
+            commucat_ccp::validate_control_json(&json).is_ok(),
             "serialized control payload is not JSON: {:?}",
             String::from_utf8_lossy(&json)
         );
@@ -66,7 +66,7 @@ where
 }
 
 fuzz_target!(|data: &[u8]| {
-    let control_ok = ccp::validate_control_json(data).is_ok();
+    let control_ok = commucat_ccp::validate_control_json(data).is_ok();
     // Same verdict as the deployed decoder's control check (inputs are far below 256 KiB).
     let theirs_ok = serde_json::from_slice::<proto::ControlEnvelope>(data).is_ok();
     assert_eq!(control_ok, theirs_ok, "{:?}", String::from_utf8_lossy(data));
@@ -84,7 +84,7 @@ fuzz_target!(|data: &[u8]| {
     // Handshake.
     if let Some(hello) = parse::<Hello>(data) {
         let offered = hello.offered_versions();
-        let _ = ccp::negotiate(&offered, ccp::SUPPORTED_PROTOCOL_VERSIONS);
+        let _ = commucat_ccp::negotiate(&offered, commucat_ccp::SUPPORTED_PROTOCOL_VERSIONS);
         let _ = hello.requests("noise");
         if let Some(user) = &hello.user {
             let _ = user.resolved_id();

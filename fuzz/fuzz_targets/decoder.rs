@@ -14,7 +14,7 @@
 #![no_main]
 
 use bytes::Bytes;
-use ccp::{CodecError, Frame, FrameDecoder, PayloadKind};
+use commucat_ccp::{CodecError, Frame, FrameDecoder, PayloadKind};
 use commucat_proto as proto;
 use libfuzzer_sys::fuzz_target;
 

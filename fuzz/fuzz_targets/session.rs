@@ -88,7 +88,7 @@ struct Client {
     rx: mpsc::UnboundedReceiver<Bytes>,
     buf: BytesMut,
     /// What the server's decoder makes of the bytes sent so far (frame boundary, failure).
-    sent: ccp::FrameDecoder,
+    sent: commucat_ccp::FrameDecoder,
     /// Frames decoded but not yet looked at.
     frames: VecDeque<Received>,
     sequence: u64,
@@ -452,7 +452,7 @@ async fn case(data: &[u8]) {
                 rx: server_rx,
                 tx: server_tx,
             },
-            ccp::MAX_FRAME_LEN,
+            commucat_ccp::MAX_FRAME_LEN,
         );
         servers.push(tokio::spawn(run(
             conn,
@@ -465,7 +465,7 @@ async fn case(data: &[u8]) {
             tx: Some(to_server),
             rx: from_server,
             buf: BytesMut::new(),
-            sent: ccp::FrameDecoder::new(),
+            sent: commucat_ccp::FrameDecoder::new(),
             frames: VecDeque::new(),
             sequence: 3,
             closed: false,

@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
-use ccp::control::Ack;
-use ccp::{Frame, FrameType, Problem};
+use commucat_ccp::control::Ack;
+use commucat_ccp::{Frame, FrameType, Problem};
 use commucat_client::DeviceIdentity;
 use commucat_client::transport::H2Stream;
 use commucat_link::Connection;

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use ccp::FrameType;
+use commucat_ccp::FrameType;
 use commucat_client::transport::H2Stream;
 use commucat_link::Connection;
 use futures_util::{FutureExt, StreamExt};

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
 use bytes::Bytes;
-use ccp::FrameType;
+use commucat_ccp::FrameType;
 use commucat_client::transport;
 use futures_util::{FutureExt, StreamExt};
 use serde::Serialize;
@@ -291,7 +291,7 @@ async fn bystander(
                     .ok_or_else(|| anyhow!("stream closed before the JOIN notice"))?;
                 if frame.frame_type() == FrameType::Join
                     && frame
-                        .parse_control::<ccp::control::Join>()
+                        .parse_control::<commucat_ccp::control::Join>()
                         .is_ok_and(|j| ids.iter().all(|id| j.members.contains(id)))
                 {
                     break;

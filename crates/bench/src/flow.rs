@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, bail};
-use ccp::{Frame, FrameType, Problem};
+use commucat_ccp::{Frame, FrameType, Problem};
 use commucat_client::transport::H2Stream;
 use commucat_link::Connection;
 use indicatif::ProgressBar;

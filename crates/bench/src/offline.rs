@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use ccp::FrameType;
+use commucat_ccp::FrameType;
 use serde::Serialize;
 
 use crate::args::OfflineArgs;

@@ -146,7 +146,7 @@ pub(crate) async fn open(
                     let mut b = b.into_connection();
                     flow::join(&mut a, channel, &[&a_id.device_id, &b_id.device_id]).await?;
                     flow::wait_for(&mut b, "JOIN notice", crate::target::CONNECT_TIMEOUT, |f| {
-                        f.frame_type() == ccp::FrameType::Join
+                        f.frame_type() == commucat_ccp::FrameType::Join
                     })
                     .await?;
                     Ok(vec![(a, channel), (b, channel)])

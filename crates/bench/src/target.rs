@@ -237,7 +237,7 @@ impl Target {
         )
         .await
         .map_err(|_| anyhow!("connecting to {addr} took over {CONNECT_TIMEOUT:?}"))??;
-        Ok(Connection::new(stream, ccp::MAX_FRAME_LEN))
+        Ok(Connection::new(stream, commucat_ccp::MAX_FRAME_LEN))
     }
 }
 

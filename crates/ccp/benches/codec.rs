@@ -13,7 +13,7 @@
 use std::hint::black_box;
 
 use bytes::{Bytes, BytesMut};
-use ccp::{Frame, FrameDecoder, FrameType};
+use commucat_ccp::{Frame, FrameDecoder, FrameType};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 /// Frames per batch: large enough to amortise per-iteration overhead, small enough for cache.

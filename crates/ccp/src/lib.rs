@@ -15,7 +15,7 @@
 //! - [`control`]: typed control payloads accepting both specification and deployed key names.
 //!
 //! ```
-//! use ccp::{Frame, FrameDecoder, FrameType};
+//! use commucat_ccp::{Frame, FrameDecoder, FrameType};
 //!
 //! let frame = Frame::new(FrameType::Msg, 5, 3, &b"hi"[..]).unwrap();
 //! assert_eq!(frame.to_bytes().as_ref(), [0x06, 0x05, 0x05, 0x03, 0x02, b'h', b'i']);

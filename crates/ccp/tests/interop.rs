@@ -9,7 +9,7 @@
 )]
 
 use bytes::Bytes;
-use ccp::{Frame, FrameDecoder, FrameType};
+use commucat_ccp::{Frame, FrameDecoder, FrameType};
 use commucat_proto as oracle;
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -141,13 +141,19 @@ fn all_nineteen_types_match_byte_for_byte() {
 
 #[test]
 fn limits_agree() {
-    assert_eq!(ccp::MAX_FRAME_LEN, oracle::MAX_FRAME_LEN);
-    assert_eq!(ccp::MAX_CONTROL_JSON_LEN, oracle::MAX_CONTROL_JSON_LEN);
-    assert_eq!(u64::from(ccp::MAX_CHANNEL_ID), oracle::MAX_CHANNEL_ID);
-    assert_eq!(u64::from(ccp::MAX_SEQUENCE), oracle::MAX_SEQUENCE);
-    assert_eq!(ccp::PROTOCOL_VERSION, oracle::PROTOCOL_VERSION);
+    assert_eq!(commucat_ccp::MAX_FRAME_LEN, oracle::MAX_FRAME_LEN);
     assert_eq!(
-        ccp::SUPPORTED_PROTOCOL_VERSIONS,
+        commucat_ccp::MAX_CONTROL_JSON_LEN,
+        oracle::MAX_CONTROL_JSON_LEN
+    );
+    assert_eq!(
+        u64::from(commucat_ccp::MAX_CHANNEL_ID),
+        oracle::MAX_CHANNEL_ID
+    );
+    assert_eq!(u64::from(commucat_ccp::MAX_SEQUENCE), oracle::MAX_SEQUENCE);
+    assert_eq!(commucat_ccp::PROTOCOL_VERSION, oracle::PROTOCOL_VERSION);
+    assert_eq!(
+        commucat_ccp::SUPPORTED_PROTOCOL_VERSIONS,
         oracle::SUPPORTED_PROTOCOL_VERSIONS
     );
 }
@@ -161,13 +167,13 @@ fn extremes_match() {
         }
     }
     // Largest control payload both accept.
-    let at_limit = format!("\"{}\"", "x".repeat(ccp::MAX_CONTROL_JSON_LEN - 2));
+    let at_limit = format!("\"{}\"", "x".repeat(commucat_ccp::MAX_CONTROL_JSON_LEN - 2));
     check_both_ways(&Frame::new(FrameType::GroupEvent, 1, 2, at_limit).unwrap());
 }
 
 #[test]
 fn our_typed_call_payloads_parse_in_the_deployed_client() {
-    use ccp::control::*;
+    use commucat_ccp::control::*;
     let offer = CallOffer {
         call_id: "call-0123456789".into(),
         from: "dev-a".into(),

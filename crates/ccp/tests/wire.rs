@@ -8,7 +8,7 @@
 )]
 
 use bytes::{Bytes, BytesMut};
-use ccp::{
+use commucat_ccp::{
     CodecError, Frame, FrameDecoder, FrameType, Identifier, MAX_CONTROL_JSON_LEN, MAX_FRAME_LEN,
     Problem, ProblemKind, Truncation, varint,
 };
@@ -297,7 +297,7 @@ fn invalid_control_payload() {
 #[test]
 fn protocol_version_mismatch_and_pairing_required_titles() {
     assert_eq!(
-        ccp::negotiate(&[2, 3], ccp::SUPPORTED_PROTOCOL_VERSIONS),
+        commucat_ccp::negotiate(&[2, 3], commucat_ccp::SUPPORTED_PROTOCOL_VERSIONS),
         None
     );
     let problem = Problem::new(ProblemKind::ProtocolVersionMismatch);

@@ -1,6 +1,6 @@
 //! Client errors.
 
-use ccp::Problem;
+use commucat_ccp::Problem;
 
 /// Why a connection or session failed.
 #[derive(Debug, thiserror::Error)]

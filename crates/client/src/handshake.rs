@@ -1,9 +1,9 @@
 //! The client side of the device handshake, over any byte stream.
 
-use ccp::control::{
+use commucat_ccp::control::{
     ClientAuth, HandshakeAck, HandshakeProofJson, Hello, ServerAuth, SessionPayload, UserInfo,
 };
-use ccp::{Frame, FrameType, Problem};
+use commucat_ccp::{Frame, FrameType, Problem};
 use commucat_keys::{
     DEFAULT_PROLOGUE, DeviceCertificate, DeviceKeyPair, Handshake, HandshakePattern,
     derive_handshake_context, encode_hex,
@@ -92,7 +92,7 @@ impl Default for HandshakeOptions {
         Self {
             pattern: HandshakePattern::Xk,
             capabilities: Vec::new(),
-            supported_versions: vec![u64::from(ccp::PROTOCOL_VERSION)],
+            supported_versions: vec![u64::from(commucat_ccp::PROTOCOL_VERSION)],
         }
     }
 }

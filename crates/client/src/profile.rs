@@ -5,7 +5,7 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-use ccp::control::UserInfo;
+use commucat_ccp::control::UserInfo;
 use commucat_keys::{DeviceCertificate, DeviceKeyPair, decode_hex32, encode_hex};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;

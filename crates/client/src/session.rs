@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use ccp::{Frame, FrameType};
+use commucat_ccp::{Frame, FrameType};
 use commucat_link::{ByteStream, Connection};
 use serde::Serialize;
 
@@ -46,7 +46,7 @@ impl<S: ByteStream> Session<S> {
         server: &ServerParams,
         options: &HandshakeOptions,
     ) -> Result<Self, ClientError> {
-        let mut conn = Connection::new(stream, ccp::MAX_FRAME_LEN);
+        let mut conn = Connection::new(stream, commucat_ccp::MAX_FRAME_LEN);
         let info = handshake(&mut conn, identity, server, options).await?;
         Ok(Self { conn, info })
     }
@@ -119,9 +119,9 @@ impl<S: ByteStream> Session<S> {
         if !self.info.delivery_receipts() {
             return Ok(());
         }
-        let ack = ccp::control::Ack {
+        let ack = commucat_ccp::control::Ack {
             ack: u64::from(frame.sequence()),
-            ..ccp::control::Ack::default()
+            ..commucat_ccp::control::Ack::default()
         };
         self.send_control(FrameType::Ack, frame.channel_id(), &ack)
             .await

@@ -2,7 +2,7 @@
 //! the server's outgoing sequence counter.
 
 use bytes::BytesMut;
-use ccp::{CodecError, Frame, FrameDecoder};
+use commucat_ccp::{CodecError, Frame, FrameDecoder};
 use commucat_keys::{NoiseError, Transport};
 
 /// Why a session's byte stream cannot continue.
@@ -140,7 +140,7 @@ mod tests {
 
     #[test]
     fn sequence_numbers_run_from_one_to_u32_max_then_stop() {
-        let mut codec = SessionCodec::new(ccp::MAX_FRAME_LEN);
+        let mut codec = SessionCodec::new(commucat_ccp::MAX_FRAME_LEN);
         assert_eq!(codec.next_sequence(), Ok(1));
         assert_eq!(codec.next_sequence(), Ok(2));
         codec.next_sequence = u32::MAX - 1;
@@ -154,7 +154,7 @@ mod tests {
 
     #[test]
     fn skipping_only_moves_forward() {
-        let mut codec = SessionCodec::new(ccp::MAX_FRAME_LEN);
+        let mut codec = SessionCodec::new(commucat_ccp::MAX_FRAME_LEN);
         codec.skip_sequences_to(10);
         assert_eq!(codec.next_sequence(), Ok(10));
         codec.skip_sequences_to(5);
@@ -168,8 +168,8 @@ mod tests {
 
     #[test]
     fn plain_frames_pass_through() {
-        let mut codec = SessionCodec::new(ccp::MAX_FRAME_LEN);
-        let frame = Frame::new(ccp::FrameType::Msg, 5, 3, &b"hi"[..]).unwrap();
+        let mut codec = SessionCodec::new(commucat_ccp::MAX_FRAME_LEN);
+        let frame = Frame::new(commucat_ccp::FrameType::Msg, 5, 3, &b"hi"[..]).unwrap();
         let mut out = BytesMut::new();
         codec.encode(&frame, &mut out).unwrap();
         assert_eq!(out.as_ref(), frame.to_bytes().as_ref());

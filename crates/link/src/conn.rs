@@ -4,7 +4,7 @@ use std::future::Future;
 use std::io;
 
 use bytes::{Bytes, BytesMut};
-use ccp::{Frame, FrameType, Problem};
+use commucat_ccp::{Frame, FrameType, Problem};
 use serde::Serialize;
 
 use crate::codec::{SequenceExhausted, SessionCodec, StreamError};
@@ -55,7 +55,7 @@ pub enum ConnError {
     SequenceExhausted(#[from] SequenceExhausted),
     /// A control payload could not be built (over the size limit).
     #[error(transparent)]
-    Codec(#[from] ccp::CodecError),
+    Codec(#[from] commucat_ccp::CodecError),
 }
 
 /// A byte stream with its session codec.
@@ -84,7 +84,7 @@ impl<S: ByteStream> Connection<S> {
     /// The next frame; `Ok(None)` when the peer finished sending on a frame boundary.
     ///
     /// # Errors
-    /// Malformed bytes, a stream that ends inside a frame ([`ccp::CodecError::TruncatedFrame`]),
+    /// Malformed bytes, a stream that ends inside a frame ([`commucat_ccp::CodecError::TruncatedFrame`]),
     /// or an I/O failure.
     pub async fn recv(&mut self) -> Result<Option<Frame>, ConnError> {
         loop {
@@ -123,8 +123,8 @@ impl<S: ByteStream> Connection<S> {
             None => {
                 self.peer_closed = true;
                 if self.codec.buffered() > 0 {
-                    return Err(StreamError::Codec(ccp::CodecError::TruncatedFrame(
-                        ccp::Truncation::Header,
+                    return Err(StreamError::Codec(commucat_ccp::CodecError::TruncatedFrame(
+                        commucat_ccp::Truncation::Header,
                     ))
                     .into());
                 }
@@ -221,7 +221,7 @@ mod tests {
 
     #[tokio::test]
     async fn large_payloads_are_shared_small_ones_joined() {
-        let mut conn = Connection::new(Recorder::default(), ccp::MAX_FRAME_LEN);
+        let mut conn = Connection::new(Recorder::default(), commucat_ccp::MAX_FRAME_LEN);
         let big = Frame::new(FrameType::Msg, 7, 9, vec![1u8; SHARE_PAYLOAD_FROM]).unwrap();
         let small = Frame::new(FrameType::Msg, 7, 10, &b"hi"[..]).unwrap();
         conn.send(&big).await.unwrap();

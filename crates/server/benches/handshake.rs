@@ -268,7 +268,7 @@ fn end_to_end(c: &mut Criterion) {
                     let (client_end, server_end) = memory::pair();
                     let server = handshaker.clone();
                     let serve = async move {
-                        let mut conn = Connection::new(server_end, ccp::MAX_FRAME_LEN);
+                        let mut conn = Connection::new(server_end, commucat_ccp::MAX_FRAME_LEN);
                         server.run(&mut conn).await.unwrap();
                     };
                     let client = Session::handshake(client_end, identity, &params, &options);

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use crate::config::ConfigError;
 use crate::keys::KeyStoreError;
-use crate::secrets::FileError;
+use crate::keys::secrets::FileError;
 use crate::tls::TlsError;
 
 /// A startup failure; each variant names what to fix.

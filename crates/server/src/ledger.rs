@@ -86,7 +86,7 @@ impl Ledger {
                 let file = OpenOptions::new()
                     .create(true)
                     .append(true)
-                    .mode(crate::secrets::FILE_MODE)
+                    .mode(crate::keys::secrets::FILE_MODE)
                     .open(&path)
                     .map_err(|source| LedgerError {
                         path: path.clone(),

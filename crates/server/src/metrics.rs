@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-use ccp::FrameType;
+use commucat_ccp::FrameType;
 
 use crate::config::Bound;
 use serde::Serialize;

@@ -1,6 +1,6 @@
 //! Profile field lengths: a display name, avatar URL or friend entry is bounded where it is
 //! set (`bounds.display_name_bytes`, `bounds.avatar_url_bytes`; handles by
-//! [`crate::session::handshake::valid_handle`]), and bounded again where it is sent, so a value
+//! [`crate::registry::valid_handle`]), and bounded again where it is sent, so a value
 //! stored before the bound existed (or under a larger one) can never make handshake message 2
 //! exceed the Noise message limit of 65,535 bytes and lock its account out.
 

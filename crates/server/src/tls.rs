@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::config::Config;
-use crate::secrets::{self, FileError};
+use crate::keys::secrets::{self, FileError};
 
 /// Directory under the data directory holding the dev certificate.
 pub const TLS_DIR: &str = "tls";

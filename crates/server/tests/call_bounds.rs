@@ -16,8 +16,8 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ccp::FrameType;
 use common::{Client, TestServer, json_of, ledger_records};
+use commucat_ccp::FrameType;
 use serde_json::{Value, json};
 
 const QUIET: Duration = Duration::from_millis(300);

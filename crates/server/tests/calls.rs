@@ -14,8 +14,8 @@ mod common;
 
 use std::time::Duration;
 
-use ccp::FrameType;
 use common::{Client, TestServer, json_of, queued};
+use commucat_ccp::FrameType;
 use serde_json::{Value, json};
 
 const QUIET: Duration = Duration::from_millis(300);

@@ -14,11 +14,11 @@
 
 mod common;
 
-use ccp::control::GroupCreate;
-use ccp::{Frame, FrameType, Problem};
 use common::deployed::{self, DeployedClient};
 use common::rest::eventually;
 use common::{Client, StoreBackend, TestServer, WAIT};
+use commucat_ccp::control::GroupCreate;
+use commucat_ccp::{Frame, FrameType, Problem};
 use commucat_proto as dp;
 use serde_json::{Value, json};
 
@@ -161,7 +161,10 @@ async fn nothing_replayed(server: &TestServer, device: &str) {
         common::describe(&first)
     );
     assert_eq!(
-        first.parse_control::<ccp::control::Ack>().unwrap().ack,
+        first
+            .parse_control::<commucat_ccp::control::Ack>()
+            .unwrap()
+            .ack,
         u64::from(seq)
     );
 }
@@ -204,7 +207,7 @@ async fn made_up_members_get_nothing_queued(backend: StoreBackend) {
 fn answers(frame: &Frame, seq: u32) -> bool {
     match frame.frame_type() {
         FrameType::Ack => frame
-            .parse_control::<ccp::control::Ack>()
+            .parse_control::<commucat_ccp::control::Ack>()
             .is_ok_and(|a| a.ack == u64::from(seq)),
         FrameType::Error => frame
             .parse_control::<Problem>()
@@ -470,7 +473,7 @@ async fn a_roster_notice_past_the_control_limit_never_breaks_the_creator() {
     }
     let ids: Vec<&str> = members.iter().map(|m| m.id.as_str()).collect();
     let listed = serde_json::to_vec(&ids).unwrap().len();
-    let name = "n".repeat(ccp::MAX_CONTROL_JSON_LEN - listed - 200);
+    let name = "n".repeat(commucat_ccp::MAX_CONTROL_JSON_LEN - listed - 200);
     let seq = owner
         .control(
             FrameType::GroupCreate,

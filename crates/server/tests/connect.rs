@@ -14,8 +14,8 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ccp::control::{Ack, Join};
-use ccp::{Frame, FrameType};
+use commucat_ccp::control::{Ack, Join};
+use commucat_ccp::{Frame, FrameType};
 use commucat_client::transport::{self, H2Stream};
 use commucat_client::{
     ClientError, DeviceIdentity, HandshakeOptions, ServerParams, Session, TlsTrust,
@@ -215,7 +215,7 @@ async fn a_failing_handshake_does_not_disturb_an_established_session(backend: St
         .send_bytes(FrameType::Msg, 99, Bytes::from_static(b"nope"))
         .await
         .unwrap();
-    let problem: ccp::Problem = recv_type(&mut alice, FrameType::Error)
+    let problem: commucat_ccp::Problem = recv_type(&mut alice, FrameType::Error)
         .await
         .parse_control()
         .unwrap();
@@ -235,7 +235,7 @@ async fn handshake_timeout_closes_a_silent_client() {
         .unwrap()
         .unwrap();
     let (frame, _) = Frame::decode(&bytes).unwrap().unwrap();
-    let problem: ccp::Problem = frame.parse_control().unwrap();
+    let problem: commucat_ccp::Problem = frame.parse_control().unwrap();
     assert_eq!(problem.title.as_deref(), Some("Handshake Timeout"));
     assert!(started.elapsed() >= Duration::from_millis(900));
     assert!(

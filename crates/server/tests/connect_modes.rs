@@ -13,8 +13,8 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ccp::control::{Ack, Join};
-use ccp::{Frame, FrameType};
+use commucat_ccp::control::{Ack, Join};
+use commucat_ccp::{Frame, FrameType};
 use commucat_client::transport::{ConnectMode, Message, ModeStream, open_mode};
 use commucat_client::{ClientError, DeviceIdentity, HandshakeOptions, Session};
 use commucat_link::{ByteStream, Connection};
@@ -197,7 +197,7 @@ async fn group_message(mode: ConnectMode) {
     assert_eq!(ack.ack, u64::from(seq));
     assert_eq!(ack.group_id.as_deref(), Some("grp-modes-1"));
     for member in [&mut bob, &mut carol] {
-        let created: ccp::control::GroupCreate = recv_type(member, FrameType::GroupCreate)
+        let created: commucat_ccp::control::GroupCreate = recv_type(member, FrameType::GroupCreate)
             .await
             .parse_control()
             .unwrap();
@@ -239,10 +239,11 @@ async fn offline_replay(mode: ConnectMode) {
     drop(bob);
     // Wait until the server has seen bob go: alice gets his `offline` presence.
     loop {
-        let snapshot: ccp::control::PresenceSnapshot = recv_type(&mut alice, FrameType::Presence)
-            .await
-            .parse_control()
-            .unwrap();
+        let snapshot: commucat_ccp::control::PresenceSnapshot =
+            recv_type(&mut alice, FrameType::Presence)
+                .await
+                .parse_control()
+                .unwrap();
         if snapshot.entity == "bob-o" && snapshot.state == "offline" {
             break;
         }

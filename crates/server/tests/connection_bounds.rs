@@ -15,7 +15,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use bytes::Bytes;
-use ccp::FrameType;
+use commucat_ccp::FrameType;
 use commucat_client::transport::{self, H2Stream};
 use commucat_client::{DeviceIdentity, HandshakeOptions, Session};
 use serde_json::json;
@@ -42,7 +42,7 @@ async fn bystanders_chat(server: &TestServer, from: IpAddr, tag: &str) {
     // b's JOIN notice lists both, so a's MSG reaches b.
     wait_for(&mut b, "JOIN notice of two", |f| {
         f.frame_type() == FrameType::Join
-            && f.parse_control::<ccp::control::Join>()
+            && f.parse_control::<commucat_ccp::control::Join>()
                 .is_ok_and(|j| j.members.len() == 2)
     })
     .await;
@@ -76,8 +76,8 @@ async fn session_from(server: &TestServer, from: IpAddr, device: &str) -> Sessio
 async fn wait_for(
     session: &mut Session<H2Stream>,
     what: &str,
-    wanted: impl Fn(&ccp::Frame) -> bool,
-) -> ccp::Frame {
+    wanted: impl Fn(&commucat_ccp::Frame) -> bool,
+) -> commucat_ccp::Frame {
     loop {
         let frame = tokio::time::timeout(WAIT, session.recv())
             .await

@@ -13,9 +13,9 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 
-use ccp::{FrameType, Problem};
 use common::rest::{Rest, Transport};
 use common::{Client, StoreBackend, TestServer, ledger_records, unix_now};
+use commucat_ccp::{FrameType, Problem};
 use commucat_client::rotate::ROTATE_PATH;
 use commucat_client::{
     ClientError, DeviceIdentity, HandshakeOptions, RestTarget, rotate_device_key, transport,

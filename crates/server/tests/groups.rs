@@ -13,9 +13,9 @@ mod common;
 
 use std::time::Duration;
 
-use ccp::FrameType;
-use ccp::control::{GroupCreate, GroupInvite, GroupRole};
 use common::{StoreBackend, TestServer};
+use commucat_ccp::FrameType;
+use commucat_ccp::control::{GroupCreate, GroupInvite, GroupRole};
 use serde_json::json;
 
 const QUIET: Duration = Duration::from_millis(300);

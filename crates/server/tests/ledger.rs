@@ -11,8 +11,8 @@
 
 mod common;
 
-use ccp::FrameType;
 use common::{TestServer, ledger_records};
+use commucat_ccp::FrameType;
 use commucat_client::{DeviceIdentity, HandshakeOptions, ServerParams};
 use serde_json::{Value, json};
 

@@ -13,9 +13,9 @@ mod common;
 
 use std::time::Duration;
 
-use ccp::FrameType;
-use ccp::control::{Leave, PeerCandidate, Typing};
 use common::{TestServer, json_of};
+use commucat_ccp::FrameType;
+use commucat_ccp::control::{Leave, PeerCandidate, Typing};
 use serde_json::json;
 
 const QUIET: Duration = Duration::from_millis(300);

@@ -15,9 +15,9 @@ mod common;
 
 use std::time::Duration;
 
-use ccp::control::PresenceSnapshot;
-use ccp::{Frame, FrameType, Problem};
 use common::{Client, StoreBackend, TestServer, queued, queued_becomes};
+use commucat_ccp::control::PresenceSnapshot;
+use commucat_ccp::{Frame, FrameType, Problem};
 use commucat_client::DeviceIdentity;
 
 const QUIET: Duration = Duration::from_millis(300);

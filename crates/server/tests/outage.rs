@@ -30,9 +30,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use ccp::control::{Ack, PresenceSnapshot};
-use ccp::{Frame, FrameType, Problem};
 use common::{Client, TestServer};
+use commucat_ccp::control::{Ack, PresenceSnapshot};
+use commucat_ccp::{Frame, FrameType, Problem};
 use commucat_client::{DeviceIdentity, HandshakeOptions};
 use serde_json::Value;
 use services::{ThrowawayPostgres, ThrowawayRedis};

@@ -14,9 +14,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use ccp::FrameType;
-use ccp::control::PresenceSnapshot;
 use common::{Client, TestServer};
+use commucat_ccp::FrameType;
+use commucat_ccp::control::PresenceSnapshot;
 use rand_core::{OsRng, RngCore};
 use redis::AsyncCommands;
 use serde_json::{Value, json};

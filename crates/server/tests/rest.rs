@@ -16,9 +16,9 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use ccp::{FrameType, Problem};
 use common::rest::{Answer, Transport, check_strictness, contract, deployed, eventually, with};
 use common::{Client, StoreBackend, TestServer, unix_now};
+use commucat_ccp::{FrameType, Problem};
 use commucat_client::{DeviceIdentity, HandshakeOptions, Session, transport};
 use commucat_keys::{
     DeviceCertificate, DeviceKeyPair, decode_hex32, encode_hex, rotation_message, sign_rotation,
@@ -242,7 +242,7 @@ async fn a_connected_session_stays_valid_and_expires_after_it_leaves() {
     let alice = server.connect("alice-1").await;
     let bearer = token(&alice);
     let store = server.store().await;
-    let key = commucat_server::session::handshake::session_key(&bearer);
+    let key = commucat_server::registry::session_key(&bearer);
     let first = store.session(&key).await.unwrap().unwrap().expires_at;
 
     // The refresh moves the stored expiry forward while the device stays connected…
@@ -811,7 +811,7 @@ async fn p2p_assist_answers_what_the_deployed_client_decodes() {
     );
 
     // pq: the server's persisted keys, and a bundle signature that verifies.
-    let stored = commucat_server::pq_keys::PqKeys::load_or_generate(&data_dir(&server)).unwrap();
+    let stored = commucat_server::keys::pq::PqKeys::load_or_generate(&data_dir(&server)).unwrap();
     assert_eq!(assist.pq.kem_public_hex, hex::encode(stored.kem_public()));
     assert_eq!(
         assist.pq.signature_public_hex,

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use commucat_client::{ClientError, DeviceIdentity, HandshakeOptions, ServerParams};
 use commucat_keys::HandshakePattern;
-use commucat_server::keyring;
+use commucat_server::keys::keyring;
 use serde_json::Value;
 
 use common::rest::{Rest, Transport, deployed as deployed_rest};
@@ -202,7 +202,7 @@ async fn verified_bundle_prekey(server: &TestServer, bearer: &str) -> String {
         .await;
     let assist: deployed_rest::P2pAssistResponse = answer.decode();
     let hex_of = |hex: &str| hex::decode(hex).unwrap();
-    let stored = commucat_server::pq_keys::PqKeys::load_or_generate(server.data_dir()).unwrap();
+    let stored = commucat_server::keys::pq::PqKeys::load_or_generate(server.data_dir()).unwrap();
     let message = stored.bundle_message(
         &server.params.domain,
         &hex_of(&assist.pq.identity_public_hex),

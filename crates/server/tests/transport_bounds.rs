@@ -12,7 +12,7 @@
 mod common;
 
 use bytes::{Bytes, BytesMut};
-use ccp::{Frame, FrameType};
+use commucat_ccp::{Frame, FrameType};
 use commucat_client::transport::{ConnectMode, Message, ModeStream, open_mode};
 use commucat_client::{DeviceIdentity, HandshakeOptions, Session};
 use futures_util::SinkExt;
@@ -111,7 +111,7 @@ async fn recv_type<S: commucat_link::ByteStream>(
 
 fn json_ack(frame: &Frame) -> u64 {
     frame
-        .parse_control::<ccp::control::Ack>()
+        .parse_control::<commucat_ccp::control::Ack>()
         .expect("ACK payload")
         .ack
 }
@@ -153,7 +153,7 @@ async fn slow_consumer_is_cut_by_bytes_and_bystanders_are_served() {
         .iter()
         .find(|f| f.frame_type() == FrameType::Error)
         .expect("an ERROR before the close");
-    let problem: ccp::Problem = error.parse_control().unwrap();
+    let problem: commucat_ccp::Problem = error.parse_control().unwrap();
     assert_eq!(problem.title.as_deref(), Some("Slow Consumer"));
     assert!(
         problem.detail.as_deref().unwrap_or("").contains("bytes"),

@@ -13,7 +13,7 @@ use commucat_store::{DeviceStatus, Store, StoreError};
 use super::AppState;
 use super::problem::Problem;
 use crate::clock::unix_now;
-use crate::session::handshake::session_key;
+use crate::registry::session_key;
 
 /// The device and user behind a valid bearer token.
 #[derive(Debug, Clone, PartialEq, Eq)]

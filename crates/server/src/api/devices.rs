@@ -4,7 +4,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
-use ccp::ProblemKind;
+use commucat_ccp::ProblemKind;
 use commucat_store::{DeviceKeyEvent, DeviceRecord};
 use serde::{Deserialize, Serialize};
 
@@ -12,7 +12,7 @@ use super::auth::{Authenticated, store_problem};
 use super::problem::{Problem, parse_json};
 use super::{AppState, rfc3339};
 use crate::clock::unix_now;
-use crate::session::handshake::key_event;
+use crate::registry::key_event;
 
 /// Body of `GET /api/devices`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -158,7 +158,7 @@ pub async fn revoke(
         .map_err(|e| store_problem(&e))?;
     let was_online = state.sessions.hub().disconnect(
         &device.device_id,
-        ccp::Problem::new(ProblemKind::DeviceRevoked)
+        commucat_ccp::Problem::new(ProblemKind::DeviceRevoked)
             .with_detail("this device has been revoked by another device of the account"),
     );
     tracing::info!(scope = "device", action = "revoke", device = %device.device_id, by = %auth.device_id, user = %auth.user_id, was_online, "device revoked");

@@ -11,7 +11,7 @@ use super::AppState;
 use super::auth::{Authenticated, store_problem};
 use super::problem::{Problem, parse_json};
 use crate::profile::{ProfileBounds, ProfileField};
-use ccp::ProblemKind;
+use commucat_ccp::ProblemKind;
 
 /// Most entries one friend list may hold.
 pub const MAX_FRIENDS: usize = 1000;

@@ -79,7 +79,7 @@ impl RestSettings {
     pub fn new(
         config: &crate::config::Config,
         keys: &crate::keys::ServerKeys,
-        pq: &crate::pq_keys::PqKeys,
+        pq: &crate::keys::pq::PqKeys,
     ) -> Result<Self, String> {
         use crate::clock::secs;
         let bundle = p2p::PqBundle::new(
@@ -186,8 +186,8 @@ mod tests {
         let config = Config::default();
         let sessions = crate::server::sessions(&config, &keys, store, presence);
         // One key set for every app of the test binary, so answers compare across apps.
-        static PQ: std::sync::OnceLock<crate::pq_keys::PqKeys> = std::sync::OnceLock::new();
-        let pq = PQ.get_or_init(|| crate::pq_keys::PqKeys::generate().unwrap());
+        static PQ: std::sync::OnceLock<crate::keys::pq::PqKeys> = std::sync::OnceLock::new();
+        let pq = PQ.get_or_init(|| crate::keys::pq::PqKeys::generate().unwrap());
         router(AppState {
             server_info: crate::live::Live::new(ServerInfo::new(&config, &keys, pq)),
             rest: Arc::new(RestSettings::new(&config, &keys, pq).unwrap()),

@@ -27,8 +27,8 @@ use zeroize::Zeroizing;
 use super::AppState;
 use super::auth::Authenticated;
 use super::problem::{Problem, parse_json};
+use crate::keys::pq::{KEM_ALGORITHM, PqKeys, SIGNATURE_ALGORITHM};
 use crate::metrics::SecuritySnapshot;
-use crate::pq_keys::{KEM_ALGORITHM, PqKeys, SIGNATURE_ALGORITHM};
 
 /// Most candidate paths one request may carry.
 pub const MAX_PATHS: usize = 16;

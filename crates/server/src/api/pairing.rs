@@ -18,7 +18,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use ccp::ProblemKind;
+use commucat_ccp::ProblemKind;
 use commucat_keys::{DeviceCertificate, DeviceCertificateData, DeviceKeyPair};
 use commucat_store::{PairingRecord, RedeemOutcome, Store, StoreError, UserToCreate};
 use rand_core::{OsRng, RngCore};
@@ -32,7 +32,7 @@ use super::{AppState, rfc3339};
 use crate::clock::unix_now;
 use crate::config::Bound;
 use crate::listener::http::PeerAddr;
-use crate::session::handshake::{active_device_registration, random_id};
+use crate::registry::{active_device_registration, random_id};
 
 /// Symbols of a pairing code (no `I`, `L`, `O`, `0`, `1`).
 pub const CODE_ALPHABET: &[u8; 31] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";

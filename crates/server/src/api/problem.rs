@@ -40,7 +40,7 @@ impl Problem {
     /// A problem of `kind`: its `type` URI and title, with `status` (the kind's own status
     /// when it is a valid HTTP status).
     #[must_use]
-    pub fn of_kind(kind: ccp::ProblemKind, detail: impl Into<String>) -> Self {
+    pub fn of_kind(kind: commucat_ccp::ProblemKind, detail: impl Into<String>) -> Self {
         Self {
             kind: kind.type_uri(),
             title: kind.title(),

@@ -14,7 +14,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use ccp::ProblemKind;
+use commucat_ccp::ProblemKind;
 use commucat_keys::{RotationError, decode_hex64, verify_rotation};
 use commucat_store::{DeviceKeyEvent, DeviceStatus, KeyRotation, RotateOutcome};
 use serde::{Deserialize, Serialize};
@@ -24,7 +24,7 @@ use super::pairing::{issue_certificate, parse_device_public};
 use super::problem::{Problem, parse_json};
 use super::{AppState, rfc3339};
 use crate::clock::unix_now;
-use crate::session::handshake::key_event;
+use crate::registry::key_event;
 
 /// `devices.rotation_*` settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,7 +216,7 @@ pub async fn rotate(
     }
     let was_online = state.sessions.hub().disconnect(
         &device.device_id,
-        ccp::Problem::new(ProblemKind::DeviceKeyMismatch)
+        commucat_ccp::Problem::new(ProblemKind::DeviceKeyMismatch)
             .with_detail("this device's key was rotated; connect again with the new key"),
     );
     let previous = hex::encode(device.public_key);

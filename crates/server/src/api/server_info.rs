@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::AppState;
 use crate::config::Config;
 use crate::keys::ServerKeys;
-use crate::pq_keys::PqKeys;
+use crate::keys::pq::PqKeys;
 
 /// Noise handshake patterns the server answers.
 pub const SUPPORTED_PATTERNS: [&str; 2] = ["XK", "IK"];
@@ -142,7 +142,7 @@ impl ServerInfo {
             noise_public,
             device_ca_public: keys.device_ca.public_key_hex(),
             supported_patterns: SUPPORTED_PATTERNS.to_vec(),
-            supported_versions: ccp::SUPPORTED_PROTOCOL_VERSIONS.to_vec(),
+            supported_versions: commucat_ccp::SUPPORTED_PROTOCOL_VERSIONS.to_vec(),
             session: SessionInfo {
                 ttl_seconds: config.session.ttl.as_secs(),
                 keepalive_interval: config.session.keepalive.as_secs(),
@@ -165,8 +165,8 @@ impl ServerInfo {
             },
             post_quantum: PostQuantumInfo {
                 enabled: false,
-                kem_algorithm: crate::pq_keys::KEM_ALGORITHM,
-                signature_algorithm: crate::pq_keys::SIGNATURE_ALGORITHM,
+                kem_algorithm: crate::keys::pq::KEM_ALGORITHM,
+                signature_algorithm: crate::keys::pq::SIGNATURE_ALGORITHM,
                 kem_public_hex: hex::encode(pq.kem_public()),
                 signature_public_hex: hex::encode(pq.signature_public()),
             },
@@ -186,7 +186,7 @@ impl ServerInfo {
     /// This body listing `accepted` as `noise_keys` (current first, the one also advertised
     /// as `noise_public`).
     #[must_use]
-    pub fn with_noise_keys(self, accepted: &[crate::keyring::AcceptedKey]) -> Self {
+    pub fn with_noise_keys(self, accepted: &[crate::keys::keyring::AcceptedKey]) -> Self {
         let Some(current) = accepted.first() else {
             return self;
         };

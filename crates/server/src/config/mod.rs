@@ -21,7 +21,7 @@ pub use bounds::{Bound, BoundSettings, as_usize};
 pub use env::ENV_PREFIX;
 
 /// Largest accepted `limits.max_frame_len`: the CCP-1 wire limit.
-pub const MAX_FRAME_LEN_CEILING: usize = ccp::MAX_FRAME_LEN;
+pub const MAX_FRAME_LEN_CEILING: usize = commucat_ccp::MAX_FRAME_LEN;
 /// Smallest accepted `limits.max_frame_len`: room for handshake frames.
 pub const MAX_FRAME_LEN_FLOOR: usize = 4 * 1024;
 /// Longest accepted duration setting (one year), so time arithmetic never overflows.

@@ -2,7 +2,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use ccp::Frame;
+use commucat_ccp::Frame;
 
 /// Line sent while the session is idle.
 pub const KEEPALIVE: &[u8] = b"{\"keepalive\":true}\n";
@@ -26,7 +26,7 @@ mod tests {
 
     use super::*;
     use bytes::Bytes;
-    use ccp::FrameType;
+    use commucat_ccp::FrameType;
 
     #[test]
     fn line_layout() {

@@ -2,7 +2,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use ccp::Frame;
+use commucat_ccp::Frame;
 
 /// First bytes of every SSE response.
 pub const PREAMBLE: &[u8] = b":ready\n\n";
@@ -24,7 +24,7 @@ mod tests {
 
     use super::*;
     use bytes::Bytes;
-    use ccp::FrameType;
+    use commucat_ccp::FrameType;
 
     #[test]
     fn event_layout() {

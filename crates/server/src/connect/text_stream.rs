@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use bytes::Bytes;
-use ccp::{Frame, FrameDecoder, FrameType, Problem, ProblemKind};
+use commucat_ccp::{Frame, FrameDecoder, FrameType, Problem, ProblemKind};
 use commucat_link::ByteStream;
 use tokio::sync::mpsc;
 

@@ -38,7 +38,7 @@ pub async fn shutdown_signal() {
 /// reloader and the keys in force stay. If the handler cannot be installed, that is logged and
 /// SIGHUP is left alone. Needs a Tokio runtime.
 pub fn reload_on_hangup(
-    reloader: crate::reload::KeyReloader,
+    reloader: crate::keys::reload::KeyReloader,
 ) -> impl std::future::Future<Output = ()> + Send {
     use tokio::signal::unix::{SignalKind, signal};
     let hangups = signal(SignalKind::hangup())

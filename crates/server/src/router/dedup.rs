@@ -20,7 +20,7 @@ pub const DEFAULT_CAPACITY: usize = 100_000;
 /// and a digest of the frame type and payload. A resend repeats all four; a new frame that
 /// happens to reuse a sequence number after a reconnect has other bytes.
 #[must_use]
-pub fn frame_key(frame: &ccp::Frame) -> String {
+pub fn frame_key(frame: &commucat_ccp::Frame) -> String {
     let mut hasher = blake3::Hasher::new();
     hasher.update(&[frame.frame_type().code()]);
     hasher.update(frame.payload());
@@ -184,7 +184,7 @@ impl Dedup {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ccp::{Frame, FrameType};
+    use commucat_ccp::{Frame, FrameType};
 
     #[test]
     fn resends_are_caught_within_the_window_only() {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use ccp::control::{GroupCreate, GroupRole as WireRole};
+use commucat_ccp::control::{GroupCreate, GroupRole as WireRole};
 use commucat_store::{GroupMember, GroupRecord, GroupRole};
 
 /// Longest accepted group id.

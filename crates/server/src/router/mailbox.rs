@@ -202,7 +202,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use ccp::{Frame, FrameType};
+    use commucat_ccp::{Frame, FrameType};
 
     #[test]
     fn mailbox_bounded_in_bytes() {

@@ -26,7 +26,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use ccp::Frame;
+use commucat_ccp::Frame;
 
 pub use mailbox::{Mailbox, MailboxReceiver, OverflowSignal};
 
@@ -54,7 +54,7 @@ pub enum Delivery {
     /// Frames were queued for this device while it was connected: replay the offline queue.
     Replay,
     /// The server ends this session with this ERROR (e.g. the device was revoked).
-    Close(Box<ccp::Problem>),
+    Close(Box<commucat_ccp::Problem>),
 }
 
 /// Default number of frames a session may have waiting before the server considers the client
@@ -167,7 +167,7 @@ impl Hub {
     /// to it) and asks its task to close with `problem`. If the mailbox is full the session
     /// still ends, as soon as the hub's handle is gone, without the ERROR. Returns whether a
     /// session was online.
-    pub fn disconnect(&self, device_id: &str, problem: ccp::Problem) -> bool {
+    pub fn disconnect(&self, device_id: &str, problem: commucat_ccp::Problem) -> bool {
         let Some(mailbox) = self.lock().online.remove(device_id) else {
             return false;
         };
@@ -287,7 +287,7 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ccp::FrameType;
+    use commucat_ccp::FrameType;
 
     fn mailbox(session: &str, capacity: usize) -> (Mailbox, MailboxReceiver) {
         Mailbox::new(session, capacity, None)

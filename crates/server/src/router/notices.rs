@@ -7,8 +7,8 @@
 //! name is left out if it alone would not leave room for the list. GROUP_CREATE notices are
 //! fitted the same way ([`fit_group_notice`]).
 
-use ccp::MAX_CONTROL_JSON_LEN;
-use ccp::control::{GroupCreate, GroupRole, Join};
+use commucat_ccp::MAX_CONTROL_JSON_LEN;
+use commucat_ccp::control::{GroupCreate, GroupRole, Join};
 
 /// Most bytes of a membership notice's JSON: half the control-payload limit, so a notice never
 /// comes near the limit whatever the member ids, name or group id.
@@ -142,7 +142,7 @@ mod tests {
         assert!(notice.members.len() > 900);
         assert_eq!(notice.member_count, Some(2300));
         assert!(
-            ccp::Frame::control(ccp::FrameType::Join, 7, 1, &notice).is_ok(),
+            commucat_ccp::Frame::control(commucat_ccp::FrameType::Join, 7, 1, &notice).is_ok(),
             "the notice encodes"
         );
     }

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use ccp::control::PresenceSnapshot;
+use commucat_ccp::control::PresenceSnapshot;
 
 /// A registry backend failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use ccp::control::PresenceSnapshot;
+use commucat_ccp::control::PresenceSnapshot;
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::{Deserialize, Serialize};

@@ -8,17 +8,17 @@
 
 use std::sync::Arc;
 
-use ccp::control::{
+use commucat_ccp::control::{
     CertificateSummary, ClientAuth, HandshakeAck, Hello, ServerAuth, SessionPayload, UserInfo,
 };
-use ccp::{FrameType, Problem, ProblemKind};
+use commucat_ccp::{FrameType, Problem, ProblemKind};
 use commucat_keys::{
     DeviceCertificate, DeviceCertificateData, DeviceKeyPair, Handshake, HandshakePattern,
     decode_hex32, derive_handshake_context, encode_hex,
 };
 use commucat_store::{
-    DeviceKeyEvent, DeviceRecord, DeviceStatus, NewDeviceRegistration, SessionRecord, Store,
-    StoreError, UserRecord, UserToCreate,
+    DeviceRecord, DeviceStatus, NewDeviceRegistration, SessionRecord, Store, StoreError,
+    UserRecord, UserToCreate,
 };
 use rand_core::{OsRng, RngCore};
 use zeroize::Zeroizing;
@@ -31,6 +31,10 @@ use crate::ledger::Ledger;
 use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::profile::{ProfileBounds, ProfileField, TooLong};
+use crate::registry::{
+    MAX_DEVICE_ID_LEN, MAX_HANDLE_LEN, active_device_registration, random_id, session_key,
+    valid_device_id, valid_handle,
+};
 use crate::router::presence::Presence;
 
 /// Capability that switches post-handshake frames to Noise transport records.
@@ -40,10 +44,6 @@ pub const CAP_NOISE_TRANSPORT: &str = "noise-transport";
 pub const CAP_DELIVERY_RECEIPTS: &str = "delivery-receipts";
 /// Capabilities this server can honour.
 pub const SUPPORTED_CAPABILITIES: &[&str] = &[CAP_NOISE_TRANSPORT, CAP_DELIVERY_RECEIPTS];
-/// Longest accepted `device_id`.
-pub const MAX_DEVICE_ID_LEN: usize = 128;
-/// Longest accepted handle.
-pub const MAX_HANDLE_LEN: usize = 64;
 
 /// One server Noise static key. `Debug` shows the public half only.
 pub struct NoiseKey {
@@ -303,80 +303,6 @@ struct Resolved {
     current: Option<DeviceCertificate>,
 }
 
-/// The store key of a session token: its BLAKE3 hash, so a leaked database holds no usable
-/// bearer tokens. Everything that looks a session up by token hashes it the same way.
-#[must_use]
-pub fn session_key(token: &str) -> String {
-    encode_hex(blake3::hash(token.as_bytes()).as_bytes())
-}
-
-/// A fresh random id, 64 lowercase hex characters from 32 random bytes: users, key events.
-#[must_use]
-pub fn random_id() -> String {
-    let mut bytes = [0u8; 32];
-    OsRng.fill_bytes(&mut bytes);
-    encode_hex(&bytes)
-}
-
-/// A key-log entry with a fresh id: `action` (one of the [`DeviceKeyEvent`] actions) on
-/// `device_id` with `public_key`, recorded at `now`.
-#[must_use]
-pub fn key_event(device_id: &str, public_key: [u8; 32], action: &str, now: i64) -> DeviceKeyEvent {
-    DeviceKeyEvent {
-        event_id: random_id(),
-        device_id: device_id.to_owned(),
-        public_key,
-        recorded_at: now,
-        action: action.to_owned(),
-    }
-}
-
-/// The registration of an active device `device_id` with `public_key` for `user_id` (created or
-/// existing as `user` says), with its `register` key event; `max_active_devices` bounds the
-/// owner's active devices (`None`: an approval that needs no limit, such as a pairing claim).
-#[must_use]
-pub fn active_device_registration(
-    user: UserToCreate,
-    user_id: &str,
-    device_id: &str,
-    public_key: [u8; 32],
-    now: i64,
-    max_active_devices: Option<u64>,
-) -> NewDeviceRegistration {
-    NewDeviceRegistration {
-        user,
-        device: DeviceRecord {
-            device_id: device_id.to_owned(),
-            user_id: user_id.to_owned(),
-            public_key,
-            status: DeviceStatus::Active,
-            created_at: now,
-        },
-        key_event: key_event(device_id, public_key, DeviceKeyEvent::REGISTER, now),
-        max_active_devices,
-    }
-}
-
-/// Whether `id` is an acceptable `device_id`.
-#[must_use]
-pub fn valid_device_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= MAX_DEVICE_ID_LEN
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'@'))
-}
-
-/// Whether `handle` is an acceptable account handle.
-#[must_use]
-pub fn valid_handle(handle: &str) -> bool {
-    !handle.is_empty()
-        && handle.len() <= MAX_HANDLE_LEN
-        && handle
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-}
-
 fn user_info(user: &UserRecord) -> UserInfo {
     UserInfo::profile(
         user.user_id.clone(),
@@ -536,7 +462,7 @@ impl Handshaker {
             server_static: Some(encode_hex(&noise_key.public)),
             protocol_version: Some(u64::from(checked.version)),
             supported_versions: Some(
-                ccp::SUPPORTED_PROTOCOL_VERSIONS
+                commucat_ccp::SUPPORTED_PROTOCOL_VERSIONS
                     .iter()
                     .map(|v| u64::from(*v))
                     .collect(),
@@ -766,13 +692,13 @@ impl Handshaker {
 
     fn check_hello(&self, hello: Hello) -> Result<CheckedHello, HandshakeFailure> {
         let offered = hello.offered_versions();
-        let version = ccp::negotiate(&offered, ccp::SUPPORTED_PROTOCOL_VERSIONS).ok_or_else(|| {
+        let version = commucat_ccp::negotiate(&offered, commucat_ccp::SUPPORTED_PROTOCOL_VERSIONS).ok_or_else(|| {
             HandshakeFailure::new(
                 ProblemKind::ProtocolVersionMismatch,
                 "protocol",
                 format!(
                     "no common protocol version: client offers {offered:?}, server supports {:?}",
-                    ccp::SUPPORTED_PROTOCOL_VERSIONS
+                    commucat_ccp::SUPPORTED_PROTOCOL_VERSIONS
                 ),
             )
         })?;

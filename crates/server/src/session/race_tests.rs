@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use ccp::control::{ClientAuth, ServerAuth};
-use ccp::{FrameType, Problem, ProblemKind};
+use commucat_ccp::control::{ClientAuth, ServerAuth};
+use commucat_ccp::{FrameType, Problem, ProblemKind};
 use commucat_client::{DeviceIdentity, HandshakeOptions, Session};
 use commucat_keys::{DeviceKeyPair, HandshakePattern, encode_hex};
 use commucat_link::memory::{self, MemoryStream};
@@ -16,13 +16,14 @@ use commucat_store::{DeviceKeyEvent, KeyRotation, RotateOutcome, SqliteStore, St
 
 use super::Sessions;
 use super::established::{Messaging, MessagingSettings};
-use super::handshake::key_event;
-use super::handshake::{Handshaker, random_id};
+use super::handshake::Handshaker;
 use super::ik_replay::ReplayCache;
 use super::racing_store::RacingStore;
 use super::tests::{
     Fixture, RawClient, connect, fixture, fixture_on, now, raw_error, spawn_server, title,
 };
+use crate::registry::key_event;
+use crate::registry::random_id;
 use crate::router::presence::{LocalPresence, Presence};
 use crate::router::presence_redis::RedisPresence;
 
@@ -126,7 +127,7 @@ where
         fx.handshaker.clone(),
         Arc::clone(&messaging),
         WAIT,
-        ccp::MAX_FRAME_LEN,
+        commucat_ccp::MAX_FRAME_LEN,
     );
     let identity = DeviceIdentity::generate(device_id);
     let (client, _, _) = connect(&fx, &identity, &HandshakeOptions::default()).await;
@@ -235,7 +236,7 @@ async fn expect_replay_refused(fx: &Fixture, captured: Bytes) {
     let (mut attacker, server_end) = memory::pair();
     let server = spawn_server(fx, server_end, WAIT);
     attacker.write(captured).await.unwrap();
-    let mut conn = Connection::new(attacker, ccp::MAX_FRAME_LEN);
+    let mut conn = Connection::new(attacker, commucat_ccp::MAX_FRAME_LEN);
     let frame = conn.recv().await.unwrap().expect("a reply to the replay");
     assert_eq!(
         frame.frame_type(),
@@ -302,7 +303,7 @@ async fn a_small_order_device_key_is_refused() {
     one[0] = 1;
     let (problem, failure) = raw_error(&fx, &identity, |h| {
         h.device_public = Some(encode_hex(&identity_point));
-        h.zkp = Some(ccp::control::HandshakeProofJson {
+        h.zkp = Some(commucat_ccp::control::HandshakeProofJson {
             commitment: encode_hex(&basepoint),
             response: encode_hex(&one),
         });

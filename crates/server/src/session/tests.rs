@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ccp::control::{ClientAuth, HandshakeProofJson, Hello, ServerAuth, UserInfo};
-use ccp::{Frame, FrameType, Problem};
+use commucat_ccp::control::{ClientAuth, HandshakeProofJson, Hello, ServerAuth, UserInfo};
+use commucat_ccp::{Frame, FrameType, Problem};
 use commucat_client::{DeviceIdentity, HandshakeOptions, ServerParams, Session};
 use commucat_keys::{
     DeviceCertificate, DeviceCertificateData, DeviceKeyPair, Handshake, HandshakePattern,
@@ -94,7 +94,7 @@ pub(super) type ServerSide = tokio::task::JoinHandle<(
 pub(super) fn spawn_server(fx: &Fixture, stream: MemoryStream, timeout: Duration) -> ServerSide {
     let handshaker = fx.handshaker.clone();
     tokio::spawn(async move {
-        let mut conn = Connection::new(stream, ccp::MAX_FRAME_LEN);
+        let mut conn = Connection::new(stream, commucat_ccp::MAX_FRAME_LEN);
         let result = handshaker
             .run_and_report(&mut conn, "memory", timeout)
             .await;
@@ -181,7 +181,7 @@ async fn xk_registers_a_new_device_and_issues_a_certificate() {
     assert_eq!(events[0].action, "register");
     // Stored under the token's hash, never the token itself.
     assert!(fx.store.session(&info.session_id).await.unwrap().is_none());
-    let key = super::handshake::session_key(&info.session_id);
+    let key = crate::registry::session_key(&info.session_id);
     let stored = fx.store.session(&key).await.unwrap().unwrap();
     assert_eq!(stored.device_id, "device-1");
 }
@@ -281,7 +281,7 @@ async fn version_mismatch() {
     assert_eq!(title(&client), "Protocol Version Mismatch");
     assert_eq!(
         server.unwrap_err().kind,
-        ccp::ProblemKind::ProtocolVersionMismatch
+        commucat_ccp::ProblemKind::ProtocolVersionMismatch
     );
 }
 
@@ -328,7 +328,7 @@ impl RawClient {
     ) -> Self {
         let (client_end, server_end) = memory::pair();
         let server = spawn_server(fx, server_end, Duration::from_secs(10));
-        let mut conn = Connection::new(client_end, ccp::MAX_FRAME_LEN);
+        let mut conn = Connection::new(client_end, commucat_ccp::MAX_FRAME_LEN);
         let mut noise = Handshake::initiator(
             HandshakePattern::Xk,
             noise_private,
@@ -634,7 +634,7 @@ async fn garbage_truncation_and_timeout() {
         .write(Bytes::from_static(&[0x04, 0x77, 0, 0, 0]))
         .await
         .unwrap();
-    let mut conn = Connection::new(client_end, ccp::MAX_FRAME_LEN);
+    let mut conn = Connection::new(client_end, commucat_ccp::MAX_FRAME_LEN);
     let frame = conn.recv().await.unwrap().unwrap();
     let problem: Problem = frame.parse_control().unwrap();
     assert_eq!(problem.title.as_deref(), Some("Invalid Frame Type"));
@@ -649,7 +649,7 @@ async fn garbage_truncation_and_timeout() {
         .await
         .unwrap();
     client_end.close_write();
-    let mut conn = Connection::new(client_end, ccp::MAX_FRAME_LEN);
+    let mut conn = Connection::new(client_end, commucat_ccp::MAX_FRAME_LEN);
     let problem: Problem = conn.recv().await.unwrap().unwrap().parse_control().unwrap();
     assert_eq!(problem.title.as_deref(), Some("Truncated Frame"));
     server.await.unwrap().0.unwrap_err();
@@ -657,18 +657,18 @@ async fn garbage_truncation_and_timeout() {
     // Silent client: the handshake times out.
     let (client_end, server_end) = memory::pair();
     let server = spawn_server(&fx, server_end, Duration::from_millis(100));
-    let mut conn = Connection::new(client_end, ccp::MAX_FRAME_LEN);
+    let mut conn = Connection::new(client_end, commucat_ccp::MAX_FRAME_LEN);
     let problem: Problem = conn.recv().await.unwrap().unwrap().parse_control().unwrap();
     assert_eq!(problem.title.as_deref(), Some("Handshake Timeout"));
     assert_eq!(
         server.await.unwrap().0.unwrap_err().kind,
-        ccp::ProblemKind::HandshakeTimeout
+        commucat_ccp::ProblemKind::HandshakeTimeout
     );
 
     // A frame other than HELLO first.
     let (client_end, server_end) = memory::pair();
     let server = spawn_server(&fx, server_end, Duration::from_secs(10));
-    let mut conn = Connection::new(client_end, ccp::MAX_FRAME_LEN);
+    let mut conn = Connection::new(client_end, commucat_ccp::MAX_FRAME_LEN);
     conn.send(&Frame::new(FrameType::Msg, 1, 1, &b"hi"[..]).unwrap())
         .await
         .unwrap();

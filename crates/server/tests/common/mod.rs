@@ -24,8 +24,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ccp::control::{Ack, Join};
-use ccp::{Frame, FrameType, Problem};
+use commucat_ccp::control::{Ack, Join};
+use commucat_ccp::{Frame, FrameType, Problem};
 use commucat_client::transport::{self, H2Stream};
 use commucat_client::{DeviceIdentity, HandshakeOptions, ServerParams, Session, TlsTrust};
 use commucat_link::ByteStream;
@@ -365,7 +365,8 @@ impl TestServer {
     /// Reloads the running server's Noise keys (what SIGHUP does to `commucat serve`).
     pub async fn reload_keys(
         &self,
-    ) -> Result<commucat_server::reload::Reloaded, commucat_server::reload::ReloadError> {
+    ) -> Result<commucat_server::keys::reload::Reloaded, commucat_server::keys::reload::ReloadError>
+    {
         self.handle.as_ref().unwrap().reload_keys().await
     }
 

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ccp::control::UserInfo;
+use commucat_ccp::control::UserInfo;
 use rand_core::{OsRng, RngCore};
 use redis::AsyncCommands;
 

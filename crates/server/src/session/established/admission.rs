@@ -7,11 +7,11 @@
 //! has deleted the row (seen here), and one that commits later finds the session registered
 //! (its disconnect ends it).
 
-use ccp::ProblemKind;
+use commucat_ccp::ProblemKind;
 use commucat_store::DeviceStatus;
 
 use super::{End, Messaging};
-use crate::session::handshake::session_key;
+use crate::registry::session_key;
 
 /// `Ok` if the stored session still exists; otherwise why the session must end.
 pub(super) async fn confirm(m: &Messaging, device_id: &str, session_id: &str) -> Result<(), End> {

@@ -5,8 +5,8 @@
 //! forwarded. Valid ones, and media frames, are relayed as the sender's bytes to the call's
 //! other participants, live only.
 
-use ccp::control::{Ack, CallAnswer, CallEnd, CallEndReason, CallOffer, CallStats};
-use ccp::{Frame, FrameType, ProblemKind};
+use commucat_ccp::control::{Ack, CallAnswer, CallEnd, CallEndReason, CallOffer, CallStats};
+use commucat_ccp::{Frame, FrameType, ProblemKind};
 use commucat_link::ByteStream;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -351,12 +351,12 @@ mod tests {
     #[test]
     fn enum_spellings_are_the_wire_names() {
         assert_eq!(
-            spelling(&ccp::control::CallRejectReason::Busy).as_deref(),
+            spelling(&commucat_ccp::control::CallRejectReason::Busy).as_deref(),
             Some("busy")
         );
         assert_eq!(spelling(&CallEndReason::Hangup).as_deref(), Some("hangup"));
         assert_eq!(
-            spelling(&ccp::control::CallMediaDirection::Receive).as_deref(),
+            spelling(&commucat_ccp::control::CallMediaDirection::Receive).as_deref(),
             Some("receive")
         );
     }

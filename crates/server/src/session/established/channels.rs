@@ -2,8 +2,8 @@
 
 use std::collections::BTreeSet;
 
-use ccp::control::{Join, Leave, PeerCandidate};
-use ccp::{Frame, FrameType, Problem, ProblemKind};
+use commucat_ccp::control::{Join, Leave, PeerCandidate};
+use commucat_ccp::{Frame, FrameType, Problem, ProblemKind};
 use commucat_link::ByteStream;
 use serde_json::Value;
 

@@ -2,20 +2,20 @@
 
 use std::collections::BTreeSet;
 
-use ccp::control::{Ack, GroupCreate, GroupInvite};
-use ccp::{Frame, FrameType, Problem, ProblemKind};
+use commucat_ccp::control::{Ack, GroupCreate, GroupInvite};
+use commucat_ccp::{Frame, FrameType, Problem, ProblemKind};
 use commucat_link::ByteStream;
 use commucat_store::{GroupMember, StoreError};
 
 use super::offline::{self, Offline};
 use super::{End, SessionTask, unix_now};
 use crate::config::Bound;
+use crate::registry::random_id;
 use crate::router::channels::BindRefused;
 use crate::router::groups::{
     RosterRefused, can_invite, check_id, create_notice, roster_for_create, to_store, to_wire,
 };
 use crate::router::notices::{fit_group_notice, membership_notice};
-use crate::session::handshake::random_id;
 
 impl<S: ByteStream> SessionTask<S> {
     /// JOIN of a channel governed by `group_id`: only roster members may join, and the

@@ -27,8 +27,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ccp::control::{Ack, UserInfo};
-use ccp::{Frame, FrameType, Problem, ProblemKind};
+use commucat_ccp::control::{Ack, UserInfo};
+use commucat_ccp::{Frame, FrameType, Problem, ProblemKind};
 use commucat_link::{ByteStream, ConnError, Connection};
 use commucat_store::{Store, UserRecord};
 
@@ -80,7 +80,7 @@ impl MessagingSettings {
                 .presence
                 .node_id
                 .clone()
-                .unwrap_or_else(|| format!("node-{}", &super::handshake::random_id()[..16])),
+                .unwrap_or_else(|| format!("node-{}", &crate::registry::random_id()[..16])),
             domain: config.server.domain.clone(),
             bounds: config.bounds.clone(),
         }
@@ -362,7 +362,7 @@ impl<S: ByteStream> SessionTask<S> {
     /// stays a valid bearer token while the session is connected. A session row that is gone
     /// because the device was revoked ends the session.
     async fn refresh_session(&mut self) -> Result<(), End> {
-        let key = super::handshake::session_key(&self.session_id);
+        let key = crate::registry::session_key(&self.session_id);
         let expires_at = unix_now().saturating_add(secs(self.m.settings.session_ttl));
         match self.m.store.extend_session(&key, expires_at).await {
             Ok(()) => Ok(()),

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ccp::{Frame, FrameType, Problem, ProblemKind};
+use commucat_ccp::{Frame, FrameType, Problem, ProblemKind};
 use commucat_link::ByteStream;
 use commucat_store::{
     EnqueueOutcome, IdempotencyKey, NewEnvelope, QueueLimits, QuotaLimit, Refusal, StoreError,
@@ -317,7 +317,7 @@ mod tests {
 
     #[test]
     fn only_stored_kinds_are_queued() {
-        for t in ccp::FrameType::ALL {
+        for t in commucat_ccp::FrameType::ALL {
             let expected = matches!(
                 t,
                 FrameType::Msg

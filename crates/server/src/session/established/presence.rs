@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use ccp::control::{PresenceSnapshot, PresenceUpdate, UserInfo};
-use ccp::{Frame, FrameType, ProblemKind};
+use commucat_ccp::control::{PresenceSnapshot, PresenceUpdate, UserInfo};
+use commucat_ccp::{Frame, FrameType, ProblemKind};
 use commucat_link::ByteStream;
 
 use super::offline::{self, Offline};

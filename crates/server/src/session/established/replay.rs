@@ -19,8 +19,8 @@
 //! did receive, without proof — on its next connect: delivery is at least once.
 
 use bytes::Bytes;
-use ccp::control::Ack;
-use ccp::{Frame, ProblemKind};
+use commucat_ccp::control::Ack;
+use commucat_ccp::{Frame, ProblemKind};
 use commucat_link::ByteStream;
 
 use super::{End, SessionTask, unix_now};
@@ -180,7 +180,7 @@ mod tests {
 
     #[test]
     fn envelopes_decode_only_whole_frames() {
-        let frame = Frame::new(ccp::FrameType::Msg, 7, 0, &b"hi"[..]).unwrap();
+        let frame = Frame::new(commucat_ccp::FrameType::Msg, 7, 0, &b"hi"[..]).unwrap();
         let bytes = frame.to_bytes().to_vec();
         assert_eq!(decode(bytes.clone()), Some(frame));
         let mut trailing = bytes.clone();

@@ -5,7 +5,7 @@
 //! session is kept), counted in `commucat_sender_mismatches_total{type}` and recorded in the
 //! ledger (scope `sender`).
 
-use ccp::{Frame, FrameType, ProblemKind};
+use commucat_ccp::{Frame, FrameType, ProblemKind};
 use commucat_link::ByteStream;
 use serde_json::Value;
 

@@ -3,15 +3,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ccp::control::Ack;
-use ccp::{Frame, FrameType, Problem};
+use commucat_ccp::control::Ack;
+use commucat_ccp::{Frame, FrameType, Problem};
 use commucat_keys::HandshakePattern;
 use commucat_link::{Connection, memory};
 use commucat_store::{SessionRecord, SqliteStore, UserRecord, UserToCreate};
 
 use super::{Messaging, MessagingSettings, run};
+use crate::registry::{active_device_registration, session_key};
 use crate::router::presence::LocalPresence;
-use crate::session::handshake::{Established, active_device_registration, session_key};
+use crate::session::handshake::Established;
 
 async fn messaging() -> Arc<Messaging> {
     let store = Arc::new(SqliteStore::open_in_memory().await.unwrap());
@@ -73,14 +74,14 @@ async fn stored(messaging: &Messaging, established: &Established) {
 #[tokio::test]
 async fn the_stream_ends_with_an_error_when_sequence_numbers_run_out() {
     let (client_end, server_end) = memory::pair();
-    let mut server_conn = Connection::new(server_end, ccp::MAX_FRAME_LEN);
+    let mut server_conn = Connection::new(server_end, commucat_ccp::MAX_FRAME_LEN);
     // Two numbers left before u32::MAX, which is kept for the closing ERROR.
     server_conn.codec_mut().skip_sequences_to(u32::MAX - 2);
     let messaging = messaging().await;
     let established = established("dev-seq");
     stored(&messaging, &established).await;
     let server = tokio::spawn(run(server_conn, established, messaging, "memory"));
-    let mut client = Connection::new(client_end, ccp::MAX_FRAME_LEN);
+    let mut client = Connection::new(client_end, commucat_ccp::MAX_FRAME_LEN);
     let join = Frame::control(FrameType::Join, 1, 3, &serde_json::json!({"members": []})).unwrap();
     client.send(&join).await.unwrap();
     let recv = async |client: &mut Connection<memory::MemoryStream>| {

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use clap::Subcommand;
 use commucat_server::clock::unix_now;
-use commucat_server::keyring::{self, NoiseKeyring};
+use commucat_server::keys::keyring::{self, NoiseKeyring};
 
 use crate::context::{self, ConfigArgs};
 
@@ -34,7 +34,7 @@ pub(crate) enum KeysCommand {
 pub(crate) fn run(args: &ConfigArgs, command: &KeysCommand) -> Result<()> {
     let config = args.load()?;
     let data_dir = &config.server.data_dir;
-    commucat_server::secrets::create_private_dir(data_dir)
+    commucat_server::keys::secrets::create_private_dir(data_dir)
         .map_err(|e| anyhow::anyhow!("data directory: {e}"))?;
     let now = unix_now();
     let grace = config.crypto.noise_key_grace;

@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use ccp::control::{Ack, Join};
-use ccp::{Frame, FrameType, Problem};
+use commucat_ccp::control::{Ack, Join};
+use commucat_ccp::{Frame, FrameType, Problem};
 use commucat_client::transport::{self, H2Stream};
 use commucat_client::{DeviceIdentity, HandshakeOptions, ServerParams, Session, TlsTrust};
 use commucat_keys::decode_hex32;

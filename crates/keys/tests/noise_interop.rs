@@ -34,7 +34,7 @@ fn oracle_initiator(
 /// Frames a transport message the way the record layer does: `varint(len) || ct`.
 fn record(ct: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    ccp::varint::encode(ct.len() as u64, &mut out);
+    commucat_ccp::varint::encode(ct.len() as u64, &mut out);
     out.extend_from_slice(ct);
     out
 }
@@ -69,7 +69,7 @@ fn deployed_xk_initiator_completes_against_our_responder() {
     // Server → client: each record's body is one message the oracle decrypts.
     let mut wire = BytesMut::new();
     ours.seal(b"hello client", &mut wire).unwrap();
-    let (len, prefix) = ccp::varint::decode(&wire).unwrap();
+    let (len, prefix) = commucat_ccp::varint::decode(&wire).unwrap();
     assert_eq!(usize::try_from(len).unwrap(), wire.len() - prefix);
     assert_eq!(
         theirs.read_message(&wire[prefix..]).unwrap(),
@@ -82,7 +82,7 @@ fn deployed_xk_initiator_completes_against_our_responder() {
     let mut rest = &wire[..];
     let mut got = Vec::new();
     while !rest.is_empty() {
-        let (len, prefix) = ccp::varint::decode(rest).unwrap();
+        let (len, prefix) = commucat_ccp::varint::decode(rest).unwrap();
         let end = prefix + usize::try_from(len).unwrap();
         got.extend(theirs.read_message(&rest[prefix..end]).unwrap());
         rest = &rest[end..];

@@ -19,8 +19,8 @@ use commucat_keys::{KEY_LEN, decode_hex32};
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, Zeroizing};
 
+use crate::keys::secrets;
 use crate::keys::{self, KEYS_DIR, KeyStoreError, NOISE_STATIC_FILE, NoiseStaticKey};
-use crate::secrets;
 
 /// File name of the superseded Noise keys.
 pub const KEYRING_FILE: &str = "noise_keyring.json";

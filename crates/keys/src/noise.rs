@@ -267,8 +267,8 @@ impl Transport {
     pub fn seal(&mut self, plaintext: &[u8], out: &mut BytesMut) -> Result<(), NoiseError> {
         for chunk in plaintext.chunks(MAX_RECORD_PLAINTEXT) {
             let ct_len = chunk.len() + TAG_LEN;
-            out.reserve(ccp::varint::MAX_LEN + ct_len);
-            ccp::varint::encode(ct_len as u64, out);
+            out.reserve(commucat_ccp::varint::MAX_LEN + ct_len);
+            commucat_ccp::varint::encode(ct_len as u64, out);
             // Encrypt straight into the tail of `out`: split it off (sharing the allocation),
             // fill it, and join it back.
             let mut body = out.split_off(out.len());
@@ -292,10 +292,10 @@ impl Transport {
     pub fn open(&mut self, ciphertext: &[u8], plain_out: &mut BytesMut) -> Result<(), NoiseError> {
         self.rx.extend_from_slice(ciphertext);
         loop {
-            let (len, prefix) = match ccp::varint::decode(&self.rx) {
+            let (len, prefix) = match commucat_ccp::varint::decode(&self.rx) {
                 Ok(v) => v,
-                Err(ccp::varint::VarintError::Incomplete) => return Ok(()),
-                Err(ccp::varint::VarintError::Overflow) => {
+                Err(commucat_ccp::varint::VarintError::Incomplete) => return Ok(()),
+                Err(commucat_ccp::varint::VarintError::Overflow) => {
                     return Err(NoiseError::RecordLength(u64::MAX));
                 }
             };

@@ -26,8 +26,8 @@ use aws_lc_rs::signature::{KeyPair as _, ML_DSA_65_SIGNING, PqdsaKeyPair};
 use commucat_keys::{OsRng, RngCore};
 use zeroize::Zeroizing;
 
+use crate::keys::secrets;
 use crate::keys::{KEYS_DIR, KeyStoreError};
-use crate::secrets;
 
 /// File name of the ML-KEM-768 decapsulation key.
 pub const PQ_KEM_FILE: &str = "pq_kem.key";

@@ -5,13 +5,18 @@
 //! on first run; a file that exists but does not parse is an error, never regenerated: clients
 //! pin the Noise public key, so replacing it silently would lock them out.
 
+pub mod keyring;
+pub mod pq;
+pub mod reload;
+pub mod secrets;
+
 use std::fmt::{self, Write as _};
 use std::path::{Path, PathBuf};
 
 use commucat_keys::{DeviceKeyPair, KEY_LEN, OsRng, RngCore, decode_hex32, x25519_public};
 use zeroize::Zeroizing;
 
-use crate::secrets::{self, FileError};
+use secrets::FileError;
 
 /// Directory under the data directory that holds the key files.
 pub const KEYS_DIR: &str = "keys";

@@ -1,5 +1,5 @@
 //! Noise key reload: a running server re-reads its key files (`keys/noise_static.key` and
-//! `keys/noise_keyring.json`, see [`crate::keyring`]) after `commucat keys rotate` or
+//! `keys/noise_keyring.json`, see [`crate::keys::keyring`]) after `commucat keys rotate` or
 //! `retire`, on SIGHUP ([`crate::listener::signal::reload_on_hangup`]) or
 //! [`crate::server::ServerHandle::reload_keys`].
 //!
@@ -20,11 +20,11 @@ use zeroize::Zeroizing;
 
 use crate::api::ServerInfo;
 use crate::api::p2p::PqBundle;
-use crate::keyring::{AcceptedKey, NoiseKeyring};
+use crate::keys::keyring::{AcceptedKey, NoiseKeyring};
+use crate::keys::pq::PqKeys;
 use crate::keys::{self, KeyStoreError};
 use crate::ledger::Ledger;
 use crate::live::Live;
-use crate::pq_keys::PqKeys;
 use crate::session::handshake::NoiseKey;
 
 /// The handshake's key set for `accepted` (current first).

@@ -3,7 +3,7 @@
 use anyhow::{Result, anyhow, bail};
 use clap::Subcommand;
 use commucat_server::clock::unix_now;
-use commucat_server::session::handshake::key_event;
+use commucat_server::registry::key_event;
 use commucat_store::{DeviceKeyEvent, DeviceStatus, Store, UserRecord};
 
 use crate::context::{self, ConfigArgs};

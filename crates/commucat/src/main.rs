@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
-use ccp::{FrameDecoder, PayloadKind};
 use clap::{Parser, Subcommand};
+use commucat_ccp::{FrameDecoder, PayloadKind};
 use commucat_server::config::ENV_PREFIX;
 use commucat_server::listener::signal::{reload_on_hangup, shutdown_signal};
 use commucat_server::{Config, Server};
@@ -192,7 +192,7 @@ fn decode(hex_input: Option<&str>) -> Result<()> {
     }
 }
 
-fn describe(frame: &ccp::Frame) -> serde_json::Value {
+fn describe(frame: &commucat_ccp::Frame) -> serde_json::Value {
     let payload = match frame.frame_type().payload_kind() {
         PayloadKind::Control => serde_json::from_slice(frame.payload())
             .unwrap_or_else(|_| serde_json::Value::String(hex::encode(frame.payload()))),
@@ -211,7 +211,7 @@ fn describe(frame: &ccp::Frame) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ccp::FrameType;
+    use commucat_ccp::FrameType;
 
     #[test]
     fn serve_arguments_parse() {
@@ -245,11 +245,11 @@ mod tests {
 
     #[test]
     fn describes_control_and_opaque_frames() {
-        let ack = ccp::Frame::new(FrameType::Ack, 0, 1, &br#"{"ack":3}"#[..]).unwrap();
+        let ack = commucat_ccp::Frame::new(FrameType::Ack, 0, 1, &br#"{"ack":3}"#[..]).unwrap();
         let described = describe(&ack);
         assert_eq!(described["type"], "ack");
         assert_eq!(described["payload"]["ack"], 3);
-        let msg = ccp::Frame::new(FrameType::Msg, 5, 3, &b"hi"[..]).unwrap();
+        let msg = commucat_ccp::Frame::new(FrameType::Msg, 5, 3, &b"hi"[..]).unwrap();
         assert_eq!(describe(&msg)["payload"], "6869");
     }
 

@@ -4,12 +4,12 @@
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
-use ccp::control::UserInfo;
 use clap::Subcommand;
+use commucat_ccp::control::UserInfo;
 use commucat_client::DeviceIdentity;
 use commucat_server::clock::unix_now;
 use commucat_server::profile::{ProfileBounds, ProfileField};
-use commucat_server::session::handshake::{
+use commucat_server::registry::{
     active_device_registration, random_id, valid_device_id, valid_handle,
 };
 use commucat_store::{StoreError, UserRecord, UserToCreate};

@@ -51,7 +51,7 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
 /// Opens the store of `config` (creating the data directory owner-only), applying pending
 /// migrations, behind a spinner.
 pub(crate) async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
-    commucat_server::secrets::create_private_dir(&config.server.data_dir)
+    commucat_server::keys::secrets::create_private_dir(&config.server.data_dir)
         .map_err(|e| anyhow!("data directory: {e}"))?;
     let spinner = spinner("opening the store and applying migrations");
     let store = commucat_server::server::open_store(config).await;
@@ -61,7 +61,7 @@ pub(crate) async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
 
 /// The ledger of `config`; records of operator commands are flushed before the command exits.
 pub(crate) fn ledger(config: &Config) -> Result<Ledger> {
-    commucat_server::secrets::create_private_dir(&config.server.data_dir)
+    commucat_server::keys::secrets::create_private_dir(&config.server.data_dir)
         .map_err(|e| anyhow!("data directory: {e}"))?;
     Ok(Ledger::start(&config.ledger, &config.server.data_dir)?)
 }
