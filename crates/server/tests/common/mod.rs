@@ -455,11 +455,10 @@ pub async fn ledger_records(
 
 /// Waits (up to 10 s) until `device` has `count` queued envelopes; returns the last count.
 pub async fn queued_becomes(store: &Arc<dyn Store>, device: &str, count: u64) -> u64 {
+    // Deadline-bound rather than count-bound: on a loaded machine the store can take seconds.
+    let deadline = tokio::time::Instant::now() + WAIT;
     let mut now = queued(store, device).await;
-    for _ in 0..500 {
-        if now == count {
-            break;
-        }
+    while now != count && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
         now = queued(store, device).await;
     }
