@@ -12,6 +12,7 @@
 
 mod checks;
 mod error;
+mod forward;
 mod model;
 mod postgres;
 mod quota;
