@@ -10,13 +10,13 @@
 //!
 //! Use it as `Arc<dyn Store>`.
 
-mod checks;
 mod error;
 mod forward;
 mod model;
 mod postgres;
 mod quota;
 mod rows;
+mod rules;
 mod sqlite;
 
 pub use error::{Result, StoreError};

@@ -151,6 +151,33 @@ impl Delta {
     }
 }
 
+/// What delivering a batch of envelopes to one recipient changes: the usage it frees and, per
+/// channel, the highest delivered envelope id (the recipient's inbox offset moves up to it).
+#[derive(Debug, Default)]
+pub(crate) struct Delivery {
+    pub(crate) delta: Delta,
+    pub(crate) last_per_channel: BTreeMap<i64, i64>,
+}
+
+impl Delivery {
+    /// One delivered entry of `bytes` from `sender` on `channel_id`.
+    pub(crate) fn entry(
+        &mut self,
+        recipient: &str,
+        envelope_id: i64,
+        channel_id: i64,
+        sender: &str,
+        bytes: i64,
+    ) {
+        self.delta.entry(recipient, sender, bytes, -1);
+        let last = self
+            .last_per_channel
+            .entry(channel_id)
+            .or_insert(envelope_id);
+        *last = (*last).max(envelope_id);
+    }
+}
+
 /// A frame's length as stored.
 pub(crate) fn size_of(frame: &[u8]) -> (u64, i64) {
     let size = frame.len() as u64;
@@ -201,6 +228,22 @@ mod tests {
         assert_eq!(v.refused[0].limit, QuotaLimit::TotalBytes);
         let v = judge(&["a"], 10, &per, used(9, 990), used(0, 9_990), &limits);
         assert_eq!(v.stored, ["a"]);
+    }
+
+    #[test]
+    fn delivery_keeps_the_highest_id_per_channel() {
+        let mut d = Delivery::default();
+        d.entry("bob", 7, 1, "alice", 5);
+        d.entry("bob", 3, 1, "alice", 5);
+        d.entry("bob", 4, 2, "carol", 2);
+        assert_eq!(
+            d.last_per_channel.into_iter().collect::<Vec<_>>(),
+            [(1, 7), (2, 4)]
+        );
+        let (_, ids, frames, bytes) = d.delta.columns();
+        assert_eq!(ids, ["bob", "alice", "carol", ""]);
+        assert_eq!(frames, [-3, -2, -1, -3]);
+        assert_eq!(bytes, [-12, -10, -2, -12]);
     }
 
     #[test]

@@ -4,18 +4,19 @@
 //! Statements work on whole recipient and envelope lists (`unnest`, `= ANY`) so a transaction
 //! costs a fixed number of round trips whatever the fan-out.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use sqlx::{PgConnection, PgExecutor, PgPool};
 
 use super::map_err;
-use crate::error::{Result, StoreError};
+use crate::error::Result;
 use crate::model::{
     EnqueueOutcome, IdempotencyKey, InboxOffset, NewEnvelope, QueueUsage, QueuedEnvelope,
     UsageScope,
 };
-use crate::quota::{self, Delta};
+use crate::quota::{self, Delivery, Delta};
 use crate::rows::{EnvelopeRow, OffsetRow, count, decode_all};
+use crate::rules::{self, check_envelope};
 
 /// Class of the advisory lock that serialises every write to the queue (`"CQ"`): each writer
 /// updates the one total usage row anyway, and one lock taken first keeps quota checks true
@@ -34,11 +35,7 @@ async fn lock_queue(tx: &mut PgConnection) -> Result<()> {
 }
 
 pub(super) async fn enqueue(pool: &PgPool, envelope: NewEnvelope) -> Result<EnqueueOutcome> {
-    if envelope.expires_at <= envelope.enqueued_at {
-        return Err(StoreError::Invalid(
-            "envelope expires before it is enqueued".to_owned(),
-        ));
-    }
+    check_envelope(&envelope)?;
     let mut tx = pool.begin().await.map_err(map_err)?;
     if let Some(key) = &envelope.idempotency
         && !record_key(&mut tx, key, envelope.enqueued_at).await?
@@ -47,13 +44,7 @@ pub(super) async fn enqueue(pool: &PgPool, envelope: NewEnvelope) -> Result<Enqu
     }
     lock_queue(&mut tx).await?;
     purge_in(&mut tx, envelope.enqueued_at).await?;
-    let recipients: Vec<&str> = envelope
-        .recipients
-        .iter()
-        .map(String::as_str)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let recipients = rules::recipients(&envelope);
     let rows: Vec<(String, i64, i64)> = sqlx::query_as(
         "SELECT id, frames, bytes FROM queue_usage WHERE kind = 'recipient' AND id = ANY($1)",
     )
@@ -271,16 +262,17 @@ pub(super) async fn mark_delivered(
     .fetch_all(&mut *tx)
     .await
     .map_err(map_err)?;
-    // Highest delivered envelope per channel.
-    let mut last_per_channel: BTreeMap<i64, i64> = BTreeMap::new();
-    let mut delta = Delta::default();
+    let mut delivery = Delivery::default();
     for (envelope_id, channel_id, sender, bytes) in &deleted {
-        let (envelope_id, channel_id) = (*envelope_id, *channel_id);
-        delta.entry(recipient, sender, i64::from(*bytes), -1);
-        let last = last_per_channel.entry(channel_id).or_insert(envelope_id);
-        *last = (*last).max(envelope_id);
+        delivery.entry(
+            recipient,
+            *envelope_id,
+            *channel_id,
+            sender,
+            i64::from(*bytes),
+        );
     }
-    let (channels, lasts): (Vec<i64>, Vec<i64>) = last_per_channel.into_iter().unzip();
+    let (channels, lasts): (Vec<i64>, Vec<i64>) = delivery.last_per_channel.into_iter().unzip();
     sqlx::query(
         "INSERT INTO inbox_offset (device_id, channel_id, last_envelope_id, updated_at)
          SELECT $1, c, l, $4 FROM unnest($2::int8[], $3::int8[]) AS t(c, l)
@@ -303,7 +295,7 @@ pub(super) async fn mark_delivered(
     .execute(&mut *tx)
     .await
     .map_err(map_err)?;
-    apply(&mut tx, &delta).await?;
+    apply(&mut tx, &delivery.delta).await?;
     tx.commit().await.map_err(map_err)?;
     Ok(deleted.len() as u64)
 }
