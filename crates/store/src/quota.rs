@@ -109,9 +109,27 @@ pub(crate) type Columns = (Vec<String>, Vec<String>, Vec<i64>, Vec<i64>);
 pub(crate) struct Delta(BTreeMap<(&'static str, String), (i64, i64)>);
 
 impl Delta {
+    /// One copy of a frame of `bytes` queued for each of `recipients` from `sender`.
+    pub(crate) fn queued(recipients: &[String], sender: &str, bytes: i64) -> Self {
+        let mut delta = Self::default();
+        for recipient in recipients {
+            delta.entry(recipient, sender, bytes, 1);
+        }
+        delta
+    }
+
+    /// Queue entries `(recipient, sender, bytes)` removed (delivered or expired).
+    pub(crate) fn freed<'a>(entries: impl IntoIterator<Item = (&'a str, &'a str, i64)>) -> Self {
+        let mut delta = Self::default();
+        for (recipient, sender, bytes) in entries {
+            delta.entry(recipient, sender, bytes, -1);
+        }
+        delta
+    }
+
     /// One queue entry of `bytes` for `recipient` from `sender` added (`sign` 1) or removed
     /// (`sign` -1).
-    pub(crate) fn entry(&mut self, recipient: &str, sender: &str, bytes: i64, sign: i64) {
+    fn entry(&mut self, recipient: &str, sender: &str, bytes: i64, sign: i64) {
         for key in [
             (RECIPIENT, recipient.to_owned()),
             (SENDER, sender.to_owned()),
@@ -248,10 +266,10 @@ mod tests {
 
     #[test]
     fn deltas_add_up_per_key() {
-        let mut d = Delta::default();
-        d.entry("bob", "alice", 5, 1);
-        d.entry("carol", "alice", 5, 1);
+        let mut d = Delta::queued(&["bob".into(), "carol".into()], "alice", 5);
         d.entry("bob", "alice", 7, -1);
+        let freed = Delta::freed([("bob", "alice", 7)]);
+        assert_eq!(freed.columns().2, [-1, -1, -1]);
         let (kinds, ids, frames, bytes) = d.columns();
         assert_eq!(kinds, ["recipient", "recipient", "sender", "total"]);
         assert_eq!(ids, ["bob", "carol", "alice", ""]);

@@ -96,11 +96,7 @@ pub(super) async fn enqueue(pool: &PgPool, envelope: NewEnvelope) -> Result<Enqu
     .execute(&mut *tx)
     .await
     .map_err(map_err)?;
-    let mut delta = Delta::default();
-    for recipient in &stored {
-        delta.entry(recipient, &envelope.sender, bytes, 1);
-    }
-    apply(&mut tx, &delta).await?;
+    apply(&mut tx, &Delta::queued(&stored, &envelope.sender, bytes)).await?;
     tx.commit().await.map_err(map_err)?;
     Ok(EnqueueOutcome::Stored { stored, refused })
 }
@@ -354,10 +350,9 @@ async fn purge_in(tx: &mut PgConnection, now: i64) -> Result<u64> {
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
-    let mut delta = Delta::default();
-    for (recipient, sender, bytes) in &expired {
-        delta.entry(recipient, sender, i64::from(*bytes), -1);
-    }
+    let delta = Delta::freed(expired.iter().map(|(recipient, sender, bytes)| {
+        (recipient.as_str(), sender.as_str(), i64::from(*bytes))
+    }));
     apply(tx, &delta).await?;
     Ok(expired.len() as u64)
 }

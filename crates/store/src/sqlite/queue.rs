@@ -62,7 +62,6 @@ pub(super) async fn enqueue(pool: &SqlitePool, envelope: NewEnvelope) -> Result<
     .fetch_one(&mut *tx)
     .await
     .map_err(map_err)?;
-    let mut delta = Delta::default();
     for recipient in &stored {
         sqlx::query("INSERT INTO relay_queue (recipient, payload_id) VALUES (?1, ?2)")
             .bind(recipient)
@@ -70,9 +69,8 @@ pub(super) async fn enqueue(pool: &SqlitePool, envelope: NewEnvelope) -> Result<
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
-        delta.entry(recipient, &envelope.sender, bytes, 1);
     }
-    apply(&mut tx, &delta).await?;
+    apply(&mut tx, &Delta::queued(&stored, &envelope.sender, bytes)).await?;
     tx.commit().await.map_err(map_err)?;
     Ok(EnqueueOutcome::Stored { stored, refused })
 }
@@ -317,10 +315,11 @@ async fn purge_in(tx: &mut SqliteConnection, now: i64) -> Result<u64> {
     .fetch_all(&mut *tx)
     .await
     .map_err(map_err)?;
-    let mut delta = Delta::default();
-    for (recipient, sender, bytes) in &expired {
-        delta.entry(recipient, sender, *bytes, -1);
-    }
+    let delta = Delta::freed(
+        expired
+            .iter()
+            .map(|(recipient, sender, bytes)| (recipient.as_str(), sender.as_str(), *bytes)),
+    );
     sqlx::query(
         "DELETE FROM relay_queue WHERE payload_id IN
              (SELECT payload_id FROM relay_payload WHERE expires_at <= ?1)",
