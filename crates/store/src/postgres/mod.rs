@@ -63,12 +63,13 @@ pub fn valid_schema_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
-/// [`Store`] on a PostgreSQL database, through a connection pool.
+/// [`Store`](crate::Store) on a PostgreSQL database, through a connection pool.
 ///
 /// Transactions run at READ COMMITTED; read-check-write sequences take row locks first (the
 /// owner's row for the device limit and friend list, the device's row for sessions and
-/// revocation, the code's row for pairing claims, per-recipient advisory locks for the queue
-/// bound), so concurrent callers get the same answers as with SQLite's single writer.
+/// revocation, the code's row for pairing claims; for the queue quotas, one advisory lock per
+/// store schema that every queue write takes), so concurrent callers get the same answers as
+/// with SQLite's single writer.
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,

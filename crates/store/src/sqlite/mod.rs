@@ -28,7 +28,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a caller waits for a pooled connection before getting [`StoreError::Unavailable`].
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// [`Store`] on an SQLite database file (or a private in-memory database for tests).
+/// [`Store`](crate::Store) on an SQLite database file (or a private in-memory database for
+/// tests).
 ///
 /// Write transactions start with `BEGIN IMMEDIATE`, so read-check-write sequences
 /// (handle taken? device limit reached?) are serialised across connections and processes.
