@@ -4,18 +4,22 @@
 //! - [`SqliteStore`]: embedded SQLite (WAL, foreign keys on), the zero-set-up default.
 //! - [`PostgresStore`]: PostgreSQL through a connection pool, for production deployments.
 //!
-//! Each backend keeps its own SQL and its own embedded migrations
-//! (`migrations/<backend>/`); rows decode through shared, checked conversions, so a row
+//! Each backend keeps only its own SQL, driver glue (transactions, locks, error codes) and
+//! embedded migrations (`migrations/<backend>/`). What does not depend on the dialect is
+//! written once and shared: the `impl Store` that maps each method to a backend's table
+//! function (`forward`), argument checks and the decisions taken on rows read in a
+//! transaction (`rules`), queue quota arithmetic (`quota`), and row decoding (`rows`) — a row
 //! that does not fit a record is reported as [`StoreError::Corrupt`] rather than panicking.
 //!
 //! Use it as `Arc<dyn Store>`.
 
-mod checks;
 mod error;
+mod forward;
 mod model;
 mod postgres;
 mod quota;
 mod rows;
+mod rules;
 mod sqlite;
 
 pub use error::{Result, StoreError};

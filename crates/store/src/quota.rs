@@ -109,9 +109,27 @@ pub(crate) type Columns = (Vec<String>, Vec<String>, Vec<i64>, Vec<i64>);
 pub(crate) struct Delta(BTreeMap<(&'static str, String), (i64, i64)>);
 
 impl Delta {
+    /// One copy of a frame of `bytes` queued for each of `recipients` from `sender`.
+    pub(crate) fn queued(recipients: &[String], sender: &str, bytes: i64) -> Self {
+        let mut delta = Self::default();
+        for recipient in recipients {
+            delta.entry(recipient, sender, bytes, 1);
+        }
+        delta
+    }
+
+    /// Queue entries `(recipient, sender, bytes)` removed (delivered or expired).
+    pub(crate) fn freed<'a>(entries: impl IntoIterator<Item = (&'a str, &'a str, i64)>) -> Self {
+        let mut delta = Self::default();
+        for (recipient, sender, bytes) in entries {
+            delta.entry(recipient, sender, bytes, -1);
+        }
+        delta
+    }
+
     /// One queue entry of `bytes` for `recipient` from `sender` added (`sign` 1) or removed
     /// (`sign` -1).
-    pub(crate) fn entry(&mut self, recipient: &str, sender: &str, bytes: i64, sign: i64) {
+    fn entry(&mut self, recipient: &str, sender: &str, bytes: i64, sign: i64) {
         for key in [
             (RECIPIENT, recipient.to_owned()),
             (SENDER, sender.to_owned()),
@@ -148,6 +166,33 @@ impl Delta {
             columns.3.push(*bytes);
         }
         columns
+    }
+}
+
+/// What delivering a batch of envelopes to one recipient changes: the usage it frees and, per
+/// channel, the highest delivered envelope id (the recipient's inbox offset moves up to it).
+#[derive(Debug, Default)]
+pub(crate) struct Delivery {
+    pub(crate) delta: Delta,
+    pub(crate) last_per_channel: BTreeMap<i64, i64>,
+}
+
+impl Delivery {
+    /// One delivered entry of `bytes` from `sender` on `channel_id`.
+    pub(crate) fn entry(
+        &mut self,
+        recipient: &str,
+        envelope_id: i64,
+        channel_id: i64,
+        sender: &str,
+        bytes: i64,
+    ) {
+        self.delta.entry(recipient, sender, bytes, -1);
+        let last = self
+            .last_per_channel
+            .entry(channel_id)
+            .or_insert(envelope_id);
+        *last = (*last).max(envelope_id);
     }
 }
 
@@ -204,11 +249,27 @@ mod tests {
     }
 
     #[test]
+    fn delivery_keeps_the_highest_id_per_channel() {
+        let mut d = Delivery::default();
+        d.entry("bob", 7, 1, "alice", 5);
+        d.entry("bob", 3, 1, "alice", 5);
+        d.entry("bob", 4, 2, "carol", 2);
+        assert_eq!(
+            d.last_per_channel.into_iter().collect::<Vec<_>>(),
+            [(1, 7), (2, 4)]
+        );
+        let (_, ids, frames, bytes) = d.delta.columns();
+        assert_eq!(ids, ["bob", "alice", "carol", ""]);
+        assert_eq!(frames, [-3, -2, -1, -3]);
+        assert_eq!(bytes, [-12, -10, -2, -12]);
+    }
+
+    #[test]
     fn deltas_add_up_per_key() {
-        let mut d = Delta::default();
-        d.entry("bob", "alice", 5, 1);
-        d.entry("carol", "alice", 5, 1);
+        let mut d = Delta::queued(&["bob".into(), "carol".into()], "alice", 5);
         d.entry("bob", "alice", 7, -1);
+        let freed = Delta::freed([("bob", "alice", 7)]);
+        assert_eq!(freed.columns().2, [-1, -1, -1]);
         let (kinds, ids, frames, bytes) = d.columns();
         assert_eq!(kinds, ["recipient", "recipient", "sender", "total"]);
         assert_eq!(ids, ["bob", "carol", "alice", ""]);

@@ -3,12 +3,16 @@
 use sqlx::{PgConnection, PgExecutor, PgPool};
 
 use super::{map_err, users, violated_constraint};
-use crate::error::{Result, StoreError};
+use crate::error::Result;
 use crate::model::{
-    DeviceKeyEvent, DeviceRecord, DeviceStatus, KeyRotation, NewDeviceRegistration, RotateOutcome,
-    UserRecord, UserToCreate,
+    DeviceKeyEvent, DeviceRecord, KeyRotation, NewDeviceRegistration, RotateOutcome, UserRecord,
+    UserToCreate,
 };
 use crate::rows::{DeviceRow, KeyEventRow, count, decode_all};
+use crate::rules::{
+    Taken, check_device_limit, found, key_reused, needs_revoking, rotation_blocked,
+    rotation_too_soon,
+};
 
 pub(super) async fn by_id(
     db: impl PgExecutor<'_>,
@@ -110,29 +114,17 @@ pub(super) async fn register_in(
 
     let owner = match user {
         UserToCreate::Existing(user_id) => {
-            users::lock(&mut *tx, &user_id)
-                .await?
-                .ok_or(StoreError::NotFound {
-                    what: "user",
-                    id: user_id,
-                })?
+            found(users::lock(&mut *tx, &user_id).await?, "user", &user_id)?
         }
         UserToCreate::New(user) => {
             users::insert(tx, &user).await?;
             user
         }
     };
-    if let Some(limit) = max_active_devices
-        && count_active(&mut *tx, &owner.user_id).await? >= limit
-    {
-        return Err(StoreError::DeviceLimit {
-            user_id: owner.user_id,
-            limit,
-        });
+    if let Some(limit) = max_active_devices {
+        check_device_limit(&owner, limit, count_active(&mut *tx, &owner.user_id).await?)?;
     }
     // The primary key decides whether the id is taken (no read first).
-    let device_taken =
-        || StoreError::Conflict(format!("device {} already exists", device.device_id));
     sqlx::query(
         "INSERT INTO devices (device_id, user_id, public_key, status, created_at)
          VALUES ($1, $2, $3, $4, $5)",
@@ -145,7 +137,7 @@ pub(super) async fn register_in(
     .execute(&mut *tx)
     .await
     .map_err(|e| match violated_constraint(&e) {
-        Some("devices_pkey") => device_taken(),
+        Some("devices_pkey") => Taken::Device(&device.device_id).error(),
         _ => map_err(e),
     })?;
     insert_event(tx, &key_event).await?;
@@ -156,7 +148,7 @@ pub(super) async fn revoke(pool: &PgPool, device_id: &str, event: DeviceKeyEvent
     event.check_device(device_id)?;
     let mut tx = pool.begin().await.map_err(map_err)?;
     let device = lock_device(&mut tx, device_id).await?;
-    if device.status == DeviceStatus::Revoked {
+    if !needs_revoking(&device) {
         return Ok(());
     }
     sqlx::query("UPDATE devices SET status = 'revoked' WHERE device_id = $1")
@@ -184,12 +176,11 @@ async fn lock_device(conn: &mut PgConnection, device_id: &str) -> Result<DeviceR
     .fetch_optional(conn)
     .await
     .map_err(map_err)?;
-    row.map(DeviceRecord::try_from)
-        .transpose()?
-        .ok_or_else(|| StoreError::NotFound {
-            what: "device",
-            id: device_id.to_owned(),
-        })
+    found(
+        row.map(DeviceRecord::try_from).transpose()?,
+        "device",
+        device_id,
+    )
 }
 
 pub(super) async fn rotate(pool: &PgPool, rotation: KeyRotation) -> Result<RotateOutcome> {
@@ -203,11 +194,8 @@ pub(super) async fn rotate(pool: &PgPool, rotation: KeyRotation) -> Result<Rotat
     // Every refusal below returns before the commit: dropping the transaction rolls it back.
     let mut tx = pool.begin().await.map_err(map_err)?;
     let device = lock_device(&mut tx, &device_id).await?;
-    if device.status == DeviceStatus::Revoked {
-        return Ok(RotateOutcome::Revoked);
-    }
-    if device.public_key != old_public_key {
-        return Ok(RotateOutcome::KeyChanged);
+    if let Some(refused) = rotation_blocked(&device, &old_public_key) {
+        return Ok(refused);
     }
     let reused: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM device_key_events WHERE device_id = $1 AND public_key = $2",
@@ -217,8 +205,8 @@ pub(super) async fn rotate(pool: &PgPool, rotation: KeyRotation) -> Result<Rotat
     .fetch_one(&mut *tx)
     .await
     .map_err(map_err)?;
-    if reused > 0 {
-        return Ok(RotateOutcome::KeyReused);
+    if let Some(refused) = key_reused(reused) {
+        return Ok(refused);
     }
     let last_rotation: Option<i64> = sqlx::query_scalar(
         "SELECT MAX(recorded_at) FROM device_key_events
@@ -228,10 +216,8 @@ pub(super) async fn rotate(pool: &PgPool, rotation: KeyRotation) -> Result<Rotat
     .fetch_one(&mut *tx)
     .await
     .map_err(map_err)?;
-    if let Some(last_change_at) = last_rotation
-        && event.recorded_at < last_change_at.saturating_add(min_interval_secs)
-    {
-        return Ok(RotateOutcome::TooSoon { last_change_at });
+    if let Some(refused) = rotation_too_soon(last_rotation, &event, min_interval_secs) {
+        return Ok(refused);
     }
     // Compare-and-set on the old key: the row lock already rules out a concurrent change, the
     // condition keeps the statement correct on its own.
@@ -268,11 +254,6 @@ async fn insert_event(conn: &mut PgConnection, event: &DeviceKeyEvent) -> Result
     .bind(&event.action)
     .execute(conn)
     .await
-    .map_err(|e| match map_err(e) {
-        StoreError::Conflict(_) => {
-            StoreError::Conflict(format!("key event {} already exists", event.event_id))
-        }
-        other => other,
-    })?;
+    .map_err(|e| Taken::KeyEvent(&event.event_id).or(map_err(e)))?;
     Ok(())
 }

@@ -3,9 +3,10 @@
 use sqlx::{PgExecutor, PgPool};
 
 use super::{map_err, users};
-use crate::error::{Result, StoreError};
+use crate::error::Result;
 use crate::model::FriendRecord;
 use crate::rows::FriendRow;
+use crate::rules::found;
 
 pub(super) async fn of_user(db: impl PgExecutor<'_>, user_id: &str) -> Result<Vec<FriendRecord>> {
     let rows = sqlx::query_as::<_, FriendRow>(
@@ -26,12 +27,7 @@ pub(super) async fn replace(
 ) -> Result<Vec<FriendRecord>> {
     let mut tx = pool.begin().await.map_err(map_err)?;
     // Locking the owner serialises concurrent replacements of one list.
-    if users::lock(&mut tx, user_id).await?.is_none() {
-        return Err(StoreError::NotFound {
-            what: "user",
-            id: user_id.to_owned(),
-        });
-    }
+    found(users::lock(&mut tx, user_id).await?, "user", user_id)?;
     sqlx::query("DELETE FROM friends WHERE user_id = $1")
         .bind(user_id)
         .execute(&mut *tx)

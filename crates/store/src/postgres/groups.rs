@@ -3,10 +3,10 @@
 use sqlx::{PgExecutor, PgPool};
 
 use super::map_err;
-use crate::checks::check_roster;
-use crate::error::{Result, StoreError};
-use crate::model::{GroupMember, GroupRecord, GroupRole};
+use crate::error::Result;
+use crate::model::{GroupMember, GroupRecord};
 use crate::rows::{GroupRow, MemberRow, decode_all};
+use crate::rules::{Taken, check_member_role, check_roster, found, written_member};
 
 pub(super) async fn create(
     pool: &PgPool,
@@ -26,12 +26,7 @@ pub(super) async fn create(
     .bind(group.created_at)
     .execute(&mut *tx)
     .await
-    .map_err(|e| match map_err(e) {
-        StoreError::Conflict(_) => {
-            StoreError::Conflict(format!("group {} already exists", group.group_id))
-        }
-        other => other,
-    })?;
+    .map_err(|e| Taken::Group(&group.group_id).or(map_err(e)))?;
     for member in &members {
         sqlx::query(
             "INSERT INTO group_member (group_id, device_id, role, joined_at)
@@ -75,18 +70,13 @@ pub(super) async fn members(db: impl PgExecutor<'_>, group_id: &str) -> Result<V
 }
 
 pub(super) async fn upsert_member(pool: &PgPool, member: GroupMember) -> Result<GroupMember> {
-    if member.role == GroupRole::Owner {
-        return Err(StoreError::Invalid(
-            "a group has one owner, set when it is created".to_owned(),
-        ));
-    }
+    check_member_role(&member)?;
     let mut tx = pool.begin().await.map_err(map_err)?;
-    if by_id(&mut *tx, &member.group_id).await?.is_none() {
-        return Err(StoreError::NotFound {
-            what: "group",
-            id: member.group_id,
-        });
-    }
+    found(
+        by_id(&mut *tx, &member.group_id).await?,
+        "group",
+        &member.group_id,
+    )?;
     // The owner keeps its role; anyone else takes the new role (joined_at stays the first).
     // The statement returns nothing when the owner's row is left alone, hence the re-read.
     sqlx::query(
@@ -111,10 +101,7 @@ pub(super) async fn upsert_member(pool: &PgPool, member: GroupMember) -> Result<
     .fetch_optional(&mut *tx)
     .await
     .map_err(map_err)?;
-    let stored = row
-        .map(GroupMember::try_from)
-        .transpose()?
-        .ok_or_else(|| StoreError::Unavailable("group member vanished".to_owned()))?;
+    let stored = written_member(row.map(GroupMember::try_from).transpose()?)?;
     tx.commit().await.map_err(map_err)?;
     Ok(stored)
 }

@@ -14,13 +14,7 @@ use std::time::Duration;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use crate::Store;
 use crate::error::{Result, StoreError};
-use crate::model::{
-    DeviceKeyEvent, DeviceRecord, EnqueueOutcome, FriendRecord, GroupMember, GroupRecord,
-    InboxOffset, KeyRotation, NewDeviceRegistration, NewEnvelope, PairingRecord, QueueUsage,
-    QueuedEnvelope, RedeemOutcome, RotateOutcome, SessionRecord, UsageScope, UserRecord,
-};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -69,12 +63,13 @@ pub fn valid_schema_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
-/// [`Store`] on a PostgreSQL database, through a connection pool.
+/// [`Store`](crate::Store) on a PostgreSQL database, through a connection pool.
 ///
 /// Transactions run at READ COMMITTED; read-check-write sequences take row locks first (the
 /// owner's row for the device limit and friend list, the device's row for sessions and
-/// revocation, the code's row for pairing claims, per-recipient advisory locks for the queue
-/// bound), so concurrent callers get the same answers as with SQLite's single writer.
+/// revocation, the code's row for pairing claims; for the queue quotas, one advisory lock per
+/// store schema that every queue write takes), so concurrent callers get the same answers as
+/// with SQLite's single writer.
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
@@ -172,180 +167,4 @@ fn violated_constraint(err: &sqlx::Error) -> Option<&str> {
         .and_then(sqlx::error::DatabaseError::constraint)
 }
 
-#[async_trait::async_trait]
-impl Store for PostgresStore {
-    async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
-        Ok(())
-    }
-
-    async fn applied_migrations(&self) -> Result<Vec<(i64, String)>> {
-        // The migrator's table lives in the store's schema (the connections' search_path).
-        sqlx::query_as::<_, (i64, String)>(
-            "SELECT version, description FROM _sqlx_migrations WHERE success ORDER BY version",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)
-    }
-
-    async fn user(&self, user_id: &str) -> Result<Option<UserRecord>> {
-        users::by_id(&self.pool, user_id).await
-    }
-
-    async fn user_by_handle(&self, handle: &str) -> Result<Option<UserRecord>> {
-        users::by_handle(&self.pool, handle).await
-    }
-
-    async fn update_profile(
-        &self,
-        user_id: &str,
-        display_name: Option<String>,
-        avatar_url: Option<String>,
-    ) -> Result<UserRecord> {
-        users::update_profile(&self.pool, user_id, display_name, avatar_url).await
-    }
-
-    async fn device(&self, device_id: &str) -> Result<Option<DeviceRecord>> {
-        devices::by_id(&self.pool, device_id).await
-    }
-
-    async fn active_devices_among(&self, device_ids: &[String]) -> Result<Vec<String>> {
-        devices::active_among(&self.pool, device_ids).await
-    }
-
-    async fn devices_of_user(&self, user_id: &str) -> Result<Vec<DeviceRecord>> {
-        devices::of_user(&self.pool, user_id).await
-    }
-
-    async fn count_active_devices(&self, user_id: &str) -> Result<u64> {
-        devices::count_active(&self.pool, user_id).await
-    }
-
-    async fn register_device(&self, registration: NewDeviceRegistration) -> Result<UserRecord> {
-        devices::register(&self.pool, registration).await
-    }
-
-    async fn revoke_device(&self, device_id: &str, event: DeviceKeyEvent) -> Result<()> {
-        devices::revoke(&self.pool, device_id, event).await
-    }
-
-    async fn rotate_device_key(&self, rotation: KeyRotation) -> Result<RotateOutcome> {
-        devices::rotate(&self.pool, rotation).await
-    }
-
-    async fn key_events(&self, device_id: &str) -> Result<Vec<DeviceKeyEvent>> {
-        devices::key_events(&self.pool, device_id).await
-    }
-
-    async fn create_session(&self, session: SessionRecord, device_key: &[u8; 32]) -> Result<()> {
-        sessions::create(&self.pool, session, device_key).await
-    }
-
-    async fn session(&self, session_id: &str) -> Result<Option<SessionRecord>> {
-        sessions::by_id(&self.pool, session_id).await
-    }
-
-    async fn extend_session(&self, session_id: &str, expires_at: i64) -> Result<()> {
-        sessions::extend(&self.pool, session_id, expires_at).await
-    }
-
-    async fn delete_session(&self, session_id: &str) -> Result<bool> {
-        sessions::delete(&self.pool, session_id).await
-    }
-
-    async fn purge_expired_sessions(&self, now: i64) -> Result<u64> {
-        sessions::purge_expired(&self.pool, now).await
-    }
-
-    async fn create_group(&self, group: GroupRecord, members: Vec<GroupMember>) -> Result<()> {
-        groups::create(&self.pool, group, members).await
-    }
-
-    async fn group(&self, group_id: &str) -> Result<Option<GroupRecord>> {
-        groups::by_id(&self.pool, group_id).await
-    }
-
-    async fn group_members(&self, group_id: &str) -> Result<Vec<GroupMember>> {
-        groups::members(&self.pool, group_id).await
-    }
-
-    async fn upsert_group_member(&self, member: GroupMember) -> Result<GroupMember> {
-        groups::upsert_member(&self.pool, member).await
-    }
-
-    async fn enqueue(&self, envelope: NewEnvelope) -> Result<EnqueueOutcome> {
-        queue::enqueue(&self.pool, envelope).await
-    }
-
-    async fn queue_usage(&self, scope: UsageScope<'_>) -> Result<QueueUsage> {
-        queue::usage_of(&self.pool, scope).await
-    }
-
-    async fn pending_envelopes_except(
-        &self,
-        recipient: &str,
-        now: i64,
-        limit: u32,
-        skip: &[i64],
-    ) -> Result<Vec<QueuedEnvelope>> {
-        queue::pending(&self.pool, recipient, now, limit, skip).await
-    }
-
-    async fn mark_delivered(&self, recipient: &str, envelope_ids: &[i64], now: i64) -> Result<u64> {
-        queue::mark_delivered(&self.pool, recipient, envelope_ids, now).await
-    }
-
-    async fn queued_count(&self, recipient: &str, now: i64) -> Result<u64> {
-        queue::queued(&self.pool, recipient, now).await
-    }
-
-    async fn inbox_offset(&self, device_id: &str, channel_id: u32) -> Result<Option<InboxOffset>> {
-        queue::inbox_offset(&self.pool, device_id, channel_id).await
-    }
-
-    async fn purge_expired_envelopes(&self, now: i64) -> Result<u64> {
-        queue::purge_expired(&self.pool, now).await
-    }
-
-    async fn purge_expired_idempotency(&self, now: i64) -> Result<u64> {
-        queue::purge_expired_keys(&self.pool, now).await
-    }
-
-    async fn create_pairing(&self, pairing: PairingRecord) -> Result<()> {
-        pairing::create(&self.pool, pairing).await
-    }
-
-    async fn pairing(&self, code: &str) -> Result<Option<PairingRecord>> {
-        pairing::by_code(&self.pool, code).await
-    }
-
-    async fn redeem_pairing(
-        &self,
-        code: &str,
-        now: i64,
-        max_attempts: u32,
-        registration: NewDeviceRegistration,
-    ) -> Result<RedeemOutcome> {
-        pairing::redeem(&self.pool, code, now, max_attempts, registration).await
-    }
-
-    async fn purge_expired_pairings(&self, now: i64) -> Result<u64> {
-        pairing::purge_expired(&self.pool, now).await
-    }
-
-    async fn friends(&self, user_id: &str) -> Result<Vec<FriendRecord>> {
-        friends::of_user(&self.pool, user_id).await
-    }
-
-    async fn replace_friends(
-        &self,
-        user_id: &str,
-        friends: Vec<FriendRecord>,
-    ) -> Result<Vec<FriendRecord>> {
-        friends::replace(&self.pool, user_id, friends).await
-    }
-}
+crate::forward::impl_store!(PostgresStore);

@@ -3,30 +3,16 @@
 use sqlx::{PgExecutor, PgPool};
 
 use super::{devices, map_err};
-use crate::error::{Result, StoreError};
+use crate::error::Result;
 use crate::model::{NewDeviceRegistration, PairingRecord, RedeemOutcome};
 use crate::rows::PairingRow;
+use crate::rules::{Taken, check_issuer, check_pairing_times};
 
 pub(super) async fn create(pool: &PgPool, pairing: PairingRecord) -> Result<()> {
-    if pairing.expires_at <= pairing.issued_at {
-        return Err(StoreError::Invalid(format!(
-            "pairing code expires ({}) before it is issued ({})",
-            pairing.expires_at, pairing.issued_at
-        )));
-    }
+    check_pairing_times(&pairing)?;
     let mut tx = pool.begin().await.map_err(map_err)?;
-    let issuer = devices::by_id(&mut *tx, &pairing.issuer_device_id)
-        .await?
-        .ok_or_else(|| StoreError::NotFound {
-            what: "device",
-            id: pairing.issuer_device_id.clone(),
-        })?;
-    if issuer.user_id != pairing.user_id {
-        return Err(StoreError::Invalid(format!(
-            "device {} does not belong to user {}",
-            issuer.device_id, pairing.user_id
-        )));
-    }
+    let issuer = devices::by_id(&mut *tx, &pairing.issuer_device_id).await?;
+    check_issuer(issuer, &pairing)?;
     sqlx::query(
         "INSERT INTO pairing_codes
              (code, user_id, issuer_device_id, issued_at, expires_at, attempts,
@@ -43,12 +29,7 @@ pub(super) async fn create(pool: &PgPool, pairing: PairingRecord) -> Result<()> 
     .bind(&pairing.redeemed_device_id)
     .execute(&mut *tx)
     .await
-    .map_err(|e| match map_err(e) {
-        StoreError::Conflict(_) => {
-            StoreError::Conflict(format!("pairing code {} already exists", pairing.code))
-        }
-        other => other,
-    })?;
+    .map_err(|e| Taken::PairingCode(&pairing.code).or(map_err(e)))?;
     tx.commit().await.map_err(map_err)
 }
 

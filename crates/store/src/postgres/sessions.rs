@@ -4,8 +4,9 @@ use sqlx::{PgExecutor, PgPool};
 
 use super::{devices, map_err};
 use crate::error::{Result, StoreError};
-use crate::model::{DeviceStatus, SessionRecord};
+use crate::model::SessionRecord;
 use crate::rows::SessionRow;
+use crate::rules::{Taken, check_session_device, updated};
 
 pub(super) async fn create(
     pool: &PgPool,
@@ -32,38 +33,13 @@ pub(super) async fn create(
     .bind(device_key.as_slice())
     .execute(pool)
     .await
-    .map_err(|e| match map_err(e) {
-        StoreError::Conflict(_) => {
-            StoreError::Conflict(format!("session {} already exists", session.session_id))
-        }
-        other => other,
-    })?;
+    .map_err(|e| Taken::Session(&session.session_id).or(map_err(e)))?;
     if done.rows_affected() == 1 {
         return Ok(());
     }
-    // Nothing inserted: say why.
-    let device = devices::by_id(pool, &session.device_id)
-        .await?
-        .ok_or_else(|| StoreError::NotFound {
-            what: "device",
-            id: session.device_id.clone(),
-        })?;
-    if device.user_id != session.user_id {
-        return Err(StoreError::Invalid(format!(
-            "device {} belongs to user {}, not {}",
-            device.device_id, device.user_id, session.user_id
-        )));
-    }
-    if device.status != DeviceStatus::Active {
-        return Err(StoreError::DeviceRevoked {
-            device_id: device.device_id,
-        });
-    }
-    if device.public_key != *device_key {
-        return Err(StoreError::DeviceKeyChanged {
-            device_id: device.device_id,
-        });
-    }
+    // Nothing inserted: say why (the rules the statement's condition encodes).
+    let device = devices::by_id(pool, &session.device_id).await?;
+    check_session_device(&session, device, device_key)?;
     Err(StoreError::Unavailable(format!(
         "session {} was not stored; retry",
         session.session_id
@@ -98,13 +74,7 @@ pub(super) async fn extend(
     .execute(db)
     .await
     .map_err(map_err)?;
-    if done.rows_affected() == 0 {
-        return Err(StoreError::NotFound {
-            what: "session",
-            id: session_id.to_owned(),
-        });
-    }
-    Ok(())
+    updated(done.rows_affected(), "session", session_id)
 }
 
 pub(super) async fn delete(db: impl PgExecutor<'_>, session_id: &str) -> Result<bool> {

@@ -3,9 +3,10 @@
 use sqlx::{PgConnection, PgExecutor};
 
 use super::map_err;
-use crate::error::{Result, StoreError};
+use crate::error::Result;
 use crate::model::UserRecord;
 use crate::rows::UserRow;
+use crate::rules::{Taken, found};
 
 pub(super) async fn by_id(db: impl PgExecutor<'_>, user_id: &str) -> Result<Option<UserRecord>> {
     let row = sqlx::query_as::<_, UserRow>(
@@ -61,10 +62,8 @@ pub(super) async fn insert(conn: &mut PgConnection, user: &UserRecord) -> Result
     .execute(&mut *conn)
     .await
     .map_err(|e| match super::violated_constraint(&e) {
-        Some("users_handle") => {
-            StoreError::Conflict(format!("handle {:?} is already taken", user.handle))
-        }
-        Some("users_pkey") => StoreError::Conflict(format!("user {} already exists", user.user_id)),
+        Some("users_handle") => Taken::Handle(&user.handle).error(),
+        Some("users_pkey") => Taken::User(&user.user_id).error(),
         _ => map_err(e),
     })?;
     Ok(())
@@ -89,9 +88,5 @@ pub(super) async fn update_profile(
     .fetch_optional(db)
     .await
     .map_err(map_err)?;
-    row.map(UserRecord::from)
-        .ok_or_else(|| StoreError::NotFound {
-            what: "user",
-            id: user_id.to_owned(),
-        })
+    found(row.map(UserRecord::from), "user", user_id)
 }

@@ -5,10 +5,14 @@ use sqlx::{SqliteConnection, SqliteExecutor, SqlitePool};
 use super::{map_err, users};
 use crate::error::{Result, StoreError};
 use crate::model::{
-    DeviceKeyEvent, DeviceRecord, DeviceStatus, KeyRotation, NewDeviceRegistration, RotateOutcome,
-    UserRecord, UserToCreate,
+    DeviceKeyEvent, DeviceRecord, KeyRotation, NewDeviceRegistration, RotateOutcome, UserRecord,
+    UserToCreate,
 };
 use crate::rows::{DeviceRow, KeyEventRow, count, decode_all};
+use crate::rules::{
+    Taken, check_device_limit, found, key_reused, needs_revoking, rotation_blocked,
+    rotation_too_soon,
+};
 
 pub(super) async fn by_id(
     db: impl SqliteExecutor<'_>,
@@ -114,31 +118,18 @@ pub(super) async fn register_in(
 
     let owner = match user {
         UserToCreate::Existing(user_id) => {
-            users::by_id(&mut *tx, &user_id)
-                .await?
-                .ok_or(StoreError::NotFound {
-                    what: "user",
-                    id: user_id,
-                })?
+            found(users::by_id(&mut *tx, &user_id).await?, "user", &user_id)?
         }
         UserToCreate::New(user) => {
             users::insert(tx, &user).await?;
             user
         }
     };
-    if let Some(limit) = max_active_devices
-        && count_active(&mut *tx, &owner.user_id).await? >= limit
-    {
-        return Err(StoreError::DeviceLimit {
-            user_id: owner.user_id,
-            limit,
-        });
+    if let Some(limit) = max_active_devices {
+        check_device_limit(&owner, limit, count_active(&mut *tx, &owner.user_id).await?)?;
     }
     if by_id(&mut *tx, &device.device_id).await?.is_some() {
-        return Err(StoreError::Conflict(format!(
-            "device {} already exists",
-            device.device_id
-        )));
+        return Err(Taken::Device(&device.device_id).error());
     }
     sqlx::query(
         "INSERT INTO devices (device_id, user_id, public_key, status, created_at)
@@ -163,13 +154,8 @@ pub(super) async fn revoke(
 ) -> Result<()> {
     event.check_device(device_id)?;
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
-    let device = by_id(&mut *tx, device_id)
-        .await?
-        .ok_or_else(|| StoreError::NotFound {
-            what: "device",
-            id: device_id.to_owned(),
-        })?;
-    if device.status == DeviceStatus::Revoked {
+    let device = found(by_id(&mut *tx, device_id).await?, "device", device_id)?;
+    if !needs_revoking(&device) {
         return Ok(());
     }
     sqlx::query("UPDATE devices SET status = 'revoked' WHERE device_id = ?1")
@@ -195,17 +181,9 @@ pub(super) async fn rotate(pool: &SqlitePool, rotation: KeyRotation) -> Result<R
         min_interval_secs,
     } = rotation;
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
-    let device = by_id(&mut *tx, &device_id)
-        .await?
-        .ok_or_else(|| StoreError::NotFound {
-            what: "device",
-            id: device_id.clone(),
-        })?;
-    if device.status == DeviceStatus::Revoked {
-        return Ok(RotateOutcome::Revoked);
-    }
-    if device.public_key != old_public_key {
-        return Ok(RotateOutcome::KeyChanged);
+    let device = found(by_id(&mut *tx, &device_id).await?, "device", &device_id)?;
+    if let Some(refused) = rotation_blocked(&device, &old_public_key) {
+        return Ok(refused);
     }
     let reused: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM device_key_events WHERE device_id = ?1 AND public_key = ?2",
@@ -215,8 +193,8 @@ pub(super) async fn rotate(pool: &SqlitePool, rotation: KeyRotation) -> Result<R
     .fetch_one(&mut *tx)
     .await
     .map_err(map_err)?;
-    if reused > 0 {
-        return Ok(RotateOutcome::KeyReused);
+    if let Some(refused) = key_reused(reused) {
+        return Ok(refused);
     }
     let last_rotation: Option<i64> = sqlx::query_scalar(
         "SELECT MAX(recorded_at) FROM device_key_events
@@ -226,10 +204,8 @@ pub(super) async fn rotate(pool: &SqlitePool, rotation: KeyRotation) -> Result<R
     .fetch_one(&mut *tx)
     .await
     .map_err(map_err)?;
-    if let Some(last_change_at) = last_rotation
-        && event.recorded_at < last_change_at.saturating_add(min_interval_secs)
-    {
-        return Ok(RotateOutcome::TooSoon { last_change_at });
+    if let Some(refused) = rotation_too_soon(last_rotation, &event, min_interval_secs) {
+        return Ok(refused);
     }
     // Compare-and-set on the old key: the write lock already rules out a concurrent change,
     // the condition keeps the statement correct on its own.
@@ -266,11 +242,6 @@ async fn insert_event(conn: &mut SqliteConnection, event: &DeviceKeyEvent) -> Re
     .bind(&event.action)
     .execute(conn)
     .await
-    .map_err(|e| match map_err(e) {
-        StoreError::Conflict(_) => {
-            StoreError::Conflict(format!("key event {} already exists", event.event_id))
-        }
-        other => other,
-    })?;
+    .map_err(|e| Taken::KeyEvent(&event.event_id).or(map_err(e)))?;
     Ok(())
 }

@@ -3,9 +3,10 @@
 use sqlx::{SqliteExecutor, SqlitePool};
 
 use super::{map_err, users};
-use crate::error::{Result, StoreError};
+use crate::error::Result;
 use crate::model::FriendRecord;
 use crate::rows::FriendRow;
+use crate::rules::found;
 
 pub(super) async fn of_user(
     db: impl SqliteExecutor<'_>,
@@ -28,12 +29,7 @@ pub(super) async fn replace(
     friends: Vec<FriendRecord>,
 ) -> Result<Vec<FriendRecord>> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
-    if users::by_id(&mut *tx, user_id).await?.is_none() {
-        return Err(StoreError::NotFound {
-            what: "user",
-            id: user_id.to_owned(),
-        });
-    }
+    found(users::by_id(&mut *tx, user_id).await?, "user", user_id)?;
     sqlx::query("DELETE FROM friends WHERE user_id = ?1")
         .bind(user_id)
         .execute(&mut *tx)

@@ -3,10 +3,10 @@
 use sqlx::{SqliteExecutor, SqlitePool};
 
 use super::map_err;
-use crate::checks::check_roster;
-use crate::error::{Result, StoreError};
-use crate::model::{GroupMember, GroupRecord, GroupRole};
+use crate::error::Result;
+use crate::model::{GroupMember, GroupRecord};
 use crate::rows::{GroupRow, MemberRow, decode_all};
+use crate::rules::{Taken, check_member_role, check_roster, found, written_member};
 
 pub(super) async fn create(
     pool: &SqlitePool,
@@ -26,12 +26,7 @@ pub(super) async fn create(
     .bind(group.created_at)
     .execute(&mut *tx)
     .await
-    .map_err(|e| match map_err(e) {
-        StoreError::Conflict(_) => {
-            StoreError::Conflict(format!("group {} already exists", group.group_id))
-        }
-        other => other,
-    })?;
+    .map_err(|e| Taken::Group(&group.group_id).or(map_err(e)))?;
     for member in &members {
         insert_member(&mut *tx, member).await?;
     }
@@ -84,7 +79,7 @@ pub(super) async fn members(
     decode_all(rows)
 }
 
-async fn member(
+async fn member_of(
     db: impl SqliteExecutor<'_>,
     group_id: &str,
     device_id: &str,
@@ -102,18 +97,13 @@ async fn member(
 }
 
 pub(super) async fn upsert_member(pool: &SqlitePool, member: GroupMember) -> Result<GroupMember> {
-    if member.role == GroupRole::Owner {
-        return Err(StoreError::Invalid(
-            "a group has one owner, set when it is created".to_owned(),
-        ));
-    }
+    check_member_role(&member)?;
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
-    if by_id(&mut *tx, &member.group_id).await?.is_none() {
-        return Err(StoreError::NotFound {
-            what: "group",
-            id: member.group_id,
-        });
-    }
+    found(
+        by_id(&mut *tx, &member.group_id).await?,
+        "group",
+        &member.group_id,
+    )?;
     // The owner keeps its role; anyone else takes the new role (joined_at stays the first).
     sqlx::query(
         "INSERT INTO group_member (group_id, device_id, role, joined_at)
@@ -128,9 +118,7 @@ pub(super) async fn upsert_member(pool: &SqlitePool, member: GroupMember) -> Res
     .execute(&mut *tx)
     .await
     .map_err(map_err)?;
-    let stored = self::member(&mut *tx, &member.group_id, &member.device_id)
-        .await?
-        .ok_or_else(|| StoreError::Unavailable("group member vanished".to_owned()))?;
+    let stored = written_member(member_of(&mut *tx, &member.group_id, &member.device_id).await?)?;
     tx.commit().await.map_err(map_err)?;
     Ok(stored)
 }

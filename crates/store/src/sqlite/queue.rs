@@ -1,25 +1,22 @@
 //! The offline relay queue: `relay_payload`, `relay_queue`, `queue_usage`, `inbox_offset` and
 //! `idempotency`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use sqlx::{SqliteConnection, SqliteExecutor, SqlitePool};
 
 use super::map_err;
-use crate::error::{Result, StoreError};
+use crate::error::Result;
 use crate::model::{
     EnqueueOutcome, IdempotencyKey, InboxOffset, NewEnvelope, QueueUsage, QueuedEnvelope,
     UsageScope,
 };
-use crate::quota::{self, Delta};
+use crate::quota::{self, Delivery, Delta};
 use crate::rows::{EnvelopeRow, OffsetRow, count, decode_all};
+use crate::rules::{self, check_envelope};
 
 pub(super) async fn enqueue(pool: &SqlitePool, envelope: NewEnvelope) -> Result<EnqueueOutcome> {
-    if envelope.expires_at <= envelope.enqueued_at {
-        return Err(StoreError::Invalid(
-            "envelope expires before it is enqueued".to_owned(),
-        ));
-    }
+    check_envelope(&envelope)?;
     // BEGIN IMMEDIATE: one writer at a time, so the usage read below holds until commit.
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
     if let Some(key) = &envelope.idempotency
@@ -28,13 +25,7 @@ pub(super) async fn enqueue(pool: &SqlitePool, envelope: NewEnvelope) -> Result<
         return Ok(EnqueueOutcome::Duplicate);
     }
     purge_in(&mut tx, envelope.enqueued_at).await?;
-    let recipients: Vec<&str> = envelope
-        .recipients
-        .iter()
-        .map(String::as_str)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let recipients = rules::recipients(&envelope);
     let mut per_recipient = HashMap::new();
     for &recipient in &recipients {
         let used = usage_of(&mut *tx, UsageScope::Recipient(recipient)).await?;
@@ -71,7 +62,6 @@ pub(super) async fn enqueue(pool: &SqlitePool, envelope: NewEnvelope) -> Result<
     .fetch_one(&mut *tx)
     .await
     .map_err(map_err)?;
-    let mut delta = Delta::default();
     for recipient in &stored {
         sqlx::query("INSERT INTO relay_queue (recipient, payload_id) VALUES (?1, ?2)")
             .bind(recipient)
@@ -79,9 +69,8 @@ pub(super) async fn enqueue(pool: &SqlitePool, envelope: NewEnvelope) -> Result<
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
-        delta.entry(recipient, &envelope.sender, bytes, 1);
     }
-    apply(&mut tx, &delta).await?;
+    apply(&mut tx, &Delta::queued(&stored, &envelope.sender, bytes)).await?;
     tx.commit().await.map_err(map_err)?;
     Ok(EnqueueOutcome::Stored { stored, refused })
 }
@@ -246,18 +235,14 @@ pub(super) async fn mark_delivered(
     .execute(&mut *tx)
     .await
     .map_err(map_err)?;
-    // Highest delivered envelope per channel, and the payloads that may now be unreferenced.
-    let mut last_per_channel: BTreeMap<i64, i64> = BTreeMap::new();
+    // The payloads that may now be unreferenced.
     let mut payloads = BTreeSet::new();
-    let mut delta = Delta::default();
+    let mut delivery = Delivery::default();
     for (envelope_id, payload_id, channel_id, sender, bytes) in &rows {
-        let (envelope_id, payload_id, channel_id) = (*envelope_id, *payload_id, *channel_id);
-        delta.entry(recipient, sender, *bytes, -1);
-        payloads.insert(payload_id);
-        let last = last_per_channel.entry(channel_id).or_insert(envelope_id);
-        *last = (*last).max(envelope_id);
+        delivery.entry(recipient, *envelope_id, *channel_id, sender, *bytes);
+        payloads.insert(*payload_id);
     }
-    for (channel_id, last) in last_per_channel {
+    for (channel_id, last) in delivery.last_per_channel {
         sqlx::query(
             "INSERT INTO inbox_offset (device_id, channel_id, last_envelope_id, updated_at)
              VALUES (?1, ?2, ?3, ?4)
@@ -290,7 +275,7 @@ pub(super) async fn mark_delivered(
     .execute(&mut *tx)
     .await
     .map_err(map_err)?;
-    apply(&mut tx, &delta).await?;
+    apply(&mut tx, &delivery.delta).await?;
     tx.commit().await.map_err(map_err)?;
     Ok(rows.len() as u64)
 }
@@ -330,10 +315,11 @@ async fn purge_in(tx: &mut SqliteConnection, now: i64) -> Result<u64> {
     .fetch_all(&mut *tx)
     .await
     .map_err(map_err)?;
-    let mut delta = Delta::default();
-    for (recipient, sender, bytes) in &expired {
-        delta.entry(recipient, sender, *bytes, -1);
-    }
+    let delta = Delta::freed(
+        expired
+            .iter()
+            .map(|(recipient, sender, bytes)| (recipient.as_str(), sender.as_str(), *bytes)),
+    );
     sqlx::query(
         "DELETE FROM relay_queue WHERE payload_id IN
              (SELECT payload_id FROM relay_payload WHERE expires_at <= ?1)",

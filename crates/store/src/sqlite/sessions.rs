@@ -3,9 +3,10 @@
 use sqlx::{SqliteExecutor, SqlitePool};
 
 use super::{devices, map_err};
-use crate::error::{Result, StoreError};
-use crate::model::{DeviceRecord, DeviceStatus, SessionRecord};
+use crate::error::Result;
+use crate::model::SessionRecord;
 use crate::rows::SessionRow;
+use crate::rules::{Taken, check_session_device, updated};
 
 pub(super) async fn create(
     pool: &SqlitePool,
@@ -15,19 +16,8 @@ pub(super) async fn create(
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
     // Checked in the same transaction as the insert, so a concurrent revocation or key
     // rotation cannot leave a session behind for a revoked device or a replaced key.
-    let device = devices::by_id(&mut *tx, &session.device_id)
-        .await?
-        .ok_or_else(|| StoreError::NotFound {
-            what: "device",
-            id: session.device_id.clone(),
-        })?;
-    if device.user_id != session.user_id {
-        return Err(StoreError::Invalid(format!(
-            "device {} belongs to user {}, not {}",
-            device.device_id, device.user_id, session.user_id
-        )));
-    }
-    check_device(&device, device_key)?;
+    let device = devices::by_id(&mut *tx, &session.device_id).await?;
+    check_session_device(&session, device, device_key)?;
     sqlx::query(
         "INSERT INTO sessions (session_id, device_id, user_id, created_at, expires_at)
          VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -39,12 +29,7 @@ pub(super) async fn create(
     .bind(session.expires_at)
     .execute(&mut *tx)
     .await
-    .map_err(|e| match map_err(e) {
-        StoreError::Conflict(_) => {
-            StoreError::Conflict(format!("session {} already exists", session.session_id))
-        }
-        other => other,
-    })?;
+    .map_err(|e| Taken::Session(&session.session_id).or(map_err(e)))?;
     tx.commit().await.map_err(map_err)
 }
 
@@ -75,13 +60,7 @@ pub(super) async fn extend(
             .execute(db)
             .await
             .map_err(map_err)?;
-    if done.rows_affected() == 0 {
-        return Err(StoreError::NotFound {
-            what: "session",
-            id: session_id.to_owned(),
-        });
-    }
-    Ok(())
+    updated(done.rows_affected(), "session", session_id)
 }
 
 pub(super) async fn delete(db: impl SqliteExecutor<'_>, session_id: &str) -> Result<bool> {
@@ -100,19 +79,4 @@ pub(super) async fn purge_expired(db: impl SqliteExecutor<'_>, now: i64) -> Resu
         .await
         .map_err(map_err)?;
     Ok(done.rows_affected())
-}
-
-/// Refuses a session for a revoked device or for a key the device no longer has.
-pub(super) fn check_device(device: &DeviceRecord, device_key: &[u8; 32]) -> Result<()> {
-    if device.status != DeviceStatus::Active {
-        return Err(StoreError::DeviceRevoked {
-            device_id: device.device_id.clone(),
-        });
-    }
-    if device.public_key != *device_key {
-        return Err(StoreError::DeviceKeyChanged {
-            device_id: device.device_id.clone(),
-        });
-    }
-    Ok(())
 }

@@ -3,9 +3,10 @@
 use sqlx::{SqliteConnection, SqliteExecutor};
 
 use super::map_err;
-use crate::error::{Result, StoreError};
+use crate::error::Result;
 use crate::model::UserRecord;
 use crate::rows::UserRow;
+use crate::rules::{Taken, found};
 
 pub(super) async fn by_id(
     db: impl SqliteExecutor<'_>,
@@ -40,16 +41,10 @@ pub(super) async fn by_handle(
 /// Inserts a user inside the caller's write transaction, naming what is taken on conflict.
 pub(super) async fn insert(conn: &mut SqliteConnection, user: &UserRecord) -> Result<()> {
     if by_handle(&mut *conn, &user.handle).await?.is_some() {
-        return Err(StoreError::Conflict(format!(
-            "handle {:?} is already taken",
-            user.handle
-        )));
+        return Err(Taken::Handle(&user.handle).error());
     }
     if by_id(&mut *conn, &user.user_id).await?.is_some() {
-        return Err(StoreError::Conflict(format!(
-            "user {} already exists",
-            user.user_id
-        )));
+        return Err(Taken::User(&user.user_id).error());
     }
     sqlx::query(
         "INSERT INTO users (user_id, handle, display_name, avatar_url, created_at)
@@ -85,9 +80,5 @@ pub(super) async fn update_profile(
     .fetch_optional(db)
     .await
     .map_err(map_err)?;
-    row.map(UserRecord::from)
-        .ok_or_else(|| StoreError::NotFound {
-            what: "user",
-            id: user_id.to_owned(),
-        })
+    found(row.map(UserRecord::from), "user", user_id)
 }
