@@ -17,7 +17,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
 use commucat_ccp::{FrameDecoder, PayloadKind};
 use commucat_server::config::ENV_PREFIX;
-use commucat_server::listener::signal::{reload_on_hangup, shutdown_signal};
+use commucat_server::listener::signal::shutdown_signal;
+use commucat_server::reload::reload_on_hangup;
 use commucat_server::{Config, Server};
 
 /// CommuCat: secure messaging and calling relay server.

@@ -61,6 +61,7 @@ pub async fn metrics(
         hub.metrics.render(
             hub.gauges(),
             LedgerCounts::of(&state.sessions.messaging().ledger),
+            &crate::session::established::SENDER_CHECKED,
         ),
     ))
 }

@@ -10,7 +10,7 @@ pub mod openapi;
 pub mod p2p;
 pub mod pairing;
 pub mod pairing_guard;
-pub mod problem;
+
 pub mod rate_limit;
 pub mod rotate;
 pub mod server_info;
@@ -25,6 +25,9 @@ use commucat_store::Store;
 
 pub use server_info::ServerInfo;
 
+use crate::connect::ConnectService;
+use crate::problem;
+
 /// State shared by the handlers.
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -36,6 +39,15 @@ pub struct AppState {
     pub connect: crate::connect::ConnectSettings,
     /// What the REST handlers need beyond the session service.
     pub rest: Arc<RestSettings>,
+}
+
+impl axum::extract::FromRef<AppState> for ConnectService {
+    fn from_ref(state: &AppState) -> Self {
+        Self {
+            settings: state.connect,
+            sessions: state.sessions.clone(),
+        }
+    }
 }
 
 impl AppState {

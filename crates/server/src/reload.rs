@@ -1,6 +1,6 @@
 //! Noise key reload: a running server re-reads its key files (`keys/noise_static.key` and
 //! `keys/noise_keyring.json`, see [`crate::keys::keyring`]) after `commucat keys rotate` or
-//! `retire`, on SIGHUP ([`crate::listener::signal::reload_on_hangup`]) or
+//! `retire`, on SIGHUP ([`reload_on_hangup`]) or
 //! [`crate::server::ServerHandle::reload_keys`].
 //!
 //! A reload swaps three things, in this order: the keys new handshakes accept, the
@@ -235,5 +235,28 @@ impl KeyReloader {
         )
         .map_err(ReloadError::Bundle)?;
         Ok((ring, accepted, bundle))
+    }
+}
+
+/// Reloads the Noise keys through `reloader` on every SIGHUP (after `commucat keys rotate` or
+/// `retire`) until the process ends; spawn the returned future beside the server. The handler
+/// is installed before this returns, so a SIGHUP arriving once the server listens never takes
+/// the default action (terminating the process). A failed reload is logged and recorded by the
+/// reloader and the keys in force stay. If the handler cannot be installed, that is logged and
+/// SIGHUP is left alone. Needs a Tokio runtime.
+pub fn reload_on_hangup(reloader: KeyReloader) -> impl std::future::Future<Output = ()> + Send {
+    use tokio::signal::unix::{SignalKind, signal};
+    let hangups = signal(SignalKind::hangup())
+        .map_err(|error| {
+            tracing::warn!(%error, "cannot listen for SIGHUP; Noise keys reload on restart only");
+        })
+        .ok();
+    async move {
+        let Some(mut hangups) = hangups else { return };
+        while hangups.recv().await.is_some() {
+            tracing::info!("received SIGHUP: reloading the Noise keys");
+            // The outcome is logged and recorded by the reloader.
+            let _ = reloader.reload_async().await;
+        }
     }
 }
