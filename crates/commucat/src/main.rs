@@ -125,7 +125,7 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn serve(config_file: Option<&Path>, data_dir: Option<PathBuf>) -> Result<()> {
-    commucat_server::telemetry::init_tracing().map_err(|e| anyhow!("RUST_LOG: {e}"))?;
+    commucat_server::telemetry::init_tracing()?;
     let loaded = Config::load(config_file, settings_env()?)?;
     for name in &loaded.unknown_env {
         tracing::warn!("ignoring {name}: not a CommuCat setting");

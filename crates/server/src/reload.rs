@@ -21,7 +21,7 @@ use zeroize::Zeroizing;
 use crate::api::ServerInfo;
 use crate::api::p2p::PqBundle;
 use crate::keys::keyring::{AcceptedKey, NoiseKeyring};
-use crate::keys::pq::PqKeys;
+use crate::keys::pq::{PqError, PqKeys};
 use crate::keys::{self, KeyStoreError};
 use crate::ledger::Ledger;
 use crate::live::Live;
@@ -50,10 +50,10 @@ pub enum ReloadError {
     Keys(#[from] KeyStoreError),
     /// The key bundle could not be signed with the new key.
     #[error("signing the post-quantum key bundle: {0}")]
-    Bundle(String),
+    Bundle(PqError),
     /// The reload task stopped before finishing (the runtime is shutting down).
     #[error("key reload did not finish: {0}")]
-    Interrupted(String),
+    Interrupted(tokio::task::JoinError),
 }
 
 /// What a successful reload put in force.
@@ -111,15 +111,14 @@ impl KeyReloader {
     ///
     /// # Errors
     /// The key bundle could not be signed.
-    pub fn new(sources: ReloadSources<'_>, now: i64) -> Result<Self, ReloadError> {
+    pub fn new(sources: ReloadSources<'_>, now: i64) -> Result<Self, PqError> {
         let accepted = sources.keyring.accepted(sources.grace, now);
         let bundle = PqBundle::new(
             &sources.domain,
             &sources.pq,
             &sources.device_ca_public,
             &sources.keyring.current.public(),
-        )
-        .map_err(ReloadError::Bundle)?;
+        )?;
         Ok(Self {
             handshake: Live::new(handshake_keys(&accepted)),
             bundle: Live::new(bundle),
@@ -220,7 +219,7 @@ impl KeyReloader {
         let this = self.clone();
         tokio::task::spawn_blocking(move || this.reload(crate::clock::unix_now()))
             .await
-            .map_err(|e| ReloadError::Interrupted(e.to_string()))?
+            .map_err(ReloadError::Interrupted)?
     }
 
     fn rebuild(&self, now: i64) -> Result<(NoiseKeyring, Vec<AcceptedKey>, PqBundle), ReloadError> {

@@ -198,7 +198,7 @@ impl Server {
             },
             crate::clock::unix_now(),
         )
-        .map_err(|e| ServerError::PostQuantum(e.to_string()))?;
+        .map_err(ServerError::PostQuantum)?;
         let addr = config.server.listen;
         let listener = TcpListener::bind(addr)
             .await

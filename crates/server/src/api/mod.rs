@@ -92,7 +92,7 @@ impl RestSettings {
         config: &crate::config::Config,
         keys: &crate::keys::ServerKeys,
         pq: &crate::keys::pq::PqKeys,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, crate::keys::pq::PqError> {
         use crate::clock::secs;
         let bundle = p2p::PqBundle::new(
             &config.server.domain,

@@ -27,7 +27,7 @@ use zeroize::Zeroizing;
 use super::AppState;
 use super::auth::Authenticated;
 use super::problem::{Problem, parse_json};
-use crate::keys::pq::{KEM_ALGORITHM, PqKeys, SIGNATURE_ALGORITHM};
+use crate::keys::pq::{KEM_ALGORITHM, PqError, PqKeys, SIGNATURE_ALGORITHM};
 use crate::metrics::SecuritySnapshot;
 
 /// Most candidate paths one request may carry.
@@ -75,7 +75,7 @@ impl PqBundle {
         pq: &PqKeys,
         identity: &[u8],
         noise_public: &[u8],
-    ) -> Result<Self, String> {
+    ) -> Result<Self, PqError> {
         let signature = pq.bundle_signature(domain, identity, noise_public)?;
         Ok(Self {
             identity_public_hex: hex::encode(identity),
