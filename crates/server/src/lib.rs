@@ -3,14 +3,14 @@
 //! [`Server::bind`] turns a [`Config`] into a bound TLS listener: it creates the data
 //! directory, loads or generates the server keys ([`keys`]) and TLS certificate ([`tls`]),
 //! and binds the socket. [`Server::run`] serves HTTP/2 and HTTP/1.1 over TLS 1.3 until a
-//! shutdown future completes ([`listener`]); routes live in [`api`].
+//! shutdown future completes ([`listener`]); routes live in the internal `api` module.
 //!
 //! # Layering
 //!
 //! The top-level modules form layers; a module uses only modules of lower layers (checked by
 //! the `layering_tests` unit test, which fails naming the cycle if two modules use each other):
 //!
-//! 1. Foundation, using no other module: [`clock`], [`config`], [`live`], [`problem`]
+//! 1. Foundation, using no other module: [`clock`], [`config`], [`live`], `problem`
 //!    (problem+json rendering), [`registry`] (identity rules), [`telemetry`],
 //!    `ledger_throttle`.
 //! 2. Key material and files: [`keys`], [`profile`]; then [`ledger`] and [`tls`].
@@ -20,8 +20,12 @@
 //!    and established sessions).
 //! 5. HTTP: `connect` (the `/connect` adapters, given a `ConnectService`), then `api` (REST
 //!    routes and the shared `AppState`) and `janitor`.
-//! 6. Running-server wiring: [`reload`] (Noise key reload into the live state), then
-//!    [`error`] and [`server`], which assemble everything.
+//! 6. Running-server wiring: [`reload`] (Noise key reload into the live state) and
+//!    [`admin`] (operator actions for the command line), then `error` ([`ServerError`]) and
+//!    [`server`], which assemble everything.
+//!
+//! Modules are `pub` only where the `commucat` binary, the SDK's tests, the benches or the
+//! integration tests use them; the HTTP layer (`api`, `connect`, `problem`) is internal.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), commucat_server::ServerError> {
@@ -38,19 +42,20 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod api;
+pub mod admin;
+pub(crate) mod api;
 pub mod clock;
 pub mod config;
-pub mod connect;
-pub mod error;
-pub mod janitor;
+pub(crate) mod connect;
+pub(crate) mod error;
+pub(crate) mod janitor;
 pub mod keys;
 pub mod ledger;
-pub mod ledger_throttle;
+pub(crate) mod ledger_throttle;
 pub mod listener;
 pub mod live;
-pub mod metrics;
-pub mod problem;
+pub(crate) mod metrics;
+pub(crate) mod problem;
 pub mod profile;
 pub mod registry;
 pub mod reload;

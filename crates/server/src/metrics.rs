@@ -17,7 +17,7 @@ use crate::config::Bound;
 use serde::Serialize;
 
 /// Upper bounds (seconds) of the latency histogram buckets; `+Inf` is implied.
-pub const LATENCY_BUCKETS: [f64; 14] = [
+pub(crate) const LATENCY_BUCKETS: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
 
