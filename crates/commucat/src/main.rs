@@ -17,7 +17,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
 use commucat_ccp::{FrameDecoder, PayloadKind};
 use commucat_server::config::ENV_PREFIX;
-use commucat_server::listener::signal::{reload_on_hangup, shutdown_signal};
+use commucat_server::listener::signal::shutdown_signal;
+use commucat_server::reload::reload_on_hangup;
 use commucat_server::{Config, Server};
 
 /// CommuCat: secure messaging and calling relay server.
@@ -124,7 +125,7 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn serve(config_file: Option<&Path>, data_dir: Option<PathBuf>) -> Result<()> {
-    commucat_server::telemetry::init_tracing().map_err(|e| anyhow!("RUST_LOG: {e}"))?;
+    commucat_server::telemetry::init_tracing()?;
     let loaded = Config::load(config_file, settings_env()?)?;
     for name in &loaded.unknown_env {
         tracing::warn!("ignoring {name}: not a CommuCat setting");

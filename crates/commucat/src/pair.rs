@@ -2,7 +2,7 @@
 //! account would with `POST /api/pair`; the new device claims it with `POST /api/pair/claim`.
 
 use anyhow::{Result, anyhow, bail};
-use commucat_server::api::pairing::{create_code, effective_ttl};
+use commucat_server::admin::{issue_pairing_code, pairing_ttl};
 use commucat_server::clock::{secs, unix_now};
 use commucat_store::DeviceStatus;
 
@@ -26,7 +26,7 @@ pub(crate) struct PairArgs {
 /// Runs `pair`.
 pub(crate) fn run(config_args: &ConfigArgs, args: &PairArgs) -> Result<()> {
     let config = config_args.load()?;
-    let ttl = effective_ttl(args.ttl, secs(config.devices.pairing_ttl));
+    let ttl = pairing_ttl(args.ttl, secs(config.devices.pairing_ttl));
     let (code, record) = context::runtime()?.block_on(async {
         let store = context::open_store(&config).await?;
         let user = user_by_handle(store.as_ref(), &args.user).await?;
@@ -45,7 +45,7 @@ pub(crate) fn run(config_args: &ConfigArgs, args: &PairArgs) -> Result<()> {
             bail!("device {} is revoked", issuer.device_id);
         }
         let now = unix_now();
-        let record = create_code(
+        let record = issue_pairing_code(
             store.as_ref(),
             &user.user_id,
             &issuer.device_id,

@@ -22,7 +22,7 @@ pub enum ServerError {
     Keys(#[from] KeyStoreError),
     /// The post-quantum key bundle could not be signed.
     #[error("post-quantum keys: {0}")]
-    PostQuantum(String),
+    PostQuantum(crate::keys::pq::PqError),
     /// The TLS certificate could not be loaded or created.
     #[error(transparent)]
     Tls(#[from] TlsError),

@@ -9,10 +9,10 @@ use commucat_store::Store;
 use crate::session::established::unix_now;
 
 /// How often expired rows are purged.
-pub const PURGE_INTERVAL: Duration = Duration::from_secs(60);
+pub(crate) const PURGE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Purges expired rows now and then every `every`, until the task is dropped or aborted.
-pub async fn run(store: Arc<dyn Store>, every: Duration) {
+pub(crate) async fn run(store: Arc<dyn Store>, every: Duration) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -22,7 +22,7 @@ pub async fn run(store: Arc<dyn Store>, every: Duration) {
 }
 
 /// Purges every expired session, offline envelope and idempotency key once.
-pub async fn purge(store: &dyn Store) {
+pub(crate) async fn purge(store: &dyn Store) {
     let now = unix_now();
     let results = [
         ("sessions", store.purge_expired_sessions(now).await),

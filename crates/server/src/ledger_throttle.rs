@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 /// At most `per_second` records per second; the rest are counted as suppressed.
 #[derive(Debug)]
-pub struct Throttle {
+pub(crate) struct Throttle {
     per_second: u32,
     state: Mutex<State>,
 }
@@ -24,7 +24,7 @@ struct State {
 impl Throttle {
     /// A budget of `per_second` records per second.
     #[must_use]
-    pub const fn new(per_second: u32) -> Self {
+    pub(crate) const fn new(per_second: u32) -> Self {
         Self {
             per_second,
             state: Mutex::new(State {
@@ -37,7 +37,7 @@ impl Throttle {
 
     /// `Some(suppressed)` when a record may be written at `now` (unix seconds), with the number
     /// left out since the last one written; `None` when this one must be left out.
-    pub fn admit(&self, now: i64) -> Option<u64> {
+    pub(crate) fn admit(&self, now: i64) -> Option<u64> {
         let mut state = self
             .state
             .lock()

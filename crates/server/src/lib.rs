@@ -3,7 +3,29 @@
 //! [`Server::bind`] turns a [`Config`] into a bound TLS listener: it creates the data
 //! directory, loads or generates the server keys ([`keys`]) and TLS certificate ([`tls`]),
 //! and binds the socket. [`Server::run`] serves HTTP/2 and HTTP/1.1 over TLS 1.3 until a
-//! shutdown future completes ([`listener`]); routes live in [`api`].
+//! shutdown future completes ([`listener`]); routes live in the internal `api` module.
+//!
+//! # Layering
+//!
+//! The top-level modules form layers; a module uses only modules of lower layers (checked by
+//! the `layering_tests` unit test, which fails naming the cycle if two modules use each other):
+//!
+//! 1. Foundation, using no other module: [`clock`], [`config`], [`live`], `problem`
+//!    (problem+json rendering), [`registry`] (identity rules), [`telemetry`],
+//!    `ledger_throttle`.
+//! 2. Key material and files: [`keys`], [`profile`]; then [`ledger`] and [`tls`].
+//! 3. Counters and transport: `metrics`, then [`listener`] (TLS accept loop, the peer address
+//!    and activity attached to each request).
+//! 4. Protocol: `router` (routing, presence, channels, calls), then [`session`] (handshake
+//!    and established sessions).
+//! 5. HTTP: `connect` (the `/connect` adapters, given a `ConnectService`), then `api` (REST
+//!    routes and the shared `AppState`) and `janitor`.
+//! 6. Running-server wiring: [`reload`] (Noise key reload into the live state) and
+//!    [`admin`] (operator actions for the command line), then `error` ([`ServerError`]) and
+//!    [`server`], which assemble everything.
+//!
+//! Modules are `pub` only where the `commucat` binary, the SDK's tests, the benches or the
+//! integration tests use them; the HTTP layer (`api`, `connect`, `problem`) is internal.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), commucat_server::ServerError> {
@@ -20,25 +42,31 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod api;
+pub mod admin;
+pub(crate) mod api;
 pub mod clock;
 pub mod config;
-pub mod connect;
-pub mod error;
-pub mod janitor;
+pub(crate) mod connect;
+pub(crate) mod error;
+pub(crate) mod janitor;
 pub mod keys;
 pub mod ledger;
-pub mod ledger_throttle;
+pub(crate) mod ledger_throttle;
 pub mod listener;
 pub mod live;
-pub mod metrics;
+pub(crate) mod metrics;
+pub(crate) mod problem;
 pub mod profile;
 pub mod registry;
+pub mod reload;
 pub mod router;
 pub mod server;
 pub mod session;
 pub mod telemetry;
 pub mod tls;
+
+#[cfg(test)]
+mod layering_tests;
 
 pub use config::{Config, ConfigError, Loaded};
 pub use error::ServerError;

@@ -17,7 +17,7 @@ use crate::config::Bound;
 use serde::Serialize;
 
 /// Upper bounds (seconds) of the latency histogram buckets; `+Inf` is implied.
-pub const LATENCY_BUCKETS: [f64; 14] = [
+pub(crate) const LATENCY_BUCKETS: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
 
@@ -297,9 +297,16 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition (format 0.0.4) of every counter.
+    /// The Prometheus text exposition (format 0.0.4) of every counter. `sender_checked`: the
+    /// frame types whose sender fields the sessions check (the labels of
+    /// `commucat_sender_mismatches_total`).
     #[must_use]
-    pub fn render(&self, gauges: Gauges, ledger: LedgerCounts) -> String {
+    pub fn render(
+        &self,
+        gauges: Gauges,
+        ledger: LedgerCounts,
+        sender_checked: &[FrameType],
+    ) -> String {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed).to_string();
         let gauge = |c: &AtomicI64| c.load(Ordering::Relaxed).to_string();
         let mut out = String::new();
@@ -459,7 +466,7 @@ impl Metrics {
             "Undelivered frames of an ending session the store could not take after retrying.",
             &[("", get(&self.requeue_lost))],
         );
-        let mismatches: Vec<(String, String)> = crate::session::established::SENDER_CHECKED
+        let mismatches: Vec<(String, String)> = sender_checked
             .iter()
             .map(|&t| {
                 (
@@ -536,6 +543,7 @@ mod tests {
                 written: 7,
                 dropped: 2,
             },
+            &[FrameType::CallOffer, FrameType::Typing],
         );
         for line in [
             "# TYPE commucat_handshakes_total counter",

@@ -19,11 +19,11 @@ use crate::error::ServerError;
 use crate::keys::ServerKeys;
 use crate::keys::keyring::NoiseKeyring;
 use crate::keys::pq::PqKeys;
-use crate::keys::reload::{KeyReloader, ReloadError, ReloadSources, Reloaded};
 use crate::keys::secrets;
 use crate::ledger::Ledger;
 use crate::listener::http::{self, ListenLimits};
 use crate::live::Live;
+use crate::reload::{KeyReloader, ReloadError, ReloadSources, Reloaded};
 use crate::router::presence::{LocalPresence, Presence};
 use crate::router::presence_redis::RedisPresence;
 use crate::session::Sessions;
@@ -62,7 +62,7 @@ pub fn sessions(
     presence: Arc<dyn Presence>,
 ) -> Sessions {
     let accepted = NoiseKeyring::single(keys.noise.clone()).accepted(None, 0);
-    let noise_keys = Live::new(crate::keys::reload::handshake_keys(&accepted));
+    let noise_keys = Live::new(crate::reload::handshake_keys(&accepted));
     sessions_with(config, keys, noise_keys, Ledger::off(), store, presence)
 }
 
@@ -198,7 +198,7 @@ impl Server {
             },
             crate::clock::unix_now(),
         )
-        .map_err(|e| ServerError::PostQuantum(e.to_string()))?;
+        .map_err(ServerError::PostQuantum)?;
         let addr = config.server.listen;
         let listener = TcpListener::bind(addr)
             .await
@@ -240,8 +240,8 @@ impl Server {
         &self.keyring
     }
 
-    /// Reloads the Noise keys of this server once it runs (see [`crate::keys::reload`]); for a
-    /// SIGHUP listener such as [`crate::listener::signal::reload_on_hangup`].
+    /// Reloads the Noise keys of this server once it runs (see [`crate::reload`]); for a
+    /// SIGHUP listener such as [`crate::reload::reload_on_hangup`].
     #[must_use]
     pub fn key_reloader(&self) -> KeyReloader {
         self.reloader.clone()
@@ -383,7 +383,7 @@ impl ServerHandle {
 
     /// Re-reads the Noise key files and swaps the keys new handshakes accept, the
     /// server-info keys and the assist bundle; on failure the keys in force stay (see
-    /// [`crate::keys::reload`]). What SIGHUP does to `commucat serve`.
+    /// [`crate::reload`]). What SIGHUP does to `commucat serve`.
     ///
     /// # Errors
     /// Why the keys in force were kept.

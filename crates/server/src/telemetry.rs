@@ -1,10 +1,26 @@
 //! Logging: `tracing` to standard error, filtered by `RUST_LOG` (default `info`).
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::ParseError;
+use tracing_subscriber::util::{SubscriberInitExt, TryInitError};
 
-/// Installs the global subscriber. Returns an error if one is already installed or if
-/// `RUST_LOG` does not parse.
-pub fn init_tracing() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// Why logging could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TelemetryError {
+    /// `RUST_LOG` does not parse as a filter.
+    #[error("RUST_LOG: {0}")]
+    Filter(#[from] ParseError),
+    /// A global subscriber is already installed.
+    #[error("installing the log subscriber: {0}")]
+    Install(#[from] TryInitError),
+}
+
+/// Installs the global subscriber.
+///
+/// # Errors
+/// One is already installed, or `RUST_LOG` does not parse.
+pub fn init_tracing() -> Result<(), TelemetryError> {
     let filter = match std::env::var(EnvFilter::DEFAULT_ENV) {
         Ok(directives) => EnvFilter::try_new(directives)?,
         Err(_) => EnvFilter::new("info"),
@@ -12,5 +28,7 @@ pub fn init_tracing() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .try_init()
+        .finish()
+        .try_init()?;
+    Ok(())
 }

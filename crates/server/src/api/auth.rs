@@ -17,7 +17,7 @@ use crate::registry::session_key;
 
 /// The device and user behind a valid bearer token.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Authenticated {
+pub(crate) struct Authenticated {
     /// The device whose session the token is.
     pub device_id: String,
     /// Its owner.
@@ -32,7 +32,7 @@ fn unauthorized(detail: &str) -> Problem {
 
 /// 503 for an unreachable store, 500 for anything else it reports.
 #[must_use]
-pub fn store_problem(error: &StoreError) -> Problem {
+pub(crate) fn store_problem(error: &StoreError) -> Problem {
     match error {
         StoreError::Unavailable(_) => Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -67,7 +67,7 @@ fn bearer(parts: &Parts) -> Result<&str, Problem> {
 ///
 /// # Errors
 /// 401 for an unknown or expired session or an inactive device; 503/500 for store failures.
-pub async fn authenticate(
+pub(crate) async fn authenticate(
     store: &dyn Store,
     token: &str,
     now: i64,

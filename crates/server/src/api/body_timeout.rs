@@ -20,10 +20,14 @@ use crate::config::Bound;
 use crate::listener::http::PeerAddr;
 
 /// Largest REST request body (axum's default body limit, which the handlers' extractors apply).
-pub const REST_BODY_LIMIT: usize = 2 * 1024 * 1024;
+pub(crate) const REST_BODY_LIMIT: usize = 2 * 1024 * 1024;
 
 /// Middleware: reads the whole REST request body within the configured time.
-pub async fn read_in_time(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub(crate) async fn read_in_time(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     if request.uri().path() == "/connect" {
         return next.run(request).await;
     }

@@ -16,14 +16,14 @@ use crate::registry::key_event;
 
 /// Body of `GET /api/devices`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct DeviceList {
+pub(crate) struct DeviceList {
     /// Every device of the caller's account, revoked ones included, oldest first.
     pub devices: Vec<DeviceEntry>,
 }
 
 /// One device in [`DeviceList`].
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct DeviceEntry {
+pub(crate) struct DeviceEntry {
     /// Device id.
     pub device_id: String,
     /// `active` or `revoked`.
@@ -61,7 +61,7 @@ impl DeviceEntry {
     ),
     security(("bearer" = []))
 )]
-pub async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     auth: Authenticated,
 ) -> Result<Json<DeviceList>, Problem> {
@@ -80,14 +80,14 @@ pub async fn list(
 
 /// Body of `POST /api/devices/revoke`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
-pub struct RevokeRequest {
+pub(crate) struct RevokeRequest {
     /// The device to revoke.
     pub device_id: String,
 }
 
 /// Answer of `POST /api/devices/revoke`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Revoked {
+pub(crate) struct Revoked {
     /// The revoked device.
     pub device_id: String,
     /// Always `revoked`.
@@ -117,7 +117,7 @@ pub struct Revoked {
     ),
     security(("bearer" = []))
 )]
-pub async fn revoke(
+pub(crate) async fn revoke(
     State(state): State<AppState>,
     auth: Authenticated,
     body: Bytes,

@@ -14,20 +14,20 @@ use crate::profile::{ProfileBounds, ProfileField};
 use commucat_ccp::ProblemKind;
 
 /// Most entries one friend list may hold.
-pub const MAX_FRIENDS: usize = 1000;
+pub(crate) const MAX_FRIENDS: usize = 1000;
 /// Longest `user_id`, `handle` or `alias`, in bytes.
-pub const MAX_FIELD_LEN: usize = 256;
+pub(crate) const MAX_FIELD_LEN: usize = 256;
 
 /// Body of both requests' answers, and of `PUT`.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct FriendList {
+pub(crate) struct FriendList {
     /// The entries, in the client's order.
     pub friends: Vec<Friend>,
 }
 
 /// One friend.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Friend {
+pub(crate) struct Friend {
     /// The friend's user id.
     pub user_id: String,
     /// The friend's handle, if known.
@@ -96,7 +96,7 @@ fn check(state: &AppState, device: &str, friend: &Friend) -> Result<(), Problem>
     ),
     security(("bearer" = []))
 )]
-pub async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     auth: Authenticated,
 ) -> Result<Json<FriendList>, Problem> {
@@ -128,7 +128,7 @@ pub async fn list(
     ),
     security(("bearer" = []))
 )]
-pub async fn replace(
+pub(crate) async fn replace(
     State(state): State<AppState>,
     auth: Authenticated,
     body: Bytes,

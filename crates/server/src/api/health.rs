@@ -8,7 +8,7 @@ use serde::Serialize;
 
 /// Body of `GET /healthz`.
 #[derive(Debug, Serialize, PartialEq, Eq, utoipa::ToSchema)]
-pub struct Health {
+pub(crate) struct Health {
     /// `"ok"` (liveness) or `"ready"` (readiness).
     pub status: &'static str,
 }
@@ -18,13 +18,13 @@ pub struct Health {
     get, path = "/healthz", tag = "operations",
     responses((status = 200, description = "Alive", body = Health))
 )]
-pub async fn healthz() -> Json<Health> {
+pub(crate) async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
 /// The 503 body of `GET /readyz`: a problem details object that also lists what is down.
 #[derive(Debug, Serialize, PartialEq, Eq, utoipa::ToSchema)]
-pub struct NotReady {
+pub(crate) struct NotReady {
     /// `about:blank`.
     #[serde(rename = "type")]
     pub kind: &'static str,
@@ -63,7 +63,7 @@ impl IntoResponse for NotReady {
         (status = 503, description = "A dependency is down (`down` names it)", body = NotReady, content_type = "application/problem+json")
     )
 )]
-pub async fn readyz(
+pub(crate) async fn readyz(
     axum::extract::State(state): axum::extract::State<super::AppState>,
 ) -> Result<Json<Health>, NotReady> {
     let presence = &state.sessions.messaging().presence;

@@ -15,7 +15,7 @@ use super::problem::Problem;
 use crate::metrics::{LedgerCounts, SecuritySnapshot};
 
 /// Content type of the Prometheus text exposition format 0.0.4.
-pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub(crate) const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Checks the admin bearer token if one is configured (hashes compared in constant time).
 fn admin(state: &AppState, headers: &HeaderMap) -> Result<(), Problem> {
@@ -50,7 +50,7 @@ fn admin(state: &AppState, headers: &HeaderMap) -> Result<(), Problem> {
     ),
     security((), ("admin" = []))
 )]
-pub async fn metrics(
+pub(crate) async fn metrics(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<impl IntoResponse, Problem> {
@@ -61,6 +61,7 @@ pub async fn metrics(
         hub.metrics.render(
             hub.gauges(),
             LedgerCounts::of(&state.sessions.messaging().ledger),
+            &crate::session::established::SENDER_CHECKED,
         ),
     ))
 }
@@ -77,7 +78,7 @@ pub async fn metrics(
     ),
     security((), ("admin" = []))
 )]
-pub async fn security_stats(
+pub(crate) async fn security_stats(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<SecuritySnapshot>, Problem> {

@@ -1,19 +1,19 @@
 //! The HTTP API: one module per resource, assembled into one [`axum::Router`].
 
-pub mod auth;
-pub mod body_timeout;
-pub mod devices;
-pub mod friends;
-pub mod health;
-pub mod metrics;
-pub mod openapi;
-pub mod p2p;
-pub mod pairing;
-pub mod pairing_guard;
-pub mod problem;
-pub mod rate_limit;
-pub mod rotate;
-pub mod server_info;
+pub(crate) mod auth;
+pub(crate) mod body_timeout;
+pub(crate) mod devices;
+pub(crate) mod friends;
+pub(crate) mod health;
+pub(crate) mod metrics;
+pub(crate) mod openapi;
+pub(crate) mod p2p;
+pub(crate) mod pairing;
+pub(crate) mod pairing_guard;
+
+pub(crate) mod rate_limit;
+pub(crate) mod rotate;
+pub(crate) mod server_info;
 
 use std::sync::Arc;
 
@@ -23,11 +23,14 @@ use axum::routing::{any, get, post};
 use commucat_keys::DeviceKeyPair;
 use commucat_store::Store;
 
-pub use server_info::ServerInfo;
+pub(crate) use server_info::ServerInfo;
+
+use crate::connect::ConnectService;
+use crate::problem;
 
 /// State shared by the handlers.
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub(crate) struct AppState {
     /// The `/api/server-info` body; a key reload replaces its Noise keys.
     pub server_info: crate::live::Live<ServerInfo>,
     /// The `/connect` session service.
@@ -38,17 +41,26 @@ pub struct AppState {
     pub rest: Arc<RestSettings>,
 }
 
+impl axum::extract::FromRef<AppState> for ConnectService {
+    fn from_ref(state: &AppState) -> Self {
+        Self {
+            settings: state.connect,
+            sessions: state.sessions.clone(),
+        }
+    }
+}
+
 impl AppState {
     /// The store (shared with the sessions).
     #[must_use]
-    pub fn store(&self) -> &Arc<dyn Store> {
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
         &self.sessions.messaging().store
     }
 }
 
 /// Settings and keys of the REST handlers.
 #[derive(Debug)]
-pub struct RestSettings {
+pub(crate) struct RestSettings {
     /// Longest pairing-code lifetime (`devices.pairing_ttl`), seconds.
     pub pairing_ttl_secs: i64,
     /// Validity of certificates issued to claimed devices, seconds.
@@ -76,11 +88,11 @@ impl RestSettings {
     ///
     /// # Errors
     /// The key bundle could not be signed.
-    pub fn new(
+    pub(crate) fn new(
         config: &crate::config::Config,
         keys: &crate::keys::ServerKeys,
         pq: &crate::keys::pq::PqKeys,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, crate::keys::pq::PqError> {
         use crate::clock::secs;
         let bundle = p2p::PqBundle::new(
             &config.server.domain,
@@ -117,10 +129,10 @@ impl RestSettings {
     }
 }
 
-pub use crate::clock::rfc3339;
+pub(crate) use crate::clock::rfc3339;
 
 /// All routes. Unknown paths and methods answer `application/problem+json`.
-pub fn router(state: AppState) -> Router {
+pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .route("/connect", any(crate::connect::connect))
         .route("/healthz", get(health::healthz))

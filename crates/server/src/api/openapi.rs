@@ -13,7 +13,7 @@ use utoipa::{Modify, OpenApi};
 use super::{devices, friends, health, metrics, p2p, pairing, rotate, server_info};
 
 /// Alias paths and the paths whose operations they share.
-pub const ALIASES: [(&str, &str); 3] = [
+pub(crate) const ALIASES: [(&str, &str); 3] = [
     ("/api/server/info", "/api/server-info"),
     ("/api/pairing", "/api/pair"),
     ("/api/pairing/claim", "/api/pair/claim"),
@@ -45,7 +45,7 @@ pub const ALIASES: [(&str, &str); 3] = [
     ),
     modifiers(&Extras)
 )]
-pub struct ApiDoc;
+pub(crate) struct ApiDoc;
 
 /// Adds the security schemes and the alias paths.
 #[derive(Debug)]
@@ -89,7 +89,7 @@ static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// `GET /openapi.json` → 200 the OpenAPI document.
-pub async fn openapi() -> impl IntoResponse {
+pub(crate) async fn openapi() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "application/json")],
         DOCUMENT.as_str(),

@@ -27,23 +27,23 @@ use zeroize::Zeroizing;
 use super::AppState;
 use super::auth::Authenticated;
 use super::problem::{Problem, parse_json};
-use crate::keys::pq::{KEM_ALGORITHM, PqKeys, SIGNATURE_ALGORITHM};
+use crate::keys::pq::{KEM_ALGORITHM, PqError, PqKeys, SIGNATURE_ALGORITHM};
 use crate::metrics::SecuritySnapshot;
 
 /// Most candidate paths one request may carry.
-pub const MAX_PATHS: usize = 16;
+pub(crate) const MAX_PATHS: usize = 16;
 /// Longest path id, address or server name, bytes.
-pub const MAX_FIELD_LEN: usize = 255;
+pub(crate) const MAX_FIELD_LEN: usize = 255;
 /// Default FEC symbol size (seed 001).
-pub const DEFAULT_FEC_MTU: u16 = 1152;
+pub(crate) const DEFAULT_FEC_MTU: u16 = 1152;
 /// Default FEC repair overhead (seed 001).
-pub const DEFAULT_FEC_OVERHEAD: f32 = 0.35;
+pub(crate) const DEFAULT_FEC_OVERHEAD: f32 = 0.35;
 /// Smallest accepted FEC MTU, bytes.
-pub const MIN_FEC_MTU: u16 = 256;
+pub(crate) const MIN_FEC_MTU: u16 = 256;
 /// Path id of this server's relay.
-pub const RELAY_PATH_ID: &str = "relay";
+pub(crate) const RELAY_PATH_ID: &str = "relay";
 /// Value of `latency` and `throughput`: the server does not measure paths.
-pub const UNMEASURED: &str = "unmeasured";
+pub(crate) const UNMEASURED: &str = "unmeasured";
 
 /// The server's published key bundle (the `pq` section), PQXDH-shaped like the deployed
 /// client's `PqxdhBundle`. All hex.
@@ -75,7 +75,7 @@ impl PqBundle {
         pq: &PqKeys,
         identity: &[u8],
         noise_public: &[u8],
-    ) -> Result<Self, String> {
+    ) -> Result<Self, PqError> {
         let signature = pq.bundle_signature(domain, identity, noise_public)?;
         Ok(Self {
             identity_public_hex: hex::encode(identity),
@@ -91,7 +91,7 @@ impl PqBundle {
 
 /// Body of `POST /api/p2p/assist` (every field optional).
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
-pub struct AssistRequest {
+pub(crate) struct AssistRequest {
     /// The peer the tunnel is for (echoed).
     #[serde(default)]
     pub peer_hint: Option<String>,
@@ -100,6 +100,10 @@ pub struct AssistRequest {
     pub paths: Vec<PathCandidate>,
     /// The client prefers REALITY paths (none are available: see `obfuscation`).
     #[serde(default)]
+    #[allow(
+        dead_code,
+        reason = "part of the deployed client's request; no REALITY transport"
+    )]
     pub prefer_reality: bool,
     /// Requested FEC parameters.
     #[serde(default)]
@@ -111,7 +115,7 @@ pub struct AssistRequest {
 
 /// One candidate path of [`AssistRequest`].
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
-pub struct PathCandidate {
+pub(crate) struct PathCandidate {
     /// Path id.
     #[serde(default)]
     pub id: Option<String>,
@@ -129,15 +133,23 @@ pub struct PathCandidate {
     pub priority: Option<i64>,
     /// REALITY certificate fingerprint (not used: no REALITY transport).
     #[serde(default)]
+    #[allow(
+        dead_code,
+        reason = "part of the deployed client's request; no REALITY transport"
+    )]
     pub reality_fingerprint: Option<String>,
     /// REALITY certificate (not used).
     #[serde(default)]
+    #[allow(
+        dead_code,
+        reason = "part of the deployed client's request; no REALITY transport"
+    )]
     pub reality_pem: Option<String>,
 }
 
 /// `fec` of [`AssistRequest`].
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
-pub struct FecRequest {
+pub(crate) struct FecRequest {
     /// Symbol size, bytes.
     #[serde(default)]
     pub mtu: Option<u16>,
@@ -148,7 +160,7 @@ pub struct FecRequest {
 
 /// Answer of `/api/p2p/assist`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Assist {
+pub(crate) struct Assist {
     /// Material for the peers' Noise handshake.
     pub noise: NoiseAdvice,
     /// The server's key bundle.
@@ -168,7 +180,7 @@ pub struct Assist {
 
 /// `noise` section.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct NoiseAdvice {
+pub(crate) struct NoiseAdvice {
     /// Noise pattern, `XK`.
     pub pattern: &'static str,
     /// The configured prologue (`crypto.prologue`), hex.
@@ -182,7 +194,7 @@ pub struct NoiseAdvice {
 
 /// One entry of `transports`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct TransportAdvice {
+pub(crate) struct TransportAdvice {
     /// The candidate's id (`path-<n>` if it had none), or `relay`.
     pub path_id: String,
     /// `direct` (the client's candidate, as given) or `tls-relay` (this server's `/connect`).
@@ -203,7 +215,7 @@ pub struct TransportAdvice {
 
 /// `multipath` section.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct MultipathAdvice {
+pub(crate) struct MultipathAdvice {
     /// FEC symbol size, bytes.
     pub fec_mtu: u16,
     /// FEC repair overhead.
@@ -220,7 +232,7 @@ pub struct MultipathAdvice {
 
 /// `obfuscation` section: what the server offers; nothing.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ObfuscationAdvice {
+pub(crate) struct ObfuscationAdvice {
     /// No REALITY transport.
     pub reality_available: bool,
     /// No domain fronting.
@@ -284,7 +296,7 @@ impl AssistRequest {
 
 /// Settings of the assist answers.
 #[derive(Debug, Clone)]
-pub struct P2pSettings {
+pub(crate) struct P2pSettings {
     /// `crypto.prologue`, hex.
     pub prologue_hex: String,
     /// The signed key bundle; a key reload re-signs it for the new Noise key.
@@ -387,7 +399,7 @@ fn assist(state: &AppState, request: AssistRequest) -> Assist {
     ),
     security(("bearer" = []))
 )]
-pub async fn handle(
+pub(crate) async fn handle(
     State(state): State<AppState>,
     _auth: Authenticated,
     body: Bytes,

@@ -35,17 +35,17 @@ use crate::listener::http::PeerAddr;
 use crate::registry::{active_device_registration, random_id};
 
 /// Symbols of a pairing code (no `I`, `L`, `O`, `0`, `1`).
-pub const CODE_ALPHABET: &[u8; 31] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
+pub(crate) const CODE_ALPHABET: &[u8; 31] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
 /// Shortest pairing-code lifetime, seconds.
-pub const MIN_TTL: i64 = 60;
+pub(crate) const MIN_TTL: i64 = 60;
 /// Longest pairing-code lifetime, seconds.
-pub const MAX_TTL: i64 = 3600;
+pub(crate) const MAX_TTL: i64 = 3600;
 /// Longest accepted `device_name`, bytes.
-pub const MAX_DEVICE_NAME_LEN: usize = 128;
+pub(crate) const MAX_DEVICE_NAME_LEN: usize = 128;
 
 /// A fresh code `ABCD-EFGH`: 8 uniformly random symbols of [`CODE_ALPHABET`].
 #[must_use]
-pub fn new_code() -> String {
+pub(crate) fn new_code() -> String {
     let mut code = String::with_capacity(9);
     let mut symbols = 0;
     while symbols < 8 {
@@ -74,7 +74,7 @@ pub fn new_code() -> String {
 ///
 /// # Errors
 /// The store failed, or five codes in a row were taken ([`StoreError::Conflict`]).
-pub async fn create_code(
+pub(crate) async fn create_code(
     store: &dyn Store,
     user_id: &str,
     issuer_device_id: &str,
@@ -104,7 +104,7 @@ pub async fn create_code(
 /// The code lifetime for a requested `ttl`: at most `configured`, then clamped to
 /// [`MIN_TTL`]..=[`MAX_TTL`] (the configuration is validated to that range already).
 #[must_use]
-pub fn effective_ttl(requested: Option<i64>, configured: i64) -> i64 {
+pub(crate) fn effective_ttl(requested: Option<i64>, configured: i64) -> i64 {
     requested
         .unwrap_or(configured)
         .min(configured)
@@ -113,7 +113,7 @@ pub fn effective_ttl(requested: Option<i64>, configured: i64) -> i64 {
 
 /// Body of `POST /api/pair`.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
-pub struct IssueRequest {
+pub(crate) struct IssueRequest {
     /// Requested lifetime in seconds (`null`: the configured one).
     #[serde(default)]
     pub ttl: Option<i64>,
@@ -121,7 +121,7 @@ pub struct IssueRequest {
 
 /// Answer of `POST /api/pair`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Issued {
+pub(crate) struct Issued {
     /// The code, `ABCD-EFGH`.
     pub pair_code: String,
     /// Issue time, RFC 3339.
@@ -154,7 +154,7 @@ pub struct Issued {
     ),
     security(("bearer" = []))
 )]
-pub async fn issue(
+pub(crate) async fn issue(
     State(state): State<AppState>,
     auth: Authenticated,
     body: Bytes,
@@ -192,7 +192,7 @@ pub async fn issue(
 
 /// Body of `POST /api/pair/claim`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
-pub struct ClaimRequest {
+pub(crate) struct ClaimRequest {
     /// The code (trimmed and upper-cased before lookup).
     pub pair_code: String,
     /// A name for the new device (echoed; not stored).
@@ -206,7 +206,7 @@ pub struct ClaimRequest {
 
 /// `user` object of [`Claimed`].
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ClaimedUser {
+pub(crate) struct ClaimedUser {
     /// User id.
     pub id: String,
     /// Handle.
@@ -219,7 +219,7 @@ pub struct ClaimedUser {
 
 /// Answer of `POST /api/pair/claim`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Claimed {
+pub(crate) struct Claimed {
     /// The new device's id (64 hex).
     pub device_id: String,
     /// The device private key (Ed25519 seed / X25519 private), hex; server-key claims only.
@@ -268,7 +268,7 @@ pub struct Claimed {
         (status = 503, description = "Storage unavailable", body = Problem, content_type = "application/problem+json")
     )
 )]
-pub async fn claim(
+pub(crate) async fn claim(
     State(state): State<AppState>,
     peer: Option<Extension<PeerAddr>>,
     body: Bytes,

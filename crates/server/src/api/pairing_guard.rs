@@ -110,6 +110,7 @@ impl<K: Eq + Hash + Clone> Table<K> {
         count.guesses = count.guesses.saturating_add(1);
     }
 
+    #[cfg(test)]
     fn len(&self) -> usize {
         self.lock().len()
     }
@@ -117,7 +118,7 @@ impl<K: Eq + Hash + Clone> Table<K> {
 
 /// Which cap refused a claim, and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// The client's address reached `bounds.pairing_guesses_per_ip`.
     Address(Duration),
     /// The code's account reached `bounds.pairing_guesses_per_account`.
@@ -126,7 +127,7 @@ pub enum Refusal {
 
 /// The per-address and per-account tables of wrong pairing guesses.
 #[derive(Debug)]
-pub struct PairingGuard {
+pub(crate) struct PairingGuard {
     window: Duration,
     by_address: Table<IpAddr>,
     by_account: Table<String>,
@@ -135,7 +136,7 @@ pub struct PairingGuard {
 impl PairingGuard {
     /// Caps, window and table size from `[bounds]`.
     #[must_use]
-    pub fn new(bounds: &BoundSettings) -> Self {
+    pub(crate) fn new(bounds: &BoundSettings) -> Self {
         let max_keys = as_usize(bounds.pairing_guess_table);
         Self {
             window: bounds.pairing_guess_window,
@@ -149,7 +150,11 @@ impl PairingGuard {
     ///
     /// # Errors
     /// The address is at its cap.
-    pub fn check_address(&self, address: Option<IpAddr>, now: Instant) -> Result<(), Refusal> {
+    pub(crate) fn check_address(
+        &self,
+        address: Option<IpAddr>,
+        now: Instant,
+    ) -> Result<(), Refusal> {
         match address {
             Some(ip) => self
                 .by_address
@@ -164,14 +169,14 @@ impl PairingGuard {
     ///
     /// # Errors
     /// The account is at its cap.
-    pub fn check_account(&self, user_id: &str, now: Instant) -> Result<(), Refusal> {
+    pub(crate) fn check_account(&self, user_id: &str, now: Instant) -> Result<(), Refusal> {
         self.by_account
             .check(&user_id.to_owned(), now, self.window)
             .map_err(Refusal::Account)
     }
 
     /// Gives back the counts of a claim that was right: from `address`, for a code of `user_id`.
-    pub fn right_guess(&self, address: Option<IpAddr>, user_id: &str) {
+    pub(crate) fn right_guess(&self, address: Option<IpAddr>, user_id: &str) {
         if let Some(ip) = address {
             self.by_address.release(&client_key(ip));
         }
@@ -179,8 +184,9 @@ impl PairingGuard {
     }
 
     /// Addresses and accounts tracked now.
+    #[cfg(test)]
     #[must_use]
-    pub fn tracked(&self) -> (usize, usize) {
+    pub(crate) fn tracked(&self) -> (usize, usize) {
         (self.by_address.len(), self.by_account.len())
     }
 }

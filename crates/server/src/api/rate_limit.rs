@@ -24,7 +24,7 @@ use super::problem::Problem;
 use crate::listener::http::PeerAddr;
 
 /// Most clients one limiter tracks at once.
-pub const MAX_TRACKED: usize = 65_536;
+pub(crate) const MAX_TRACKED: usize = 65_536;
 
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
@@ -34,7 +34,7 @@ struct Bucket {
 
 /// One token-bucket limiter keyed by client address.
 #[derive(Debug)]
-pub struct Limiter {
+pub(crate) struct Limiter {
     /// Bucket size: the per-minute budget (`None`: unlimited).
     capacity: Option<f64>,
     /// Tokens per second.
@@ -44,12 +44,12 @@ pub struct Limiter {
 
 /// Refusal: when the next request would be accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryAfter(pub Duration);
+pub(crate) struct RetryAfter(pub Duration);
 
 impl Limiter {
     /// A limiter admitting `per_minute` requests per minute per client (0: unlimited).
     #[must_use]
-    pub fn per_minute(per_minute: u32) -> Self {
+    pub(crate) fn per_minute(per_minute: u32) -> Self {
         let capacity = (per_minute > 0).then_some(f64::from(per_minute));
         Self {
             capacity,
@@ -62,7 +62,7 @@ impl Limiter {
     ///
     /// # Errors
     /// No token left: how long until one is.
-    pub fn check(&self, ip: IpAddr, now: Instant) -> Result<(), RetryAfter> {
+    pub(crate) fn check(&self, ip: IpAddr, now: Instant) -> Result<(), RetryAfter> {
         let Some(capacity) = self.capacity else {
             return Ok(());
         };
@@ -107,7 +107,7 @@ impl Limiter {
 /// The address a client is counted under: IPv4 as is, IPv6 by its /64 (IPv4-mapped IPv6 as
 /// IPv4).
 #[must_use]
-pub fn client_key(ip: IpAddr) -> IpAddr {
+pub(crate) fn client_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
@@ -122,7 +122,7 @@ pub fn client_key(ip: IpAddr) -> IpAddr {
 
 /// The three limiters of the server.
 #[derive(Debug)]
-pub struct RateLimits {
+pub(crate) struct RateLimits {
     /// Every REST request.
     pub rest: Limiter,
     /// Pairing claims (besides the REST budget).
@@ -134,7 +134,7 @@ pub struct RateLimits {
 impl RateLimits {
     /// The limiters `settings` asks for.
     #[must_use]
-    pub fn new(settings: &crate::config::RateLimitSettings) -> Self {
+    pub(crate) fn new(settings: &crate::config::RateLimitSettings) -> Self {
         Self {
             rest: Limiter::per_minute(settings.rest_per_minute),
             claim: Limiter::per_minute(settings.claim_per_minute),
@@ -145,7 +145,7 @@ impl RateLimits {
 
 /// 429 problem with `retry-after` in whole seconds (at least 1).
 #[must_use]
-pub fn too_many_requests(retry: RetryAfter, what: &str) -> Response {
+pub(crate) fn too_many_requests(retry: RetryAfter, what: &str) -> Response {
     let secs = retry.0.as_secs_f64().ceil().max(1.0);
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let secs = secs.min(86_400.0) as u64;
@@ -166,7 +166,7 @@ fn is_claim(path: &str) -> bool {
 
 /// Middleware: applies the limiter of the request's path to its client address. Requests
 /// without a known peer address (in-process tests) are not limited.
-pub async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub(crate) async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let Some(PeerAddr(peer)) = request.extensions().get::<PeerAddr>().copied() else {
         return next.run(request).await;
     };

@@ -28,7 +28,7 @@ use crate::registry::key_event;
 
 /// `devices.rotation_*` settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RotationPolicy {
+pub(crate) struct RotationPolicy {
     /// Whether the endpoint accepts rotations.
     pub enabled: bool,
     /// Shortest time between two rotations of one device, seconds.
@@ -40,7 +40,7 @@ pub struct RotationPolicy {
 /// Body of `POST /api/devices/rotate`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RotateRequest {
+pub(crate) struct RotateRequest {
     /// The device whose key changes: the bearer's own device.
     pub device_id: String,
     /// The new Ed25519 public key, 64 hex characters.
@@ -54,7 +54,7 @@ pub struct RotateRequest {
 
 /// Answer of `POST /api/devices/rotate`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Rotated {
+pub(crate) struct Rotated {
     /// The device.
     pub device_id: String,
     /// Always `rotated`.
@@ -103,7 +103,7 @@ fn store_failure(error: &commucat_store::StoreError) -> Response {
     ),
     security(("bearer" = []))
 )]
-pub async fn rotate(
+pub(crate) async fn rotate(
     State(state): State<AppState>,
     auth: Authenticated,
     body: Bytes,

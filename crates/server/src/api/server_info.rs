@@ -11,9 +11,9 @@ use crate::keys::ServerKeys;
 use crate::keys::pq::PqKeys;
 
 /// Noise handshake patterns the server answers.
-pub const SUPPORTED_PATTERNS: [&str; 2] = ["XK", "IK"];
+pub(crate) const SUPPORTED_PATTERNS: [&str; 2] = ["XK", "IK"];
 /// Version number of the only Noise static key so far.
-pub const NOISE_KEY_VERSION: u32 = 1;
+pub(crate) const NOISE_KEY_VERSION: u32 = 1;
 
 /// Body of `GET /api/server-info`.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
@@ -209,7 +209,7 @@ impl ServerInfo {
     get, path = "/api/server-info", tag = "server",
     responses((status = 200, description = "What a client pins and negotiates", body = ServerInfo))
 )]
-pub async fn server_info(State(state): State<AppState>) -> Json<ServerInfo> {
+pub(crate) async fn server_info(State(state): State<AppState>) -> Json<ServerInfo> {
     Json(state.server_info.load().as_ref().clone())
 }
 

@@ -18,19 +18,19 @@ use crate::metrics::Metrics;
 
 /// The byte budget of one transport.
 #[derive(Debug, Clone)]
-pub struct ByteBudget {
+pub(crate) struct ByteBudget {
     permits: Arc<Semaphore>,
     max: u32,
     metrics: Arc<Metrics>,
 }
 
 /// Bytes reserved for one queued chunk; dropping it gives them back.
-pub type Reserved = OwnedSemaphorePermit;
+pub(crate) type Reserved = OwnedSemaphorePermit;
 
 impl ByteBudget {
     /// A budget of `bytes`, counting abandoned waits in `metrics`.
     #[must_use]
-    pub fn new(bytes: usize, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(bytes: usize, metrics: Arc<Metrics>) -> Self {
         let bytes = bytes.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
         let max = u32::try_from(bytes).unwrap_or(u32::MAX);
         Self {
@@ -44,7 +44,7 @@ impl ByteBudget {
     ///
     /// # Errors
     /// Never in practice: the budget is not closed while a transport holds it.
-    pub async fn reserve(&self, len: usize) -> io::Result<Reserved> {
+    pub(crate) async fn reserve(&self, len: usize) -> io::Result<Reserved> {
         let wanted = u32::try_from(len).unwrap_or(u32::MAX).min(self.max);
         if let Ok(reserved) = Arc::clone(&self.permits).try_acquire_many_owned(wanted) {
             return Ok(reserved);
@@ -61,8 +61,9 @@ impl ByteBudget {
     }
 
     /// Bytes reserved now.
+    #[cfg(test)]
     #[must_use]
-    pub fn in_use(&self) -> usize {
+    pub(crate) fn in_use(&self) -> usize {
         (self.max as usize).saturating_sub(self.permits.available_permits())
     }
 }

@@ -15,7 +15,7 @@ type Chunk = (Bytes, Option<Reserved>);
 
 /// The two bodies of one `/connect` exchange.
 #[derive(Debug)]
-pub struct HttpBodyStream {
+pub(crate) struct HttpBodyStream {
     upstream: Body,
     downstream: mpsc::Sender<Chunk>,
     budget: ByteBudget,
@@ -24,7 +24,7 @@ pub struct HttpBodyStream {
 impl HttpBodyStream {
     /// Wraps the request body; returns the stream and the response body it feeds. `buffer`
     /// bounds the chunks and `budget` the bytes queued for a client that is not reading.
-    pub fn new(upstream: Body, buffer: usize, budget: ByteBudget) -> (Self, Body) {
+    pub(crate) fn new(upstream: Body, buffer: usize, budget: ByteBudget) -> (Self, Body) {
         // At least two slots: `write_frame` queues a header and a payload together.
         let (tx, rx) = mpsc::channel::<Chunk>(buffer.max(2));
         let chunks = futures_util::stream::unfold(rx, |mut rx| async move {

@@ -2,11 +2,11 @@
 //! into a [`commucat_link::ByteStream`]; the session code above it does not know which mode is
 //! in use. See `docs/connect-modes.md`.
 
-pub mod budget;
+pub(crate) mod budget;
 mod http_body;
-pub mod mode;
-pub mod ndjson;
-pub mod sse;
+pub(crate) mod mode;
+pub(crate) mod ndjson;
+pub(crate) mod sse;
 mod text_stream;
 mod websocket;
 
@@ -18,19 +18,19 @@ use axum::http::{HeaderValue, Method, Request, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
-pub use http_body::HttpBodyStream;
-pub use mode::ConnectMode;
-pub use text_stream::{TextEncoding, TextStream, keepalive_cadence};
-pub use websocket::WsStream;
+pub(crate) use http_body::HttpBodyStream;
+pub(crate) use mode::ConnectMode;
+pub(crate) use text_stream::{TextEncoding, TextStream};
+pub(crate) use websocket::WsStream;
 
-use crate::api::AppState;
+use crate::session::Sessions;
 
 /// Downstream chunks buffered per connection before the session task waits for the client.
 const DOWNSTREAM_BUFFER: usize = 32;
 
 /// What the adapters need from the configuration.
 #[derive(Debug, Clone, Copy)]
-pub struct ConnectSettings {
+pub(crate) struct ConnectSettings {
     /// `session.keepalive`: SSE/NDJSON keepalive cadence and WebSocket ping cadence / idle
     /// time-out derive from it.
     pub keepalive: Duration,
@@ -41,9 +41,21 @@ pub struct ConnectSettings {
     pub transport_buffer_bytes: usize,
 }
 
+/// What the `/connect` handler needs: its settings and the session service.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnectService {
+    /// Adapter settings.
+    pub settings: ConnectSettings,
+    /// The session service each connection is handed to.
+    pub sessions: Sessions,
+}
+
 /// `/connect` in every mode: binary (HTTP/2 duplex POST or HTTP/1.1 chunked POST), SSE,
 /// NDJSON streaming, and WebSocket (HTTP/1.1 upgrade or HTTP/2 extended CONNECT).
-pub async fn connect(State(state): State<AppState>, request: Request<Body>) -> Response {
+pub(crate) async fn connect(
+    State(service): State<ConnectService>,
+    request: Request<Body>,
+) -> Response {
     let remote = request
         .extensions()
         .get::<crate::listener::http::PeerAddr>()
@@ -67,8 +79,7 @@ pub async fn connect(State(state): State<AppState>, request: Request<Body>) -> R
         %remote,
         traceparent = %traceparent,
     );
-    let settings = state.connect;
-    let sessions = state.sessions.clone();
+    let ConnectService { settings, sessions } = service;
     let budget = budget::ByteBudget::new(
         settings.transport_buffer_bytes,
         std::sync::Arc::clone(&sessions.hub().metrics),
@@ -107,7 +118,7 @@ pub async fn connect(State(state): State<AppState>, request: Request<Body>) -> R
 
     if request.method() != Method::POST {
         let (method, uri) = (request.method().clone(), request.uri().clone());
-        return crate::api::problem::method_not_allowed(method, uri)
+        return crate::problem::method_not_allowed(method, uri)
             .await
             .into_response();
     }

@@ -5,7 +5,7 @@ use axum::http::{HeaderMap, header};
 
 /// One way of carrying a session's frames over HTTP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConnectMode {
+pub(crate) enum ConnectMode {
     /// Raw frame bytes in the request body and the response body (HTTP/2 or HTTP/1.1 chunked).
     Binary,
     /// Raw frame bytes upstream; `text/event-stream` downstream.
@@ -18,11 +18,11 @@ pub enum ConnectMode {
 
 impl ConnectMode {
     /// Every mode.
-    pub const ALL: [Self; 4] = [Self::Binary, Self::Sse, Self::Ndjson, Self::WebSocket];
+    pub(crate) const ALL: [Self; 4] = [Self::Binary, Self::Sse, Self::Ndjson, Self::WebSocket];
 
     /// The value of the `x-commucat-connect-mode` response header.
     #[must_use]
-    pub const fn label(self) -> &'static str {
+    pub(crate) const fn label(self) -> &'static str {
         match self {
             Self::Binary => "binary",
             Self::Sse => "sse",
@@ -33,7 +33,7 @@ impl ConnectMode {
 
     /// The response `content-type` of the HTTP modes.
     #[must_use]
-    pub const fn content_type(self) -> &'static str {
+    pub(crate) const fn content_type(self) -> &'static str {
         match self {
             Self::Binary | Self::WebSocket => "application/octet-stream",
             Self::Sse => "text/event-stream",
@@ -43,7 +43,7 @@ impl ConnectMode {
 
     /// Parses a mode name as the query and the mode headers spell it (case-insensitive).
     #[must_use]
-    pub fn parse(value: &str) -> Option<Self> {
+    pub(crate) fn parse(value: &str) -> Option<Self> {
         let value = value.trim().to_ascii_lowercase();
         match value.as_str() {
             "binary" | "stream" => Some(Self::Binary),
@@ -60,7 +60,7 @@ impl ConnectMode {
 /// extended CONNECT with `:protocol websocket`) → `Accept` containing `text/event-stream` →
 /// binary. Values that name no mode do not match and fall through to the next rule.
 #[must_use]
-pub fn select(query: Option<&str>, headers: &HeaderMap, h2_websocket: bool) -> ConnectMode {
+pub(crate) fn select(query: Option<&str>, headers: &HeaderMap, h2_websocket: bool) -> ConnectMode {
     let from_query = query
         .into_iter()
         .flat_map(|q| q.split('&'))

@@ -5,11 +5,11 @@ use base64::engine::general_purpose::STANDARD;
 use commucat_ccp::Frame;
 
 /// Line sent while the session is idle.
-pub const KEEPALIVE: &[u8] = b"{\"keepalive\":true}\n";
+pub(crate) const KEEPALIVE: &[u8] = b"{\"keepalive\":true}\n";
 
 /// One frame as one JSON line: `{"channel","data","sequence","type"}`; `data` is the standard
 /// base64 of the whole encoded frame, `type` the frame type's label.
-pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
+pub(crate) fn encode(frame: &Frame, out: &mut Vec<u8>) {
     let line = serde_json::json!({
         "channel": frame.channel_id(),
         "data": STANDARD.encode(frame.to_bytes()),

@@ -5,12 +5,12 @@ use base64::engine::general_purpose::STANDARD;
 use commucat_ccp::Frame;
 
 /// First bytes of every SSE response.
-pub const PREAMBLE: &[u8] = b":ready\n\n";
+pub(crate) const PREAMBLE: &[u8] = b":ready\n\n";
 /// Comment sent while the session is idle.
-pub const KEEPALIVE: &[u8] = b":keepalive\n\n";
+pub(crate) const KEEPALIVE: &[u8] = b":keepalive\n\n";
 
 /// One frame as an SSE event: `event: frame`, `id: <sequence>`, `data: <std base64>`.
-pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
+pub(crate) fn encode(frame: &Frame, out: &mut Vec<u8>) {
     out.extend_from_slice(b"event: frame\nid: ");
     out.extend_from_slice(frame.sequence().to_string().as_bytes());
     out.extend_from_slice(b"\ndata: ");

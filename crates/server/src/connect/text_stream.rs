@@ -26,7 +26,7 @@ const PRE_HANDSHAKE_KEEPALIVE: Duration = Duration::from_secs(25);
 
 /// Which text encoding the downstream uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TextEncoding {
+pub(crate) enum TextEncoding {
     /// `text/event-stream`.
     Sse,
     /// `application/x-ndjson`.
@@ -58,7 +58,7 @@ impl TextEncoding {
 
 /// The keepalive cadence once established: `max(max(keepalive/2, 1 s), 5 s)` (§2.2).
 #[must_use]
-pub fn keepalive_cadence(keepalive: Duration) -> Duration {
+pub(crate) fn keepalive_cadence(keepalive: Duration) -> Duration {
     (keepalive / 2)
         .max(Duration::from_secs(1))
         .max(Duration::from_secs(5))
@@ -75,7 +75,7 @@ struct Down {
 
 /// One SSE or NDJSON `/connect` exchange.
 #[derive(Debug)]
-pub struct TextStream {
+pub(crate) struct TextStream {
     upstream: Body,
     downstream: Option<mpsc::Sender<Down>>,
     encoding: TextEncoding,
@@ -90,7 +90,7 @@ impl TextStream {
     /// Wraps the request body; returns the stream and the response body it feeds.
     /// `keepalive` is the configured `session.keepalive`; `budget` bounds the bytes queued for
     /// a client that is not reading.
-    pub fn new(
+    pub(crate) fn new(
         upstream: Body,
         encoding: TextEncoding,
         buffer: usize,

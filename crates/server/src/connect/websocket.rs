@@ -27,7 +27,7 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// The session's side of a WebSocket.
 #[derive(Debug)]
-pub struct WsStream {
+pub(crate) struct WsStream {
     upstream: mpsc::Receiver<io::Result<Bytes>>,
     downstream: mpsc::Sender<(Bytes, Reserved)>,
     budget: ByteBudget,
@@ -37,7 +37,7 @@ impl WsStream {
     /// Starts the pump for `socket`. The server pings every `keepalive` and closes the socket
     /// (1001) when nothing — not even a pong — arrived for three of them. At most `buffer`
     /// messages and `budget` bytes wait for a client that does not read.
-    pub fn spawn(
+    pub(crate) fn spawn(
         socket: WebSocket,
         buffer: usize,
         budget: ByteBudget,

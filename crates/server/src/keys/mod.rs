@@ -7,7 +7,6 @@
 
 pub mod keyring;
 pub mod pq;
-pub mod reload;
 pub mod secrets;
 
 use std::fmt::{self, Write as _};

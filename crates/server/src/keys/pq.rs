@@ -67,6 +67,44 @@ impl fmt::Debug for PqKeys {
     }
 }
 
+/// Why post-quantum key material was refused, or an operation with it failed in aws-lc.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PqError {
+    /// The ML-KEM-768 decapsulation key has the wrong length.
+    #[error("ML-KEM-768 key must be {KEM_SECRET_LEN} bytes, got {0}")]
+    KemLength(usize),
+    /// aws-lc refused the ML-KEM-768 decapsulation key.
+    #[error("ML-KEM-768 key rejected: {0}")]
+    KemRejected(aws_lc_rs::error::KeyRejected),
+    /// aws-lc refused the encapsulation key inside the decapsulation key.
+    #[error("ML-KEM-768 public key rejected: {0}")]
+    KemPublicRejected(aws_lc_rs::error::KeyRejected),
+    /// The key's halves failed an encapsulation round trip, or do not match.
+    #[error("ML-KEM-768 key halves do not match")]
+    KemMismatch,
+    /// aws-lc refused the ML-DSA-65 seed.
+    #[error("ML-DSA-65 seed rejected: {0}")]
+    SeedRejected(aws_lc_rs::error::KeyRejected),
+    /// aws-lc could not generate an ML-KEM-768 key.
+    #[error("ML-KEM-768 key generation failed")]
+    Generation,
+    /// The ciphertext could not be decapsulated (wrong length).
+    #[error("ML-KEM-768 decapsulation failed")]
+    Decapsulation,
+    /// aws-lc failed to sign with the ML-DSA-65 key.
+    #[error("ML-DSA-65 signing failed")]
+    Signing,
+}
+
+impl PqError {
+    /// The error concerns the ML-DSA-65 seed (rather than the ML-KEM-768 key).
+    #[must_use]
+    pub fn is_signing_key(&self) -> bool {
+        matches!(self, Self::SeedRejected(_) | Self::Signing)
+    }
+}
+
 fn corrupt(path: &Path, reason: impl Into<String>) -> KeyStoreError {
     KeyStoreError::Corrupt {
         path: path.to_owned(),
@@ -79,9 +117,10 @@ impl PqKeys {
     ///
     /// # Errors
     /// aws-lc failed to generate a key.
-    pub fn generate() -> Result<Self, String> {
-        let kem = DecapsulationKey::generate(&ML_KEM_768).map_err(|e| e.to_string())?;
-        let bytes = kem.key_bytes().map_err(|e| e.to_string())?;
+    pub fn generate() -> Result<Self, PqError> {
+        let bytes = DecapsulationKey::generate(&ML_KEM_768)
+            .and_then(|kem| kem.key_bytes())
+            .map_err(|_| PqError::Generation)?;
         let kem_secret = Zeroizing::new(bytes.as_ref().to_vec());
         let mut seed = Zeroizing::new([0u8; SIGN_SEED_LEN]);
         OsRng.fill_bytes(seed.as_mut_slice());
@@ -92,33 +131,28 @@ impl PqKeys {
     ///
     /// # Errors
     /// Wrong lengths, or a KEM key whose halves do not belong together.
-    pub fn from_parts(kem_secret: &[u8], sign_seed: &[u8]) -> Result<Self, String> {
+    pub fn from_parts(kem_secret: &[u8], sign_seed: &[u8]) -> Result<Self, PqError> {
         if kem_secret.len() != KEM_SECRET_LEN {
-            return Err(format!(
-                "ML-KEM-768 key must be {KEM_SECRET_LEN} bytes, got {}",
-                kem_secret.len()
-            ));
+            return Err(PqError::KemLength(kem_secret.len()));
         }
         let kem_public = kem_secret
             .get(KEM_PUBLIC_OFFSET..KEM_PUBLIC_OFFSET + KEM_PUBLIC_LEN)
-            .ok_or("ML-KEM-768 key too short")?
+            .ok_or(PqError::KemLength(kem_secret.len()))?
             .to_vec();
-        let secret = DecapsulationKey::new(&ML_KEM_768, kem_secret)
-            .map_err(|e| format!("ML-KEM-768 key rejected: {e}"))?;
-        let public = EncapsulationKey::new(&ML_KEM_768, &kem_public)
-            .map_err(|e| format!("ML-KEM-768 public key rejected: {e}"))?;
+        let secret =
+            DecapsulationKey::new(&ML_KEM_768, kem_secret).map_err(PqError::KemRejected)?;
+        let public =
+            EncapsulationKey::new(&ML_KEM_768, &kem_public).map_err(PqError::KemPublicRejected)?;
         // The pair must agree: encapsulate to the public half, decapsulate with the secret one.
-        let (ciphertext, sent) = public
-            .encapsulate()
-            .map_err(|e| format!("ML-KEM-768 encapsulation: {e}"))?;
+        let (ciphertext, sent) = public.encapsulate().map_err(|_| PqError::KemMismatch)?;
         let received = secret
             .decapsulate(Ciphertext::from(ciphertext.as_ref()))
-            .map_err(|e| format!("ML-KEM-768 decapsulation: {e}"))?;
+            .map_err(|_| PqError::KemMismatch)?;
         if sent.as_ref() != received.as_ref() {
-            return Err("ML-KEM-768 key halves do not match".to_owned());
+            return Err(PqError::KemMismatch);
         }
         let signing = PqdsaKeyPair::from_seed(&ML_DSA_65_SIGNING, sign_seed)
-            .map_err(|e| format!("ML-DSA-65 seed rejected: {e}"))?;
+            .map_err(PqError::SeedRejected)?;
         Ok(Self {
             kem_secret: secret,
             kem_public,
@@ -168,12 +202,12 @@ impl PqKeys {
             ));
         }
         Self::from_parts(&kem, &sign).map_err(|e| {
-            let path = if e.starts_with("ML-DSA") {
+            let path = if e.is_signing_key() {
                 &sign_path
             } else {
                 &kem_path
             };
-            corrupt(path, e)
+            corrupt(path, e.to_string())
         })
     }
 
@@ -194,11 +228,11 @@ impl PqKeys {
     ///
     /// # Errors
     /// The ciphertext has the wrong length.
-    pub fn decapsulate(&self, ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>, String> {
+    pub fn decapsulate(&self, ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>, PqError> {
         self.kem_secret
             .decapsulate(Ciphertext::from(ciphertext))
             .map(|secret| Zeroizing::new(secret.as_ref().to_vec()))
-            .map_err(|e| e.to_string())
+            .map_err(|_| PqError::Decapsulation)
     }
 
     /// The message the bundle signature covers: [`BUNDLE_CONTEXT`], then each part with a
@@ -230,13 +264,13 @@ impl PqKeys {
         domain: &str,
         identity: &[u8],
         x25519_prekey: &[u8],
-    ) -> Result<Vec<u8>, String> {
+    ) -> Result<Vec<u8>, PqError> {
         let message = self.bundle_message(domain, identity, x25519_prekey);
         let mut signature = vec![0u8; self.signing.algorithm().signature_len()];
         let len = self
             .signing
             .sign(&message, &mut signature)
-            .map_err(|e| e.to_string())?;
+            .map_err(|_| PqError::Signing)?;
         signature.truncate(len);
         Ok(signature)
     }

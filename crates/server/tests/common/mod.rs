@@ -365,8 +365,7 @@ impl TestServer {
     /// Reloads the running server's Noise keys (what SIGHUP does to `commucat serve`).
     pub async fn reload_keys(
         &self,
-    ) -> Result<commucat_server::keys::reload::Reloaded, commucat_server::keys::reload::ReloadError>
-    {
+    ) -> Result<commucat_server::reload::Reloaded, commucat_server::reload::ReloadError> {
         self.handle.as_ref().unwrap().reload_keys().await
     }
 

@@ -5,11 +5,11 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 /// Media type of problem responses.
-pub const PROBLEM_JSON: &str = "application/problem+json";
+pub(crate) const PROBLEM_JSON: &str = "application/problem+json";
 
 /// A problem details object.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
-pub struct Problem {
+pub(crate) struct Problem {
     /// Problem type URI; `about:blank` means the status code says it all.
     #[serde(rename = "type")]
     pub kind: &'static str,
@@ -28,7 +28,7 @@ pub struct Problem {
 impl Problem {
     /// A problem of type `about:blank` with the reason phrase of `status` as title.
     #[must_use]
-    pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, detail: impl Into<String>) -> Self {
         Self {
             kind: "about:blank",
             title: status.canonical_reason().unwrap_or("Error"),
@@ -40,7 +40,7 @@ impl Problem {
     /// A problem of `kind`: its `type` URI and title, with `status` (the kind's own status
     /// when it is a valid HTTP status).
     #[must_use]
-    pub fn of_kind(kind: commucat_ccp::ProblemKind, detail: impl Into<String>) -> Self {
+    pub(crate) fn of_kind(kind: commucat_ccp::ProblemKind, detail: impl Into<String>) -> Self {
         Self {
             kind: kind.type_uri(),
             title: kind.title(),
@@ -52,7 +52,7 @@ impl Problem {
 
     /// This problem, answered with `retry-after: secs` (at least 1).
     #[must_use]
-    pub fn with_retry_after(self, secs: u64) -> Self {
+    pub(crate) fn with_retry_after(self, secs: u64) -> Self {
         Self {
             retry_after: Some(secs.max(1)),
             ..self
@@ -61,7 +61,7 @@ impl Problem {
 
     /// A 400 problem: the request itself is wrong.
     #[must_use]
-    pub fn bad_request(detail: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, detail)
     }
 }
@@ -84,7 +84,7 @@ impl IntoResponse for Problem {
 }
 
 /// Fallback for unknown paths: 404.
-pub async fn not_found(method: Method, uri: Uri) -> Problem {
+pub(crate) async fn not_found(method: Method, uri: Uri) -> Problem {
     Problem::new(
         StatusCode::NOT_FOUND,
         format!("no resource at {method} {}", uri.path()),
@@ -92,7 +92,7 @@ pub async fn not_found(method: Method, uri: Uri) -> Problem {
 }
 
 /// Fallback for a known path with the wrong method: 405.
-pub async fn method_not_allowed(method: Method, uri: Uri) -> Problem {
+pub(crate) async fn method_not_allowed(method: Method, uri: Uri) -> Problem {
     Problem::new(
         StatusCode::METHOD_NOT_ALLOWED,
         format!("{method} is not allowed on {}", uri.path()),
@@ -104,7 +104,7 @@ pub async fn method_not_allowed(method: Method, uri: Uri) -> Problem {
 ///
 /// # Errors
 /// A 400 problem.
-pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
     let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
         b"{}"
     } else {

@@ -1,6 +1,6 @@
 //! Noise key reload: a running server re-reads its key files (`keys/noise_static.key` and
 //! `keys/noise_keyring.json`, see [`crate::keys::keyring`]) after `commucat keys rotate` or
-//! `retire`, on SIGHUP ([`crate::listener::signal::reload_on_hangup`]) or
+//! `retire`, on SIGHUP ([`reload_on_hangup`]) or
 //! [`crate::server::ServerHandle::reload_keys`].
 //!
 //! A reload swaps three things, in this order: the keys new handshakes accept, the
@@ -21,7 +21,7 @@ use zeroize::Zeroizing;
 use crate::api::ServerInfo;
 use crate::api::p2p::PqBundle;
 use crate::keys::keyring::{AcceptedKey, NoiseKeyring};
-use crate::keys::pq::PqKeys;
+use crate::keys::pq::{PqError, PqKeys};
 use crate::keys::{self, KeyStoreError};
 use crate::ledger::Ledger;
 use crate::live::Live;
@@ -50,10 +50,10 @@ pub enum ReloadError {
     Keys(#[from] KeyStoreError),
     /// The key bundle could not be signed with the new key.
     #[error("signing the post-quantum key bundle: {0}")]
-    Bundle(String),
+    Bundle(PqError),
     /// The reload task stopped before finishing (the runtime is shutting down).
     #[error("key reload did not finish: {0}")]
-    Interrupted(String),
+    Interrupted(tokio::task::JoinError),
 }
 
 /// What a successful reload put in force.
@@ -111,15 +111,14 @@ impl KeyReloader {
     ///
     /// # Errors
     /// The key bundle could not be signed.
-    pub fn new(sources: ReloadSources<'_>, now: i64) -> Result<Self, ReloadError> {
+    pub fn new(sources: ReloadSources<'_>, now: i64) -> Result<Self, PqError> {
         let accepted = sources.keyring.accepted(sources.grace, now);
         let bundle = PqBundle::new(
             &sources.domain,
             &sources.pq,
             &sources.device_ca_public,
             &sources.keyring.current.public(),
-        )
-        .map_err(ReloadError::Bundle)?;
+        )?;
         Ok(Self {
             handshake: Live::new(handshake_keys(&accepted)),
             bundle: Live::new(bundle),
@@ -220,7 +219,7 @@ impl KeyReloader {
         let this = self.clone();
         tokio::task::spawn_blocking(move || this.reload(crate::clock::unix_now()))
             .await
-            .map_err(|e| ReloadError::Interrupted(e.to_string()))?
+            .map_err(ReloadError::Interrupted)?
     }
 
     fn rebuild(&self, now: i64) -> Result<(NoiseKeyring, Vec<AcceptedKey>, PqBundle), ReloadError> {
@@ -235,5 +234,28 @@ impl KeyReloader {
         )
         .map_err(ReloadError::Bundle)?;
         Ok((ring, accepted, bundle))
+    }
+}
+
+/// Reloads the Noise keys through `reloader` on every SIGHUP (after `commucat keys rotate` or
+/// `retire`) until the process ends; spawn the returned future beside the server. The handler
+/// is installed before this returns, so a SIGHUP arriving once the server listens never takes
+/// the default action (terminating the process). A failed reload is logged and recorded by the
+/// reloader and the keys in force stay. If the handler cannot be installed, that is logged and
+/// SIGHUP is left alone. Needs a Tokio runtime.
+pub fn reload_on_hangup(reloader: KeyReloader) -> impl std::future::Future<Output = ()> + Send {
+    use tokio::signal::unix::{SignalKind, signal};
+    let hangups = signal(SignalKind::hangup())
+        .map_err(|error| {
+            tracing::warn!(%error, "cannot listen for SIGHUP; Noise keys reload on restart only");
+        })
+        .ok();
+    async move {
+        let Some(mut hangups) = hangups else { return };
+        while hangups.recv().await.is_some() {
+            tracing::info!("received SIGHUP: reloading the Noise keys");
+            // The outcome is logged and recorded by the reloader.
+            let _ = reloader.reload_async().await;
+        }
     }
 }

@@ -1,0 +1,280 @@
+//! The sections of the configuration file, one struct each, with their defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::ConfigError;
+
+/// `[rate_limits]` section: per client IP (IPv6 per /64), token buckets that hold a minute's
+/// budget and refill evenly; 0 turns a limit off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitSettings {
+    /// REST requests per minute (`rate_limits.rest_per_minute`, `COMMUCAT_RATE_LIMIT_REST`).
+    pub rest_per_minute: u32,
+    /// Pairing claims per minute, on top of the REST budget (`rate_limits.claim_per_minute`,
+    /// `COMMUCAT_RATE_LIMIT_CLAIM`).
+    pub claim_per_minute: u32,
+    /// `/connect` attempts per minute (`rate_limits.connect_per_minute`,
+    /// `COMMUCAT_RATE_LIMIT_CONNECT`).
+    pub connect_per_minute: u32,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        Self {
+            rest_per_minute: 600,
+            claim_per_minute: 10,
+            connect_per_minute: 120,
+        }
+    }
+}
+
+/// A secret setting: compared, never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretString(pub String);
+
+impl std::fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// `[metrics]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MetricsSettings {
+    /// Bearer token required by `/metrics` and `/api/security-stats` (`metrics.admin_token`,
+    /// `COMMUCAT_METRICS_TOKEN`); `None` leaves them open. At least 16 bytes.
+    pub admin_token: Option<SecretString>,
+}
+
+/// Shortest accepted `metrics.admin_token`, bytes.
+pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
+
+/// `[server]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSettings {
+    /// Socket address to bind (`server.listen`, `COMMUCAT_LISTEN`); port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Public domain of this server (`server.domain`, `COMMUCAT_DOMAIN`): a DNS name or an IP.
+    pub domain: String,
+    /// Directory holding keys and certificates (`server.data_dir`, `COMMUCAT_DATA_DIR`).
+    pub data_dir: PathBuf,
+    /// How long shutdown waits for open connections to finish (`server.shutdown_grace`).
+    pub shutdown_grace: Duration,
+}
+
+/// `[tls]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TlsSettings {
+    /// Operator-supplied PEM certificate chain and private key; `None` uses the dev certificate.
+    pub files: Option<TlsFiles>,
+}
+
+/// Paths of an operator-supplied certificate chain and its private key (both PEM).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// Certificate chain, leaf first (`tls.cert`, `COMMUCAT_TLS_CERT`).
+    pub cert: PathBuf,
+    /// Private key (`tls.key`, `COMMUCAT_TLS_KEY`).
+    pub key: PathBuf,
+}
+
+/// `[crypto]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CryptoSettings {
+    /// Noise prologue (`crypto.prologue`, `COMMUCAT_NOISE_PROLOGUE`); must match the clients'.
+    pub prologue: String,
+    /// How long a Noise static key stays accepted after `commucat keys rotate` replaced it
+    /// (`crypto.noise_key_grace`, `COMMUCAT_NOISE_KEY_GRACE`); `None` (the default): until an
+    /// operator retires it with `commucat keys retire`, because deployed clients pin the key.
+    pub noise_key_grace: Option<Duration>,
+}
+
+/// `[devices]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceSettings {
+    /// Approve new devices without a pairing code (`devices.auto_approve`).
+    pub auto_approve: bool,
+    /// Devices one user may add by auto-approval (`devices.max_auto_devices_per_user`).
+    pub max_auto_devices_per_user: u32,
+    /// Lifetime of a pairing code (`devices.pairing_ttl`), 60..=3600 seconds.
+    pub pairing_ttl: Duration,
+    /// Validity of an issued device certificate (`devices.certificate_validity`).
+    pub certificate_validity: Duration,
+    /// Renew a device certificate this long before it expires (`devices.renewal_margin`).
+    pub renewal_margin: Duration,
+    /// Accept `POST /api/devices/rotate` (`devices.rotation_enabled`, default on).
+    pub rotation_enabled: bool,
+    /// Shortest time between two rotations of one device (`devices.rotation_min_interval`,
+    /// default 1 hour, at most 30 days; 0 allows back-to-back rotations). The first rotation
+    /// after registration is not limited.
+    pub rotation_min_interval: Duration,
+    /// How far `issued_at` of a rotation proof may be from the server's clock
+    /// (`devices.rotation_proof_ttl`, default 5 minutes, 30..=3600 seconds).
+    pub rotation_proof_ttl: Duration,
+}
+
+/// `[session]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSettings {
+    /// Lifetime of a session token (`session.ttl`, `COMMUCAT_SESSION_TTL`).
+    pub ttl: Duration,
+    /// Keepalive interval announced to clients (`session.keepalive`).
+    pub keepalive: Duration,
+    /// How long a presence entry lives without refresh (`session.presence_ttl`).
+    pub presence_ttl: Duration,
+    /// Time a client gets to finish the device handshake after opening `/connect`
+    /// (`session.handshake_timeout`, `COMMUCAT_HANDSHAKE_TIMEOUT`).
+    pub handshake_timeout: Duration,
+}
+
+/// `[limits]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitSettings {
+    /// Largest CCP-1 frame accepted (`limits.max_frame_len`), at most 16 MiB.
+    pub max_frame_len: usize,
+    /// Connections served at once (`limits.max_connections`); further ones wait in the backlog.
+    pub max_connections: usize,
+    /// Time a client gets to complete the TLS handshake (`limits.tls_handshake_timeout`).
+    pub tls_handshake_timeout: Duration,
+    /// Frames that may wait for one session before it counts as a slow consumer
+    /// (`limits.mailbox_capacity`, `COMMUCAT_MAILBOX_CAPACITY`).
+    pub mailbox_capacity: usize,
+}
+
+/// `[offline]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfflineSettings {
+    /// How long a queued frame waits for its recipient before it is dropped (`offline.ttl`,
+    /// `COMMUCAT_OFFLINE_TTL`).
+    pub ttl: Duration,
+    /// Frames one device may have queued; further frames for it are refused with an ERROR to
+    /// the sender (`offline.max_per_device`, `COMMUCAT_OFFLINE_MAX_PER_DEVICE`).
+    pub max_per_device: u64,
+    /// How long a relayed frame's idempotency key is remembered, so a resend is not delivered
+    /// twice (`offline.dedup_window`, `COMMUCAT_DEDUP_WINDOW`).
+    pub dedup_window: Duration,
+}
+
+/// `[presence]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PresenceSettings {
+    /// Redis holding the presence registry (`presence.redis_url`, `COMMUCAT_REDIS_URL`),
+    /// `redis://` or `rediss://`; `None` keeps presence in this process.
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key (`presence.key_prefix`, `COMMUCAT_REDIS_KEY_PREFIX`), so
+    /// several deployments can share one Redis; empty by default.
+    pub key_prefix: String,
+    /// This node's id in `route:<device>` entries (`presence.node_id`, `COMMUCAT_NODE_ID`);
+    /// `None` draws a random `node-<hex>` at startup.
+    pub node_id: Option<String>,
+}
+
+/// Longest accepted `presence.node_id`.
+pub const MAX_NODE_ID_LEN: usize = 128;
+
+/// `[store]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreSettings {
+    /// PostgreSQL holding the durable state (`store.url`, `COMMUCAT_STORE_URL`), `postgres://`
+    /// or `postgresql://`; `None` keeps it in the embedded SQLite file
+    /// `<server.data_dir>/commucat.db`.
+    pub url: Option<String>,
+    /// Most pooled PostgreSQL connections (`store.max_connections`,
+    /// `COMMUCAT_STORE_MAX_CONNECTIONS`).
+    pub max_connections: u32,
+    /// How long a store call waits for a PostgreSQL connection before it fails
+    /// (`store.acquire_timeout`, `COMMUCAT_STORE_ACQUIRE_TIMEOUT`): while the database is down,
+    /// handshakes fail after this with `Service Unavailable` instead of hanging.
+    pub acquire_timeout: Duration,
+    /// PostgreSQL schema of the tables (`store.schema`, `COMMUCAT_STORE_SCHEMA`), created if
+    /// missing; `None` uses the server's default `search_path` (normally `public`).
+    pub schema: Option<String>,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        let pool = commucat_store::PostgresSettings::default();
+        Self {
+            url: None,
+            max_connections: pool.max_connections,
+            acquire_timeout: pool.acquire_timeout,
+            schema: None,
+        }
+    }
+}
+
+impl StoreSettings {
+    /// The pool settings these ask for.
+    #[must_use]
+    pub fn postgres(&self) -> commucat_store::PostgresSettings {
+        commucat_store::PostgresSettings {
+            max_connections: self.max_connections,
+            acquire_timeout: self.acquire_timeout,
+            schema: self.schema.clone(),
+        }
+    }
+}
+
+/// Whether `url` selects the PostgreSQL store.
+#[must_use]
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// Where ledger records go (`ledger.sink`, `COMMUCAT_LEDGER`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LedgerSink {
+    /// No ledger.
+    Off,
+    /// One JSON line per record on standard output.
+    Stdout,
+    /// Appended to `ledger.path` (default `<data_dir>/ledger.jsonl`).
+    File,
+}
+
+impl LedgerSink {
+    /// Parses `off`, `stdout` or `file`.
+    pub(crate) fn parse(key: &str, raw: &str) -> Result<Self, ConfigError> {
+        match raw.trim() {
+            "off" => Ok(Self::Off),
+            "stdout" => Ok(Self::Stdout),
+            "file" => Ok(Self::File),
+            other => Err(ConfigError::invalid(
+                key,
+                format!("must be \"off\", \"stdout\" or \"file\", got {other:?}"),
+            )),
+        }
+    }
+}
+
+/// `[ledger]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerSettings {
+    /// Where records go (`ledger.sink`, `COMMUCAT_LEDGER`); default `file`.
+    pub sink: LedgerSink,
+    /// The ledger file (`ledger.path`, `COMMUCAT_LEDGER_PATH`); `None`: `<data_dir>/ledger.jsonl`.
+    pub path: Option<PathBuf>,
+    /// Records that may wait for the writer (`ledger.queue`); when full, new records are
+    /// dropped and counted, never waited for.
+    pub queue: usize,
+    /// `fdatasync` the file after every batch (`ledger.fsync`); otherwise records reach the
+    /// operating system after every batch and the disk when it flushes.
+    pub fsync: bool,
+}
+
+/// Name of the ledger file inside the data directory when `ledger.path` is unset.
+pub const LEDGER_FILE: &str = "ledger.jsonl";
+
+impl LedgerSettings {
+    /// The file records are appended to, when the sink is a file.
+    #[must_use]
+    pub fn file_path(&self, data_dir: &Path) -> Option<PathBuf> {
+        (self.sink == LedgerSink::File).then(|| {
+            self.path
+                .clone()
+                .unwrap_or_else(|| data_dir.join(LEDGER_FILE))
+        })
+    }
+}
