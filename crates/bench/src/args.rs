@@ -257,6 +257,10 @@ pub struct SoakArgs {
     /// keeps its samples).
     #[arg(long, value_name = "FILE")]
     pub samples: Option<PathBuf>,
+    /// Make the second device stop reading for this many seconds at the start, so that the
+    /// server ends its session as a slow consumer (tests of the reconnection path).
+    #[arg(long, default_value_t = 0.0, hide = true)]
+    pub stall_receiver: f64,
 }
 
 /// `crash` options.

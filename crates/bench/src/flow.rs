@@ -147,8 +147,13 @@ pub(crate) struct Tally {
     pub(crate) delivered: u64,
     /// Of those, the ones that arrived by the end of the sending phase.
     pub(crate) delivered_while_sending: u64,
-    /// Sent, never arrived.
+    /// Sent, never arrived (and, when the sender tracked confirmations, ACKed by the server).
     pub(crate) lost: u64,
+    /// Sent, never arrived, and never ACKed by the server (its connection ended first), when
+    /// the sender tracked confirmations: not lost, the server never took responsibility.
+    pub(crate) unconfirmed: u64,
+    /// Arrivals of a message that had already arrived.
+    pub(crate) duplicates: u64,
     /// Due during the sending phase, never sent (open loop only).
     pub(crate) unsent: u64,
     /// Arrival of the last delivered message (clock nanoseconds).
@@ -164,6 +169,8 @@ impl Tally {
             delivered: 0,
             delivered_while_sending: 0,
             lost: 0,
+            unconfirmed: 0,
+            duplicates: 0,
             unsent: 0,
             last_arrival: 0,
             latencies: Latencies::new()?,
@@ -181,6 +188,20 @@ impl Tally {
         end: u64,
         stop_sending: u64,
     ) {
+        self.add_confirmed(stamps, sent, None, received, end, stop_sending);
+    }
+
+    /// As [`Tally::add`], with `confirmed[n]` telling whether the server ACKed message `n`: a
+    /// message that never arrived is lost only if it was; otherwise it is `unconfirmed`.
+    pub(crate) fn add_confirmed(
+        &mut self,
+        stamps: &[u64],
+        sent: u64,
+        confirmed: Option<&[bool]>,
+        received: &[(u64, u64)],
+        end: u64,
+        stop_sending: u64,
+    ) {
         let sent = usize::try_from(sent)
             .unwrap_or(usize::MAX)
             .min(stamps.len());
@@ -189,6 +210,9 @@ impl Tally {
             let slot = usize::try_from(n).ok().and_then(|n| arrival.get_mut(n));
             if let Some(slot) = slot {
                 // The first arrival counts; duplicates do not.
+                if slot.is_some() {
+                    self.duplicates += 1;
+                }
                 slot.get_or_insert(at);
             }
         }
@@ -205,7 +229,11 @@ impl Tally {
                         .record(Duration::from_nanos(at.saturating_sub(stamp)));
                 }
                 Some(None) => {
-                    self.lost += 1;
+                    if confirmed.is_none_or(|c| c.get(i).copied().unwrap_or(false)) {
+                        self.lost += 1;
+                    } else {
+                        self.unconfirmed += 1;
+                    }
                     self.latencies
                         .record(Duration::from_nanos(end.saturating_sub(stamp)));
                 }
@@ -498,6 +526,7 @@ mod tests {
             (5, 4, 2, 2, 1)
         );
         assert_eq!(tally.delivered_while_sending, 1);
+        assert_eq!((tally.duplicates, tally.unconfirmed), (1, 0));
         assert_eq!(tally.last_arrival, 90 * MS);
         let l = tally.latencies.summary();
         // One entry per message offered: 5 ms and 70 ms delivered, then 1000 − 10, 1000 − 30
@@ -507,6 +536,25 @@ mod tests {
         assert!((959_000..=961_000).contains(&l.p50_us), "{l:?}");
         assert!((989_000..=991_000).contains(&l.max_us), "{l:?}");
         assert!((598_000.0..=600_000.0).contains(&l.mean_us), "{l:?}");
+    }
+
+    #[test]
+    fn only_confirmed_messages_that_never_arrive_are_lost() {
+        let mut tally = Tally::new().unwrap();
+        // Four sent: 0 arrives, 1 and 2 never do (only 1 was ACKed), 3 arrives unACKed.
+        let confirmed = [true, true, false, false];
+        tally.add_confirmed(
+            &[0, MS, 2 * MS, 3 * MS],
+            4,
+            Some(&confirmed),
+            &[(0, 5 * MS), (3, 9 * MS)],
+            100 * MS,
+            50 * MS,
+        );
+        assert_eq!(
+            (tally.delivered, tally.lost, tally.unconfirmed, tally.unsent),
+            (2, 1, 1, 0)
+        );
     }
 
     #[test]

@@ -29,6 +29,7 @@ mod procfs;
 mod relay;
 mod report;
 mod soak;
+mod soak_flow;
 mod target;
 
 pub use args::{

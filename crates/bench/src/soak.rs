@@ -1,22 +1,33 @@
 //! `soak`: device pairs exchanging MSG frames at a fixed offered rate for a long time, while
 //! the server's resident memory and open file descriptors are sampled at a fixed interval.
+//!
+//! A device whose connection the server ends reconnects and fetches what was queued for it
+//! ([`crate::soak_flow`]). The accounting: `lost` is a message the server ACKed to its sender
+//! that never reached the recipient by the end of the drain phase; `unconfirmed` one sent on a
+//! connection that ended before the server ACKed it, and that never arrived; `duplicates` are
+//! second arrivals; `disconnects` and `reconnects` are counted apart; `errors` is anything
+//! unexpected (an ERROR frame other than the `Slow Consumer` notice, a refused reconnection, a
+//! send the server never accepted).
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
+use commucat_client::transport::H2Stream;
+use commucat_link::Connection;
 use serde::Serialize;
 use tokio::task::JoinSet;
 
 use crate::args::SoakArgs;
-use crate::flow::{self, AckBy, FlowPlan, FlowResult, Pace, Progress, Tally};
+use crate::flow::{self, Progress, Tally};
 use crate::payload::{Clock, MIN_PAYLOAD};
 use crate::procfs;
-use crate::relay;
 use crate::report;
-use crate::target::Target;
+use crate::soak_flow::{self, Device, Env, Schedule, SoakFlow};
+use crate::target::{CONNECT_TIMEOUT, Target};
 
 /// One reading of the server process.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -40,9 +51,25 @@ pub(crate) struct SoakReport {
     sample_interval_s: u64,
     scheduled: u64,
     sent: u64,
+    /// Distinct messages that reached their recipient by the end of the drain phase.
     delivered: u64,
+    /// ACKed by the server to the sender, never received.
     lost: u64,
+    /// Of the lost: handed over by the server only when the device connected once more after
+    /// the drain (still in its offline queue rather than gone).
+    lost_but_queued: u64,
+    /// Sent on a connection that ended before the server's ACK, never received.
+    unconfirmed: u64,
+    /// Arrivals of a message that had already arrived.
+    duplicates: u64,
     unsent: u64,
+    /// Connections the server ended (or that failed) during the run, and why.
+    disconnects: u64,
+    disconnect_reasons: BTreeMap<String, u64>,
+    /// Successful reconnections with the same device identity.
+    reconnects: u64,
+    /// Delivery receipts the devices sent.
+    receipts: u64,
     errors: u64,
     first_error: Option<String>,
     msgs_per_s: f64,
@@ -112,7 +139,7 @@ pub(crate) async fn run(target: &Target, args: &SoakArgs, progress: bool) -> Res
     let pairs = args.pairs.max(1);
     let size = args.size.max(MIN_PAYLOAD);
     let rate = args.rate.max(1);
-    let conns = relay::open(target, pairs, relay::Phase::Relay { noise: false }).await?;
+    let conns = open(target, pairs).await?;
     let flows = conns.len();
     #[allow(clippy::cast_precision_loss, reason = "small counts")]
     let interval = Duration::from_secs_f64(flows as f64 / rate as f64);
@@ -122,27 +149,33 @@ pub(crate) async fn run(target: &Target, args: &SoakArgs, progress: bool) -> Res
     let stop_sending = start + Duration::from_secs(args.duration.max(1));
     let hard_stop = stop_sending + Duration::from_secs(args.drain);
     let progresses: Vec<Arc<Progress>> = (0..flows).map(|_| Arc::default()).collect();
+    let stall = Duration::from_secs_f64(args.stall_receiver.max(0.0));
     let mut tasks = JoinSet::new();
-    for (i, (mut conn, channel)) in conns.into_iter().enumerate() {
+    for (i, (conn, device)) in conns.into_iter().enumerate() {
         #[allow(clippy::cast_precision_loss, reason = "small counts")]
         let offset = interval.mul_f64(i as f64 / flows as f64);
-        let plan = FlowPlan {
-            channel,
+        let schedule = Schedule {
             size,
-            pace: Pace::Interval(interval),
-            count: u64::MAX,
-            ack_by: AckBy::Ack,
+            interval,
             start: start + offset,
             stop_sending,
             hard_stop,
+            stall: if i == 1 { stall } else { Duration::ZERO },
         };
         let bar = bar.clone();
         let me = progresses.get(i).cloned().unwrap_or_default();
-        let from = progresses.get(i ^ 1).cloned();
+        let from = progresses.get(i ^ 1).cloned().unwrap_or_default();
         tasks.spawn(async move {
-            let result = flow::drive(&mut conn, &plan, &clock, &bar, &me, from.as_deref()).await;
-            drop(conn);
-            (i, result)
+            let env = Env {
+                device: &device,
+                schedule: &schedule,
+                clock: &clock,
+                bar: &bar,
+                me: &me,
+                source: &from,
+            };
+            let flow = soak_flow::drive(conn, env).await;
+            (i, flow)
         });
     }
 
@@ -150,7 +183,7 @@ pub(crate) async fn run(target: &Target, args: &SoakArgs, progress: bool) -> Res
     let every = Duration::from_secs(args.sample_interval.max(1));
     let mut samples = Vec::new();
     let mut ticker = tokio::time::interval_at(start.into(), every);
-    let mut results: Vec<FlowResult> = vec![FlowResult::default(); flows];
+    let mut results: Vec<SoakFlow> = vec![SoakFlow::default(); flows];
     let mut pending = flows;
     while pending > 0 {
         tokio::select! {
@@ -181,20 +214,31 @@ pub(crate) async fn run(target: &Target, args: &SoakArgs, progress: bool) -> Res
     let end = clock.nanos(Instant::now().max(hard_stop));
     let mut tally = Tally::new()?;
     let (mut errors, mut first_error) = (0, None);
+    let (mut disconnects, mut reconnects, mut receipts) = (0, 0, 0);
+    let mut disconnect_reasons = BTreeMap::new();
+    let mut lost_but_queued = 0;
     for (i, receiver) in results.iter().enumerate() {
         let Some(sender) = results.get(i ^ 1) else {
             continue;
         };
-        tally.add(
-            &sender.stamps,
-            sender.sent,
-            &receiver.received,
+        lost_but_queued += late_but_queued(sender, receiver);
+        tally.add_confirmed(
+            &sender.result.stamps,
+            sender.result.sent,
+            Some(&sender.confirmed),
+            &receiver.result.received,
             end,
             clock.nanos(stop_sending),
         );
-        errors += receiver.errors;
+        errors += receiver.result.errors;
         if first_error.is_none() {
-            first_error.clone_from(&receiver.first_error);
+            first_error.clone_from(&receiver.result.first_error);
+        }
+        disconnects += receiver.disconnects;
+        reconnects += receiver.reconnects;
+        receipts += receiver.receipts;
+        for (why, n) in &receiver.closes {
+            *disconnect_reasons.entry(why.clone()).or_insert(0) += n;
         }
     }
     let measured = tally.rate(clock.nanos(start), clock.nanos(stop_sending), false, end);
@@ -220,7 +264,14 @@ pub(crate) async fn run(target: &Target, args: &SoakArgs, progress: bool) -> Res
         sent: tally.sent,
         delivered: tally.delivered,
         lost: tally.lost,
+        lost_but_queued,
+        unconfirmed: tally.unconfirmed,
+        duplicates: tally.duplicates,
         unsent: tally.unsent,
+        disconnects,
+        disconnect_reasons,
+        reconnects,
+        receipts,
         errors,
         first_error,
         msgs_per_s: measured.per_s,
@@ -236,6 +287,71 @@ pub(crate) async fn run(target: &Target, args: &SoakArgs, progress: bool) -> Res
         rss_slope_mib_per_h: report::round2(slope(&points)),
         latency: tally.latencies.summary(),
     })
+}
+
+/// Messages of `sender` that the server ACKed, that `receiver` did not get during the run,
+/// and that its final fetch returned.
+fn late_but_queued(sender: &SoakFlow, receiver: &SoakFlow) -> u64 {
+    if receiver.final_fetch.is_empty() {
+        return 0;
+    }
+    let mut got = vec![false; sender.confirmed.len()];
+    for &(n, _) in &receiver.result.received {
+        if let Some(slot) = usize::try_from(n).ok().and_then(|n| got.get_mut(n)) {
+            *slot = true;
+        }
+    }
+    let mut late = std::collections::BTreeSet::new();
+    for &n in &receiver.final_fetch {
+        let Ok(i) = usize::try_from(n) else { continue };
+        if sender.confirmed.get(i).copied().unwrap_or(false) && !got.get(i).copied().unwrap_or(true)
+        {
+            late.insert(n);
+        }
+    }
+    u64::try_from(late.len()).unwrap_or(u64::MAX)
+}
+
+/// Opens `pairs` pairs of devices, each pair joined to its own channel, with
+/// `delivery-receipts`; the two of a pair are adjacent (`2k` and `2k + 1`).
+async fn open(target: &Target, pairs: usize) -> Result<Vec<(Connection<H2Stream>, Device)>> {
+    let first_channel = target.channels(pairs)?;
+    let mut tasks = JoinSet::new();
+    for pair in 0..pairs {
+        let target = target.clone();
+        tasks.spawn(async move {
+            let channel = first_channel + u32::try_from(pair)?;
+            let options = soak_flow::receipts();
+            let mut a_id = target.identity("sa", pair);
+            let mut b_id = target.identity("sb", pair);
+            let b = target.connect(2 * pair + 1, &b_id, &options).await?;
+            b_id.adopt(b.info());
+            let a = target.connect(2 * pair, &a_id, &options).await?;
+            a_id.adopt(a.info());
+            let (mut a, mut b) = (a.into_connection(), b.into_connection());
+            flow::join(&mut a, channel, &[&a_id.device_id, &b_id.device_id]).await?;
+            flow::wait_for(&mut b, "JOIN notice", CONNECT_TIMEOUT, |f| {
+                f.frame_type() == commucat_ccp::FrameType::Join
+            })
+            .await?;
+            let members = [a_id.device_id.clone(), b_id.device_id.clone()];
+            let device = |index, identity| Device {
+                target: target.clone(),
+                index,
+                identity,
+                channel,
+                members: members.clone(),
+            };
+            Ok::<_, anyhow::Error>([(a, device(2 * pair, a_id)), (b, device(2 * pair + 1, b_id))])
+        });
+    }
+    let mut conns = Vec::with_capacity(2 * pairs);
+    while let Some(joined) = tasks.join_next().await {
+        conns.extend(joined??);
+    }
+    // Flow `i` receives from flow `i ^ 1`: keep each pair adjacent, in order.
+    conns.sort_by_key(|(_, d)| d.index);
+    Ok(conns)
 }
 
 #[cfg(test)]
