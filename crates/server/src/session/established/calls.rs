@@ -9,25 +9,12 @@ use commucat_ccp::control::{Ack, CallAnswer, CallEnd, CallEndReason, CallOffer, 
 use commucat_ccp::{Frame, FrameType, ProblemKind};
 use commucat_link::ByteStream;
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::offline::{self, Offline};
 use super::{End, Messaging, SessionTask};
 use crate::config::{Bound, as_usize};
 use crate::router::calls::{CallError, CallRoute};
-
-/// A payload parsed and validated, or why not.
-fn parse_call<T: DeserializeOwned>(
-    frame: &Frame,
-    validate: impl FnOnce(&T) -> Result<(), String>,
-) -> Result<T, String> {
-    let value: T = frame
-        .parse_control()
-        .map_err(|e| format!("{}: {e}", frame.frame_type()))?;
-    validate(&value).map_err(|e| format!("{}: {e}", frame.frame_type()))?;
-    Ok(value)
-}
+use crate::router::relay::Targets;
 
 /// The wire spelling of a unit enum (`"busy"`, `"hangup"`, `"send"`, …).
 fn spelling<T: Serialize>(value: &T) -> Option<String> {
@@ -60,7 +47,8 @@ pub(super) async fn end_calls_of(m: &Messaging, device: &str) {
         };
         match Frame::control(FrameType::CallEnd, route.channel, 0, &end) {
             Ok(frame) => {
-                let _ = offline::route(m, device, &frame, &route.others, Offline::Skip).await;
+                m.relay()
+                    .live(device, &frame, m.hub.targets_of(&route.others));
             }
             Err(e) => tracing::warn!(error = %e, "synthesized CALL_END not sent"),
         }
@@ -104,18 +92,24 @@ impl<S: ByteStream> SessionTask<S> {
 
     /// Relays the frame verbatim to the route, then ACKs with `ack`.
     async fn relay_call(&mut self, frame: &Frame, route: &CallRoute, ack: Ack) -> Result<(), End> {
-        let _ = offline::route(
-            &self.m,
-            &self.device_id,
-            frame,
-            &route.others,
-            Offline::Skip,
-        )
-        .await;
+        let targets = self.m.hub.targets_of(&route.others);
+        self.relay_call_to(frame, &route.call_id, targets, ack)
+            .await
+    }
+
+    /// Relays the frame verbatim to `targets`, then ACKs with `ack` naming `call_id`.
+    async fn relay_call_to(
+        &mut self,
+        frame: &Frame,
+        call_id: &str,
+        targets: Targets,
+        ack: Ack,
+    ) -> Result<(), End> {
+        self.m.relay().live(&self.device_id, frame, targets);
         self.ack_with(
             frame,
             Ack {
-                call_id: Some(route.call_id.clone()),
+                call_id: Some(call_id.to_owned()),
                 ..ack
             },
         )
@@ -123,13 +117,8 @@ impl<S: ByteStream> SessionTask<S> {
     }
 
     pub(super) async fn call_offer(&mut self, frame: &Frame) -> Result<(), End> {
-        let offer: CallOffer = match parse_call(frame, CallOffer::validate) {
-            Ok(offer) => offer,
-            Err(detail) => {
-                return self
-                    .reject(frame, ProblemKind::InvalidControlPayload, detail)
-                    .await;
-            }
+        let Some(offer) = self.parsed_valid(frame, CallOffer::validate).await? else {
+            return Ok(());
         };
         if !self.check_sender(frame, "from", &offer.from).await?
             || !self.check_not_system(frame, &offer.metadata).await?
@@ -192,13 +181,8 @@ impl<S: ByteStream> SessionTask<S> {
     }
 
     pub(super) async fn call_answer(&mut self, frame: &Frame) -> Result<(), End> {
-        let answer: CallAnswer = match parse_call(frame, CallAnswer::validate) {
-            Ok(answer) => answer,
-            Err(detail) => {
-                return self
-                    .reject(frame, ProblemKind::InvalidControlPayload, detail)
-                    .await;
-            }
+        let Some(answer) = self.parsed_valid(frame, CallAnswer::validate).await? else {
+            return Ok(());
         };
         if !self.check_not_system(frame, &answer.metadata).await? {
             return Ok(());
@@ -229,13 +213,8 @@ impl<S: ByteStream> SessionTask<S> {
     }
 
     pub(super) async fn call_end(&mut self, frame: &Frame) -> Result<(), End> {
-        let end: CallEnd = match parse_call(frame, CallEnd::validate) {
-            Ok(end) => end,
-            Err(detail) => {
-                return self
-                    .reject(frame, ProblemKind::InvalidControlPayload, detail)
-                    .await;
-            }
+        let Some(end) = self.parsed_valid(frame, CallEnd::validate).await? else {
+            return Ok(());
         };
         if !self.check_not_system(frame, &end.metadata).await? {
             return Ok(());
@@ -259,13 +238,8 @@ impl<S: ByteStream> SessionTask<S> {
     }
 
     pub(super) async fn call_stats(&mut self, frame: &Frame) -> Result<(), End> {
-        let stats: CallStats = match parse_call(frame, CallStats::validate) {
-            Ok(stats) => stats,
-            Err(detail) => {
-                return self
-                    .reject(frame, ProblemKind::InvalidControlPayload, detail)
-                    .await;
-            }
+        let Some(stats) = self.parsed_valid(frame, CallStats::validate).await? else {
+            return Ok(());
         };
         let channel = frame.channel_id();
         let me = self.device_id.clone();
@@ -310,7 +284,8 @@ impl<S: ByteStream> SessionTask<S> {
             };
             let frame = Frame::control(FrameType::CallEnd, route.channel, 0, &end)
                 .map_err(|e| End::Conn(e.into()))?;
-            let _ = offline::route(&self.m, &me, &frame, &route.others, Offline::Skip).await;
+            let targets = self.m.hub.targets_of(&route.others);
+            self.m.relay().live(&me, &frame, targets);
             self.send_control(FrameType::CallEnd, route.channel, &end)
                 .await?;
         }
@@ -322,8 +297,19 @@ impl<S: ByteStream> SessionTask<S> {
     pub(super) async fn media(&mut self, frame: &Frame) -> Result<(), End> {
         let channel = frame.channel_id();
         let me = self.device_id.clone();
-        match self.m.hub.calls(|c| c.media_route(channel, &me)) {
-            Some(route) => self.relay_call(frame, &route, Ack::default()).await,
+        // The call's route and its participants' mailboxes in one look-up.
+        let (call_id, targets) = self
+            .m
+            .hub
+            .targets(|t| match t.calls.media_route(channel, &me) {
+                Some(route) => (Some(route.call_id), route.others),
+                None => (None, Vec::new()),
+            });
+        match call_id {
+            Some(call_id) => {
+                self.relay_call_to(frame, &call_id, targets, Ack::default())
+                    .await
+            }
             None => {
                 self.reject(
                     frame,
