@@ -233,15 +233,17 @@ impl Relay<'_> {
             }
         }
         let stragglers = self.hub.hand_over(targets.live, &envelope);
-        if !stragglers.is_empty() {
-            if let EnqueueOutcome::Stored { stored, refused } = self
-                .enqueue(&envelope, &stragglers, None)
-                .await
-                .map_err(RelayError::Queue)?
-            {
-                routed.refused.extend(refused);
-                self.hub.nudge(stored.iter().map(String::as_str));
-            }
+        if stragglers.is_empty() {
+            return Ok(routed);
+        }
+        // Re-queue after an overflow: their sessions end as slow consumers and replay it.
+        if let EnqueueOutcome::Stored { stored, refused } = self
+            .enqueue(&envelope, &stragglers, None)
+            .await
+            .map_err(RelayError::Queue)?
+        {
+            routed.refused.extend(refused);
+            self.hub.nudge(stored.iter().map(String::as_str));
         }
         Ok(routed)
     }
