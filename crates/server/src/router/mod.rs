@@ -7,6 +7,10 @@
 //! reference-counted, never copied). The recipient's session task assigns its own sequence
 //! number and writes the frame.
 //!
+//! Where a relayed frame goes (mailbox, offline queue, refused by a quota) is decided by the
+//! relay service, [`relay::Relay`], which also looks up the recipients' mailboxes in the same
+//! acquisition of the lock that picks them ([`Hub::channel_targets`]).
+//!
 //! The tables themselves are plain state machines without I/O: [`channels::Channels`],
 //! [`calls::Calls`], [`dedup::Dedup`]; group roster rules are functions in [`groups`]; the
 //! presence registry sits behind the [`presence::Presence`] trait (in-process or

@@ -4,9 +4,10 @@
 //!
 //! # Path of a relayed frame
 //!
-//! 1. [`Hub::targets`]: the caller's recipient choice (channel members, call participants,
-//!    peers) runs under the hub's lock, and in the same acquisition every recipient's mailbox
-//!    is looked up. This is the only acquisition of the hub's lock in the common case.
+//! 1. [`Hub::channel_targets`] (or `Hub::targets` with any choice: call participants,
+//!    presence peers; [`Hub::targets_of`] for a given list): the recipients are picked under
+//!    the hub's lock, and in the same acquisition every recipient's mailbox is looked up. This
+//!    is the only acquisition of the hub's lock in the common case.
 //! 2. [`Relay::durable`]: recipients without a mailbox are committed to the store (with the
 //!    frame's idempotency key) *before* anything else, so the sender's ACK always follows a
 //!    durable write and a duplicate (key already stored) is delivered to nobody. The others get
@@ -17,9 +18,13 @@
 //!    replay; a mailbox that overflowed is dropped from the tables, and the frame is queued
 //!    for it like for an absent recipient (re-queue after overflow: nothing is lost).
 //!
-//! So a MSG to members that are all connected, or that are all absent and stay so, takes the
-//! hub's lock once (tested in `relaying_a_frame_locks_the_tables_once`); the idempotency
-//! window ([`super::dedup::Dedup`]) has its own lock.
+//! So a MSG to members that are connected, absent, or both, takes the hub's lock once unless
+//! a recipient connects meanwhile or overflows (counted in the test
+//! `relaying_a_frame_locks_the_tables_once`); before this service it took it three times
+//! (membership, who is absent, delivery) and a fourth when someone was absent. The
+//! idempotency window ([`super::dedup::Dedup`]) has its own lock. Call signaling and media
+//! pick their route in the same acquisition too; a notice to a given list uses
+//! [`Hub::targets_of`].
 //!
 //! Every refusal by an offline quota is counted and ledgered through [`Refusals`] (once per
 //! bound per frame), and returned so the session can answer its client; a store failure is a
@@ -136,6 +141,18 @@ impl Hub {
     #[must_use]
     pub fn targets_of(&self, recipients: &[String]) -> Targets {
         self.targets(|_| ((), recipients.to_vec())).1
+    }
+
+    /// The members of `channel` other than `sender` with their mailboxes, in one acquisition
+    /// of the lock; `None` if `sender` is not a member.
+    #[must_use]
+    pub fn channel_targets(&self, channel: u32, sender: &str) -> Option<Targets> {
+        let (member, targets) =
+            self.targets(|t| match t.channels.members_if_member(channel, sender) {
+                Some(members) => (true, members.into_iter().filter(|m| m != sender).collect()),
+                None => (false, Vec::new()),
+            });
+        member.then_some(targets)
     }
 
     /// Whether a session registered since `targets` were looked up.

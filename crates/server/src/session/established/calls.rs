@@ -13,7 +13,8 @@ use serde_json::json;
 
 use super::{End, Messaging, SessionTask};
 use crate::config::{Bound, as_usize};
-use crate::router::calls::{CallError, CallRoute};
+use crate::router::Hub;
+use crate::router::calls::{CallError, CallRoute, Calls};
 use crate::router::relay::Targets;
 
 /// The wire spelling of a unit enum (`"busy"`, `"hangup"`, `"send"`, …).
@@ -29,6 +30,23 @@ fn names_device(target: &str, device: &str) -> bool {
         || target
             .strip_prefix(device)
             .is_some_and(|rest| rest.starts_with('@'))
+}
+
+/// Runs `decide` on the call table and looks up the mailboxes of the other participants of
+/// the route it returns, in one acquisition of the hub's lock.
+fn on_calls<T>(
+    hub: &Hub,
+    decide: impl FnOnce(&mut Calls) -> Result<(CallRoute, T), CallError>,
+) -> Result<(CallRoute, T, Targets), CallError> {
+    let (decided, targets) = hub.targets(|t| {
+        let decided = decide(&mut t.calls);
+        let others = decided
+            .as_ref()
+            .map(|(route, _)| route.others.clone())
+            .unwrap_or_default();
+        (decided, others)
+    });
+    decided.map(|(route, extra)| (route, extra, targets))
 }
 
 /// Ends every call of a device that disconnected: the other participants get a CALL_END with
@@ -90,15 +108,8 @@ impl<S: ByteStream> SessionTask<S> {
         self.reject(frame, kind, detail).await
     }
 
-    /// Relays the frame verbatim to the route, then ACKs with `ack`.
-    async fn relay_call(&mut self, frame: &Frame, route: &CallRoute, ack: Ack) -> Result<(), End> {
-        let targets = self.m.hub.targets_of(&route.others);
-        self.relay_call_to(frame, &route.call_id, targets, ack)
-            .await
-    }
-
     /// Relays the frame verbatim to `targets`, then ACKs with `ack` naming `call_id`.
-    async fn relay_call_to(
+    async fn relay_call(
         &mut self,
         frame: &Frame,
         call_id: &str,
@@ -152,7 +163,7 @@ impl<S: ByteStream> SessionTask<S> {
         let me = self.device_id.clone();
         let limit = as_usize(self.m.settings.bounds.calls_per_session);
         let rings_until = tokio::time::Instant::now() + self.m.settings.bounds.call_ring_timeout;
-        if let Err(error) = self.m.hub.calls(|c| {
+        let offered = on_calls(&self.m.hub, |c| {
             c.offer(
                 &offer.call_id,
                 channel,
@@ -161,9 +172,19 @@ impl<S: ByteStream> SessionTask<S> {
                 limit,
                 rings_until.into_std(),
             )
-        }) {
-            return self.reject_call(frame, &offer.call_id, error).await;
-        }
+            .map(|()| {
+                let route = CallRoute {
+                    call_id: offer.call_id.clone(),
+                    channel,
+                    others: callees.clone(),
+                };
+                (route, ())
+            })
+        });
+        let targets = match offered {
+            Ok((_, (), targets)) => targets,
+            Err(error) => return self.reject_call(frame, &offer.call_id, error).await,
+        };
         self.ring_deadline = Some(
             self.ring_deadline
                 .map_or(rings_until, |d| d.min(rings_until)),
@@ -172,12 +193,8 @@ impl<S: ByteStream> SessionTask<S> {
             json!({"event": "start", "call_id": offer.call_id, "channel": channel,
                    "device": me, "callees": callees})
         });
-        let route = CallRoute {
-            call_id: offer.call_id,
-            channel,
-            others: callees,
-        };
-        self.relay_call(frame, &route, Ack::default()).await
+        self.relay_call(frame, &offer.call_id, targets, Ack::default())
+            .await
     }
 
     pub(super) async fn call_answer(&mut self, frame: &Frame) -> Result<(), End> {
@@ -190,11 +207,11 @@ impl<S: ByteStream> SessionTask<S> {
         let channel = frame.channel_id();
         let me = self.device_id.clone();
         let limit = as_usize(self.m.settings.bounds.calls_per_session);
-        match self.m.hub.calls(|c| {
+        match on_calls(&self.m.hub, |c| {
             c.answer(&answer.call_id, channel, &me, answer.accept, limit)
                 .map(|route| (route, c.get(&answer.call_id).is_none()))
         }) {
-            Ok((route, ended)) => {
+            Ok((route, ended, targets)) => {
                 if ended {
                     self.m.ledger.record("call", || {
                         json!({"event": "end", "call_id": answer.call_id, "channel": channel,
@@ -206,7 +223,7 @@ impl<S: ByteStream> SessionTask<S> {
                     reason: answer.reason.as_ref().and_then(spelling),
                     ..Ack::default()
                 };
-                self.relay_call(frame, &route, ack).await
+                self.relay_call(frame, &route.call_id, targets, ack).await
             }
             Err(error) => self.reject_call(frame, &answer.call_id, error).await,
         }
@@ -221,8 +238,10 @@ impl<S: ByteStream> SessionTask<S> {
         }
         let channel = frame.channel_id();
         let me = self.device_id.clone();
-        match self.m.hub.calls(|c| c.end(&end.call_id, channel, &me)) {
-            Ok(route) => {
+        match on_calls(&self.m.hub, |c| {
+            c.end(&end.call_id, channel, &me).map(|r| (r, ()))
+        }) {
+            Ok((route, (), targets)) => {
                 self.m.ledger.record("call", || {
                     json!({"event": "end", "call_id": end.call_id, "channel": channel,
                            "device": me, "reason": spelling(&end.reason)})
@@ -231,7 +250,7 @@ impl<S: ByteStream> SessionTask<S> {
                     reason: spelling(&end.reason),
                     ..Ack::default()
                 };
-                self.relay_call(frame, &route, ack).await
+                self.relay_call(frame, &route.call_id, targets, ack).await
             }
             Err(error) => self.reject_call(frame, &end.call_id, error).await,
         }
@@ -243,13 +262,15 @@ impl<S: ByteStream> SessionTask<S> {
         };
         let channel = frame.channel_id();
         let me = self.device_id.clone();
-        match self.m.hub.calls(|c| c.route(&stats.call_id, channel, &me)) {
-            Ok(route) => {
+        match on_calls(&self.m.hub, |c| {
+            c.route(&stats.call_id, channel, &me).map(|r| (r, ()))
+        }) {
+            Ok((route, (), targets)) => {
                 let ack = Ack {
                     direction: spelling(&stats.direction),
                     ..Ack::default()
                 };
-                self.relay_call(frame, &route, ack).await
+                self.relay_call(frame, &route.call_id, targets, ack).await
             }
             Err(error) => self.reject_call(frame, &stats.call_id, error).await,
         }
@@ -307,7 +328,7 @@ impl<S: ByteStream> SessionTask<S> {
             });
         match call_id {
             Some(call_id) => {
-                self.relay_call_to(frame, &call_id, targets, Ack::default())
+                self.relay_call(frame, &call_id, targets, Ack::default())
                     .await
             }
             None => {

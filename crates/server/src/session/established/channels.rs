@@ -242,20 +242,14 @@ impl<S: ByteStream> SessionTask<S> {
     /// The channel's members other than the sender with their mailboxes (one look-up in the
     /// hub), or `None` (after an ERROR to the sender) if the sender is not a member.
     async fn channel_targets(&mut self, frame: &Frame) -> Result<Option<Targets>, End> {
-        let channel = frame.channel_id();
-        let me = self.device_id.as_str();
-        let (member, targets) =
-            self.m
-                .hub
-                .targets(|t| match t.channels.members_if_member(channel, me) {
-                    Some(members) => (true, members.into_iter().filter(|m| m != me).collect()),
-                    None => (false, Vec::new()),
-                });
-        if member {
-            return Ok(Some(targets));
+        let targets = self
+            .m
+            .hub
+            .channel_targets(frame.channel_id(), &self.device_id);
+        if targets.is_none() {
+            self.not_a_member(frame).await?;
         }
-        self.not_a_member(frame).await?;
-        Ok(None)
+        Ok(targets)
     }
 
     async fn not_a_member(&mut self, frame: &Frame) -> Result<(), End> {
