@@ -119,6 +119,7 @@ const VARIANTS: [(&str, Variant); 2] = [
 
 fn relay(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
         .build()
         .unwrap();
     let store: Arc<dyn Store> = Arc::new(runtime.block_on(SqliteStore::open_in_memory()).unwrap());
