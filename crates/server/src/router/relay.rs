@@ -26,6 +26,11 @@
 //! pick their route in the same acquisition too; a notice to a given list uses
 //! [`Hub::targets_of`].
 //!
+//! The mailbox handles copied in step 1 stay valid while the frame is stored: a session that
+//! ended meanwhile refuses the frame (its mailbox is closed) and it is queued; one that was
+//! replaced takes it and, failing to write it, re-queues it when it ends — as with any frame
+//! caught in a mailbox when its session goes.
+//!
 //! Every refusal by an offline quota is counted and ledgered through [`Refusals`] (once per
 //! bound per frame), and returned so the session can answer its client; a store failure is a
 //! [`RelayError`].
