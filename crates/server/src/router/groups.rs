@@ -13,8 +13,8 @@ pub const MAX_GROUP_ID_LEN: usize = 128;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RosterRefused {
     /// A group or device id is malformed.
-    #[error("{0}")]
-    InvalidId(String),
+    #[error(transparent)]
+    InvalidId(InvalidId),
     /// More devices than a channel may hold (`bounds.channel_members`).
     #[error("a group has at most {limit} members, got {got}")]
     TooLong {
@@ -22,6 +22,25 @@ pub enum RosterRefused {
         limit: usize,
         /// Devices the roster would have.
         got: usize,
+    },
+}
+
+/// Why a client-chosen id was refused; names what the id was for (`group_id`, `device`, …).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidId {
+    /// Empty or longer than [`MAX_GROUP_ID_LEN`].
+    #[error("{what} must be 1 to {MAX_GROUP_ID_LEN} bytes, got {len}")]
+    Length {
+        /// What the id names.
+        what: String,
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// Holds something else than printable ASCII (a space, a control or non-ASCII character).
+    #[error("{what} must be printable ASCII without spaces")]
+    Characters {
+        /// What the id names.
+        what: String,
     },
 }
 
@@ -54,16 +73,18 @@ pub const fn can_invite(role: GroupRole) -> bool {
 /// Checks a client-chosen group id or device id: 1 to 128 printable ASCII characters.
 ///
 /// # Errors
-/// A description of the problem.
-pub fn check_id(what: &str, id: &str) -> Result<(), String> {
+/// What is wrong with the id.
+pub fn check_id(what: &str, id: &str) -> Result<(), InvalidId> {
     if id.is_empty() || id.len() > MAX_GROUP_ID_LEN {
-        return Err(format!(
-            "{what} must be 1 to {MAX_GROUP_ID_LEN} bytes, got {}",
-            id.len()
-        ));
+        return Err(InvalidId::Length {
+            what: what.to_owned(),
+            len: id.len(),
+        });
     }
     if !id.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(format!("{what} must be printable ASCII without spaces"));
+        return Err(InvalidId::Characters {
+            what: what.to_owned(),
+        });
     }
     Ok(())
 }

@@ -7,6 +7,10 @@
 //! reference-counted, never copied). The recipient's session task assigns its own sequence
 //! number and writes the frame.
 //!
+//! Where a relayed frame goes (mailbox, offline queue, refused by a quota) is decided by the
+//! relay service, [`relay::Relay`], which also looks up the recipients' mailboxes in the same
+//! acquisition of the lock that picks them ([`Hub::channel_targets`]).
+//!
 //! The tables themselves are plain state machines without I/O: [`channels::Channels`],
 //! [`calls::Calls`], [`dedup::Dedup`]; group roster rules are functions in [`groups`]; the
 //! presence registry sits behind the [`presence::Presence`] trait (in-process or
@@ -20,10 +24,11 @@ mod mailbox;
 pub mod notices;
 pub mod presence;
 pub mod presence_redis;
+pub mod relay;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use commucat_ccp::Frame;
@@ -91,6 +96,12 @@ pub struct Hub {
     tables: Mutex<Tables>,
     dedup: Dedup,
     last_stamp: AtomicI64,
+    /// Sessions registered so far: a relay that looked up mailboxes and then stored a frame
+    /// for absent recipients nudges them only if a session registered meanwhile.
+    registrations: AtomicU64,
+    /// Acquisitions of the tables' lock (tests count them per relayed frame).
+    #[cfg(test)]
+    acquisitions: AtomicU64,
 }
 
 impl Default for Hub {
@@ -108,10 +119,15 @@ impl Hub {
             tables: Mutex::new(Tables::default()),
             dedup: Dedup::new(dedup_window, dedup::DEFAULT_CAPACITY),
             last_stamp: AtomicI64::new(0),
+            registrations: AtomicU64::new(0),
+            #[cfg(test)]
+            acquisitions: AtomicU64::new(0),
         }
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Tables> {
+        #[cfg(test)]
+        self.acquisitions.fetch_add(1, Ordering::Relaxed);
         // Every operation leaves the tables consistent before it can panic (single inserts and
         // removes), so a poisoned lock is still usable.
         self.tables
@@ -147,7 +163,9 @@ impl Hub {
     /// Registers a session as the device's online endpoint, replacing an older session of the
     /// same device. Returns the replaced mailbox, if any.
     pub fn register(&self, device_id: &str, mailbox: Mailbox) -> Option<Mailbox> {
-        self.lock().online.insert(device_id.to_owned(), mailbox)
+        let mut tables = self.lock();
+        self.registrations.fetch_add(1, Ordering::SeqCst);
+        tables.online.insert(device_id.to_owned(), mailbox)
     }
 
     /// Removes the device's online entry if it still belongs to `session_id`. Returns the
@@ -171,7 +189,11 @@ impl Hub {
         let Some(mailbox) = self.lock().online.remove(device_id) else {
             return false;
         };
-        let _ = mailbox.tx.try_send(Delivery::Close(Box::new(problem)));
+        if let Err(e) = mailbox.tx.try_send(Delivery::Close(Box::new(problem))) {
+            // Full: the session ends once it sees its mailbox closed, without the ERROR;
+            // closed: it is ending already.
+            tracing::debug!(device = %device_id, error = %e, "closing ERROR not queued");
+        }
         true
     }
 
@@ -246,8 +268,10 @@ impl Hub {
         };
         for mailbox in mailboxes {
             // A full mailbox already holds work for the session; it replays at its next
-            // connect at the latest.
-            let _ = mailbox.tx.try_send(Delivery::Replay);
+            // connect at the latest. A closed one belongs to a session that is ending.
+            if let Err(e) = mailbox.tx.try_send(Delivery::Replay) {
+                tracing::debug!(session = %mailbox.session_id, error = %e, "replay nudge not queued");
+            }
         }
     }
 

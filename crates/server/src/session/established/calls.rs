@@ -9,25 +9,13 @@ use commucat_ccp::control::{Ack, CallAnswer, CallEnd, CallEndReason, CallOffer, 
 use commucat_ccp::{Frame, FrameType, ProblemKind};
 use commucat_link::ByteStream;
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::offline::{self, Offline};
 use super::{End, Messaging, SessionTask};
 use crate::config::{Bound, as_usize};
-use crate::router::calls::{CallError, CallRoute};
-
-/// A payload parsed and validated, or why not.
-fn parse_call<T: DeserializeOwned>(
-    frame: &Frame,
-    validate: impl FnOnce(&T) -> Result<(), String>,
-) -> Result<T, String> {
-    let value: T = frame
-        .parse_control()
-        .map_err(|e| format!("{}: {e}", frame.frame_type()))?;
-    validate(&value).map_err(|e| format!("{}: {e}", frame.frame_type()))?;
-    Ok(value)
-}
+use crate::router::Hub;
+use crate::router::calls::{CallError, CallRoute, Calls};
+use crate::router::relay::Targets;
 
 /// The wire spelling of a unit enum (`"busy"`, `"hangup"`, `"send"`, …).
 fn spelling<T: Serialize>(value: &T) -> Option<String> {
@@ -42,6 +30,23 @@ fn names_device(target: &str, device: &str) -> bool {
         || target
             .strip_prefix(device)
             .is_some_and(|rest| rest.starts_with('@'))
+}
+
+/// Runs `decide` on the call table and looks up the mailboxes of the other participants of
+/// the route it returns, in one acquisition of the hub's lock.
+fn on_calls<T>(
+    hub: &Hub,
+    decide: impl FnOnce(&mut Calls) -> Result<(CallRoute, T), CallError>,
+) -> Result<(CallRoute, T, Targets), CallError> {
+    let (decided, targets) = hub.targets(|t| {
+        let decided = decide(&mut t.calls);
+        let others = decided
+            .as_ref()
+            .map(|(route, _)| route.others.clone())
+            .unwrap_or_default();
+        (decided, others)
+    });
+    decided.map(|(route, extra)| (route, extra, targets))
 }
 
 /// Ends every call of a device that disconnected: the other participants get a CALL_END with
@@ -60,7 +65,8 @@ pub(super) async fn end_calls_of(m: &Messaging, device: &str) {
         };
         match Frame::control(FrameType::CallEnd, route.channel, 0, &end) {
             Ok(frame) => {
-                let _ = offline::route(m, device, &frame, &route.others, Offline::Skip).await;
+                m.relay()
+                    .live(device, &frame, m.hub.targets_of(&route.others));
             }
             Err(e) => tracing::warn!(error = %e, "synthesized CALL_END not sent"),
         }
@@ -102,20 +108,19 @@ impl<S: ByteStream> SessionTask<S> {
         self.reject(frame, kind, detail).await
     }
 
-    /// Relays the frame verbatim to the route, then ACKs with `ack`.
-    async fn relay_call(&mut self, frame: &Frame, route: &CallRoute, ack: Ack) -> Result<(), End> {
-        let _ = offline::route(
-            &self.m,
-            &self.device_id,
-            frame,
-            &route.others,
-            Offline::Skip,
-        )
-        .await;
+    /// Relays the frame verbatim to `targets`, then ACKs with `ack` naming `call_id`.
+    async fn relay_call(
+        &mut self,
+        frame: &Frame,
+        call_id: &str,
+        targets: Targets,
+        ack: Ack,
+    ) -> Result<(), End> {
+        self.m.relay().live(&self.device_id, frame, targets);
         self.ack_with(
             frame,
             Ack {
-                call_id: Some(route.call_id.clone()),
+                call_id: Some(call_id.to_owned()),
                 ..ack
             },
         )
@@ -123,13 +128,8 @@ impl<S: ByteStream> SessionTask<S> {
     }
 
     pub(super) async fn call_offer(&mut self, frame: &Frame) -> Result<(), End> {
-        let offer: CallOffer = match parse_call(frame, CallOffer::validate) {
-            Ok(offer) => offer,
-            Err(detail) => {
-                return self
-                    .reject(frame, ProblemKind::InvalidControlPayload, detail)
-                    .await;
-            }
+        let Some(offer) = self.parsed_valid(frame, CallOffer::validate).await? else {
+            return Ok(());
         };
         if !self.check_sender(frame, "from", &offer.from).await?
             || !self.check_not_system(frame, &offer.metadata).await?
@@ -163,7 +163,7 @@ impl<S: ByteStream> SessionTask<S> {
         let me = self.device_id.clone();
         let limit = as_usize(self.m.settings.bounds.calls_per_session);
         let rings_until = tokio::time::Instant::now() + self.m.settings.bounds.call_ring_timeout;
-        if let Err(error) = self.m.hub.calls(|c| {
+        let offered = on_calls(&self.m.hub, |c| {
             c.offer(
                 &offer.call_id,
                 channel,
@@ -172,9 +172,19 @@ impl<S: ByteStream> SessionTask<S> {
                 limit,
                 rings_until.into_std(),
             )
-        }) {
-            return self.reject_call(frame, &offer.call_id, error).await;
-        }
+            .map(|()| {
+                let route = CallRoute {
+                    call_id: offer.call_id.clone(),
+                    channel,
+                    others: callees.clone(),
+                };
+                (route, ())
+            })
+        });
+        let targets = match offered {
+            Ok((_, (), targets)) => targets,
+            Err(error) => return self.reject_call(frame, &offer.call_id, error).await,
+        };
         self.ring_deadline = Some(
             self.ring_deadline
                 .map_or(rings_until, |d| d.min(rings_until)),
@@ -183,22 +193,13 @@ impl<S: ByteStream> SessionTask<S> {
             json!({"event": "start", "call_id": offer.call_id, "channel": channel,
                    "device": me, "callees": callees})
         });
-        let route = CallRoute {
-            call_id: offer.call_id,
-            channel,
-            others: callees,
-        };
-        self.relay_call(frame, &route, Ack::default()).await
+        self.relay_call(frame, &offer.call_id, targets, Ack::default())
+            .await
     }
 
     pub(super) async fn call_answer(&mut self, frame: &Frame) -> Result<(), End> {
-        let answer: CallAnswer = match parse_call(frame, CallAnswer::validate) {
-            Ok(answer) => answer,
-            Err(detail) => {
-                return self
-                    .reject(frame, ProblemKind::InvalidControlPayload, detail)
-                    .await;
-            }
+        let Some(answer) = self.parsed_valid(frame, CallAnswer::validate).await? else {
+            return Ok(());
         };
         if !self.check_not_system(frame, &answer.metadata).await? {
             return Ok(());
@@ -206,11 +207,11 @@ impl<S: ByteStream> SessionTask<S> {
         let channel = frame.channel_id();
         let me = self.device_id.clone();
         let limit = as_usize(self.m.settings.bounds.calls_per_session);
-        match self.m.hub.calls(|c| {
+        match on_calls(&self.m.hub, |c| {
             c.answer(&answer.call_id, channel, &me, answer.accept, limit)
                 .map(|route| (route, c.get(&answer.call_id).is_none()))
         }) {
-            Ok((route, ended)) => {
+            Ok((route, ended, targets)) => {
                 if ended {
                     self.m.ledger.record("call", || {
                         json!({"event": "end", "call_id": answer.call_id, "channel": channel,
@@ -222,28 +223,25 @@ impl<S: ByteStream> SessionTask<S> {
                     reason: answer.reason.as_ref().and_then(spelling),
                     ..Ack::default()
                 };
-                self.relay_call(frame, &route, ack).await
+                self.relay_call(frame, &route.call_id, targets, ack).await
             }
             Err(error) => self.reject_call(frame, &answer.call_id, error).await,
         }
     }
 
     pub(super) async fn call_end(&mut self, frame: &Frame) -> Result<(), End> {
-        let end: CallEnd = match parse_call(frame, CallEnd::validate) {
-            Ok(end) => end,
-            Err(detail) => {
-                return self
-                    .reject(frame, ProblemKind::InvalidControlPayload, detail)
-                    .await;
-            }
+        let Some(end) = self.parsed_valid(frame, CallEnd::validate).await? else {
+            return Ok(());
         };
         if !self.check_not_system(frame, &end.metadata).await? {
             return Ok(());
         }
         let channel = frame.channel_id();
         let me = self.device_id.clone();
-        match self.m.hub.calls(|c| c.end(&end.call_id, channel, &me)) {
-            Ok(route) => {
+        match on_calls(&self.m.hub, |c| {
+            c.end(&end.call_id, channel, &me).map(|r| (r, ()))
+        }) {
+            Ok((route, (), targets)) => {
                 self.m.ledger.record("call", || {
                     json!({"event": "end", "call_id": end.call_id, "channel": channel,
                            "device": me, "reason": spelling(&end.reason)})
@@ -252,30 +250,27 @@ impl<S: ByteStream> SessionTask<S> {
                     reason: spelling(&end.reason),
                     ..Ack::default()
                 };
-                self.relay_call(frame, &route, ack).await
+                self.relay_call(frame, &route.call_id, targets, ack).await
             }
             Err(error) => self.reject_call(frame, &end.call_id, error).await,
         }
     }
 
     pub(super) async fn call_stats(&mut self, frame: &Frame) -> Result<(), End> {
-        let stats: CallStats = match parse_call(frame, CallStats::validate) {
-            Ok(stats) => stats,
-            Err(detail) => {
-                return self
-                    .reject(frame, ProblemKind::InvalidControlPayload, detail)
-                    .await;
-            }
+        let Some(stats) = self.parsed_valid(frame, CallStats::validate).await? else {
+            return Ok(());
         };
         let channel = frame.channel_id();
         let me = self.device_id.clone();
-        match self.m.hub.calls(|c| c.route(&stats.call_id, channel, &me)) {
-            Ok(route) => {
+        match on_calls(&self.m.hub, |c| {
+            c.route(&stats.call_id, channel, &me).map(|r| (r, ()))
+        }) {
+            Ok((route, (), targets)) => {
                 let ack = Ack {
                     direction: spelling(&stats.direction),
                     ..Ack::default()
                 };
-                self.relay_call(frame, &route, ack).await
+                self.relay_call(frame, &route.call_id, targets, ack).await
             }
             Err(error) => self.reject_call(frame, &stats.call_id, error).await,
         }
@@ -310,7 +305,8 @@ impl<S: ByteStream> SessionTask<S> {
             };
             let frame = Frame::control(FrameType::CallEnd, route.channel, 0, &end)
                 .map_err(|e| End::Conn(e.into()))?;
-            let _ = offline::route(&self.m, &me, &frame, &route.others, Offline::Skip).await;
+            let targets = self.m.hub.targets_of(&route.others);
+            self.m.relay().live(&me, &frame, targets);
             self.send_control(FrameType::CallEnd, route.channel, &end)
                 .await?;
         }
@@ -322,8 +318,19 @@ impl<S: ByteStream> SessionTask<S> {
     pub(super) async fn media(&mut self, frame: &Frame) -> Result<(), End> {
         let channel = frame.channel_id();
         let me = self.device_id.clone();
-        match self.m.hub.calls(|c| c.media_route(channel, &me)) {
-            Some(route) => self.relay_call(frame, &route, Ack::default()).await,
+        // The call's route and its participants' mailboxes in one look-up.
+        let (call_id, targets) = self
+            .m
+            .hub
+            .targets(|t| match t.calls.media_route(channel, &me) {
+                Some(route) => (Some(route.call_id), route.others),
+                None => (None, Vec::new()),
+            });
+        match call_id {
+            Some(call_id) => {
+                self.relay_call(frame, &call_id, targets, Ack::default())
+                    .await
+            }
             None => {
                 self.reject(
                     frame,

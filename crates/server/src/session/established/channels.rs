@@ -5,29 +5,20 @@ use std::collections::BTreeSet;
 use commucat_ccp::control::{Join, Leave, PeerCandidate};
 use commucat_ccp::{Frame, FrameType, Problem, ProblemKind};
 use commucat_link::ByteStream;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
-use super::offline::{self, Offline};
 use super::{End, SessionTask};
 use crate::config::Bound;
 use crate::router::channels::JoinRefused;
 use crate::router::dedup;
 use crate::router::groups::check_id;
 use crate::router::notices::membership_notice;
+use crate::router::relay::Targets;
 
 impl<S: ByteStream> SessionTask<S> {
     pub(super) async fn join(&mut self, frame: &Frame) -> Result<(), End> {
-        let join: Join = match frame.parse_control() {
-            Ok(join) => join,
-            Err(e) => {
-                return self
-                    .reject(
-                        frame,
-                        ProblemKind::InvalidControlPayload,
-                        format!("JOIN: {e}"),
-                    )
-                    .await;
-            }
+        let Some(join) = self.parsed::<Join>(frame).await? else {
+            return Ok(());
         };
         let most = self.m.settings.bounds.declared_members_per_join;
         if u64::try_from(join.members.len()).unwrap_or(u64::MAX) > most {
@@ -208,19 +199,6 @@ impl<S: ByteStream> SessionTask<S> {
         Ok(false)
     }
 
-    /// Refuses `frame` because it would exceed `bound`: counted, recorded in the ledger, and
-    /// reported to the sender with an ERROR of `kind`; the session goes on.
-    pub(super) async fn reject_bound(
-        &mut self,
-        frame: &Frame,
-        bound: Bound,
-        kind: ProblemKind,
-        detail: String,
-    ) -> Result<(), End> {
-        self.m.refuse(bound, &self.device_id, &detail);
-        self.reject(frame, kind, detail).await
-    }
-
     pub(super) async fn leave(&mut self, frame: &Frame) -> Result<(), End> {
         let channel = frame.channel_id();
         let me = self.device_id.clone();
@@ -256,9 +234,32 @@ impl<S: ByteStream> SessionTask<S> {
     ) -> Result<(), End> {
         let notice =
             Frame::control(frame_type, channel, 0, value).map_err(|e| End::Conn(e.into()))?;
-        // Live-only routing never touches the store.
-        let _ = offline::route(&self.m, &self.device_id, &notice, recipients, Offline::Skip).await;
+        let targets = self.m.hub.targets_of(recipients);
+        self.m.relay().live(&self.device_id, &notice, targets);
         Ok(())
+    }
+
+    /// The channel's members other than the sender with their mailboxes (one look-up in the
+    /// hub), or `None` (after an ERROR to the sender) if the sender is not a member.
+    async fn channel_targets(&mut self, frame: &Frame) -> Result<Option<Targets>, End> {
+        let targets = self
+            .m
+            .hub
+            .channel_targets(frame.channel_id(), &self.device_id);
+        if targets.is_none() {
+            self.not_a_member(frame).await?;
+        }
+        Ok(targets)
+    }
+
+    async fn not_a_member(&mut self, frame: &Frame) -> Result<(), End> {
+        let channel = frame.channel_id();
+        self.reject(
+            frame,
+            ProblemKind::NotChannelMember,
+            format!("JOIN channel {channel} before sending to it"),
+        )
+        .await
     }
 
     /// The channel's members other than the sender, or `None` (after an ERROR to the sender)
@@ -267,12 +268,7 @@ impl<S: ByteStream> SessionTask<S> {
         let channel = frame.channel_id();
         let me = self.device_id.clone();
         let Some(members) = self.m.hub.channels(|c| c.members_if_member(channel, &me)) else {
-            self.reject(
-                frame,
-                ProblemKind::NotChannelMember,
-                format!("JOIN channel {channel} before sending to it"),
-            )
-            .await?;
+            self.not_a_member(frame).await?;
             return Ok(None);
         };
         Ok(Some(members.into_iter().filter(|m| *m != me).collect()))
@@ -282,7 +278,7 @@ impl<S: ByteStream> SessionTask<S> {
     /// connected, ACKed once that is durable. A resend of a frame already accepted (same
     /// channel, sequence and bytes within the idempotency window) is ACKed and not relayed.
     pub(super) async fn relay_envelope(&mut self, frame: &Frame) -> Result<(), End> {
-        let Some(recipients) = self.others_on(frame).await? else {
+        let Some(targets) = self.channel_targets(frame).await? else {
             return Ok(());
         };
         let key = dedup::frame_key(frame);
@@ -290,16 +286,11 @@ impl<S: ByteStream> SessionTask<S> {
             tracing::debug!(device = %self.device_id, %key, "resend dropped");
             return self.ack(frame).await;
         }
-        let routed = offline::route(
-            &self.m,
-            &self.device_id,
-            frame,
-            &recipients,
-            Offline::Queue {
-                idempotency: Some(&key),
-            },
-        )
-        .await;
+        let routed = self
+            .m
+            .relay()
+            .durable(&self.device_id, frame, targets, Some(&key))
+            .await;
         match routed {
             Ok(routed) => {
                 if !routed.refused.is_empty() {
@@ -309,12 +300,7 @@ impl<S: ByteStream> SessionTask<S> {
             }
             Err(e) => {
                 self.m.hub.dedup().release(&self.device_id, &key);
-                self.reject(
-                    frame,
-                    ProblemKind::ServiceUnavailable,
-                    format!("the frame could not be queued for offline members: {e}"),
-                )
-                .await
+                self.relay_failed(frame, &e).await
             }
         }
     }
@@ -322,26 +308,8 @@ impl<S: ByteStream> SessionTask<S> {
     /// TYPING: relayed live with the sender's `device` set, as deployed clients require. A
     /// sender key (`device`, `device_id`, `sender`) naming another device is refused.
     pub(super) async fn relay_typing(&mut self, frame: &Frame) -> Result<(), End> {
-        let mut value: Value = match frame.parse_control() {
-            Ok(value) => value,
-            Err(e) => {
-                return self
-                    .reject(
-                        frame,
-                        ProblemKind::InvalidControlPayload,
-                        format!("TYPING: {e}"),
-                    )
-                    .await;
-            }
-        };
-        let Some(object) = value.as_object_mut() else {
-            return self
-                .reject(
-                    frame,
-                    ProblemKind::InvalidControlPayload,
-                    "TYPING payload must be a JSON object",
-                )
-                .await;
+        let Some(mut object) = self.parsed::<Map<String, Value>>(frame).await? else {
+            return Ok(());
         };
         // One sender key on the way out: several (even agreeing) confuse alias-based parsers.
         for key in TYPING_SENDER_KEYS {
@@ -353,7 +321,7 @@ impl<S: ByteStream> SessionTask<S> {
             }
         }
         object.insert("device".to_owned(), Value::String(self.device_id.clone()));
-        let relayed = match Frame::control(FrameType::Typing, frame.channel_id(), 0, &value) {
+        let relayed = match Frame::control(FrameType::Typing, frame.channel_id(), 0, &object) {
             Ok(relayed) => relayed,
             Err(e) => {
                 return self
@@ -365,17 +333,10 @@ impl<S: ByteStream> SessionTask<S> {
                     .await;
             }
         };
-        let Some(recipients) = self.others_on(frame).await? else {
+        let Some(targets) = self.channel_targets(frame).await? else {
             return Ok(());
         };
-        let _ = offline::route(
-            &self.m,
-            &self.device_id,
-            &relayed,
-            &recipients,
-            Offline::Skip,
-        )
-        .await;
+        self.m.relay().live(&self.device_id, &relayed, targets);
         self.ack(frame).await
     }
 

@@ -7,7 +7,6 @@ use commucat_ccp::{Frame, FrameType, Problem, ProblemKind};
 use commucat_link::ByteStream;
 use commucat_store::{GroupMember, StoreError};
 
-use super::offline::{self, Offline};
 use super::{End, SessionTask, unix_now};
 use crate::config::Bound;
 use crate::registry::random_id;
@@ -16,6 +15,7 @@ use crate::router::groups::{
     RosterRefused, can_invite, check_id, create_notice, roster_for_create, to_store, to_wire,
 };
 use crate::router::notices::{fit_group_notice, membership_notice};
+use crate::router::relay::RelayError;
 
 impl<S: ByteStream> SessionTask<S> {
     /// JOIN of a channel governed by `group_id`: only roster members may join, and the
@@ -133,35 +133,12 @@ impl<S: ByteStream> SessionTask<S> {
         }
     }
 
-    pub(super) async fn store_failed(
-        &mut self,
-        frame: &Frame,
-        error: &StoreError,
-    ) -> Result<(), End> {
-        tracing::warn!(device = %self.device_id, %error, "store failure");
-        self.reject(
-            frame,
-            ProblemKind::ServiceUnavailable,
-            format!("storage unavailable: {error}"),
-        )
-        .await
-    }
-
     /// GROUP_CREATE: stores the group (the sender owns it) with its roster, binds the frame's
     /// channel to it, sends the members GROUP_CREATE with the resolved id, roles and `owner`
     /// (queued for those not connected), then ACKs `{"ack","group_id"}`.
     pub(super) async fn group_create(&mut self, frame: &Frame) -> Result<(), End> {
-        let create: GroupCreate = match frame.parse_control() {
-            Ok(create) => create,
-            Err(e) => {
-                return self
-                    .reject(
-                        frame,
-                        ProblemKind::InvalidControlPayload,
-                        format!("GROUP_CREATE: {e}"),
-                    )
-                    .await;
-            }
+        let Some(create) = self.parsed::<GroupCreate>(frame).await? else {
+            return Ok(());
         };
         if let Some(owner) = create.owner.as_deref()
             && !self.check_sender(frame, "owner", owner).await?
@@ -271,17 +248,8 @@ impl<S: ByteStream> SessionTask<S> {
     /// channels of the group take it in; the group's members and the invitee receive the
     /// invite (queued for those not connected); the ACK echoes `group_id` and `device`.
     pub(super) async fn group_invite(&mut self, frame: &Frame) -> Result<(), End> {
-        let invite: GroupInvite = match frame.parse_control() {
-            Ok(invite) => invite,
-            Err(e) => {
-                return self
-                    .reject(
-                        frame,
-                        ProblemKind::InvalidControlPayload,
-                        format!("GROUP_INVITE: {e}"),
-                    )
-                    .await;
-            }
+        let Some(invite) = self.parsed::<GroupInvite>(frame).await? else {
+            return Ok(());
         };
         let Some(device) = invite.resolved_device().map(str::to_owned) else {
             return self
@@ -431,18 +399,16 @@ impl<S: ByteStream> SessionTask<S> {
         notice: &Frame,
         recipients: &[String],
     ) -> Result<(), End> {
-        match offline::route(
-            &self.m,
-            &self.device_id,
-            notice,
-            recipients,
-            Offline::Queue { idempotency: None },
-        )
-        .await
-        {
+        let targets = self.m.hub.targets_of(recipients);
+        let routed = self
+            .m
+            .relay()
+            .durable(&self.device_id, notice, targets, None)
+            .await;
+        match routed {
             Ok(routed) if routed.refused.is_empty() => Ok(()),
             Ok(routed) => self.reject_queue_full(frame, routed.refused).await,
-            Err(e) => self.store_failed(frame, &e).await,
+            Err(RelayError::Queue(e)) => self.store_failed(frame, &e).await,
         }
     }
 }

@@ -7,19 +7,24 @@
 //! - [`groups`](self::groups): GROUP_CREATE, GROUP_INVITE, JOIN of group channels;
 //! - [`presence`](self::presence): PRESENCE snapshots, their expiry and `offline` on disconnect;
 //! - [`calls`](self::calls): CALL_* signaling and VOICE/VIDEO media relay;
-//! - [`offline`](self::offline): routing with the durable queue and its quotas;
 //! - [`replay`](self::replay): replay on reconnect, deleting on proof of receipt;
+//! - [`reply`](self::reply): ERROR answers, parsing control payloads, quota refusals;
 //! - [`sender`](self::sender): sender fields of relayed payloads checked against the session.
+//!
+//! Where a frame goes (mailboxes, the offline queue, refused) is decided by the router's relay
+//! service ([`crate::router::relay`]); handlers pick the recipients and answer the client.
 
 mod admission;
 mod calls;
 mod channels;
 mod groups;
-mod offline;
+mod messaging;
 mod presence;
 mod replay;
+mod reply;
 mod sender;
 
+pub use messaging::{BOUND_RECORDS_PER_SECOND, Messaging, MessagingSettings};
 pub use presence::{ROUTE_REFRESH, ROUTE_TTL};
 pub use sender::CHECKED as SENDER_CHECKED;
 
@@ -30,151 +35,16 @@ use std::time::Duration;
 use commucat_ccp::control::{Ack, UserInfo};
 use commucat_ccp::{Frame, FrameType, Problem, ProblemKind};
 use commucat_link::{ByteStream, ConnError, Connection};
-use commucat_store::{Store, UserRecord};
+use commucat_store::UserRecord;
 
 use super::handshake::Established;
-use crate::config::{Bound, BoundSettings, Config, as_usize};
-use crate::router::channels::ChannelLimits;
-use crate::router::presence::Presence;
-use crate::router::{Delivery, Envelope, Hub, Mailbox, MailboxReceiver, OverflowSignal};
+use crate::config::Bound;
+use crate::router::{Delivery, Envelope, Mailbox, MailboxReceiver, OverflowSignal};
 
 /// How long the server keeps trying to deliver a closing ERROR to a client that does not read.
 pub const CLOSING_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Settings of established sessions.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MessagingSettings {
-    /// Frames that may wait in one session's mailbox.
-    pub mailbox_capacity: usize,
-    /// Lifetime of a PRESENCE snapshot without refresh.
-    pub presence_ttl: Duration,
-    /// Lifetime of an offline envelope.
-    pub offline_ttl: Duration,
-    /// Offline envelopes one device may have queued.
-    pub max_queue_per_device: u64,
-    /// How long idempotency keys of relayed frames are remembered.
-    pub dedup_window: Duration,
-    /// Session (REST bearer) lifetime; a connected session keeps moving its expiry forward.
-    pub session_ttl: Duration,
-    /// This node's id in the presence registry's `route:<device>` entries.
-    pub node_id: String,
-    /// This server's domain: a sender field may name the sending device bare or as
-    /// `device@domain`.
-    pub domain: String,
-    /// What one device or session may make the server hold (`[bounds]`).
-    pub bounds: BoundSettings,
-}
-
-impl MessagingSettings {
-    /// The settings `config` asks for.
-    #[must_use]
-    pub fn from_config(config: &Config) -> Self {
-        Self {
-            mailbox_capacity: config.limits.mailbox_capacity,
-            presence_ttl: config.session.presence_ttl,
-            offline_ttl: config.offline.ttl,
-            max_queue_per_device: config.offline.max_per_device,
-            dedup_window: config.offline.dedup_window,
-            session_ttl: config.session.ttl,
-            node_id: config
-                .presence
-                .node_id
-                .clone()
-                .unwrap_or_else(|| format!("node-{}", &crate::registry::random_id()[..16])),
-            domain: config.server.domain.clone(),
-            bounds: config.bounds.clone(),
-        }
-    }
-}
-
-impl MessagingSettings {
-    /// The channel tables' bounds (`bounds.channel_members`, `bounds.channels_per_device`).
-    #[must_use]
-    pub fn channel_limits(&self) -> ChannelLimits {
-        ChannelLimits {
-            members: as_usize(self.bounds.channel_members),
-            per_device: as_usize(self.bounds.channels_per_device),
-        }
-    }
-}
-
-impl Default for MessagingSettings {
-    fn default() -> Self {
-        Self::from_config(&Config::default())
-    }
-}
-
-/// What established sessions share: routing tables, storage, presence registry, settings.
-#[derive(Debug)]
-pub struct Messaging {
-    /// Routing tables of this node.
-    pub hub: Arc<Hub>,
-    /// Groups and the offline queue.
-    pub store: Arc<dyn Store>,
-    /// Presence snapshots.
-    pub presence: Arc<dyn Presence>,
-    /// Settings.
-    pub settings: MessagingSettings,
-    /// Audit record of group changes and calls (and, through the REST state, pairing and
-    /// device revocation).
-    pub ledger: Ledger,
-    /// Budget of `bound` ledger records per second.
-    bound_records: Throttle,
-}
-
-/// `bound` ledger records written per second at most (the metric counts every refusal).
-pub const BOUND_RECORDS_PER_SECOND: u32 = 50;
-
-impl Messaging {
-    /// Shared state for sessions with a fresh hub.
-    #[must_use]
-    pub fn new(
-        store: Arc<dyn Store>,
-        presence: Arc<dyn Presence>,
-        settings: MessagingSettings,
-    ) -> Self {
-        Self {
-            hub: Arc::new(Hub::new(settings.dedup_window)),
-            store,
-            presence,
-            settings,
-            ledger: Ledger::off(),
-            bound_records: Throttle::new(BOUND_RECORDS_PER_SECOND),
-        }
-    }
-
-    /// This state, recording in `ledger`.
-    #[must_use]
-    pub fn with_ledger(self, ledger: Ledger) -> Self {
-        Self { ledger, ..self }
-    }
-
-    /// Counts a refusal by `bound` in `commucat_bound_refusals_total` and records it in the
-    /// ledger (scope `bound`) with the device it was refused to and what was asked for.
-    ///
-    /// The metric counts every refusal; the ledger takes at most
-    /// [`BOUND_RECORDS_PER_SECOND`] of them per second, and the next record written carries
-    /// how many were left out (`suppressed_before`), so a flood of refusals cannot grow the
-    /// ledger at the rate the client sends.
-    pub fn refuse(&self, bound: Bound, device: &str, detail: &str) {
-        self.hub.metrics.bound_refusals.count(bound);
-        let Some(suppressed) = self.bound_records.admit(unix_now()) else {
-            return;
-        };
-        self.ledger.record("bound", || {
-            serde_json::json!({
-                "bound": bound.name(),
-                "device_id": device,
-                "detail": detail,
-                "suppressed_before": suppressed,
-            })
-        });
-    }
-}
-
 pub(crate) use crate::clock::{secs, unix_now};
-use crate::ledger::Ledger;
-use crate::ledger_throttle::Throttle;
 
 /// Why a session ended.
 #[derive(Debug)]
@@ -472,26 +342,6 @@ impl<S: ByteStream> SessionTask<S> {
         self.ack_with(frame, Ack::default()).await
     }
 
-    /// Reports a problem with one frame and keeps the session.
-    async fn reject(
-        &mut self,
-        frame: &Frame,
-        kind: ProblemKind,
-        detail: impl Into<String>,
-    ) -> Result<(), End> {
-        self.reject_problem(frame, Problem::new(kind).with_detail(detail))
-            .await
-    }
-
-    async fn reject_problem(&mut self, frame: &Frame, problem: Problem) -> Result<(), End> {
-        let problem = problem
-            .with_extension("sequence", frame.sequence())
-            .with_extension("channel", frame.channel_id())
-            .with_extension("frame_type", frame.frame_type().label());
-        self.send_control(FrameType::Error, frame.channel_id(), &problem)
-            .await
-    }
-
     /// The profile peers see in this device's presence snapshots.
     fn user_info(&self) -> UserInfo {
         UserInfo::profile(
@@ -552,7 +402,7 @@ impl<S: ByteStream> SessionTask<S> {
                 leftovers.push(envelope);
             }
         }
-        let requeued = offline::requeue(&self.m, &self.device_id, leftovers).await;
+        let requeued = self.m.relay().requeue(&self.device_id, leftovers).await;
         self.settle_replay(matches!(end, End::ClientClosed)).await;
         if successor.is_some() {
             if requeued > 0 {

@@ -9,7 +9,6 @@ use commucat_ccp::control::{PresenceSnapshot, PresenceUpdate, UserInfo};
 use commucat_ccp::{Frame, FrameType, ProblemKind};
 use commucat_link::ByteStream;
 
-use super::offline::{self, Offline};
 use super::{End, Messaging, SessionTask, secs, unix_now};
 use crate::router::presence::{PresenceEntry, rfc3339};
 
@@ -67,13 +66,16 @@ fn entry(m: &Messaging, device: &str, state: &str, user: UserInfo) -> PresenceEn
 
 /// Sends `snapshot` to the online devices sharing a channel with its entity.
 async fn announce(m: &Messaging, snapshot: &PresenceSnapshot) {
-    let peers = m.hub.channels(|c| c.peers_of(&snapshot.entity));
+    // The peers and their mailboxes in one look-up.
+    let ((), peers) = m
+        .hub
+        .targets(|t| ((), t.channels.peers_of(&snapshot.entity)));
     if peers.is_empty() {
         return;
     }
     match Frame::control(FrameType::Presence, PRESENCE_CHANNEL, 0, snapshot) {
         Ok(frame) => {
-            let _ = offline::route(m, &snapshot.entity, &frame, &peers, Offline::Skip).await;
+            m.relay().live(&snapshot.entity, &frame, peers);
         }
         Err(e) => tracing::warn!(error = %e, "presence snapshot not sent"),
     }
@@ -89,17 +91,8 @@ pub(super) async fn announce_offline(m: &Messaging, device: &str, user: UserInfo
 
 impl<S: ByteStream> SessionTask<S> {
     pub(super) async fn presence(&mut self, frame: &Frame) -> Result<(), End> {
-        let update: PresenceUpdate = match frame.parse_control() {
-            Ok(update) => update,
-            Err(e) => {
-                return self
-                    .reject(
-                        frame,
-                        ProblemKind::InvalidControlPayload,
-                        format!("PRESENCE: {e}"),
-                    )
-                    .await;
-            }
+        let Some(update) = self.parsed::<PresenceUpdate>(frame).await? else {
+            return Ok(());
         };
         if update.state.is_empty() || update.state.len() > MAX_STATE_LEN {
             return self

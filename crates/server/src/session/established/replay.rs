@@ -19,8 +19,8 @@
 //! did receive, without proof — on its next connect: delivery is at least once.
 
 use bytes::Bytes;
+use commucat_ccp::Frame;
 use commucat_ccp::control::Ack;
-use commucat_ccp::{Frame, ProblemKind};
 use commucat_link::ByteStream;
 
 use super::{End, SessionTask, unix_now};
@@ -127,17 +127,8 @@ impl<S: ByteStream> SessionTask<S> {
         if !self.in_flight.receipts {
             return Ok(());
         }
-        let ack: Ack = match frame.parse_control() {
-            Ok(ack) => ack,
-            Err(e) => {
-                return self
-                    .reject(
-                        frame,
-                        ProblemKind::InvalidControlPayload,
-                        format!("ACK: {e}"),
-                    )
-                    .await;
-            }
+        let Some(ack) = self.parsed::<Ack>(frame).await? else {
+            return Ok(());
         };
         let confirmed = self.in_flight.confirm(ack.ack);
         if confirmed.is_empty() {

@@ -144,7 +144,7 @@ async fn requeued_frames_wait_out_a_busy_store() {
             sender: Arc::from("alice-q"),
         })
         .collect();
-    assert_eq!(super::offline::requeue(&m, "bob-q", leftovers).await, 2);
+    assert_eq!(m.relay().requeue("bob-q", leftovers).await, 2);
     let queued = store
         .pending_envelopes("bob-q", crate::clock::unix_now(), 10)
         .await
