@@ -13,6 +13,7 @@
 pub mod client;
 mod error;
 pub mod server;
+pub mod sim;
 
 pub use error::{FailReason, HandshakeError, LinkFailure, Stage, StoreFailure};
 
