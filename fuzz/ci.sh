@@ -10,7 +10,8 @@
 # the workspace's.
 #
 #   FUZZ_SECONDS=60     seconds per target
-#   FUZZ_TARGETS="a b"  only these targets (default: every target `cargo fuzz list` prints)
+#   FUZZ_TARGETS="a b"  only these targets (default: every target `cargo fuzz list` prints:
+#                       decoder, control_json, session, handshake)
 #   FUZZ_TARGET_DIR     build directory
 set -euo pipefail
 cd "$(dirname "$0")/.."

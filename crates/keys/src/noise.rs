@@ -108,17 +108,23 @@ impl std::fmt::Debug for Handshake {
     }
 }
 
-/// A snow builder for `pattern` with our resolver, prologue and static key.
+/// A snow builder for `pattern` with our resolver (seeded when `seed` is given), prologue and
+/// static key.
 fn builder<'a>(
     pattern: HandshakePattern,
     local_private: &'a [u8; 32],
     prologue: &'a [u8],
+    seed: Option<&[u8; 32]>,
 ) -> Result<snow::Builder<'a>, NoiseError> {
     let params = pattern
         .protocol_name()
         .parse()
         .map_err(|e: snow::Error| NoiseError::Config(e.to_string()))?;
-    snow::Builder::with_resolver(params, crate::noise_dh::resolver())
+    let resolver = match seed {
+        Some(seed) => crate::noise_dh::seeded_resolver(seed),
+        None => crate::noise_dh::resolver(),
+    };
+    snow::Builder::with_resolver(params, resolver)
         .prologue(prologue)
         .map_err(config_error)?
         .local_private_key(local_private)
@@ -140,7 +146,30 @@ impl Handshake {
         local_private: &[u8; 32],
         prologue: &[u8],
     ) -> Result<Self, NoiseError> {
-        let state = builder(pattern, local_private, prologue)?
+        Self::responder_inner(pattern, local_private, prologue, None)
+    }
+
+    /// [`Handshake::responder`] whose randomness (the ephemeral key) is derived from `seed`
+    /// (32 bytes from a cryptographic RNG the caller owns), for callers that inject entropy.
+    ///
+    /// # Errors
+    /// [`NoiseError::Config`] if snow rejects the parameters.
+    pub fn responder_seeded(
+        pattern: HandshakePattern,
+        local_private: &[u8; 32],
+        prologue: &[u8],
+        seed: &[u8; 32],
+    ) -> Result<Self, NoiseError> {
+        Self::responder_inner(pattern, local_private, prologue, Some(seed))
+    }
+
+    fn responder_inner(
+        pattern: HandshakePattern,
+        local_private: &[u8; 32],
+        prologue: &[u8],
+        seed: Option<&[u8; 32]>,
+    ) -> Result<Self, NoiseError> {
+        let state = builder(pattern, local_private, prologue, seed)?
             .build_responder()
             .map_err(config_error)?;
         Ok(Self { state, pattern })
@@ -156,7 +185,32 @@ impl Handshake {
         remote_static: &[u8; 32],
         prologue: &[u8],
     ) -> Result<Self, NoiseError> {
-        let state = builder(pattern, local_private, prologue)?
+        Self::initiator_inner(pattern, local_private, remote_static, prologue, None)
+    }
+
+    /// [`Handshake::initiator`] whose randomness (the ephemeral key) is derived from `seed`
+    /// (32 bytes from a cryptographic RNG the caller owns), for callers that inject entropy.
+    ///
+    /// # Errors
+    /// [`NoiseError::Config`] if snow rejects the parameters.
+    pub fn initiator_seeded(
+        pattern: HandshakePattern,
+        local_private: &[u8; 32],
+        remote_static: &[u8; 32],
+        prologue: &[u8],
+        seed: &[u8; 32],
+    ) -> Result<Self, NoiseError> {
+        Self::initiator_inner(pattern, local_private, remote_static, prologue, Some(seed))
+    }
+
+    fn initiator_inner(
+        pattern: HandshakePattern,
+        local_private: &[u8; 32],
+        remote_static: &[u8; 32],
+        prologue: &[u8],
+        seed: Option<&[u8; 32]>,
+    ) -> Result<Self, NoiseError> {
+        let state = builder(pattern, local_private, prologue, seed)?
             .remote_public_key(remote_static)
             .map_err(config_error)?
             .build_initiator()

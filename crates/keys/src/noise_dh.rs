@@ -14,16 +14,43 @@ const LEN: usize = 32;
 /// snow's resolver with X25519 from aws-lc-rs.
 pub(crate) fn resolver() -> snow::resolvers::BoxedCryptoResolver {
     Box::new(FallbackResolver::new(
-        Box::new(AwsLcDhResolver),
+        Box::new(AwsLcDhResolver { seed: None }),
         Box::new(DefaultResolver),
     ))
 }
 
-struct AwsLcDhResolver;
+/// [`resolver`], drawing the handshake's randomness (its ephemeral key) from a stream derived
+/// from `seed` instead of the operating system: the caller supplies the entropy.
+pub(crate) fn seeded_resolver(seed: &[u8; 32]) -> snow::resolvers::BoxedCryptoResolver {
+    Box::new(FallbackResolver::new(
+        Box::new(AwsLcDhResolver {
+            seed: Some(Zeroizing::new(*seed)),
+        }),
+        Box::new(DefaultResolver),
+    ))
+}
+
+struct AwsLcDhResolver {
+    seed: Option<Zeroizing<[u8; 32]>>,
+}
+
+/// A BLAKE3 output stream keyed by a caller-supplied seed.
+struct SeededRandom(blake3::OutputReader);
+
+impl Random for SeededRandom {
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), snow::Error> {
+        self.0.fill(dest);
+        Ok(())
+    }
+}
 
 impl CryptoResolver for AwsLcDhResolver {
     fn resolve_rng(&self) -> Option<Box<dyn Random>> {
-        None
+        let seed = self.seed.as_ref()?;
+        let reader = blake3::Hasher::new_derive_key("commucat noise handshake randomness v1")
+            .update(seed.as_ref())
+            .finalize_xof();
+        Some(Box::new(SeededRandom(reader)))
     }
 
     fn resolve_dh(&self, choice: &DHChoice) -> Option<Box<dyn Dh>> {

@@ -100,7 +100,7 @@ async fn a_rotation_while_message_three_is_held_refuses_the_old_key() {
     let problem: Problem = frame.parse_control().unwrap();
     assert_eq!(problem.title.as_deref(), Some("Device Key Mismatch"));
     let failure = raw.server.await.unwrap().0.unwrap_err();
-    assert_eq!(failure.kind, ProblemKind::DeviceKeyMismatch);
+    assert_eq!(failure.kind(), ProblemKind::DeviceKeyMismatch);
     let device = fx.store.device("device-rot").await.unwrap().unwrap();
     assert_eq!(device.public_key, next.public_key());
 }
@@ -247,7 +247,7 @@ async fn expect_replay_refused(fx: &Fixture, captured: Bytes) {
     let problem: Problem = frame.parse_control().unwrap();
     assert_eq!(problem.title.as_deref(), Some("Handshake Replayed"));
     let failure = server.await.unwrap().0.unwrap_err();
-    assert_eq!(failure.kind, ProblemKind::HandshakeReplayed);
+    assert_eq!(failure.kind(), ProblemKind::HandshakeReplayed);
 }
 
 #[tokio::test]

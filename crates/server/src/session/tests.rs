@@ -280,7 +280,7 @@ async fn version_mismatch() {
     let (client, server, _) = connect(&fx, &identity, &options).await;
     assert_eq!(title(&client), "Protocol Version Mismatch");
     assert_eq!(
-        server.unwrap_err().kind,
+        server.unwrap_err().kind(),
         commucat_ccp::ProblemKind::ProtocolVersionMismatch
     );
 }
@@ -661,7 +661,7 @@ async fn garbage_truncation_and_timeout() {
     let problem: Problem = conn.recv().await.unwrap().unwrap().parse_control().unwrap();
     assert_eq!(problem.title.as_deref(), Some("Handshake Timeout"));
     assert_eq!(
-        server.await.unwrap().0.unwrap_err().kind,
+        server.await.unwrap().0.unwrap_err().kind(),
         commucat_ccp::ProblemKind::HandshakeTimeout
     );
 

@@ -1,0 +1,43 @@
+//! The CommuCat device handshake as sans-IO state machines.
+//!
+//! HELLO → AUTH (Noise message 2) → AUTH (message 3, XK only) → ACK. Neither machine reads a
+//! socket, a store, the clock or the operating system's RNG: each is fed inputs (frames, store
+//! answers, the time) and returns [`server::Step`]s / [`client::Step`]s that say what to do
+//! next (send this frame, look this up, commit this, established, failed). Randomness comes
+//! from a caller-supplied [`rand_core::CryptoRng`], so tests and fuzzers replay a handshake
+//! exactly.
+//!
+//! The async drivers (the server's `session::handshake`, the client SDK's `handshake`) perform
+//! the steps on a real connection and store.
+
+pub mod client;
+mod error;
+pub mod server;
+pub mod sim;
+
+pub use error::{FailReason, HandshakeError, LinkFailure, Stage, StoreFailure};
+
+use rand_core::{CryptoRng, RngCore};
+
+/// Capability that switches post-handshake frames to Noise transport records.
+pub const CAP_NOISE_TRANSPORT: &str = "noise-transport";
+/// Capability of clients that ACK the frames they receive (`{"ack": <server sequence>}`,
+/// cumulative): replayed offline envelopes are deleted only once ACKed.
+pub const CAP_DELIVERY_RECEIPTS: &str = "delivery-receipts";
+/// Capabilities this server can honour.
+pub const SUPPORTED_CAPABILITIES: &[&str] = &[CAP_NOISE_TRANSPORT, CAP_DELIVERY_RECEIPTS];
+
+/// A fresh random id from `rng`: 64 lowercase hex characters from 32 random bytes (the format
+/// of the server's `registry::random_id`).
+pub fn random_id<R: RngCore + CryptoRng + ?Sized>(rng: &mut R) -> String {
+    let mut bytes = [0u8; 32];
+    rng.fill_bytes(&mut bytes);
+    commucat_keys::encode_hex(&bytes)
+}
+
+/// 32 bytes from `rng`: the seed of one Noise handshake's randomness.
+fn noise_seed<R: RngCore + CryptoRng + ?Sized>(rng: &mut R) -> zeroize::Zeroizing<[u8; 32]> {
+    let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+    rng.fill_bytes(seed.as_mut());
+    seed
+}
