@@ -3,15 +3,6 @@
 //! retired or its grace period ends; server-info lists every accepted key; the ledger records
 //! which key each handshake addressed.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod common;
-
 use std::time::Duration;
 
 use commucat_client::{ClientError, DeviceIdentity, HandshakeOptions, ServerParams};
@@ -19,8 +10,8 @@ use commucat_keys::HandshakePattern;
 use commucat_server::keys::keyring;
 use serde_json::Value;
 
-use common::rest::{Rest, Transport, deployed as deployed_rest};
-use common::{TestServer, deployed, ledger_records, unix_now};
+use crate::common::rest::{Rest, Transport, deployed as deployed_rest};
+use crate::common::{TestServer, deployed, ledger_records, unix_now};
 
 async fn connect_pinned(
     server: &TestServer,

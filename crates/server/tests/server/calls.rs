@@ -3,18 +3,9 @@
 //! and never forwarded, and the system CALL_END when a participant disconnects. The tap checks
 //! that every CALL_* the server sends parses with `commucat_proto::call` 1.0.41.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod common;
-
 use std::time::Duration;
 
-use common::{Client, TestServer, json_of, queued};
+use crate::common::{Client, TestServer, json_of, queued};
 use commucat_ccp::FrameType;
 use serde_json::{Value, json};
 

@@ -33,7 +33,7 @@ use commucat_server::{Config, Server, ServerHandle};
 use commucat_store::{SqliteStore, Store};
 use serde_json::{Value, json};
 
-#[path = "../../../store/tests/support/postgres.rs"]
+#[path = "../../../../store/tests/support/postgres.rs"]
 pub mod pg;
 
 /// How long a test waits for a frame it expects.
@@ -207,7 +207,7 @@ macro_rules! on_each_store {
             $(
                 #[tokio::test]
                 async fn $name() {
-                    super::$name(super::common::StoreBackend::Sqlite).await;
+                    super::$name(crate::common::StoreBackend::Sqlite).await;
                 }
             )*
         }
@@ -217,7 +217,7 @@ macro_rules! on_each_store {
                 #[tokio::test]
                 #[cfg_attr(not(commucat_test_postgres), ignore = "needs COMMUCAT_TEST_POSTGRES")]
                 async fn $name() {
-                    let backend = super::common::StoreBackend::postgres().await.expect("COMMUCAT_TEST_POSTGRES is set");
+                    let backend = crate::common::StoreBackend::postgres().await.expect("COMMUCAT_TEST_POSTGRES is set");
                     super::$name(backend).await;
                 }
             )*

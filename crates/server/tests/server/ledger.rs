@@ -2,16 +2,7 @@
 //! fields), device registration (handshake and pairing) and revocation, pairing issue and
 //! claim, group creation and invitation, call start and end, read back from the JSONL file.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod common;
-
-use common::{TestServer, ledger_records};
+use crate::common::{TestServer, ledger_records};
 use commucat_ccp::FrameType;
 use commucat_client::{DeviceIdentity, HandshakeOptions, ServerParams};
 use serde_json::{Value, json};

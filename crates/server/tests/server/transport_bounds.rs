@@ -2,14 +2,7 @@
 //! the session waits for it, and a client that does not read is ended as a slow consumer by
 //! the byte bounds of its mailbox and transport buffer while a bystander is served.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod common;
+use crate::common;
 
 use bytes::{Bytes, BytesMut};
 use commucat_ccp::{Frame, FrameType};
@@ -18,7 +11,7 @@ use commucat_client::{DeviceIdentity, HandshakeOptions, Session};
 use futures_util::SinkExt;
 use serde_json::json;
 
-use common::{TestServer, WAIT};
+use crate::common::{TestServer, WAIT};
 
 /// A client writes 40 WebSocket messages of 64 MSGs each without reading, then reads: every
 /// MSG gets its ACK. The pump must keep writing ACKs out while the session waits for it.

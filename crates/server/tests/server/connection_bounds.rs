@@ -2,15 +2,6 @@
 //! chats: connections per address, idle connections (an HTTP/2 connection that never opens a
 //! stream), slowloris on the TLS handshake, on HTTP/1.1 request heads and on REST bodies.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod common;
-
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
@@ -22,7 +13,7 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use common::{TestServer, WAIT};
+use crate::common::{TestServer, WAIT};
 
 fn ip(last: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))

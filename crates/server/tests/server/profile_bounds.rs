@@ -4,16 +4,7 @@
 //! existing account is not stored, and an account that already holds an over-long value still
 //! connects: message 2 stays under the Noise message limit.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod common;
-
-use common::{Client, TestServer};
+use crate::common::{Client, TestServer};
 use commucat_client::{DeviceIdentity, HandshakeOptions, Session, transport};
 use reqwest::StatusCode;
 use serde_json::{Value, json};

@@ -4,18 +4,11 @@
 //! replayed envelopes stay queued until the client has them, so a connection killed mid-replay
 //! gets the rest on its next connect.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::{Client, StoreBackend, TestServer, queued, queued_becomes};
+use crate::common::{Client, StoreBackend, TestServer, queued, queued_becomes};
 use commucat_ccp::control::PresenceSnapshot;
 use commucat_ccp::{Frame, FrameType, Problem};
 use commucat_client::{DeviceIdentity, HandshakeOptions};

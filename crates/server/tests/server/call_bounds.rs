@@ -4,19 +4,10 @@
 //! for everyone after `bounds.call_ring_timeout` with the CALL_END the deployed client parses.
 //! Each refusal and expiry is counted in `/metrics` and recorded in the ledger.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod common;
-
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{Client, TestServer, json_of, ledger_records};
+use crate::common::{Client, TestServer, json_of, ledger_records};
 use commucat_ccp::FrameType;
 use serde_json::{Value, json};
 

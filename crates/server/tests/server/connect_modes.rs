@@ -1,15 +1,6 @@
 //! Every `/connect` mode end to end: the real server on 127.0.0.1:0 over TLS, the client SDK's
 //! transport for the mode, the handshake and a 1:1 conversation. One test body, run per mode.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod common;
-
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -22,7 +13,7 @@ use commucat_server::Config;
 use futures_util::SinkExt;
 use serde_json::json;
 
-use common::TestServer as Running;
+use crate::common::TestServer as Running;
 
 async fn start(tweak: impl FnOnce(&mut Config)) -> Running {
     Running::start(tweak).await

@@ -4,18 +4,11 @@
 //! full queues refuse with an ERROR; a slow consumer is cut and its frames queued. Every
 //! scenario runs on SQLite and on PostgreSQL.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::{Client, StoreBackend, TestServer, queued, queued_becomes};
+use crate::common::{Client, StoreBackend, TestServer, queued, queued_becomes};
 use commucat_ccp::control::PresenceSnapshot;
 use commucat_ccp::{Frame, FrameType, Problem};
 use commucat_client::DeviceIdentity;

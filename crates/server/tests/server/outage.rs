@@ -15,27 +15,20 @@
 //! follow the same rule: ignored (with the reason) without the variable, failing on a missing
 //! binary with it. A database that is not there at startup is tested everywhere.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod common;
-mod services;
+use crate::common;
+use crate::services;
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Client, TestServer};
+use crate::common::{Client, TestServer};
+use crate::services::{ThrowawayPostgres, ThrowawayRedis};
 use commucat_ccp::control::{Ack, PresenceSnapshot};
 use commucat_ccp::{Frame, FrameType, Problem};
 use commucat_client::{DeviceIdentity, HandshakeOptions};
 use serde_json::Value;
-use services::{ThrowawayPostgres, ThrowawayRedis};
 
 /// Longest a handshake may take to be refused while the store is down (the pool's acquire
 /// timeout is 1 s here; the handshake timeout is 10 s).

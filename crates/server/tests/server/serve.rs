@@ -1,9 +1,3 @@
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 //! The real server on 127.0.0.1:0 with a temporary data directory, over real TLS.
 
 use std::net::SocketAddr;

@@ -2,14 +2,7 @@
 //! client SDK, and a client built only from the deployed crates (`commucat-proto` and
 //! `commucat-crypto` 1.0.41).
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -25,8 +18,8 @@ use commucat_link::ByteStream;
 use commucat_server::Config;
 use serde_json::json;
 
-use common::StoreBackend;
-use common::TestServer as Running;
+use crate::common::StoreBackend;
+use crate::common::TestServer as Running;
 
 async fn start(tweak: impl FnOnce(&mut Config)) -> Running {
     start_on(StoreBackend::Sqlite, tweak).await
@@ -247,7 +240,7 @@ async fn handshake_timeout_closes_a_silent_client() {
     );
 }
 
-use common::deployed;
+use crate::common::deployed;
 
 #[tokio::test]
 async fn the_deployed_client_completes_xk_and_verifies_its_certificate() {

@@ -2,18 +2,9 @@
 //! MSG / KEY_UPDATE / GROUP_EVENT / TYPING with ACKs, LEAVE, errors for non-members, and P2P
 //! candidates. Every frame the server sends is checked against the deployed decoder.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod common;
-
 use std::time::Duration;
 
-use common::{TestServer, json_of};
+use crate::common::{TestServer, json_of};
 use commucat_ccp::FrameType;
 use commucat_ccp::control::{Leave, PeerCandidate, Typing};
 use serde_json::json;

@@ -2,18 +2,11 @@
 //! (owners and admins only, `owner` demoted to `admin`), ACL failures, and the roster after a
 //! restart.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::{StoreBackend, TestServer};
+use crate::common::{StoreBackend, TestServer};
 use commucat_ccp::FrameType;
 use commucat_ccp::control::{GroupCreate, GroupInvite, GroupRole};
 use serde_json::json;

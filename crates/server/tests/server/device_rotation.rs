@@ -1,20 +1,14 @@
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 //! `POST /api/devices/rotate` through the real server over TLS with the SDK: a device
 //! replaces its key with a proof by its current key; the old key is refused afterwards, the
 //! key log, ledger and device list show the change; every refusal has its status; and the
 //! handshake still refuses a silent key change.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 
-use common::rest::{Rest, Transport};
-use common::{Client, StoreBackend, TestServer, ledger_records, unix_now};
+use crate::common::rest::{Rest, Transport};
+use crate::common::{Client, StoreBackend, TestServer, ledger_records, unix_now};
 use commucat_ccp::{FrameType, Problem};
 use commucat_client::rotate::ROTATE_PATH;
 use commucat_client::{

@@ -4,18 +4,11 @@
 //!
 //! Clients bind distinct loopback source addresses (127.0.0.x) to act as distinct IPs.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod common;
+use crate::common;
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use common::{StoreBackend, TestServer};
+use crate::common::{StoreBackend, TestServer};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 

@@ -3,18 +3,11 @@
 //! live snapshots a joiner receives. Every scenario runs on the in-process registry and, when
 //! `COMMUCAT_TEST_REDIS` is set, again on the Redis registry (checking the keys it writes).
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::{Client, TestServer};
+use crate::common::{Client, TestServer};
 use commucat_ccp::FrameType;
 use commucat_ccp::control::PresenceSnapshot;
 use rand_core::{OsRng, RngCore};

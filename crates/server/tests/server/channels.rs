@@ -5,18 +5,11 @@
 //! left in them. Each case checks that a bystander (the deployed client where it matters) is
 //! still served.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+use crate::common;
 
-mod common;
-
-use common::deployed::{self, DeployedClient};
-use common::rest::eventually;
-use common::{Client, StoreBackend, TestServer, WAIT};
+use crate::common::deployed::{self, DeployedClient};
+use crate::common::rest::eventually;
+use crate::common::{Client, StoreBackend, TestServer, WAIT};
 use commucat_ccp::control::GroupCreate;
 use commucat_ccp::{Frame, FrameType, Problem};
 use commucat_proto as dp;

@@ -1,9 +1,3 @@
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 //! The REST API through the real server over TLS, on every transport a client can use: HTTP/1.1
 //! without ALPN (the deployed client), HTTP/1.1 with ALPN and HTTP/2. Bearer authentication
 //! with a handshake's session id, devices, pairing, rotation, friends, P2P assist, metrics and
@@ -11,13 +5,15 @@
 //! client's own types and error bodies checked as problem details; and the deployed client's
 //! pairing flow end to end.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use common::rest::{Answer, Transport, check_strictness, contract, deployed, eventually, with};
-use common::{Client, StoreBackend, TestServer, unix_now};
+use crate::common::rest::{
+    Answer, Transport, check_strictness, contract, deployed, eventually, with,
+};
+use crate::common::{Client, StoreBackend, TestServer, unix_now};
 use commucat_ccp::{FrameType, Problem};
 use commucat_client::{DeviceIdentity, HandshakeOptions, Session, transport};
 use commucat_keys::{
