@@ -3,88 +3,14 @@
 //! undelivered message counted where the fixture loses them) and show real, non-zero work. No
 //! timing is asserted, only bounds that follow from the run's own parameters.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
 use std::net::SocketAddr;
-use std::time::Duration;
 
-use clap::Parser;
+use commucat_bench::Target;
 use commucat_bench::echo::EchoServer;
-use commucat_bench::{BenchArgs, Scenario, Target, run_scenario};
 use commucat_client::{ServerParams, TlsTrust};
-use commucat_server::{Config, Server, ServerHandle};
 use serde_json::Value;
 
-struct Running {
-    _dir: tempfile::TempDir,
-    _handle: ServerHandle,
-    target: Target,
-    data_dir: std::path::PathBuf,
-}
-
-async fn server() -> Running {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::default();
-    config.server.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-    config.server.data_dir = dir.path().to_owned();
-    config.server.domain = "chat.test".to_owned();
-    config.server.shutdown_grace = Duration::from_secs(1);
-    // The load tool is a flood from loopback by design: no per-IP `/connect` budget.
-    config.rate_limits.connect_per_minute = 0;
-    let server = Server::bind(config).await.unwrap();
-    let addr = server.local_addr();
-    let pem = std::fs::read(server.cert_path()).unwrap();
-    let params = ServerParams::new("chat.test", server.keys().noise.public());
-    let mut target = Target::new(addr, TlsTrust::CaPem(pem), params).unwrap();
-    target.server_pid = Some(std::process::id());
-    Running {
-        data_dir: dir.path().to_owned(),
-        _dir: dir,
-        _handle: server.spawn(),
-        target,
-    }
-}
-
-/// Parses a scenario as the command line would.
-fn scenario(args: &[&str]) -> Scenario {
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        bench: BenchArgs,
-    }
-    let mut argv = vec!["bench"];
-    argv.extend_from_slice(args);
-    Cli::try_parse_from(argv).unwrap().bench.scenario
-}
-
-async fn run(target: &Target, args: &[&str]) -> Value {
-    let report = tokio::time::timeout(
-        Duration::from_secs(120),
-        run_scenario(target, &scenario(args), false),
-    )
-    .await
-    .expect("scenario bounded in time")
-    .unwrap();
-    eprintln!("{}", serde_json::to_string_pretty(&report).unwrap());
-    report
-}
-
-fn num(report: &Value, path: &str) -> f64 {
-    let mut v = report;
-    for key in path.split('.') {
-        v = &v[key];
-    }
-    v.as_f64()
-        .unwrap_or_else(|| panic!("{path} missing in {report}"))
-}
-
-/// The idle scenario reads the process's memory growth: it runs alone, the others together.
-static MEMORY: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+use crate::common::{MEMORY, num, run, server};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handshake_scenario_counts_handshakes() {
