@@ -1,13 +1,6 @@
 //! Our Noise responder against the deployed client's initiator (`commucat-crypto` 1.0.41), and
 //! our record layer against its transport messages.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
 use bytes::BytesMut;
 use commucat_crypto as oracle;
 use commucat_keys::noise::{

@@ -1,13 +1,6 @@
 //! Interoperability with the deployed client's codec, `commucat-proto` 1.0.41: for frames of all
 //! 19 types our bytes equal theirs, and each side decodes the other's output.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
 use bytes::Bytes;
 use commucat_ccp::{Frame, FrameDecoder, FrameType};
 use commucat_proto as oracle;

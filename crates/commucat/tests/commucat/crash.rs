@@ -4,14 +4,12 @@
 //! every acknowledged envelope must then be replayed to its recipient. The long run (20 kills
 //! per backend) is `docs/RELIABILITY.md`'s; this one kills 3 times.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
-
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_commucat");
+use crate::common::BIN;
 
 /// Runs the crash scenario with 3 kills and returns its report; `store` adds the PostgreSQL
 /// options.

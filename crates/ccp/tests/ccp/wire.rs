@@ -1,12 +1,5 @@
 //! Byte-exact encoding, every diagnostic, and streaming over arbitrary chunk boundaries.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
 use bytes::{Bytes, BytesMut};
 use commucat_ccp::{
     CodecError, Frame, FrameDecoder, FrameType, Identifier, MAX_CONTROL_JSON_LEN, MAX_FRAME_LEN,
