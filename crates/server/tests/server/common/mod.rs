@@ -13,149 +13,30 @@
     clippy::indexing_slicing
 )]
 
+mod client;
 pub mod deployed;
 pub mod rest;
+mod tap;
 
-use std::collections::VecDeque;
-use std::io;
+pub use client::{Client, describe, json_of};
+pub use tap::Tapped;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use commucat_ccp::control::{Ack, Join};
-use commucat_ccp::{Frame, FrameType, Problem};
-use commucat_client::transport::{self, H2Stream};
+use commucat_client::transport;
 use commucat_client::{DeviceIdentity, HandshakeOptions, ServerParams, Session, TlsTrust};
-use commucat_link::ByteStream;
 use commucat_server::{Config, Server, ServerHandle};
 use commucat_store::{SqliteStore, Store};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 #[path = "../../../../store/tests/support/postgres.rs"]
 pub mod pg;
 
 /// How long a test waits for a frame it expects.
 pub const WAIT: Duration = Duration::from_secs(30);
-
-// ---------------------------------------------------------------- the deployed client's view
-
-/// Checks one frame the server sent as the deployed client would read it: its codec must accept
-/// the bytes, and control payloads must carry the keys the terminal client requires.
-fn check_deployed(frame: &commucat_proto::Frame) {
-    use commucat_proto::{FramePayload, FrameType as T, call};
-    let props = match &frame.payload {
-        FramePayload::Control(c) => &c.properties,
-        FramePayload::Opaque(_) => return,
-    };
-    let has_str = |keys: &[&str]| {
-        keys.iter()
-            .any(|k| props.get(*k).is_some_and(Value::is_string))
-    };
-    let ty = frame.frame_type;
-    match ty {
-        T::Typing => assert!(
-            has_str(&["device", "device_id", "sender"]),
-            "TYPING without sender: {props}"
-        ),
-        T::Presence => assert!(has_str(&["entity"]), "PRESENCE without entity: {props}"),
-        T::Join => {
-            assert!(props.is_object(), "JOIN not an object: {props}");
-            let members = props.get("members").and_then(Value::as_array);
-            assert!(
-                members.is_some_and(|m| m.iter().all(Value::is_string)),
-                "JOIN without members: {props}"
-            );
-        }
-        T::GroupCreate => assert!(props.is_object(), "GROUP_CREATE not an object: {props}"),
-        T::GroupInvite => {
-            assert!(
-                has_str(&["group_id"]),
-                "GROUP_INVITE without group_id: {props}"
-            );
-            assert!(
-                has_str(&["device", "member"]),
-                "GROUP_INVITE without device: {props}"
-            );
-        }
-        T::CallOffer => {
-            serde_json::from_value::<call::CallOffer>(props.clone()).unwrap();
-        }
-        T::CallAnswer => {
-            serde_json::from_value::<call::CallAnswer>(props.clone()).unwrap();
-        }
-        T::CallEnd => {
-            serde_json::from_value::<call::CallEnd>(props.clone()).unwrap();
-        }
-        T::CallStats => {
-            serde_json::from_value::<call::CallStats>(props.clone()).unwrap();
-        }
-        T::Error => {
-            for key in ["title", "detail"] {
-                assert!(
-                    props.get(key).is_none_or(Value::is_string),
-                    "ERROR {key}: {props}"
-                );
-            }
-        }
-        _ => {}
-    }
-}
-
-/// A byte stream that runs everything the server sends through the deployed decoder, and checks
-/// that server sequence numbers strictly increase on the connection.
-pub struct Tapped<S> {
-    inner: S,
-    buf: Vec<u8>,
-    last_sequence: u64,
-}
-
-impl<S> Tapped<S> {
-    pub fn new(inner: S) -> Self {
-        Self {
-            inner,
-            buf: Vec::new(),
-            last_sequence: 0,
-        }
-    }
-
-    /// The wrapped stream.
-    pub fn inner_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-}
-
-impl<S: ByteStream> ByteStream for Tapped<S> {
-    async fn read(&mut self) -> io::Result<Option<Bytes>> {
-        let chunk = self.inner.read().await?;
-        if let Some(bytes) = &chunk {
-            self.buf.extend_from_slice(bytes);
-            loop {
-                match commucat_proto::Frame::decode(&self.buf) {
-                    Ok((frame, used)) => {
-                        self.buf.drain(..used);
-                        assert!(
-                            frame.sequence > self.last_sequence,
-                            "server sequence {} after {}",
-                            frame.sequence,
-                            self.last_sequence
-                        );
-                        self.last_sequence = frame.sequence;
-                        check_deployed(&frame);
-                    }
-                    Err(commucat_proto::CodecError::UnexpectedEof) => break,
-                    Err(e) => panic!("the deployed decoder rejects a server frame: {e}"),
-                }
-            }
-        }
-        Ok(chunk)
-    }
-
-    async fn write(&mut self, bytes: Bytes) -> io::Result<()> {
-        self.inner.write(bytes).await
-    }
-}
 
 // ---------------------------------------------------------------- the store behind it
 
@@ -420,12 +301,7 @@ impl TestServer {
         let session = Session::handshake(Tapped::new(stream), &identity, &self.params, options)
             .await
             .unwrap();
-        Client {
-            id: identity.device_id.clone(),
-            identity,
-            session,
-            backlog: VecDeque::new(),
-        }
+        Client::new(identity, session)
     }
 }
 
@@ -479,250 +355,4 @@ pub fn unix_now() -> i64 {
             .as_secs(),
     )
     .unwrap()
-}
-
-// ---------------------------------------------------------------- a client
-
-/// An SDK session plus a backlog of frames received while waiting for others.
-pub struct Client {
-    pub id: String,
-    pub identity: DeviceIdentity,
-    pub session: Session<Tapped<H2Stream>>,
-    backlog: VecDeque<Frame>,
-}
-
-impl Client {
-    /// The next frame (backlog first); panics after [`WAIT`] or if the stream ends.
-    pub async fn recv(&mut self) -> Frame {
-        match self.recv_within(WAIT).await {
-            Some(frame) => frame,
-            None => panic!("{}: no frame within {WAIT:?}", self.id),
-        }
-    }
-
-    /// The next frame, or `None` if none arrives within `wait`.
-    pub async fn recv_within(&mut self, wait: Duration) -> Option<Frame> {
-        if let Some(frame) = self.backlog.pop_front() {
-            return Some(frame);
-        }
-        match tokio::time::timeout(wait, self.session.recv()).await {
-            Ok(Ok(Some(frame))) => {
-                self.acknowledge(&frame).await;
-                Some(frame)
-            }
-            Ok(Ok(None)) => panic!("{}: server closed the stream", self.id),
-            Ok(Err(e)) => panic!("{}: link failed: {e}", self.id),
-            Err(_) => None,
-        }
-    }
-
-    /// ACKs `frame` if the session negotiated `delivery-receipts` (a link already gone is
-    /// ignored: the frame simply stays queued on the server).
-    async fn acknowledge(&mut self, frame: &Frame) {
-        if frame.frame_type() != FrameType::Ack && frame.frame_type() != FrameType::Error {
-            let _ = self.session.acknowledge(frame).await;
-        }
-    }
-
-    /// Reads until the server ends the stream; returns every frame (backlog first).
-    pub async fn recv_until_closed(&mut self) -> Vec<Frame> {
-        let mut frames: Vec<Frame> = self.backlog.drain(..).collect();
-        loop {
-            match tokio::time::timeout(WAIT, self.session.recv()).await {
-                Ok(Ok(Some(frame))) => {
-                    self.acknowledge(&frame).await;
-                    frames.push(frame);
-                }
-                Ok(Ok(None) | Err(_)) => return frames,
-                Err(_) => panic!("{}: stream still open after {WAIT:?}", self.id),
-            }
-        }
-    }
-
-    /// The first frame matching `wanted` (from the backlog or the stream); frames before it
-    /// that do not match stay in the backlog, in order.
-    pub async fn recv_matching(&mut self, what: &str, wanted: impl Fn(&Frame) -> bool) -> Frame {
-        if let Some(i) = self.backlog.iter().position(&wanted) {
-            return self.backlog.remove(i).unwrap();
-        }
-        loop {
-            let frame = match tokio::time::timeout(WAIT, self.session.recv()).await {
-                Ok(Ok(Some(frame))) => frame,
-                Ok(Ok(None)) => panic!("{}: stream closed waiting for {what}", self.id),
-                Ok(Err(e)) => panic!("{}: link failed waiting for {what}: {e}", self.id),
-                Err(_) => panic!(
-                    "{}: no {what} within {WAIT:?}; backlog {:?}",
-                    self.id,
-                    self.backlog.iter().map(describe).collect::<Vec<_>>()
-                ),
-            };
-            self.acknowledge(&frame).await;
-            if wanted(&frame) {
-                return frame;
-            }
-            self.backlog.push_back(frame);
-        }
-    }
-
-    /// The next frame of `frame_type` on `channel`.
-    pub async fn recv_on(&mut self, frame_type: FrameType, channel: u32) -> Frame {
-        self.recv_matching(&format!("{frame_type} on {channel}"), |f| {
-            f.frame_type() == frame_type && f.channel_id() == channel
-        })
-        .await
-    }
-
-    /// Asserts that nothing arrives (and nothing is in the backlog) for `wait`, and that the
-    /// connection is still open at the end: a closed stream or a failed connection is not quiet.
-    pub async fn expect_quiet(&mut self, wait: Duration) {
-        assert!(
-            self.backlog.is_empty(),
-            "{}: unexpected {:?}",
-            self.id,
-            self.backlog.iter().map(describe).collect::<Vec<_>>()
-        );
-        match tokio::time::timeout(wait, self.session.recv()).await {
-            // Quiet: nothing arrived and the connection is still up.
-            Err(_elapsed) => {}
-            Ok(Ok(Some(frame))) => panic!("{}: unexpected {}", self.id, describe(&frame)),
-            Ok(Ok(None)) => panic!(
-                "{}: the server closed the stream instead of staying quiet",
-                self.id
-            ),
-            Ok(Err(error)) => panic!(
-                "{}: the connection failed instead of staying quiet: {error}",
-                self.id
-            ),
-        }
-    }
-
-    /// Sends an opaque frame (MSG, KEY_UPDATE, VOICE/VIDEO); returns its sequence.
-    pub async fn send(&mut self, frame_type: FrameType, channel: u32, payload: &[u8]) -> u32 {
-        self.session
-            .send_bytes(frame_type, channel, Bytes::copy_from_slice(payload))
-            .await
-            .unwrap()
-    }
-
-    /// Sends a control frame; returns its sequence.
-    pub async fn control(&mut self, frame_type: FrameType, channel: u32, value: &Value) -> u32 {
-        self.session
-            .send_control(frame_type, channel, value)
-            .await
-            .unwrap()
-    }
-
-    /// Waits for the ACK of `sequence`; an ERROR about that sequence fails the test.
-    pub async fn ack(&mut self, sequence: u32) -> Ack {
-        let frame = self
-            .recv_matching(&format!("ACK of {sequence}"), |f| {
-                is_ack_of(f, sequence) || is_error_about(f, sequence)
-            })
-            .await;
-        if frame.frame_type() == FrameType::Error {
-            let problem: Problem = frame.parse_control().unwrap();
-            panic!(
-                "{}: ERROR instead of ACK of {sequence}: {problem:?}",
-                self.id
-            );
-        }
-        frame.parse_control().unwrap()
-    }
-
-    /// Waits for an ERROR about `sequence` and checks its title.
-    pub async fn error(&mut self, sequence: u32, title: &str) -> Problem {
-        let frame = self
-            .recv_matching(&format!("ERROR about {sequence}"), |f| {
-                is_ack_of(f, sequence) || is_error_about(f, sequence)
-            })
-            .await;
-        assert_eq!(
-            frame.frame_type(),
-            FrameType::Error,
-            "{}: ACK where {title} was expected",
-            self.id
-        );
-        let problem: Problem = frame.parse_control().unwrap();
-        assert_eq!(problem.title.as_deref(), Some(title), "{problem:?}");
-        problem
-    }
-
-    /// Sends a MSG and waits for its ACK.
-    pub async fn say(&mut self, channel: u32, text: &str) -> u32 {
-        let sequence = self.send(FrameType::Msg, channel, text.as_bytes()).await;
-        self.ack(sequence).await;
-        sequence
-    }
-
-    /// JOINs `channel` (declaring only itself, like the deployed client) and returns the member
-    /// list of the server's JOIN notice.
-    pub async fn join(&mut self, channel: u32, relay: bool) -> Vec<String> {
-        let members = json!({"members": [self.id], "relay": relay});
-        self.join_with(channel, &members).await
-    }
-
-    /// JOINs with an explicit payload; returns the notice's member list.
-    pub async fn join_with(&mut self, channel: u32, payload: &Value) -> Vec<String> {
-        let sequence = self.control(FrameType::Join, channel, payload).await;
-        self.ack(sequence).await;
-        let notice: Join = self
-            .recv_on(FrameType::Join, channel)
-            .await
-            .parse_control()
-            .unwrap();
-        notice.members
-    }
-
-    /// Waits for a JOIN notice on `channel` listing exactly `members`.
-    pub async fn members_become(&mut self, channel: u32, members: &[&str]) {
-        loop {
-            let notice: Join = self
-                .recv_on(FrameType::Join, channel)
-                .await
-                .parse_control()
-                .unwrap();
-            if notice.members == members {
-                return;
-            }
-        }
-    }
-
-    /// Ends the stream (the server sees the client leave).
-    pub fn close(self) {
-        drop(self);
-    }
-}
-
-fn is_ack_of(frame: &Frame, sequence: u32) -> bool {
-    frame.frame_type() == FrameType::Ack
-        && frame
-            .parse_control::<Ack>()
-            .is_ok_and(|a| a.ack == u64::from(sequence))
-}
-
-fn is_error_about(frame: &Frame, sequence: u32) -> bool {
-    frame.frame_type() == FrameType::Error
-        && frame
-            .parse_control::<Problem>()
-            .is_ok_and(|p| p.extensions.get("sequence") == Some(&json!(sequence)))
-}
-
-/// A short description of a frame for assertion messages.
-pub fn describe(frame: &Frame) -> String {
-    let payload = if frame.frame_type().is_control() {
-        String::from_utf8_lossy(frame.payload()).into_owned()
-    } else {
-        format!("{} bytes", frame.payload().len())
-    };
-    format!(
-        "{} ch{} #{} {payload}",
-        frame.frame_type(),
-        frame.channel_id(),
-        frame.sequence()
-    )
-}
-
-/// The JSON of a control frame.
-pub fn json_of(frame: &Frame) -> Value {
-    frame.parse_control().unwrap()
 }
