@@ -8,8 +8,7 @@
 use crate::common;
 
 use crate::common::deployed::{self, DeployedClient};
-use crate::common::rest::eventually;
-use crate::common::{Client, StoreBackend, TestServer, WAIT};
+use crate::common::{Client, StoreBackend, TestServer};
 use commucat_ccp::control::GroupCreate;
 use commucat_ccp::{Frame, FrameType, Problem};
 use commucat_proto as dp;
@@ -21,30 +20,6 @@ fn made_up_ids(n: usize, tag: &str) -> Vec<String> {
         .map(|i| format!("{tag}-{i:06}-{}", "x".repeat(128)))
         .map(|id| id[..128].to_owned())
         .collect()
-}
-
-/// The value of the `/metrics` sample starting with `prefix`, if there is one.
-async fn metric(server: &TestServer, prefix: &str) -> Option<u64> {
-    let text = server
-        .http()
-        .get(format!("https://localhost:{}/metrics", server.addr.port()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(prefix))
-        .map(|v| v.trim().parse().unwrap())
-}
-
-/// Waits until the `/metrics` sample `prefix` equals `wanted`.
-async fn metric_becomes(server: &TestServer, prefix: &str, wanted: u64) {
-    eventually(&format!("{prefix} = {wanted}"), WAIT, || async {
-        (metric(server, prefix).await == Some(wanted)).then_some(())
-    })
-    .await;
 }
 
 fn refusals(bound: &str) -> String {
@@ -130,7 +105,9 @@ async fn a_member_list_bomb_is_refused_and_the_channel_stays_joinable() {
     assert!(problem.detail.unwrap().contains("few-000000"));
     let seq = mallory.send(FrameType::Msg, 7, b"anyone?").await;
     mallory.error(seq, "Not A Channel Member").await;
-    metric_becomes(&server, &refusals("declared_members_per_join"), 3).await;
+    server
+        .metric_becomes(&refusals("declared_members_per_join"), 3)
+        .await;
 
     // A user of the deployed terminal client and an SDK user meet on channel 7 and chat.
     let mut alice = server.connect("alice-bomb").await;
@@ -242,8 +219,10 @@ async fn a_join_flood_is_bounded_per_device_and_the_bystander_is_served() {
     }
     assert_eq!(accepted, LIMIT);
     assert_eq!(refused, u64::from(CHANNELS) - LIMIT);
-    metric_becomes(&server, &refusals("channels_per_device"), refused).await;
-    metric_becomes(&server, "commucat_channels ", LIMIT).await;
+    server
+        .metric_becomes(&refusals("channels_per_device"), refused)
+        .await;
+    server.metric_becomes("commucat_channels ", LIMIT).await;
     // A bystander joins and chats with the flooder on one of its channels.
     let mut bystander = server.connect("bystander-flood").await;
     let members = bystander.join(1, true).await;
@@ -280,7 +259,7 @@ async fn members_per_channel_are_bounded() {
         .control(FrameType::Join, 3, &json!({"members": ["dev-full-c"]}))
         .await;
     a.error(seq, "Channel Full").await;
-    metric_becomes(&server, &refusals("channel_members"), 2).await;
+    server.metric_becomes(&refusals("channel_members"), 2).await;
     // Each refusal is in the ledger, with the device it was refused to.
     let ledger = server.data_dir().join("ledger.jsonl");
     let lines = common::ledger_records(&ledger, 2, |l| {
@@ -430,13 +409,13 @@ async fn channel_entries_are_freed_once_no_connected_member_is_left() {
             .await;
     }
     carol.join(1, true).await;
-    metric_becomes(&server, "commucat_channels ", 20).await;
+    server.metric_becomes("commucat_channels ", 20).await;
     // alice leaves by disconnecting: channel 1 keeps carol (and offline bob), the others go.
     drop(alice);
-    metric_becomes(&server, "commucat_channels ", 1).await;
+    server.metric_becomes("commucat_channels ", 1).await;
     carol.say(1, "for bob").await;
     drop(carol);
-    metric_becomes(&server, "commucat_channels ", 0).await;
+    server.metric_becomes("commucat_channels ", 0).await;
     // bob still gets what was queued for him while he was a member.
     let mut bob = server.connect_as(offline_bob).await;
     assert_eq!(

@@ -462,6 +462,7 @@ async fn websocket_idle_sessions_are_closed_cleanly() {
         // idle reads nothing for 5 s: the server pings at 1, 2, 3 s and closes at the 4 s tick
         // (nothing inbound for 3 s), then waits 2 s for the closing handshake, which idle now
         // completes (answering the pings on the way).
+        // Not reading for this long is what is tested (reading would answer the pings).
         tokio::time::sleep(Duration::from_secs(5)).await;
         let ModeStream::Ws(ws) = idle.connection_mut().stream_mut() else {
             panic!("websocket stream");

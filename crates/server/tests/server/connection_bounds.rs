@@ -249,6 +249,7 @@ async fn slowloris_on_http1_headers_is_closed() {
             if write.write_all(line.as_bytes()).await.is_err() || write.flush().await.is_err() {
                 return;
             }
+            // The trickle is the attack under test.
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     });

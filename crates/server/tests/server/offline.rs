@@ -121,6 +121,7 @@ async fn expired_envelopes_are_dropped_and_purged(backend: StoreBackend) {
     let expires_at = pending[0].expires_at;
     // …and left to expire: wait (on the clock itself) until its lifetime is over.
     while common::unix_now() <= expires_at {
+        // The clock passing the envelope's lifetime is what is tested; no event marks it.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let alice_identity = alice.identity.clone();

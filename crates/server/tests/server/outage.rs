@@ -20,15 +20,15 @@ use crate::services;
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::common::{Client, TestServer};
+use crate::common::{Client, TestServer, eventually};
 use crate::services::{ThrowawayPostgres, ThrowawayRedis};
 use commucat_ccp::control::{Ack, PresenceSnapshot};
 use commucat_ccp::{Frame, FrameType, Problem};
 use commucat_client::{DeviceIdentity, HandshakeOptions};
 use serde_json::Value;
+use tokio::sync::watch;
 
 /// Longest a handshake may take to be refused while the store is down (the pool's acquire
 /// timeout is 1 s here; the handshake timeout is 10 s).
@@ -53,18 +53,11 @@ async fn readyz(server: &TestServer) -> (u16, Value) {
 
 /// Polls `/readyz` until it answers `status`, for at most `within`.
 async fn readyz_becomes(server: &TestServer, status: u16, within: Duration) -> Value {
-    let deadline = Instant::now() + within;
-    loop {
+    eventually(&format!("/readyz {status}"), within, || async {
         let (got, body) = readyz(server).await;
-        if got == status {
-            return body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "/readyz still {got} after {within:?}: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        (got == status).then_some(body)
+    })
+    .await
 }
 
 /// `peer` waits for `id`'s `offline` snapshot (so later frames find it offline).
@@ -170,14 +163,10 @@ async fn a_postgres_outage_is_reported_fails_fast_loses_nothing_and_heals() {
     // The same server recovers: ready again, handshakes work, the resend is stored, and the
     // offline member gets everything that was acknowledged, in order.
     readyz_becomes(&server, 200, RECOVERY).await;
-    let deadline = Instant::now() + RECOVERY;
-    while let Err(title) = try_connect(&server, "carol-pg").await {
-        assert!(
-            Instant::now() < deadline,
-            "handshakes still refused: {title}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually("handshakes accepted again", RECOVERY, || async {
+        try_connect(&server, "carol-pg").await.ok()
+    })
+    .await;
     alice.say(7, "after").await;
     let mut bob = server.connect_as(bob_identity).await;
     for expected in ["before", "after"] {
@@ -239,21 +228,20 @@ async fn a_redis_outage_is_reported_keeps_sessions_working_and_heals() {
     readyz_becomes(&server, 200, RECOVERY).await;
     // The registry is written again: a new session's route appears in the fresh Redis.
     let client = redis::Client::open(redis.url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let conn = client.get_multiplexed_async_connection().await.unwrap();
     let _carol = server.connect("carol-rd").await;
-    let deadline = Instant::now() + RECOVERY;
-    loop {
-        let node: Option<String> = redis::cmd("GET")
-            .arg("route:carol-rd")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        if node.as_deref() == Some("node-outage") {
-            break;
+    eventually("the route of carol-rd", RECOVERY, || {
+        let mut conn = conn.clone();
+        async move {
+            let node: Option<String> = redis::cmd("GET")
+                .arg("route:carol-rd")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            (node.as_deref() == Some("node-outage")).then_some(())
         }
-        assert!(Instant::now() < deadline, "route of carol-rd never written");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
 }
 
 /// An unreachable `store.url` stops startup within about `store.acquire_timeout`, with an error
@@ -312,16 +300,15 @@ async fn send_answered(client: &mut Client, text: &str) -> bool {
     frame.frame_type() == FrameType::Ack
 }
 
-/// Polls `acked` (from a blocking thread) until it reaches `at_least`, for at most a minute.
-fn wait_acked(acked: &AtomicU64, at_least: u64) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while acked.load(Ordering::Acquire) < at_least {
-        assert!(
-            Instant::now() < deadline,
-            "traffic stalled before a restart"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+/// Blocks (on a blocking thread) until `acked` reaches `at_least`, for at most a minute.
+fn wait_acked(runtime: &tokio::runtime::Handle, acked: &watch::Sender<u64>, at_least: u64) {
+    let mut seen = acked.subscribe();
+    let reached = runtime.block_on(async {
+        tokio::time::timeout(Duration::from_secs(60), seen.wait_for(|n| *n >= at_least))
+            .await
+            .is_ok_and(|changed| changed.is_ok())
+    });
+    assert!(reached, "traffic stalled before a restart");
 }
 
 /// What a sender saw: the texts ACKed, in order, and how many were refused.
@@ -335,7 +322,7 @@ struct Traffic {
 /// are ACKed (the service is back), within [`RECOVERY`].
 async fn traffic_until<T>(
     sender: &mut Client,
-    acked: &AtomicU64,
+    acked: &watch::Sender<u64>,
     restarts: tokio::task::JoinHandle<T>,
 ) -> (Traffic, T) {
     let mut traffic = Traffic::default();
@@ -345,19 +332,20 @@ async fn traffic_until<T>(
         n += 1;
         if send_answered(sender, &text).await {
             traffic.acked.push(text);
-            acked.fetch_add(1, Ordering::AcqRel);
+            acked.send_modify(|n| *n += 1);
         } else {
             traffic.refused += 1;
         }
+        // Pacing, not waiting: spreads the sends over the restarts.
         tokio::time::sleep(PACE).await;
     };
     while !restarts.is_finished() {
         send(&mut traffic).await;
     }
     let service = restarts.await.unwrap();
-    let after = acked.load(Ordering::Acquire) + ACKS_BETWEEN;
+    let after = *acked.borrow() + ACKS_BETWEEN;
     let deadline = Instant::now() + RECOVERY;
-    while acked.load(Ordering::Acquire) < after {
+    while *acked.borrow() < after {
         assert!(
             Instant::now() < deadline,
             "frames still refused after {RECOVERY:?}"
@@ -421,11 +409,16 @@ async fn postgres_restarted_during_traffic_loses_nothing_acknowledged() {
 
     // Every frame from here on must be stored for bob; the cluster is stopped at once (as a
     // crash would) and started again twice while alice sends.
-    let acked = Arc::new(AtomicU64::new(0));
+    let acked = Arc::new(watch::Sender::new(0));
     let counter = Arc::clone(&acked);
+    let runtime = tokio::runtime::Handle::current();
     let restarts = tokio::task::spawn_blocking(move || {
         for round in 1..=RESTARTS {
-            wait_acked(&counter, ACKS_BETWEEN * u64::try_from(round).unwrap());
+            wait_acked(
+                &runtime,
+                &counter,
+                ACKS_BETWEEN * u64::try_from(round).unwrap(),
+            );
             postgres.kill();
             postgres.resume();
         }
@@ -484,11 +477,16 @@ async fn redis_restarted_during_traffic_loses_nothing_and_refuses_nothing() {
             texts.push(text);
         }
     });
-    let acked = Arc::new(AtomicU64::new(0));
+    let acked = Arc::new(watch::Sender::new(0));
     let counter = Arc::clone(&acked);
+    let runtime = tokio::runtime::Handle::current();
     let restarts = tokio::task::spawn_blocking(move || {
         for round in 1..=RESTARTS {
-            wait_acked(&counter, ACKS_BETWEEN * u64::try_from(round).unwrap());
+            wait_acked(
+                &runtime,
+                &counter,
+                ACKS_BETWEEN * u64::try_from(round).unwrap(),
+            );
             redis.kill();
             redis.resume();
         }
@@ -510,24 +508,20 @@ async fn redis_restarted_during_traffic_loses_nothing_and_refuses_nothing() {
     // The registry is written again after the restarts, and carol gets every frame offline.
     readyz_becomes(&server, 200, RECOVERY).await;
     let client = redis::Client::open(redis.url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let conn = client.get_multiplexed_async_connection().await.unwrap();
     let mut carol = server.connect_as(carol_identity).await;
-    let deadline = Instant::now() + RECOVERY;
-    loop {
-        let node: Option<String> = redis::cmd("GET")
-            .arg("route:carol-rdr")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        if node.as_deref() == Some("node-restarts") {
-            break;
+    eventually("the route of carol-rdr", RECOVERY, || {
+        let mut conn = conn.clone();
+        async move {
+            let node: Option<String> = redis::cmd("GET")
+                .arg("route:carol-rdr")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            (node.as_deref() == Some("node-restarts")).then_some(())
         }
-        assert!(
-            Instant::now() < deadline,
-            "route of carol-rdr never written"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
     let mut expected = traffic.acked.clone();
     expected.push("end".to_owned());
     receives_all(&mut carol, &expected).await;

@@ -15,10 +15,12 @@
 
 mod client;
 pub mod deployed;
+pub mod poll;
 pub mod rest;
 mod tap;
 
 pub use client::{Client, describe, json_of};
+pub use poll::eventually;
 pub use tap::Tapped;
 
 use std::net::SocketAddr;
@@ -205,6 +207,31 @@ impl TestServer {
             .unwrap()
     }
 
+    /// The value of the `/metrics` sample whose line starts with `prefix` (name and labels,
+    /// with the trailing space), if there is one.
+    pub async fn metric(&self, prefix: &str) -> Option<u64> {
+        let text = self
+            .http()
+            .get(format!("https://localhost:{}/metrics", self.addr.port()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .map(|v| v.trim().parse().unwrap())
+    }
+
+    /// Waits until the `/metrics` sample `prefix` equals `wanted`.
+    pub async fn metric_becomes(&self, prefix: &str, wanted: u64) {
+        eventually(&format!("{prefix}= {wanted}"), WAIT, || async {
+            (self.metric(prefix).await == Some(wanted)).then_some(())
+        })
+        .await;
+    }
+
     /// The configuration the server runs with.
     pub fn config(&self) -> &Config {
         &self.config
@@ -306,40 +333,34 @@ impl TestServer {
 }
 
 /// Every record of the ledger at `path` once at least `count` of them match `wanted` (the
-/// writer runs on its own thread; waits up to 10 s).
+/// writer runs on its own thread; waits up to [`WAIT`]).
 pub async fn ledger_records(
     path: &std::path::Path,
     count: usize,
     wanted: impl Fn(&Value) -> bool,
 ) -> Vec<Value> {
-    for _ in 0..500 {
+    let what = format!("{count} matching records in the ledger {}", path.display());
+    eventually(&what, WAIT, || async {
         let text = std::fs::read_to_string(path).unwrap_or_default();
         let lines: Vec<Value> = text
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
-        if lines.iter().filter(|l| wanted(l)).count() >= count {
-            return lines;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!(
-        "the ledger {} never held {count} matching records",
-        path.display()
-    );
+        (lines.iter().filter(|l| wanted(l)).count() >= count).then_some(lines)
+    })
+    .await
 }
 
-/// Waits (up to 10 s) until `device` has `count` queued envelopes; returns the last count.
+/// Waits (up to [`WAIT`]) until `device` has `count` queued envelopes; returns the last count.
 pub async fn queued_becomes(store: &Arc<dyn Store>, device: &str, count: u64) -> u64 {
-    let mut now = queued(store, device).await;
-    for _ in 0..500 {
-        if now == count {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        now = queued(store, device).await;
+    let reached = poll::within(WAIT, || async {
+        (queued(store, device).await == count).then_some(count)
+    })
+    .await;
+    match reached {
+        Some(count) => count,
+        None => queued(store, device).await,
     }
-    now
 }
 
 /// Queued envelopes of `device` now.

@@ -270,6 +270,7 @@ impl ThrowawayRedis {
                 "redis-server did not start on {}",
                 self.port
             );
+            // The interval between two PINGs: a starting redis-server announces nothing.
             std::thread::sleep(Duration::from_millis(50));
         }
     }
