@@ -33,15 +33,9 @@ async fn server(tweak: impl FnOnce(&mut commucat_server::config::Config)) -> (Te
 
 /// alice, bob and carol, all members of channel 40.
 async fn trio(server: &TestServer) -> (Client, Client, Client) {
-    let mut alice = server.connect("alice-c").await;
-    let mut bob = server.connect("bob-c").await;
-    let mut carol = server.connect("carol-c").await;
-    for c in [&mut alice, &mut bob, &mut carol] {
-        c.join(40, true).await;
-    }
-    let all = ["alice-c", "bob-c", "carol-c"];
-    alice.members_become(40, &all).await;
-    bob.members_become(40, &all).await;
+    let [alice, bob, carol] = server
+        .conversation(40, ["alice-c", "bob-c", "carol-c"])
+        .await;
     (alice, bob, carol)
 }
 

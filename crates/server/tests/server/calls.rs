@@ -34,16 +34,8 @@ fn offer(call_id: &str, to: &[&str]) -> Value {
 }
 
 async fn setup(server: &TestServer) -> (Client, Client, Client) {
-    let mut alice = server.connect("alice-c").await;
-    let mut bob = server.connect("bob-c").await;
-    let mut carol = server.connect("carol-c").await;
-    for c in [&mut alice, &mut bob, &mut carol] {
-        c.join(40, true).await;
-    }
-    alice
-        .members_become(40, &["alice-c", "bob-c", "carol-c"])
-        .await;
-    bob.members_become(40, &["alice-c", "bob-c", "carol-c"])
+    let [alice, bob, carol] = server
+        .conversation(40, ["alice-c", "bob-c", "carol-c"])
         .await;
     (alice, bob, carol)
 }

@@ -284,11 +284,7 @@ async fn members_per_channel_are_bounded() {
 #[tokio::test]
 async fn a_repeated_join_answers_the_joiner_only() {
     let server = TestServer::start(|_| {}).await;
-    let mut alice = server.connect("alice-again").await;
-    let mut bob = server.connect("bob-again").await;
-    alice.join(5, true).await;
-    bob.join(5, true).await;
-    alice.members_become(5, &["alice-again", "bob-again"]).await;
+    let [mut alice, mut bob] = server.conversation(5, ["alice-again", "bob-again"]).await;
     for _ in 0..3 {
         assert_eq!(alice.join(5, true).await, ["alice-again", "bob-again"]);
     }
@@ -307,12 +303,8 @@ async fn a_repeated_join_answers_the_joiner_only() {
 
 async fn a_group_cannot_evict_a_conversation(backend: StoreBackend) {
     let server = TestServer::start_on(backend, |c| c.bounds.channel_members = 3).await;
-    let mut alice = server.connect("alice-take").await;
-    let mut bob = server.connect("bob-take").await;
+    let [mut alice, mut bob] = server.conversation(5, ["alice-take", "bob-take"]).await;
     let carol = server.connect("carol-take").await;
-    alice.join(5, true).await;
-    bob.join(5, true).await;
-    alice.members_become(5, &["alice-take", "bob-take"]).await;
 
     // bob, a member, would evict alice by binding channel 5 to a group without her.
     let seq = bob

@@ -241,12 +241,8 @@ async fn the_roster_survives_a_restart_and_offline_members_get_the_create(backen
 #[tokio::test]
 async fn a_group_cannot_take_over_someone_elses_channel() {
     let server = TestServer::start(|_| {}).await;
-    let mut alice = server.connect("alice-t").await;
-    let mut bob = server.connect("bob-t").await;
+    let [mut alice, mut bob] = server.conversation(5, ["alice-t", "bob-t"]).await;
     let mut mallory = server.connect("mallory-t").await;
-    alice.join(5, true).await;
-    bob.join(5, true).await;
-    alice.members_become(5, &["alice-t", "bob-t"]).await;
 
     // mallory owns a group, but binding alice and bob's channel to it would evict them.
     let seq = mallory

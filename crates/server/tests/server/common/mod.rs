@@ -305,6 +305,28 @@ impl TestServer {
         self.connect_as(identity).await
     }
 
+    /// The preamble of a conversation: connects `ids`, JOINs each to `channel` in that order
+    /// and waits until every one of them has seen the JOIN notice listing all of them.
+    pub async fn conversation<const N: usize>(&self, channel: u32, ids: [&str; N]) -> [Client; N] {
+        let mut clients = Vec::with_capacity(N);
+        for id in ids {
+            clients.push(self.connect(id).await);
+        }
+        let mut members = Vec::new();
+        for client in &mut clients {
+            members = client.join(channel, true).await;
+        }
+        // The last one's own notice lists everyone; the others wait for theirs.
+        assert_eq!(members, ids, "members of channel {channel}");
+        for client in clients.iter_mut().take(N.saturating_sub(1)) {
+            client.members_become(channel, &ids).await;
+        }
+        match clients.try_into() {
+            Ok(clients) => clients,
+            Err(_) => unreachable!("one client per id"),
+        }
+    }
+
     /// Connects (again) as an existing device, with `delivery-receipts`: the client ACKs every
     /// frame it takes from the stream, as the CLI chat does.
     pub async fn connect_as(&self, identity: DeviceIdentity) -> Client {
