@@ -1,0 +1,15 @@
+//! The load tool's integration tests, in one binary: every scenario against the real server in
+//! this process, with small counts. Tests that read the process's memory take
+//! [`common::MEMORY`] for writing and run alone.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+mod flood;
+mod scenarios;
+mod soak;

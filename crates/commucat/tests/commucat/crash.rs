@@ -1,0 +1,82 @@
+//! `commucat bench crash` against the built binary: a `commucat serve` child is SIGKILLed at
+//! random moments while senders queue MSGs for devices that are not connected, and restarted
+//! on the same data directory (SQLite) or the same PostgreSQL schema (a fresh one per run);
+//! every acknowledged envelope must then be replayed to its recipient. The long run (20 kills
+//! per backend) is `docs/RELIABILITY.md`'s; this one kills 3 times.
+
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+use crate::common::BIN;
+
+/// Runs the crash scenario with 3 kills and returns its report; `store` adds the PostgreSQL
+/// options.
+fn crash(store: &[&str]) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("serve.log");
+    let out = Command::new(BIN)
+        .args(["bench", "--json", "crash", "--kills", "3", "--senders", "3"])
+        .args([
+            "--rate",
+            "150",
+            "--min-uptime-ms",
+            "300",
+            "--max-uptime-ms",
+            "1500",
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--server-log")
+        .arg(&log)
+        .args(store)
+        .output()
+        .expect("running commucat bench crash");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "bench crash failed: {stdout}\n{stderr}\nserver log:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let report: Value = serde_json::from_str(&stdout).expect("a JSON report");
+    eprintln!("{report}");
+    report
+}
+
+fn assert_nothing_acked_lost(report: &Value) {
+    assert_eq!(report["kills"], 3, "{report}");
+    assert_eq!(report["restarts"], 3, "{report}");
+    assert!(report["acked"].as_u64().unwrap() > 0, "{report}");
+    // Every kill came while ACKs were flowing, and the senders reconnected.
+    assert_eq!(report["kills_under_load"], 3, "{report}");
+    assert!(report["sender_sessions"].as_u64().unwrap() > 3, "{report}");
+    assert_eq!(report["lost"], 0, "{report}");
+    assert_eq!(report["refused"], 0, "{report}");
+    let delivered = report["delivered"].as_u64().unwrap();
+    let acked = report["acked"].as_u64().unwrap();
+    assert!(delivered >= acked, "{report}");
+}
+
+#[test]
+fn sigkill_under_load_loses_nothing_acknowledged_on_sqlite() {
+    let report = crash(&[]);
+    assert_eq!(report["backend"], "sqlite");
+    assert_nothing_acked_lost(&report);
+}
+
+#[test]
+#[cfg_attr(not(commucat_test_postgres), ignore = "needs COMMUCAT_TEST_POSTGRES")]
+fn sigkill_under_load_loses_nothing_acknowledged_on_postgres() {
+    let url = std::env::var("COMMUCAT_TEST_POSTGRES").expect("COMMUCAT_TEST_POSTGRES");
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let schema = format!("crash_{}_{}", std::process::id(), nanos % 1_000_000_000);
+    let report = crash(&["--store-url", &url, "--store-schema", &schema]);
+    assert_eq!(report["backend"], "postgres");
+    assert_nothing_acked_lost(&report);
+}

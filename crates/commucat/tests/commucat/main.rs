@@ -1,0 +1,15 @@
+//! The binary's integration tests, in one binary: the built `commucat` run as a child process
+//! in temporary directories (`cli`, `chat`, `sighup`) and killed under load (`crash`).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+mod chat;
+mod cli;
+mod crash;
+mod sighup;

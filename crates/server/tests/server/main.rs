@@ -1,0 +1,35 @@
+//! The server's integration tests, in one binary: the real server on 127.0.0.1:0 over TLS,
+//! driven through the client SDK and the deployed 1.0.41 crates. One module per area; shared
+//! helpers live in `common` (test server, clients, REST) and `services` (throwaway PostgreSQL
+//! and Redis instances).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+mod services;
+
+mod call_bounds;
+mod calls;
+mod channels;
+mod connect;
+mod connect_modes;
+mod connect_traceparent;
+mod connection_bounds;
+mod device_rotation;
+mod groups;
+mod ledger;
+mod messaging;
+mod offline;
+mod offline_quota;
+mod outage;
+mod pairing;
+mod presence;
+mod profile_bounds;
+mod rest;
+mod rotation;
+mod serve;
+mod transport_bounds;
