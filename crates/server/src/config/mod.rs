@@ -103,6 +103,10 @@ pub struct MetricsSettings {
 /// Shortest accepted `metrics.admin_token`, bytes.
 pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
 
+/// Default `server.drain_deadline`: enough for sessions to queue a full mailbox each, even
+/// while the store retries.
+pub const DEFAULT_DRAIN_DEADLINE: Duration = Duration::from_secs(30);
+
 /// `[server]` section.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerSettings {
@@ -114,6 +118,10 @@ pub struct ServerSettings {
     pub data_dir: PathBuf,
     /// How long shutdown waits for open connections to finish (`server.shutdown_grace`).
     pub shutdown_grace: Duration,
+    /// How long shutdown waits, from its start, for sessions to queue what they hold for
+    /// their devices before the store closes (`server.drain_deadline`,
+    /// `COMMUCAT_DRAIN_DEADLINE`).
+    pub drain_deadline: Duration,
 }
 
 /// `[tls]` section.
@@ -339,6 +347,7 @@ impl Default for Config {
                 domain: "localhost".to_owned(),
                 data_dir: PathBuf::from("./commucat-data"),
                 shutdown_grace: Duration::from_secs(30),
+                drain_deadline: DEFAULT_DRAIN_DEADLINE,
             },
             tls: TlsSettings::default(),
             crypto: CryptoSettings {
@@ -515,6 +524,12 @@ impl Config {
             name("server.shutdown_grace"),
             self.server.shutdown_grace,
             0,
+            3600,
+        )?;
+        check_secs(
+            name("server.drain_deadline"),
+            self.server.drain_deadline,
+            1,
             3600,
         )?;
         if self.crypto.prologue.len() > 1024 {
