@@ -2238,6 +2238,10 @@ impl Relay {
         let addr = listener.local_addr().unwrap();
         let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
         let links = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "a test task, awaited or ended by the test"
+        )]
         let accept = tokio::spawn({
             let (open, links) = (open.clone(), links.clone());
             async move {
@@ -2246,6 +2250,10 @@ impl Relay {
                         continue;
                     }
                     let upstream = upstream.clone();
+                    #[allow(
+                        clippy::disallowed_methods,
+                        reason = "a test task, awaited or ended by the test"
+                    )]
                     let link = tokio::spawn(async move {
                         if let Ok(mut outbound) = tokio::net::TcpStream::connect(&upstream).await {
                             let _ =
@@ -2338,10 +2346,7 @@ async fn an_unreachable_store_is_a_503_on_every_route_that_needs_it() {
     let schema = format!(
         "commucat_test_rest503_{}_{}",
         std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
+        commucat_server::clock::unix_micros_now()
     );
     let _cleanup = DropSchema {
         url: url.clone(),
