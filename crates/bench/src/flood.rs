@@ -62,6 +62,10 @@ pub(crate) struct FloodReport {
     server_open_fds_after_hold: Option<usize>,
 }
 
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the load tool's own sampler and bystander tasks, each awaited before the report"
+)]
 pub(crate) async fn run(target: &Target, args: &FloodArgs, progress: bool) -> Result<FloodReport> {
     let wanted = args.connections;
     let rss = || target.server_pid.map(procfs::rss_bytes).transpose();

@@ -44,6 +44,10 @@ impl Target {
         if !addr.ip().is_loopback() {
             bail!("{addr} is not a loopback address: commucat bench only loads the local machine");
         }
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "a unique label for this run, not a time the server reads"
+        )]
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
@@ -111,6 +115,10 @@ impl Target {
             .await
             .context("connecting for /api/server-info")?;
         let (client, connection) = h2::client::handshake(tls).await?;
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "the HTTP/2 connection driver of one request; it ends with the connection"
+        )]
         tokio::spawn(connection);
         let request = http::Request::get(format!(
             "https://{}:{}/api/server-info",

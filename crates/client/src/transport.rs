@@ -95,6 +95,10 @@ pub async fn open_from(
         .handshake(tls)
         .await
         .map_err(|e| transport(&e))?;
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the HTTP/2 connection driver; it ends with the connection"
+    )]
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "h2 connection ended");
@@ -176,6 +180,10 @@ async fn request(
     let (client, connection) = h2::client::handshake(tls)
         .await
         .map_err(|e| transport(&e))?;
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the HTTP/2 connection driver; it ends with the connection"
+    )]
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "h2 connection ended");

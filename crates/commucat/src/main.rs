@@ -140,6 +140,10 @@ fn serve(config_file: Option<&Path>, data_dir: Option<PathBuf>) -> Result<()> {
         .context("starting the async runtime")?;
     runtime.block_on(async {
         let server = Server::bind(config).await?;
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "the SIGHUP listener holds nothing to drain; aborted once the server stopped"
+        )]
         let reload = tokio::spawn(reload_on_hangup(server.key_reloader()));
         let served = server.run(shutdown_signal()).await;
         reload.abort();

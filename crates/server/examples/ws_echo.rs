@@ -46,6 +46,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         };
         let _ = tcp.set_nodelay(true);
         let service = TowerToHyperService::new(router.clone());
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "an example server without a shutdown drain: each connection task ends with its connection"
+        )]
         tokio::spawn(async move {
             let builder = auto::Builder::new(TokioExecutor::new());
             if let Err(error) = builder

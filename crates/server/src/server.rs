@@ -45,7 +45,7 @@ pub struct Server {
     tls_config: Arc<rustls::ServerConfig>,
     listener: TcpListener,
     local_addr: SocketAddr,
-    store: Arc<dyn Store>,
+    store: OpenStore,
     presence: Arc<dyn Presence>,
 }
 
@@ -122,17 +122,52 @@ pub fn sessions_with(
 /// # Errors
 /// [`ServerError::Store`] naming the database.
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServerError> {
-    let Some(url) = &config.store.url else {
-        let path = config.server.data_dir.join(DATABASE_FILE);
-        let store = SqliteStore::open(&path)
-            .await
-            .map_err(|source| ServerError::Store {
-                location: path.display().to_string(),
-                source,
-            })?;
-        tracing::info!(path = %path.display(), "store: sqlite");
-        return Ok(Arc::new(store));
-    };
+    Ok(OpenStore::open(config).await?.shared())
+}
+
+/// The store of a server, kept concrete so that shutdown can close it.
+#[derive(Debug)]
+enum OpenStore {
+    Sqlite(Arc<SqliteStore>),
+    Postgres(Arc<PostgresStore>),
+}
+
+impl OpenStore {
+    async fn open(config: &Config) -> Result<Self, ServerError> {
+        let Some(url) = &config.store.url else {
+            let path = config.server.data_dir.join(DATABASE_FILE);
+            let store = SqliteStore::open(&path)
+                .await
+                .map_err(|source| ServerError::Store {
+                    location: path.display().to_string(),
+                    source,
+                })?;
+            tracing::info!(path = %path.display(), "store: sqlite");
+            return Ok(Self::Sqlite(Arc::new(store)));
+        };
+        Ok(Self::Postgres(Arc::new(
+            connect_postgres(config, url).await?,
+        )))
+    }
+
+    /// A handle for the sessions and the API.
+    fn shared(&self) -> Arc<dyn Store> {
+        match self {
+            Self::Sqlite(store) => Arc::clone(store) as Arc<dyn Store>,
+            Self::Postgres(store) => Arc::clone(store) as Arc<dyn Store>,
+        }
+    }
+
+    /// Closes the pool once every checked-out connection is back: nothing else is written.
+    async fn close(&self) {
+        match self {
+            Self::Sqlite(store) => store.close().await,
+            Self::Postgres(store) => store.close().await,
+        }
+    }
+}
+
+async fn connect_postgres(config: &Config, url: &str) -> Result<PostgresStore, ServerError> {
     let shown = crate::config::redact_url(url);
     let settings = config.store.postgres();
     let store = PostgresStore::connect(url, &settings)
@@ -148,7 +183,7 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServerError> 
         acquire_timeout_secs = settings.acquire_timeout.as_secs(),
         "store: postgres"
     );
-    Ok(Arc::new(store))
+    Ok(store)
 }
 
 /// The presence registry `config` asks for: Redis when `presence.redis_url` is set (connected
@@ -182,7 +217,7 @@ impl Server {
         let keyring = NoiseKeyring::load(&config.server.data_dir, keys.noise.clone())?;
         let tls = TlsIdentity::load_or_generate(&config)?;
         let tls_config = tls.server_config()?;
-        let store = open_store(&config).await?;
+        let store = OpenStore::open(&config).await?;
         let presence = presence_registry(&config).await?;
         let ledger = Ledger::start(&config.ledger, &config.server.data_dir)?;
         let reloader = KeyReloader::new(
@@ -271,8 +306,10 @@ impl Server {
         &self.tls.cert_path
     }
 
-    /// Serves until `shutdown` completes, then stops accepting and drains open connections
-    /// for up to `server.shutdown_grace`.
+    /// Serves until `shutdown` completes, then stops accepting and drains: open connections get
+    /// up to `server.shutdown_grace` to finish; every session is told to finish at once, queues
+    /// what it holds for its device and is waited for, up to `server.drain_deadline`; then the
+    /// ledger is flushed and the store closed.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
         let Self {
             config,
@@ -309,16 +346,28 @@ impl Server {
             device_ca_public = %keys.device_ca.public_key_hex(),
             "commucat listening (TLS 1.3; HTTP/2 and HTTP/1.1)"
         );
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "the janitor holds nothing to drain; it is aborted once the sessions are done"
+        )]
         let janitor = tokio::spawn(crate::janitor::run(
-            Arc::clone(&store),
+            store.shared(),
             crate::janitor::PURGE_INTERVAL,
         ));
         let mut rest =
             api::RestSettings::new(&config, &keys, &pq).map_err(ServerError::PostQuantum)?;
         rest.p2p.relay_port = local_addr.port();
         rest.p2p.bundle = reloader.bundle_cell();
-        let sessions = sessions_with(&config, &keys, noise_keys, ledger.clone(), store, presence);
+        let sessions = sessions_with(
+            &config,
+            &keys,
+            noise_keys,
+            ledger.clone(),
+            store.shared(),
+            presence,
+        );
         let metrics = Arc::clone(&sessions.hub().metrics);
+        let drain = sessions.drain().clone();
         let router = api::router(AppState {
             server_info: reloader.server_info_cell(),
             rest: Arc::new(rest),
@@ -339,10 +388,34 @@ impl Server {
             connections_per_ip: crate::config::as_usize(config.bounds.connections_per_ip),
             idle_timeout: config.bounds.idle_connection_timeout,
         };
-        http::serve(listener, acceptor, router, limits, metrics, shutdown).await;
+        // The shutdown signal stops the listener and, at the same moment, every session; the
+        // drain deadline counts from then, alongside the connections' grace.
+        let stopping = drain.clone();
+        let shutdown = async move {
+            shutdown.await;
+            stopping.stop();
+        };
+        let sessions_done = async {
+            drain.stopping().await;
+            drain.finished(config.server.drain_deadline).await
+        };
+        let ((), drained) = tokio::join!(
+            http::serve(listener, acceptor, router, limits, metrics, shutdown),
+            sessions_done
+        );
+        if drained {
+            tracing::info!("sessions drained");
+        } else {
+            tracing::warn!(
+                remaining = drain.running(),
+                deadline_secs = config.server.drain_deadline.as_secs(),
+                "drain deadline over; closing the store with sessions still running"
+            );
+        }
         janitor.abort();
         // Records of the drained connections reach the ledger before the process may exit.
         let _ = tokio::task::spawn_blocking(move || ledger.flush()).await;
+        store.close().await;
         Ok(())
     }
 
@@ -352,6 +425,10 @@ impl Server {
         let local_addr = self.local_addr;
         let reloader = self.reloader.clone();
         let (stop, stopped) = oneshot::channel::<()>();
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "the server's own task: its handle is kept and awaited by `shutdown`"
+        )]
         let task = tokio::spawn(self.run(async move {
             // A dropped handle stops the server too.
             let _ = stopped.await;

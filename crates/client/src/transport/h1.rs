@@ -43,6 +43,10 @@ where
     let (mut sender, connection) = http1::handshake::<_, Upstream>(TokioIo::new(io))
         .await
         .map_err(|e| transport(&e))?;
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the HTTP/1.1 connection driver; it ends with the connection"
+    )]
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "http/1.1 connection ended");
@@ -62,6 +66,10 @@ where
         .body(body)
         .map_err(|e| transport(&e))?;
     // The response arrives while the request body is still open: wait for it in the background.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the response future; its handle is kept and awaited"
+    )]
     let response = tokio::spawn(sender.send_request(request));
     Ok(H1Stream {
         send: Some(tx),

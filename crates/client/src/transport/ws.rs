@@ -80,6 +80,10 @@ where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (client, connection) = h2::client::handshake(io).await.map_err(|e| transport(&e))?;
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the HTTP/2 connection driver; it ends with the connection"
+    )]
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "h2 connection ended");

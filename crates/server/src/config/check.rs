@@ -25,6 +25,12 @@ impl Config {
             0,
             3600,
         )?;
+        check_secs(
+            name("server.drain_deadline"),
+            self.server.drain_deadline,
+            1,
+            3600,
+        )?;
         if self.crypto.prologue.len() > 1024 {
             return Err(ConfigError::invalid(
                 name("crypto.prologue"),

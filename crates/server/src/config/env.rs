@@ -32,6 +32,14 @@ const SETTINGS: &[(&str, &str, Setter)] = &[
             Ok(())
         },
     ),
+    (
+        "COMMUCAT_DRAIN_DEADLINE",
+        "server.drain_deadline",
+        |c, n, r| {
+            c.server.drain_deadline = secs(n, r)?;
+            Ok(())
+        },
+    ),
     ("COMMUCAT_NOISE_PROLOGUE", "crypto.prologue", |c, _, raw| {
         raw.clone_into(&mut c.crypto.prologue);
         Ok(())

@@ -59,6 +59,7 @@ struct ServerSection {
     domain: Option<String>,
     data_dir: Option<PathBuf>,
     shutdown_grace: Option<u64>,
+    drain_deadline: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -156,6 +157,7 @@ pub(super) fn apply(config: &mut Config, path: &Path, text: &str) -> Result<(), 
     set(&mut config.server.domain, server.domain);
     set(&mut config.server.data_dir, server.data_dir.map(resolve));
     set_secs(&mut config.server.shutdown_grace, server.shutdown_grace);
+    set_secs(&mut config.server.drain_deadline, server.drain_deadline);
 
     match (file.tls.cert, file.tls.key) {
         (Some(cert), Some(key)) => {

@@ -34,6 +34,9 @@ pub const MAX_FRAME_LEN_CEILING: usize = commucat_ccp::MAX_FRAME_LEN;
 pub const MAX_FRAME_LEN_FLOOR: usize = 4 * 1024;
 /// Longest accepted duration setting (one year), so time arithmetic never overflows.
 pub const MAX_DURATION_SECS: u64 = 365 * 24 * 3600;
+/// Default `server.drain_deadline`: enough for sessions to queue a full mailbox each, even
+/// while the store retries.
+pub const DEFAULT_DRAIN_DEADLINE: Duration = Duration::from_secs(30);
 
 /// The whole, validated server configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +77,7 @@ impl Default for Config {
                 domain: "localhost".to_owned(),
                 data_dir: PathBuf::from("./commucat-data"),
                 shutdown_grace: Duration::from_secs(30),
+                drain_deadline: DEFAULT_DRAIN_DEADLINE,
             },
             tls: TlsSettings::default(),
             crypto: CryptoSettings {

@@ -62,6 +62,10 @@ pub struct ServerSettings {
     pub data_dir: PathBuf,
     /// How long shutdown waits for open connections to finish (`server.shutdown_grace`).
     pub shutdown_grace: Duration,
+    /// How long shutdown waits, from its start, for sessions to queue what they hold for
+    /// their devices before the store closes (`server.drain_deadline`,
+    /// `COMMUCAT_DRAIN_DEADLINE`).
+    pub drain_deadline: Duration,
 }
 
 /// `[tls]` section.

@@ -58,6 +58,7 @@ listen = "0.0.0.0:9443"
 domain = "chat.example.org"
 data_dir = "state"
 shutdown_grace = 5
+drain_deadline = 12
 
 [tls]
 cert = "/etc/ssl/chat.pem"
@@ -105,6 +106,7 @@ fn file_sets_every_section_and_resolves_relative_paths() {
     assert_eq!(c.server.domain, "chat.example.org");
     assert_eq!(c.server.data_dir, PathBuf::from("/etc/commucat/state"));
     assert_eq!(c.server.shutdown_grace, Duration::from_secs(5));
+    assert_eq!(c.server.drain_deadline, Duration::from_secs(12));
     assert_eq!(
         c.tls.files,
         Some(TlsFiles {
@@ -179,6 +181,7 @@ fn env_overrides_file_which_overrides_defaults() {
             ("COMMUCAT_REDIS_URL", "rediss://env.example:6380"),
             ("COMMUCAT_REDIS_KEY_PREFIX", "env:"),
             ("COMMUCAT_NODE_ID", "node-b"),
+            ("COMMUCAT_DRAIN_DEADLINE", "7"),
         ],
     )
     .unwrap()
@@ -211,6 +214,7 @@ fn env_overrides_file_which_overrides_defaults() {
     );
     assert_eq!(c.presence.key_prefix, "env:");
     assert_eq!(c.presence.node_id.as_deref(), Some("node-b"));
+    assert_eq!(c.server.drain_deadline, Duration::from_secs(7));
 }
 
 #[test]
@@ -277,6 +281,10 @@ fn invalid_values_name_the_file_key() {
     assert_eq!(
         error(Some("[limits]\nmax_frame_len = 16777217\n"), &[]),
         "limits.max_frame_len: must be between 4096 and 16777216 bytes (16 MiB), got 16777217"
+    );
+    assert_eq!(
+        error(Some("[server]\ndrain_deadline = 0\n"), &[]),
+        "server.drain_deadline: must be between 1 and 3600 seconds, got 0"
     );
     assert_eq!(
         error(Some("[session]\nttl = 0\n"), &[]),

@@ -101,13 +101,17 @@ pub(crate) async fn connect(
             .max_message_size(settings.max_frame_len)
             .max_frame_size(settings.max_frame_len)
             .on_upgrade(move |socket| {
-                async move {
-                    let _busy = busy;
-                    let stream =
-                        WsStream::spawn(socket, DOWNSTREAM_BUFFER, budget, settings.keepalive);
-                    sessions.serve(stream, remote).await;
-                }
-                .instrument(span)
+                // Axum runs this on the upgrade's own task; the drain tracks it from here.
+                let drain = sessions.drain().clone();
+                drain.track(
+                    async move {
+                        let _busy = busy;
+                        let stream =
+                            WsStream::spawn(socket, DOWNSTREAM_BUFFER, budget, settings.keepalive);
+                        sessions.serve(stream, remote).await;
+                    }
+                    .instrument(span),
+                )
             });
         response.headers_mut().insert(
             "x-commucat-connect-mode",
@@ -127,7 +131,8 @@ pub(crate) async fn connect(
         ConnectMode::Binary | ConnectMode::WebSocket => {
             let (stream, downstream) =
                 HttpBodyStream::new(request.into_body(), DOWNSTREAM_BUFFER, budget);
-            tokio::spawn(async move { sessions.serve(stream, remote).await }.instrument(span));
+            let drain = sessions.drain().clone();
+            drain.spawn(async move { sessions.serve(stream, remote).await }.instrument(span));
             downstream
         }
         ConnectMode::Sse | ConnectMode::Ndjson => {
@@ -144,7 +149,8 @@ pub(crate) async fn connect(
                 settings.keepalive,
                 budget,
             );
-            tokio::spawn(async move { sessions.serve(stream, remote).await }.instrument(span));
+            let drain = sessions.drain().clone();
+            drain.spawn(async move { sessions.serve(stream, remote).await }.instrument(span));
             downstream
         }
     };

@@ -45,6 +45,10 @@ impl WsStream {
     ) -> Self {
         let (up_tx, up_rx) = mpsc::channel(buffer.max(1));
         let (down_tx, down_rx) = mpsc::channel(buffer.max(1));
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "the pump ends with the socket or when the (tracked) session drops its side"
+        )]
         tokio::spawn(pump(socket, up_tx, down_rx, keepalive));
         Self {
             upstream: up_rx,

@@ -1,5 +1,6 @@
 //! Sessions: the device handshake, then the established session's task.
 
+pub mod drain;
 pub mod established;
 pub mod handshake;
 pub mod ik_replay;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use commucat_link::{ByteStream, Connection};
 
 use crate::router::Hub;
+use drain::Drain;
 use established::Messaging;
 use handshake::Handshaker;
 
@@ -32,6 +34,7 @@ struct SessionsInner {
     messaging: Arc<Messaging>,
     handshake_timeout: Duration,
     max_frame_len: usize,
+    drain: Drain,
 }
 
 impl Sessions {
@@ -49,6 +52,7 @@ impl Sessions {
                 messaging,
                 handshake_timeout,
                 max_frame_len,
+                drain: Drain::new(),
             }),
         }
     }
@@ -65,11 +69,19 @@ impl Sessions {
         &self.inner.messaging
     }
 
-    /// Serves one connection until it ends. Failures are reported to the client (ERROR frame)
-    /// and to the log; they never affect other sessions.
+    /// The session tasks and the shutdown signal: run sessions on tasks it tracks, stop it on
+    /// shutdown.
+    #[must_use]
+    pub fn drain(&self) -> &Drain {
+        &self.inner.drain
+    }
+
+    /// Serves one connection until it ends (or the drain stops: the session then queues what
+    /// it holds and ends). Failures are reported to the client (ERROR frame) and to the log;
+    /// they never affect other sessions.
     pub async fn serve<S: ByteStream>(&self, stream: S, remote: String) {
         let inner = &self.inner;
-        let mut conn = Connection::new(stream, inner.max_frame_len);
+        let mut conn = Connection::new(inner.drain.guard(stream), inner.max_frame_len);
         let metrics = &inner.messaging.hub.metrics;
         let started = std::time::Instant::now();
         let outcome = inner

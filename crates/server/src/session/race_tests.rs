@@ -136,6 +136,10 @@ where
     let (m, public) = (Arc::clone(&messaging), identity.keys.public_key());
     racing.after_session_insert(move || change(m, public));
     let (client_end, server_end) = memory::pair();
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "a test task, awaited or ended by the test"
+    )]
     let serving = tokio::spawn({
         let sessions = sessions.clone();
         async move { sessions.serve(server_end, "memory".to_owned()).await }

@@ -31,13 +31,7 @@ pub(super) struct Fixture {
 }
 
 pub(super) fn now() -> i64 {
-    i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs(),
-    )
-    .unwrap()
+    crate::clock::unix_now()
 }
 
 pub(super) async fn fixture_with(tweak: impl FnOnce(&mut HandshakeSettings)) -> Fixture {
@@ -91,6 +85,10 @@ pub(super) type ServerSide = tokio::task::JoinHandle<(
     Connection<MemoryStream>,
 )>;
 
+#[allow(
+    clippy::disallowed_methods,
+    reason = "a test task, awaited by the test"
+)]
 pub(super) fn spawn_server(fx: &Fixture, stream: MemoryStream, timeout: Duration) -> ServerSide {
     let handshaker = fx.handshaker.clone();
     tokio::spawn(async move {

@@ -8,6 +8,9 @@
     clippy::panic,
     clippy::indexing_slicing
 )]
+// Test tasks are awaited or ended by the test that spawns them; the wall clock in tests only
+// makes unique names and timestamps to compare with the server's.
+#![allow(clippy::disallowed_methods)]
 
 mod common;
 mod services;
@@ -32,4 +35,5 @@ mod profile_bounds;
 mod rest;
 mod rotation;
 mod serve;
+mod shutdown_drain;
 mod transport_bounds;

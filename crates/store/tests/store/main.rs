@@ -4,6 +4,9 @@
     clippy::panic,
     clippy::indexing_slicing
 )]
+// Test tasks are awaited or ended by the test that spawns them; the wall clock in tests only
+// makes unique names and timestamps to compare with the server's.
+#![allow(clippy::disallowed_methods)]
 //! The shared `Store` suite, written once in `suite/` and run by [`suite_tests!`] against
 //! every backend:
 //!

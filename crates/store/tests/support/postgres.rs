@@ -126,6 +126,10 @@ impl Drop for TestSchema {
 /// `commucat_test_<pid>_<nanos>_<counter>`: unique across parallel tests and processes.
 fn unique_name() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "a unique schema name, not a time the server reads"
+    )]
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());

@@ -218,6 +218,7 @@ impl<S: ByteStream> SessionTask<S> {
                 _ = route_refresh.tick() => {
                     // On its own task: a slow registry never holds up this session's frames.
                     let (m, device) = (Arc::clone(&self.m), self.device_id.clone());
+                    #[allow(clippy::disallowed_methods, reason = "nothing to drain: a refresh")]
                     tokio::spawn(async move { presence::publish_route(&m, &device).await });
                     Ok(())
                 }

@@ -390,11 +390,5 @@ pub async fn queued(store: &Arc<dyn Store>, device: &str) -> u64 {
 }
 
 pub fn unix_now() -> i64 {
-    i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs(),
-    )
-    .unwrap()
+    commucat_server::clock::unix_now()
 }

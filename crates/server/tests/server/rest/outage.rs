@@ -118,10 +118,7 @@ async fn an_unreachable_store_is_a_503_on_every_route_that_needs_it() {
     let schema = format!(
         "commucat_test_rest503_{}_{}",
         std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
+        commucat_server::clock::unix_micros_now()
     );
     let _cleanup = DropSchema {
         url: url.clone(),
