@@ -310,9 +310,10 @@ impl<S: ByteStream> SessionTask<S> {
             Err(End::problem(
                 ProblemKind::SlowConsumer,
                 format!(
-                    "more than {} frames written to this client were not confirmed by a \
-                     receipt; they were queued for delivery after it reconnects",
-                    replay::LIVE_WINDOW
+                    "more than {} frames or {} bytes written to this client were not \
+                     confirmed by a receipt; they were queued for delivery after it reconnects",
+                    replay::LIVE_WINDOW,
+                    replay::LIVE_WINDOW_BYTES
                 ),
             ))
         }

@@ -43,6 +43,8 @@ pub(crate) const RECEIPT_WINDOW: usize = 256;
 /// Live frames written to a client that sends receipts and not yet covered by one; a client
 /// that leaves more unconfirmed is a slow consumer.
 pub(crate) const LIVE_WINDOW: usize = 1024;
+/// Payload bytes of those live frames a client may leave unconfirmed.
+pub(crate) const LIVE_WINDOW_BYTES: usize = 8 * 1024 * 1024;
 
 /// Replayed envelopes and live frames awaiting proof of receipt.
 #[derive(Debug)]
@@ -54,6 +56,8 @@ pub(crate) struct InFlight {
     /// Live frames written with receipts negotiated, as `(sequence sent, envelope)`, in
     /// sending order; queued offline if the session ends before a receipt covers them.
     live: VecDeque<(u32, Envelope)>,
+    /// Payload bytes of `live`.
+    live_bytes: usize,
 }
 
 impl InFlight {
@@ -62,21 +66,28 @@ impl InFlight {
             receipts,
             sent: Vec::new(),
             live: VecDeque::new(),
+            live_bytes: 0,
         }
     }
 
     /// Keeps a live frame written with `sequence` until a receipt covers it (only with
     /// receipts, and only frames the offline queue keeps). False once more than
-    /// [`LIVE_WINDOW`] wait.
+    /// [`LIVE_WINDOW`] frames or (more than one frame and) [`LIVE_WINDOW_BYTES`] bytes wait.
     pub(crate) fn hold(&mut self, sequence: u32, envelope: Envelope) -> bool {
         if self.receipts && queueable(envelope.frame.frame_type()) {
+            self.live_bytes = self
+                .live_bytes
+                .saturating_add(envelope.frame.payload().len());
             self.live.push_back((sequence, envelope));
         }
+        // One frame larger than the byte bound may still wait alone.
         self.live.len() <= LIVE_WINDOW
+            && (self.live_bytes <= LIVE_WINDOW_BYTES || self.live.len() == 1)
     }
 
     /// The live frames no receipt covered, in sending order.
     pub(crate) fn take_live(&mut self) -> Vec<Envelope> {
+        self.live_bytes = 0;
         self.live.drain(..).map(|(_, envelope)| envelope).collect()
     }
 
@@ -92,7 +103,11 @@ impl InFlight {
             .front()
             .is_some_and(|&(sequence, _)| u64::from(sequence) <= ack)
         {
-            self.live.pop_front();
+            if let Some((_, envelope)) = self.live.pop_front() {
+                self.live_bytes = self
+                    .live_bytes
+                    .saturating_sub(envelope.frame.payload().len());
+            }
         }
         let (done, open): (Vec<_>, Vec<_>) = self
             .sent
@@ -230,5 +245,42 @@ mod tests {
         assert_eq!(in_flight.ids(), [12]);
         assert!(!in_flight.window_full());
         assert!(!InFlight::new(false).window_full());
+    }
+
+    fn envelope(frame_type: commucat_ccp::FrameType, payload: &[u8]) -> Envelope {
+        Envelope {
+            frame: Frame::new(frame_type, 7, 0, Bytes::copy_from_slice(payload)).unwrap(),
+            stamp: 1,
+            sender: std::sync::Arc::from("peer"),
+        }
+    }
+
+    #[test]
+    fn live_frames_wait_for_receipts_within_a_bound() {
+        use commucat_ccp::FrameType;
+        let mut in_flight = InFlight::new(true);
+        assert!(in_flight.hold(3, envelope(FrameType::Msg, b"a")));
+        // Live-only frames are not kept.
+        assert!(in_flight.hold(4, envelope(FrameType::Typing, b"{}")));
+        assert!(in_flight.hold(5, envelope(FrameType::Msg, b"bc")));
+        assert_eq!(in_flight.live_bytes, 3);
+        assert_eq!(in_flight.confirm(4), Vec::<i64>::new());
+        assert_eq!(in_flight.live_bytes, 2);
+        let left = in_flight.take_live();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].frame.payload().as_ref(), b"bc");
+
+        // Beyond the bound the client is too slow; without receipts nothing is kept.
+        for sequence in 0..u32::try_from(LIVE_WINDOW).unwrap() {
+            assert!(in_flight.hold(sequence, envelope(FrameType::Msg, b"x")));
+        }
+        assert!(!in_flight.hold(9999, envelope(FrameType::Msg, b"x")));
+        let big = vec![0; LIVE_WINDOW_BYTES + 1];
+        let mut large = InFlight::new(true);
+        assert!(large.hold(1, envelope(FrameType::Msg, &big)));
+        assert!(!large.hold(2, envelope(FrameType::Msg, b"x")));
+        let mut plain = InFlight::new(false);
+        assert!(plain.hold(1, envelope(FrameType::Msg, &big)));
+        assert!(plain.take_live().is_empty());
     }
 }
