@@ -196,7 +196,12 @@ async fn resends_are_not_delivered_twice(backend: StoreBackend) {
     );
 
     // Offline recipient, resend after the sender reconnects and after a server restart: the
-    // durable idempotency key catches both.
+    // durable idempotency key catches both. bob's receipts are processed before he leaves (the
+    // ACK of a later TYPING proves it), or the frames he had would be queued again.
+    let seq = bob
+        .control(FrameType::Typing, 7, &serde_json::json!({}))
+        .await;
+    bob.ack(seq).await;
     let bob_identity = bob.identity.clone();
     bob.close();
     loop {
