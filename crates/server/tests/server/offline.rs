@@ -190,7 +190,12 @@ async fn resends_are_not_delivered_twice(backend: StoreBackend) {
     );
 
     // Offline recipient, resend after the sender reconnects and after a server restart: the
-    // durable idempotency key catches both.
+    // durable idempotency key catches both. bob's receipts are processed before he leaves (the
+    // ACK of a later TYPING proves it), or the frames he had would be queued again.
+    let seq = bob
+        .control(FrameType::Typing, 7, &serde_json::json!({}))
+        .await;
+    bob.ack(seq).await;
     let bob_identity = bob.identity.clone();
     bob.close();
     loop {
@@ -256,23 +261,37 @@ async fn a_full_queue_refuses_with_an_error_and_keeps_what_it_has(backend: Store
     bob.expect_quiet(QUIET).await;
 }
 
+/// 1 KiB MSG payloads numbered `i`.
+fn numbered(i: usize) -> Vec<u8> {
+    let mut p = format!("{i:04}").into_bytes();
+    p.resize(1024, b'.');
+    p
+}
+
+fn number_of(frame: &Frame) -> usize {
+    std::str::from_utf8(&frame.payload()[..4])
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// A client without `delivery-receipts` (as the deployed terminal client) that stops reading:
+/// it is cut, reads what the server had written, and gets the rest, each frame exactly once.
 async fn a_slow_consumer_is_cut_and_nothing_acknowledged_is_lost(backend: StoreBackend) {
     const COUNT: usize = 400;
     let server = TestServer::start_on(backend, |c| c.limits.mailbox_capacity = 8).await;
     let mut alice = server.connect("alice-s").await;
-    let mut bob = server.connect("bob-s").await;
+    let bob = DeviceIdentity::generate("bob-s").with_handle("bob_s");
+    let mut bob = server
+        .connect_with(bob, &commucat_client::HandshakeOptions::default())
+        .await;
     alice.join(7, true).await;
     bob.join(7, true).await;
     alice.members_become(7, &["alice-s", "bob-s"]).await;
 
     // bob stops reading; alice sends 400 × 1 KiB, each ACKed.
-    let payload = |i: usize| {
-        let mut p = format!("{i:04}").into_bytes();
-        p.resize(1024, b'.');
-        p
-    };
     for i in 0..COUNT {
-        let seq = alice.send(FrameType::Msg, 7, &payload(i)).await;
+        let seq = alice.send(FrameType::Msg, 7, &numbered(i)).await;
         alice.ack(seq).await;
     }
     let store = server.store().await;
@@ -291,12 +310,7 @@ async fn a_slow_consumer_is_cut_and_nothing_acknowledged_is_lost(backend: StoreB
     let mut seen: Vec<usize> = before
         .iter()
         .filter(|f| f.frame_type() == FrameType::Msg)
-        .map(|f| {
-            std::str::from_utf8(&f.payload()[..4])
-                .unwrap()
-                .parse()
-                .unwrap()
-        })
+        .map(number_of)
         .collect();
     assert!(seen.len() < COUNT, "the server stopped writing to bob");
 
@@ -305,18 +319,59 @@ async fn a_slow_consumer_is_cut_and_nothing_acknowledged_is_lost(backend: StoreB
     drop(bob);
     let mut bob = server.connect_as(identity).await;
     let rest = messages(&mut bob, 7, COUNT - seen.len()).await;
-    seen.extend(rest.iter().map(|f| -> usize {
-        std::str::from_utf8(&f.payload()[..4])
-            .unwrap()
-            .parse()
-            .unwrap()
-    }));
+    seen.extend(rest.iter().map(number_of));
     assert_eq!(seen, (0..COUNT).collect::<Vec<_>>());
     bob.expect_quiet(QUIET).await;
     assert_eq!(queued_becomes(&store, "bob-s", 0).await, 0);
 }
 
+/// A client with `delivery-receipts` that stops reading is cut as a slow consumer and never
+/// reads what the server had written to it: those frames were not confirmed, so they are queued
+/// with the rest and the next connect gets every ACKed frame, in order (at least once).
+async fn a_slow_consumer_with_receipts_loses_nothing_left_unread(backend: StoreBackend) {
+    const COUNT: usize = 400;
+    let server = TestServer::start_on(backend, |c| c.limits.mailbox_capacity = 8).await;
+    let mut alice = server.connect("alice-r").await;
+    let mut bob = server.connect("bob-r").await;
+    alice.join(7, true).await;
+    bob.join(7, true).await;
+    alice.members_become(7, &["alice-r", "bob-r"]).await;
+
+    // bob stops reading; alice sends 400 × 1 KiB, each ACKed.
+    for i in 0..COUNT {
+        let seq = alice.send(FrameType::Msg, 7, &numbered(i)).await;
+        alice.ack(seq).await;
+    }
+    // The server cut bob: alice is told he went offline.
+    loop {
+        let snapshot: PresenceSnapshot = alice
+            .recv_on(FrameType::Presence, 0)
+            .await
+            .parse_control()
+            .unwrap();
+        if snapshot.entity == "bob-r" && snapshot.state == "offline" {
+            break;
+        }
+    }
+    // bob never reads what sits in the socket buffers; he reconnects and gets everything.
+    let identity = bob.identity.clone();
+    drop(bob);
+    let mut bob = server.connect_as(identity).await;
+    let mut seen: Vec<usize> = Vec::new();
+    while seen.len() < COUNT {
+        let n = number_of(&bob.recv_on(FrameType::Msg, 7).await);
+        // A duplicate is a frame replayed again; anything new comes in order.
+        if !seen.contains(&n) {
+            seen.push(n);
+        }
+    }
+    assert_eq!(seen, (0..COUNT).collect::<Vec<_>>());
+    let store = server.store().await;
+    assert_eq!(queued_becomes(&store, "bob-r", 0).await, 0);
+}
+
 common::on_each_store!(
+    a_slow_consumer_with_receipts_loses_nothing_left_unread,
     queued_frames_survive_a_restart_and_replay_in_order,
     expired_envelopes_are_dropped_and_purged,
     resends_are_not_delivered_twice,

@@ -101,7 +101,7 @@ struct SessionTask<S> {
     ring_deadline: Option<tokio::time::Instant>,
     /// Frames taken from the mailbox but not written; queued offline when the session ends.
     unsent: Vec<Envelope>,
-    /// Replayed envelopes not yet proven received, as `(envelope id, sequence sent)`.
+    /// Replayed envelopes and (with receipts) live frames not yet proven received.
     in_flight: replay::InFlight,
 }
 
@@ -277,30 +277,47 @@ impl<S: ByteStream> SessionTask<S> {
         sent
     }
 
-    /// Sends a frame from elsewhere under this connection's next sequence number.
-    async fn send_resequenced(&mut self, frame: &Frame) -> Result<(), End> {
-        let sequence = self.next_sequence()?;
-        self.write(&frame.with_sequence(sequence)).await
-    }
-
-    /// Sends a frame from the mailbox; if that fails it is kept for the offline queue.
+    /// Sends a frame from the mailbox under this connection's next sequence number; if that
+    /// fails it is kept for the offline queue.
     ///
     /// A delivered frame's relay latency is the time since its stamp (the sender's session
     /// took it, in Unix microseconds) until the write completed.
+    ///
+    /// Towards a client with `delivery-receipts` the written frame stays in flight until a
+    /// receipt covers it (see [`replay`](self::replay)); too many unconfirmed make the client a
+    /// slow consumer.
     async fn forward(&mut self, envelope: Envelope) -> Result<(), End> {
-        let sent = self.send_resequenced(&envelope.frame).await;
-        if sent.is_err() {
+        let sequence = match self.next_sequence() {
+            Ok(sequence) => sequence,
+            Err(end) => {
+                self.unsent.push(envelope);
+                return Err(end);
+            }
+        };
+        if let Err(end) = self.write(&envelope.frame.with_sequence(sequence)).await {
             self.unsent.push(envelope);
-        } else {
-            let waited = crate::clock::unix_micros_now().saturating_sub(envelope.stamp);
-            let waited = u64::try_from(waited).unwrap_or(0);
-            self.m
-                .hub
-                .metrics
-                .relay_latency
-                .observe(Duration::from_micros(waited));
+            return Err(end);
         }
-        sent
+        let waited = crate::clock::unix_micros_now().saturating_sub(envelope.stamp);
+        let waited = u64::try_from(waited).unwrap_or(0);
+        self.m
+            .hub
+            .metrics
+            .relay_latency
+            .observe(Duration::from_micros(waited));
+        if self.in_flight.hold(sequence, envelope) {
+            Ok(())
+        } else {
+            Err(End::problem(
+                ProblemKind::SlowConsumer,
+                format!(
+                    "more than {} frames or {} bytes written to this client were not \
+                     confirmed by a receipt; they were queued for delivery after it reconnects",
+                    replay::LIVE_WINDOW,
+                    replay::LIVE_WINDOW_BYTES
+                ),
+            ))
+        }
     }
 
     /// The next sequence number, keeping `u32::MAX` for the closing ERROR.
@@ -397,7 +414,10 @@ impl<S: ByteStream> SessionTask<S> {
                 "frames waiting for the session passed bounds.mailbox_bytes",
             );
         }
-        let mut leftovers = std::mem::take(&mut self.unsent);
+        // Written but never confirmed, then taken but not written, then still in the mailbox:
+        // the order they were relayed in.
+        let mut leftovers = self.in_flight.take_live();
+        leftovers.append(&mut self.unsent);
         while let Ok(delivery) = rx.try_recv() {
             if let Delivery::Frame(envelope) = delivery {
                 leftovers.push(envelope);
@@ -405,11 +425,12 @@ impl<S: ByteStream> SessionTask<S> {
         }
         let requeued = self.m.relay().requeue(&self.device_id, leftovers).await;
         self.settle_replay(matches!(end, End::ClientClosed)).await;
-        if successor.is_some() {
-            if requeued > 0 {
-                self.m.hub.nudge([self.device_id.as_str()]);
-            }
-        } else {
+        if requeued > 0 {
+            // A session of this device may have registered (and replayed) before these were
+            // stored, whether or not it replaced this one: it replays them now.
+            self.m.hub.nudge([self.device_id.as_str()]);
+        }
+        if successor.is_none() {
             self.m.hub.release_idle_channels(&self.device_id, None);
             calls::end_calls_of(&self.m, &self.device_id).await;
             // A session of the device that started here meanwhile owns the route now.

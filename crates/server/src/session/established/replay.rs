@@ -17,6 +17,15 @@
 //!
 //! Either way a connection that dies mid-replay gets the rest — and possibly again what it
 //! did receive, without proof — on its next connect: delivery is at least once.
+//!
+//! Frames relayed live are held the same way towards a client with `delivery-receipts`: a
+//! queueable frame written to it stays in flight until a receipt covers it, and if the session
+//! ends first (the server cut a slow consumer, the connection failed) it is moved to the
+//! offline queue with the mailbox's leftovers, so frames that sat unread in socket buffers are
+//! replayed on the next connect. At most [`LIVE_WINDOW`] of them wait for a receipt; beyond
+//! that the client is a slow consumer. Clients without receipts keep write-and-forget.
+
+use std::collections::VecDeque;
 
 use bytes::Bytes;
 use commucat_ccp::Frame;
@@ -24,19 +33,31 @@ use commucat_ccp::control::Ack;
 use commucat_link::ByteStream;
 
 use super::{End, SessionTask, unix_now};
+use crate::router::Envelope;
+use crate::router::relay::queueable;
 
 /// Envelopes fetched and written per replay round (one store transaction each).
 const REPLAY_BATCH: u32 = 64;
 /// Envelopes in flight at once towards a client that sends receipts.
 pub(crate) const RECEIPT_WINDOW: usize = 256;
+/// Live frames written to a client that sends receipts and not yet covered by one; a client
+/// that leaves more unconfirmed is a slow consumer.
+pub(crate) const LIVE_WINDOW: usize = 1024;
+/// Payload bytes of those live frames a client may leave unconfirmed.
+pub(crate) const LIVE_WINDOW_BYTES: usize = 8 * 1024 * 1024;
 
-/// Replayed envelopes awaiting proof of receipt.
+/// Replayed envelopes and live frames awaiting proof of receipt.
 #[derive(Debug)]
 pub(crate) struct InFlight {
     /// Whether the client ACKs what it receives (`delivery-receipts`).
     receipts: bool,
     /// `(envelope id, sequence it was sent with)`, in sending order.
     sent: Vec<(i64, u32)>,
+    /// Live frames written with receipts negotiated, as `(sequence sent, envelope)`, in
+    /// sending order; queued offline if the session ends before a receipt covers them.
+    live: VecDeque<(u32, Envelope)>,
+    /// Payload bytes of `live`.
+    live_bytes: usize,
 }
 
 impl InFlight {
@@ -44,15 +65,50 @@ impl InFlight {
         Self {
             receipts,
             sent: Vec::new(),
+            live: VecDeque::new(),
+            live_bytes: 0,
         }
+    }
+
+    /// Keeps a live frame written with `sequence` until a receipt covers it (only with
+    /// receipts, and only frames the offline queue keeps). False once more than
+    /// [`LIVE_WINDOW`] frames or (more than one frame and) [`LIVE_WINDOW_BYTES`] bytes wait.
+    pub(crate) fn hold(&mut self, sequence: u32, envelope: Envelope) -> bool {
+        if self.receipts && queueable(envelope.frame.frame_type()) {
+            self.live_bytes = self
+                .live_bytes
+                .saturating_add(envelope.frame.payload().len());
+            self.live.push_back((sequence, envelope));
+        }
+        // One frame larger than the byte bound may still wait alone.
+        self.live.len() <= LIVE_WINDOW
+            && (self.live_bytes <= LIVE_WINDOW_BYTES || self.live.len() == 1)
+    }
+
+    /// The live frames no receipt covered, in sending order.
+    pub(crate) fn take_live(&mut self) -> Vec<Envelope> {
+        self.live_bytes = 0;
+        self.live.drain(..).map(|(_, envelope)| envelope).collect()
     }
 
     fn ids(&self) -> Vec<i64> {
         self.sent.iter().map(|&(id, _)| id).collect()
     }
 
-    /// Takes the envelopes sent with a sequence up to `ack`.
+    /// Takes the envelopes sent with a sequence up to `ack` (and forgets the live frames it
+    /// covers).
     fn confirm(&mut self, ack: u64) -> Vec<i64> {
+        while self
+            .live
+            .front()
+            .is_some_and(|&(sequence, _)| u64::from(sequence) <= ack)
+        {
+            if let Some((_, envelope)) = self.live.pop_front() {
+                self.live_bytes = self
+                    .live_bytes
+                    .saturating_sub(envelope.frame.payload().len());
+            }
+        }
         let (done, open): (Vec<_>, Vec<_>) = self
             .sent
             .iter()
@@ -121,8 +177,8 @@ impl<S: ByteStream> SessionTask<S> {
         Ok(())
     }
 
-    /// A client ACK: with `delivery-receipts`, deletes the replayed envelopes it covers and
-    /// continues the replay. Other clients' ACKs need no answer.
+    /// A client ACK: with `delivery-receipts`, forgets the live frames and deletes the
+    /// replayed envelopes it covers, and continues the replay. Other clients' ACKs need no answer.
     pub(super) async fn receipt(&mut self, frame: &Frame) -> Result<(), End> {
         if !self.in_flight.receipts {
             return Ok(());
@@ -189,5 +245,42 @@ mod tests {
         assert_eq!(in_flight.ids(), [12]);
         assert!(!in_flight.window_full());
         assert!(!InFlight::new(false).window_full());
+    }
+
+    fn envelope(frame_type: commucat_ccp::FrameType, payload: &[u8]) -> Envelope {
+        Envelope {
+            frame: Frame::new(frame_type, 7, 0, Bytes::copy_from_slice(payload)).unwrap(),
+            stamp: 1,
+            sender: std::sync::Arc::from("peer"),
+        }
+    }
+
+    #[test]
+    fn live_frames_wait_for_receipts_within_a_bound() {
+        use commucat_ccp::FrameType;
+        let mut in_flight = InFlight::new(true);
+        assert!(in_flight.hold(3, envelope(FrameType::Msg, b"a")));
+        // Live-only frames are not kept.
+        assert!(in_flight.hold(4, envelope(FrameType::Typing, b"{}")));
+        assert!(in_flight.hold(5, envelope(FrameType::Msg, b"bc")));
+        assert_eq!(in_flight.live_bytes, 3);
+        assert_eq!(in_flight.confirm(4), Vec::<i64>::new());
+        assert_eq!(in_flight.live_bytes, 2);
+        let left = in_flight.take_live();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].frame.payload().as_ref(), b"bc");
+
+        // Beyond the bound the client is too slow; without receipts nothing is kept.
+        for sequence in 0..u32::try_from(LIVE_WINDOW).unwrap() {
+            assert!(in_flight.hold(sequence, envelope(FrameType::Msg, b"x")));
+        }
+        assert!(!in_flight.hold(9999, envelope(FrameType::Msg, b"x")));
+        let big = vec![0; LIVE_WINDOW_BYTES + 1];
+        let mut large = InFlight::new(true);
+        assert!(large.hold(1, envelope(FrameType::Msg, &big)));
+        assert!(!large.hold(2, envelope(FrameType::Msg, b"x")));
+        let mut plain = InFlight::new(false);
+        assert!(plain.hold(1, envelope(FrameType::Msg, &big)));
+        assert!(plain.take_live().is_empty());
     }
 }
