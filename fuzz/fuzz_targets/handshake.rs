@@ -174,7 +174,7 @@ fuzz_target!(|data: &[u8]| {
                     }
                     client::Step::Recv => {
                         let Some((kind, payload)) = queue.next() else { return };
-                        let Ok(frame) = Frame::new(frame_type(kind + 1), 0, sequence as u32, payload) else {
+                        let Ok(frame) = Frame::new(frame_type(kind.wrapping_add(1)), 0, sequence as u32, payload) else {
                             return;
                         };
                         client.handle(client::Input::Frame { frame, now: NOW })
