@@ -53,10 +53,6 @@ async fn fixture(
         .unwrap();
     let addr = echo.addr.to_string();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    #[allow(
-        clippy::disallowed_methods,
-        reason = "a test task, awaited or ended by the test"
-    )]
     tokio::spawn(echo.serve(router, async {
         let _ = stopped.await;
     }));
@@ -84,10 +80,6 @@ async fn relay_scenario_delivers_plain_noise_and_echo() {
         .unwrap();
     let echo_addr = echo.addr.to_string();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    #[allow(
-        clippy::disallowed_methods,
-        reason = "a test task, awaited or ended by the test"
-    )]
     let echo_task = tokio::spawn(echo.run(async {
         let _ = stopped.await;
     }));

@@ -71,10 +71,6 @@ fn sigkill_under_load_loses_nothing_acknowledged_on_sqlite() {
 #[cfg_attr(not(commucat_test_postgres), ignore = "needs COMMUCAT_TEST_POSTGRES")]
 fn sigkill_under_load_loses_nothing_acknowledged_on_postgres() {
     let url = std::env::var("COMMUCAT_TEST_POSTGRES").expect("COMMUCAT_TEST_POSTGRES");
-    #[allow(
-        clippy::disallowed_methods,
-        reason = "a unique schema name, not a time the server reads"
-    )]
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()

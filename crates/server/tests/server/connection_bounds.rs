@@ -238,10 +238,6 @@ async fn slowloris_on_http1_headers_is_closed() {
         TestServer::start(|c| c.bounds.idle_connection_timeout = Duration::from_secs(1)).await;
     let tls = tls_h1(&server, ip(1)).await;
     let (mut read, mut write) = tokio::io::split(tls);
-    #[allow(
-        clippy::disallowed_methods,
-        reason = "a test task, awaited or ended by the test"
-    )]
     let trickle = tokio::spawn(async move {
         write
             .write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\n")

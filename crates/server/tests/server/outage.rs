@@ -465,10 +465,6 @@ async fn redis_restarted_during_traffic_loses_nothing_and_refuses_nothing() {
 
     // bob receives live while alice sends; carol's copies go to the offline queue.
     let (bob_texts, bob_done) = tokio::sync::oneshot::channel::<Vec<String>>();
-    #[allow(
-        clippy::disallowed_methods,
-        reason = "a test task, awaited or ended by the test"
-    )]
     let bob_reader = tokio::spawn(async move {
         let mut texts = Vec::new();
         loop {

@@ -315,10 +315,6 @@ async fn connections_beyond_the_limit_wait_for_a_free_slot() {
     );
 
     let mut first = tls_connect(&connector, server.addr).await.unwrap();
-    #[allow(
-        clippy::disallowed_methods,
-        reason = "a test task, awaited or ended by the test"
-    )]
     let second = tokio::spawn({
         let connector = connector.clone();
         let addr = server.addr;
