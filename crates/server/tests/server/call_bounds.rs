@@ -40,23 +40,9 @@ async fn trio(server: &TestServer) -> (Client, Client, Client) {
 }
 
 /// The value of the `/metrics` line starting with `prefix` (0 if absent).
+/// A counter's value; a labelled counter is absent until it first counts, so absent is 0.
 async fn metric(server: &TestServer, prefix: &str) -> u64 {
-    let text = metrics_text(server).await;
-    text.lines()
-        .find_map(|l| l.strip_prefix(prefix))
-        .map_or(0, |v| v.trim().parse().unwrap())
-}
-
-async fn metrics_text(server: &TestServer) -> String {
-    server
-        .http()
-        .get(format!("https://localhost:{}/metrics", server.addr.port()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    server.metric(prefix).await.unwrap_or(0)
 }
 
 #[tokio::test]

@@ -40,19 +40,9 @@ fn with_profile(
     identity
 }
 
+/// A counter's value; a labelled counter is absent until it first counts, so absent is 0.
 async fn metric(server: &TestServer, prefix: &str) -> u64 {
-    let text = server
-        .http()
-        .get(format!("https://localhost:{}/metrics", server.addr.port()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(prefix))
-        .map_or(0, |v| v.trim().parse().unwrap())
+    server.metric(prefix).await.unwrap_or(0)
 }
 
 /// Connects, then checks the session works by joining a channel.
