@@ -29,6 +29,9 @@ const RECEIPT_BATCH: u64 = 64;
 const RECEIPT_EVERY: Duration = Duration::from_millis(100);
 /// Pause between two failed reconnection attempts.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(200);
+/// After a failed write, how long the flow keeps reading what the server sent before it ended
+/// the stream (its closing notice among it).
+const READ_AFTER_WRITE_FAILURE: Duration = Duration::from_secs(2);
 
 /// What a soak flow needs beyond its timing: who it is and where it connects from.
 #[derive(Debug, Clone)]
@@ -247,6 +250,28 @@ impl SoakFlow {
         }
     }
 
+    /// A write failed because the server ended the stream: the frames it sent before that,
+    /// its closing notice last, may still wait in the receive buffer (HTTP/2 keeps received
+    /// data readable after a reset). Reads them so that they count, and names the notice as the
+    /// reason if there was one.
+    async fn after_write_failure(&mut self, link: &mut Link, env: Env<'_>, ended: Ended) -> Ended {
+        let Ended::Closed(why) = ended else {
+            return ended;
+        };
+        let deadline = Instant::now() + READ_AFTER_WRITE_FAILURE;
+        while link.notice.is_none() {
+            match tokio::time::timeout_at(deadline.into(), link.conn.fill()).await {
+                Ok(Ok(true)) => {
+                    if let Err(ended) = self.take_frames(link, env) {
+                        return ended;
+                    }
+                }
+                Ok(Ok(false) | Err(_)) | Err(_) => break,
+            }
+        }
+        Ended::Closed(link.notice.take().unwrap_or(why))
+    }
+
     /// Runs the flow on one connection until it is done or the connection ends.
     async fn on_link(&mut self, link: &mut Link, env: Env<'_>, next_send: &mut Instant) -> Ended {
         let Env {
@@ -267,7 +292,7 @@ impl SoakFlow {
                 me.finish();
             }
             if let Err(ended) = self.receipt(link, !sending).await {
-                return ended;
+                return self.after_write_failure(link, env, ended).await;
             }
             if !sending && link.pending.is_empty() && source.all_in(self.distinct) {
                 return Ended::Done;
@@ -296,7 +321,7 @@ impl SoakFlow {
                     while *next_send <= Instant::now() && *next_send < schedule.stop_sending {
                         let stamp = *next_send;
                         if let Err(ended) = self.send(link, env, stamp).await {
-                            return ended;
+                            return self.after_write_failure(link, env, ended).await;
                         }
                         *next_send += schedule.interval;
                     }
