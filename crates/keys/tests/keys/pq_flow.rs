@@ -239,3 +239,55 @@ fn hybrid_exchange_in_memory() {
         PqError::OneTimeKeysExhausted
     );
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// For any inputs the two roles hold mirrored chains, and a ratchet step with the same
+    /// secrets keeps them mirrored.
+    #[test]
+    fn roles_mirror_for_any_inputs(
+        classical in proptest::array::uniform32(proptest::num::u8::ANY),
+        kem in proptest::array::uniform32(proptest::num::u8::ANY),
+        salt in proptest::collection::vec(proptest::num::u8::ANY, 0..100),
+        step in proptest::array::uniform32(proptest::num::u8::ANY),
+    ) {
+        let mut a = HybridSession::derive(&classical, &kem, &salt, HybridRole::Encapsulator).unwrap();
+        let mut b = HybridSession::derive(&classical, &kem, &salt, HybridRole::Decapsulator).unwrap();
+        proptest::prop_assert_eq!(a.sending_chain(), b.receiving_chain());
+        proptest::prop_assert_eq!(a.receiving_chain(), b.sending_chain());
+        a.ratchet(&step, &kem).unwrap();
+        b.ratchet(&step, &kem).unwrap();
+        proptest::prop_assert_eq!(a.next_sending_key().unwrap(), b.next_receiving_key().unwrap());
+        proptest::prop_assert_eq!(b.next_sending_key().unwrap(), a.next_receiving_key().unwrap());
+    }
+
+    /// Different transcripts never encode to the same bytes.
+    #[test]
+    fn transcript_encoding_is_injective(
+        parts in proptest::collection::vec(proptest::collection::vec(0u8..3, 0..4), 10),
+    ) {
+        let text = |v: &Vec<u8>| v.iter().map(|b| char::from(b'a' + b)).collect::<String>();
+        let caps = |range: std::ops::Range<usize>| parts[range].iter().map(text).collect::<Vec<_>>();
+        let (offered_a, accepted_a) = (caps(4..6), caps(6..7));
+        let (offered_b, accepted_b) = (caps(7..8), caps(8..10));
+        let device_a = text(&parts[3]);
+        let a = HybridTranscript {
+            handshake_hash: &parts[0],
+            pq_ciphertext: &parts[1],
+            salt: &parts[2],
+            device_id: &device_a,
+            offered_capabilities: &offered_a,
+            accepted_capabilities: &accepted_a,
+        };
+        let b = HybridTranscript {
+            handshake_hash: &parts[1],
+            pq_ciphertext: &parts[0],
+            salt: &parts[3],
+            device_id: &device_a,
+            offered_capabilities: &offered_b,
+            accepted_capabilities: &accepted_b,
+        };
+        proptest::prop_assert_eq!(a == b, a.encode().unwrap() == b.encode().unwrap());
+    }
+}
