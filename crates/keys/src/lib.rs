@@ -9,6 +9,9 @@
 //! * [`certificate`] — CA-signed device certificates with their exact canonical JSON
 //!   (wire-compat §5).
 //! * [`noise`] — Noise XK/IK handshakes and the `noise-transport` record layer.
+//! * [`pq`] — post-quantum hybrid keys for `pq-hybrid`: ML-KEM-768, ML-DSA-65, `pq_bundle`
+//!   validation, the hybrid session derivation and ratchet of `commucat-crypto` 1.0.41, and
+//!   the signed handshake transcript.
 //! * [`rotation`] — the proof a device signs with its current key to rotate to a new one.
 //! * [`encoding`] — strict fixed-length hex helpers.
 //!
@@ -38,6 +41,7 @@ pub mod device;
 pub mod encoding;
 pub mod noise;
 mod noise_dh;
+pub mod pq;
 pub mod rotation;
 pub mod zkp;
 
