@@ -81,7 +81,16 @@ impl fmt::Display for Check {
             Status::Warn => "warn",
             Status::Fail => "FAIL",
         };
-        write!(f, "{status:<4}  {:<16}  {}", self.name, self.found)?;
+        // One line per check: a multi-line message (a TOML parse error with its excerpt) is
+        // joined, without the excerpt's gutter lines.
+        let found = self
+            .found
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.trim_start_matches('|').trim().is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        write!(f, "{status:<4}  {:<16}  {found}", self.name)?;
         if let Some(fix) = &self.fix {
             write!(f, " — fix: {fix}")?;
         }
