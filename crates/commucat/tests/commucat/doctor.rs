@@ -232,3 +232,41 @@ fn doctor_reports_a_missing_key_a_pending_schema_and_a_bad_config() {
     assert_eq!(lines.len(), 1, "{lines:#?}");
     assert_fails(&lines, "config", "commucat.toml", "correct the setting");
 }
+
+#[test]
+#[cfg_attr(not(commucat_test_postgres), ignore = "needs COMMUCAT_TEST_POSTGRES")]
+fn doctor_reads_a_postgres_schema_without_migrating_it() {
+    let url = std::env::var("COMMUCAT_TEST_POSTGRES").expect("COMMUCAT_TEST_POSTGRES");
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let schema = format!("doctor_{}_{}", std::process::id(), nanos % 1_000_000_000);
+    let dir = tempfile::tempdir().unwrap();
+    write_config(
+        dir.path(),
+        free_port(),
+        &format!("[store]\nurl = \"{url}\"\nschema = \"{schema}\"\n"),
+    );
+    // A schema nobody migrated yet: reachable, every migration pending, nothing created.
+    let (ok, lines, _) = doctor(dir.path());
+    assert!(!ok);
+    assert_fails(&lines, "store", "migrations pending", "commucat migrate");
+    let (ok, lines, _) = doctor(dir.path());
+    assert!(!ok, "doctor migrated the schema: {lines:#?}");
+    // Migrated: the store check passes, and the database's clock agrees with ours.
+    let out = commucat(dir.path(), &["migrate", "--config", "commucat.toml"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (ok, lines, stderr) = doctor(dir.path());
+    assert!(ok, "{lines:#?}\n{stderr}");
+    let store = line(&lines, "store");
+    assert!(
+        store.contains("PostgreSQL") && store.contains("schema up to date"),
+        "{store}"
+    );
+    assert!(line(&lines, "store clock").starts_with("ok "), "{lines:#?}");
+}
