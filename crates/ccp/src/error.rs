@@ -231,6 +231,8 @@ problem_kinds! {
     ChannelFull => "Channel Full", 409, "channel-full";
     /// The device is already a member of `bounds.channels_per_device` channels.
     ChannelLimitReached => "Channel Limit Reached", 429, "channel-limit-reached";
+    /// The device already owns `bounds.groups_per_device` groups.
+    GroupLimitReached => "Group Limit Reached", 429, "group-limit-reached";
     /// A JOIN declared more member ids than `bounds.declared_members_per_join`.
     MemberListTooLong => "Member List Too Long", 413, "member-list-too-long";
     /// A member, recipient or participant id is not a registered device of this server.

@@ -30,6 +30,14 @@ pub enum StoreError {
         /// The limit that applied.
         limit: u64,
     },
+    /// The device already owns the maximum number of groups it may create.
+    #[error("device {device_id} already owns the maximum of {limit} groups")]
+    GroupLimit {
+        /// The owner whose limit was reached.
+        device_id: String,
+        /// The limit that applied.
+        limit: u64,
+    },
     /// The device is revoked: no session may be created for it.
     #[error("device {device_id} is revoked")]
     DeviceRevoked {

@@ -141,8 +141,9 @@ macro_rules! impl_store {
                 &self,
                 group: $crate::GroupRecord,
                 members: Vec<$crate::GroupMember>,
+                max_owned: u64,
             ) -> $crate::Result<()> {
-                groups::create(&self.pool, group, members).await
+                groups::create(&self.pool, group, members, max_owned).await
             }
 
             async fn group(&self, group_id: &str) -> $crate::Result<Option<$crate::GroupRecord>> {

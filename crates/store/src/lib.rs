@@ -138,7 +138,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Creates a group with its roster in one transaction. The roster must list every device
     /// once, all with `group.group_id`, and exactly one `owner`: `group.owner_device`
     /// ([`StoreError::Invalid`] otherwise). Existing `group_id` → [`StoreError::Conflict`].
-    async fn create_group(&self, group: GroupRecord, members: Vec<GroupMember>) -> Result<()>;
+    /// An owner that already owns `max_owned` groups gets [`StoreError::GroupLimit`] (counted
+    /// inside the transaction, so concurrent creates cannot pass it together).
+    async fn create_group(
+        &self,
+        group: GroupRecord,
+        members: Vec<GroupMember>,
+        max_owned: u64,
+    ) -> Result<()>;
 
     /// The group with this id.
     async fn group(&self, group_id: &str) -> Result<Option<GroupRecord>>;

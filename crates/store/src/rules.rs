@@ -155,6 +155,18 @@ pub(crate) fn check_session_device(
 
 // ---------------------------------------------------------------- groups
 
+/// [`StoreError::GroupLimit`] when `owner` already owns `limit` (or more) groups; `owned` is
+/// the count read inside the creating transaction.
+pub(crate) fn check_groups_owned(owner: &str, owned: i64, limit: u64) -> Result<()> {
+    if u64::try_from(owned).unwrap_or(0) >= limit {
+        return Err(StoreError::GroupLimit {
+            device_id: owner.to_owned(),
+            limit,
+        });
+    }
+    Ok(())
+}
+
 /// Checks the roster of a new group: every member belongs to it, no device twice, exactly one
 /// owner and it is the group's `owner_device`.
 pub(crate) fn check_roster(group: &GroupRecord, members: &[GroupMember]) -> Result<()> {

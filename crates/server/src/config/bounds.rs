@@ -175,6 +175,9 @@ bounds! {
     channel_members / ChannelMembers: count = 1024, env "COMMUCAT_BOUND_CHANNEL_MEMBERS", min 2;
     /// Channels one device is a member of at once (`bounds.channels_per_device`).
     channels_per_device / ChannelsPerDevice: count = 256, env "COMMUCAT_BOUND_CHANNELS_PER_DEVICE", min 1;
+    /// Groups one device may own; groups are kept in the store until deleted
+    /// (`bounds.groups_per_device`).
+    groups_per_device / GroupsPerDevice: count = 1024, env "COMMUCAT_BOUND_GROUPS_PER_DEVICE", min 1;
     /// Member ids one JOIN may declare (`bounds.declared_members_per_join`).
     declared_members_per_join / DeclaredMembersPerJoin: count = 64, env "COMMUCAT_BOUND_DECLARED_MEMBERS_PER_JOIN", min 1;
     /// Calls one session takes part in at once, ringing or active (`bounds.calls_per_session`).
@@ -184,6 +187,11 @@ bounds! {
     /// Bytes of frames waiting for one session before it counts as a slow consumer
     /// (`bounds.mailbox_bytes`).
     mailbox_bytes / MailboxBytes: bytes = 8 * MIB, env "COMMUCAT_BOUND_MAILBOX_BYTES", min 64 * KIB;
+    /// Frames written live to a client with `delivery-receipts` and not yet covered by a
+    /// receipt; past this the client is a slow consumer (`bounds.unconfirmed_frames`).
+    unconfirmed_frames / UnconfirmedFrames: count = 1024, env "COMMUCAT_BOUND_UNCONFIRMED_FRAMES", min 16;
+    /// Payload bytes of those frames (`bounds.unconfirmed_bytes`).
+    unconfirmed_bytes / UnconfirmedBytes: bytes = 8 * MIB, env "COMMUCAT_BOUND_UNCONFIRMED_BYTES", min 64 * KIB;
     /// Bytes a transport (WebSocket, HTTP/1.1 body) buffers towards one client
     /// (`bounds.transport_buffer_bytes`).
     transport_buffer_bytes / TransportBufferBytes: bytes = MIB, env "COMMUCAT_BOUND_TRANSPORT_BUFFER_BYTES", min 64 * KIB;

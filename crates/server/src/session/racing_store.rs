@@ -164,8 +164,13 @@ impl Store for RacingStore {
         self.inner.purge_expired_sessions(now).await
     }
 
-    async fn create_group(&self, group: GroupRecord, members: Vec<GroupMember>) -> Result<()> {
-        self.inner.create_group(group, members).await
+    async fn create_group(
+        &self,
+        group: GroupRecord,
+        members: Vec<GroupMember>,
+        max_owned: u64,
+    ) -> Result<()> {
+        self.inner.create_group(group, members, max_owned).await
     }
 
     async fn group(&self, group_id: &str) -> Result<Option<GroupRecord>> {

@@ -290,8 +290,49 @@ async fn a_group_cannot_take_over_someone_elses_channel() {
     mallory.expect_quiet(QUIET).await;
 }
 
+/// GROUP_CREATE with fresh ids, one after another: a device past `bounds.groups_per_device`
+/// is refused and counted, the refused group is not stored, and another device still creates.
+async fn groups_owned_per_device_are_bounded(backend: StoreBackend) {
+    const LIMIT: u64 = 3;
+    let server = TestServer::start_on(backend, |c| c.bounds.groups_per_device = LIMIT).await;
+    let mut mallory = server.connect("mallory-gl").await;
+    let mut bob = server.connect("bob-gl").await;
+    let create = |id: &str| json!({"group_id": id, "members": ["bob-gl"]});
+    for channel in 1..=5u32 {
+        let id = format!("spam-{channel:04}");
+        let seq = mallory
+            .control(FrameType::GroupCreate, channel, &create(&id))
+            .await;
+        if u64::from(channel) <= LIMIT {
+            assert_eq!(
+                mallory.ack(seq).await.group_id.as_deref(),
+                Some(id.as_str())
+            );
+        } else {
+            let problem = mallory.error(seq, "Group Limit Reached").await;
+            assert_eq!(problem.status, Some(429));
+            assert!(server.store().await.group(&id).await.unwrap().is_none());
+        }
+    }
+    server
+        .metric_becomes(
+            "commucat_bound_refusals_total{bound=\"groups_per_device\"} ",
+            2,
+        )
+        .await;
+    let seq = bob
+        .control(
+            FrameType::GroupCreate,
+            9,
+            &json!({"group_id": "bob-0001", "members": ["mallory-gl"]}),
+        )
+        .await;
+    bob.ack(seq).await;
+}
+
 // Rosters live in the store: these run on both backends.
 common::on_each_store!(
     create_invite_and_access_control,
     the_roster_survives_a_restart_and_offline_members_get_the_create,
+    groups_owned_per_device_are_bounded,
 );

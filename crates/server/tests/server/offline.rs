@@ -370,6 +370,68 @@ async fn a_slow_consumer_with_receipts_loses_nothing_left_unread(backend: StoreB
     assert_eq!(queued_becomes(&store, "bob-r", 0).await, 0);
 }
 
+/// A client with `delivery-receipts` that reads everything but never confirms it is a slow
+/// consumer once `bounds.unconfirmed_frames` wait for its receipt: cut, counted under that bound,
+/// and the unconfirmed frames come again on the next connect.
+#[tokio::test]
+async fn a_client_that_never_confirms_is_cut_at_the_unconfirmed_bound() {
+    const LIMIT: u64 = 16;
+    let server = TestServer::start(|c| c.bounds.unconfirmed_frames = LIMIT).await;
+    let mut alice = server.connect("alice-u").await;
+    let mut bob = server.connect("bob-u").await;
+    alice.join(7, true).await;
+    bob.join(7, true).await;
+    alice.members_become(7, &["alice-u", "bob-u"]).await;
+    for i in 0..=LIMIT {
+        let seq = alice
+            .send(FrameType::Msg, 7, &numbered(usize::try_from(i).unwrap()))
+            .await;
+        alice.ack(seq).await;
+    }
+    // bob reads through the SDK session directly: no receipts.
+    let mut read = Vec::new();
+    let closing = loop {
+        let frame = tokio::time::timeout(common::WAIT, bob.session.recv())
+            .await
+            .expect("frames or the end within WAIT")
+            .expect("link")
+            .expect("the server's ERROR before the end");
+        match frame.frame_type() {
+            FrameType::Msg => read.push(number_of(&frame)),
+            FrameType::Error => break frame,
+            _ => {}
+        }
+    };
+    let problem: Problem = closing.parse_control().unwrap();
+    assert_eq!(problem.title.as_deref(), Some("Slow Consumer"));
+    assert!(
+        problem
+            .detail
+            .unwrap()
+            .contains("bounds.unconfirmed_frames")
+    );
+    assert_eq!(
+        read,
+        (0..=usize::try_from(LIMIT).unwrap()).collect::<Vec<_>>()
+    );
+    server
+        .metric_becomes(
+            "commucat_bound_refusals_total{bound=\"unconfirmed_frames\"} ",
+            1,
+        )
+        .await;
+    // What bob read without confirming is replayed.
+    let identity = bob.identity.clone();
+    drop(bob);
+    let mut bob = server.connect_as(identity).await;
+    let again: Vec<usize> = messages(&mut bob, 7, read.len())
+        .await
+        .iter()
+        .map(number_of)
+        .collect();
+    assert_eq!(again, read);
+}
+
 common::on_each_store!(
     a_slow_consumer_with_receipts_loses_nothing_left_unread,
     queued_frames_survive_a_restart_and_replay_in_order,

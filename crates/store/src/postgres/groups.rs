@@ -6,15 +6,30 @@ use super::map_err;
 use crate::error::Result;
 use crate::model::{GroupMember, GroupRecord};
 use crate::rows::{GroupRow, MemberRow, decode_all};
-use crate::rules::{Taken, check_member_role, check_roster, found, written_member};
+use crate::rules::{
+    Taken, check_groups_owned, check_member_role, check_roster, found, written_member,
+};
 
 pub(super) async fn create(
     pool: &PgPool,
     group: GroupRecord,
     members: Vec<GroupMember>,
+    max_owned: u64,
 ) -> Result<()> {
     check_roster(&group, &members)?;
     let mut tx = pool.begin().await.map_err(map_err)?;
+    // One owner's creates are serialised, so the count below cannot go stale.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('group-owner:' || $1, 0))")
+        .bind(&group.owner_device)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    let owned: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM chat_group WHERE owner_device = $1")
+        .bind(&group.owner_device)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    check_groups_owned(&group.owner_device, owned, max_owned)?;
     sqlx::query(
         "INSERT INTO chat_group (group_id, owner_device, name, relay, created_at)
          VALUES ($1, $2, $3, $4, $5)",

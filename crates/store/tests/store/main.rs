@@ -107,6 +107,7 @@ suite_tests!(
     purge_expired_sessions,
     group_lifecycle,
     unknown_group_is_absent,
+    groups_per_owner_are_bounded,
     invalid_rosters_are_rejected,
     enqueue_and_replay_in_order,
     one_payload_serves_many_recipients,

@@ -198,10 +198,26 @@ impl<S: ByteStream> SessionTask<S> {
         match self
             .m
             .store
-            .create_group(group.clone(), roster.clone())
+            .create_group(
+                group.clone(),
+                roster.clone(),
+                self.m.settings.bounds.groups_per_device,
+            )
             .await
         {
             Ok(()) => {}
+            Err(StoreError::GroupLimit { limit, .. }) => {
+                return self
+                    .reject_bound(
+                        frame,
+                        Bound::GroupsPerDevice,
+                        ProblemKind::GroupLimitReached,
+                        format!(
+                            "this device already owns {limit} groups (bounds.groups_per_device)"
+                        ),
+                    )
+                    .await;
+            }
             Err(StoreError::Conflict(_)) => {
                 return self
                     .reject(

@@ -130,6 +130,14 @@ pub async fn run<S: ByteStream>(
         .hub
         .calls(|c| c.next_ring_deadline(&established.device_id))
         .map(tokio::time::Instant::from_std);
+    let in_flight = replay::InFlight::new(
+        established
+            .accepted_capabilities
+            .iter()
+            .any(|c| c == super::handshake::CAP_DELIVERY_RECEIPTS),
+        messaging.settings.bounds.unconfirmed_frames,
+        messaging.settings.bounds.unconfirmed_bytes,
+    );
     let mut task = SessionTask {
         conn,
         m: messaging,
@@ -141,12 +149,7 @@ pub async fn run<S: ByteStream>(
         presence_deadline: None,
         ring_deadline,
         unsent: Vec::new(),
-        in_flight: replay::InFlight::new(
-            established
-                .accepted_capabilities
-                .iter()
-                .any(|c| c == super::handshake::CAP_DELIVERY_RECEIPTS),
-        ),
+        in_flight,
     };
     // Registered first, confirmed second: a revocation cannot slip between the two.
     let admitted = admission::confirm(&task.m, &task.device_id, &task.session_id).await;
@@ -305,19 +308,18 @@ impl<S: ByteStream> SessionTask<S> {
             .metrics
             .relay_latency
             .observe(Duration::from_micros(waited));
-        if self.in_flight.hold(sequence, envelope) {
-            Ok(())
-        } else {
-            Err(End::problem(
-                ProblemKind::SlowConsumer,
-                format!(
-                    "more than {} frames or {} bytes written to this client were not \
-                     confirmed by a receipt; they were queued for delivery after it reconnects",
-                    replay::LIVE_WINDOW,
-                    replay::LIVE_WINDOW_BYTES
-                ),
-            ))
-        }
+        let Err(bound) = self.in_flight.hold(sequence, envelope) else {
+            return Ok(());
+        };
+        let bounds = &self.m.settings.bounds;
+        let detail = format!(
+            "more than {} frames or {} bytes written to this client were not confirmed by a \
+             receipt (bounds.unconfirmed_frames, bounds.unconfirmed_bytes); they were queued \
+             for delivery after it reconnects",
+            bounds.unconfirmed_frames, bounds.unconfirmed_bytes
+        );
+        self.m.refuse(bound, &self.device_id, &detail);
+        Err(End::problem(ProblemKind::SlowConsumer, detail))
     }
 
     /// The next sequence number, keeping `u32::MAX` for the closing ERROR.

@@ -22,8 +22,9 @@
 //! queueable frame written to it stays in flight until a receipt covers it, and if the session
 //! ends first (the server cut a slow consumer, the connection failed) it is moved to the
 //! offline queue with the mailbox's leftovers, so frames that sat unread in socket buffers are
-//! replayed on the next connect. At most [`LIVE_WINDOW`] of them wait for a receipt; beyond
-//! that the client is a slow consumer. Clients without receipts keep write-and-forget.
+//! replayed on the next connect. At most `bounds.unconfirmed_frames` of them (and
+//! `bounds.unconfirmed_bytes` of their payloads) wait for a receipt; beyond that the client is a
+//! slow consumer. Clients without receipts keep write-and-forget.
 
 use std::collections::VecDeque;
 
@@ -33,6 +34,7 @@ use commucat_ccp::control::Ack;
 use commucat_link::ByteStream;
 
 use super::{End, SessionTask, unix_now};
+use crate::config::Bound;
 use crate::router::Envelope;
 use crate::router::relay::queueable;
 
@@ -40,11 +42,6 @@ use crate::router::relay::queueable;
 const REPLAY_BATCH: u32 = 64;
 /// Envelopes in flight at once towards a client that sends receipts.
 pub(crate) const RECEIPT_WINDOW: usize = 256;
-/// Live frames written to a client that sends receipts and not yet covered by one; a client
-/// that leaves more unconfirmed is a slow consumer.
-pub(crate) const LIVE_WINDOW: usize = 1024;
-/// Payload bytes of those live frames a client may leave unconfirmed.
-pub(crate) const LIVE_WINDOW_BYTES: usize = 8 * 1024 * 1024;
 
 /// Replayed envelopes and live frames awaiting proof of receipt.
 #[derive(Debug)]
@@ -58,31 +55,43 @@ pub(crate) struct InFlight {
     live: VecDeque<(u32, Envelope)>,
     /// Payload bytes of `live`.
     live_bytes: usize,
+    /// `bounds.unconfirmed_frames`: live frames that may wait for a receipt.
+    max_frames: usize,
+    /// `bounds.unconfirmed_bytes`: payload bytes of them.
+    max_bytes: usize,
 }
 
 impl InFlight {
-    pub(crate) fn new(receipts: bool) -> Self {
+    pub(crate) fn new(receipts: bool, max_frames: u64, max_bytes: u64) -> Self {
         Self {
             receipts,
             sent: Vec::new(),
             live: VecDeque::new(),
             live_bytes: 0,
+            max_frames: usize::try_from(max_frames).unwrap_or(usize::MAX),
+            max_bytes: usize::try_from(max_bytes).unwrap_or(usize::MAX),
         }
     }
 
     /// Keeps a live frame written with `sequence` until a receipt covers it (only with
-    /// receipts, and only frames the offline queue keeps). False once more than
-    /// [`LIVE_WINDOW`] frames or (more than one frame and) [`LIVE_WINDOW_BYTES`] bytes wait.
-    pub(crate) fn hold(&mut self, sequence: u32, envelope: Envelope) -> bool {
+    /// receipts, and only frames the offline queue keeps). The bound passed once more than
+    /// `max_frames` frames or (more than one frame and) `max_bytes` bytes wait; the frame is
+    /// held all the same, so that it is queued when the session ends.
+    pub(crate) fn hold(&mut self, sequence: u32, envelope: Envelope) -> Result<(), Bound> {
         if self.receipts && queueable(envelope.frame.frame_type()) {
             self.live_bytes = self
                 .live_bytes
                 .saturating_add(envelope.frame.payload().len());
             self.live.push_back((sequence, envelope));
         }
+        if self.live.len() > self.max_frames {
+            return Err(Bound::UnconfirmedFrames);
+        }
         // One frame larger than the byte bound may still wait alone.
-        self.live.len() <= LIVE_WINDOW
-            && (self.live_bytes <= LIVE_WINDOW_BYTES || self.live.len() == 1)
+        if self.live_bytes > self.max_bytes && self.live.len() > 1 {
+            return Err(Bound::UnconfirmedBytes);
+        }
+        Ok(())
     }
 
     /// The live frames no receipt covered, in sending order.
@@ -238,7 +247,9 @@ mod tests {
 
     #[test]
     fn acks_confirm_cumulatively() {
-        let mut in_flight = InFlight::new(true);
+        const FRAMES: u64 = 1024;
+        const BYTES: u64 = 8 * 1024 * 1024;
+        let mut in_flight = InFlight::new(true, FRAMES, BYTES);
         in_flight.sent = vec![(10, 3), (11, 4), (12, 6)];
         assert_eq!(in_flight.confirm(2), Vec::<i64>::new());
         assert_eq!(in_flight.confirm(4), [10, 11]);
@@ -258,11 +269,16 @@ mod tests {
     #[test]
     fn live_frames_wait_for_receipts_within_a_bound() {
         use commucat_ccp::FrameType;
-        let mut in_flight = InFlight::new(true);
-        assert!(in_flight.hold(3, envelope(FrameType::Msg, b"a")));
+        const FRAMES: u64 = 1024;
+        const BYTES: u64 = 8 * 1024 * 1024;
+        let mut in_flight = InFlight::new(true, FRAMES, BYTES);
+        assert_eq!(in_flight.hold(3, envelope(FrameType::Msg, b"a")), Ok(()));
         // Live-only frames are not kept.
-        assert!(in_flight.hold(4, envelope(FrameType::Typing, b"{}")));
-        assert!(in_flight.hold(5, envelope(FrameType::Msg, b"bc")));
+        assert_eq!(
+            in_flight.hold(4, envelope(FrameType::Typing, b"{}")),
+            Ok(())
+        );
+        assert_eq!(in_flight.hold(5, envelope(FrameType::Msg, b"bc")), Ok(()));
         assert_eq!(in_flight.live_bytes, 3);
         assert_eq!(in_flight.confirm(4), Vec::<i64>::new());
         assert_eq!(in_flight.live_bytes, 2);
@@ -271,16 +287,25 @@ mod tests {
         assert_eq!(left[0].frame.payload().as_ref(), b"bc");
 
         // Beyond the bound the client is too slow; without receipts nothing is kept.
-        for sequence in 0..u32::try_from(LIVE_WINDOW).unwrap() {
-            assert!(in_flight.hold(sequence, envelope(FrameType::Msg, b"x")));
+        for sequence in 0..u32::try_from(FRAMES).unwrap() {
+            assert_eq!(
+                in_flight.hold(sequence, envelope(FrameType::Msg, b"x")),
+                Ok(())
+            );
         }
-        assert!(!in_flight.hold(9999, envelope(FrameType::Msg, b"x")));
-        let big = vec![0; LIVE_WINDOW_BYTES + 1];
-        let mut large = InFlight::new(true);
-        assert!(large.hold(1, envelope(FrameType::Msg, &big)));
-        assert!(!large.hold(2, envelope(FrameType::Msg, b"x")));
-        let mut plain = InFlight::new(false);
-        assert!(plain.hold(1, envelope(FrameType::Msg, &big)));
+        assert_eq!(
+            in_flight.hold(9999, envelope(FrameType::Msg, b"x")),
+            Err(Bound::UnconfirmedFrames)
+        );
+        let big = vec![0; usize::try_from(BYTES).unwrap() + 1];
+        let mut large = InFlight::new(true, FRAMES, BYTES);
+        assert_eq!(large.hold(1, envelope(FrameType::Msg, &big)), Ok(()));
+        assert_eq!(
+            large.hold(2, envelope(FrameType::Msg, b"x")),
+            Err(Bound::UnconfirmedBytes)
+        );
+        let mut plain = InFlight::new(false, FRAMES, BYTES);
+        assert_eq!(plain.hold(1, envelope(FrameType::Msg, &big)), Ok(()));
         assert!(plain.take_live().is_empty());
     }
 }

@@ -9,6 +9,9 @@ use commucat_store::{
 
 // ---------------------------------------------------------------- fixtures
 
+/// A group limit no test reaches.
+pub(crate) const NO_GROUP_LIMIT: u64 = u64::MAX;
+
 fn member(group_id: &str, device: &str, role: GroupRole) -> GroupMember {
     GroupMember {
         group_id: group_id.to_owned(),
@@ -72,7 +75,7 @@ pub(crate) async fn frames(store: &dyn Store, recipient: &str, now: i64) -> Vec<
 pub(crate) async fn group_lifecycle(store: Arc<dyn Store>) {
     let (group, roster) = sample_group();
     store
-        .create_group(group.clone(), roster.clone())
+        .create_group(group.clone(), roster.clone(), NO_GROUP_LIMIT)
         .await
         .unwrap();
     assert_eq!(store.group("grp-1").await.unwrap(), Some(group.clone()));
@@ -133,12 +136,50 @@ pub(crate) async fn group_lifecycle(store: Arc<dyn Store>) {
         ..group.clone()
     };
     let err = store
-        .create_group(other, vec![member("grp-1", "dev-zed", GroupRole::Owner)])
+        .create_group(
+            other,
+            vec![member("grp-1", "dev-zed", GroupRole::Owner)],
+            NO_GROUP_LIMIT,
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
     assert_eq!(store.group("grp-1").await.unwrap(), Some(group));
     assert_eq!(store.group_members("grp-1").await.unwrap().len(), 4);
+}
+
+/// An owner at its group limit is refused, and concurrent creates cannot pass the limit
+/// together; other owners are not affected.
+pub(crate) async fn groups_per_owner_are_bounded(store: Arc<dyn Store>) {
+    const LIMIT: u64 = 3;
+    let group = |id: &str, owner: &str| {
+        let record = GroupRecord {
+            group_id: id.to_owned(),
+            owner_device: owner.to_owned(),
+            name: None,
+            relay: true,
+            created_at: 100,
+        };
+        (record, vec![member(id, owner, GroupRole::Owner)])
+    };
+    let attempts = (0..8).map(|i| {
+        let store = Arc::clone(&store);
+        let (record, roster) = group(&format!("grp-{i}"), "dev-alice");
+        tokio::spawn(async move { store.create_group(record, roster, LIMIT).await })
+    });
+    let mut created = 0;
+    for attempt in attempts {
+        match attempt.await.unwrap() {
+            Ok(()) => created += 1,
+            Err(StoreError::GroupLimit { device_id, limit }) => {
+                assert_eq!((device_id.as_str(), limit), ("dev-alice", LIMIT));
+            }
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(created, LIMIT);
+    let (record, roster) = group("grp-bob", "dev-bob");
+    store.create_group(record, roster, LIMIT).await.unwrap();
 }
 
 pub(crate) async fn unknown_group_is_absent(store: Arc<dyn Store>) {
@@ -167,7 +208,10 @@ pub(crate) async fn invalid_rosters_are_rejected(store: Arc<dyn Store>) {
         (group.clone(), foreign),
         (wrong_owner, roster),
     ] {
-        let err = store.create_group(group, roster).await.unwrap_err();
+        let err = store
+            .create_group(group, roster, NO_GROUP_LIMIT)
+            .await
+            .unwrap_err();
         assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
     }
     assert_eq!(store.group("grp-1").await.unwrap(), None);

@@ -774,7 +774,7 @@ where
         .unwrap();
     let (group, roster) = messaging::sample_group();
     store
-        .create_group(group.clone(), roster.clone())
+        .create_group(group.clone(), roster.clone(), NO_GROUP_LIMIT)
         .await
         .unwrap();
     let envelope = messaging::envelope(&["dev-bob"], 10, b"kept");
