@@ -168,6 +168,11 @@ sink = {sink}
 queue = {queue}
 # fdatasync after every batch (survives power loss) instead of only handing it to the OS.
 fsync = {fsync}
+
+[log]
+# Log lines on standard error: "text", or "json" (one object per line) for log shippers.
+# RUST_LOG sets the filter (default info).
+format = {log_format}
 "#,
         listen = toml_string(&s.listen.to_string()),
         domain = toml_string(&s.domain),
@@ -198,6 +203,10 @@ fsync = {fsync}
         }),
         queue = g.queue,
         fsync = g.fsync,
+        log_format = toml_string(match config.log.format {
+            commucat_server::config::LogFormat::Text => "text",
+            commucat_server::config::LogFormat::Json => "json",
+        }),
     )
 }
 

@@ -3,6 +3,7 @@
 mod chat;
 mod context;
 mod devices;
+mod doctor;
 mod init;
 mod keys;
 mod migrate;
@@ -94,6 +95,17 @@ enum Command {
         /// Frames as hex (whitespace ignored).
         hex: Option<String>,
     },
+    /// Check a configuration and its environment before serving: one line per check (ok, warn
+    /// or FAIL, with a fix), non-zero exit if any failed.
+    ///
+    /// Checks that the configuration parses, the key and certificate files are readable and
+    /// owner-only, the certificate names server.domain and is valid, the store is reachable and
+    /// migrated, Redis answers (if configured), the listen address is free, the clock is sane
+    /// and the open-file limit covers limits.max_connections. Changes nothing.
+    Doctor {
+        #[command(flatten)]
+        config: context::ConfigArgs,
+    },
     /// Load-test a CCP-1 server over the real protocol (loopback only); see docs/BENCHMARKS.md.
     Bench(commucat_bench::BenchArgs),
 }
@@ -121,12 +133,17 @@ fn run(cli: Cli) -> Result<()> {
         Command::Pair { config, args } => pair::run(&config, &args),
         Command::Chat(args) => chat::run(&args),
         Command::Bench(args) => commucat_bench::run(args),
+        Command::Doctor { config } => match doctor::run(&config)? {
+            0 => Ok(()),
+            1 => bail!("1 check failed"),
+            n => bail!("{n} checks failed"),
+        },
     }
 }
 
 fn serve(config_file: Option<&Path>, data_dir: Option<PathBuf>) -> Result<()> {
-    commucat_server::telemetry::init_tracing()?;
     let loaded = Config::load(config_file, settings_env()?)?;
+    commucat_server::telemetry::init_tracing(loaded.config.log.format)?;
     for name in &loaded.unknown_env {
         tracing::warn!("ignoring {name}: not a CommuCat setting");
     }

@@ -368,9 +368,18 @@ impl Server {
         );
         let metrics = Arc::clone(&sessions.hub().metrics);
         let drain = sessions.drain().clone();
+        let rest = Arc::new(rest);
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "the limiter sweep holds nothing to drain; it is aborted with the janitor"
+        )]
+        let sweep = tokio::spawn(api::rate_limit::sweep(
+            Arc::clone(&rest),
+            api::rate_limit::SWEEP_INTERVAL,
+        ));
         let router = api::router(AppState {
             server_info: reloader.server_info_cell(),
-            rest: Arc::new(rest),
+            rest,
             sessions,
             connect: crate::connect::ConnectSettings {
                 keepalive: config.session.keepalive,
@@ -413,6 +422,7 @@ impl Server {
             );
         }
         janitor.abort();
+        sweep.abort();
         // Records of the drained connections reach the ledger before the process may exit.
         let _ = tokio::task::spawn_blocking(move || ledger.flush()).await;
         store.close().await;

@@ -1,6 +1,9 @@
-//! Logging: `tracing` to standard error, filtered by `RUST_LOG` (default `info`).
+//! Logging: `tracing` to standard error, filtered by `RUST_LOG` (default `info`), as text lines
+//! or one JSON object per line (`log.format`).
 
 use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
 use tracing_subscriber::filter::ParseError;
 use tracing_subscriber::util::{SubscriberInitExt, TryInitError};
 
@@ -16,19 +19,24 @@ pub enum TelemetryError {
     Install(#[from] TryInitError),
 }
 
-/// Installs the global subscriber.
+/// Installs the global subscriber writing `format` lines.
+///
+/// JSON lines carry `timestamp`, `level`, `target`, the event's `fields` (its message in
+/// `fields.message`), and the current `span` and enclosing `spans` with their fields.
 ///
 /// # Errors
 /// One is already installed, or `RUST_LOG` does not parse.
-pub fn init_tracing() -> Result<(), TelemetryError> {
+pub fn init_tracing(format: LogFormat) -> Result<(), TelemetryError> {
     let filter = match std::env::var(EnvFilter::DEFAULT_ENV) {
         Ok(directives) => EnvFilter::try_new(directives)?,
         Err(_) => EnvFilter::new("info"),
     };
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .finish()
-        .try_init()?;
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.finish().try_init()?,
+        LogFormat::Json => builder.json().finish().try_init()?,
+    }
     Ok(())
 }

@@ -20,6 +20,7 @@ mod postgres;
 mod quota;
 mod rows;
 mod rules;
+mod schema;
 mod sqlite;
 
 pub use error::{Result, StoreError};
@@ -30,6 +31,9 @@ pub use model::{
     Refusal, RotateOutcome, SessionRecord, UsageScope, UserRecord, UserToCreate,
 };
 pub use postgres::{MAX_SCHEMA_LEN, PostgresSettings, PostgresStore, valid_schema_name};
+pub use schema::{
+    SchemaStatus, postgres_clock_offset, postgres_schema_status, sqlite_schema_status,
+};
 pub use sqlite::SqliteStore;
 
 /// Everything the server persists. All times are unix seconds.

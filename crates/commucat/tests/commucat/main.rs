@@ -15,4 +15,6 @@ mod common;
 mod chat;
 mod cli;
 mod crash;
+mod doctor;
 mod sighup;
+mod unit;

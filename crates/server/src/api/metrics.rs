@@ -1,6 +1,6 @@
-//! `GET /metrics`: the server's counters in the Prometheus text format
-//! ([`crate::metrics::Metrics`]); `GET /api/security-stats`: the `commucat_security_*` counters
-//! as JSON.
+//! `GET /metrics`: the server's counters in the Prometheus text format 0.0.4, or OpenMetrics 1.0
+//! text when `Accept` asks for `application/openmetrics-text` ([`crate::metrics::exposition`]);
+//! `GET /api/security-stats`: the `commucat_security_*` counters as JSON.
 //!
 //! Both need `Authorization: Bearer <metrics.admin_token>` when that token is configured (401
 //! otherwise), and are open when it is not: they expose only counts.
@@ -12,10 +12,7 @@ use axum::response::IntoResponse;
 
 use super::AppState;
 use super::problem::Problem;
-use crate::metrics::{LedgerCounts, SecuritySnapshot};
-
-/// Content type of the Prometheus text exposition format 0.0.4.
-pub(crate) const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+use crate::metrics::{Format, LedgerCounts, SecuritySnapshot};
 
 /// Checks the admin bearer token if one is configured (hashes compared in constant time).
 fn admin(state: &AppState, headers: &HeaderMap) -> Result<(), Problem> {
@@ -38,14 +35,14 @@ fn admin(state: &AppState, headers: &HeaderMap) -> Result<(), Problem> {
     }
 }
 
-/// `GET /metrics` → 200 Prometheus text.
+/// `GET /metrics` → 200 Prometheus text 0.0.4 or OpenMetrics 1.0 text (by `Accept`).
 ///
 /// # Errors
 /// 401 without the configured admin token.
 #[utoipa::path(
     get, path = "/metrics", tag = "operations",
     responses(
-        (status = 200, description = "Prometheus text format 0.0.4", body = String, content_type = "text/plain; version=0.0.4; charset=utf-8"),
+        (status = 200, description = "Prometheus text format 0.0.4 (default) or OpenMetrics 1.0 text (`Accept: application/openmetrics-text`)", content((String = "text/plain; version=0.0.4; charset=utf-8"), (String = "application/openmetrics-text; version=1.0.0; charset=utf-8"))),
         (status = 401, description = "Admin token configured and not given", body = Problem, content_type = "application/problem+json")
     ),
     security((), ("admin" = []))
@@ -55,15 +52,23 @@ pub(crate) async fn metrics(
     headers: HeaderMap,
 ) -> Result<impl IntoResponse, Problem> {
     admin(&state, &headers)?;
+    let format = Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
     let hub = state.sessions.hub();
-    Ok((
-        [(header::CONTENT_TYPE, PROMETHEUS_TEXT)],
-        hub.metrics.render(
+    let text = hub
+        .metrics
+        .encode(
+            format,
             hub.gauges(),
             LedgerCounts::of(&state.sessions.messaging().ledger),
             &crate::session::established::SENDER_CHECKED,
-        ),
-    ))
+        )
+        .map_err(|_| {
+            Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the metrics could not be encoded",
+            )
+        })?;
+    Ok(([(header::CONTENT_TYPE, format.content_type())], text))
 }
 
 /// `GET /api/security-stats` → 200 [`SecuritySnapshot`].

@@ -343,7 +343,7 @@ mod tests {
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(
             response.headers()[header::CONTENT_TYPE],
-            metrics::PROMETHEUS_TEXT
+            crate::metrics::exposition::PROMETHEUS_TEXT
         );
         let body = to_bytes(response.into_body(), 1 << 20).await.unwrap();
         let text = String::from_utf8(body.to_vec()).unwrap();

@@ -1,45 +1,112 @@
-//! Per-IP rate limits: token buckets holding one minute's budget, refilled evenly.
+//! Per-IP rate limits: GCRA (the `governor` crate) with one minute's budget as the burst,
+//! replenished evenly (one request every `60 / per_minute` seconds).
 //!
 //! Three limiters (`[rate_limits]`): every REST request, pairing claims on top of that, and
 //! `/connect` attempts (which do not count against the REST budget). Clients are keyed by IP
 //! address, IPv6 ones by their /64 (one subscriber's prefix). A refused request answers 429
-//! `application/problem+json` with `retry-after` (whole seconds until a token is back).
+//! `application/problem+json` with `retry-after` (whole seconds until a request is admitted).
 //!
-//! The table is bounded: when it holds [`MAX_TRACKED`] clients, buckets that have refilled
-//! completely (idle clients) are dropped; if none has, the oldest-refilled is dropped.
+//! Client addresses are chosen by the clients, so the state is bounded: [`sweep`] drops, every
+//! [`SWEEP_INTERVAL`], clients whose budget has refilled (governor's `retain_recent`), and the
+//! store ([`BoundedStore`]) never holds more than [`MAX_TRACKED`] clients: when full, the
+//! sixteenth of them closest to a full budget is dropped first (they come back with a full
+//! budget, which they nearly had).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::sync::atomic::AtomicU64;
-use std::time::{Duration, Instant};
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::NoOpMiddleware;
+use governor::nanos::Nanos;
+use governor::state::StateStore;
+use governor::state::keyed::ShrinkableKeyedStateStore;
+use governor::{Quota, RateLimiter};
+use prometheus_client::metrics::counter::Counter;
 
-use super::AppState;
 use super::problem::Problem;
+use super::{AppState, RestSettings};
 use crate::listener::http::PeerAddr;
 
 /// Most clients one limiter tracks at once.
 pub(crate) const MAX_TRACKED: usize = 65_536;
+/// How often [`sweep`] drops the clients whose budget has refilled.
+pub(crate) const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    updated: Instant,
+/// GCRA state per client (its theoretical arrival time), at most [`MAX_TRACKED`] of them.
+#[derive(Debug, Default)]
+pub(crate) struct BoundedStore {
+    tats: Mutex<HashMap<IpAddr, Nanos>>,
 }
 
-/// One token-bucket limiter keyed by client address.
+impl BoundedStore {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Nanos>> {
+        self.tats.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Drops the sixteenth of `tats` with the earliest arrival times (the most refilled budgets).
+fn evict_most_refilled(tats: &mut HashMap<IpAddr, Nanos>) {
+    let mut times: Vec<Nanos> = tats.values().copied().collect();
+    let cut = times.len() / 16;
+    let (_, threshold, _) = times.select_nth_unstable(cut);
+    let threshold = *threshold;
+    tats.retain(|_, tat| *tat > threshold);
+}
+
+impl StateStore for BoundedStore {
+    type Key = IpAddr;
+
+    fn measure_and_replace<T, F, E>(&self, key: &IpAddr, f: F) -> Result<T, E>
+    where
+        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+    {
+        let mut tats = self.lock();
+        if let Some(tat) = tats.get_mut(key) {
+            let (outcome, next) = f(Some(*tat))?;
+            *tat = next;
+            return Ok(outcome);
+        }
+        let (outcome, next) = f(None)?;
+        if tats.len() >= MAX_TRACKED {
+            evict_most_refilled(&mut tats);
+        }
+        tats.insert(*key, next);
+        Ok(outcome)
+    }
+}
+
+impl ShrinkableKeyedStateStore<IpAddr> for BoundedStore {
+    fn retain_recent(&self, drop_below: Nanos) {
+        self.lock().retain(|_, tat| *tat > drop_below);
+    }
+
+    fn shrink_to_fit(&self) {
+        self.lock().shrink_to_fit();
+    }
+
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+}
+
+type Gcra<C> = RateLimiter<IpAddr, BoundedStore, C, NoOpMiddleware<<C as Clock>::Instant>>;
+
+/// One GCRA limiter keyed by client address.
 #[derive(Debug)]
-pub(crate) struct Limiter {
-    /// Bucket size: the per-minute budget (`None`: unlimited).
-    capacity: Option<f64>,
-    /// Tokens per second.
-    rate: f64,
-    buckets: Mutex<HashMap<IpAddr, Bucket>>,
+pub(crate) struct Limiter<C: Clock = DefaultClock> {
+    /// `None`: unlimited.
+    gcra: Option<Gcra<C>>,
 }
 
 /// Refusal: when the next request would be accepted.
@@ -50,57 +117,46 @@ impl Limiter {
     /// A limiter admitting `per_minute` requests per minute per client (0: unlimited).
     #[must_use]
     pub(crate) fn per_minute(per_minute: u32) -> Self {
-        let capacity = (per_minute > 0).then_some(f64::from(per_minute));
+        Self::with_clock(per_minute, DefaultClock::default())
+    }
+}
+
+impl<C: Clock> Limiter<C> {
+    /// A limiter admitting `per_minute` requests per minute per client (0: unlimited), timed
+    /// by `clock`.
+    #[must_use]
+    pub(crate) fn with_clock(per_minute: u32, clock: C) -> Self {
         Self {
-            capacity,
-            rate: f64::from(per_minute) / 60.0,
-            buckets: Mutex::new(HashMap::new()),
+            gcra: NonZeroU32::new(per_minute)
+                .map(|n| RateLimiter::new(Quota::per_minute(n), BoundedStore::default(), clock)),
         }
     }
 
-    /// Takes one token for `ip` at `now`.
+    /// Admits one request from `ip`.
     ///
     /// # Errors
-    /// No token left: how long until one is.
-    pub(crate) fn check(&self, ip: IpAddr, now: Instant) -> Result<(), RetryAfter> {
-        let Some(capacity) = self.capacity else {
+    /// Its budget is spent: how long until a request is admitted.
+    pub(crate) fn check(&self, ip: IpAddr) -> Result<(), RetryAfter> {
+        let Some(gcra) = &self.gcra else {
             return Ok(());
         };
-        let key = client_key(ip);
-        let mut buckets = self
-            .buckets
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if buckets.len() >= MAX_TRACKED && !buckets.contains_key(&key) {
-            self.prune(&mut buckets, capacity, now);
-        }
-        let bucket = buckets.entry(key).or_insert(Bucket {
-            tokens: capacity,
-            updated: now,
-        });
-        let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * self.rate).min(capacity);
-        bucket.updated = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            Ok(())
-        } else {
-            let wait = (1.0 - bucket.tokens) / self.rate;
-            Err(RetryAfter(Duration::from_secs_f64(wait.max(0.0))))
+        gcra.check_key(&client_key(ip))
+            .map_err(|not_until| RetryAfter(not_until.wait_time_from(gcra.clock().now())))
+    }
+
+    /// Drops the clients whose budget has refilled.
+    pub(crate) fn retain_recent(&self) {
+        if let Some(gcra) = &self.gcra {
+            gcra.retain_recent();
+            gcra.shrink_to_fit();
         }
     }
 
-    fn prune(&self, buckets: &mut HashMap<IpAddr, Bucket>, capacity: f64, now: Instant) {
-        let full_after = Duration::from_secs_f64(capacity / self.rate);
-        buckets.retain(|_, b| now.saturating_duration_since(b.updated) < full_after);
-        if buckets.len() >= MAX_TRACKED
-            && let Some(oldest) = buckets
-                .iter()
-                .min_by_key(|(_, b)| b.updated)
-                .map(|(ip, _)| *ip)
-        {
-            buckets.remove(&oldest);
-        }
+    /// Clients tracked now.
+    #[cfg(test)]
+    #[must_use]
+    pub(crate) fn tracked(&self) -> usize {
+        self.gcra.as_ref().map_or(0, RateLimiter::len)
     }
 }
 
@@ -143,6 +199,20 @@ impl RateLimits {
     }
 }
 
+/// Every `every`, drops from each limiter the clients whose budget has refilled, until the
+/// task is aborted.
+pub(crate) async fn sweep(rest: Arc<RestSettings>, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let limits = &rest.rate_limits;
+        for limiter in [&limits.rest, &limits.claim, &limits.connect] {
+            limiter.retain_recent();
+        }
+    }
+}
+
 /// 429 problem with `retry-after` in whole seconds (at least 1).
 #[must_use]
 pub(crate) fn too_many_requests(retry: RetryAfter, what: &str) -> Response {
@@ -171,24 +241,23 @@ pub(crate) async fn limit(State(state): State<AppState>, request: Request, next:
         return next.run(request).await;
     };
     let ip = peer.ip();
-    let now = Instant::now();
     let limits = &state.rest.rate_limits;
     let metrics = &state.sessions.hub().metrics;
     let path = request.uri().path();
-    let refused = |counter: &AtomicU64, retry, what| {
-        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let refused = |counter: &Counter, retry, what| {
+        counter.inc();
         too_many_requests(retry, what)
     };
     if path == "/connect" {
-        if let Err(retry) = limits.connect.check(ip, now) {
+        if let Err(retry) = limits.connect.check(ip) {
             return refused(&metrics.rate_limited_connect, retry, "connection attempts");
         }
     } else {
-        if let Err(retry) = limits.rest.check(ip, now) {
+        if let Err(retry) = limits.rest.check(ip) {
             return refused(&metrics.rate_limited_rest, retry, "requests");
         }
         if is_claim(path)
-            && let Err(retry) = limits.claim.check(ip, now)
+            && let Err(retry) = limits.claim.check(ip)
         {
             return refused(&metrics.rate_limited_claim, retry, "pairing claims");
         }
@@ -198,41 +267,69 @@ pub(crate) async fn limit(State(state): State<AppState>, request: Request, next:
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
+    use governor::clock::FakeRelativeClock;
+
     use super::*;
 
-    const A: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
-    const B: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 2));
+    const A: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+    const B: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));
 
     #[test]
     fn budget_per_client_then_even_refill() {
-        let limiter = Limiter::per_minute(3);
-        let t0 = Instant::now();
+        let clock = FakeRelativeClock::default();
+        let limiter = Limiter::with_clock(3, clock.clone());
         for _ in 0..3 {
-            assert_eq!(limiter.check(A, t0), Ok(()));
+            assert_eq!(limiter.check(A), Ok(()));
         }
-        let RetryAfter(wait) = limiter.check(A, t0).unwrap_err();
+        let RetryAfter(wait) = limiter.check(A).unwrap_err();
         assert_eq!(wait, Duration::from_secs(20));
         // Another client has its own budget.
-        assert_eq!(limiter.check(B, t0), Ok(()));
-        // One token per 20 s comes back.
-        assert!(limiter.check(A, t0 + Duration::from_secs(19)).is_err());
-        assert_eq!(limiter.check(A, t0 + Duration::from_secs(21)), Ok(()));
-        assert!(limiter.check(A, t0 + Duration::from_secs(22)).is_err());
-        // The bucket never holds more than the budget.
-        let later = t0 + Duration::from_secs(3600);
+        assert_eq!(limiter.check(B), Ok(()));
+        // One request per 20 s comes back.
+        clock.advance(Duration::from_secs(19));
+        assert_eq!(limiter.check(A), Err(RetryAfter(Duration::from_secs(1))));
+        clock.advance(Duration::from_secs(2));
+        assert_eq!(limiter.check(A), Ok(()));
+        clock.advance(Duration::from_secs(1));
+        assert!(limiter.check(A).is_err());
+        // The budget never grows past one minute's worth.
+        clock.advance(Duration::from_secs(3600));
         for _ in 0..3 {
-            assert_eq!(limiter.check(A, later), Ok(()));
+            assert_eq!(limiter.check(A), Ok(()));
         }
-        assert!(limiter.check(A, later).is_err());
+        assert!(limiter.check(A).is_err());
     }
 
     #[test]
     fn zero_means_unlimited() {
         let limiter = Limiter::per_minute(0);
-        let now = Instant::now();
         for _ in 0..10_000 {
-            assert_eq!(limiter.check(A, now), Ok(()));
+            assert_eq!(limiter.check(A), Ok(()));
         }
+        assert_eq!(limiter.tracked(), 0);
+    }
+
+    #[test]
+    fn refilled_clients_are_swept() {
+        let clock = FakeRelativeClock::default();
+        let limiter = Limiter::with_clock(60, clock.clone());
+        for i in 0..100u32 {
+            limiter.check(IpAddr::V4(Ipv4Addr::from(i))).unwrap();
+        }
+        limiter.check(A).unwrap();
+        assert_eq!(limiter.tracked(), 101);
+        // Nothing has refilled yet: a sweep keeps everyone.
+        limiter.retain_recent();
+        assert_eq!(limiter.tracked(), 101);
+        // After a minute all budgets are full again except A's, which keeps spending.
+        clock.advance(Duration::from_secs(61));
+        for _ in 0..30 {
+            limiter.check(A).unwrap();
+        }
+        limiter.retain_recent();
+        assert_eq!(limiter.tracked(), 1);
     }
 
     #[test]
@@ -248,13 +345,24 @@ mod tests {
 
     #[test]
     fn the_table_stays_bounded() {
-        let limiter = Limiter::per_minute(1);
-        let now = Instant::now();
+        let clock = FakeRelativeClock::default();
+        let limiter = Limiter::with_clock(1, clock.clone());
+        limiter.check(A).unwrap();
+        // Every address spends its budget within the same minute; none is swept.
         for i in 0..(u32::try_from(MAX_TRACKED).unwrap() + 10) {
-            let ip = IpAddr::V4(std::net::Ipv4Addr::from(i));
-            let _ = limiter.check(ip, now);
+            clock.advance(Duration::from_micros(1));
+            let _ = limiter.check(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i)));
         }
-        assert!(limiter.buckets.lock().unwrap().len() <= MAX_TRACKED);
+        assert!(limiter.tracked() <= MAX_TRACKED);
+        // The earliest clients were the ones dropped; the latest still have no budget.
+        assert_eq!(limiter.check(A), Ok(()));
+        assert!(
+            limiter
+                .check(IpAddr::V4(Ipv4Addr::from(
+                    0x0a00_0000 + u32::try_from(MAX_TRACKED).unwrap() + 9
+                )))
+                .is_err()
+        );
     }
 
     #[test]

@@ -52,6 +52,10 @@ const SETTINGS: &[(&str, &str, Setter)] = &[
             Ok(())
         },
     ),
+    ("COMMUCAT_LOG_FORMAT", "log.format", |c, n, r| {
+        c.log.format = super::LogFormat::parse(n, r)?;
+        Ok(())
+    }),
     ("COMMUCAT_LEDGER", "ledger.sink", |c, n, r| {
         c.ledger.sink = LedgerSink::parse(n, r)?;
         Ok(())

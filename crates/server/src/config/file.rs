@@ -36,6 +36,14 @@ struct FileConfig {
     store: StoreSection,
     #[serde(default)]
     bounds: super::bounds::BoundsSection,
+    #[serde(default)]
+    log: LogSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogSection {
+    format: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -260,6 +268,10 @@ pub(super) fn apply(config: &mut Config, path: &Path, text: &str) -> Result<(), 
     );
     if let Some(token) = file.metrics.admin_token.filter(|t| !t.is_empty()) {
         config.metrics.admin_token = Some(super::SecretString(token));
+    }
+
+    if let Some(format) = file.log.format {
+        config.log.format = super::LogFormat::parse("log.format", &format)?;
     }
 
     let store = file.store;

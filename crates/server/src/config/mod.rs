@@ -23,9 +23,9 @@ pub use bounds::{Bound, BoundSettings, as_usize};
 pub use env::ENV_PREFIX;
 pub use sections::{
     CryptoSettings, DeviceSettings, LEDGER_FILE, LedgerSettings, LedgerSink, LimitSettings,
-    MAX_NODE_ID_LEN, MIN_ADMIN_TOKEN_LEN, MetricsSettings, OfflineSettings, PresenceSettings,
-    RateLimitSettings, SecretString, ServerSettings, SessionSettings, StoreSettings, TlsFiles,
-    TlsSettings, is_postgres_url,
+    LogFormat, LogSettings, MAX_NODE_ID_LEN, MIN_ADMIN_TOKEN_LEN, MetricsSettings, OfflineSettings,
+    PresenceSettings, RateLimitSettings, SecretString, ServerSettings, SessionSettings,
+    StoreSettings, TlsFiles, TlsSettings, is_postgres_url,
 };
 
 /// Largest accepted `limits.max_frame_len`: the CCP-1 wire limit.
@@ -67,6 +67,8 @@ pub struct Config {
     pub store: StoreSettings,
     /// `[bounds]` section: what one device, session or address can make the server hold.
     pub bounds: BoundSettings,
+    /// `[log]`: how log lines are written.
+    pub log: LogSettings,
 }
 
 impl Default for Config {
@@ -122,6 +124,7 @@ impl Default for Config {
             },
             store: StoreSettings::default(),
             bounds: BoundSettings::default(),
+            log: LogSettings::default(),
         }
     }
 }

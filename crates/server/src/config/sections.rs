@@ -282,3 +282,70 @@ impl LedgerSettings {
         })
     }
 }
+
+/// How log lines are written to standard error (`log.format`, `COMMUCAT_LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines (the default).
+    #[default]
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `fields`, `target`, `span`, `spans`).
+    Json,
+}
+
+impl LogFormat {
+    /// Parses `text` or `json`.
+    pub(crate) fn parse(key: &str, raw: &str) -> Result<Self, ConfigError> {
+        match raw.trim() {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            other => Err(ConfigError::invalid(
+                key,
+                format!("must be \"text\" or \"json\", got {other:?}"),
+            )),
+        }
+    }
+}
+
+/// `[log]` section. The level filter stays `RUST_LOG` (default `info`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogSettings {
+    /// Line format (`log.format`, `COMMUCAT_LOG_FORMAT`); default `text`.
+    pub format: LogFormat,
+}
+
+#[cfg(test)]
+mod log_format_tests {
+    use super::super::Config;
+    use super::LogFormat;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn log_format_from_file_and_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("commucat.toml");
+        assert_eq!(
+            Config::load(None, env(&[])).unwrap().config.log.format,
+            LogFormat::Text
+        );
+        std::fs::write(&file, "[log]\nformat = \"json\"\n").unwrap();
+        let loaded = Config::load(Some(&file), env(&[])).unwrap();
+        assert_eq!(loaded.config.log.format, LogFormat::Json);
+        let loaded = Config::load(Some(&file), env(&[("COMMUCAT_LOG_FORMAT", "text")])).unwrap();
+        assert_eq!(loaded.config.log.format, LogFormat::Text);
+        let error = Config::load(None, env(&[("COMMUCAT_LOG_FORMAT", "xml")])).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "COMMUCAT_LOG_FORMAT: must be \"text\" or \"json\", got \"xml\""
+        );
+        std::fs::write(&file, "[log]\nformat = \"yaml\"\n").unwrap();
+        let error = Config::load(Some(&file), env(&[])).unwrap_err();
+        assert!(error.to_string().starts_with("log.format: "), "{error}");
+    }
+}

@@ -365,10 +365,7 @@ impl Relay<'_> {
                 }
                 Ok(EnqueueOutcome::Duplicate) => {}
                 Err(e) => {
-                    self.hub
-                        .metrics
-                        .requeue_lost
-                        .fetch_add(1, Ordering::Relaxed);
+                    self.hub.metrics.requeue_lost.inc();
                     tracing::error!(%device, error = %e, "could not queue an undelivered frame; it is lost");
                 }
             }

@@ -20,7 +20,6 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Mutex;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::metrics::Metrics;
@@ -156,7 +155,7 @@ pub async fn admit(
     let mut fresh = match cache.admit(message_one, Instant::now()) {
         Admission::Fresh => true,
         Admission::FreshEvicting => {
-            metrics.ik_replay_evictions.fetch_add(1, Ordering::Relaxed);
+            metrics.ik_replay_evictions.inc();
             true
         }
         Admission::Replayed => false,
@@ -168,7 +167,7 @@ pub async fn admit(
         }
     }
     if !fresh {
-        metrics.handshake_replays.fetch_add(1, Ordering::Relaxed);
+        metrics.handshake_replays.inc();
     }
     fresh
 }

@@ -19,7 +19,7 @@ use sqlx::sqlite::{
 
 use crate::error::{Result, StoreError};
 
-static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+pub(crate) static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// Connections in the file-backed pool: WAL lets readers run beside the single writer.
 const MAX_CONNECTIONS: u32 = 4;

@@ -289,11 +289,7 @@ impl<S: ByteStream> SessionTask<S> {
             .calls(|c| (c.expire_ringing(&me, now), c.next_ring_deadline(&me)));
         self.ring_deadline = next.map(tokio::time::Instant::from_std);
         for route in expired {
-            self.m
-                .hub
-                .metrics
-                .calls_unanswered
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.m.hub.metrics.calls_unanswered.inc();
             self.m.ledger.record("call", || {
                 json!({"event": "end", "call_id": route.call_id, "channel": route.channel,
                        "device": me, "reason": "timeout", "callees": route.others})

@@ -255,7 +255,7 @@ mod tests {
         assert_eq!(in_flight.confirm(4), [10, 11]);
         assert_eq!(in_flight.ids(), [12]);
         assert!(!in_flight.window_full());
-        assert!(!InFlight::new(false).window_full());
+        assert!(!InFlight::new(false, FRAMES, BYTES).window_full());
     }
 
     fn envelope(frame_type: commucat_ccp::FrameType, payload: &[u8]) -> Envelope {
