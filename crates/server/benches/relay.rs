@@ -134,6 +134,8 @@ fn relay(c: &mut Criterion) {
             store: &*store,
             policy: policy(),
             refusals: &Uncounted,
+            remote: None,
+            remote: None,
         };
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
@@ -168,6 +170,7 @@ fn relay(c: &mut Criterion) {
                                 store: &**store,
                                 policy: policy(),
                                 refusals: &Uncounted,
+                                remote: None,
                             };
                             let (sender, receivers) = slot.get_mut().unwrap();
                             for i in 0..iters {

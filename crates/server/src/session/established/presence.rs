@@ -23,15 +23,31 @@ pub const ROUTE_TTL: Duration = Duration::from_secs(90);
 /// How often a connected session rewrites its route (a third of [`ROUTE_TTL`]).
 pub const ROUTE_REFRESH: Duration = Duration::from_secs(30);
 
-/// Records (or refreshes) that this node serves `device`. A registry failure is logged and
-/// otherwise ignored: routes do not carry traffic yet, and the session must not depend on them.
-pub(super) async fn publish_route(m: &Messaging, device: &str) {
+/// Records that this node serves `device` (whose session here started at `since`, Unix
+/// microseconds) and tells the other nodes, whose older sessions of it end. A registry failure
+/// is logged and otherwise ignored: frames for the device still reach its offline queue, and it
+/// replays them at its next connect.
+pub(super) async fn claim_route(m: &Messaging, device: &str, since: i64) {
     if let Err(e) = m
         .presence
         .set_route(device, &m.settings.node_id, ROUTE_TTL)
         .await
     {
         tracing::warn!(%device, error = %e, "route not recorded in the presence registry");
+    }
+    if let Some(cluster) = &m.cluster {
+        cluster.moved(device, since).await;
+    }
+}
+
+/// Refreshes `device`'s route unless another node took it over meanwhile.
+pub(super) async fn refresh_route(m: &Messaging, device: &str) {
+    if let Err(e) = m
+        .presence
+        .refresh_route(device, &m.settings.node_id, ROUTE_TTL)
+        .await
+    {
+        tracing::warn!(%device, error = %e, "route not refreshed in the presence registry");
     }
 }
 
