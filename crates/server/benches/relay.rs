@@ -135,7 +135,6 @@ fn relay(c: &mut Criterion) {
             policy: policy(),
             refusals: &Uncounted,
             remote: None,
-            remote: None,
         };
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {

@@ -415,7 +415,8 @@ impl Server {
             cluster.clone(),
         );
         if let Some(cluster) = &cluster {
-            cluster.listen(Arc::clone(sessions.hub()));
+            let limits = sessions.messaging().settings.channel_limits();
+            cluster.listen(Arc::clone(sessions.hub()), limits);
         }
         let metrics = Arc::clone(&sessions.hub().metrics);
         let drain = sessions.drain().clone();

@@ -46,6 +46,16 @@ pub enum Message {
         /// When its new session started.
         since: i64,
     },
+    /// Membership of plain channel `channel` changed on another node: devices that joined it
+    /// (or were declared), and devices that left it.
+    Members {
+        /// The channel.
+        channel: u32,
+        /// Devices now members.
+        joined: Vec<String>,
+        /// Devices no longer members.
+        left: Vec<String>,
+    },
     /// `device` was revoked or its key changed: every node ends its session with an ERROR.
     Ended {
         /// The device.
@@ -128,6 +138,9 @@ impl Message {
             {
                 Err(MessageError::TooManyDevices(devices.len()))
             }
+            Self::Members { joined, left, .. } if joined.len() + left.len() > MAX_DEVICES => {
+                Err(MessageError::TooManyDevices(joined.len() + left.len()))
+            }
             _ => Ok(message),
         }
     }
@@ -158,6 +171,11 @@ mod tests {
                 device: "a".into(),
                 origin: "node-1".into(),
                 since: 5,
+            },
+            Message::Members {
+                channel: 7,
+                joined: vec!["a".into()],
+                left: vec!["b".into()],
             },
             Message::Ended {
                 device: "a".into(),

@@ -13,7 +13,9 @@
 //! Besides doorbells, nodes exchange live-only frames ([`Message::Frame`]: typing, presence,
 //! notices, call signaling, dropped like any live-only frame when there is no room), session
 //! moves ([`Message::Moved`]: a device that connects to node B ends its session on node A)
-//! and revocations and key rotations ([`Message::Ended`]).
+//! revocations and key rotations ([`Message::Ended`]), and changes of plain channels'
+//! membership ([`Message::Members`], also recorded in Redis so that a node that restarted or
+//! that a device moved to knows the channel without a new JOIN).
 //!
 //! Everything a node sends goes through one bounded outbound queue ([`OUTBOUND_CAPACITY`]) and
 //! one publishing task, so the messages of one sender leave in the order it relayed them;
@@ -37,6 +39,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::router::channels::ChannelLimits;
 use crate::router::presence::PresenceError;
 use crate::router::presence_redis::{CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
 use crate::router::remote::Remote;
@@ -70,6 +73,8 @@ pub struct Cluster {
     node: String,
     prefix: String,
     client: redis::Client,
+    /// Commands of this node's own (membership), beside the publishing task's.
+    connection: ConnectionManager,
     outbound: mpsc::Sender<Outbound>,
     /// The publishing task's end of the queue, until [`Cluster::listen`] starts it.
     pending: Mutex<Option<(mpsc::Receiver<Outbound>, ConnectionManager, PubSubStream)>>,
@@ -127,6 +132,7 @@ impl Cluster {
             node: node.to_owned(),
             prefix: prefix.to_owned(),
             client,
+            connection: connection.clone(),
             outbound,
             pending: Mutex::new(Some((rx, connection, stream))),
             // Base64 grows the frame by a third.
@@ -155,7 +161,7 @@ impl Cluster {
 
     /// Starts publishing and applying what other nodes send to `hub`. Only the first call
     /// starts anything.
-    pub fn listen(self: &Arc<Self>, hub: Arc<Hub>) {
+    pub fn listen(self: &Arc<Self>, hub: Arc<Hub>, limits: ChannelLimits) {
         let pending = self
             .pending
             .lock()
@@ -180,6 +186,7 @@ impl Cluster {
             channels,
             node: self.node.clone(),
             hub,
+            limits,
             max_message_bytes: self.max_message_bytes,
         };
         self.tasks.spawn(listener.run(stream, self.stop.clone()));
@@ -206,6 +213,91 @@ impl Cluster {
             detail: detail.to_owned(),
         })
         .await;
+    }
+
+    /// Records that `device` joined plain channel `channel` (with its `relay` flag) declaring
+    /// `declared`, and tells the other nodes. The record (`<prefix>channel:<id>`, a hash of
+    /// device → `relay`/`direct`) lives [`CHANNEL_TTL`] after the last JOIN, so a node that
+    /// restarted, or one the device moved to, knows the channel without a new JOIN.
+    pub async fn share_join(&self, channel: u32, device: &str, relay: bool, declared: &[String]) {
+        let key = channel_key(&self.prefix, channel);
+        let mut pipe = redis::pipe();
+        pipe.hset(&key, device, if relay { "relay" } else { "direct" })
+            .ignore();
+        for other in declared {
+            pipe.hset_nx(&key, other, "relay").ignore();
+        }
+        pipe.expire(
+            &key,
+            i64::try_from(CHANNEL_TTL.as_secs()).unwrap_or(i64::MAX),
+        )
+        .ignore();
+        let mut connection = self.connection.clone();
+        if let Err(e) = pipe.query_async::<()>(&mut connection).await {
+            tracing::warn!(channel, error = %e, "channel membership not recorded in redis");
+        }
+        let mut joined = vec![device.to_owned()];
+        joined.extend(declared.iter().cloned());
+        for chunk in joined.chunks(MAX_DEVICES) {
+            self.broadcast(Message::Members {
+                channel,
+                joined: chunk.to_vec(),
+                left: Vec::new(),
+            })
+            .await;
+        }
+    }
+
+    /// Records that `device` left plain channel `channel`, and tells the other nodes.
+    pub async fn share_leave(&self, channel: u32, device: &str) {
+        let mut connection = self.connection.clone();
+        let removed: Result<i64, _> = redis::cmd("HDEL")
+            .arg(channel_key(&self.prefix, channel))
+            .arg(device)
+            .query_async(&mut connection)
+            .await;
+        if let Err(e) = removed {
+            tracing::warn!(channel, error = %e, "channel departure not recorded in redis");
+        }
+        self.broadcast(Message::Members {
+            channel,
+            joined: Vec::new(),
+            left: vec![device.to_owned()],
+        })
+        .await;
+    }
+
+    /// The recorded members of plain channel `channel` with their `relay` flags (at most
+    /// `most`; empty when none are recorded).
+    ///
+    /// # Errors
+    /// Redis did not answer.
+    pub async fn shared_members(
+        &self,
+        channel: u32,
+        most: usize,
+    ) -> Result<Vec<(String, bool)>, PresenceError> {
+        let mut connection = self.connection.clone();
+        let key = channel_key(&self.prefix, channel);
+        let count: usize = redis::cmd("HLEN")
+            .arg(&key)
+            .query_async(&mut connection)
+            .await
+            .map_err(error)?;
+        if count > most {
+            return Err(PresenceError(format!(
+                "channel {channel} has {count} recorded members, more than {most}"
+            )));
+        }
+        let members: Vec<(String, String)> = redis::cmd("HGETALL")
+            .arg(&key)
+            .query_async(&mut connection)
+            .await
+            .map_err(error)?;
+        Ok(members
+            .into_iter()
+            .map(|(device, flag)| (device, flag != "direct"))
+            .collect())
     }
 
     async fn broadcast(&self, message: Message) {
@@ -269,6 +361,15 @@ impl Remote for Cluster {
 #[must_use]
 pub fn node_channel(prefix: &str, node: &str) -> String {
     format!("{prefix}node:{node}")
+}
+
+/// How long a plain channel's shared membership outlives its last JOIN.
+pub const CHANNEL_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// The Redis hash of plain channel `channel`'s members.
+#[must_use]
+pub fn channel_key(prefix: &str, channel: u32) -> String {
+    format!("{prefix}channel:{channel}")
 }
 
 /// The pub/sub channel every node listens to.

@@ -16,6 +16,7 @@ use redis::aio::PubSubStream;
 use tokio_util::sync::CancellationToken;
 
 use super::{Message, error};
+use crate::router::channels::ChannelLimits;
 use crate::router::presence::PresenceError;
 use crate::router::{Envelope, Hub};
 
@@ -46,6 +47,7 @@ pub(super) struct Listener {
     pub(super) channels: [String; 2],
     pub(super) node: String,
     pub(super) hub: Arc<Hub>,
+    pub(super) limits: ChannelLimits,
     pub(super) max_message_bytes: usize,
 }
 
@@ -85,15 +87,31 @@ impl Listener {
 
     fn receive(&self, payload: &[u8]) {
         match Message::decode(payload, self.max_message_bytes) {
-            Ok(message) => apply(&self.hub, &self.node, message),
+            Ok(message) => apply(&self.hub, &self.node, self.limits, message),
             Err(e) => tracing::warn!(error = %e, "cluster message refused"),
         }
     }
 }
 
 /// Applies one message from another node to this node's hub.
-pub(super) fn apply(hub: &Hub, node: &str, message: Message) {
+pub(super) fn apply(hub: &Hub, node: &str, limits: ChannelLimits, message: Message) {
     match message {
+        Message::Members {
+            channel,
+            joined,
+            left,
+        } => {
+            // A device with a session here speaks for itself through this node.
+            let remote: Vec<&String> = left.iter().filter(|d| !hub.is_online(d)).collect();
+            hub.channels(|c| {
+                c.merge_remote(channel, joined.iter().map(String::as_str), limits);
+                for device in remote {
+                    if c.group_of(channel).is_none() {
+                        c.leave(channel, device);
+                    }
+                }
+            });
+        }
         Message::Replay { devices } => hub.nudge(devices.iter().map(String::as_str)),
         Message::Frame {
             devices,
@@ -103,7 +121,7 @@ pub(super) fn apply(hub: &Hub, node: &str, message: Message) {
         } => {
             let Some(frame) = Message::frame_bytes(&frame)
                 .ok()
-                .and_then(|bytes| decode(bytes.into()))
+                .and_then(|bytes| decode(&Bytes::from(bytes)))
             else {
                 tracing::warn!(%sender, "forwarded frame undecodable; dropped");
                 return;
@@ -138,8 +156,8 @@ pub(super) fn apply(hub: &Hub, node: &str, message: Message) {
 }
 
 /// The one whole frame in `bytes`.
-fn decode(bytes: Bytes) -> Option<Frame> {
-    match Frame::decode(&bytes) {
+fn decode(bytes: &Bytes) -> Option<Frame> {
+    match Frame::decode(bytes) {
         Ok(Some((frame, used))) if used == bytes.len() => Some(frame),
         _ => None,
     }
@@ -151,6 +169,31 @@ mod tests {
     use crate::router::{Delivery, Mailbox};
     use commucat_ccp::FrameType;
 
+    const L: ChannelLimits = ChannelLimits {
+        members: 8,
+        per_device: 8,
+    };
+
+    #[test]
+    fn membership_changes_merge_into_held_channels() {
+        let hub = Hub::default();
+        let (a, _a_rx) = Mailbox::new("s-a", 8, None);
+        hub.register("a", a);
+        hub.channels(|c| c.join(7, "a", true, [], L)).unwrap();
+        let members = |joined: &[&str], left: &[&str]| Message::Members {
+            channel: 7,
+            joined: joined.iter().map(|d| (*d).to_owned()).collect(),
+            left: left.iter().map(|d| (*d).to_owned()).collect(),
+        };
+        apply(&hub, "n1", L, members(&["b", "c"], &[]));
+        let now = hub.channels(|c| c.members_if_member(7, "a")).unwrap();
+        assert_eq!(now, ["a", "b", "c"]);
+        // "a" is connected here: only its own session removes it.
+        apply(&hub, "n1", L, members(&[], &["b", "a"]));
+        let now = hub.channels(|c| c.members_if_member(7, "a")).unwrap();
+        assert_eq!(now, ["a", "c"]);
+    }
+
     #[test]
     fn messages_reach_the_sessions_they_name() {
         let hub = Hub::default();
@@ -159,6 +202,7 @@ mod tests {
         apply(
             &hub,
             "n1",
+            L,
             Message::Replay {
                 devices: vec!["a".into(), "gone".into()],
             },
@@ -167,7 +211,7 @@ mod tests {
 
         let frame = Frame::new(FrameType::Typing, 7, 0, &b"{}"[..]).unwrap();
         let forwarded = Message::frame(vec!["a".into()], "b", 42, &frame.to_bytes());
-        apply(&hub, "n1", forwarded);
+        apply(&hub, "n1", L, forwarded);
         let Ok(Delivery::Frame(got)) = a_rx.try_recv() else {
             panic!("forwarded frame expected")
         };
@@ -175,6 +219,7 @@ mod tests {
         apply(
             &hub,
             "n1",
+            L,
             Message::frame(vec!["a".into()], "b", 1, b"junk"),
         );
         assert!(a_rx.try_recv().is_err());
@@ -185,10 +230,10 @@ mod tests {
             origin: origin.into(),
             since,
         };
-        apply(&hub, "n1", moved("n1", a.since + 1));
-        apply(&hub, "n1", moved("n2", a.since));
+        apply(&hub, "n1", L, moved("n1", a.since + 1));
+        apply(&hub, "n1", L, moved("n2", a.since));
         assert!(hub.is_online("a"));
-        apply(&hub, "n1", moved("n2", a.since + 1));
+        apply(&hub, "n1", L, moved("n2", a.since + 1));
         assert!(!hub.is_online("a"));
         assert!(matches!(a_rx.try_recv(), Ok(Delivery::Moved)));
 
@@ -197,6 +242,7 @@ mod tests {
         apply(
             &hub,
             "n1",
+            L,
             Message::Ended {
                 device: "b".into(),
                 reason: super::super::EndReason::Revoked,

@@ -1,7 +1,8 @@
 //! Several nodes, one service: three real servers on 127.0.0.1:0 sharing a fresh PostgreSQL
 //! schema (`COMMUCAT_TEST_POSTGRES`), a fresh Redis key prefix (`COMMUCAT_TEST_REDIS`) and one
 //! set of keys (as a deployment behind a load balancer does). Devices spread over the nodes
-//! talk 1:1 and in a group; a device moving to another node ends its session on the first; a
+//! talk 1:1 and in a group; plain channels joined on different nodes are one channel, also
+//! after a node restarts; a device moving to another node ends its session on the first; a
 //! revocation on node 1 ends the session on node 3; a node that crashes (or shuts down) while
 //! its device receives loses no acknowledged frame: the device gets every one of them after it
 //! reconnects to another node.
@@ -259,6 +260,41 @@ async fn a_revocation_on_node_one_ends_the_session_on_node_three() {
     .await
     .expect(reqwest::StatusCode::OK);
     expect_closed_as_revoked(&mut laptop).await;
+    cluster.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(all(commucat_test_postgres, commucat_test_redis)),
+    ignore = "needs COMMUCAT_TEST_POSTGRES and COMMUCAT_TEST_REDIS"
+)]
+async fn plain_channel_membership_is_shared_and_survives_a_restart() {
+    let mut cluster = Deployment::start().await;
+    // Each joins only itself, as the deployed client does, on its own node.
+    let mut alice = cluster.node(1).connect("alice-p").await;
+    let mut bob = cluster.node(2).connect("bob-p").await;
+    alice.join(11, true).await;
+    let members = bob.join(11, true).await;
+    assert_eq!(members, ["alice-p", "bob-p"], "bob's node knows alice");
+    alice.say(11, "hi bob").await;
+    assert_eq!(next_text(&mut bob, 11).await, "hi bob");
+    bob.say(11, "hi alice").await;
+    assert_eq!(next_text(&mut alice, 11).await, "hi alice");
+
+    // Node 1 restarts: alice reconnects and talks on the channel without a new JOIN.
+    let alice_identity = alice.identity.clone();
+    drop(alice);
+    cluster.nodes[0].restart().await;
+    let mut alice = cluster.node(1).connect_as(alice_identity.clone()).await;
+    alice.say(11, "back").await;
+    assert_eq!(next_text(&mut bob, 11).await, "back");
+    // And from a node she never joined it on.
+    let mut elsewhere = cluster.node(3).connect_as(alice_identity).await;
+    drop(alice);
+    elsewhere.say(11, "moved").await;
+    assert_eq!(next_text(&mut bob, 11).await, "moved");
+    bob.say(11, "seen").await;
+    assert_eq!(next_text(&mut elsewhere, 11).await, "seen");
     cluster.finish().await;
 }
 

@@ -23,6 +23,7 @@ mod presence;
 mod replay;
 mod reply;
 mod sender;
+mod shared_channels;
 
 pub use messaging::{BOUND_RECORDS_PER_SECOND, Messaging, MessagingSettings};
 pub use presence::{ROUTE_REFRESH, ROUTE_TTL};
