@@ -1,7 +1,7 @@
 //! Several nodes, one service: three real servers on 127.0.0.1:0 sharing a fresh PostgreSQL
 //! schema (`COMMUCAT_TEST_POSTGRES`), a fresh Redis key prefix (`COMMUCAT_TEST_REDIS`) and one
 //! set of keys (as a deployment behind a load balancer does). Devices spread over the nodes
-//! talk 1:1 and in a group; plain channels joined on different nodes are one channel, also
+//! talk 1:1 (typing and presence included) and in a group; plain channels joined on different nodes are one channel, also
 //! after a node restarts; a device moving to another node ends its session on the first; a
 //! revocation on node 1 ends the session on node 3; a node that crashes (or shuts down) while
 //! its device receives loses no acknowledged frame: the device gets every one of them after it
@@ -16,7 +16,7 @@ use std::time::Duration;
 use crate::common::{Client, StoreBackend, TestServer, WAIT, eventually};
 use crate::rest::{Rest, expect_closed_as_revoked, pair_and_connect, token};
 use commucat_ccp::FrameType;
-use commucat_ccp::control::Ack;
+use commucat_ccp::control::{Ack, PresenceSnapshot};
 use rand_core::{OsRng, RngCore};
 use redis::AsyncCommands;
 use serde_json::json;
@@ -166,6 +166,20 @@ async fn one_to_one_across_nodes_both_ways_in_order() {
     let typing = bob.recv_on(FrameType::Typing, 7).await;
     let typing: serde_json::Value = typing.parse_control().unwrap();
     assert_eq!(typing["device"], "alice-x");
+    // So do presence snapshots.
+    let seq = alice
+        .control(FrameType::Presence, 0, &json!({"state": "busy"}))
+        .await;
+    alice.ack(seq).await;
+    let snapshot: PresenceSnapshot = bob
+        .recv_on(FrameType::Presence, 0)
+        .await
+        .parse_control()
+        .unwrap();
+    assert_eq!(
+        (snapshot.entity.as_str(), snapshot.state.as_str()),
+        ("alice-x", "busy")
+    );
     cluster.finish().await;
 }
 
