@@ -183,6 +183,8 @@ impl Cluster {
         ];
         let listener = subscriber::Listener {
             client: self.client.clone(),
+            connection: self.connection.clone(),
+            prefix: self.prefix.clone(),
             channels,
             node: self.node.clone(),
             hub,

@@ -12,12 +12,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use commucat_ccp::{Frame, Problem};
 use futures_util::StreamExt as _;
-use redis::aio::PubSubStream;
+use redis::aio::{ConnectionManager, PubSubStream};
 use tokio_util::sync::CancellationToken;
 
 use super::{Message, error};
 use crate::router::channels::ChannelLimits;
-use crate::router::presence::PresenceError;
+use crate::router::presence::{PresenceError, ROUTE_TTL};
+use crate::router::presence_redis::REFRESH_IF_OWNED;
 use crate::router::{Envelope, Hub};
 
 /// First pause before re-subscribing after the connection is lost (doubling up to
@@ -44,6 +45,8 @@ pub(super) async fn subscribe(
 /// The receiving side of a node.
 pub(super) struct Listener {
     pub(super) client: redis::Client,
+    pub(super) connection: ConnectionManager,
+    pub(super) prefix: String,
     pub(super) channels: [String; 2],
     pub(super) node: String,
     pub(super) hub: Arc<Hub>,
@@ -80,9 +83,40 @@ impl Listener {
                 }
             };
             tracing::info!(node = %self.node, "cluster subscription restored");
+            // A restarted Redis may have lost the routes of this node's devices: without them
+            // no doorbell finds them.
+            self.reclaim_routes().await;
             // Doorbells published while this node was not subscribed are gone.
             self.hub.nudge_all();
         }
+    }
+
+    /// Records the route of every device connected here that has none (or still has this
+    /// node's), as the sessions' refresh would at their next tick.
+    async fn reclaim_routes(&self) {
+        let devices = self.hub.online_devices();
+        if devices.is_empty() {
+            return;
+        }
+        let mut connection = self.connection.clone();
+        for device in &devices {
+            let set: Result<i64, _> = redis::cmd("EVAL")
+                .arg(REFRESH_IF_OWNED)
+                .arg(1)
+                .arg(format!("{}route:{device}", self.prefix))
+                .arg(&self.node)
+                .arg(ROUTE_TTL.as_secs().max(1))
+                .query_async(&mut connection)
+                .await;
+            if let Err(e) = set {
+                tracing::warn!(%device, error = %e, "route not restored after re-subscribing");
+                return;
+            }
+        }
+        tracing::info!(
+            devices = devices.len(),
+            "routes of this node's devices restored"
+        );
     }
 
     fn receive(&self, payload: &[u8]) {

@@ -250,6 +250,12 @@ impl Hub {
         }
     }
 
+    /// The devices with an online session on this node.
+    #[must_use]
+    pub fn online_devices(&self) -> Vec<String> {
+        self.lock().online.keys().cloned().collect()
+    }
+
     /// Whether the device has an online session.
     #[must_use]
     pub fn is_online(&self, device_id: &str) -> bool {

@@ -17,6 +17,12 @@ use std::time::{Duration, Instant};
 
 use commucat_ccp::control::PresenceSnapshot;
 
+/// Lifetime of a `route:<device>` entry: a node that dies without cleaning up stops claiming its
+/// devices after this.
+pub const ROUTE_TTL: Duration = Duration::from_secs(90);
+/// How often a connected session rewrites its route (a third of [`ROUTE_TTL`]).
+pub const ROUTE_REFRESH: Duration = Duration::from_secs(30);
+
 /// A registry backend failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("presence registry unavailable: {0}")]

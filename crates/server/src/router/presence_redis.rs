@@ -97,7 +97,7 @@ return 0
 
 /// Sets `KEYS[1]` to `ARGV[1]` for `ARGV[2]` seconds if it is absent or already holds
 /// `ARGV[1]`; 1 when set.
-const REFRESH_IF_OWNED: &str = r"
+pub(crate) const REFRESH_IF_OWNED: &str = r"
 local owner = redis.call('GET', KEYS[1])
 if owner == false or owner == ARGV[1] then
     redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])

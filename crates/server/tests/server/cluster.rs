@@ -3,7 +3,8 @@
 //! set of keys (as a deployment behind a load balancer does). Devices spread over the nodes
 //! talk 1:1 (typing and presence included) and in a group; plain channels joined on different nodes are one channel, also
 //! after a node restarts; a device moving to another node ends its session on the first; a
-//! revocation on node 1 ends the session on node 3; a node that crashes (or shuts down) while
+//! revocation on node 1 ends the session on node 3; Redis restarting under traffic loses
+//! nothing and delivery resumes; a node that crashes (or shuts down) while
 //! its device receives loses no acknowledged frame: the device gets every one of them after it
 //! reconnects to another node.
 //!
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 use crate::common::{Client, StoreBackend, TestServer, WAIT, eventually};
 use crate::rest::{Rest, expect_closed_as_revoked, pair_and_connect, token};
+use crate::services::ThrowawayRedis;
 use commucat_ccp::FrameType;
 use commucat_ccp::control::{Ack, PresenceSnapshot};
 use rand_core::{OsRng, RngCore};
@@ -45,12 +47,17 @@ fn copy_tree(from: &Path, to: &Path) {
 }
 
 impl Deployment {
-    /// Three nodes `n1`..`n3` on one schema and one key prefix.
+    /// Three nodes `n1`..`n3` on one schema and one key prefix of `COMMUCAT_TEST_REDIS`.
     async fn start() -> Self {
+        let redis_url = std::env::var("COMMUCAT_TEST_REDIS").expect("COMMUCAT_TEST_REDIS is set");
+        Self::start_on(redis_url).await
+    }
+
+    /// Three nodes `n1`..`n3` on one schema and one key prefix of the Redis at `redis_url`.
+    async fn start_on(redis_url: String) -> Self {
         let backend = StoreBackend::postgres()
             .await
             .expect("COMMUCAT_TEST_POSTGRES is set");
-        let redis_url = std::env::var("COMMUCAT_TEST_REDIS").expect("COMMUCAT_TEST_REDIS is set");
         let prefix = format!("commucat-cluster-{:016x}:", OsRng.next_u64());
         let configure = |node: &str, config: &mut commucat_server::Config| {
             config.presence.redis_url = Some(redis_url.clone());
@@ -309,6 +316,57 @@ async fn plain_channel_membership_is_shared_and_survives_a_restart() {
     assert_eq!(next_text(&mut bob, 11).await, "moved");
     bob.say(11, "seen").await;
     assert_eq!(next_text(&mut elsewhere, 11).await, "seen");
+    cluster.finish().await;
+}
+
+/// `GET /readyz` of `node`: its status code.
+async fn readyz(node: &TestServer) -> u16 {
+    node.http()
+        .get(format!("https://localhost:{}/readyz", node.addr.port()))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(all(commucat_test_postgres, commucat_test_redis)),
+    ignore = "needs COMMUCAT_TEST_POSTGRES and COMMUCAT_TEST_REDIS"
+)]
+async fn a_redis_restart_under_traffic_loses_nothing_and_delivery_resumes() {
+    let mut redis = tokio::task::spawn_blocking(ThrowawayRedis::start)
+        .await
+        .unwrap();
+    let cluster = Deployment::start_on(redis.url()).await;
+    let mut alice = cluster.node(1).connect("alice-o").await;
+    let mut bob = cluster.node(2).connect("bob-o").await;
+    join_with_peers(&mut alice, 13, &["bob-o"]).await;
+    join_with_peers(&mut bob, 13, &["alice-o"]).await;
+    alice.say(13, "before").await;
+    assert_eq!(next_text(&mut bob, 13).await, "before");
+
+    // Redis goes away (with every key: it keeps nothing on disk) while alice sends.
+    tokio::task::block_in_place(|| redis.kill());
+    eventually("node 1 not ready", WAIT, || async {
+        (readyz(cluster.node(1)).await == 503).then_some(())
+    })
+    .await;
+    alice.say(13, "during").await;
+    tokio::task::block_in_place(|| redis.resume());
+    for n in 1..=3 {
+        eventually(&format!("node {n} ready"), WAIT, || async {
+            (readyz(cluster.node(n)).await == 200).then_some(())
+        })
+        .await;
+    }
+    alice.say(13, "after").await;
+    assert_eq!(next_text(&mut bob, 13).await, "during");
+    assert_eq!(next_text(&mut bob, 13).await, "after");
+    // The routes came back without a reconnect.
+    cluster.routed_to("bob-o", 2).await;
     cluster.finish().await;
 }
 

@@ -98,6 +98,8 @@ struct SessionTask<S> {
     remote: Option<SocketAddr>,
     /// Raised by the hub if this session's mailbox overflowed.
     overflow: Arc<OverflowSignal>,
+    /// When its mailbox was made (Unix microseconds; see [`Mailbox::since`]).
+    since: i64,
     /// When the PRESENCE snapshot this session published expires.
     presence_deadline: Option<tokio::time::Instant>,
     /// The earliest ring deadline of the ringing calls this device offered.
@@ -142,6 +144,7 @@ pub async fn run<S: ByteStream>(
         user: established.user,
         remote: remote.parse().ok(),
         overflow,
+        since,
         presence_deadline: None,
         ring_deadline,
         unsent: Vec::new(),
@@ -222,9 +225,9 @@ impl<S: ByteStream> SessionTask<S> {
                 _ = refresh.tick() => self.refresh_session().await,
                 _ = route_refresh.tick() => {
                     // On its own task: a slow registry never holds up this session's frames.
-                    let (m, device) = (Arc::clone(&self.m), self.device_id.clone());
+                    let (m, device, since) = (Arc::clone(&self.m), self.device_id.clone(), self.since);
                     #[allow(clippy::disallowed_methods, reason = "nothing to drain: a refresh")]
-                    tokio::spawn(async move { presence::refresh_route(&m, &device).await });
+                    tokio::spawn(async move { presence::refresh_route(&m, &device, since).await });
                     Ok(())
                 }
             };
