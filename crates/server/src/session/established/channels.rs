@@ -95,11 +95,14 @@ impl<S: ByteStream> SessionTask<S> {
                     Ok(joined) => {
                         let declared: Vec<String> =
                             join.members.iter().filter(|m| **m != me).cloned().collect();
-                        // Members that joined on other nodes of the deployment count too.
-                        let members = self
-                            .share_join(channel, join.relay, &declared)
-                            .await
-                            .unwrap_or(joined.members);
+                        // Members that joined on other nodes of the deployment count too; a
+                        // repeated JOIN that adds nobody costs the deployment nothing.
+                        let shared = if joined.added {
+                            self.share_join(channel, join.relay, &declared).await
+                        } else {
+                            None
+                        };
+                        let members = shared.unwrap_or(joined.members);
                         (members, joined.added, join.name.clone())
                     }
                     Err(refused) => match self.join_refused(frame, refused).await? {
