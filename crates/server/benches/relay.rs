@@ -134,6 +134,7 @@ fn relay(c: &mut Criterion) {
             store: &*store,
             policy: policy(),
             refusals: &Uncounted,
+            remote: None,
         };
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
@@ -168,6 +169,7 @@ fn relay(c: &mut Criterion) {
                                 store: &**store,
                                 policy: policy(),
                                 refusals: &Uncounted,
+                                remote: None,
                             };
                             let (sender, receivers) = slot.get_mut().unwrap();
                             for i in 0..iters {

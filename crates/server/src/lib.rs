@@ -45,6 +45,7 @@
 pub mod admin;
 pub(crate) mod api;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub(crate) mod connect;
 pub(crate) mod error;

@@ -10,10 +10,12 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
 
 use commucat_store::{PostgresStore, SqliteStore, Store};
 
 use crate::api::{self, AppState, ServerInfo};
+use crate::cluster::Cluster;
 use crate::config::{Config, as_usize};
 use crate::error::ServerError;
 use crate::keys::ServerKeys;
@@ -47,6 +49,10 @@ pub struct Server {
     local_addr: SocketAddr,
     store: OpenStore,
     presence: Arc<dyn Presence>,
+    /// The link to the other nodes (with Redis).
+    cluster: Option<Arc<Cluster>>,
+    /// Cancelled by [`ServerHandle::kill`].
+    crash: CancellationToken,
 }
 
 /// Name of the embedded database inside the data directory (when `store.url` is unset).
@@ -63,7 +69,15 @@ pub fn sessions(
 ) -> Sessions {
     let accepted = NoiseKeyring::single(keys.noise.clone()).accepted(None, 0);
     let noise_keys = Live::new(crate::reload::handshake_keys(&accepted));
-    sessions_with(config, keys, noise_keys, Ledger::off(), store, presence)
+    sessions_with(
+        config,
+        keys,
+        noise_keys,
+        Ledger::off(),
+        store,
+        presence,
+        None,
+    )
 }
 
 /// The session service accepting the Noise keys in `noise_keys` (current first; a key reload
@@ -76,6 +90,7 @@ pub fn sessions_with(
     ledger: Ledger,
     store: Arc<dyn Store>,
     presence: Arc<dyn Presence>,
+    cluster: Option<Arc<Cluster>>,
 ) -> Sessions {
     use crate::clock::secs;
     let settings = HandshakeSettings {
@@ -97,7 +112,8 @@ pub fn sessions_with(
         presence,
         MessagingSettings::from_config(config),
     )
-    .with_ledger(ledger.clone());
+    .with_ledger(ledger.clone())
+    .with_cluster(cluster);
     let metrics = Arc::clone(&messaging.hub.metrics);
     let shared = Arc::clone(&messaging.presence);
     Sessions::new(
@@ -206,11 +222,37 @@ async fn presence_registry(config: &Config) -> Result<Arc<dyn Presence>, ServerE
     Ok(Arc::new(registry))
 }
 
+/// The link to the other nodes `config` asks for: with `presence.redis_url`, connected and
+/// subscribed now (so an unreachable Redis stops startup); none otherwise.
+async fn cluster_link(config: &Config) -> Result<Option<Arc<Cluster>>, ServerError> {
+    let Some(url) = &config.presence.redis_url else {
+        return Ok(None);
+    };
+    let node = config.presence.node_id.clone().unwrap_or_default();
+    let cluster = Cluster::connect(
+        url,
+        &config.presence.key_prefix,
+        &node,
+        config.limits.max_frame_len,
+    )
+    .await
+    .map_err(|source| ServerError::Presence {
+        url: crate::config::redact_url(url),
+        source,
+    })?;
+    tracing::info!(node = %node, "cluster link: redis pub/sub");
+    Ok(Some(cluster))
+}
+
 impl Server {
     /// Validates `config`, creates the data directory (mode 0700), loads or generates the
     /// keys and the TLS certificate, and binds the listen address.
-    pub async fn bind(config: Config) -> Result<Self, ServerError> {
+    pub async fn bind(mut config: Config) -> Result<Self, ServerError> {
         config.validate()?;
+        // One id for this process, in routes and on the cluster's channels.
+        if config.presence.node_id.is_none() {
+            config.presence.node_id = Some(format!("node-{}", &crate::registry::random_id()[..16]));
+        }
         secrets::create_private_dir(&config.server.data_dir).map_err(ServerError::DataDir)?;
         let keys = ServerKeys::load_or_generate(&config.server.data_dir)?;
         let pq = Arc::new(PqKeys::load_or_generate(&config.server.data_dir)?);
@@ -219,6 +261,7 @@ impl Server {
         let tls_config = tls.server_config()?;
         let store = OpenStore::open(&config).await?;
         let presence = presence_registry(&config).await?;
+        let cluster = cluster_link(&config).await?;
         let ledger = Ledger::start(&config.ledger, &config.server.data_dir)?;
         let reloader = KeyReloader::new(
             ReloadSources {
@@ -254,6 +297,8 @@ impl Server {
             local_addr,
             store,
             presence,
+            cluster,
+            crash: CancellationToken::new(),
         })
     }
 
@@ -324,6 +369,8 @@ impl Server {
             local_addr,
             store,
             presence,
+            cluster,
+            crash,
         } = self;
         let acceptor = TlsAcceptor::from(tls_config);
         let noise_keys = reloader.handshake_cell();
@@ -365,7 +412,12 @@ impl Server {
             ledger.clone(),
             store.shared(),
             presence,
+            cluster.clone(),
         );
+        if let Some(cluster) = &cluster {
+            let limits = sessions.messaging().settings.channel_limits();
+            cluster.listen(Arc::clone(sessions.hub()), limits);
+        }
         let metrics = Arc::clone(&sessions.hub().metrics);
         let drain = sessions.drain().clone();
         let rest = Arc::new(rest);
@@ -408,10 +460,24 @@ impl Server {
             drain.stopping().await;
             drain.finished(config.server.drain_deadline).await
         };
-        let ((), drained) = tokio::join!(
-            http::serve(listener, acceptor, router, limits, metrics, shutdown),
-            sessions_done
-        );
+        let serving = async {
+            tokio::join!(
+                http::serve(listener, acceptor, router, limits, metrics, shutdown),
+                sessions_done
+            )
+        };
+        let ((), drained) = tokio::select! {
+            biased;
+            () = crash.cancelled() => {
+                // Everything ends where it stands; nothing is flushed or closed.
+                drain.kill();
+                if let Some(cluster) = &cluster {
+                    cluster.abort();
+                }
+                return Ok(());
+            }
+            done = serving => done,
+        };
         if drained {
             tracing::info!("sessions drained");
         } else {
@@ -423,6 +489,10 @@ impl Server {
         }
         janitor.abort();
         sweep.abort();
+        // Doorbells for what the sessions queued while ending still go out.
+        if let Some(cluster) = &cluster {
+            cluster.close().await;
+        }
         // Records of the drained connections reach the ledger before the process may exit.
         let _ = tokio::task::spawn_blocking(move || ledger.flush()).await;
         store.close().await;
@@ -434,6 +504,7 @@ impl Server {
     pub fn spawn(self) -> ServerHandle {
         let local_addr = self.local_addr;
         let reloader = self.reloader.clone();
+        let crash = self.crash.clone();
         let (stop, stopped) = oneshot::channel::<()>();
         #[allow(
             clippy::disallowed_methods,
@@ -447,6 +518,7 @@ impl Server {
             local_addr,
             reloader,
             stop,
+            crash,
             task,
         }
     }
@@ -458,6 +530,7 @@ pub struct ServerHandle {
     local_addr: SocketAddr,
     reloader: KeyReloader,
     stop: oneshot::Sender<()>,
+    crash: CancellationToken,
     task: JoinHandle<Result<(), ServerError>>,
 }
 
@@ -476,6 +549,14 @@ impl ServerHandle {
     /// Why the keys in force were kept.
     pub async fn reload_keys(&self) -> Result<Reloaded, ReloadError> {
         self.reloader.reload_async().await
+    }
+
+    /// Stops the server as a crash would (for tests of node loss): the listener closes, every
+    /// session is dropped where it stands without queueing what it holds, routes and presence
+    /// stay in Redis until they expire, nothing more is published to other nodes.
+    pub async fn kill(self) {
+        self.crash.cancel();
+        let _ = self.task.await;
     }
 
     /// Starts graceful shutdown and waits until the server has drained.

@@ -156,11 +156,21 @@ pub(crate) async fn revoke(
         .revoke_device(&device.device_id, event)
         .await
         .map_err(|e| store_problem(&e))?;
+    let detail = "this device has been revoked by another device of the account";
     let was_online = state.sessions.hub().disconnect(
         &device.device_id,
-        commucat_ccp::Problem::new(ProblemKind::DeviceRevoked)
-            .with_detail("this device has been revoked by another device of the account"),
+        commucat_ccp::Problem::new(ProblemKind::DeviceRevoked).with_detail(detail),
     );
+    // Its session may run on another node of the deployment.
+    if let Some(cluster) = &state.sessions.messaging().cluster {
+        cluster
+            .ended(
+                &device.device_id,
+                crate::cluster::EndReason::Revoked,
+                detail,
+            )
+            .await;
+    }
     tracing::info!(scope = "device", action = "revoke", device = %device.device_id, by = %auth.device_id, user = %auth.user_id, was_online, "device revoked");
     state.sessions.messaging().ledger.record("device", || {
         serde_json::json!({"event": "revoke", "device": device.device_id, "by": auth.device_id,

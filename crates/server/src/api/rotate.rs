@@ -214,11 +214,21 @@ pub(crate) async fn rotate(
             return Err(response);
         }
     }
+    let detail = "this device's key was rotated; connect again with the new key";
     let was_online = state.sessions.hub().disconnect(
         &device.device_id,
-        commucat_ccp::Problem::new(ProblemKind::DeviceKeyMismatch)
-            .with_detail("this device's key was rotated; connect again with the new key"),
+        commucat_ccp::Problem::new(ProblemKind::DeviceKeyMismatch).with_detail(detail),
     );
+    // Its session may run on another node of the deployment.
+    if let Some(cluster) = &state.sessions.messaging().cluster {
+        cluster
+            .ended(
+                &device.device_id,
+                crate::cluster::EndReason::KeyRotated,
+                detail,
+            )
+            .await;
+    }
     let previous = hex::encode(device.public_key);
     let public_key = hex::encode(new_key);
     tracing::info!(scope = "device", action = "rotate", device = %device.device_id, user = %device.user_id, was_online, "device key rotated");

@@ -64,6 +64,9 @@ pub struct Mailbox {
     /// The client's socket address as the server observed it (published to peers of
     /// `relay:false` channels).
     pub addr: Option<SocketAddr>,
+    /// When the mailbox was made (Unix microseconds): a device's session on another node that
+    /// started later supersedes this one ([`Hub::move_away`]).
+    pub since: i64,
     /// Encoded bytes of the frames waiting.
     queued: Arc<AtomicUsize>,
     /// Most bytes that may wait; a single frame is always taken into an empty mailbox.
@@ -98,6 +101,7 @@ impl Mailbox {
                 tx,
                 overflow: Arc::new(OverflowSignal::default()),
                 addr,
+                since: crate::clock::unix_micros_now(),
                 queued: Arc::clone(&queued),
                 byte_limit,
             },

@@ -25,6 +25,7 @@ pub mod notices;
 pub mod presence;
 pub mod presence_redis;
 pub mod relay;
+pub mod remote;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -60,6 +61,9 @@ pub enum Delivery {
     Replay,
     /// The server ends this session with this ERROR (e.g. the device was revoked).
     Close(Box<commucat_ccp::Problem>),
+    /// The device connected to another node of the deployment: this session ends like a
+    /// replaced one (no ERROR, no `offline` announcement; the other node serves the device).
+    Moved,
 }
 
 /// Default number of frames a session may have waiting before the server considers the client
@@ -212,6 +216,44 @@ impl Hub {
             online_devices: u64::try_from(tables.online.len()).unwrap_or(u64::MAX),
             channels: u64::try_from(tables.channels.len()).unwrap_or(u64::MAX),
         }
+    }
+
+    /// Ends the device's session on this node if it registered before `before` (Unix
+    /// microseconds): the device connected to another node since. The session ends like a
+    /// replaced one. Returns whether a session was ended.
+    pub fn move_away(&self, device_id: &str, before: i64) -> bool {
+        let mailbox = {
+            let mut tables = self.lock();
+            match tables.online.get(device_id) {
+                Some(m) if m.since < before => tables.online.remove(device_id),
+                _ => None,
+            }
+        };
+        let Some(mailbox) = mailbox else {
+            return false;
+        };
+        if let Err(e) = mailbox.tx.try_send(Delivery::Moved) {
+            // Full: it ends once it sees its mailbox closed (as replaced).
+            tracing::debug!(device = %device_id, error = %e, "move notice not queued");
+        }
+        true
+    }
+
+    /// Asks every online session of this node to replay its offline queue (after doorbells
+    /// from other nodes may have been missed).
+    pub fn nudge_all(&self) {
+        let mailboxes: Vec<Mailbox> = self.lock().online.values().cloned().collect();
+        for mailbox in mailboxes {
+            if let Err(e) = mailbox.tx.try_send(Delivery::Replay) {
+                tracing::debug!(session = %mailbox.session_id, error = %e, "replay nudge not queued");
+            }
+        }
+    }
+
+    /// The devices with an online session on this node.
+    #[must_use]
+    pub fn online_devices(&self) -> Vec<String> {
+        self.lock().online.keys().cloned().collect()
     }
 
     /// Whether the device has an online session.

@@ -8,14 +8,20 @@
 //!
 //! The registry also keeps each connected device's *route*: the id of the node serving it
 //! (`route:<device>` in Redis), written with a TTL when a session is established, refreshed
-//! while it lasts and removed when it ends. Routes say where a device is connected; nodes do
-//! not yet forward frames to each other (cross-node delivery is not built).
+//! while it lasts (unless another node took the device over) and removed when it ends. The
+//! other nodes read routes to reach the device ([`crate::cluster`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use commucat_ccp::control::PresenceSnapshot;
+
+/// Lifetime of a `route:<device>` entry: a node that dies without cleaning up stops claiming its
+/// devices after this.
+pub const ROUTE_TTL: Duration = Duration::from_secs(90);
+/// How often a connected session rewrites its route (a third of [`ROUTE_TTL`]).
+pub const ROUTE_REFRESH: Duration = Duration::from_secs(30);
 
 /// A registry backend failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -50,6 +56,21 @@ pub trait Presence: Send + Sync + std::fmt::Debug {
         node: &str,
         ttl: Duration,
     ) -> Result<(), PresenceError>;
+
+    /// Moves the expiry of `device_id`'s route to `ttl` from now if it still names `node`, or
+    /// records it if it expired; a route another node took over meanwhile is left alone.
+    /// Returns whether the route names `node` now.
+    async fn refresh_route(
+        &self,
+        device_id: &str,
+        node: &str,
+        ttl: Duration,
+    ) -> Result<bool, PresenceError> {
+        match self.route(device_id).await? {
+            Some(owner) if owner != node => Ok(false),
+            _ => self.set_route(device_id, node, ttl).await.map(|()| true),
+        }
+    }
 
     /// The node serving `device_id`, unless none is recorded or the route expired.
     async fn route(&self, device_id: &str) -> Result<Option<String>, PresenceError>;

@@ -95,6 +95,17 @@ end
 return 0
 ";
 
+/// Sets `KEYS[1]` to `ARGV[1]` for `ARGV[2]` seconds if it is absent or already holds
+/// `ARGV[1]`; 1 when set.
+pub(crate) const REFRESH_IF_OWNED: &str = r"
+local owner = redis.call('GET', KEYS[1])
+if owner == false or owner == ARGV[1] then
+    redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+    return 1
+end
+return 0
+";
+
 #[allow(clippy::needless_pass_by_value)] // used as `map_err(error)`
 fn error(err: redis::RedisError) -> PresenceError {
     PresenceError(format!("redis: {err}"))
@@ -154,6 +165,25 @@ impl Presence for RedisPresence {
             .set_ex::<_, _, ()>(self.route_key(device_id), node, ttl.as_secs().max(1))
             .await
             .map_err(error)
+    }
+
+    async fn refresh_route(
+        &self,
+        device_id: &str,
+        node: &str,
+        ttl: Duration,
+    ) -> Result<bool, PresenceError> {
+        let mut connection = self.connection.clone();
+        let set: i64 = redis::cmd("EVAL")
+            .arg(REFRESH_IF_OWNED)
+            .arg(1)
+            .arg(self.route_key(device_id))
+            .arg(node)
+            .arg(ttl.as_secs().max(1))
+            .query_async(&mut connection)
+            .await
+            .map_err(error)?;
+        Ok(set > 0)
     }
 
     async fn route(&self, device_id: &str) -> Result<Option<String>, PresenceError> {

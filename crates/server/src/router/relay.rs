@@ -192,6 +192,9 @@ pub struct Relay<'a> {
     pub policy: QueuePolicy,
     /// Counts and ledgers quota refusals.
     pub refusals: &'a dyn Refusals,
+    /// The other nodes of the deployment (`None` on a single node): recipients absent here
+    /// may be served there.
+    pub remote: Option<&'a dyn super::remote::Remote>,
 }
 
 impl std::fmt::Debug for Relay<'_> {
@@ -216,9 +219,23 @@ impl Relay<'_> {
     /// mailboxes took it.
     pub fn live(&self, sender: &str, frame: &Frame, targets: Targets) -> usize {
         let envelope = self.envelope(sender, frame);
+        if let Some(remote) = self.remote
+            && !targets.absent.is_empty()
+        {
+            remote.forward(&targets.absent, &envelope);
+        }
         let offered = targets.live.len();
         let missed = self.hub.hand_over(targets.live, &envelope);
         offered - missed.len()
+    }
+
+    /// Tells the nodes serving `devices` elsewhere that frames were queued for them.
+    pub async fn ring(&self, devices: &[String]) {
+        if let Some(remote) = self.remote
+            && !devices.is_empty()
+        {
+            remote.ring(devices).await;
+        }
     }
 
     /// Hands `frame` from `sender` to `targets`: absent ones through the durable queue, first
@@ -250,6 +267,8 @@ impl Relay<'_> {
                     if self.hub.registered_since(&targets) {
                         self.hub.nudge(stored.iter().map(String::as_str));
                     }
+                    // Those connected to another node replay there.
+                    self.ring(&stored).await;
                 }
                 Err(e) => return Err(RelayError::Queue(e)),
             }

@@ -24,6 +24,8 @@ use tokio_util::task::task_tracker::TrackedFuture;
 pub struct Drain {
     tasks: TaskTracker,
     stop: CancellationToken,
+    /// Ends every session at once without its cleanup (a crash, for tests of node loss).
+    kill: CancellationToken,
 }
 
 impl Drain {
@@ -53,6 +55,18 @@ impl Drain {
     pub fn stop(&self) {
         self.stop.cancel();
         self.tasks.close();
+    }
+
+    /// Drops every session where it stands, as a crash would: nothing it holds is queued, its
+    /// route and presence stay behind until they expire.
+    pub fn kill(&self) {
+        self.kill.cancel();
+        self.stop();
+    }
+
+    /// Completes once [`Drain::kill`] is called.
+    pub async fn killed(&self) {
+        self.kill.cancelled().await;
     }
 
     /// Whether [`Drain::stop`] was called.

@@ -80,6 +80,14 @@ impl Sessions {
     /// it holds and ends). Failures are reported to the client (ERROR frame) and to the log;
     /// they never affect other sessions.
     pub async fn serve<S: ByteStream>(&self, stream: S, remote: String) {
+        tokio::select! {
+            biased;
+            () = self.inner.drain.killed() => {}
+            () = self.serve_until_done(stream, remote) => {}
+        }
+    }
+
+    async fn serve_until_done<S: ByteStream>(&self, stream: S, remote: String) {
         let inner = &self.inner;
         let mut conn = Connection::new(inner.drain.guard(stream), inner.max_frame_len);
         let metrics = &inner.messaging.hub.metrics;

@@ -18,6 +18,7 @@ mod services;
 mod call_bounds;
 mod calls;
 mod channels;
+mod cluster;
 mod connect;
 mod connect_modes;
 mod connect_traceparent;

@@ -385,6 +385,39 @@ impl Channels {
             .collect()
     }
 
+    /// Adds `devices`, which joined `channel` on another node of the deployment, as declared
+    /// members, if this node holds the channel (a member is here) and it is not a group's
+    /// channel; as many as [`ChannelLimits::members`] allows. Announcements from other nodes
+    /// never create a channel here. Returns how many were added.
+    pub fn merge_remote<'a>(
+        &mut self,
+        channel: u32,
+        devices: impl IntoIterator<Item = &'a str>,
+        limits: ChannelLimits,
+    ) -> usize {
+        if self
+            .channels
+            .get(&channel)
+            .is_none_or(|c| c.group.is_some())
+        {
+            return 0;
+        }
+        let mut added = 0;
+        for device in devices {
+            let full = self
+                .channels
+                .get(&channel)
+                .is_none_or(|c| c.members.len() >= limits.members);
+            if full {
+                break;
+            }
+            if self.add_declared(channel, device) {
+                added += 1;
+            }
+        }
+        added
+    }
+
     /// Removes `device` from the channel; returns the remaining members, or `None` if it was
     /// not a member. The channel is forgotten once no member that joined it itself is left:
     /// declared-only members never count against anyone's `channels_per_device`, so a channel

@@ -242,3 +242,22 @@ fn declare_then_leave_leaves_nothing_behind() {
     assert_eq!(c.release_idle("a", None, |d| d == "b"), 0);
     assert_eq!(c.len(), 1);
 }
+
+/// Members that joined on other nodes are merged into channels this node holds, within the
+/// member bound; they never create a channel here nor touch a group's channel.
+#[test]
+fn remote_members_merge_only_into_held_plain_channels() {
+    let mut c = Channels::default();
+    let limits = ChannelLimits {
+        members: 3,
+        per_device: 8,
+    };
+    assert_eq!(c.merge_remote(1, ["x"], limits), 0);
+    assert!(c.is_empty());
+    join(&mut c, 1, "a", true, []);
+    assert_eq!(c.merge_remote(1, ["x", "a", "y", "z"], limits), 2);
+    assert_eq!(c.members_if_member(1, "a").unwrap(), ["a", "x", "y"]);
+    c.bind_group(2, "g", &strings(&["a"]), "a", true, limits)
+        .unwrap();
+    assert_eq!(c.merge_remote(2, ["x"], limits), 0);
+}

@@ -50,6 +50,7 @@ fn relay<'a>(hub: &'a Hub, store: &'a SqliteStore, counted: &'a Counted) -> Rela
             dedup_window: Duration::from_secs(600),
         },
         refusals: counted,
+        remote: None,
     }
 }
 

@@ -92,7 +92,19 @@ impl<S: ByteStream> SessionTask<S> {
                     .hub
                     .channels(|c| c.join(channel, &me, join.relay, declared, limits))
                 {
-                    Ok(joined) => (joined.members, joined.added, join.name.clone()),
+                    Ok(joined) => {
+                        let declared: Vec<String> =
+                            join.members.iter().filter(|m| **m != me).cloned().collect();
+                        // Members that joined on other nodes of the deployment count too; a
+                        // repeated JOIN that adds nobody costs the deployment nothing.
+                        let shared = if joined.added {
+                            self.share_join(channel, join.relay, &declared).await
+                        } else {
+                            None
+                        };
+                        let members = shared.unwrap_or(joined.members);
+                        (members, joined.added, join.name.clone())
+                    }
                     Err(refused) => match self.join_refused(frame, refused).await? {
                         // Bound to a group between the check above and now.
                         Some(group_id) => {
@@ -202,10 +214,17 @@ impl<S: ByteStream> SessionTask<S> {
     pub(super) async fn leave(&mut self, frame: &Frame) -> Result<(), End> {
         let channel = frame.channel_id();
         let me = self.device_id.clone();
-        match self.m.hub.channels(|c| c.leave(channel, &me)) {
+        let (plain, left) = self
+            .m
+            .hub
+            .channels(|c| (c.group_of(channel).is_none(), c.leave(channel, &me)));
+        match left {
             Some(remaining) => {
                 self.m.hub.release_idle_channels(&me, Some(channel));
                 self.ack(frame).await?;
+                if plain {
+                    self.share_leave(channel).await;
+                }
                 let notice = Leave {
                     device: Some(me),
                     device_id: None,
@@ -242,10 +261,11 @@ impl<S: ByteStream> SessionTask<S> {
     /// The channel's members other than the sender with their mailboxes (one look-up in the
     /// hub), or `None` (after an ERROR to the sender) if the sender is not a member.
     async fn channel_targets(&mut self, frame: &Frame) -> Result<Option<Targets>, End> {
-        let targets = self
-            .m
-            .hub
-            .channel_targets(frame.channel_id(), &self.device_id);
+        let channel = frame.channel_id();
+        let mut targets = self.m.hub.channel_targets(channel, &self.device_id);
+        if targets.is_none() && self.recall_channel(channel).await {
+            targets = self.m.hub.channel_targets(channel, &self.device_id);
+        }
         if targets.is_none() {
             self.not_a_member(frame).await?;
         }
@@ -267,7 +287,11 @@ impl<S: ByteStream> SessionTask<S> {
     pub(super) async fn others_on(&mut self, frame: &Frame) -> Result<Option<Vec<String>>, End> {
         let channel = frame.channel_id();
         let me = self.device_id.clone();
-        let Some(members) = self.m.hub.channels(|c| c.members_if_member(channel, &me)) else {
+        let mut members = self.m.hub.channels(|c| c.members_if_member(channel, &me));
+        if members.is_none() && self.recall_channel(channel).await {
+            members = self.m.hub.channels(|c| c.members_if_member(channel, &me));
+        }
+        let Some(members) = members else {
             self.not_a_member(frame).await?;
             return Ok(None);
         };

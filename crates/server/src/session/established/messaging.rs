@@ -6,6 +6,7 @@ use std::time::Duration;
 use commucat_store::Store;
 
 use crate::clock::unix_now;
+use crate::cluster::Cluster;
 use crate::config::{Bound, BoundSettings, Config, as_usize};
 use crate::ledger::Ledger;
 use crate::ledger_throttle::Throttle;
@@ -93,6 +94,8 @@ pub struct Messaging {
     pub ledger: Ledger,
     /// Budget of `bound` ledger records per second.
     bound_records: Throttle,
+    /// The other nodes of the deployment (with Redis), or `None` on a single node.
+    pub cluster: Option<Arc<Cluster>>,
 }
 
 /// `bound` ledger records written per second at most (the metric counts every refusal).
@@ -113,7 +116,14 @@ impl Messaging {
             settings,
             ledger: Ledger::off(),
             bound_records: Throttle::new(BOUND_RECORDS_PER_SECOND),
+            cluster: None,
         }
+    }
+
+    /// This state, reaching devices on the other nodes of the deployment through `cluster`.
+    #[must_use]
+    pub fn with_cluster(self, cluster: Option<Arc<Cluster>>) -> Self {
+        Self { cluster, ..self }
     }
 
     /// This state, recording in `ledger`.
@@ -153,6 +163,10 @@ impl Messaging {
             store: &*self.store,
             policy: self.queue_policy(),
             refusals: self,
+            remote: self
+                .cluster
+                .as_deref()
+                .map(|c| c as &dyn crate::router::remote::Remote),
         }
     }
 

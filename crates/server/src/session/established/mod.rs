@@ -23,6 +23,7 @@ mod presence;
 mod replay;
 mod reply;
 mod sender;
+mod shared_channels;
 
 pub use messaging::{BOUND_RECORDS_PER_SECOND, Messaging, MessagingSettings};
 pub use presence::{ROUTE_REFRESH, ROUTE_TTL};
@@ -59,6 +60,8 @@ enum End {
     Conn(ConnError),
     /// A newer session of the same device took over.
     Replaced,
+    /// The device connected to another node of the deployment, which serves it now.
+    Moved,
 }
 
 impl End {
@@ -95,6 +98,8 @@ struct SessionTask<S> {
     remote: Option<SocketAddr>,
     /// Raised by the hub if this session's mailbox overflowed.
     overflow: Arc<OverflowSignal>,
+    /// When its mailbox was made (Unix microseconds; see [`Mailbox::since`]).
+    since: i64,
     /// When the PRESENCE snapshot this session published expires.
     presence_deadline: Option<tokio::time::Instant>,
     /// The earliest ring deadline of the ringing calls this device offered.
@@ -121,10 +126,11 @@ pub async fn run<S: ByteStream>(
         remote.parse().ok(),
     );
     let overflow = Arc::clone(&mailbox.overflow);
+    let since = mailbox.since;
     if let Some(old) = messaging.hub.register(&established.device_id, mailbox) {
         tracing::info!(device = %established.device_id, old_session = %old.session_id, "device reconnected; older session replaced");
     }
-    presence::publish_route(&messaging, &established.device_id).await;
+    presence::claim_route(&messaging, &established.device_id, since).await;
     // Calls a replaced session of this device offered still ring; this one ends them.
     let ring_deadline = messaging
         .hub
@@ -146,6 +152,7 @@ pub async fn run<S: ByteStream>(
         user: established.user,
         remote: remote.parse().ok(),
         overflow,
+        since,
         presence_deadline: None,
         ring_deadline,
         unsent: Vec::new(),
@@ -205,6 +212,7 @@ impl<S: ByteStream> SessionTask<S> {
                     Some(Delivery::Frame(envelope)) => self.forward(envelope).await,
                     Some(Delivery::Replay) => self.replay().await,
                     Some(Delivery::Close(problem)) => Err(End::Problem(problem)),
+                    Some(Delivery::Moved) => Err(End::Moved),
                     // Every sender is gone: the hub dropped this session, for a newer one or
                     // because it did not keep up.
                     None if overflow.is_raised() => {
@@ -220,9 +228,9 @@ impl<S: ByteStream> SessionTask<S> {
                 _ = refresh.tick() => self.refresh_session().await,
                 _ = route_refresh.tick() => {
                     // On its own task: a slow registry never holds up this session's frames.
-                    let (m, device) = (Arc::clone(&self.m), self.device_id.clone());
+                    let (m, device, since) = (Arc::clone(&self.m), self.device_id.clone(), self.since);
                     #[allow(clippy::disallowed_methods, reason = "nothing to drain: a refresh")]
-                    tokio::spawn(async move { presence::publish_route(&m, &device).await });
+                    tokio::spawn(async move { presence::refresh_route(&m, &device, since).await });
                     Ok(())
                 }
             };
@@ -429,10 +437,16 @@ impl<S: ByteStream> SessionTask<S> {
         self.settle_replay(matches!(end, End::ClientClosed)).await;
         if requeued > 0 {
             // A session of this device may have registered (and replayed) before these were
-            // stored, whether or not it replaced this one: it replays them now.
+            // stored, whether or not it replaced this one, here or on another node: it replays
+            // them now.
             self.m.hub.nudge([self.device_id.as_str()]);
+            self.m.relay().ring(&[self.device_id.clone()]).await;
         }
-        if successor.is_none() {
+        if successor.is_none() && matches!(end, End::Moved) {
+            // The node it moved to owns its route and presence now.
+            self.m.hub.release_idle_channels(&self.device_id, None);
+            calls::end_calls_of(&self.m, &self.device_id).await;
+        } else if successor.is_none() {
             self.m.hub.release_idle_channels(&self.device_id, None);
             calls::end_calls_of(&self.m, &self.device_id).await;
             // A session of the device that started here meanwhile owns the route now.
@@ -443,7 +457,7 @@ impl<S: ByteStream> SessionTask<S> {
         }
         let device = &self.device_id;
         match &end {
-            End::ClientClosed | End::ClientError | End::Replaced => {
+            End::ClientClosed | End::ClientError | End::Replaced | End::Moved => {
                 tracing::info!(device = %device, remote, reason = ?end, requeued, "session ended");
             }
             End::Problem(problem) => {

@@ -3,8 +3,6 @@
 //! share a channel with it; `offline` when it expires without refresh or the device
 //! disconnects. Every PRESENCE the server sends names its `entity`.
 
-use std::time::Duration;
-
 use commucat_ccp::control::{PresenceSnapshot, PresenceUpdate, UserInfo};
 use commucat_ccp::{Frame, FrameType, ProblemKind};
 use commucat_link::ByteStream;
@@ -17,21 +15,43 @@ pub(super) const MAX_STATE_LEN: usize = 64;
 /// Channel presence snapshots travel on (the one deployed clients send PRESENCE on).
 pub(super) const PRESENCE_CHANNEL: u32 = 0;
 
-/// Lifetime of a `route:<device>` entry: a node that dies without cleaning up stops claiming its
-/// devices after this.
-pub const ROUTE_TTL: Duration = Duration::from_secs(90);
-/// How often a connected session rewrites its route (a third of [`ROUTE_TTL`]).
-pub const ROUTE_REFRESH: Duration = Duration::from_secs(30);
+pub use crate::router::presence::{ROUTE_REFRESH, ROUTE_TTL};
 
-/// Records (or refreshes) that this node serves `device`. A registry failure is logged and
-/// otherwise ignored: routes do not carry traffic yet, and the session must not depend on them.
-pub(super) async fn publish_route(m: &Messaging, device: &str) {
+/// Records that this node serves `device` (whose session here started at `since`, Unix
+/// microseconds) and tells the other nodes, whose older sessions of it end. A registry failure
+/// is logged and otherwise ignored: frames for the device still reach its offline queue, and it
+/// replays them at its next connect.
+pub(super) async fn claim_route(m: &Messaging, device: &str, since: i64) {
     if let Err(e) = m
         .presence
         .set_route(device, &m.settings.node_id, ROUTE_TTL)
         .await
     {
         tracing::warn!(%device, error = %e, "route not recorded in the presence registry");
+    }
+    if let Some(cluster) = &m.cluster {
+        cluster.moved(device, since).await;
+    }
+}
+
+/// Refreshes `device`'s route unless another node took it over meanwhile; if it did, the
+/// session here that started at `since` ends as moved (in case this node missed the other
+/// node's announcement).
+pub(super) async fn refresh_route(m: &Messaging, device: &str, since: i64) {
+    match m
+        .presence
+        .refresh_route(device, &m.settings.node_id, ROUTE_TTL)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            if m.hub.move_away(device, since.saturating_add(1)) {
+                tracing::info!(%device, "route taken over by another node; session here ended");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(%device, error = %e, "route not refreshed in the presence registry");
+        }
     }
 }
 

@@ -244,6 +244,14 @@ impl TestServer {
         }
     }
 
+    /// Stops the server as a crash would: sessions dropped where they stand, nothing queued or
+    /// withdrawn (see `ServerHandle::kill`).
+    pub async fn kill(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            handle.kill().await;
+        }
+    }
+
     /// Stops the server and starts it again on the same data directory and store (a new port).
     pub async fn restart(&mut self) {
         let before = self.params.server_static;

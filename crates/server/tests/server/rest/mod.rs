@@ -46,12 +46,12 @@ use serde_json::{Value, json};
 
 /// The REST clients of a test server. [`Rest::call`] goes over HTTP/1.1 without ALPN, as the
 /// deployed client calls; every answer is either a 200 with a JSON body or a problem.
-struct Rest {
+pub(crate) struct Rest {
     clients: common::rest::Rest,
 }
 
 impl Rest {
-    fn new(server: &TestServer) -> Self {
+    pub(crate) fn new(server: &TestServer) -> Self {
         Self {
             clients: common::rest::Rest::new(server),
         }
@@ -94,7 +94,7 @@ impl Rest {
         self.call(Method::GET, path, Some(token), None).await
     }
 
-    async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Answer {
+    pub(crate) async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Answer {
         self.call(Method::POST, path, token, Some(body)).await
     }
 
@@ -110,7 +110,7 @@ fn expect(answer: &Answer, status: StatusCode) {
     answer.expect(status);
 }
 
-fn token(client: &Client) -> String {
+pub(crate) fn token(client: &Client) -> String {
     client.session.info().session_id.clone()
 }
 
@@ -126,14 +126,18 @@ fn is_rfc3339_utc(s: &str) -> bool {
 }
 
 /// What `/api/pair/claim` answered, as the deployed client reads it and as sent.
-struct Claimed {
-    deployed: deployed::PairingClaimResponse,
-    body: Value,
+pub(crate) struct Claimed {
+    pub(crate) deployed: deployed::PairingClaimResponse,
+    pub(crate) body: Value,
 }
 
 /// Pairs a new device into `issuer`'s account as the deployed client does (server-key claim)
 /// and connects it with the claimed identity.
-async fn pair_and_connect(server: &TestServer, rest: &Rest, issuer: &Client) -> (Claimed, Client) {
+pub(crate) async fn pair_and_connect(
+    server: &TestServer,
+    rest: &Rest,
+    issuer: &Client,
+) -> (Claimed, Client) {
     let ticket: deployed::PairingTicket = rest
         .call(
             Method::POST,
@@ -160,7 +164,7 @@ async fn pair_and_connect(server: &TestServer, rest: &Rest, issuer: &Client) -> 
 }
 
 /// The session ends with a `Device Revoked` ERROR.
-async fn expect_closed_as_revoked(client: &mut Client) {
+pub(crate) async fn expect_closed_as_revoked(client: &mut Client) {
     let frames = client.recv_until_closed().await;
     let last = frames.last().expect("a closing ERROR");
     assert_eq!(last.frame_type(), FrameType::Error);
