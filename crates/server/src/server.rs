@@ -368,7 +368,7 @@ impl Server {
         );
         let metrics = Arc::clone(&sessions.hub().metrics);
         let drain = sessions.drain().clone();
-        let router = api::router(AppState {
+        let state = AppState {
             server_info: reloader.server_info_cell(),
             rest: Arc::new(rest),
             sessions,
@@ -379,7 +379,8 @@ impl Server {
                     config.bounds.transport_buffer_bytes,
                 ),
             },
-        });
+        };
+        let router = api::router_with(state.clone(), crate::console::routes(state));
         let limits = ListenLimits {
             max_connections: config.limits.max_connections,
             tls_handshake_timeout: config.limits.tls_handshake_timeout,

@@ -55,15 +55,21 @@ pub(crate) async fn metrics(
     headers: HeaderMap,
 ) -> Result<impl IntoResponse, Problem> {
     admin(&state, &headers)?;
-    let hub = state.sessions.hub();
     Ok((
         [(header::CONTENT_TYPE, PROMETHEUS_TEXT)],
-        hub.metrics.render(
-            hub.gauges(),
-            LedgerCounts::of(&state.sessions.messaging().ledger),
-            &crate::session::established::SENDER_CHECKED,
-        ),
+        exposition(&state),
     ))
+}
+
+/// The Prometheus text of every metric, as `GET /metrics` answers it.
+#[must_use]
+pub(crate) fn exposition(state: &AppState) -> String {
+    let hub = state.sessions.hub();
+    hub.metrics.render(
+        hub.gauges(),
+        LedgerCounts::of(&state.sessions.messaging().ledger),
+        &crate::session::established::SENDER_CHECKED,
+    )
 }
 
 /// `GET /api/security-stats` → 200 [`SecuritySnapshot`].

@@ -64,6 +64,8 @@ pub struct Mailbox {
     /// The client's socket address as the server observed it (published to peers of
     /// `relay:false` channels).
     pub addr: Option<SocketAddr>,
+    /// What the session reports to the operator (every established session has them).
+    pub(super) stats: Option<Arc<super::live_sessions::SessionStats>>,
     /// Encoded bytes of the frames waiting.
     queued: Arc<AtomicUsize>,
     /// Most bytes that may wait; a single frame is always taken into an empty mailbox.
@@ -98,6 +100,7 @@ impl Mailbox {
                 tx,
                 overflow: Arc::new(OverflowSignal::default()),
                 addr,
+                stats: None,
                 queued: Arc::clone(&queued),
                 byte_limit,
             },

@@ -158,7 +158,7 @@ async fn pair_and_connect(server: &TestServer, rest: &Rest, issuer: &Client) -> 
 }
 
 /// The session ends with a `Device Revoked` ERROR.
-async fn expect_closed_as_revoked(client: &mut Client) {
+pub(crate) async fn expect_closed_as_revoked(client: &mut Client) {
     let frames = client.recv_until_closed().await;
     let last = frames.last().expect("a closing ERROR");
     assert_eq!(last.frame_type(), FrameType::Error);
