@@ -1,8 +1,8 @@
 //! Marks the service-backed tests as runnable when their service is configured.
 //!
-//! Tests that need PostgreSQL or Redis carry
+//! Tests that need PostgreSQL, Redis or a headless browser (chromedriver) carry
 //! `#[cfg_attr(not(commucat_test_postgres), ignore = "needs COMMUCAT_TEST_POSTGRES")]` (or the
-//! Redis equivalent): without the variable they are reported as ignored, with the reason, and
+//! Redis and `COMMUCAT_TEST_CHROMEDRIVER` equivalents): without the variable they are reported as ignored, with the reason, and
 //! counted in the closing totals instead of passing silently; with it they run, and an
 //! unreachable service fails them.
 
@@ -10,6 +10,7 @@ fn main() {
     for (var, cfg) in [
         ("COMMUCAT_TEST_POSTGRES", "commucat_test_postgres"),
         ("COMMUCAT_TEST_REDIS", "commucat_test_redis"),
+        ("COMMUCAT_TEST_CHROMEDRIVER", "commucat_test_chromedriver"),
     ] {
         println!("cargo::rerun-if-env-changed={var}");
         println!("cargo::rustc-check-cfg=cfg({cfg})");

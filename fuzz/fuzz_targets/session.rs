@@ -459,6 +459,7 @@ async fn case(data: &[u8]) {
             established(index),
             Arc::clone(&messaging),
             REMOTES[index],
+            "binary",
         )));
         clients.push(Client {
             index,

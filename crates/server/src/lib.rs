@@ -19,7 +19,8 @@
 //! 4. Protocol: `router` (routing, presence, channels, calls), then [`session`] (handshake
 //!    and established sessions).
 //! 5. HTTP: `connect` (the `/connect` adapters, given a `ConnectService`), then `api` (REST
-//!    routes and the shared `AppState`) and `janitor`.
+//!    routes and the shared `AppState`) and `janitor`, then `console` (the operator web
+//!    console at `/admin`, merged into the API router by the server).
 //! 6. Running-server wiring: [`reload`] (Noise key reload into the live state) and
 //!    [`admin`] (operator actions for the command line), then `error` ([`ServerError`]) and
 //!    [`server`], which assemble everything.
@@ -48,6 +49,7 @@ pub mod clock;
 pub mod cluster;
 pub mod config;
 pub(crate) mod connect;
+pub(crate) mod console;
 pub(crate) mod error;
 pub(crate) mod janitor;
 pub mod keys;

@@ -429,7 +429,7 @@ impl Server {
             Arc::clone(&rest),
             api::rate_limit::SWEEP_INTERVAL,
         ));
-        let router = api::router(AppState {
+        let state = AppState {
             server_info: reloader.server_info_cell(),
             rest,
             sessions,
@@ -440,7 +440,8 @@ impl Server {
                     config.bounds.transport_buffer_bytes,
                 ),
             },
-        });
+        };
+        let router = api::router_with(state.clone(), crate::console::routes(state));
         let limits = ListenLimits {
             max_connections: config.limits.max_connections,
             tls_handshake_timeout: config.limits.tls_handshake_timeout,

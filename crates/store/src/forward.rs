@@ -7,7 +7,8 @@
 //! It expands inside a backend module that has:
 //! - a struct (the macro's argument) with a `pool` field of the driver's pool type;
 //! - `map_err(sqlx::Error) -> StoreError`, the backend's error mapping;
-//! - table modules `users`, `devices`, `sessions`, `groups`, `queue`, `pairing`, `friends`
+//! - table modules `users`, `devices`, `sessions`, `groups`, `queue`, `pairing`, `friends`,
+//!   `listing`
 //!   whose functions take the pool first and the method's arguments after it.
 //!
 //! Paths in the expansion resolve in that module, so each backend plugs in its own SQL.
@@ -249,6 +250,29 @@ macro_rules! impl_store {
                 friends: Vec<$crate::FriendRecord>,
             ) -> $crate::Result<Vec<$crate::FriendRecord>> {
                 friends::replace(&self.pool, user_id, friends).await
+            }
+
+            async fn list_devices(&self, limit: u32) -> $crate::Result<Vec<$crate::DeviceRecord>> {
+                listing::devices(&self.pool, limit).await
+            }
+
+            async fn list_pairings(
+                &self,
+                limit: u32,
+            ) -> $crate::Result<Vec<$crate::PairingRecord>> {
+                listing::pairings(&self.pool, limit).await
+            }
+
+            async fn list_groups(&self, limit: u32) -> $crate::Result<Vec<$crate::GroupRecord>> {
+                listing::groups(&self.pool, limit).await
+            }
+
+            async fn queue_depths(
+                &self,
+                now: i64,
+                limit: u32,
+            ) -> $crate::Result<Vec<(String, u64)>> {
+                listing::queue_depths(&self.pool, now, limit).await
             }
         }
     };

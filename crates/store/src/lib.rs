@@ -256,4 +256,20 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         user_id: &str,
         friends: Vec<FriendRecord>,
     ) -> Result<Vec<FriendRecord>>;
+
+    // ---------------------------------------------------------------- operator views
+
+    /// Up to `limit` devices of every account, revoked ones included, oldest first (ties by
+    /// device id).
+    async fn list_devices(&self, limit: u32) -> Result<Vec<DeviceRecord>>;
+
+    /// Up to `limit` pairing codes whatever their state, newest first (ties by code).
+    async fn list_pairings(&self, limit: u32) -> Result<Vec<PairingRecord>>;
+
+    /// Up to `limit` groups, oldest first (ties by group id).
+    async fn list_groups(&self, limit: u32) -> Result<Vec<GroupRecord>>;
+
+    /// Unexpired envelopes queued per recipient at `now`, for up to `limit` recipients with at
+    /// least one, deepest queue first (ties by device id).
+    async fn queue_depths(&self, now: i64, limit: u32) -> Result<Vec<(String, u64)>>;
 }

@@ -146,31 +146,8 @@ pub(crate) async fn revoke(
             "a device cannot revoke itself; revoke it from another device",
         ));
     }
-    let event = key_event(
-        &device.device_id,
-        device.public_key,
-        DeviceKeyEvent::REVOKE,
-        unix_now(),
-    );
-    store
-        .revoke_device(&device.device_id, event)
-        .await
-        .map_err(|e| store_problem(&e))?;
     let detail = "this device has been revoked by another device of the account";
-    let was_online = state.sessions.hub().disconnect(
-        &device.device_id,
-        commucat_ccp::Problem::new(ProblemKind::DeviceRevoked).with_detail(detail),
-    );
-    // Its session may run on another node of the deployment.
-    if let Some(cluster) = &state.sessions.messaging().cluster {
-        cluster
-            .ended(
-                &device.device_id,
-                crate::cluster::EndReason::Revoked,
-                detail,
-            )
-            .await;
-    }
+    let was_online = revoke_and_disconnect(&state, &device, detail).await?;
     tracing::info!(scope = "device", action = "revoke", device = %device.device_id, by = %auth.device_id, user = %auth.user_id, was_online, "device revoked");
     state.sessions.messaging().ledger.record("device", || {
         serde_json::json!({"event": "revoke", "device": device.device_id, "by": auth.device_id,
@@ -180,4 +157,39 @@ pub(crate) async fn revoke(
         device_id: device.device_id,
         status: "revoked",
     }))
+}
+
+/// Marks `device` revoked with a key event (deleting its stored sessions) and ends its live
+/// session at once with a `Device Revoked` ERROR carrying `detail`. Returns whether a session
+/// was online. Used by REST revoke and by the operator console.
+///
+/// # Errors
+/// 503/500 on store failures (nothing changed then).
+pub(crate) async fn revoke_and_disconnect(
+    state: &AppState,
+    device: &DeviceRecord,
+    detail: &str,
+) -> Result<bool, Problem> {
+    let event = key_event(
+        &device.device_id,
+        device.public_key,
+        DeviceKeyEvent::REVOKE,
+        unix_now(),
+    );
+    state
+        .store()
+        .revoke_device(&device.device_id, event)
+        .await
+        .map_err(|e| store_problem(&e))?;
+    let was_online = state.sessions.hub().disconnect(
+        &device.device_id,
+        commucat_ccp::Problem::new(ProblemKind::DeviceRevoked).with_detail(detail),
+    );
+    // Its session may run on another node of the deployment.
+    if let Some(cluster) = &state.sessions.messaging().cluster {
+        cluster
+            .ended(&device.device_id, crate::cluster::EndReason::Revoked, detail)
+            .await;
+    }
+    Ok(was_online)
 }

@@ -53,22 +53,27 @@ pub(crate) async fn metrics(
 ) -> Result<impl IntoResponse, Problem> {
     admin(&state, &headers)?;
     let format = Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
-    let hub = state.sessions.hub();
-    let text = hub
-        .metrics
-        .encode(
-            format,
-            hub.gauges(),
-            LedgerCounts::of(&state.sessions.messaging().ledger),
-            &crate::session::established::SENDER_CHECKED,
+    let text = exposition(&state, format).map_err(|_| {
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the metrics could not be encoded",
         )
-        .map_err(|_| {
-            Problem::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the metrics could not be encoded",
-            )
-        })?;
+    })?;
     Ok(([(header::CONTENT_TYPE, format.content_type())], text))
+}
+
+/// Every metric in `format`, as `GET /metrics` answers it.
+///
+/// # Errors
+/// The encoder failed (it writes into a `String`, so only on a bug).
+pub(crate) fn exposition(state: &AppState, format: Format) -> Result<String, std::fmt::Error> {
+    let hub = state.sessions.hub();
+    hub.metrics.encode(
+        format,
+        hub.gauges(),
+        LedgerCounts::of(&state.sessions.messaging().ledger),
+        &crate::session::established::SENDER_CHECKED,
+    )
 }
 
 /// `GET /api/security-stats` → 200 [`SecuritySnapshot`].

@@ -132,8 +132,16 @@ impl RestSettings {
 pub(crate) use crate::clock::rfc3339;
 
 /// All routes. Unknown paths and methods answer `application/problem+json`.
+#[cfg(test)]
 pub(crate) fn router(state: AppState) -> Router {
+    router_with(state, Router::new())
+}
+
+/// All routes plus `extra` (the operator console), under the same rate-limit and body-timeout
+/// layers. Unknown paths and methods answer `application/problem+json`.
+pub(crate) fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     Router::new()
+        .merge(extra)
         .route("/connect", any(crate::connect::connect))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -108,7 +108,7 @@ pub(crate) async fn connect(
                         let _busy = busy;
                         let stream =
                             WsStream::spawn(socket, DOWNSTREAM_BUFFER, budget, settings.keepalive);
-                        sessions.serve(stream, remote).await;
+                        sessions.serve(stream, remote, mode.label()).await;
                     }
                     .instrument(span),
                 )
@@ -132,7 +132,9 @@ pub(crate) async fn connect(
             let (stream, downstream) =
                 HttpBodyStream::new(request.into_body(), DOWNSTREAM_BUFFER, budget);
             let drain = sessions.drain().clone();
-            drain.spawn(async move { sessions.serve(stream, remote).await }.instrument(span));
+            drain.spawn(
+                async move { sessions.serve(stream, remote, mode.label()).await }.instrument(span),
+            );
             downstream
         }
         ConnectMode::Sse | ConnectMode::Ndjson => {
@@ -150,7 +152,9 @@ pub(crate) async fn connect(
                 budget,
             );
             let drain = sessions.drain().clone();
-            drain.spawn(async move { sessions.serve(stream, remote).await }.instrument(span));
+            drain.spawn(
+                async move { sessions.serve(stream, remote, mode.label()).await }.instrument(span),
+            );
             downstream
         }
     };

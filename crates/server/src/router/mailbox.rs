@@ -67,6 +67,8 @@ pub struct Mailbox {
     /// When the mailbox was made (Unix microseconds): a device's session on another node that
     /// started later supersedes this one ([`Hub::move_away`]).
     pub since: i64,
+    /// What the session reports to the operator (every established session has them).
+    pub(super) stats: Option<Arc<super::live_sessions::SessionStats>>,
     /// Encoded bytes of the frames waiting.
     queued: Arc<AtomicUsize>,
     /// Most bytes that may wait; a single frame is always taken into an empty mailbox.
@@ -102,6 +104,7 @@ impl Mailbox {
                 overflow: Arc::new(OverflowSignal::default()),
                 addr,
                 since: crate::clock::unix_micros_now(),
+                stats: None,
                 queued: Arc::clone(&queued),
                 byte_limit,
             },

@@ -20,6 +20,7 @@ pub mod calls;
 pub mod channels;
 pub mod dedup;
 pub mod groups;
+pub mod live_sessions;
 mod mailbox;
 pub mod notices;
 pub mod presence;
@@ -34,6 +35,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use commucat_ccp::Frame;
 
+pub use live_sessions::{LiveSession, SessionStats};
 pub use mailbox::{Mailbox, MailboxReceiver, OverflowSignal};
 
 use calls::Calls;

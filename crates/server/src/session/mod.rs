@@ -76,18 +76,18 @@ impl Sessions {
         &self.inner.drain
     }
 
-    /// Serves one connection until it ends (or the drain stops: the session then queues what
-    /// it holds and ends). Failures are reported to the client (ERROR frame) and to the log;
-    /// they never affect other sessions.
-    pub async fn serve<S: ByteStream>(&self, stream: S, remote: String) {
+    /// Serves one connection, made in connect mode `mode` (shown to the operator), until it
+    /// ends (or the drain stops: the session then queues what it holds and ends). Failures are
+    /// reported to the client (ERROR frame) and to the log; they never affect other sessions.
+    pub async fn serve<S: ByteStream>(&self, stream: S, remote: String, mode: &'static str) {
         tokio::select! {
             biased;
             () = self.inner.drain.killed() => {}
-            () = self.serve_until_done(stream, remote) => {}
+            () = self.serve_until_done(stream, remote, mode) => {}
         }
     }
 
-    async fn serve_until_done<S: ByteStream>(&self, stream: S, remote: String) {
+    async fn serve_until_done<S: ByteStream>(&self, stream: S, remote: String, mode: &'static str) {
         let inner = &self.inner;
         let mut conn = Connection::new(inner.drain.guard(stream), inner.max_frame_len);
         let metrics = &inner.messaging.hub.metrics;
@@ -101,6 +101,13 @@ impl Sessions {
             return;
         };
         let _active = metrics.session_started();
-        established::run(conn, established, Arc::clone(&inner.messaging), &remote).await;
+        established::run(
+            conn,
+            established,
+            Arc::clone(&inner.messaging),
+            &remote,
+            mode,
+        )
+        .await;
     }
 }

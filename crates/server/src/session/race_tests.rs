@@ -142,7 +142,11 @@ where
     )]
     let serving = tokio::spawn({
         let sessions = sessions.clone();
-        async move { sessions.serve(server_end, "memory".to_owned()).await }
+        async move {
+            sessions
+                .serve(server_end, "memory".to_owned(), "binary")
+                .await;
+        }
     });
     let mut session = Session::handshake(
         client_end,

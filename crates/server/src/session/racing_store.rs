@@ -265,4 +265,20 @@ impl Store for RacingStore {
     ) -> Result<Vec<FriendRecord>> {
         self.inner.replace_friends(user_id, friends).await
     }
+
+    async fn list_devices(&self, limit: u32) -> Result<Vec<DeviceRecord>> {
+        self.inner.list_devices(limit).await
+    }
+
+    async fn list_pairings(&self, limit: u32) -> Result<Vec<PairingRecord>> {
+        self.inner.list_pairings(limit).await
+    }
+
+    async fn list_groups(&self, limit: u32) -> Result<Vec<GroupRecord>> {
+        self.inner.list_groups(limit).await
+    }
+
+    async fn queue_depths(&self, now: i64, limit: u32) -> Result<Vec<(String, u64)>> {
+        self.inner.queue_depths(now, limit).await
+    }
 }

@@ -23,6 +23,7 @@ mod connect;
 mod connect_modes;
 mod connect_traceparent;
 mod connection_bounds;
+mod console;
 mod device_rotation;
 mod groups;
 mod ledger;

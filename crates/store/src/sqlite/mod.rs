@@ -3,6 +3,7 @@
 mod devices;
 mod friends;
 mod groups;
+mod listing;
 mod pairing;
 mod queue;
 mod sessions;

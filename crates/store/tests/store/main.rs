@@ -106,6 +106,7 @@ suite_tests!(
     session_refuses_a_replaced_key,
     purge_expired_sessions,
     group_lifecycle,
+    operator_views_list_across_accounts,
     unknown_group_is_absent,
     groups_per_owner_are_bounded,
     invalid_rosters_are_rejected,

@@ -40,7 +40,7 @@ use commucat_store::UserRecord;
 
 use super::handshake::Established;
 use crate::config::Bound;
-use crate::router::{Delivery, Envelope, Mailbox, MailboxReceiver, OverflowSignal};
+use crate::router::{Delivery, Envelope, Mailbox, MailboxReceiver, OverflowSignal, SessionStats};
 
 /// How long the server keeps trying to deliver a closing ERROR to a client that does not read.
 pub const CLOSING_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -100,6 +100,8 @@ struct SessionTask<S> {
     overflow: Arc<OverflowSignal>,
     /// When its mailbox was made (Unix microseconds; see [`Mailbox::since`]).
     since: i64,
+    /// Frames in and out, listed for the operator.
+    stats: Arc<SessionStats>,
     /// When the PRESENCE snapshot this session published expires.
     presence_deadline: Option<tokio::time::Instant>,
     /// The earliest ring deadline of the ringing calls this device offered.
@@ -118,13 +120,21 @@ pub async fn run<S: ByteStream>(
     established: Established,
     messaging: Arc<Messaging>,
     remote: &str,
+    mode: &'static str,
 ) {
+    let stats = Arc::new(SessionStats::new(
+        established.user.user_id.clone(),
+        established.user.handle.clone(),
+        mode,
+        unix_now(),
+    ));
     let (mailbox, mut rx) = Mailbox::bounded(
         established.session_id.clone(),
         messaging.settings.mailbox_capacity,
         crate::config::as_usize(messaging.settings.bounds.mailbox_bytes),
         remote.parse().ok(),
     );
+    let mailbox = mailbox.with_stats(Arc::clone(&stats));
     let overflow = Arc::clone(&mailbox.overflow);
     let since = mailbox.since;
     if let Some(old) = messaging.hub.register(&established.device_id, mailbox) {
@@ -153,6 +163,7 @@ pub async fn run<S: ByteStream>(
         remote: remote.parse().ok(),
         overflow,
         since,
+        stats,
         presence_deadline: None,
         ring_deadline,
         unsent: Vec::new(),
@@ -284,6 +295,7 @@ impl<S: ByteStream> SessionTask<S> {
         };
         if sent.is_ok() {
             self.m.hub.metrics.frames_out.count(frame.frame_type());
+            self.stats.frame_out();
         }
         sent
     }
@@ -382,6 +394,7 @@ impl<S: ByteStream> SessionTask<S> {
 
     async fn inbound(&mut self, frame: Frame) -> Result<(), End> {
         self.m.hub.metrics.frames_in.count(frame.frame_type());
+        self.stats.frame_in();
         match frame.frame_type() {
             // Handshake leftovers (an IK client's empty AUTH) and client ACKs need no answer.
             FrameType::Hello | FrameType::Auth => Ok(()),

@@ -84,7 +84,7 @@ async fn the_stream_ends_with_an_error_when_sequence_numbers_run_out() {
         clippy::disallowed_methods,
         reason = "a test task, awaited or ended by the test"
     )]
-    let server = tokio::spawn(run(server_conn, established, messaging, "memory"));
+    let server = tokio::spawn(run(server_conn, established, messaging, "memory", "binary"));
     let mut client = Connection::new(client_end, commucat_ccp::MAX_FRAME_LEN);
     let join = Frame::control(FrameType::Join, 1, 3, &serde_json::json!({"members": []})).unwrap();
     client.send(&join).await.unwrap();
