@@ -13,8 +13,10 @@
 //!
 //! Use it as `Arc<dyn Store>`.
 
+mod batch_plan;
 mod error;
 mod forward;
+mod group_commit;
 mod model;
 mod postgres;
 mod quota;
@@ -23,6 +25,7 @@ mod rules;
 mod sqlite;
 
 pub use error::{Result, StoreError};
+pub use group_commit::GroupCommitSettings;
 pub use model::{
     DeviceKeyEvent, DeviceRecord, DeviceStatus, EnqueueOutcome, FriendRecord, GroupMember,
     GroupRecord, GroupRole, IdempotencyKey, InboxOffset, KeyRotation, NewDeviceRegistration,

@@ -1,10 +1,12 @@
 //! Backend-independent behaviour of `Store`. Each backend's test file runs every function
 //! here against a fresh, empty store.
 
+mod group_commit;
 mod messaging;
 mod quota;
 mod rest;
 
+pub(crate) use group_commit::*;
 pub(crate) use messaging::*;
 pub(crate) use quota::*;
 pub(crate) use rest::*;
