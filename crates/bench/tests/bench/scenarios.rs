@@ -313,7 +313,15 @@ async fn offline_scenario_with_concurrent_senders_replays_every_envelope() {
     let s = server().await;
     let r = run(
         &s.target,
-        &["offline", "--envelopes", "203", "--senders", "8", "--window", "4"],
+        &[
+            "offline",
+            "--envelopes",
+            "203",
+            "--senders",
+            "8",
+            "--window",
+            "4",
+        ],
     )
     .await;
     assert_eq!(num(&r, "senders"), 8.0);
