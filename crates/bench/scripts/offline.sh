@@ -7,14 +7,16 @@
 #   COMMUCAT_TEST_POSTGRES=postgres://postgres@127.0.0.1:5432/test \
 #       crates/bench/scripts/offline.sh docs/bench-results/offline-group-commit
 #
-# Servers: BEFORE (one transaction per enqueue) and AFTER (group commit, default settings, and
-# again with store.group_commit_max_batch = 1, i.e. one enqueue per transaction), each on a fresh
+# Servers: BEFORE (one transaction per enqueue; optional) and AFTER (with
+# store.group_commit_max_batch = 1, i.e. one enqueue per transaction, then with the default group
+# commit, from 64 senders and from 1), each on a fresh
 # SQLite data directory and on a fresh PostgreSQL schema (left in the database). The load is
 # always AFTER's `bench` client (it has --senders). One JSON report per run in OUT.
 set -euo pipefail
 
 AFTER=${AFTER:-${CARGO_TARGET_DIR:-target}/release/commucat}
-BEFORE=${BEFORE:?set BEFORE to a commucat binary built from the base revision}
+# A binary of the base revision; unset skips its runs (the batch-of-1 runs remain).
+BEFORE=${BEFORE:-}
 PG=${COMMUCAT_TEST_POSTGRES:-}
 OUT=${1:-bench-results/offline-group-commit}
 ENVELOPES=${ENVELOPES:-10000}
@@ -65,7 +67,7 @@ bench() {
     echo "kernel: $(uname -sr)"
     echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
     echo "cores: $(nproc)"
-    echo "before: $BEFORE, sha256 $(sha256sum "$BEFORE" | cut -c1-16)"
+    echo "before: ${BEFORE:-not run}${BEFORE:+, sha256 $(sha256sum "$BEFORE" | cut -c1-16)}"
     echo "after: $AFTER, sha256 $(sha256sum "$AFTER" | cut -c1-16)"
     echo "postgres: $([ -n "$PG" ] && echo yes || echo no)"
     echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -74,14 +76,14 @@ bench() {
 STORES=sqlite
 [ -n "$PG" ] && STORES="sqlite postgres"
 for store in $STORES; do
-    start "$BEFORE" "$store"
-    bench "$store-before-64" --senders 64 --window 4
+    if [ -n "$BEFORE" ]; then
+        start "$BEFORE" "$store"
+        bench "$store-before-64" --senders 64 --window 4
+    fi
+    start "$AFTER" "$store" COMMUCAT_STORE_GROUP_COMMIT_MAX_BATCH=1
+    bench "$store-batch1-64" --senders 64 --window 4
     start "$AFTER" "$store"
     bench "$store-after-64" --senders 64 --window 4
-    start "$AFTER" "$store" COMMUCAT_STORE_GROUP_COMMIT_MAX_BATCH=1
-    bench "$store-after-batch1-64" --senders 64 --window 4
-    start "$BEFORE" "$store"
-    bench "$store-before-1" --senders 1 --window 64
     start "$AFTER" "$store"
     bench "$store-after-1" --senders 1 --window 64
 done
