@@ -73,19 +73,33 @@ bench() {
     echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$OUT/machine.txt"
 
-STORES=sqlite
-[ -n "$PG" ] && STORES="sqlite postgres"
+# STORES overrides the stores run, RUNS the runs (default: all four), ENVELOPES the count.
+if [ -z "${STORES:-}" ]; then
+    STORES=sqlite
+    [ -n "$PG" ] && STORES="sqlite postgres"
+fi
 for store in $STORES; do
-    if [ -n "$BEFORE" ]; then
-        start "$BEFORE" "$store"
-        bench "$store-before-64" --senders 64 --window 4
-    fi
-    start "$AFTER" "$store" COMMUCAT_STORE_GROUP_COMMIT_MAX_BATCH=1
-    bench "$store-batch1-64" --senders 64 --window 4
-    start "$AFTER" "$store"
-    bench "$store-after-64" --senders 64 --window 4
-    start "$AFTER" "$store"
-    bench "$store-after-1" --senders 1 --window 64
+    for run in ${RUNS:-before-64 batch1-64 after-64 after-1}; do
+        case $run in
+            before-64)
+                [ -n "$BEFORE" ] || continue
+                start "$BEFORE" "$store"
+                bench "$store-$run" --senders 64 --window 4
+                ;;
+            batch1-64)
+                start "$AFTER" "$store" COMMUCAT_STORE_GROUP_COMMIT_MAX_BATCH=1
+                bench "$store-$run" --senders 64 --window 4
+                ;;
+            after-64)
+                start "$AFTER" "$store"
+                bench "$store-$run" --senders 64 --window 4
+                ;;
+            after-1)
+                start "$AFTER" "$store"
+                bench "$store-$run" --senders 1 --window 64
+                ;;
+        esac
+    done
 done
 stop
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/machine.txt"
