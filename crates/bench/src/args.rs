@@ -201,9 +201,13 @@ pub struct OfflineArgs {
     /// MSG payload size in bytes (at least 16).
     #[arg(long, default_value_t = 64)]
     pub size: usize,
-    /// Unacknowledged messages while queueing.
+    /// Unacknowledged messages per sender while queueing.
     #[arg(long, default_value_t = 64)]
     pub window: usize,
+    /// Concurrent senders, each with its own connection and channel to the offline device;
+    /// the envelopes are shared out among them.
+    #[arg(long, default_value_t = 1)]
+    pub senders: usize,
     /// Longest time for each of queueing and draining, seconds.
     #[arg(long, default_value_t = 300)]
     pub duration: u64,

@@ -152,7 +152,7 @@ impl OpenStore {
     async fn open(config: &Config) -> Result<Self, ServerError> {
         let Some(url) = &config.store.url else {
             let path = config.server.data_dir.join(DATABASE_FILE);
-            let store = SqliteStore::open(&path)
+            let store = SqliteStore::open_with(&path, config.store.group_commit())
                 .await
                 .map_err(|source| ServerError::Store {
                     location: path.display().to_string(),

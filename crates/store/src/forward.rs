@@ -5,7 +5,8 @@
 //! mapping once, so the two backends cannot drift apart in which function serves which method.
 //!
 //! It expands inside a backend module that has:
-//! - a struct (the macro's argument) with a `pool` field of the driver's pool type;
+//! - a struct (the macro's argument) with a `pool` field of the driver's pool type and an
+//!   `enqueue` field, its group-commit writer for offline enqueues;
 //! - `map_err(sqlx::Error) -> StoreError`, the backend's error mapping;
 //! - table modules `users`, `devices`, `sessions`, `groups`, `queue`, `pairing`, `friends`,
 //!   `listing`
@@ -169,7 +170,8 @@ macro_rules! impl_store {
                 &self,
                 envelope: $crate::NewEnvelope,
             ) -> $crate::Result<$crate::EnqueueOutcome> {
-                queue::enqueue(&self.pool, envelope).await
+                $crate::rules::check_envelope(&envelope)?;
+                self.enqueue.submit(envelope).await
             }
 
             async fn queue_usage(

@@ -13,8 +13,10 @@
 //!
 //! Use it as `Arc<dyn Store>`.
 
+mod batch_plan;
 mod error;
 mod forward;
+mod group_commit;
 mod model;
 mod postgres;
 mod quota;
@@ -24,6 +26,7 @@ mod schema;
 mod sqlite;
 
 pub use error::{Result, StoreError};
+pub use group_commit::GroupCommitSettings;
 pub use model::{
     DeviceKeyEvent, DeviceRecord, DeviceStatus, EnqueueOutcome, FriendRecord, GroupMember,
     GroupRecord, GroupRole, IdempotencyKey, InboxOffset, KeyRotation, NewDeviceRegistration,

@@ -28,6 +28,14 @@ pub(crate) fn key<'a>(scope: UsageScope<'a>) -> (&'static str, &'a str) {
     }
 }
 
+/// The `kind` constant of a usage row as read.
+pub(crate) fn kind(kind: &str) -> Result<&'static str> {
+    [RECIPIENT, SENDER, TOTAL]
+        .into_iter()
+        .find(|k| *k == kind)
+        .ok_or_else(|| StoreError::Corrupt(format!("queue usage kind {kind:?}")))
+}
+
 /// A usage row as read: `(frames, bytes)` non-negative.
 pub(crate) fn usage(frames: i64, bytes: i64) -> Result<QueueUsage> {
     let convert = |v: i64| {
@@ -110,12 +118,18 @@ pub(crate) struct Delta(BTreeMap<(&'static str, String), (i64, i64)>);
 
 impl Delta {
     /// One copy of a frame of `bytes` queued for each of `recipients` from `sender`.
+    #[cfg(test)]
     pub(crate) fn queued(recipients: &[String], sender: &str, bytes: i64) -> Self {
         let mut delta = Self::default();
-        for recipient in recipients {
-            delta.entry(recipient, sender, bytes, 1);
-        }
+        delta.add_queued(recipients, sender, bytes);
         delta
+    }
+
+    /// Adds one copy of a frame of `bytes` queued for each of `recipients` from `sender`.
+    pub(crate) fn add_queued(&mut self, recipients: &[String], sender: &str, bytes: i64) {
+        for recipient in recipients {
+            self.entry(recipient, sender, bytes, 1);
+        }
     }
 
     /// Queue entries `(recipient, sender, bytes)` removed (delivered or expired).

@@ -307,6 +307,31 @@ async fn offline_scenario_replays_every_envelope() {
     assert!(num(&r, "replay_ms") > 0.0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_scenario_with_concurrent_senders_replays_every_envelope() {
+    let _shared = MEMORY.read().await;
+    let s = server().await;
+    let r = run(
+        &s.target,
+        &[
+            "offline",
+            "--envelopes",
+            "203",
+            "--senders",
+            "8",
+            "--window",
+            "4",
+        ],
+    )
+    .await;
+    assert_eq!(num(&r, "senders"), 8.0);
+    assert_eq!(num(&r, "sent"), 203.0);
+    assert_eq!(num(&r, "queued"), 203.0);
+    assert_eq!(num(&r, "replayed"), 203.0);
+    assert_eq!(num(&r, "lost"), 0.0);
+    assert_eq!(num(&r, "queue_errors"), 0.0);
+}
+
 #[test]
 fn refuses_non_loopback_targets() {
     let params = ServerParams::new("chat.test", [1; 32]);

@@ -179,6 +179,22 @@ impl Config {
             1,
             60,
         )?;
+        let batch = self.store.group_commit_max_batch;
+        if !(1..=4096).contains(&batch) {
+            return Err(ConfigError::invalid(
+                name("store.group_commit_max_batch"),
+                format!("must be between 1 and 4096, got {batch}"),
+            ));
+        }
+        if self.store.group_commit_linger > Duration::from_millis(100) {
+            return Err(ConfigError::invalid(
+                name("store.group_commit_linger_us"),
+                format!(
+                    "must be at most 100000 (100 ms), got {}",
+                    self.store.group_commit_linger.as_micros()
+                ),
+            ));
+        }
         if let Some(schema) = &self.store.schema {
             if self.store.url.is_none() {
                 return Err(ConfigError::invalid(

@@ -276,6 +276,22 @@ const SETTINGS: &[(&str, &str, Setter)] = &[
         c.store.schema = Some(raw.trim().to_owned());
         Ok(())
     }),
+    (
+        "COMMUCAT_STORE_GROUP_COMMIT_MAX_BATCH",
+        "store.group_commit_max_batch",
+        |c, n, r| {
+            c.store.group_commit_max_batch = integer(n, r)?;
+            Ok(())
+        },
+    ),
+    (
+        "COMMUCAT_STORE_GROUP_COMMIT_LINGER_US",
+        "store.group_commit_linger_us",
+        |c, n, r| {
+            c.store.group_commit_linger = Duration::from_micros(integer(n, r)?);
+            Ok(())
+        },
+    ),
 ];
 
 const TLS_CERT: &str = "COMMUCAT_TLS_CERT";

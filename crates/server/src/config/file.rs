@@ -147,6 +147,8 @@ struct StoreSection {
     max_connections: Option<u32>,
     acquire_timeout: Option<u64>,
     schema: Option<String>,
+    group_commit_max_batch: Option<usize>,
+    group_commit_linger_us: Option<u64>,
 }
 
 /// Parses `text` (the contents of `path`) and applies its settings to `config`.
@@ -280,6 +282,13 @@ pub(super) fn apply(config: &mut Config, path: &Path, text: &str) -> Result<(), 
     }
     set(&mut config.store.max_connections, store.max_connections);
     set_secs(&mut config.store.acquire_timeout, store.acquire_timeout);
+    set(
+        &mut config.store.group_commit_max_batch,
+        store.group_commit_max_batch,
+    );
+    if let Some(us) = store.group_commit_linger_us {
+        config.store.group_commit_linger = std::time::Duration::from_micros(us);
+    }
     if let Some(schema) = store.schema.filter(|s| !s.trim().is_empty()) {
         config.store.schema = Some(schema.trim().to_owned());
     }

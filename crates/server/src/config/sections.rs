@@ -195,6 +195,13 @@ pub struct StoreSettings {
     /// PostgreSQL schema of the tables (`store.schema`, `COMMUCAT_STORE_SCHEMA`), created if
     /// missing; `None` uses the server's default `search_path` (normally `public`).
     pub schema: Option<String>,
+    /// Most offline enqueues committed in one transaction (`store.group_commit_max_batch`,
+    /// `COMMUCAT_STORE_GROUP_COMMIT_MAX_BATCH`), on either store.
+    pub group_commit_max_batch: usize,
+    /// Longest time the group-commit writer waits for more enqueues before committing a batch
+    /// that is not full (`store.group_commit_linger_us`, microseconds,
+    /// `COMMUCAT_STORE_GROUP_COMMIT_LINGER_US`); zero commits at once what is waiting.
+    pub group_commit_linger: Duration,
 }
 
 impl Default for StoreSettings {
@@ -205,6 +212,8 @@ impl Default for StoreSettings {
             max_connections: pool.max_connections,
             acquire_timeout: pool.acquire_timeout,
             schema: None,
+            group_commit_max_batch: pool.group_commit.max_batch,
+            group_commit_linger: pool.group_commit.max_linger,
         }
     }
 }
@@ -217,6 +226,17 @@ impl StoreSettings {
             max_connections: self.max_connections,
             acquire_timeout: self.acquire_timeout,
             schema: self.schema.clone(),
+            group_commit: self.group_commit(),
+        }
+    }
+
+    /// The group-commit settings these ask for.
+    #[must_use]
+    pub fn group_commit(&self) -> commucat_store::GroupCommitSettings {
+        commucat_store::GroupCommitSettings {
+            max_batch: self.group_commit_max_batch,
+            max_linger: self.group_commit_linger,
+            ..commucat_store::GroupCommitSettings::default()
         }
     }
 }

@@ -29,6 +29,7 @@ mod groups;
 mod ledger;
 mod messaging;
 mod offline;
+mod offline_group_commit;
 mod offline_quota;
 mod outage;
 mod pairing;

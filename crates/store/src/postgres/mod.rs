@@ -6,6 +6,7 @@ mod groups;
 mod listing;
 mod pairing;
 mod queue;
+mod queue_batch;
 mod sessions;
 mod users;
 
@@ -16,6 +17,8 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use crate::error::{Result, StoreError};
+use crate::group_commit::{GroupCommit, GroupCommitSettings};
+use crate::model::{EnqueueOutcome, NewEnvelope};
 
 pub(crate) static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -40,6 +43,8 @@ pub struct PostgresSettings {
     /// Schema holding the tables (created if missing, and set as the connections'
     /// `search_path`); `None` uses the server's default `search_path` (normally `public`).
     pub schema: Option<String>,
+    /// How offline enqueues are batched into transactions.
+    pub group_commit: GroupCommitSettings,
 }
 
 impl Default for PostgresSettings {
@@ -48,6 +53,7 @@ impl Default for PostgresSettings {
             max_connections: 10,
             acquire_timeout: Duration::from_secs(3),
             schema: None,
+            group_commit: GroupCommitSettings::default(),
         }
     }
 }
@@ -71,9 +77,14 @@ pub fn valid_schema_name(name: &str) -> bool {
 /// revocation, the code's row for pairing claims; for the queue quotas, one advisory lock per
 /// store schema that every queue write takes), so concurrent callers get the same answers as
 /// with SQLite's single writer.
+///
+/// Offline enqueues go through a group-commit writer task (see [`GroupCommitSettings`]):
+/// concurrent calls share one transaction, so one WAL flush, and each returns after that
+/// commit. The task is spawned on the Tokio runtime that connects the store.
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    enqueue: GroupCommit<NewEnvelope, EnqueueOutcome>,
 }
 
 impl PostgresStore {
@@ -128,7 +139,11 @@ impl PostgresStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Migration(e.to_string()))?;
-        Ok(Self { pool })
+        let writer = queue_batch::EnqueueWriter { pool: pool.clone() };
+        Ok(Self {
+            enqueue: GroupCommit::spawn(writer, settings.group_commit),
+            pool,
+        })
     }
 
     /// Closes the pool, waiting for checked-out connections to return.

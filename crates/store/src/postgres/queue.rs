@@ -4,19 +4,13 @@
 //! Statements work on whole recipient and envelope lists (`unnest`, `= ANY`) so a transaction
 //! costs a fixed number of round trips whatever the fan-out.
 
-use std::collections::HashMap;
-
 use sqlx::{PgConnection, PgExecutor, PgPool};
 
 use super::map_err;
 use crate::error::Result;
-use crate::model::{
-    EnqueueOutcome, IdempotencyKey, InboxOffset, NewEnvelope, QueueUsage, QueuedEnvelope,
-    UsageScope,
-};
+use crate::model::{InboxOffset, QueueUsage, QueuedEnvelope, UsageScope};
 use crate::quota::{self, Delivery, Delta};
 use crate::rows::{EnvelopeRow, OffsetRow, count, decode_all};
-use crate::rules::{self, check_envelope};
 
 /// Class of the advisory lock that serialises every write to the queue (`"CQ"`): each writer
 /// updates the one total usage row anyway, and one lock taken first keeps quota checks true
@@ -30,7 +24,7 @@ use crate::rules::{self, check_envelope};
 const QUEUE_LOCK_CLASS: i32 = 0x4351;
 
 /// Takes the queue lock of this store's schema for the rest of the transaction.
-async fn lock_queue(tx: &mut PgConnection) -> Result<()> {
+pub(super) async fn lock_queue(tx: &mut PgConnection) -> Result<()> {
     sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))")
         .bind(QUEUE_LOCK_CLASS)
         .execute(&mut *tx)
@@ -39,75 +33,8 @@ async fn lock_queue(tx: &mut PgConnection) -> Result<()> {
     Ok(())
 }
 
-pub(super) async fn enqueue(pool: &PgPool, envelope: NewEnvelope) -> Result<EnqueueOutcome> {
-    check_envelope(&envelope)?;
-    let mut tx = pool.begin().await.map_err(map_err)?;
-    if let Some(key) = &envelope.idempotency
-        && !record_key(&mut tx, key, envelope.enqueued_at).await?
-    {
-        return Ok(EnqueueOutcome::Duplicate);
-    }
-    lock_queue(&mut tx).await?;
-    purge_in(&mut tx, envelope.enqueued_at).await?;
-    let recipients = rules::recipients(&envelope);
-    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
-        "SELECT id, frames, bytes FROM queue_usage WHERE kind = 'recipient' AND id = ANY($1)",
-    )
-    .bind(&recipients)
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(map_err)?;
-    let mut per_recipient = HashMap::new();
-    for (id, frames, bytes) in rows {
-        per_recipient.insert(id, quota::usage(frames, bytes)?);
-    }
-    let sender = usage_of(&mut *tx, UsageScope::Sender(&envelope.sender)).await?;
-    let total = usage_of(&mut *tx, UsageScope::Total).await?;
-    let (size, bytes) = quota::size_of(&envelope.frame);
-    let quota::Verdict { stored, refused } = quota::judge(
-        &recipients,
-        size,
-        &per_recipient,
-        sender,
-        total,
-        &envelope.limits,
-    );
-    if stored.is_empty() {
-        // Nothing to commit: dropping the transaction also forgets the idempotency key (and
-        // leaves the purge to the next writer), so a resend is judged afresh.
-        return Ok(EnqueueOutcome::Stored { stored, refused });
-    }
-    let payload_id: i64 = sqlx::query_scalar(
-        "INSERT INTO relay_payload (channel_id, sender, order_key, frame, enqueued_at, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6)
-         RETURNING payload_id",
-    )
-    .bind(i64::from(envelope.channel_id))
-    .bind(&envelope.sender)
-    .bind(envelope.order_key)
-    .bind(&envelope.frame)
-    .bind(envelope.enqueued_at)
-    .bind(envelope.expires_at)
-    .fetch_one(&mut *tx)
-    .await
-    .map_err(map_err)?;
-    // WITH ORDINALITY keeps the recipients' order, so envelope ids follow it as in SQLite.
-    sqlx::query(
-        "INSERT INTO relay_queue (recipient, payload_id)
-         SELECT r, $2 FROM unnest($1::text[]) WITH ORDINALITY AS t(r, n) ORDER BY n",
-    )
-    .bind(&stored)
-    .bind(payload_id)
-    .execute(&mut *tx)
-    .await
-    .map_err(map_err)?;
-    apply(&mut tx, &Delta::queued(&stored, &envelope.sender, bytes)).await?;
-    tx.commit().await.map_err(map_err)?;
-    Ok(EnqueueOutcome::Stored { stored, refused })
-}
-
 /// Applies usage changes; recipient and sender rows left with nothing are dropped.
-async fn apply(tx: &mut PgConnection, delta: &Delta) -> Result<()> {
+pub(super) async fn apply(tx: &mut PgConnection, delta: &Delta) -> Result<()> {
     let (added, removed) = delta.split();
     if !added.0.is_empty() {
         sqlx::query(
@@ -164,25 +91,6 @@ pub(super) async fn usage_of(db: impl PgExecutor<'_>, scope: UsageScope<'_>) -> 
     row.map_or(Ok(QueueUsage::default()), |(frames, bytes)| {
         quota::usage(frames, bytes)
     })
-}
-
-/// Records `key` unless an unexpired copy exists; returns whether it was recorded. A concurrent
-/// insert of the same key waits for the other transaction and then sees its row.
-async fn record_key(tx: &mut PgConnection, key: &IdempotencyKey, now: i64) -> Result<bool> {
-    let done = sqlx::query(
-        "INSERT INTO idempotency (scope, key, created_at, expires_at) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (scope, key) DO UPDATE
-             SET created_at = excluded.created_at, expires_at = excluded.expires_at
-             WHERE idempotency.expires_at <= excluded.created_at",
-    )
-    .bind(&key.scope)
-    .bind(&key.key)
-    .bind(now)
-    .bind(key.expires_at)
-    .execute(&mut *tx)
-    .await
-    .map_err(map_err)?;
-    Ok(done.rows_affected() > 0)
 }
 
 /// Unexpired envelopes queued for `recipient`.
@@ -328,7 +236,7 @@ pub(super) async fn purge_expired(pool: &PgPool, now: i64) -> Result<u64> {
 
 /// Deletes the envelopes expired at `now` and frees their usage (the caller holds the queue
 /// lock); returns how many entries went.
-async fn purge_in(tx: &mut PgConnection, now: i64) -> Result<u64> {
+pub(super) async fn purge_in(tx: &mut PgConnection, now: i64) -> Result<u64> {
     // Payloads first, in id order, like `mark_delivered`.
     let payloads: Vec<i64> = sqlx::query_scalar(
         "SELECT payload_id FROM relay_payload WHERE expires_at <= $1

@@ -1,79 +1,15 @@
 //! The offline relay queue: `relay_payload`, `relay_queue`, `queue_usage`, `inbox_offset` and
 //! `idempotency`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use sqlx::{SqliteConnection, SqliteExecutor, SqlitePool};
 
 use super::map_err;
 use crate::error::Result;
-use crate::model::{
-    EnqueueOutcome, IdempotencyKey, InboxOffset, NewEnvelope, QueueUsage, QueuedEnvelope,
-    UsageScope,
-};
+use crate::model::{InboxOffset, QueueUsage, QueuedEnvelope, UsageScope};
 use crate::quota::{self, Delivery, Delta};
 use crate::rows::{EnvelopeRow, OffsetRow, count, decode_all};
-use crate::rules::{self, check_envelope};
-
-pub(super) async fn enqueue(pool: &SqlitePool, envelope: NewEnvelope) -> Result<EnqueueOutcome> {
-    check_envelope(&envelope)?;
-    // BEGIN IMMEDIATE: one writer at a time, so the usage read below holds until commit.
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
-    if let Some(key) = &envelope.idempotency
-        && !record_key(&mut tx, key, envelope.enqueued_at).await?
-    {
-        return Ok(EnqueueOutcome::Duplicate);
-    }
-    purge_in(&mut tx, envelope.enqueued_at).await?;
-    let recipients = rules::recipients(&envelope);
-    let mut per_recipient = HashMap::new();
-    for &recipient in &recipients {
-        let used = usage_of(&mut *tx, UsageScope::Recipient(recipient)).await?;
-        per_recipient.insert(recipient.to_owned(), used);
-    }
-    let sender = usage_of(&mut *tx, UsageScope::Sender(&envelope.sender)).await?;
-    let total = usage_of(&mut *tx, UsageScope::Total).await?;
-    let (size, bytes) = quota::size_of(&envelope.frame);
-    let quota::Verdict { stored, refused } = quota::judge(
-        &recipients,
-        size,
-        &per_recipient,
-        sender,
-        total,
-        &envelope.limits,
-    );
-    if stored.is_empty() {
-        // Nothing to commit: dropping the transaction also forgets the idempotency key (and
-        // leaves the purge to the next writer), so a resend is judged afresh.
-        return Ok(EnqueueOutcome::Stored { stored, refused });
-    }
-    let payload_id: i64 = sqlx::query_scalar(
-        "INSERT INTO relay_payload
-             (channel_id, sender, order_key, frame, enqueued_at, expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-         RETURNING payload_id",
-    )
-    .bind(i64::from(envelope.channel_id))
-    .bind(&envelope.sender)
-    .bind(envelope.order_key)
-    .bind(&envelope.frame)
-    .bind(envelope.enqueued_at)
-    .bind(envelope.expires_at)
-    .fetch_one(&mut *tx)
-    .await
-    .map_err(map_err)?;
-    for recipient in &stored {
-        sqlx::query("INSERT INTO relay_queue (recipient, payload_id) VALUES (?1, ?2)")
-            .bind(recipient)
-            .bind(payload_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-    }
-    apply(&mut tx, &Delta::queued(&stored, &envelope.sender, bytes)).await?;
-    tx.commit().await.map_err(map_err)?;
-    Ok(EnqueueOutcome::Stored { stored, refused })
-}
 
 /// Applies usage changes; recipient and sender rows left with nothing are dropped.
 async fn apply(tx: &mut SqliteConnection, delta: &Delta) -> Result<()> {
@@ -139,24 +75,6 @@ pub(super) async fn usage_of(
     row.map_or(Ok(QueueUsage::default()), |(frames, bytes)| {
         quota::usage(frames, bytes)
     })
-}
-
-/// Records `key` unless an unexpired copy exists; returns whether it was recorded.
-async fn record_key(tx: &mut SqliteConnection, key: &IdempotencyKey, now: i64) -> Result<bool> {
-    let done = sqlx::query(
-        "INSERT INTO idempotency (scope, key, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (scope, key) DO UPDATE
-             SET created_at = excluded.created_at, expires_at = excluded.expires_at
-             WHERE idempotency.expires_at <= excluded.created_at",
-    )
-    .bind(&key.scope)
-    .bind(&key.key)
-    .bind(now)
-    .bind(key.expires_at)
-    .execute(&mut *tx)
-    .await
-    .map_err(map_err)?;
-    Ok(done.rows_affected() > 0)
 }
 
 /// Unexpired envelopes queued for `recipient`.
@@ -305,7 +223,7 @@ pub(super) async fn purge_expired(pool: &SqlitePool, now: i64) -> Result<u64> {
 }
 
 /// Deletes the envelopes expired at `now` and frees their usage; returns how many entries went.
-async fn purge_in(tx: &mut SqliteConnection, now: i64) -> Result<u64> {
+pub(super) async fn purge_in(tx: &mut SqliteConnection, now: i64) -> Result<u64> {
     let expired: Vec<(String, String, i64)> = sqlx::query_as(
         "SELECT q.recipient, p.sender, length(p.frame)
          FROM relay_queue q JOIN relay_payload p ON p.payload_id = q.payload_id

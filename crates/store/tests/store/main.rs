@@ -130,4 +130,7 @@ suite_tests!(
     usage_is_freed_by_delivery_and_expiry,
     quota_accounting_holds_under_concurrent_enqueues,
     sessions_never_outlive_a_concurrent_rotation,
+    concurrent_enqueues_commit_in_each_senders_order,
+    quota_refusals_among_racing_enqueues_are_each_callers_own,
+    racing_resends_store_one_copy,
 );

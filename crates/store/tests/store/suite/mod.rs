@@ -2,11 +2,13 @@
 //! here against a fresh, empty store.
 
 mod listing;
+mod group_commit;
 mod messaging;
 mod quota;
 mod rest;
 
 pub(crate) use listing::*;
+pub(crate) use group_commit::*;
 pub(crate) use messaging::*;
 pub(crate) use quota::*;
 pub(crate) use rest::*;
