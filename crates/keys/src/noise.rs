@@ -277,6 +277,43 @@ impl Handshake {
         out
     }
 
+    /// The classical secret of a `pq-hybrid` session: the first output of the Noise `Split()`
+    /// of the finished handshake (`k1`, 32 bytes, the key a classical `noise-transport` session
+    /// would use for initiator → responder records). Both sides get the same bytes.
+    ///
+    /// # Errors
+    /// [`NoiseError::NotFinished`] before the last handshake message.
+    pub fn split_secret(&mut self) -> Result<Zeroizing<[u8; 32]>, NoiseError> {
+        if !self.state.is_handshake_finished() {
+            return Err(NoiseError::NotFinished);
+        }
+        let (first, mut second) = self.state.dangerously_get_raw_split();
+        let secret = Zeroizing::new(first);
+        let mut first = first;
+        zeroize::Zeroize::zeroize(&mut first);
+        zeroize::Zeroize::zeroize(&mut second);
+        Ok(secret)
+    }
+
+    /// Switches to transport mode with record keys of the caller's choosing (a `pq-hybrid`
+    /// session's keys) in place of the Noise `Split()` outputs: `initiator_egress` keys the
+    /// records the initiator (client) sends, `responder_egress` those the responder sends. The
+    /// record format is that of [`Handshake::into_transport`]; nonces start at 0.
+    ///
+    /// # Errors
+    /// [`NoiseError::NotFinished`] before the last handshake message.
+    pub fn into_transport_with_keys(
+        self,
+        initiator_egress: &[u8; 32],
+        responder_egress: &[u8; 32],
+    ) -> Result<Transport, NoiseError> {
+        let mut transport = self.into_transport()?;
+        transport
+            .state
+            .rekey_manually(Some(initiator_egress), Some(responder_egress));
+        Ok(transport)
+    }
+
     /// Switches to transport mode.
     ///
     /// # Errors

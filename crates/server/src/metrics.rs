@@ -108,6 +108,9 @@ pub struct Metrics {
     pub handshakes_ok: AtomicU64,
     /// Device handshakes that failed (any reason, including timeouts).
     pub handshakes_failed: AtomicU64,
+    /// Completed handshakes that established a `pq-hybrid` session (ML-KEM-768 exchange and
+    /// ML-DSA-65 transcript signature verified); a subset of `handshakes_ok`.
+    pub pq_handshakes: AtomicU64,
     /// Established sessions started.
     pub sessions_opened: AtomicU64,
     /// Established sessions running now.
@@ -228,8 +231,8 @@ impl LedgerCounts {
 pub struct SecuritySnapshot {
     /// Completed Noise handshakes (XK or IK, ending with the final ACK).
     pub noise_handshakes: u64,
-    /// Not measured: no handshake of this server negotiates post-quantum keys (`pq-hybrid` is
-    /// not offered), so there were none: always 0.
+    /// Completed handshakes that established a `pq-hybrid` session (hybrid ML-KEM-768 key
+    /// exchange, ML-DSA-65 transcript signature verified).
     pub pq_handshakes: u64,
     /// Not measured: the server implements no forward error correction and sends no FEC
     /// packets: always 0.
@@ -253,6 +256,11 @@ impl Metrics {
         } else {
             self.handshakes_failed.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Counts a completed `pq-hybrid` handshake (also counted by [`Metrics::handshake`]).
+    pub fn pq_handshake(&self) {
+        self.pq_handshakes.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a session start; the session counts as active until the guard is dropped.
@@ -289,7 +297,7 @@ impl Metrics {
         let sessions = self.sessions_opened.load(Ordering::Relaxed);
         SecuritySnapshot {
             noise_handshakes: self.handshakes_ok.load(Ordering::Relaxed),
-            pq_handshakes: 0,
+            pq_handshakes: self.pq_handshakes.load(Ordering::Relaxed),
             fec_packets: 0,
             multipath_sessions: 0,
             average_paths: if sessions == 0 { 0.0 } else { 1.0 },
@@ -445,6 +453,12 @@ impl Metrics {
             "Completed Noise handshakes.",
             &[("", get(&self.handshakes_ok))],
         );
+        family(
+            "commucat_security_pq_handshakes_total",
+            "counter",
+            "Completed pq-hybrid handshakes (ML-KEM-768 exchange, ML-DSA-65 transcript signature).",
+            &[("", get(&self.pq_handshakes))],
+        );
         let refusals: Vec<(String, String)> = Bound::ALL
             .iter()
             .map(|&bound| {
@@ -517,6 +531,7 @@ mod tests {
         let m = Metrics::default();
         m.handshake(true, Duration::from_millis(3));
         m.handshake(true, Duration::from_secs(10));
+        m.pq_handshake();
         m.handshake(false, Duration::from_millis(1));
         m.frames_in.count(FrameType::Msg);
         m.frames_out.count(FrameType::Ack);
@@ -581,23 +596,23 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }
-        for unmeasured in [
-            "pq_handshakes",
-            "fec_packets",
-            "multipath",
-            "average_paths",
-            "censorship",
-        ] {
+        assert!(
+            text.lines()
+                .any(|l| l == "commucat_security_pq_handshakes_total 1"),
+            "{text}"
+        );
+        for unmeasured in ["fec_packets", "multipath", "average_paths", "censorship"] {
             assert!(!text.contains(unmeasured), "{unmeasured} exported:\n{text}");
         }
         let security = m.security();
         assert_eq!(
             (
                 security.noise_handshakes,
+                security.pq_handshakes,
                 security.multipath_sessions,
                 security.average_paths
             ),
-            (2, 0, 1.0)
+            (2, 1, 0, 1.0)
         );
     }
 }

@@ -52,6 +52,10 @@ const SETTINGS: &[(&str, &str, Setter)] = &[
             Ok(())
         },
     ),
+    ("COMMUCAT_PQ_HYBRID", "crypto.pq_hybrid", |c, n, r| {
+        c.crypto.pq_hybrid = boolean(n, r)?;
+        Ok(())
+    }),
     ("COMMUCAT_LEDGER", "ledger.sink", |c, n, r| {
         c.ledger.sink = LedgerSink::parse(n, r)?;
         Ok(())

@@ -30,6 +30,7 @@ mod offline;
 mod offline_quota;
 mod outage;
 mod pairing;
+mod pq_hybrid;
 mod presence;
 mod profile_bounds;
 mod rest;
