@@ -279,7 +279,10 @@ async fn the_success_ledger_record_names_the_hybrid_session() {
         l["scope"] == "handshake" && l["result"] == "success" && l["device"] == "ledger-pq"
     })
     .await;
-    let record = records.iter().find(|l| l["device"] == "ledger-pq").unwrap();
+    let record = records
+        .iter()
+        .find(|l| l["scope"] == "handshake" && l["device"] == "ledger-pq")
+        .unwrap();
     assert_eq!(record["pq_hybrid"], true);
     assert!(
         record["capabilities"]
