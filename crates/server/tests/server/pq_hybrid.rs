@@ -10,7 +10,7 @@ use commucat_ccp::control::Ack;
 use commucat_ccp::{Frame, FrameType, Problem, ProblemKind};
 use commucat_client::transport::{ConnectMode, ModeStream, open_mode};
 use commucat_client::{DeviceIdentity, HandshakeOptions, Session};
-use commucat_handshake::client::{ClientHandshake, ClientParams, Outgoing, Step};
+use commucat_handshake::client::{ClientHandshake, ClientParams, Input, Outgoing, Step};
 use commucat_link::Connection;
 use serde_json::{Value, json};
 
@@ -190,11 +190,13 @@ async fn a_server_without_pq_hybrid_gives_classical_sessions() {
     );
 }
 
-/// A HELLO asking for `pq-hybrid` whose bundle `edit` damages; returns the server's ERROR.
-async fn hello_with_bundle(server: &TestServer, edit: impl FnOnce(&mut Value)) -> Problem {
-    let identity = pq_identity("broken-bundle");
-    let options = HandshakeOptions::default().with_pq_hybrid();
-    let params = ClientParams {
+/// The SDK's handshake parameters of `identity` asking for `pq-hybrid`.
+fn pq_params<'a>(
+    server: &'a TestServer,
+    identity: &'a DeviceIdentity,
+    options: &'a HandshakeOptions,
+) -> ClientParams<'a> {
+    ClientParams {
         device_id: &identity.device_id,
         keys: &identity.keys,
         certificate: None,
@@ -206,7 +208,23 @@ async fn hello_with_bundle(server: &TestServer, edit: impl FnOnce(&mut Value)) -
         capabilities: &options.capabilities,
         supported_versions: &options.supported_versions,
         pq: identity.pq.as_deref(),
-    };
+    }
+}
+
+/// Receives the next frame within 10 s.
+async fn next_frame(conn: &mut Connection<ModeStream>) -> Frame {
+    tokio::time::timeout(Duration::from_secs(10), conn.recv())
+        .await
+        .expect("a frame within 10 s")
+        .unwrap()
+        .expect("stream open")
+}
+
+/// A HELLO asking for `pq-hybrid` whose bundle `edit` damages; returns the server's ERROR.
+async fn hello_with_bundle(server: &TestServer, edit: impl FnOnce(&mut Value)) -> Problem {
+    let identity = pq_identity("broken-bundle");
+    let options = HandshakeOptions::default().with_pq_hybrid();
+    let params = pq_params(server, &identity, &options);
     let mut machine = ClientHandshake::new(params, commucat_keys::OsRng);
     let Step::Send(Outgoing::Hello(hello)) = machine.start() else {
         panic!("HELLO first");
@@ -217,11 +235,7 @@ async fn hello_with_bundle(server: &TestServer, edit: impl FnOnce(&mut Value)) -
     conn.send_control(FrameType::Hello, 0, &value)
         .await
         .unwrap();
-    let frame = tokio::time::timeout(Duration::from_secs(10), conn.recv())
-        .await
-        .expect("answer within 10 s")
-        .unwrap()
-        .expect("an ERROR frame");
+    let frame = next_frame(&mut conn).await;
     assert_eq!(frame.frame_type(), FrameType::Error);
     frame.parse_control().unwrap()
 }
@@ -290,4 +304,71 @@ async fn the_success_ledger_record_names_the_hybrid_session() {
             .unwrap()
             .contains(&json!("pq-hybrid"))
     );
+}
+
+#[tokio::test]
+async fn a_wrong_transcript_signature_gets_an_error_and_a_ledger_record() {
+    let server = TestServer::start(|_| {}).await;
+    let identity = pq_identity("wrong-signature");
+    let options = HandshakeOptions::default().with_pq_hybrid();
+    let mut machine = ClientHandshake::new(
+        pq_params(&server, &identity, &options),
+        commucat_keys::OsRng,
+    );
+    let mut conn = Connection::new(open(&server, ConnectMode::H2Binary).await, 1 << 20);
+    let Step::Send(Outgoing::Hello(hello)) = machine.start() else {
+        panic!("HELLO first");
+    };
+    conn.send_control(FrameType::Hello, 0, hello.as_ref())
+        .await
+        .unwrap();
+    assert!(matches!(machine.handle(Input::Sent), Step::Recv));
+    let auth = next_frame(&mut conn).await;
+    let Step::Send(Outgoing::Auth { mut auth, channel }) = machine.handle(Input::Frame {
+        frame: auth,
+        now: 0,
+    }) else {
+        panic!("the client answers AUTH");
+    };
+    // The genuine signature with one bit flipped.
+    let mut signature = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        auth.pq_signature.take().unwrap(),
+    )
+    .unwrap();
+    signature[7] ^= 0x80;
+    auth.pq_signature = Some(base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        signature,
+    ));
+    conn.send_control(FrameType::Auth, channel, &auth)
+        .await
+        .unwrap();
+    let frame = next_frame(&mut conn).await;
+    assert_eq!(frame.frame_type(), FrameType::Error);
+    let problem: Problem = frame.parse_control().unwrap();
+    assert_eq!(problem.kind(), Some(ProblemKind::PqSignatureInvalid));
+    assert_eq!(problem.title.as_deref(), Some("Invalid PQ Signature"));
+
+    let ledger = server.data_dir().join("ledger.jsonl");
+    let records = ledger_records(&ledger, 1, |l| {
+        l["scope"] == "handshake" && l["reason"] == "pq-signature"
+    })
+    .await;
+    let record = records
+        .iter()
+        .find(|l| l["reason"] == "pq-signature")
+        .unwrap();
+    assert_eq!(record["device"], "wrong-signature");
+    assert_eq!(record["stage"], "await_client");
+    assert_eq!(record["title"], "Invalid PQ Signature");
+    // Nothing was registered: the device is unknown to the registry.
+    assert!(
+        !records
+            .iter()
+            .any(|l| l["scope"] == "device" && l["device"] == "wrong-signature")
+    );
+    server
+        .metric_becomes("commucat_handshakes_total{result=\"failed\"} ", 1)
+        .await;
 }
