@@ -4,7 +4,7 @@
 # OUT/criterion/<group>/<benchmark>/ (tables.py reads them), and OUT/criterion/run-<bench>.txt
 # records when, on which commit and under which load each ran.
 #
-#   crates/bench/scripts/criterion.sh [OUT] [codec|handshake|store]...   # default: all three
+#   crates/bench/scripts/criterion.sh [OUT] [codec|handshake|store|pq]...   # default: all four
 #
 # `store` measures SQLite, and PostgreSQL too when COMMUCAT_TEST_POSTGRES is set (a fresh schema
 # of that database). Each bench writes into a directory of its own (CRITERION_HOME), so nothing
@@ -14,7 +14,7 @@ set -euo pipefail
 OUT=${1:-bench-results}
 shift || true
 WHICH=("$@")
-[ ${#WHICH[@]} -gt 0 ] || WHICH=(codec handshake store)
+[ ${#WHICH[@]} -gt 0 ] || WHICH=(codec handshake store pq)
 ROOT=$(git -C "$(dirname "$0")" rev-parse --show-toplevel)
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
@@ -48,6 +48,7 @@ for which in "${WHICH[@]}"; do
         codec) run codec -p commucat-ccp --bench codec -- --warm-up-time 1 --measurement-time 4 ;;
         handshake) run handshake -p commucat-server --bench handshake ;;
         store) run store -p commucat-store --bench backends ;;
+        pq) run pq -p commucat-keys --bench pq ;;
         *) echo "unknown bench: $which" >&2; exit 2 ;;
     esac
 done

@@ -345,11 +345,42 @@ def table_headline():
     return "; ".join(parts)
 
 
+PQ_ROWS = [
+    ("pq_floor/mlkem768_encapsulate", "floor: ML-KEM-768 encapsulation (aws-lc-rs)"),
+    ("pq_floor/mldsa65_verify_transcript", "floor: ML-DSA-65 verification of the transcript (aws-lc-rs)"),
+    ("pq_hybrid/validate_bundle_0_one_time_keys", "`pq_bundle` check, no one-time keys"),
+    ("pq_hybrid/validate_bundle_32_one_time_keys", "`pq_bundle` check, 32 one-time keys"),
+    ("pq_hybrid/session_derive", "session derivation (HKDF-SHA3-512, 96 B)"),
+    ("pq_hybrid/message_key", "message key (BLAKE3 keyed chain step)"),
+    ("pq_hybrid/ratchet_step_encapsulate", "ratchet step, server side (encapsulation + derivation)"),
+    ("pq_hybrid/mlkem768_decapsulate", "client: ML-KEM-768 decapsulation"),
+    ("pq_hybrid/mldsa65_sign_transcript", "client: ML-DSA-65 signature of the transcript"),
+]
+
+
+def table_pq():
+    rows = ["| operation | median | raw |", "|---|---|---|"]
+    e = {}
+    for path, label in PQ_ROWS:
+        ns, _ = estimate(path)
+        e[path] = ns
+        rows.append(f"| {label} | {micro(ns)} | {link(f'criterion/{path}/estimates.json', 'estimates')} |")
+    floor = e["pq_floor/mlkem768_encapsulate"] + e["pq_floor/mldsa65_verify_transcript"]
+    rows.append("")
+    rows.append(
+        f"Post-quantum floor the hybrid adds to a server handshake (one encapsulation + one "
+        f"verification): **{micro(floor)}**; with the session derivation and a bundle check "
+        f"without one-time keys: {micro(floor + e['pq_hybrid/session_derive'] + e['pq_hybrid/validate_bundle_0_one_time_keys'])}."
+    )
+    return "\n".join(rows)
+
+
 TABLES = {
     "machine": table_machine,
     "codec": table_codec,
     "handshake": table_handshake,
     "store": table_store,
+    "pq": table_pq,
     "results": table_results,
     "rates": table_rates,
     "headline": table_headline,
