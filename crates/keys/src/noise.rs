@@ -428,6 +428,45 @@ mod tests {
         (private, x25519_public(&private))
     }
 
+    #[test]
+    fn split_secret_agrees_and_keyed_transports_use_the_given_keys() {
+        let (server_priv, server_pub) = keys(1);
+        let (client_priv, _) = keys(2);
+        let mut server = Handshake::responder(HandshakePattern::Ik, &server_priv, b"p").unwrap();
+        let mut client =
+            Handshake::initiator(HandshakePattern::Ik, &client_priv, &server_pub, b"p").unwrap();
+        server
+            .read_message(&client.write_message(b"").unwrap())
+            .unwrap();
+        assert_eq!(server.split_secret().unwrap_err(), NoiseError::NotFinished);
+        client
+            .read_message(&server.write_message(b"").unwrap())
+            .unwrap();
+        let secret = client.split_secret().unwrap();
+        assert_eq!(*secret, *server.split_secret().unwrap());
+        assert_ne!(
+            *secret,
+            client.handshake_hash(),
+            "a secret, not the transcript hash"
+        );
+
+        let (up, down) = ([5u8; 32], [6u8; 32]);
+        let mut client = client.into_transport_with_keys(&up, &down).unwrap();
+        let mut server = server.into_transport_with_keys(&up, &down).unwrap();
+        let mut sealed = BytesMut::new();
+        client.seal(b"up", &mut sealed).unwrap();
+        let mut plain = BytesMut::new();
+        server.open(&sealed, &mut plain).unwrap();
+        assert_eq!(&plain[..], b"up");
+        // The record is sealed with `up` (ChaCha20-Poly1305, nonce 0), not the Split() key.
+        let (_, mut classical_server, _) = pair(HandshakePattern::Ik);
+        assert!(
+            classical_server
+                .open(&sealed, &mut BytesMut::new())
+                .is_err()
+        );
+    }
+
     fn pair(pattern: HandshakePattern) -> (Transport, Transport, [u8; 32]) {
         let (server_priv, server_pub) = keys(1);
         let (client_priv, client_pub) = keys(2);
