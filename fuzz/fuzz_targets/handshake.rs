@@ -121,6 +121,7 @@ fuzz_target!(|data: &[u8]| {
         clock_skew_secs: 300,
         profile: &limits,
         identity: identity(),
+        pq_hybrid: true,
     };
     let device = DeviceKeyPair::from_seed(&[9; 32]);
     let pattern = if mode & 0x04 == 0 { HandshakePattern::Xk } else { HandshakePattern::Ik };
@@ -137,6 +138,7 @@ fuzz_target!(|data: &[u8]| {
         pattern,
         capabilities: &capabilities,
         supported_versions: &versions,
+        pq: None,
     };
     let mut store = MemStore::default();
     if mode & 0x08 != 0 {

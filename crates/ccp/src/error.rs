@@ -247,6 +247,10 @@ problem_kinds! {
     ProfileFieldTooLong => "Profile Field Too Long", 413, "profile-field-too-long";
     /// IK message 1 opens with an ephemeral key the server has already accepted: a replayed HELLO.
     HandshakeReplayed => "Handshake Replayed", 403, "handshake-replayed";
+    /// HELLO asks for `pq-hybrid` with a missing or malformed `pq_bundle` (sizes, encoding, keys).
+    PqBundleInvalid => "Invalid PQ Bundle", 400, "invalid-pq-bundle";
+    /// The client's ML-DSA-65 transcript signature of a `pq-hybrid` handshake is missing or does not verify.
+    PqSignatureInvalid => "Invalid PQ Signature", 401, "invalid-pq-signature";
     /// Pairing claims refused after too many wrong guesses (per code, account or address).
     PairingAttemptsExceeded => "Too Many Pairing Attempts", 429, "pairing-attempts-exceeded";
     /// A storage backend the request needs is unavailable.

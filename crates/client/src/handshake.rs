@@ -7,15 +7,22 @@ use commucat_handshake::client::{
 };
 use commucat_keys::{DEFAULT_PROLOGUE, DeviceCertificate, DeviceKeyPair, HandshakePattern};
 use commucat_link::{ByteStream, Connection};
+use std::sync::Arc;
 
 use crate::ClientError;
+
+/// A device's post-quantum keys.
+pub use commucat_handshake::pq::DeviceKeys as PqDeviceKeys;
+
+/// One-time ML-KEM-768 keys a device announces in its `pq_bundle`.
+pub const PQ_ONE_TIME_KEYS: usize = 4;
 
 /// What the handshake established.
 pub use commucat_handshake::client::SessionInfo;
 /// Capabilities: `noise-transport` requests Noise transport records after the handshake;
 /// `delivery-receipts` promises ACKs of received frames, so the server deletes replayed
 /// offline envelopes only once they are ACKed (see [`crate::Session::acknowledge`]).
-pub use commucat_handshake::{CAP_DELIVERY_RECEIPTS, CAP_NOISE_TRANSPORT};
+pub use commucat_handshake::{CAP_DELIVERY_RECEIPTS, CAP_NOISE_TRANSPORT, CAP_PQ_HYBRID};
 
 /// Who the device is.
 #[derive(Debug, Clone)]
@@ -28,6 +35,8 @@ pub struct DeviceIdentity {
     pub certificate: Option<DeviceCertificate>,
     /// Profile hints: `handle` to create an account, `display_name`, `avatar_url`.
     pub user: Option<UserInfo>,
+    /// Post-quantum keys (ML-KEM-768, ML-DSA-65, one-time keys) for `pq-hybrid` sessions.
+    pub pq: Option<Arc<PqDeviceKeys>>,
 }
 
 impl DeviceIdentity {
@@ -39,7 +48,19 @@ impl DeviceIdentity {
             keys: DeviceKeyPair::generate(),
             certificate: None,
             user: None,
+            pq: None,
         }
+    }
+
+    /// Gives the device fresh post-quantum keys (with [`PQ_ONE_TIME_KEYS`] one-time keys),
+    /// needed for [`HandshakeOptions::with_pq_hybrid`]; [`DeviceIdentity::save`] stores them.
+    ///
+    /// # Errors
+    /// [`ClientError::Config`] if key generation fails.
+    pub fn with_pq_keys(mut self) -> Result<Self, ClientError> {
+        let keys = PqDeviceKeys::generate(PQ_ONE_TIME_KEYS).map_err(ClientError::Config)?;
+        self.pq = Some(Arc::new(keys));
+        Ok(self)
     }
 
     /// Sets the handle hint (creates an account with that handle on first connect).
@@ -100,8 +121,26 @@ impl HandshakeOptions {
     /// Requests `noise-transport`.
     #[must_use]
     pub fn with_noise_transport(mut self) -> Self {
-        self.capabilities.push(CAP_NOISE_TRANSPORT.to_owned());
+        self.request(CAP_NOISE_TRANSPORT);
         self
+    }
+
+    /// Requests `pq-hybrid` (and `noise-transport`, which it keys): an ML-KEM-768 exchange
+    /// and an ML-DSA-65 transcript signature on top of Noise, and records keyed from the
+    /// hybrid material. The identity needs post-quantum keys
+    /// ([`DeviceIdentity::with_pq_keys`]). A server without `pq-hybrid` gives the classical
+    /// session: check [`SessionInfo::pq_hybrid`] if PQ is required.
+    #[must_use]
+    pub fn with_pq_hybrid(mut self) -> Self {
+        self.request(CAP_NOISE_TRANSPORT);
+        self.request(CAP_PQ_HYBRID);
+        self
+    }
+
+    fn request(&mut self, capability: &str) {
+        if !self.capabilities.iter().any(|c| c == capability) {
+            self.capabilities.push(capability.to_owned());
+        }
     }
 
     /// Requests `delivery-receipts`: the caller then ACKs the frames it has taken
@@ -142,6 +181,7 @@ pub async fn handshake<S: ByteStream>(
         pattern: options.pattern,
         capabilities: &options.capabilities,
         supported_versions: &options.supported_versions,
+        pq: identity.pq.as_deref(),
     };
     let mut machine = ClientHandshake::new(params, commucat_keys::OsRng);
     let mut step = machine.start();

@@ -3,7 +3,8 @@
 //! Connects a device to a CommuCat server: TLS (trusting a given CA certificate or pinning the
 //! server certificate's SHA-256 fingerprint), an HTTP/2 `POST /connect` stream, the Noise XK or
 //! IK device handshake with its Schnorr proof, and then a [`Session`] that sends and receives
-//! CCP-1 frames, plain or as Noise transport records (`noise-transport`).
+//! CCP-1 frames, plain or as Noise transport records (`noise-transport`), optionally keyed from
+//! a post-quantum hybrid exchange (`pq-hybrid`: [`HandshakeOptions::with_pq_hybrid`]).
 //!
 //! [`rotate_device_key`] replaces a device's key over REST with a proof by its current key.
 //!
@@ -21,7 +22,9 @@ pub mod tls;
 pub mod transport;
 
 pub use error::ClientError;
-pub use handshake::{DeviceIdentity, HandshakeOptions, ServerParams, SessionInfo, handshake};
+pub use handshake::{
+    DeviceIdentity, HandshakeOptions, PqDeviceKeys, ServerParams, SessionInfo, handshake,
+};
 pub use rotate::{RestTarget, RotatedKey, rotate_device_key};
 pub use session::{Session, connect};
 pub use tls::TlsTrust;

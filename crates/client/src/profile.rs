@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::ClientError;
-use crate::handshake::{DeviceIdentity, SessionInfo};
+use crate::handshake::{DeviceIdentity, PqDeviceKeys, SessionInfo};
+use commucat_handshake::pq::DeviceSecrets;
+use std::sync::Arc;
 
 #[derive(Serialize, Deserialize)]
 struct ProfileFile {
@@ -22,6 +24,50 @@ struct ProfileFile {
     certificate: Option<DeviceCertificate>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     user: Option<UserInfo>,
+    /// Post-quantum keys (secret), when the device has them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pq: Option<PqFile>,
+}
+
+/// The device's post-quantum secrets as hex.
+#[derive(Serialize, Deserialize)]
+struct PqFile {
+    /// ML-KEM-768 decapsulation key.
+    kem_secret: Zeroizing<String>,
+    /// ML-DSA-65 seed.
+    signing_seed: Zeroizing<String>,
+    /// One-time ML-KEM-768 decapsulation keys.
+    #[serde(default)]
+    one_time: Vec<Zeroizing<String>>,
+}
+
+impl PqFile {
+    fn of(keys: &PqDeviceKeys) -> Result<Self, ClientError> {
+        let secrets = keys.secrets().map_err(ClientError::Config)?;
+        Ok(Self {
+            kem_secret: Zeroizing::new(encode_hex(&secrets.kem_secret)),
+            signing_seed: Zeroizing::new(encode_hex(&secrets.signing_seed)),
+            one_time: secrets
+                .one_time
+                .iter()
+                .map(|s| Zeroizing::new(encode_hex(s)))
+                .collect(),
+        })
+    }
+
+    fn keys(&self) -> Result<PqDeviceKeys, String> {
+        let decode = |hex_text: &Zeroizing<String>| {
+            hex::decode(hex_text.as_bytes())
+                .map(Zeroizing::new)
+                .map_err(|e| format!("pq: {e}"))
+        };
+        let secrets = DeviceSecrets {
+            kem_secret: decode(&self.kem_secret)?,
+            signing_seed: decode(&self.signing_seed)?,
+            one_time: self.one_time.iter().map(decode).collect::<Result<_, _>>()?,
+        };
+        PqDeviceKeys::from_secrets(&secrets).map_err(|e| format!("pq: {e}"))
+    }
 }
 
 impl DeviceIdentity {
@@ -48,6 +94,7 @@ impl DeviceIdentity {
             seed: Zeroizing::new(encode_hex(self.keys.seed().as_ref())),
             certificate: self.certificate.clone(),
             user: self.user.clone(),
+            pq: self.pq.as_deref().map(PqFile::of).transpose()?,
         };
         let json = Zeroizing::new(
             serde_json::to_vec_pretty(&file).map_err(|e| ClientError::Config(e.to_string()))?,
@@ -84,11 +131,19 @@ impl DeviceIdentity {
         let file: ProfileFile = serde_json::from_slice(&bytes).map_err(|e| fail(e.to_string()))?;
         let seed =
             Zeroizing::new(decode_hex32(&file.seed).map_err(|e| fail(format!("seed: {e}")))?);
+        let pq = file
+            .pq
+            .as_ref()
+            .map(PqFile::keys)
+            .transpose()
+            .map_err(fail)?
+            .map(Arc::new);
         Ok(Self {
             device_id: file.device_id,
             keys: DeviceKeyPair::from_seed(&seed),
             certificate: file.certificate,
             user: file.user,
+            pq,
         })
     }
 }
@@ -110,6 +165,20 @@ mod tests {
         assert_eq!(loaded.device_id, "device-1");
         assert_eq!(loaded.keys.public_key(), identity.keys.public_key());
         assert_eq!(loaded.user.unwrap().handle.as_deref(), Some("alice"));
+        assert!(loaded.pq.is_none());
+
+        // Post-quantum keys survive the round trip.
+        let identity = identity.with_pq_keys().unwrap();
+        identity.save(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let loaded = DeviceIdentity::load(&path).unwrap();
+        let (saved, read) = (identity.pq.unwrap(), loaded.pq.unwrap());
+        assert_eq!(read.bundle(), saved.bundle());
+        assert_eq!(
+            read.bundle().one_time_keys.len(),
+            crate::handshake::PQ_ONE_TIME_KEYS
+        );
 
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         assert!(DeviceIdentity::load(&path).is_err());

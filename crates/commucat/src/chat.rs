@@ -59,6 +59,11 @@ pub(crate) struct ChatArgs {
     /// was sent, then exit.
     #[arg(long, default_value_t = 10, value_name = "SECONDS")]
     pub(crate) linger: u64,
+    /// Post-quantum hybrid session (`pq-hybrid`: ML-KEM-768 + ML-DSA-65 on top of Noise, with
+    /// Noise transport records keyed from the hybrid material). Gives the identity PQ keys
+    /// (stored in its file) if it has none; refuses to chat if the server does not accept it.
+    #[arg(long)]
+    pub(crate) pq: bool,
 }
 
 fn split_server(url: &str) -> Result<(String, u16)> {
@@ -91,7 +96,14 @@ fn trust(args: &ChatArgs) -> Result<TlsTrust> {
 
 fn identity(args: &ChatArgs) -> Result<DeviceIdentity> {
     if args.identity.exists() {
-        return Ok(DeviceIdentity::load(&args.identity)?);
+        let identity = DeviceIdentity::load(&args.identity)?;
+        if args.pq && identity.pq.is_none() {
+            let identity = identity.with_pq_keys()?;
+            identity.save(&args.identity)?;
+            eprintln!("added post-quantum keys to {}", args.identity.display());
+            return Ok(identity);
+        }
+        return Ok(identity);
     }
     let device_id = args.device_id.clone().unwrap_or_else(|| {
         let mut bytes = [0u8; 6];
@@ -102,6 +114,11 @@ fn identity(args: &ChatArgs) -> Result<DeviceIdentity> {
     let identity = match &args.handle {
         Some(handle) => identity.with_handle(handle),
         None => identity,
+    };
+    let identity = if args.pq {
+        identity.with_pq_keys()?
+    } else {
+        identity
     };
     identity.save(&args.identity)?;
     eprintln!(
@@ -149,24 +166,31 @@ pub(crate) fn run(args: &ChatArgs) -> Result<()> {
             .next()
             .ok_or_else(|| anyhow!("{host} resolves to no address"))?;
         let params = server_params(args, addr, &host, &trust).await?;
-        let mut session = commucat_client::connect(
-            addr,
-            &host,
-            &trust,
-            &identity,
-            &params,
-            // Offline messages stay queued until this chat ACKs them.
-            &HandshakeOptions::default().with_delivery_receipts(),
-        )
-        .await?;
+        // Offline messages stay queued until this chat ACKs them.
+        let options = HandshakeOptions::default().with_delivery_receipts();
+        let options = if args.pq {
+            options.with_pq_hybrid()
+        } else {
+            options
+        };
+        let mut session =
+            commucat_client::connect(addr, &host, &trust, &identity, &params, &options).await?;
+        if args.pq && !session.info().pq_hybrid() {
+            bail!("the server did not accept pq-hybrid (classical session refused with --pq)");
+        }
         identity.adopt(session.info());
         identity.save(&args.identity)?;
         eprintln!(
-            "connected as {} (user {}) to {}; channel {}",
+            "connected as {} (user {}) to {}; channel {}{}",
             identity.device_id,
             session.info().user_id,
             params.domain,
-            args.channel
+            args.channel,
+            if session.info().pq_hybrid() {
+                "; pq-hybrid session"
+            } else {
+                ""
+            }
         );
         converse(&mut session, &identity.device_id, args).await
     })

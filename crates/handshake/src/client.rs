@@ -15,7 +15,8 @@ use commucat_keys::{
 };
 use rand_core::{CryptoRng, RngCore};
 
-use crate::{CAP_DELIVERY_RECEIPTS, CAP_NOISE_TRANSPORT};
+use crate::pq::ClientExchange;
+use crate::{CAP_DELIVERY_RECEIPTS, CAP_NOISE_TRANSPORT, CAP_PQ_HYBRID};
 
 /// What the client brings to one handshake, borrowed.
 #[derive(Debug, Clone, Copy)]
@@ -40,6 +41,8 @@ pub struct ClientParams<'a> {
     pub capabilities: &'a [String],
     /// Versions announced as `supported_versions`.
     pub supported_versions: &'a [u64],
+    /// The device's post-quantum keys, required when `capabilities` has `pq-hybrid`.
+    pub pq: Option<&'a crate::pq::DeviceKeys>,
 }
 
 /// What the handshake established.
@@ -80,6 +83,15 @@ impl SessionInfo {
         self.accepted_capabilities
             .iter()
             .any(|c| c == CAP_NOISE_TRANSPORT)
+    }
+
+    /// Whether the session is a `pq-hybrid` one: its records are keyed from the hybrid
+    /// (Noise + ML-KEM-768) material.
+    #[must_use]
+    pub fn pq_hybrid(&self) -> bool {
+        self.accepted_capabilities
+            .iter()
+            .any(|c| c == CAP_PQ_HYBRID)
     }
 }
 
@@ -164,8 +176,8 @@ enum State {
     Start,
     SendingHello(Handshake),
     AwaitAuth(Handshake),
-    SendingAuth(Handshake, Box<SessionPayload>),
-    AwaitAck(Handshake, Box<SessionPayload>),
+    SendingAuth(Handshake, Box<SessionPayload>, Option<ClientExchange>),
+    AwaitAck(Handshake, Box<SessionPayload>, Option<ClientExchange>),
     Done,
 }
 
@@ -231,12 +243,12 @@ impl<'a, R: RngCore + CryptoRng> ClientHandshake<'a, R> {
         let state = std::mem::replace(&mut self.state, State::Done);
         let outcome = match (state, input) {
             (State::SendingHello(noise), Input::Sent) => Ok((State::AwaitAuth(noise), Step::Recv)),
-            (State::AwaitAuth(noise), Input::Frame { frame, .. }) => Self::on_auth(noise, &frame),
-            (State::SendingAuth(noise, session), Input::Sent) => {
-                Ok((State::AwaitAck(noise, session), Step::Recv))
+            (State::AwaitAuth(noise), Input::Frame { frame, .. }) => self.on_auth(noise, &frame),
+            (State::SendingAuth(noise, session, pq), Input::Sent) => {
+                Ok((State::AwaitAck(noise, session, pq), Step::Recv))
             }
-            (State::AwaitAck(noise, session), Input::Frame { frame, now }) => {
-                self.on_ack(noise, *session, &frame, now)
+            (State::AwaitAck(noise, session, pq), Input::Frame { frame, now }) => {
+                self.on_ack(noise, *session, pq, &frame, now)
             }
             _ => Err(protocol("handshake driver fed an input out of turn")),
         };
@@ -280,6 +292,13 @@ impl<'a, R: RngCore + CryptoRng> ClientHandshake<'a, R> {
             .map(serde_json::to_value)
             .transpose()
             .map_err(config)?;
+        let pq_bundle = if p.capabilities.iter().any(|c| c == CAP_PQ_HYBRID) {
+            let keys =
+                p.pq.ok_or_else(|| config("pq-hybrid requested without the device's PQ keys"))?;
+            Some(keys.bundle())
+        } else {
+            None
+        };
         let hello = Hello {
             pattern: p.pattern.label().to_owned(),
             supported_versions: Some(p.supported_versions.to_vec()),
@@ -296,7 +315,7 @@ impl<'a, R: RngCore + CryptoRng> ClientHandshake<'a, R> {
             device_ca_public: None,
             user: p.user.cloned(),
             certificate,
-            pq_bundle: None,
+            pq_bundle,
         };
         Ok((
             State::SendingHello(noise),
@@ -304,7 +323,8 @@ impl<'a, R: RngCore + CryptoRng> ClientHandshake<'a, R> {
         ))
     }
 
-    fn on_auth(mut noise: Handshake, frame: &Frame) -> Next {
+    fn on_auth(&self, mut noise: Handshake, frame: &Frame) -> Next {
+        let p = self.params;
         expect(frame, FrameType::Auth)?;
         let auth: ServerAuth = frame
             .parse_control()
@@ -320,24 +340,68 @@ impl<'a, R: RngCore + CryptoRng> ClientHandshake<'a, R> {
             return Err(protocol("session id must be at least 8 ASCII characters"));
         }
         let session = Box::new(session);
-        if noise.is_finished() {
-            return Ok((State::AwaitAck(noise, session), Step::Recv));
+        // The encrypted payload's list is authoritative (the AUTH JSON is not authenticated).
+        let accepted = session.accepted_capabilities.clone().unwrap_or_default();
+        let pq_accepted = accepted.iter().any(|c| c == CAP_PQ_HYBRID);
+        let keys = match (pq_accepted, p.pq) {
+            (false, _) => None,
+            (true, Some(keys)) if p.capabilities.iter().any(|c| c == CAP_PQ_HYBRID) => Some(keys),
+            (true, _) => {
+                return Err(protocol(
+                    "server accepted unrequested capability \"pq-hybrid\"",
+                ));
+            }
+        };
+        if noise.is_finished() && keys.is_none() {
+            return Ok((State::AwaitAck(noise, session, None), Step::Recv));
         }
-        let msg3 = noise
-            .write_message(&[])
-            .map_err(|e| protocol(format!("Noise message 3: {e}")))?;
+        let handshake = if noise.is_finished() {
+            String::new()
+        } else {
+            let msg3 = noise
+                .write_message(&[])
+                .map_err(|e| protocol(format!("Noise message 3: {e}")))?;
+            encode_hex(&msg3)
+        };
+        let (exchange, pq_signature) = match keys {
+            Some(keys) => {
+                let exchange = ClientExchange::accept(
+                    keys,
+                    auth.pq_ciphertext.as_deref(),
+                    auth.pq_context.as_ref(),
+                )
+                .map_err(protocol)?;
+                let handshake_hash = noise.handshake_hash();
+                let parts = crate::pq::TranscriptParts {
+                    handshake_hash: &handshake_hash,
+                    device_id: p.device_id,
+                    offered: p.capabilities,
+                    accepted: &accepted,
+                };
+                let signature = exchange.sign(keys, &parts).map_err(config)?;
+                (Some(exchange), Some(signature))
+            }
+            None => (None, None),
+        };
         let auth = ClientAuth {
-            handshake: encode_hex(&msg3),
-            pq_signature: None,
+            handshake,
+            pq_signature,
         };
         let channel = frame.channel_id();
         Ok((
-            State::SendingAuth(noise, session),
+            State::SendingAuth(noise, session, exchange),
             Step::Send(Outgoing::Auth { auth, channel }),
         ))
     }
 
-    fn on_ack(&self, noise: Handshake, session: SessionPayload, frame: &Frame, now: i64) -> Next {
+    fn on_ack(
+        &self,
+        noise: Handshake,
+        session: SessionPayload,
+        pq: Option<ClientExchange>,
+        frame: &Frame,
+        now: i64,
+    ) -> Next {
         let p = self.params;
         expect(frame, FrameType::Ack)?;
         let ack: HandshakeAck = frame
@@ -373,7 +437,18 @@ impl<'a, R: RngCore + CryptoRng> ClientHandshake<'a, R> {
                 return Err(protocol("issued certificate is for another device"));
             }
         }
-        let transport = if accepted.iter().any(|c| c == CAP_NOISE_TRANSPORT) {
+        if accepted.iter().any(|c| c == CAP_PQ_HYBRID) != pq.is_some() {
+            return Err(protocol(
+                "the ACK's accepted_capabilities disagree with message 2 on pq-hybrid",
+            ));
+        }
+        let transport = if let Some(exchange) = pq {
+            Some(
+                exchange
+                    .into_transport(noise)
+                    .map_err(|e| protocol(format!("transport: {e}")))?,
+            )
+        } else if accepted.iter().any(|c| c == CAP_NOISE_TRANSPORT) {
             Some(
                 noise
                     .into_transport()

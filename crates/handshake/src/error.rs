@@ -81,6 +81,10 @@ pub enum FailReason {
     Storage,
     /// The handshake did not finish in time.
     Timeout,
+    /// `pq-hybrid` was asked for with a missing or malformed `pq_bundle`.
+    PqBundle,
+    /// The `pq-hybrid` transcript signature is missing or does not verify.
+    PqSignature,
 }
 
 impl FailReason {
@@ -112,6 +116,8 @@ impl FailReason {
             Self::Profile => ProblemKind::ProfileFieldTooLong,
             Self::StorageUnavailable => ProblemKind::ServiceUnavailable,
             Self::Timeout => ProblemKind::HandshakeTimeout,
+            Self::PqBundle => ProblemKind::PqBundleInvalid,
+            Self::PqSignature => ProblemKind::PqSignatureInvalid,
         }
     }
 
@@ -143,6 +149,8 @@ impl FailReason {
             Self::Profile => "profile",
             Self::StorageUnavailable | Self::Storage => "storage",
             Self::Timeout => "timeout",
+            Self::PqBundle => "pq-bundle",
+            Self::PqSignature => "pq-signature",
         }
     }
 

@@ -12,6 +12,7 @@
 
 pub mod client;
 mod error;
+pub mod pq;
 pub mod server;
 pub mod sim;
 
@@ -24,7 +25,12 @@ pub const CAP_NOISE_TRANSPORT: &str = "noise-transport";
 /// Capability of clients that ACK the frames they receive (`{"ack": <server sequence>}`,
 /// cumulative): replayed offline envelopes are deleted only once ACKed.
 pub const CAP_DELIVERY_RECEIPTS: &str = "delivery-receipts";
-/// Capabilities this server can honour.
+/// Capability of post-quantum hybrid sessions: an ML-KEM-768 exchange and an ML-DSA-65
+/// transcript signature on top of Noise, and transport records keyed from the hybrid
+/// material. Accepted only together with [`CAP_NOISE_TRANSPORT`] and when the server enables it
+/// (`[crypto] pq_hybrid`); see `docs/pq-hybrid.md`.
+pub const CAP_PQ_HYBRID: &str = "pq-hybrid";
+/// Capabilities this server can honour in any configuration.
 pub const SUPPORTED_CAPABILITIES: &[&str] = &[CAP_NOISE_TRANSPORT, CAP_DELIVERY_RECEIPTS];
 
 /// A fresh random id from `rng`: 64 lowercase hex characters from 32 random bytes (the format

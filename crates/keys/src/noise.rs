@@ -277,6 +277,43 @@ impl Handshake {
         out
     }
 
+    /// The classical secret of a `pq-hybrid` session: the first output of the Noise `Split()`
+    /// of the finished handshake (`k1`, 32 bytes, the key a classical `noise-transport` session
+    /// would use for initiator → responder records). Both sides get the same bytes.
+    ///
+    /// # Errors
+    /// [`NoiseError::NotFinished`] before the last handshake message.
+    pub fn split_secret(&mut self) -> Result<Zeroizing<[u8; 32]>, NoiseError> {
+        if !self.state.is_handshake_finished() {
+            return Err(NoiseError::NotFinished);
+        }
+        let (first, mut second) = self.state.dangerously_get_raw_split();
+        let secret = Zeroizing::new(first);
+        let mut first = first;
+        zeroize::Zeroize::zeroize(&mut first);
+        zeroize::Zeroize::zeroize(&mut second);
+        Ok(secret)
+    }
+
+    /// Switches to transport mode with record keys of the caller's choosing (a `pq-hybrid`
+    /// session's keys) in place of the Noise `Split()` outputs: `initiator_egress` keys the
+    /// records the initiator (client) sends, `responder_egress` those the responder sends. The
+    /// record format is that of [`Handshake::into_transport`]; nonces start at 0.
+    ///
+    /// # Errors
+    /// [`NoiseError::NotFinished`] before the last handshake message.
+    pub fn into_transport_with_keys(
+        self,
+        initiator_egress: &[u8; 32],
+        responder_egress: &[u8; 32],
+    ) -> Result<Transport, NoiseError> {
+        let mut transport = self.into_transport()?;
+        transport
+            .state
+            .rekey_manually(Some(initiator_egress), Some(responder_egress));
+        Ok(transport)
+    }
+
     /// Switches to transport mode.
     ///
     /// # Errors
@@ -389,6 +426,45 @@ mod tests {
     fn keys(byte: u8) -> ([u8; 32], [u8; 32]) {
         let private = [byte; 32];
         (private, x25519_public(&private))
+    }
+
+    #[test]
+    fn split_secret_agrees_and_keyed_transports_use_the_given_keys() {
+        let (server_priv, server_pub) = keys(1);
+        let (client_priv, _) = keys(2);
+        let mut server = Handshake::responder(HandshakePattern::Ik, &server_priv, b"p").unwrap();
+        let mut client =
+            Handshake::initiator(HandshakePattern::Ik, &client_priv, &server_pub, b"p").unwrap();
+        server
+            .read_message(&client.write_message(b"").unwrap())
+            .unwrap();
+        assert_eq!(server.split_secret().unwrap_err(), NoiseError::NotFinished);
+        client
+            .read_message(&server.write_message(b"").unwrap())
+            .unwrap();
+        let secret = client.split_secret().unwrap();
+        assert_eq!(*secret, *server.split_secret().unwrap());
+        assert_ne!(
+            *secret,
+            client.handshake_hash(),
+            "a secret, not the transcript hash"
+        );
+
+        let (up, down) = ([5u8; 32], [6u8; 32]);
+        let mut client = client.into_transport_with_keys(&up, &down).unwrap();
+        let mut server = server.into_transport_with_keys(&up, &down).unwrap();
+        let mut sealed = BytesMut::new();
+        client.seal(b"up", &mut sealed).unwrap();
+        let mut plain = BytesMut::new();
+        server.open(&sealed, &mut plain).unwrap();
+        assert_eq!(&plain[..], b"up");
+        // The record is sealed with `up` (ChaCha20-Poly1305, nonce 0), not the Split() key.
+        let (_, mut classical_server, _) = pair(HandshakePattern::Ik);
+        assert!(
+            classical_server
+                .open(&sealed, &mut BytesMut::new())
+                .is_err()
+        );
     }
 
     fn pair(pattern: HandshakePattern) -> (Transport, Transport, [u8; 32]) {

@@ -238,6 +238,7 @@ fn settings(ca: &DeviceKeyPair) -> HandshakeSettings {
         profile: commucat_server::profile::ProfileBounds::from_settings(
             &commucat_server::config::BoundSettings::default(),
         ),
+        pq_hybrid: true,
     }
 }
 

@@ -106,6 +106,7 @@ pub fn sessions_with(
         keepalive_secs: config.session.keepalive.as_secs(),
         clock_skew_secs: commucat_keys::DEFAULT_MAX_CLOCK_SKEW_SECS,
         profile: crate::profile::ProfileBounds::from_settings(&config.bounds),
+        pq_hybrid: config.crypto.pq_hybrid,
     };
     let messaging = Messaging::new(
         Arc::clone(&store),

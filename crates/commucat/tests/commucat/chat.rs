@@ -250,3 +250,61 @@ fn a_user_added_offline_connects_where_unknown_devices_need_pairing() {
     assert!(!success);
     assert!(err.contains("PairingRequired"), "{err}");
 }
+
+#[test]
+fn chat_pq_runs_a_hybrid_session_and_keeps_the_device_pq_keys() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = InProcess::start(&dir.path().join("data"), |_| {});
+    let (success, err) = chat_once(spawn_chat(
+        dir.path(),
+        &server.url,
+        &server.ca,
+        "pq.json",
+        &["--device-id", "pq-1", "--pq"],
+    ));
+    assert!(success, "{err}");
+    assert!(err.contains("connected as pq-1"), "{err}");
+    assert!(err.contains("pq-hybrid session"), "{err}");
+    let path = dir.path().join("pq.json");
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let identity: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let kem_secret = identity["pq"]["kem_secret"].as_str().unwrap().to_owned();
+    assert_eq!(
+        kem_secret.len(),
+        2 * 2400,
+        "ML-KEM-768 decapsulation key, hex"
+    );
+
+    // The next run reuses the stored keys.
+    let (success, err) = chat_once(spawn_chat(
+        dir.path(),
+        &server.url,
+        &server.ca,
+        "pq.json",
+        &["--pq"],
+    ));
+    assert!(success, "{err}");
+    assert!(err.contains("pq-hybrid session"), "{err}");
+    let identity: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(identity["pq"]["kem_secret"], kem_secret.as_str());
+
+    // A server without pq-hybrid: `--pq` refuses the classical session.
+    let classical_dir = tempfile::tempdir().unwrap();
+    let classical = InProcess::start(&classical_dir.path().join("data"), |c| {
+        c.crypto.pq_hybrid = false;
+    });
+    let (success, err) = chat_once(spawn_chat(
+        dir.path(),
+        &classical.url,
+        &classical.ca,
+        "pq-2.json",
+        &["--device-id", "pq-2", "--pq"],
+    ));
+    assert!(!success);
+    assert!(err.contains("did not accept pq-hybrid"), "{err}");
+}

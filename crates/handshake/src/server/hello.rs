@@ -8,7 +8,9 @@ use commucat_keys::{
 use rand_core::{CryptoRng, RngCore};
 
 use super::{NoiseKey, ServerConfig};
-use crate::{FailReason, HandshakeError, SUPPORTED_CAPABILITIES};
+use crate::{
+    CAP_NOISE_TRANSPORT, CAP_PQ_HYBRID, FailReason, HandshakeError, SUPPORTED_CAPABILITIES,
+};
 
 /// The server key message 1 was addressed to.
 #[derive(Debug, Clone, Copy)]
@@ -27,6 +29,8 @@ pub(crate) struct CheckedHello {
     pub(crate) device_public: [u8; 32],
     pub(crate) certificate: Option<DeviceCertificate>,
     pub(crate) accepted_capabilities: Vec<String>,
+    /// The client's post-quantum credentials, when `pq-hybrid` was accepted.
+    pub(crate) pq: Option<crate::pq::Offer>,
 }
 
 fn proof_error(detail: String) -> HandshakeError {
@@ -105,11 +109,22 @@ pub(crate) fn check_hello(
         ),
         None => None,
     };
-    let accepted_capabilities = SUPPORTED_CAPABILITIES
+    let mut accepted_capabilities: Vec<String> = SUPPORTED_CAPABILITIES
         .iter()
         .filter(|c| hello.requests(c))
         .map(|c| (*c).to_owned())
         .collect();
+    // `pq-hybrid` keys the transport records, so it needs `noise-transport` beside it; a
+    // server without it enabled leaves it out of the echo (the classical session).
+    let pq =
+        if config.pq_hybrid && hello.requests(CAP_PQ_HYBRID) && hello.requests(CAP_NOISE_TRANSPORT)
+        {
+            let offer = crate::pq::Offer::check(hello.pq_bundle.as_ref())?;
+            accepted_capabilities.push(CAP_PQ_HYBRID.to_owned());
+            Some(offer)
+        } else {
+            None
+        };
     Ok(CheckedHello {
         hello,
         version,
@@ -118,6 +133,7 @@ pub(crate) fn check_hello(
         device_public,
         certificate,
         accepted_capabilities,
+        pq,
     })
 }
 

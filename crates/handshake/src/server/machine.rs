@@ -62,6 +62,8 @@ pub(super) struct Authed {
     device_known: bool,
     expires_at: i64,
     pairing_required: bool,
+    /// The server's half of the `pq-hybrid` exchange, when it was accepted.
+    pq: Option<crate::pq::ServerExchange>,
 }
 
 pub(super) enum State {
@@ -267,7 +269,8 @@ impl<'a, R: RngCore + CryptoRng> ServerHandshake<'a, R> {
                 self.new_account(opened, Some(handle))
             }
             (State::SendingAuth(authed), Input::Sent) => {
-                if authed.opened.checked.pattern == HandshakePattern::Xk {
+                // XK's message 3, or (IK) the transcript signature of a `pq-hybrid` session.
+                if authed.opened.checked.pattern == HandshakePattern::Xk || authed.pq.is_some() {
                     self.stage = Stage::AwaitClient;
                     return Ok((State::AwaitClientAuth(authed), Step::Recv));
                 }
@@ -336,6 +339,10 @@ impl<'a, R: RngCore + CryptoRng> ServerHandshake<'a, R> {
         let user = self.config.profile.for_wire(resolved.user.clone());
         let checked = &opened.checked;
         let session_id = crate::random_id(&mut self.rng);
+        let pq = match &checked.pq {
+            Some(offer) => Some(crate::pq::ServerExchange::start(offer, &mut self.rng)?),
+            None => None,
+        };
         let payload = SessionPayload {
             session: session_id.clone(),
             domain: Some(self.config.domain.to_owned()),
@@ -367,8 +374,10 @@ impl<'a, R: RngCore + CryptoRng> ServerHandshake<'a, R> {
             user: Some(user_info(&user)),
             pairing_required: Some(false),
             accepted_capabilities: Some(checked.accepted_capabilities.clone()),
-            pq_ciphertext: None,
-            pq_context: None,
+            pq_ciphertext: pq
+                .as_ref()
+                .map(crate::pq::ServerExchange::ciphertext_base64),
+            pq_context: pq.as_ref().map(crate::pq::ServerExchange::context),
         };
         let device_known = resolved.pending.is_none();
         let expires_at = opened.now.saturating_add(self.config.session_ttl_secs);
@@ -379,6 +388,7 @@ impl<'a, R: RngCore + CryptoRng> ServerHandshake<'a, R> {
             device_known,
             expires_at,
             pairing_required: true,
+            pq,
         });
         Ok((
             State::SendingAuth(authed),
@@ -397,15 +407,31 @@ impl<'a, R: RngCore + CryptoRng> ServerHandshake<'a, R> {
         let client: ClientAuth = frame
             .parse_control()
             .map_err(|e| HandshakeError::invalid(format!("AUTH: {e}")))?;
-        let msg3 = hex::decode(&client.handshake)
-            .map_err(|_| HandshakeError::invalid("AUTH handshake is not hex"))?;
         let opened = &mut authed.opened;
-        opened
-            .noise
-            .read_message(&msg3)
-            .map_err(|e| HandshakeError::new(FailReason::Crypto, e.to_string()))?;
-        if opened.noise.remote_static() != Some(opened.checked.client_static) {
-            return Err(hello::static_mismatch());
+        if opened.checked.pattern == HandshakePattern::Xk {
+            let msg3 = hex::decode(&client.handshake)
+                .map_err(|_| HandshakeError::invalid("AUTH handshake is not hex"))?;
+            opened
+                .noise
+                .read_message(&msg3)
+                .map_err(|e| HandshakeError::new(FailReason::Crypto, e.to_string()))?;
+            if opened.noise.remote_static() != Some(opened.checked.client_static) {
+                return Err(hello::static_mismatch());
+            }
+        } else if !client.handshake.is_empty() {
+            return Err(HandshakeError::invalid(
+                "IK ends at message 2: the client's AUTH carries only pq_signature",
+            ));
+        }
+        if let (Some(exchange), Some(offer)) = (&authed.pq, &opened.checked.pq) {
+            let handshake_hash = opened.noise.handshake_hash();
+            let parts = crate::pq::TranscriptParts {
+                handshake_hash: &handshake_hash,
+                device_id: &opened.checked.hello.device_id,
+                offered: &opened.checked.hello.capabilities,
+                accepted: &opened.checked.accepted_capabilities,
+            };
+            exchange.verify(offer, &parts, client.pq_signature.as_deref())?;
         }
         self.commit(authed)
     }
@@ -540,6 +566,7 @@ impl<'a, R: RngCore + CryptoRng> ServerHandshake<'a, R> {
             session_id,
             device_known,
             expires_at,
+            pq,
             ..
         } = authed;
         let Opened {
@@ -548,7 +575,10 @@ impl<'a, R: RngCore + CryptoRng> ServerHandshake<'a, R> {
             key,
             ..
         } = opened;
-        let transport = if checked
+        let pq_hybrid = pq.is_some();
+        let transport = if let Some(exchange) = pq {
+            Some(exchange.into_transport(noise)?)
+        } else if checked
             .accepted_capabilities
             .iter()
             .any(|c| c == CAP_NOISE_TRANSPORT)
@@ -574,6 +604,7 @@ impl<'a, R: RngCore + CryptoRng> ServerHandshake<'a, R> {
             expires_at,
             noise_key_version: key.version,
             transport,
+            pq_hybrid,
         };
         Ok((State::Done, Step::Established(Box::new(established))))
     }

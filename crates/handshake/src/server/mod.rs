@@ -99,6 +99,8 @@ pub struct ServerConfig<'a> {
     pub profile: &'a (dyn ProfileRules + Sync),
     /// Device id and handle rules.
     pub identity: IdentityRules,
+    /// Accept `pq-hybrid` (with `noise-transport` and a valid `pq_bundle`).
+    pub pq_hybrid: bool,
 }
 
 /// The registry's rules for device ids and handles.
@@ -120,6 +122,7 @@ impl std::fmt::Debug for ServerConfig<'_> {
             .field("domain", &self.domain)
             .field("auto_approve", &self.auto_approve)
             .field("max_auto_devices_per_user", &self.max_auto_devices_per_user)
+            .field("pq_hybrid", &self.pq_hybrid)
             .finish_non_exhaustive()
     }
 }
@@ -362,6 +365,10 @@ pub struct Established {
     /// Whether the ACK carried a newly issued certificate (first registration or renewal).
     pub issued_certificate: bool,
     /// Noise transport state, when `noise-transport` was accepted: frames after the ACK
-    /// travel as transport records.
+    /// travel as transport records (keyed from the hybrid material when `pq-hybrid` was
+    /// accepted).
     pub transport: Option<Transport>,
+    /// Whether the session is a `pq-hybrid` one (ML-KEM exchange done, transcript signature
+    /// verified, records keyed from the hybrid material).
+    pub pq_hybrid: bool,
 }

@@ -49,8 +49,9 @@ pub struct ServerInfo {
 /// `post_quantum` object.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct PostQuantumInfo {
-    /// Whether handshakes negotiate post-quantum keys: not yet (the keys are published for
-    /// peers, e.g. in `/api/p2p/assist`).
+    /// Whether handshakes negotiate post-quantum keys: `pq-hybrid` is accepted
+    /// (`crypto.pq_hybrid`). The keys below are the server's own, published for peers (e.g. in
+    /// `/api/p2p/assist`); a hybrid session uses the client's bundle, not them.
     pub enabled: bool,
     /// `ML-KEM-768`.
     pub kem_algorithm: &'static str,
@@ -164,14 +165,23 @@ impl ServerInfo {
                 max_frame_len: config.limits.max_frame_len,
             },
             post_quantum: PostQuantumInfo {
-                enabled: false,
+                enabled: config.crypto.pq_hybrid,
                 kem_algorithm: crate::keys::pq::KEM_ALGORITHM,
                 signature_algorithm: crate::keys::pq::SIGNATURE_ALGORITHM,
                 kem_public_hex: hex::encode(pq.kem_public()),
                 signature_public_hex: hex::encode(pq.signature_public()),
             },
             capabilities: CapabilitiesInfo {
-                handshake: crate::session::handshake::SUPPORTED_CAPABILITIES.to_vec(),
+                handshake: crate::session::handshake::SUPPORTED_CAPABILITIES
+                    .iter()
+                    .copied()
+                    .chain(
+                        config
+                            .crypto
+                            .pq_hybrid
+                            .then_some(crate::session::handshake::CAP_PQ_HYBRID),
+                    )
+                    .collect(),
                 connect_modes: crate::connect::mode::ConnectMode::ALL
                     .iter()
                     .map(|m| m.label())
@@ -246,7 +256,7 @@ mod tests {
         assert_eq!(
             post_quantum,
             serde_json::json!({
-                "enabled": false,
+                "enabled": true,
                 "kem_algorithm": "ML-KEM-768",
                 "signature_algorithm": "ML-DSA-65",
                 "kem_public_hex": hex::encode(pq.kem_public()),
@@ -260,7 +270,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             capabilities["handshake"],
-            serde_json::json!(["noise-transport", "delivery-receipts"])
+            serde_json::json!(["noise-transport", "delivery-receipts", "pq-hybrid"])
         );
         assert_eq!(
             capabilities["pairing_claim"],

@@ -56,6 +56,10 @@ const SETTINGS: &[(&str, &str, Setter)] = &[
         c.log.format = super::LogFormat::parse(n, r)?;
         Ok(())
     }),
+    ("COMMUCAT_PQ_HYBRID", "crypto.pq_hybrid", |c, n, r| {
+        c.crypto.pq_hybrid = boolean(n, r)?;
+        Ok(())
+    }),
     ("COMMUCAT_LEDGER", "ledger.sink", |c, n, r| {
         c.ledger.sink = LedgerSink::parse(n, r)?;
         Ok(())

@@ -82,6 +82,7 @@ struct TlsSection {
 struct CryptoSection {
     prologue: Option<String>,
     noise_key_grace: Option<u64>,
+    pq_hybrid: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -185,6 +186,7 @@ pub(super) fn apply(config: &mut Config, path: &Path, text: &str) -> Result<(), 
     if let Some(grace) = file.crypto.noise_key_grace {
         config.crypto.noise_key_grace = Some(Duration::from_secs(grace));
     }
+    set(&mut config.crypto.pq_hybrid, file.crypto.pq_hybrid);
 
     let ledger = file.ledger;
     if let Some(sink) = ledger.sink {

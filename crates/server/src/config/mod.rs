@@ -85,6 +85,7 @@ impl Default for Config {
             crypto: CryptoSettings {
                 prologue: "commucat".to_owned(),
                 noise_key_grace: None,
+                pq_hybrid: true,
             },
             devices: DeviceSettings {
                 auto_approve: true,

@@ -93,6 +93,11 @@ pub struct CryptoSettings {
     /// (`crypto.noise_key_grace`, `COMMUCAT_NOISE_KEY_GRACE`); `None` (the default): until an
     /// operator retires it with `commucat keys retire`, because deployed clients pin the key.
     pub noise_key_grace: Option<Duration>,
+    /// Accept the `pq-hybrid` capability (`crypto.pq_hybrid`, `COMMUCAT_PQ_HYBRID`; default
+    /// `true`): a client that asks for it (with `noise-transport` and a valid `pq_bundle`) gets
+    /// an ML-KEM-768 / ML-DSA-65 hybrid session; clients that do not ask are unaffected.
+    /// `false`: such clients get the classical session and no `pq-hybrid` echo.
+    pub pq_hybrid: bool,
 }
 
 /// `[devices]` section.

@@ -26,6 +26,7 @@ fn defaults_without_file_or_env() {
     assert_eq!(c.server.data_dir, PathBuf::from("./commucat-data"));
     assert_eq!(c.tls.files, None);
     assert_eq!(c.crypto.prologue, "commucat");
+    assert!(c.crypto.pq_hybrid, "pq-hybrid is accepted by default");
     assert!(c.devices.auto_approve);
     assert_eq!(c.devices.max_auto_devices_per_user, 5);
     assert_eq!(c.devices.pairing_ttl, Duration::from_secs(300));
@@ -66,6 +67,7 @@ key = "keys/chat.key"
 
 [crypto]
 prologue = "custom"
+pq_hybrid = false
 
 [devices]
 auto_approve = false
@@ -115,6 +117,7 @@ fn file_sets_every_section_and_resolves_relative_paths() {
         })
     );
     assert_eq!(c.crypto.prologue, "custom");
+    assert!(!c.crypto.pq_hybrid);
     assert!(!c.devices.auto_approve);
     assert_eq!(c.devices.max_auto_devices_per_user, 2);
     assert_eq!(c.devices.pairing_ttl, Duration::from_secs(600));

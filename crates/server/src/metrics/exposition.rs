@@ -234,6 +234,11 @@ impl Metrics {
             "Completed Noise handshakes",
             self.handshakes_ok.clone(),
         );
+        r.register(
+            "commucat_security_pq_handshakes",
+            "Completed pq-hybrid handshakes (ML-KEM-768 exchange, ML-DSA-65 transcript signature).",
+            self.pq_handshakes.clone(),
+        );
         r.register_collector(Box::new(Labeled {
             name: "commucat_bound_refusals",
             help: "Requests refused because they would exceed a [bounds] setting, by bound.",

@@ -114,6 +114,9 @@ pub struct Metrics {
     pub handshakes_ok: Counter,
     /// Device handshakes that failed (any reason, including timeouts).
     pub handshakes_failed: Counter,
+    /// Completed handshakes that established a `pq-hybrid` session (ML-KEM-768 exchange and
+    /// ML-DSA-65 transcript signature verified); a subset of `handshakes_ok`.
+    pub pq_handshakes: Counter,
     /// Established sessions started.
     pub sessions_opened: Counter,
     /// Established sessions running now.
@@ -208,6 +211,11 @@ impl Metrics {
         } else {
             self.handshakes_failed.inc();
         }
+    }
+
+    /// Counts a completed `pq-hybrid` handshake (also counted by [`Metrics::handshake`]).
+    pub fn pq_handshake(&self) {
+        self.pq_handshakes.inc();
     }
 
     /// Counts a session start; the session counts as active until the guard is dropped.

@@ -9,6 +9,7 @@ fn sample() -> Metrics {
     m.handshake(true, Duration::from_millis(3));
     m.handshake(true, Duration::from_secs(10));
     m.handshake(false, Duration::from_millis(1));
+    m.pq_handshake();
     m.frames_in.count(FrameType::Msg);
     m.frames_out.count(FrameType::Ack);
     m.frames_out.count(FrameType::Ack);
@@ -63,6 +64,7 @@ fn counts_and_renders() {
         "commucat_ledger_records_written_total 7",
         "commucat_ledger_records_dropped_total 2",
         "commucat_security_noise_handshakes_total 2",
+        "commucat_security_pq_handshakes_total 1",
         "commucat_p2p_assists_total 2",
         "# TYPE commucat_handshake_duration_seconds histogram",
         "commucat_handshake_duration_seconds_bucket{le=\"0.0025\"} 0",
@@ -83,7 +85,6 @@ fn counts_and_renders() {
     // Only the checked frame types are sender-mismatch series.
     assert!(!text.contains("commucat_sender_mismatches_total{type=\"msg\"}"));
     for unmeasured in [
-        "pq_handshakes",
         "fec_packets",
         "multipath",
         "average_paths",
@@ -96,10 +97,11 @@ fn counts_and_renders() {
     assert_eq!(
         (
             security.noise_handshakes,
+            security.pq_handshakes,
             security.multipath_sessions,
             security.average_paths
         ),
-        (2, 0, 1.0)
+        (2, 1, 0, 1.0)
     );
 }
 

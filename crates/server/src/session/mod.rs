@@ -97,6 +97,9 @@ impl Sessions {
             .run_and_report(&mut conn, &remote, inner.handshake_timeout)
             .await;
         metrics.handshake(outcome.is_ok(), started.elapsed());
+        if outcome.as_ref().is_ok_and(|e| e.pq_hybrid) {
+            metrics.pq_handshake();
+        }
         let Ok(established) = outcome else {
             return;
         };

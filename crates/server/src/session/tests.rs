@@ -66,6 +66,7 @@ pub(super) fn fixture_on(
         profile: crate::profile::ProfileBounds::from_settings(
             &crate::config::BoundSettings::default(),
         ),
+        pq_hybrid: true,
     };
     tweak(&mut settings);
     Fixture {

@@ -114,6 +114,7 @@ async fn pair_into(server: &TestServer, rest: &Rest, bearer: &str) -> Client {
                 serde_json::from_value(claimed["device_certificate"].clone()).unwrap(),
             ),
             user: None,
+            pq: None,
         })
         .await
 }

@@ -33,6 +33,7 @@ mod offline_group_commit;
 mod offline_quota;
 mod outage;
 mod pairing;
+mod pq_hybrid;
 mod presence;
 mod profile_bounds;
 mod rest;

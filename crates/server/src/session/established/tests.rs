@@ -42,6 +42,7 @@ fn established(device: &str) -> Established {
         device_known: true,
         had_certificate: false,
         issued_certificate: false,
+        pq_hybrid: false,
     }
 }
 

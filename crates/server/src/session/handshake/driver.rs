@@ -51,6 +51,7 @@ impl Handshaker {
                 max_device_id_len: MAX_DEVICE_ID_LEN,
                 max_handle_len: MAX_HANDLE_LEN,
             },
+            pq_hybrid: s.pq_hybrid,
         }
     }
 
@@ -180,6 +181,7 @@ impl Handshaker {
                         "protocol_version": established.protocol_version,
                         "pattern": established.pattern.label(),
                         "capabilities": established.accepted_capabilities,
+                        "pq_hybrid": established.pq_hybrid,
                     })
                 });
                 Ok(established)
@@ -229,6 +231,7 @@ fn established<S: ByteStream>(
         device_known: done.device_known,
         had_certificate: done.had_certificate,
         issued_certificate: done.issued_certificate,
+        pq_hybrid: done.pq_hybrid,
     })
 }
 

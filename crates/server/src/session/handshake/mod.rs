@@ -16,7 +16,8 @@ use commucat_store::{Store, UserRecord};
 
 pub use commucat_handshake::server::NoiseKey;
 pub use commucat_handshake::{
-    CAP_DELIVERY_RECEIPTS, CAP_NOISE_TRANSPORT, FailReason, SUPPORTED_CAPABILITIES, Stage,
+    CAP_DELIVERY_RECEIPTS, CAP_NOISE_TRANSPORT, CAP_PQ_HYBRID, FailReason, SUPPORTED_CAPABILITIES,
+    Stage,
 };
 pub use driver::report_failure;
 
@@ -59,6 +60,8 @@ pub struct HandshakeSettings {
     pub clock_skew_secs: i64,
     /// Lengths of the profile fields a HELLO may set and message 2 may carry.
     pub profile: ProfileBounds,
+    /// Accept `pq-hybrid` (`crypto.pq_hybrid`).
+    pub pq_hybrid: bool,
 }
 
 /// What a successful handshake established.
@@ -86,6 +89,8 @@ pub struct Established {
     pub had_certificate: bool,
     /// Whether the ACK carried a newly issued certificate (first registration or renewal).
     pub issued_certificate: bool,
+    /// Whether the session is a `pq-hybrid` one (records keyed from the hybrid material).
+    pub pq_hybrid: bool,
 }
 
 /// Runs handshakes against a device registry.

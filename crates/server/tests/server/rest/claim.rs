@@ -58,6 +58,7 @@ async fn public_key_claim_registers_the_devices_own_key() {
             keys: own,
             certificate: Some(certificate),
             user: None,
+            pq: None,
         })
         .await;
     assert_eq!(phone.session.info().user_id, alice.session.info().user_id);
@@ -75,6 +76,7 @@ async fn public_key_claim_registers_the_devices_own_key() {
             keys: DeviceKeyPair::generate(),
             certificate: None,
             user: None,
+            pq: None,
         },
         &server.params,
         &HandshakeOptions::default(),

@@ -98,8 +98,13 @@ async fn readyz_and_metrics_count_real_events() {
         .call(Transport::Http1NoAlpn, Method::GET, "/metrics", None, None)
         .await
         .text();
+    // Classical sessions: no post-quantum handshake (the pq-hybrid ones are counted in
+    // `pq_hybrid.rs`).
+    assert_eq!(
+        metric(&rest, "commucat_security_pq_handshakes_total ").await,
+        0
+    );
     for unmeasured in [
-        "commucat_security_pq_handshakes",
         "commucat_security_fec_packets",
         "commucat_security_censorship_deflections",
         "commucat_security_multipath_sessions",

@@ -180,6 +180,7 @@ fn claimed_identity(claimed: &Value) -> DeviceIdentity {
         keys: DeviceKeyPair::from_seed_hex(claimed["private_key"].as_str().unwrap()).unwrap(),
         certificate: Some(certificate),
         user: None,
+        pq: None,
     }
 }
 

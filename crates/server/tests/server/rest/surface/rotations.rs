@@ -164,6 +164,7 @@ pub(super) async fn rotations(world: &World, s: &mut Surface<'_>, n: usize) {
             keys: new.clone(),
             certificate: Some(certificate),
             user: None,
+            pq: None,
         })
         .await;
     let bearer = token(&device);

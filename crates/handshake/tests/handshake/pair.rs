@@ -1,13 +1,6 @@
-//! The handshake without I/O: a client and a server machine connected in memory
+//! The classical handshake without I/O: a client and a server machine connected in memory
 //! ([`commucat_handshake::sim::Pair`]), an in-memory registry, deterministic randomness and a
 //! simulated clock. Every path and failure of the handshake, without tokio and without sleeps.
-
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,31 +16,33 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use zeroize::Zeroizing;
 
-const NOW: i64 = 1_800_000_000;
-const DAY: i64 = 86_400;
-const TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const NOW: i64 = 1_800_000_000;
+pub(crate) const DAY: i64 = 86_400;
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(10);
 
-struct World {
-    ca: DeviceKeyPair,
-    keys: Arc<Vec<NoiseKey>>,
-    limits: Limits,
-    auto_approve: bool,
-    max_devices: u32,
-    store: MemStore,
-    now: i64,
-    seed: u64,
+pub(crate) struct World {
+    pub(crate) ca: DeviceKeyPair,
+    pub(crate) keys: Arc<Vec<NoiseKey>>,
+    pub(crate) limits: Limits,
+    pub(crate) auto_approve: bool,
+    pub(crate) max_devices: u32,
+    pub(crate) store: MemStore,
+    pub(crate) now: i64,
+    pub(crate) seed: u64,
+    pub(crate) pq_hybrid: bool,
 }
 
-struct Client {
-    device_id: String,
-    keys: DeviceKeyPair,
-    certificate: Option<DeviceCertificate>,
-    user: Option<UserInfo>,
-    pattern: HandshakePattern,
-    capabilities: Vec<String>,
-    versions: Vec<u64>,
-    server_static: [u8; 32],
-    domain: &'static str,
+pub(crate) struct Client {
+    pub(crate) device_id: String,
+    pub(crate) keys: DeviceKeyPair,
+    pub(crate) certificate: Option<DeviceCertificate>,
+    pub(crate) user: Option<UserInfo>,
+    pub(crate) pattern: HandshakePattern,
+    pub(crate) capabilities: Vec<String>,
+    pub(crate) versions: Vec<u64>,
+    pub(crate) server_static: [u8; 32],
+    pub(crate) domain: &'static str,
+    pub(crate) pq: Option<commucat_handshake::pq::DeviceKeys>,
 }
 
 fn noise_key(version: u32, seed: u8, accept_until: Option<i64>) -> NoiseKey {
@@ -81,7 +76,7 @@ fn identity() -> IdentityRules {
 }
 
 impl World {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             ca: DeviceKeyPair::from_seed(&[7; 32]),
             keys: Arc::new(vec![noise_key(1, 11, None)]),
@@ -94,10 +89,11 @@ impl World {
             store: MemStore::default(),
             now: NOW,
             seed: 1,
+            pq_hybrid: true,
         }
     }
 
-    fn client(&self, device_id: &str, seed: u8) -> Client {
+    pub(crate) fn client(&self, device_id: &str, seed: u8) -> Client {
         Client {
             device_id: device_id.to_owned(),
             keys: DeviceKeyPair::from_seed(&[seed; 32]),
@@ -108,14 +104,15 @@ impl World {
             versions: vec![u64::from(commucat_ccp::PROTOCOL_VERSION)],
             server_static: self.keys[0].public,
             domain: "example.test",
+            pq: None,
         }
     }
 
-    fn run(&mut self, client: &Client) -> Outcome {
+    pub(crate) fn run(&mut self, client: &Client) -> Outcome {
         self.run_tampered(client, |_, f| Some(f)).0
     }
 
-    fn run_tampered(
+    pub(crate) fn run_tampered(
         &mut self,
         client: &Client,
         tamper: impl FnMut(To, Frame) -> Option<Frame>,
@@ -133,6 +130,7 @@ impl World {
             clock_skew_secs: 300,
             profile: &self.limits,
             identity: identity(),
+            pq_hybrid: self.pq_hybrid,
         };
         let params = ClientParams {
             device_id: &client.device_id,
@@ -145,6 +143,7 @@ impl World {
             pattern: client.pattern,
             capabilities: &client.capabilities,
             supported_versions: &client.versions,
+            pq: client.pq.as_ref(),
         };
         self.seed += 2;
         let mut pair = Pair {
@@ -160,7 +159,7 @@ impl World {
     }
 }
 
-fn failure(outcome: &Outcome) -> &commucat_handshake::HandshakeError {
+pub(crate) fn failure(outcome: &Outcome) -> &commucat_handshake::HandshakeError {
     outcome
         .server
         .as_ref()
@@ -168,7 +167,7 @@ fn failure(outcome: &Outcome) -> &commucat_handshake::HandshakeError {
 }
 
 /// The server's reason and the client's view of it (the ERROR frame's kind, or none).
-fn refused(outcome: &Outcome, reason: FailReason) -> Option<ProblemKind> {
+pub(crate) fn refused(outcome: &Outcome, reason: FailReason) -> Option<ProblemKind> {
     let f = failure(outcome);
     assert_eq!(f.reason, reason, "{f:?}");
     match &outcome.client {
@@ -180,7 +179,7 @@ fn refused(outcome: &Outcome, reason: FailReason) -> Option<ProblemKind> {
     }
 }
 
-fn established(
+pub(crate) fn established(
     outcome: &Outcome,
 ) -> (
     &commucat_handshake::server::Established,

@@ -1,0 +1,12 @@
+//! The handshake machines without I/O, in one test binary: the classical handshake (`pair`) and
+//! `pq-hybrid` sessions (`pq`).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod pair;
+mod pq;
