@@ -1,10 +1,12 @@
 //! Backend-independent behaviour of `Store`. Each backend's test file runs every function
 //! here against a fresh, empty store.
 
+mod federation;
 mod messaging;
 mod quota;
 mod rest;
 
+pub(crate) use federation::*;
 pub(crate) use messaging::*;
 pub(crate) use quota::*;
 pub(crate) use rest::*;
