@@ -16,6 +16,7 @@ use commucat_store::{PostgresStore, SqliteStore, Store};
 use crate::api::{self, AppState, ServerInfo};
 use crate::config::{Config, as_usize};
 use crate::error::ServerError;
+use crate::federation::Federation;
 use crate::keys::ServerKeys;
 use crate::keys::keyring::NoiseKeyring;
 use crate::keys::pq::PqKeys;
@@ -47,6 +48,7 @@ pub struct Server {
     local_addr: SocketAddr,
     store: OpenStore,
     presence: Arc<dyn Presence>,
+    federation: Arc<Federation>,
 }
 
 /// Name of the embedded database inside the data directory (when `store.url` is unset).
@@ -63,11 +65,19 @@ pub fn sessions(
 ) -> Sessions {
     let accepted = NoiseKeyring::single(keys.noise.clone()).accepted(None, 0);
     let noise_keys = Live::new(crate::reload::handshake_keys(&accepted));
-    sessions_with(config, keys, noise_keys, Ledger::off(), store, presence)
+    sessions_with(
+        config,
+        keys,
+        noise_keys,
+        Ledger::off(),
+        store,
+        presence,
+        None,
+    )
 }
 
 /// The session service accepting the Noise keys in `noise_keys` (current first; a key reload
-/// replaces them) and recording in `ledger`.
+/// replaces them), recording in `ledger` and federating with `federation`'s peers if given.
 #[must_use]
 pub fn sessions_with(
     config: &Config,
@@ -76,6 +86,7 @@ pub fn sessions_with(
     ledger: Ledger,
     store: Arc<dyn Store>,
     presence: Arc<dyn Presence>,
+    federation: Option<Arc<Federation>>,
 ) -> Sessions {
     use crate::clock::secs;
     let settings = HandshakeSettings {
@@ -92,12 +103,15 @@ pub fn sessions_with(
         clock_skew_secs: commucat_keys::DEFAULT_MAX_CLOCK_SKEW_SECS,
         profile: crate::profile::ProfileBounds::from_settings(&config.bounds),
     };
-    let messaging = Messaging::new(
+    let mut messaging = Messaging::new(
         Arc::clone(&store),
         presence,
         MessagingSettings::from_config(config),
     )
     .with_ledger(ledger.clone());
+    if let Some(federation) = federation {
+        messaging = messaging.with_federation(federation);
+    }
     let metrics = Arc::clone(&messaging.hub.metrics);
     let shared = Arc::clone(&messaging.presence);
     Sessions::new(
@@ -213,6 +227,13 @@ impl Server {
         config.validate()?;
         secrets::create_private_dir(&config.server.data_dir).map_err(ServerError::DataDir)?;
         let keys = ServerKeys::load_or_generate(&config.server.data_dir)?;
+        let federation_key = crate::keys::federation::load_or_generate(&config.server.data_dir)?;
+        let federation_public = federation_key.public_key();
+        let federation = Arc::new(Federation::new(
+            &config.server.domain,
+            federation_key,
+            config.federation.clone(),
+        ));
         let pq = Arc::new(PqKeys::load_or_generate(&config.server.data_dir)?);
         let keyring = NoiseKeyring::load(&config.server.data_dir, keys.noise.clone())?;
         let tls = TlsIdentity::load_or_generate(&config)?;
@@ -229,7 +250,11 @@ impl Server {
                 pq: Arc::clone(&pq),
                 ledger: ledger.clone(),
                 keyring: &keyring,
-                server_info: ServerInfo::new(&config, &keys, &pq),
+                server_info: ServerInfo::new(&config, &keys, &pq).with_federation(
+                    federation.domain(),
+                    config.federation.enabled,
+                    &federation_public,
+                ),
             },
             crate::clock::unix_now(),
         )
@@ -254,7 +279,14 @@ impl Server {
             local_addr,
             store,
             presence,
+            federation,
         })
+    }
+
+    /// This domain's federation public key (Ed25519), which peers pin.
+    #[must_use]
+    pub fn federation_public_key(&self) -> [u8; 32] {
+        self.federation.key().public_key()
     }
 
     /// The bound address (with the real port when the configured port was 0).
@@ -324,6 +356,7 @@ impl Server {
             local_addr,
             store,
             presence,
+            federation,
         } = self;
         let acceptor = TlsAcceptor::from(tls_config);
         let noise_keys = reloader.handshake_cell();
@@ -365,7 +398,14 @@ impl Server {
             ledger.clone(),
             store.shared(),
             presence,
+            Some(Arc::clone(&federation)),
         );
+        let workers = crate::federation::delivery::workers(&federation, &store.shared(), &ledger)?;
+        let mut deliveries = tokio::task::JoinSet::new();
+        for worker in workers {
+            tracing::info!(peer = worker.domain(), "federation delivery started");
+            deliveries.spawn(worker.run());
+        }
         let metrics = Arc::clone(&sessions.hub().metrics);
         let drain = sessions.drain().clone();
         let router = api::router(AppState {
@@ -413,6 +453,8 @@ impl Server {
             );
         }
         janitor.abort();
+        // Undelivered events stay in the outbox for the next start.
+        deliveries.shutdown().await;
         // Records of the drained connections reach the ledger before the process may exit.
         let _ = tokio::task::spawn_blocking(move || ledger.flush()).await;
         store.close().await;

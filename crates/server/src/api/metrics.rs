@@ -56,14 +56,20 @@ pub(crate) async fn metrics(
 ) -> Result<impl IntoResponse, Problem> {
     admin(&state, &headers)?;
     let hub = state.sessions.hub();
-    Ok((
-        [(header::CONTENT_TYPE, PROMETHEUS_TEXT)],
-        hub.metrics.render(
-            hub.gauges(),
-            LedgerCounts::of(&state.sessions.messaging().ledger),
-            &crate::session::established::SENDER_CHECKED,
-        ),
-    ))
+    let mut text = hub.metrics.render(
+        hub.gauges(),
+        LedgerCounts::of(&state.sessions.messaging().ledger),
+        &crate::session::established::SENDER_CHECKED,
+    );
+    if let Some(federation) = &state.sessions.messaging().federation {
+        let outbox = state
+            .store()
+            .outbox_stats(crate::clock::unix_now())
+            .await
+            .ok();
+        text.push_str(&federation.counters.render(outbox.as_deref()));
+    }
+    Ok(([(header::CONTENT_TYPE, PROMETHEUS_TEXT)], text))
 }
 
 /// `GET /api/security-stats` → 200 [`SecuritySnapshot`].

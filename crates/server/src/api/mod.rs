@@ -3,6 +3,7 @@
 pub(crate) mod auth;
 pub(crate) mod body_timeout;
 pub(crate) mod devices;
+pub(crate) mod federation;
 pub(crate) mod friends;
 pub(crate) mod health;
 pub(crate) mod metrics;
@@ -133,7 +134,21 @@ pub(crate) use crate::clock::rfc3339;
 
 /// All routes. Unknown paths and methods answer `application/problem+json`.
 pub(crate) fn router(state: AppState) -> Router {
+    let event_limit = state
+        .sessions
+        .messaging()
+        .federation
+        .as_ref()
+        .map_or(64 * 1024, |f| f.settings().max_event_bytes);
     Router::new()
+        .route(
+            "/federation/events",
+            post(federation::events).layer(axum::extract::DefaultBodyLimit::max(event_limit)),
+        )
+        .route(
+            crate::keys::federation::WELL_KNOWN_PATH,
+            get(federation::well_known),
+        )
         .route("/connect", any(crate::connect::connect))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

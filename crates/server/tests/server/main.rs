@@ -23,6 +23,7 @@ mod connect_modes;
 mod connect_traceparent;
 mod connection_bounds;
 mod device_rotation;
+mod federation;
 mod groups;
 mod ledger;
 mod messaging;

@@ -7,6 +7,7 @@ use commucat_store::Store;
 
 use crate::clock::unix_now;
 use crate::config::{Bound, BoundSettings, Config, as_usize};
+use crate::federation::Federation;
 use crate::ledger::Ledger;
 use crate::ledger_throttle::Throttle;
 use crate::router::Hub;
@@ -93,6 +94,8 @@ pub struct Messaging {
     pub ledger: Ledger,
     /// Budget of `bound` ledger records per second.
     bound_records: Throttle,
+    /// Federation with peer domains, when configured (remote channel members).
+    pub federation: Option<Arc<Federation>>,
 }
 
 /// `bound` ledger records written per second at most (the metric counts every refusal).
@@ -113,6 +116,16 @@ impl Messaging {
             settings,
             ledger: Ledger::off(),
             bound_records: Throttle::new(BOUND_RECORDS_PER_SECOND),
+            federation: None,
+        }
+    }
+
+    /// This state, federating with the peers of `federation`.
+    #[must_use]
+    pub fn with_federation(self, federation: Arc<Federation>) -> Self {
+        Self {
+            federation: Some(federation),
+            ..self
         }
     }
 

@@ -17,6 +17,7 @@
 mod admission;
 mod calls;
 mod channels;
+mod federated;
 mod groups;
 mod messaging;
 mod presence;
@@ -24,6 +25,7 @@ mod replay;
 mod reply;
 mod sender;
 
+pub use federated::{OUTBOX_FULL_TITLE, PEER_BLOCKED_TITLE};
 pub use messaging::{BOUND_RECORDS_PER_SECOND, Messaging, MessagingSettings};
 pub use presence::{ROUTE_REFRESH, ROUTE_TTL};
 pub use sender::CHECKED as SENDER_CHECKED;
