@@ -146,6 +146,10 @@ pub(crate) fn router(state: AppState) -> Router {
             post(federation::events).layer(axum::extract::DefaultBodyLimit::max(event_limit)),
         )
         .route(
+            "/federation/friend-request",
+            post(federation::friend_request),
+        )
+        .route(
             crate::keys::federation::WELL_KNOWN_PATH,
             get(federation::well_known),
         )

@@ -89,11 +89,14 @@ pub fn check(federation: &Federation, body: &[u8]) -> Result<CheckedRequest, Ref
         detail,
         origin: None,
     };
-    let request: FriendRequest = serde_json::from_slice(body).map_err(|e| {
-        refuse(400, "InvalidRequest", format!("not a friend request: {e}"))
-    })?;
+    let request: FriendRequest = serde_json::from_slice(body)
+        .map_err(|e| refuse(400, "InvalidRequest", format!("not a friend request: {e}")))?;
     if request.kind != "friend_request" {
-        return Err(refuse(400, "InvalidRequest", format!("type {:?}", request.kind)));
+        return Err(refuse(
+            400,
+            "InvalidRequest",
+            format!("type {:?}", request.kind),
+        ));
     }
     let long = [
         &request.request_id,
@@ -103,15 +106,26 @@ pub fn check(federation: &Federation, body: &[u8]) -> Result<CheckedRequest, Ref
     ]
     .iter()
     .any(|f| f.len() > MAX_FIELD_LEN || f.trim().is_empty());
-    if long || request.message.as_ref().is_some_and(|m| m.len() > MAX_MESSAGE_LEN) {
+    if long
+        || request
+            .message
+            .as_ref()
+            .is_some_and(|m| m.len() > MAX_MESSAGE_LEN)
+    {
         return Err(refuse(
             400,
             "InvalidPayload",
-            format!("empty or too long fields (at most {MAX_FIELD_LEN} bytes, message {MAX_MESSAGE_LEN})"),
+            format!(
+                "empty or too long fields (at most {MAX_FIELD_LEN} bytes, message {MAX_MESSAGE_LEN})"
+            ),
         ));
     }
     let Some((_, origin)) = request.from.trim().rsplit_once('@') else {
-        return Err(refuse(400, "InvalidPayload", "from is not handle@domain".to_owned()));
+        return Err(refuse(
+            400,
+            "InvalidPayload",
+            "from is not handle@domain".to_owned(),
+        ));
     };
     let origin = origin.to_ascii_lowercase();
     let with_origin = |mut r: Refusal| {
@@ -127,11 +141,19 @@ pub fn check(federation: &Federation, body: &[u8]) -> Result<CheckedRequest, Ref
     };
     let key = match (peer.config.status, peer.key) {
         (PeerStatus::Blocked, _) => {
-            return Err(with_origin(refuse(403, "PeerBlocked", format!("peer {origin} is blocked"))));
+            return Err(with_origin(refuse(
+                403,
+                "PeerBlocked",
+                format!("peer {origin} is blocked"),
+            )));
         }
         (PeerStatus::Active, Some(key)) => key,
         _ => {
-            return Err(with_origin(refuse(403, "PeerPending", format!("no key is pinned for {origin}"))));
+            return Err(with_origin(refuse(
+                403,
+                "PeerPending",
+                format!("no key is pinned for {origin}"),
+            )));
         }
     };
     let signature: Option<[u8; 64]> = hex::decode(request.signature.trim())
@@ -236,7 +258,10 @@ mod tests {
         let signed = sign(request(), &DeviceKeyPair::from_seed(&[1; 32]));
         let body = serde_json::to_vec(&signed).unwrap();
         let checked = check(&federation(), &body).unwrap();
-        assert_eq!((checked.origin.as_str(), checked.to_handle.as_str()), ("a.test", "bob"));
+        assert_eq!(
+            (checked.origin.as_str(), checked.to_handle.as_str()),
+            ("a.test", "bob")
+        );
         let mut changed = signed.clone();
         changed.message = Some("hi".to_owned());
         let refused = check(&federation(), &serde_json::to_vec(&changed).unwrap()).unwrap_err();

@@ -9,6 +9,7 @@
 
 pub mod delivery;
 pub mod event;
+pub mod friend_request;
 pub mod inbound;
 pub mod limiter;
 pub mod outbound;

@@ -5,6 +5,7 @@
 //! reference digest spelled out here, so interoperability is checked against an independent
 //! implementation of §13, not only between two CommuCat servers.
 
+mod friends;
 mod messages;
 mod outbox;
 mod refusals;
