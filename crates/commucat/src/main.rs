@@ -3,6 +3,7 @@
 mod chat;
 mod context;
 mod devices;
+mod federation;
 mod init;
 mod keys;
 mod migrate;
@@ -75,6 +76,13 @@ enum Command {
         #[command(subcommand)]
         command: keys::KeysCommand,
     },
+    /// Federation with peer domains: this domain's key, the peers, the outbox.
+    Federation {
+        #[command(flatten)]
+        config: context::ConfigArgs,
+        #[command(subcommand)]
+        command: federation::FederationCommand,
+    },
     /// Issue a pairing code that adds a new device to an account.
     Pair {
         #[command(flatten)]
@@ -118,6 +126,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::User { config, command } => users::run(&config, &command),
         Command::Device { config, command } => devices::run(&config, &command),
         Command::Keys { config, command } => keys::run(&config, &command),
+        Command::Federation { config, command } => federation::run(&config, &command),
         Command::Pair { config, args } => pair::run(&config, &args),
         Command::Chat(args) => chat::run(&args),
         Command::Bench(args) => commucat_bench::run(args),
