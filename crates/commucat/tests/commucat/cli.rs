@@ -71,11 +71,12 @@ fn offline_commands_work_on_the_configured_store_and_keys() {
 
     let out = ok(d, &with(&["migrate"]));
     assert!(
-        out.contains("schema up to date, 4 migrations applied"),
+        out.contains("schema up to date, 5 migrations applied"),
         "{out}"
     );
     assert!(out.contains("identity"), "{out}");
     assert!(out.contains("4  queue usage"), "{out}");
+    assert!(out.contains("5  federation"), "{out}");
 
     let out = ok(
         d,

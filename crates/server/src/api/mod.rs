@@ -111,7 +111,10 @@ impl RestSettings {
                 relay_address: config.server.domain.clone(),
                 relay_port: config.server.listen.port(),
             },
-            rate_limits: rate_limit::RateLimits::new(&config.rate_limits),
+            rate_limits: rate_limit::RateLimits::new(
+                &config.rate_limits,
+                config.federation.events_per_minute,
+            ),
             admin_token: config
                 .metrics
                 .admin_token
