@@ -4,6 +4,7 @@ mod chat;
 mod context;
 mod devices;
 mod doctor;
+mod federation;
 mod init;
 mod keys;
 mod migrate;
@@ -76,6 +77,13 @@ enum Command {
         #[command(subcommand)]
         command: keys::KeysCommand,
     },
+    /// Federation with peer domains: this domain's key, the peers, the outbox.
+    Federation {
+        #[command(flatten)]
+        config: context::ConfigArgs,
+        #[command(subcommand)]
+        command: federation::FederationCommand,
+    },
     /// Issue a pairing code that adds a new device to an account.
     Pair {
         #[command(flatten)]
@@ -130,6 +138,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::User { config, command } => users::run(&config, &command),
         Command::Device { config, command } => devices::run(&config, &command),
         Command::Keys { config, command } => keys::run(&config, &command),
+        Command::Federation { config, command } => federation::run(&config, &command),
         Command::Pair { config, args } => pair::run(&config, &args),
         Command::Chat(args) => chat::run(&args),
         Command::Bench(args) => commucat_bench::run(args),

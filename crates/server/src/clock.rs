@@ -48,3 +48,15 @@ pub fn rfc3339(unix_secs: i64) -> String {
         time.second()
     )
 }
+
+/// Current Unix time in nanoseconds (0 if the clock is before 1970 or past 2262).
+#[must_use]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the clock module is where the server reads the wall clock"
+)]
+pub fn unix_nanos_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(0))
+}

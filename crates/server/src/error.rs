@@ -54,6 +54,9 @@ pub enum ServerError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// A federation peer's delivery client could not be built (its `ca_file`).
+    #[error(transparent)]
+    Federation(#[from] crate::federation::delivery::ClientError),
     /// The server task failed (panicked or was cancelled).
     #[error("server task: {0}")]
     Task(#[from] tokio::task::JoinError),

@@ -32,6 +32,7 @@ pub(crate) async fn purge(store: &dyn Store) {
             store.purge_expired_idempotency(now).await,
         ),
         ("pairing codes", store.purge_expired_pairings(now).await),
+        ("federation events", store.purge_expired_outbox(now).await),
     ];
     for (what, result) in results {
         match result {

@@ -16,8 +16,8 @@
 //! 2. Key material and files: [`keys`], [`profile`]; then [`ledger`] and [`tls`].
 //! 3. Counters and transport: `metrics`, then [`listener`] (TLS accept loop, the peer address
 //!    and activity attached to each request).
-//! 4. Protocol: `router` (routing, presence, channels, calls), then [`session`] (handshake
-//!    and established sessions).
+//! 4. Protocol: `router` (routing, presence, channels, calls), then [`federation`] (signed
+//!    events, peers, the outbox worker), then [`session`] (handshake and established sessions).
 //! 5. HTTP: `connect` (the `/connect` adapters, given a `ConnectService`), then `api` (REST
 //!    routes and the shared `AppState`) and `janitor`, then `console` (the operator web
 //!    console at `/admin`, merged into the API router by the server).
@@ -51,6 +51,7 @@ pub mod config;
 pub(crate) mod connect;
 pub(crate) mod console;
 pub(crate) mod error;
+pub mod federation;
 pub(crate) mod janitor;
 pub mod keys;
 pub mod ledger;

@@ -18,6 +18,7 @@ use crate::api::{self, AppState, ServerInfo};
 use crate::cluster::Cluster;
 use crate::config::{Config, as_usize};
 use crate::error::ServerError;
+use crate::federation::Federation;
 use crate::keys::ServerKeys;
 use crate::keys::keyring::NoiseKeyring;
 use crate::keys::pq::PqKeys;
@@ -53,6 +54,8 @@ pub struct Server {
     cluster: Option<Arc<Cluster>>,
     /// Cancelled by [`ServerHandle::kill`].
     crash: CancellationToken,
+    /// Federation with peer domains (its delivery workers start with `run`).
+    federation: Arc<Federation>,
 }
 
 /// Name of the embedded database inside the data directory (when `store.url` is unset).
@@ -81,7 +84,7 @@ pub fn sessions(
 }
 
 /// The session service accepting the Noise keys in `noise_keys` (current first; a key reload
-/// replaces them) and recording in `ledger`.
+/// replaces them), recording in `ledger` and federating with `federation`'s peers if given.
 #[must_use]
 pub fn sessions_with(
     config: &Config,
@@ -91,6 +94,7 @@ pub fn sessions_with(
     store: Arc<dyn Store>,
     presence: Arc<dyn Presence>,
     cluster: Option<Arc<Cluster>>,
+    federation: Option<Arc<Federation>>,
 ) -> Sessions {
     use crate::clock::secs;
     let settings = HandshakeSettings {
@@ -108,13 +112,16 @@ pub fn sessions_with(
         profile: crate::profile::ProfileBounds::from_settings(&config.bounds),
         pq_hybrid: config.crypto.pq_hybrid,
     };
-    let messaging = Messaging::new(
+    let mut messaging = Messaging::new(
         Arc::clone(&store),
         presence,
         MessagingSettings::from_config(config),
     )
     .with_ledger(ledger.clone())
     .with_cluster(cluster);
+    if let Some(federation) = federation {
+        messaging = messaging.with_federation(federation);
+    }
     let metrics = Arc::clone(&messaging.hub.metrics);
     let shared = Arc::clone(&messaging.presence);
     Sessions::new(
@@ -256,6 +263,13 @@ impl Server {
         }
         secrets::create_private_dir(&config.server.data_dir).map_err(ServerError::DataDir)?;
         let keys = ServerKeys::load_or_generate(&config.server.data_dir)?;
+        let federation_key = crate::keys::federation::load_or_generate(&config.server.data_dir)?;
+        let federation_public = federation_key.public_key();
+        let federation = Arc::new(Federation::new(
+            &config.server.domain,
+            federation_key,
+            config.federation.clone(),
+        ));
         let pq = Arc::new(PqKeys::load_or_generate(&config.server.data_dir)?);
         let keyring = NoiseKeyring::load(&config.server.data_dir, keys.noise.clone())?;
         let tls = TlsIdentity::load_or_generate(&config)?;
@@ -273,7 +287,11 @@ impl Server {
                 pq: Arc::clone(&pq),
                 ledger: ledger.clone(),
                 keyring: &keyring,
-                server_info: ServerInfo::new(&config, &keys, &pq),
+                server_info: ServerInfo::new(&config, &keys, &pq).with_federation(
+                    federation.domain(),
+                    config.federation.enabled,
+                    &federation_public,
+                ),
             },
             crate::clock::unix_now(),
         )
@@ -300,7 +318,14 @@ impl Server {
             presence,
             cluster,
             crash: CancellationToken::new(),
+            federation,
         })
+    }
+
+    /// This domain's federation public key (Ed25519), which peers pin.
+    #[must_use]
+    pub fn federation_public_key(&self) -> [u8; 32] {
+        self.federation.key().public_key()
     }
 
     /// The bound address (with the real port when the configured port was 0).
@@ -372,6 +397,7 @@ impl Server {
             presence,
             cluster,
             crash,
+            federation,
         } = self;
         let acceptor = TlsAcceptor::from(tls_config);
         let noise_keys = reloader.handshake_cell();
@@ -414,10 +440,17 @@ impl Server {
             store.shared(),
             presence,
             cluster.clone(),
+            Some(Arc::clone(&federation)),
         );
         if let Some(cluster) = &cluster {
             let limits = sessions.messaging().settings.channel_limits();
             cluster.listen(Arc::clone(sessions.hub()), limits);
+        }
+        let workers = crate::federation::delivery::workers(&federation, &store.shared(), &ledger)?;
+        let mut deliveries = tokio::task::JoinSet::new();
+        for worker in workers {
+            tracing::info!(peer = worker.domain(), "federation delivery started");
+            deliveries.spawn(worker.run());
         }
         let metrics = Arc::clone(&sessions.hub().metrics);
         let drain = sessions.drain().clone();
@@ -495,6 +528,8 @@ impl Server {
         if let Some(cluster) = &cluster {
             cluster.close().await;
         }
+        // Undelivered events stay in the outbox for the next start.
+        deliveries.shutdown().await;
         // Records of the drained connections reach the ledger before the process may exit.
         let _ = tokio::task::spawn_blocking(move || ledger.flush()).await;
         store.close().await;

@@ -9,7 +9,7 @@
 //!   `enqueue` field, its group-commit writer for offline enqueues;
 //! - `map_err(sqlx::Error) -> StoreError`, the backend's error mapping;
 //! - table modules `users`, `devices`, `sessions`, `groups`, `queue`, `pairing`, `friends`,
-//!   `listing`
+//!   `listing`, `federation`
 //!   whose functions take the pool first and the method's arguments after it.
 //!
 //! Paths in the expansion resolve in that module, so each backend plugs in its own SQL.
@@ -275,6 +275,56 @@ macro_rules! impl_store {
                 limit: u32,
             ) -> $crate::Result<Vec<(String, u64)>> {
                 listing::queue_depths(&self.pool, now, limit).await
+            }
+
+            async fn push_outbox(
+                &self,
+                event: $crate::NewOutboxEvent,
+                max_per_peer: u64,
+            ) -> $crate::Result<$crate::OutboxPush> {
+                federation::push(&self.pool, event, max_per_peer).await
+            }
+
+            async fn outbox_batch(
+                &self,
+                peer: &str,
+                now: i64,
+                limit: u32,
+            ) -> $crate::Result<Vec<$crate::OutboxEvent>> {
+                federation::batch(&self.pool, peer, now, limit).await
+            }
+
+            async fn outbox_done(&self, outbox_id: i64) -> $crate::Result<bool> {
+                federation::done(&self.pool, outbox_id).await
+            }
+
+            async fn outbox_failed(
+                &self,
+                outbox_id: i64,
+                error: &str,
+                at: i64,
+            ) -> $crate::Result<()> {
+                federation::failed(&self.pool, outbox_id, error, at).await
+            }
+
+            async fn outbox_stats(&self, now: i64) -> $crate::Result<Vec<$crate::OutboxStats>> {
+                federation::stats(&self.pool, now).await
+            }
+
+            async fn purge_expired_outbox(&self, now: i64) -> $crate::Result<u64> {
+                federation::purge_expired(&self.pool, now).await
+            }
+
+            async fn claim_key(
+                &self,
+                key: $crate::IdempotencyKey,
+                now: i64,
+            ) -> $crate::Result<bool> {
+                federation::claim_key(&self.pool, key, now).await
+            }
+
+            async fn release_key(&self, scope: &str, key: &str) -> $crate::Result<()> {
+                federation::release_key(&self.pool, scope, key).await
             }
         }
     };

@@ -30,8 +30,9 @@ pub use group_commit::GroupCommitSettings;
 pub use model::{
     DeviceKeyEvent, DeviceRecord, DeviceStatus, EnqueueOutcome, FriendRecord, GroupMember,
     GroupRecord, GroupRole, IdempotencyKey, InboxOffset, KeyRotation, NewDeviceRegistration,
-    NewEnvelope, PairingRecord, QueueLimits, QueueUsage, QueuedEnvelope, QuotaLimit, RedeemOutcome,
-    Refusal, RotateOutcome, SessionRecord, UsageScope, UserRecord, UserToCreate,
+    NewEnvelope, NewOutboxEvent, OutboxEvent, OutboxPush, OutboxStats, PairingRecord, QueueLimits,
+    QueueUsage, QueuedEnvelope, QuotaLimit, RedeemOutcome, Refusal, RotateOutcome, SessionRecord,
+    UsageScope, UserRecord, UserToCreate,
 };
 pub use postgres::{MAX_SCHEMA_LEN, PostgresSettings, PostgresStore, valid_schema_name};
 pub use schema::{
@@ -275,4 +276,35 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Unexpired envelopes queued per recipient at `now`, for up to `limit` recipients with at
     /// least one, deepest queue first (ties by device id).
     async fn queue_depths(&self, now: i64, limit: u32) -> Result<Vec<(String, u64)>>;
+
+    // ---------------------------------------------------------------- federation
+
+    /// Queues a federation event for its peer, in one transaction: purges the peer's expired
+    /// events, then refuses ([`OutboxPush::Full`], nothing written) if the peer already has
+    /// `max_per_peer` events queued, else stores it. Concurrent pushes for one peer are
+    /// serialised, so the bound holds. `expires_at <= enqueued_at` → [`StoreError::Invalid`].
+    async fn push_outbox(&self, event: NewOutboxEvent, max_per_peer: u64) -> Result<OutboxPush>;
+
+    /// Up to `limit` unexpired events queued for `peer`, oldest first (`outbox_id` order).
+    async fn outbox_batch(&self, peer: &str, now: i64, limit: u32) -> Result<Vec<OutboxEvent>>;
+
+    /// Deletes a delivered (or abandoned) event; returns whether it was queued.
+    async fn outbox_done(&self, outbox_id: i64) -> Result<bool>;
+
+    /// Records a failed delivery attempt of an event: one more attempt, `error` and `at`.
+    async fn outbox_failed(&self, outbox_id: i64, error: &str, at: i64) -> Result<()>;
+
+    /// Depth, oldest event and last error of every peer with unexpired events, by domain.
+    async fn outbox_stats(&self, now: i64) -> Result<Vec<OutboxStats>>;
+
+    /// Deletes every outbox event with `expires_at <= now`; returns how many.
+    async fn purge_expired_outbox(&self, now: i64) -> Result<u64>;
+
+    /// Records an idempotency key unless an unexpired copy exists (in the table the offline
+    /// queue's keys live in, purged by [`Store::purge_expired_idempotency`]); returns whether
+    /// it was recorded (`false`: seen before).
+    async fn claim_key(&self, key: IdempotencyKey, now: i64) -> Result<bool>;
+
+    /// Forgets an idempotency key (the work it guarded failed and may be retried).
+    async fn release_key(&self, scope: &str, key: &str) -> Result<()>;
 }

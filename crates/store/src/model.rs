@@ -533,3 +533,76 @@ pub struct FriendRecord {
     /// The owner's private name for the friend.
     pub alias: Option<String>,
 }
+
+// ---------------------------------------------------------------- federation outbox
+
+/// A signed federation event to queue for delivery to a peer domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOutboxEvent {
+    /// The peer's domain.
+    pub peer: String,
+    /// The channel the event belongs to: events of one (peer, channel) are delivered in order.
+    pub channel_id: u32,
+    /// The event's id (for operators and logs).
+    pub event_id: String,
+    /// The request body to send (the signed event's JSON).
+    pub body: Vec<u8>,
+    /// Unix seconds.
+    pub enqueued_at: i64,
+    /// Unix seconds; an expired event is never sent and is purged.
+    pub expires_at: i64,
+}
+
+/// What [`crate::Store::push_outbox`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxPush {
+    /// Queued under this id.
+    Stored {
+        /// Increasing: delivery order.
+        outbox_id: i64,
+    },
+    /// The peer already has `depth` unexpired events queued, the most allowed; nothing was
+    /// written.
+    Full {
+        /// Events queued for the peer.
+        depth: u64,
+    },
+}
+
+/// A queued federation event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEvent {
+    /// Queue position (increasing).
+    pub outbox_id: i64,
+    /// The peer's domain.
+    pub peer: String,
+    /// The event's channel.
+    pub channel_id: u32,
+    /// The event's id.
+    pub event_id: String,
+    /// The request body.
+    pub body: Vec<u8>,
+    /// Unix seconds.
+    pub enqueued_at: i64,
+    /// Unix seconds.
+    pub expires_at: i64,
+    /// Failed delivery attempts so far.
+    pub attempts: u64,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+}
+
+/// The outbox of one peer, for operators.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxStats {
+    /// The peer's domain.
+    pub peer: String,
+    /// Unexpired events queued.
+    pub depth: u64,
+    /// When the oldest of them was queued, unix seconds.
+    pub oldest_enqueued_at: Option<i64>,
+    /// The most recent delivery failure among them, if any.
+    pub last_error: Option<String>,
+    /// When that failure happened, unix seconds.
+    pub last_attempt_at: Option<i64>,
+}

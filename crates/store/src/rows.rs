@@ -380,3 +380,73 @@ impl From<FriendRow> for crate::model::FriendRecord {
         }
     }
 }
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct OutboxRow {
+    pub(crate) outbox_id: i64,
+    pub(crate) peer: String,
+    pub(crate) channel_id: i64,
+    pub(crate) event_id: String,
+    pub(crate) body: Vec<u8>,
+    pub(crate) enqueued_at: i64,
+    pub(crate) expires_at: i64,
+    pub(crate) attempts: i64,
+    pub(crate) last_error: Option<String>,
+}
+
+impl TryFrom<OutboxRow> for crate::model::OutboxEvent {
+    type Error = StoreError;
+
+    fn try_from(row: OutboxRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            channel_id: channel(row.channel_id, "outbox event", row.outbox_id)?,
+            outbox_id: row.outbox_id,
+            peer: row.peer,
+            event_id: row.event_id,
+            body: row.body,
+            enqueued_at: row.enqueued_at,
+            expires_at: row.expires_at,
+            attempts: count(row.attempts)?,
+            last_error: row.last_error,
+        })
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct OutboxStatsRow {
+    pub(crate) peer: String,
+    pub(crate) depth: i64,
+    pub(crate) oldest: Option<i64>,
+    pub(crate) last_error: Option<String>,
+    pub(crate) last_attempt_at: Option<i64>,
+}
+
+impl TryFrom<OutboxStatsRow> for crate::model::OutboxStats {
+    type Error = StoreError;
+
+    fn try_from(row: OutboxStatsRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            depth: count(row.depth)?,
+            peer: row.peer,
+            oldest_enqueued_at: row.oldest,
+            last_error: row.last_error,
+            last_attempt_at: row.last_attempt_at,
+        })
+    }
+}
+
+/// Checks a federation event before it is queued.
+pub(crate) fn check_outbox_event(event: &crate::model::NewOutboxEvent) -> Result<(), StoreError> {
+    if event.expires_at <= event.enqueued_at {
+        return Err(StoreError::Invalid(format!(
+            "outbox event {} expires ({}) before it is queued ({})",
+            event.event_id, event.expires_at, event.enqueued_at
+        )));
+    }
+    if event.peer.is_empty() {
+        return Err(StoreError::Invalid(
+            "outbox event without a peer".to_owned(),
+        ));
+    }
+    Ok(())
+}

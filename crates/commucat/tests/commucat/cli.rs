@@ -71,11 +71,12 @@ fn offline_commands_work_on_the_configured_store_and_keys() {
 
     let out = ok(d, &with(&["migrate"]));
     assert!(
-        out.contains("schema up to date, 4 migrations applied"),
+        out.contains("schema up to date, 5 migrations applied"),
         "{out}"
     );
     assert!(out.contains("identity"), "{out}");
     assert!(out.contains("4  queue usage"), "{out}");
+    assert!(out.contains("5  federation"), "{out}");
 
     let out = ok(
         d,
@@ -230,4 +231,91 @@ fn every_subcommand_explains_its_flags() {
     ] {
         assert!(out.contains(flag), "{flag}: {out}");
     }
+}
+
+#[test]
+fn federation_shows_the_key_the_peers_and_the_outbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let peer_key = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+    std::fs::write(
+        dir.path().join("commucat.toml"),
+        format!(
+            "[server]\ndomain = \"a.test\"\ndata_dir = \"data\"\n[federation]\nenabled = true\n\
+             [[federation.peers]]\ndomain = \"b.test\"\nendpoint = \"https://b.test:8443\"\n\
+             public_key = \"{peer_key}\"\n[[federation.peers]]\ndomain = \"c.test\"\n\
+             endpoint = \"https://c.test\"\nstatus = \"blocked\"\n"
+        ),
+    )
+    .unwrap();
+    let config = ["--config", "commucat.toml"];
+    let key = ok(dir.path(), &[&["federation", "key"][..], &config].concat());
+    // Generated once (0600), then the same key.
+    assert_eq!(
+        ok(dir.path(), &[&["federation", "key"][..], &config].concat()),
+        key
+    );
+    let seed = std::fs::read_to_string(dir.path().join("data/keys/federation.key")).unwrap();
+    let pair =
+        commucat_keys::DeviceKeyPair::from_seed(&commucat_keys::decode_hex32(seed.trim()).unwrap());
+    assert_eq!(key.trim(), format!("a.test  {}", pair.public_key_hex()));
+
+    let peers = ok(
+        dir.path(),
+        &[&["federation", "peers"][..], &config].concat(),
+    );
+    assert!(
+        peers.starts_with("federation enabled for a.test: 2 peers"),
+        "{peers}"
+    );
+    assert!(
+        peers.contains(&format!("b.test  active   https://b.test:8443  {peer_key}")),
+        "{peers}"
+    );
+    assert!(
+        peers.contains("c.test  blocked  https://c.test  -"),
+        "{peers}"
+    );
+
+    let outbox = ok(
+        dir.path(),
+        &[&["federation", "outbox"][..], &config].concat(),
+    );
+    assert_eq!(outbox.trim(), "outbox empty");
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            use commucat_store::Store as _;
+            let store = commucat_store::SqliteStore::open(&dir.path().join("data/commucat.db"))
+                .await
+                .unwrap();
+            let now = commucat_server::clock::unix_now();
+            for n in 0..2 {
+                let event = commucat_store::NewOutboxEvent {
+                    peer: "b.test".to_owned(),
+                    channel_id: 1,
+                    event_id: format!("e{n}"),
+                    body: b"{}".to_vec(),
+                    enqueued_at: now,
+                    expires_at: now + 600,
+                };
+                store.push_outbox(event, 10).await.unwrap();
+            }
+            let first = store.outbox_batch("b.test", now, 1).await.unwrap();
+            store
+                .outbox_failed(first[0].outbox_id, "connection refused", now)
+                .await
+                .unwrap();
+            store.close().await;
+        });
+    let outbox = ok(
+        dir.path(),
+        &[&["federation", "outbox"][..], &config].concat(),
+    );
+    assert!(outbox.starts_with("b.test  depth 2  oldest "), "{outbox}");
+    assert!(
+        outbox.contains("last error connection refused (at "),
+        "{outbox}"
+    );
 }

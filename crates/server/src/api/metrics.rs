@@ -53,7 +53,7 @@ pub(crate) async fn metrics(
 ) -> Result<impl IntoResponse, Problem> {
     admin(&state, &headers)?;
     let format = Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
-    let text = exposition(&state, format).map_err(|_| {
+    let text = exposition(&state, format).await.map_err(|_| {
         Problem::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "the metrics could not be encoded",
@@ -66,14 +66,30 @@ pub(crate) async fn metrics(
 ///
 /// # Errors
 /// The encoder failed (it writes into a `String`, so only on a bug).
-pub(crate) fn exposition(state: &AppState, format: Format) -> Result<String, std::fmt::Error> {
+pub(crate) async fn exposition(
+    state: &AppState,
+    format: Format,
+) -> Result<String, std::fmt::Error> {
     let hub = state.sessions.hub();
-    hub.metrics.encode(
+    let mut text = hub.metrics.encode(
         format,
         hub.gauges(),
         LedgerCounts::of(&state.sessions.messaging().ledger),
         &crate::session::established::SENDER_CHECKED,
-    )
+    )?;
+    // Federation series are written by hand in the Prometheus text format; an OpenMetrics
+    // scrape does not carry them.
+    if format == Format::Prometheus
+        && let Some(federation) = &state.sessions.messaging().federation
+    {
+        let outbox = state
+            .store()
+            .outbox_stats(crate::clock::unix_now())
+            .await
+            .ok();
+        text.push_str(&federation.counters.render(outbox.as_deref()));
+    }
+    Ok(text)
 }
 
 /// `GET /api/security-stats` → 200 [`SecuritySnapshot`].

@@ -3,6 +3,7 @@
 pub(crate) mod auth;
 pub(crate) mod body_timeout;
 pub(crate) mod devices;
+pub(crate) mod federation;
 pub(crate) mod friends;
 pub(crate) mod health;
 pub(crate) mod metrics;
@@ -110,7 +111,10 @@ impl RestSettings {
                 relay_address: config.server.domain.clone(),
                 relay_port: config.server.listen.port(),
             },
-            rate_limits: rate_limit::RateLimits::new(&config.rate_limits),
+            rate_limits: rate_limit::RateLimits::new(
+                &config.rate_limits,
+                config.federation.events_per_minute,
+            ),
             admin_token: config
                 .metrics
                 .admin_token
@@ -140,8 +144,26 @@ pub(crate) fn router(state: AppState) -> Router {
 /// All routes plus `extra` (the operator console), under the same rate-limit and body-timeout
 /// layers. Unknown paths and methods answer `application/problem+json`.
 pub(crate) fn router_with(state: AppState, extra: Router<AppState>) -> Router {
+    let event_limit = state
+        .sessions
+        .messaging()
+        .federation
+        .as_ref()
+        .map_or(64 * 1024, |f| f.settings().max_event_bytes);
     Router::new()
         .merge(extra)
+        .route(
+            "/federation/events",
+            post(federation::events).layer(axum::extract::DefaultBodyLimit::max(event_limit)),
+        )
+        .route(
+            "/federation/friend-request",
+            post(federation::friend_request),
+        )
+        .route(
+            crate::keys::federation::WELL_KNOWN_PATH,
+            get(federation::well_known),
+        )
         .route("/connect", any(crate::connect::connect))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

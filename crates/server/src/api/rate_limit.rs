@@ -176,7 +176,7 @@ pub(crate) fn client_key(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The three limiters of the server.
+/// The limiters of the server.
 #[derive(Debug)]
 pub(crate) struct RateLimits {
     /// Every REST request.
@@ -185,16 +185,25 @@ pub(crate) struct RateLimits {
     pub claim: Limiter,
     /// `/connect` attempts.
     pub connect: Limiter,
+    /// Requests to `/federation/*` per address (instead of the REST budget), four times
+    /// `federation.events_per_minute`: peer domains post far more than a client's REST calls;
+    /// each peer is limited again, by domain, once its signature verified.
+    pub federation: Limiter,
 }
 
 impl RateLimits {
     /// The limiters `settings` asks for.
     #[must_use]
-    pub(crate) fn new(settings: &crate::config::RateLimitSettings) -> Self {
+    pub(crate) fn new(
+        settings: &crate::config::RateLimitSettings,
+        federation_per_minute: u32,
+    ) -> Self {
         Self {
             rest: Limiter::per_minute(settings.rest_per_minute),
             claim: Limiter::per_minute(settings.claim_per_minute),
             connect: Limiter::per_minute(settings.connect_per_minute),
+            // Four peers' budget per address: several peer domains may share one.
+            federation: Limiter::per_minute(federation_per_minute.saturating_mul(4)),
         }
     }
 }
@@ -251,6 +260,10 @@ pub(crate) async fn limit(State(state): State<AppState>, request: Request, next:
     if path == "/connect" {
         if let Err(retry) = limits.connect.check(ip) {
             return refused(&metrics.rate_limited_connect, retry, "connection attempts");
+        }
+    } else if path.starts_with("/federation/") {
+        if let Err(retry) = limits.federation.check(ip, now) {
+            return refused(&metrics.rate_limited_rest, retry, "federation requests");
         }
     } else {
         if let Err(retry) = limits.rest.check(ip) {

@@ -44,6 +44,24 @@ pub struct ServerInfo {
     pub post_quantum: PostQuantumInfo,
     /// Optional protocol features.
     pub capabilities: CapabilitiesInfo,
+    /// This domain's federation key, when the server has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub federation: Option<FederationInfo>,
+}
+
+/// `federation` object (also served at `/.well-known/commucat-federation`).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct FederationInfo {
+    /// The domain events from this server name as `origin`.
+    pub domain: String,
+    /// Whether this server exchanges events with peers (`federation.enabled`).
+    pub enabled: bool,
+    /// Ed25519 federation public key, hex: peers pin it.
+    pub public_key: String,
+    /// Signature scheme of events (wire-compat §13).
+    pub signature: &'static str,
+    /// Where peers post events.
+    pub events_path: &'static str,
 }
 
 /// `post_quantum` object.
@@ -188,6 +206,22 @@ impl ServerInfo {
                     .collect(),
                 pairing_claim: vec!["server-key", "public-key"],
             },
+            federation: None,
+        }
+    }
+
+    /// This body publishing the federation key `public` of `domain`.
+    #[must_use]
+    pub fn with_federation(self, domain: &str, enabled: bool, public: &[u8; 32]) -> Self {
+        Self {
+            federation: Some(FederationInfo {
+                domain: domain.to_owned(),
+                enabled,
+                public_key: hex::encode(public),
+                signature: "ed25519(blake3)",
+                events_path: "/federation/events",
+            }),
+            ..self
         }
     }
 }

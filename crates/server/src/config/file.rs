@@ -38,6 +38,8 @@ struct FileConfig {
     bounds: super::bounds::BoundsSection,
     #[serde(default)]
     log: LogSection,
+    #[serde(default)]
+    federation: super::federation::FederationSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -242,6 +244,7 @@ pub(super) fn apply(config: &mut Config, path: &Path, text: &str) -> Result<(), 
     set(&mut config.limits.mailbox_capacity, limits.mailbox_capacity);
 
     file.bounds.apply(&mut config.bounds);
+    file.federation.apply(&mut config.federation, resolve)?;
 
     let offline = file.offline;
     set_secs(&mut config.offline.ttl, offline.ttl);

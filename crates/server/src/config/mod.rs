@@ -11,6 +11,7 @@
 mod bounds;
 mod check;
 mod env;
+mod federation;
 mod file;
 mod sections;
 
@@ -21,6 +22,7 @@ use std::time::Duration;
 
 pub use bounds::{Bound, BoundSettings, as_usize};
 pub use env::ENV_PREFIX;
+pub use federation::{FederationSettings, MAX_PEERS, PeerConfig, PeerStatus};
 pub use sections::{
     CryptoSettings, DeviceSettings, LEDGER_FILE, LedgerSettings, LedgerSink, LimitSettings,
     LogFormat, LogSettings, MAX_NODE_ID_LEN, MIN_ADMIN_TOKEN_LEN, MetricsSettings, OfflineSettings,
@@ -69,6 +71,8 @@ pub struct Config {
     pub bounds: BoundSettings,
     /// `[log]`: how log lines are written.
     pub log: LogSettings,
+    /// `[federation]`: peer domains and the event exchange with them.
+    pub federation: FederationSettings,
 }
 
 impl Default for Config {
@@ -126,6 +130,7 @@ impl Default for Config {
             store: StoreSettings::default(),
             bounds: BoundSettings::default(),
             log: LogSettings::default(),
+            federation: FederationSettings::default(),
         }
     }
 }

@@ -71,7 +71,11 @@ fn format_value(value: f64) -> String {
 
 /// `GET /admin/metrics`: charts (with JavaScript) and the table of every family (without).
 pub(crate) async fn page_handler(State(state): State<ConsoleState>, op: Operator) -> Response {
-    let values = families(&crate::api::metrics::exposition(&state.app, crate::metrics::Format::Prometheus).unwrap_or_default());
+    let values = families(
+        &crate::api::metrics::exposition(&state.app, crate::metrics::Format::Prometheus)
+            .await
+            .unwrap_or_default(),
+    );
     let mut charts = String::from("<div class=\"charts\" id=\"charts\">");
     for (metric, title, rate) in CHARTS {
         let now = values.get(*metric).copied().unwrap_or(0.0);
@@ -113,7 +117,11 @@ pub(crate) async fn page_handler(State(state): State<ConsoleState>, op: Operator
 
 /// `GET /admin/metrics.json`: `{"at": unix ms, "values": {family: sum}}`.
 pub(crate) async fn json(State(state): State<ConsoleState>, _op: Operator) -> Response {
-    let values = families(&crate::api::metrics::exposition(&state.app, crate::metrics::Format::Prometheus).unwrap_or_default());
+    let values = families(
+        &crate::api::metrics::exposition(&state.app, crate::metrics::Format::Prometheus)
+            .await
+            .unwrap_or_default(),
+    );
     let at = crate::clock::unix_micros_now() / 1000;
     let mut response = Json(serde_json::json!({"at": at, "values": values})).into_response();
     secure(response.headers_mut());

@@ -5,6 +5,7 @@
 //! on first run; a file that exists but does not parse is an error, never regenerated: clients
 //! pin the Noise public key, so replacing it silently would lock them out.
 
+pub mod federation;
 pub mod keyring;
 pub mod pq;
 pub mod secrets;
@@ -134,7 +135,7 @@ pub fn load_noise_static(data_dir: &Path) -> Result<NoiseStaticKey, KeyStoreErro
     Ok(NoiseStaticKey::from_private(&private))
 }
 
-fn load_or_generate_key(
+pub(crate) fn load_or_generate_key(
     path: &Path,
     label: &str,
     generate: impl FnOnce() -> Zeroizing<[u8; KEY_LEN]>,

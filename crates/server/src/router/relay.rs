@@ -102,6 +102,16 @@ pub struct Targets {
 }
 
 impl Targets {
+    /// Takes out the recipients without a session here that `pick` selects (members of
+    /// other domains, which are never connected to this node).
+    pub fn take_absent(&mut self, mut pick: impl FnMut(&str) -> bool) -> Vec<String> {
+        let (taken, kept): (Vec<String>, Vec<String>) = std::mem::take(&mut self.absent)
+            .into_iter()
+            .partition(|d| pick(d));
+        self.absent = kept;
+        taken
+    }
+
     /// Whether there is nobody to relay to.
     #[must_use]
     pub fn is_empty(&self) -> bool {

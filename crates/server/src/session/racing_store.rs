@@ -281,4 +281,45 @@ impl Store for RacingStore {
     async fn queue_depths(&self, now: i64, limit: u32) -> Result<Vec<(String, u64)>> {
         self.inner.queue_depths(now, limit).await
     }
+
+    async fn push_outbox(
+        &self,
+        event: commucat_store::NewOutboxEvent,
+        max_per_peer: u64,
+    ) -> Result<commucat_store::OutboxPush> {
+        self.inner.push_outbox(event, max_per_peer).await
+    }
+
+    async fn outbox_batch(
+        &self,
+        peer: &str,
+        now: i64,
+        limit: u32,
+    ) -> Result<Vec<commucat_store::OutboxEvent>> {
+        self.inner.outbox_batch(peer, now, limit).await
+    }
+
+    async fn outbox_done(&self, outbox_id: i64) -> Result<bool> {
+        self.inner.outbox_done(outbox_id).await
+    }
+
+    async fn outbox_failed(&self, outbox_id: i64, error: &str, at: i64) -> Result<()> {
+        self.inner.outbox_failed(outbox_id, error, at).await
+    }
+
+    async fn outbox_stats(&self, now: i64) -> Result<Vec<commucat_store::OutboxStats>> {
+        self.inner.outbox_stats(now).await
+    }
+
+    async fn purge_expired_outbox(&self, now: i64) -> Result<u64> {
+        self.inner.purge_expired_outbox(now).await
+    }
+
+    async fn claim_key(&self, key: commucat_store::IdempotencyKey, now: i64) -> Result<bool> {
+        self.inner.claim_key(key, now).await
+    }
+
+    async fn release_key(&self, scope: &str, key: &str) -> Result<()> {
+        self.inner.release_key(scope, key).await
+    }
 }

@@ -1,6 +1,7 @@
 //! PostgreSQL backend.
 
 mod devices;
+mod federation;
 mod friends;
 mod groups;
 mod listing;

@@ -1,6 +1,7 @@
 //! Embedded SQLite backend.
 
 mod devices;
+mod federation;
 mod friends;
 mod groups;
 mod listing;

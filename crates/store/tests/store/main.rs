@@ -81,6 +81,10 @@ macro_rules! suite_tests {
 
 suite_tests!(
     ping,
+    outbox_keeps_order_and_bounds_each_peer,
+    outbox_expiry_frees_room_and_purges,
+    outbox_bound_holds_under_concurrency,
+    claimed_keys_are_once_per_window,
     migrations_are_listed,
     register_new_user_and_device,
     unknown_rows_are_absent,

@@ -82,7 +82,10 @@ impl<S: ByteStream> SessionTask<S> {
             None => {
                 let declared: BTreeSet<String> =
                     join.members.iter().filter(|m| **m != me).cloned().collect();
-                if !self.all_registered(frame, &declared).await? {
+                let Some(local) = self.local_members(frame, &declared).await? else {
+                    return Ok(());
+                };
+                if !self.all_registered(frame, &local).await? {
                     return Ok(());
                 }
                 let limits = self.m.settings.channel_limits();
@@ -302,9 +305,10 @@ impl<S: ByteStream> SessionTask<S> {
     /// connected, ACKed once that is durable. A resend of a frame already accepted (same
     /// channel, sequence and bytes within the idempotency window) is ACKed and not relayed.
     pub(super) async fn relay_envelope(&mut self, frame: &Frame) -> Result<(), End> {
-        let Some(targets) = self.channel_targets(frame).await? else {
+        let Some(mut targets) = self.channel_targets(frame).await? else {
             return Ok(());
         };
+        let remote = self.remote_targets(&mut targets);
         let key = dedup::frame_key(frame);
         if !self.m.hub.dedup().claim(&self.device_id, &key) {
             tracing::debug!(device = %self.device_id, %key, "resend dropped");
@@ -319,6 +323,9 @@ impl<S: ByteStream> SessionTask<S> {
             Ok(routed) => {
                 if !routed.refused.is_empty() {
                     self.reject_queue_full(frame, routed.refused).await?;
+                }
+                if !routed.duplicate {
+                    self.federate(frame, &remote).await?;
                 }
                 self.ack(frame).await
             }
@@ -357,10 +364,22 @@ impl<S: ByteStream> SessionTask<S> {
                     .await;
             }
         };
-        let Some(targets) = self.channel_targets(frame).await? else {
+        let Some(mut targets) = self.channel_targets(frame).await? else {
             return Ok(());
         };
+        let remote = self.remote_targets(&mut targets);
         self.m.relay().live(&self.device_id, &relayed, targets);
+        if !remote.is_empty() {
+            // Across domains the sender is named `device@domain`.
+            object.insert(
+                "device".to_owned(),
+                Value::String(format!("{}@{}", self.device_id, self.m.settings.domain)),
+            );
+            if let Ok(federated) = Frame::control(FrameType::Typing, frame.channel_id(), 0, &object)
+            {
+                self.federate(&federated, &remote).await?;
+            }
+        }
         self.ack(frame).await
     }
 

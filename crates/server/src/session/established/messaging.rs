@@ -8,6 +8,7 @@ use commucat_store::Store;
 use crate::clock::unix_now;
 use crate::cluster::Cluster;
 use crate::config::{Bound, BoundSettings, Config, as_usize};
+use crate::federation::Federation;
 use crate::ledger::Ledger;
 use crate::ledger_throttle::Throttle;
 use crate::router::Hub;
@@ -96,6 +97,8 @@ pub struct Messaging {
     bound_records: Throttle,
     /// The other nodes of the deployment (with Redis), or `None` on a single node.
     pub cluster: Option<Arc<Cluster>>,
+    /// Federation with peer domains, when configured (remote channel members).
+    pub federation: Option<Arc<Federation>>,
 }
 
 /// `bound` ledger records written per second at most (the metric counts every refusal).
@@ -117,6 +120,16 @@ impl Messaging {
             ledger: Ledger::off(),
             bound_records: Throttle::new(BOUND_RECORDS_PER_SECOND),
             cluster: None,
+            federation: None,
+        }
+    }
+
+    /// This state, federating with the peers of `federation`.
+    #[must_use]
+    pub fn with_federation(self, federation: Arc<Federation>) -> Self {
+        Self {
+            federation: Some(federation),
+            ..self
         }
     }
 

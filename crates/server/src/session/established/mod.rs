@@ -17,6 +17,7 @@
 mod admission;
 mod calls;
 mod channels;
+mod federated;
 mod groups;
 mod messaging;
 mod presence;
@@ -25,6 +26,7 @@ mod reply;
 mod sender;
 mod shared_channels;
 
+pub use federated::{OUTBOX_FULL_TITLE, PEER_BLOCKED_TITLE};
 pub use messaging::{BOUND_RECORDS_PER_SECOND, Messaging, MessagingSettings};
 pub use presence::{ROUTE_REFRESH, ROUTE_TTL};
 pub use sender::CHECKED as SENDER_CHECKED;

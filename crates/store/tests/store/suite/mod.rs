@@ -3,12 +3,14 @@
 
 mod listing;
 mod group_commit;
+mod federation;
 mod messaging;
 mod quota;
 mod rest;
 
 pub(crate) use listing::*;
 pub(crate) use group_commit::*;
+pub(crate) use federation::*;
 pub(crate) use messaging::*;
 pub(crate) use quota::*;
 pub(crate) use rest::*;
