@@ -80,12 +80,17 @@ pub fn sessions(
         store,
         presence,
         None,
+        None,
     )
 }
 
 /// The session service accepting the Noise keys in `noise_keys` (current first; a key reload
 /// replaces them), recording in `ledger` and federating with `federation`'s peers if given.
 #[must_use]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "each is one independent piece of the wiring; the server builds it in one place"
+)]
 pub fn sessions_with(
     config: &Config,
     keys: &ServerKeys,

@@ -188,7 +188,11 @@ pub(crate) async fn revoke_and_disconnect(
     // Its session may run on another node of the deployment.
     if let Some(cluster) = &state.sessions.messaging().cluster {
         cluster
-            .ended(&device.device_id, crate::cluster::EndReason::Revoked, detail)
+            .ended(
+                &device.device_id,
+                crate::cluster::EndReason::Revoked,
+                detail,
+            )
             .await;
     }
     Ok(was_online)

@@ -262,7 +262,7 @@ pub(crate) async fn limit(State(state): State<AppState>, request: Request, next:
             return refused(&metrics.rate_limited_connect, retry, "connection attempts");
         }
     } else if path.starts_with("/federation/") {
-        if let Err(retry) = limits.federation.check(ip, now) {
+        if let Err(retry) = limits.federation.check(ip) {
             return refused(&metrics.rate_limited_rest, retry, "federation requests");
         }
     } else {

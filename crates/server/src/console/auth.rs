@@ -180,7 +180,7 @@ pub(crate) async fn login(
     let (parts, body) = request.into_parts();
     let peer = parts.extensions.get::<PeerAddr>().map(|p| p.0);
     if let Some(peer) = peer
-        && let Err(retry) = state.console.login_limiter.check(peer.ip(), Instant::now())
+        && let Err(retry) = state.console.login_limiter.check(peer.ip())
     {
         let secs = retry.0.as_secs().saturating_add(1);
         let mut response = ConsoleError::new(

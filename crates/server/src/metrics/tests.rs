@@ -84,12 +84,7 @@ fn counts_and_renders() {
     }
     // Only the checked frame types are sender-mismatch series.
     assert!(!text.contains("commucat_sender_mismatches_total{type=\"msg\"}"));
-    for unmeasured in [
-        "fec_packets",
-        "multipath",
-        "average_paths",
-        "censorship",
-    ] {
+    for unmeasured in ["fec_packets", "multipath", "average_paths", "censorship"] {
         assert!(!text.contains(unmeasured), "{unmeasured} exported:\n{text}");
     }
     assert!(!text.contains("# EOF"));

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use commucat_store::{PairingRecord, Store};
 
-use super::messaging::{envelope, sample_group};
+use super::messaging::{NO_GROUP_LIMIT, envelope, sample_group};
 use super::seed;
 
 pub(crate) async fn operator_views_list_across_accounts(store: Arc<dyn Store>) {
@@ -53,7 +53,10 @@ pub(crate) async fn operator_views_list_across_accounts(store: Arc<dyn Store>) {
     assert_eq!(codes, ["NEW-CODE", "OLD-CODE"]);
 
     let (group, roster) = sample_group();
-    store.create_group(group.clone(), roster).await.unwrap();
+    store
+        .create_group(group.clone(), roster, NO_GROUP_LIMIT)
+        .await
+        .unwrap();
     assert_eq!(store.list_groups(10).await.unwrap(), vec![group]);
 
     // Two envelopes for bob, one for alice; expired ones do not count.

@@ -1,16 +1,16 @@
 //! Backend-independent behaviour of `Store`. Each backend's test file runs every function
 //! here against a fresh, empty store.
 
-mod listing;
-mod group_commit;
 mod federation;
+mod group_commit;
+mod listing;
 mod messaging;
 mod quota;
 mod rest;
 
-pub(crate) use listing::*;
-pub(crate) use group_commit::*;
 pub(crate) use federation::*;
+pub(crate) use group_commit::*;
+pub(crate) use listing::*;
 pub(crate) use messaging::*;
 pub(crate) use quota::*;
 pub(crate) use rest::*;
