@@ -91,7 +91,8 @@ impl Counters {
                 counter.load(Ordering::Relaxed)
             );
         }
-        if let Some(outbox) = outbox {
+        // A family without samples is left out (nothing queued for any peer).
+        if let Some(outbox) = outbox.filter(|o| !o.is_empty()) {
             text.push_str("# HELP commucat_federation_outbox_depth Events waiting for a peer.\n# TYPE commucat_federation_outbox_depth gauge\n");
             for peer in outbox {
                 let _ = writeln!(
