@@ -395,6 +395,7 @@ fn established(index: usize) -> Established {
         device_known: true,
         had_certificate: false,
         issued_certificate: false,
+        pq_hybrid: false,
     }
 }
 
