@@ -22,8 +22,12 @@
 //! durable doorbells wait for room (back-pressure on the sender), live frames are dropped when
 //! it is full. What a node receives is refused above its size bound and applied to the hub
 //! without waiting ([`subscriber`]).
+//!
+//! Each node also keeps a bounded snapshot of its live sessions in Redis, which the operator
+//! console of every node reads ([`sessions`]).
 
 mod message;
+pub mod sessions;
 mod subscriber;
 
 pub use message::{EndReason, MAX_DEVICES, Message, MessageError, OVERHEAD_BYTES};
@@ -181,6 +185,12 @@ impl Cluster {
             node_channel(&self.prefix, &self.node),
             broadcast_channel(&self.prefix),
         ];
+        let sessions = sessions::Writer {
+            node: self.node.clone(),
+            prefix: self.prefix.clone(),
+            connection: self.connection.clone(),
+            hub: Arc::clone(&hub),
+        };
         let listener = subscriber::Listener {
             client: self.client.clone(),
             connection: self.connection.clone(),
@@ -192,6 +202,8 @@ impl Cluster {
             max_message_bytes: self.max_message_bytes,
         };
         self.tasks.spawn(listener.run(stream, self.stop.clone()));
+        self.tasks
+            .spawn(sessions.run(self.stop.clone(), self.kill.clone()));
         self.tasks.close();
     }
 

@@ -40,6 +40,7 @@ pub(crate) const NAV: &[(&str, &str)] = &[
     ("/admin/pairing", "Pairing codes"),
     ("/admin/groups", "Groups"),
     ("/admin/queues", "Offline queues"),
+    ("/admin/federation", "Federation"),
     ("/admin/metrics", "Metrics"),
 ];
 

@@ -3,7 +3,9 @@
 //!
 //! - [`auth`]: login form and login (admin token → operator session cookie), logout, CSRF;
 //! - [`operator_sessions`]: the bounded table of operator sessions with server-side expiry;
-//! - [`pages`]: live sessions, devices and key events, pairing codes, groups, offline queues;
+//! - [`sessions`]: live sessions of every node;
+//! - [`pages`]: devices and key events, pairing codes, groups, offline queues;
+//! - [`federation`]: federation peers and the outbox per peer;
 //! - [`actions`]: revoking a device (ends its live session, as REST revoke does);
 //! - [`metrics_view`]: metric values and live charts (the embedded `charts.js`);
 //! - [`html`]: escaping, layout, the error page, security headers.
@@ -14,10 +16,12 @@
 
 pub(crate) mod actions;
 pub(crate) mod auth;
+pub(crate) mod federation;
 pub(crate) mod html;
 pub(crate) mod metrics_view;
 pub(crate) mod operator_sessions;
 pub(crate) mod pages;
+pub(crate) mod sessions;
 
 use std::sync::Arc;
 
@@ -69,12 +73,13 @@ pub(crate) fn routes(app: AppState) -> Router<AppState> {
         .route("/admin/", get(|| async { Redirect::to("/admin/sessions") }))
         .route("/admin/login", get(auth::login_form).post(auth::login))
         .route("/admin/logout", post(auth::logout))
-        .route("/admin/sessions", get(pages::sessions))
+        .route("/admin/sessions", get(sessions::sessions))
         .route("/admin/devices", get(pages::devices))
         .route("/admin/devices/revoke", post(actions::revoke))
         .route("/admin/pairing", get(pages::pairing))
         .route("/admin/groups", get(pages::groups))
         .route("/admin/queues", get(pages::queues))
+        .route("/admin/federation", get(federation::page_handler))
         .route("/admin/metrics", get(metrics_view::page_handler))
         .route("/admin/metrics.json", get(metrics_view::json))
         .route("/admin/charts.js", get(metrics_view::script))

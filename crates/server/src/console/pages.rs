@@ -1,6 +1,6 @@
-//! The read-only pages: live sessions, devices (with key events and a revoke button), pairing
-//! codes, groups and rosters, offline queue depth per device. Each lists at most
-//! [`LIST_LIMIT`] rows and says so when it is cut.
+//! The read-only pages (live sessions are in [`super::sessions`]): devices (with key events
+//! and a revoke button), pairing codes, groups and rosters, offline queue depth per device.
+//! Each lists at most [`LIST_LIMIT`] rows and says so when it is cut.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -26,61 +26,12 @@ fn cut_note(shown: usize) -> String {
     }
 }
 
-fn code(text: &str) -> String {
+pub(crate) fn code(text: &str) -> String {
     format!("<code>{}</code>", esc(text))
 }
 
 fn store_error(e: &commucat_store::StoreError) -> ConsoleError {
     ConsoleError::from(store_problem(e))
-}
-
-/// `GET /admin/sessions`: every online session of this node.
-pub(crate) async fn sessions(State(state): State<ConsoleState>, op: Operator) -> Response {
-    let live = state.app.sessions.hub().live_sessions();
-    let node = state.node();
-    let rows: Vec<Vec<String>> = live
-        .iter()
-        .map(|s| {
-            vec![
-                code(&s.device_id),
-                format!("{}<br>{}", esc(&s.handle), code(&s.user_id)),
-                esc(s.mode),
-                esc(&node),
-                time(s.since),
-                s.remote.map(|a| code(&a.to_string())).unwrap_or_default(),
-                s.frames_in.to_string(),
-                s.frames_out.to_string(),
-                s.mailbox_frames.to_string(),
-            ]
-        })
-        .collect();
-    let body = format!(
-        "<p id=\"session-count\">{} online on this node.</p>{}",
-        live.len(),
-        table(
-            "sessions",
-            &[
-                "Device",
-                "User",
-                "Connect mode",
-                "Node",
-                "Since",
-                "Address",
-                "Frames in",
-                "Frames out",
-                "Mailbox",
-            ],
-            &rows,
-            "No device is connected.",
-        )
-    );
-    page(
-        "Live sessions",
-        "/admin/sessions",
-        Some(&op.csrf),
-        &node,
-        &body,
-    )
 }
 
 /// `GET /admin/devices`: every device, its account, state, key events and a revoke button.

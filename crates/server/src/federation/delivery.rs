@@ -161,6 +161,7 @@ impl Worker {
             };
             if batch.is_empty() {
                 backoff.clear();
+                self.federation.set_next_attempt(&self.domain, None);
                 self.pause(None).await;
                 continue;
             }
@@ -225,8 +226,10 @@ impl Worker {
                     }
                 }
             }
+            let next = backoff.values().map(|b| b.until).min();
+            self.federation
+                .set_next_attempt(&self.domain, next.map(unix_at));
             if !progressed {
-                let next = backoff.values().map(|b| b.until).min();
                 self.pause(next).await;
             }
         }
@@ -281,6 +284,16 @@ impl Worker {
             _ => Attempt::Retry(detail),
         }
     }
+}
+
+/// The unix time (seconds, rounded up) of the instant `at`.
+fn unix_at(at: Instant) -> i64 {
+    let ahead = at.saturating_duration_since(Instant::now());
+    unix_now().saturating_add(
+        i64::try_from(ahead.as_secs())
+            .unwrap_or(i64::MAX)
+            .saturating_add(1),
+    )
 }
 
 /// `text` cut to [`MAX_ERROR_LEN`] bytes (at a character boundary).

@@ -16,7 +16,7 @@ pub mod outbound;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use commucat_keys::{DeviceKeyPair, VerifyingKey};
 use tokio::sync::Notify;
@@ -126,6 +126,9 @@ pub struct Federation {
     peers: HashMap<String, Peer>,
     limiter: limiter::PeerLimiter,
     wake: HashMap<String, Arc<Notify>>,
+    /// When this node's delivery worker of each peer next retries (unix seconds, 0: none
+    /// waiting); one entry per configured peer.
+    next_attempt: HashMap<String, AtomicI64>,
     /// Traffic counters.
     pub counters: Counters,
     /// Budget of refusal records in the ledger.
@@ -167,6 +170,10 @@ impl Federation {
             .keys()
             .map(|domain| (domain.clone(), Arc::new(Notify::new())))
             .collect();
+        let next_attempt = peers
+            .keys()
+            .map(|domain| (domain.clone(), AtomicI64::new(0)))
+            .collect();
         Self {
             domain: domain.to_ascii_lowercase(),
             limiter: limiter::PeerLimiter::per_minute(settings.events_per_minute),
@@ -174,6 +181,7 @@ impl Federation {
             settings,
             peers,
             wake,
+            next_attempt,
             counters: Counters::default(),
             records: crate::ledger_throttle::Throttle::new(RECORDS_PER_SECOND),
         }
@@ -267,6 +275,24 @@ impl Federation {
                 "suppressed_before": suppressed,
             })
         });
+    }
+
+    /// Records when this node's delivery worker of `domain` next retries a failed event
+    /// (unix seconds), or that it waits for none (`None`).
+    pub fn set_next_attempt(&self, domain: &str, at: Option<i64>) {
+        if let Some(slot) = self.next_attempt.get(domain) {
+            slot.store(at.unwrap_or(0), Ordering::Relaxed);
+        }
+    }
+
+    /// When this node's delivery worker of `domain` next retries a failed event (unix
+    /// seconds); `None` when no retry is waiting.
+    #[must_use]
+    pub fn next_attempt(&self, domain: &str) -> Option<i64> {
+        self.next_attempt
+            .get(domain)
+            .map(|slot| slot.load(Ordering::Relaxed))
+            .filter(|at| *at > 0)
     }
 
     /// Status of `domain`: `None` for an unknown domain.

@@ -24,8 +24,8 @@ use redis::AsyncCommands;
 use serde_json::json;
 
 /// Three nodes of one deployment, and what they share.
-struct Deployment {
-    nodes: Vec<TestServer>,
+pub(crate) struct Deployment {
+    pub(crate) nodes: Vec<TestServer>,
     redis_url: String,
     prefix: String,
     /// Data directories of nodes 2 and 3 (copies of node 1's keys).
@@ -48,13 +48,18 @@ fn copy_tree(from: &Path, to: &Path) {
 
 impl Deployment {
     /// Three nodes `n1`..`n3` on one schema and one key prefix of `COMMUCAT_TEST_REDIS`.
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// As [`Deployment::start`], each node's configuration changed by `tweak` too.
+    pub(crate) async fn start_with(tweak: impl Fn(&mut commucat_server::Config)) -> Self {
         let redis_url = std::env::var("COMMUCAT_TEST_REDIS").expect("COMMUCAT_TEST_REDIS is set");
-        Self::start_on(redis_url).await
+        Self::start_on(redis_url, tweak).await
     }
 
     /// Three nodes `n1`..`n3` on one schema and one key prefix of the Redis at `redis_url`.
-    async fn start_on(redis_url: String) -> Self {
+    async fn start_on(redis_url: String, tweak: impl Fn(&mut commucat_server::Config)) -> Self {
         let backend = StoreBackend::postgres()
             .await
             .expect("COMMUCAT_TEST_POSTGRES is set");
@@ -63,6 +68,7 @@ impl Deployment {
             config.presence.redis_url = Some(redis_url.clone());
             config.presence.key_prefix.clone_from(&prefix);
             config.presence.node_id = Some(node.to_owned());
+            tweak(config);
         };
         let first = TestServer::start_on(backend.clone(), |c| configure("n1", c)).await;
         let mut nodes = vec![first];
@@ -89,7 +95,7 @@ impl Deployment {
     }
 
     /// Node `n` (1-based, as the node ids).
-    fn node(&self, n: usize) -> &TestServer {
+    pub(crate) fn node(&self, n: usize) -> &TestServer {
         &self.nodes[n - 1]
     }
 
@@ -113,7 +119,7 @@ impl Deployment {
     }
 
     /// Stops every node and deletes the prefix's keys.
-    async fn finish(mut self) {
+    pub(crate) async fn finish(mut self) {
         for node in &mut self.nodes {
             node.stop().await;
         }
@@ -340,7 +346,7 @@ async fn a_redis_restart_under_traffic_loses_nothing_and_delivery_resumes() {
     let mut redis = tokio::task::spawn_blocking(ThrowawayRedis::start)
         .await
         .unwrap();
-    let cluster = Deployment::start_on(redis.url()).await;
+    let cluster = Deployment::start_on(redis.url(), |_| {}).await;
     let mut alice = cluster.node(1).connect("alice-o").await;
     let mut bob = cluster.node(2).connect("bob-o").await;
     join_with_peers(&mut alice, 13, &["bob-o"]).await;

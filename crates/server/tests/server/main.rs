@@ -19,6 +19,7 @@ mod call_bounds;
 mod calls;
 mod channels;
 mod cluster;
+mod cluster_console;
 mod connect;
 mod connect_modes;
 mod connect_traceparent;

@@ -205,3 +205,59 @@ async fn an_operator_logs_in_and_revokes_a_connected_device_in_chromium() {
     browser.screenshot("metrics").await;
     browser.close().await;
 }
+
+#[tokio::test]
+#[cfg_attr(
+    not(commucat_test_chromedriver),
+    ignore = "needs COMMUCAT_TEST_CHROMEDRIVER"
+)]
+async fn the_federation_page_shows_peers_and_the_outbox_in_chromium() {
+    let (server, _ledger, _dir) = super::federation::federating_console().await;
+    let _alice = super::federation::queue_for_b(&server).await;
+    let base = format!("https://127.0.0.1:{}", server.addr.port());
+    let mut browser = Browser::start().await;
+    log_in(&browser, &base, ADMIN).await;
+    text_of(&browser, "#session-count").await;
+    // Reached from the navigation bar, as an operator would.
+    browser
+        .client
+        .find(Locator::LinkText("Federation"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let state = text_of(&browser, "#federation-state").await;
+    assert!(state.starts_with("Federation is on for a.test"), "{state}");
+    let peers = text_of(&browser, "#peers").await;
+    for expected in [
+        "b.test",
+        "https://127.0.0.1:9",
+        "active",
+        "p.test",
+        "pending",
+        "none pinned",
+        "c.test",
+        "blocked",
+        "static (configuration)",
+    ] {
+        assert!(peers.contains(expected), "{expected}: {peers}");
+    }
+    // The worker's failures against port 9 show up on a reload.
+    let client = &browser.client;
+    let outbox = eventually("the delivery error in the outbox", WAIT, || async {
+        client.refresh().await.ok()?;
+        let row = client
+            .find(Locator::Css("#outbox tbody tr"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        (!row.contains('—')).then_some(row)
+    })
+    .await;
+    assert!(outbox.contains("b.test"), "{outbox}");
+    browser.screenshot("federation").await;
+    browser.close().await;
+}

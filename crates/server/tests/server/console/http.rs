@@ -9,20 +9,20 @@ use super::{ADMIN, console_server};
 use crate::common::{TestServer, ledger_records};
 
 /// An HTTPS client that does not follow redirects and keeps cookies by hand.
-struct Browserless {
+pub(crate) struct Browserless {
     http: reqwest::Client,
     base: String,
     cookies: HashMap<String, String>,
 }
 
 /// The value of `name="…" value="…"` of the hidden CSRF field in `html`.
-fn csrf_in(html: &str) -> String {
+pub(crate) fn csrf_in(html: &str) -> String {
     let start = html.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
     html[start..].split('"').next().unwrap().to_owned()
 }
 
 impl Browserless {
-    fn new(server: &TestServer) -> Self {
+    pub(crate) fn new(server: &TestServer) -> Self {
         let http = reqwest::Client::builder()
             .tls_certs_only([reqwest::Certificate::from_pem(&server.pem).unwrap()])
             .resolve("localhost", server.addr)
@@ -61,7 +61,7 @@ impl Browserless {
             .join("; ")
     }
 
-    async fn get(&mut self, path: &str) -> (StatusCode, HeaderMap, String) {
+    pub(crate) async fn get(&mut self, path: &str) -> (StatusCode, HeaderMap, String) {
         let response = self
             .http
             .get(format!("{}{path}", self.base))
@@ -74,7 +74,11 @@ impl Browserless {
         (status, headers, response.text().await.unwrap())
     }
 
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> (StatusCode, HeaderMap, String) {
+    pub(crate) async fn post(
+        &mut self,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> (StatusCode, HeaderMap, String) {
         let body: String = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(form)
             .finish();
@@ -93,7 +97,7 @@ impl Browserless {
     }
 
     /// Opens the login form and submits `token`; returns the answer.
-    async fn login(&mut self, token: &str) -> (StatusCode, HeaderMap, String) {
+    pub(crate) async fn login(&mut self, token: &str) -> (StatusCode, HeaderMap, String) {
         let (status, _, form) = self.get("/admin/login").await;
         assert_eq!(status, StatusCode::OK);
         let csrf = csrf_in(&form);
@@ -144,6 +148,7 @@ async fn login_refuses_a_wrong_token_and_pages_need_a_session() {
         "/admin/pairing",
         "/admin/groups",
         "/admin/queues",
+        "/admin/federation",
         "/admin/metrics",
     ] {
         let (status, headers, body) = b.get(page).await;

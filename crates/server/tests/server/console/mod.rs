@@ -4,7 +4,8 @@
 
 mod browser;
 mod driver;
-mod http;
+mod federation;
+pub(crate) mod http;
 
 use std::path::PathBuf;
 
@@ -13,7 +14,7 @@ use commucat_server::config::SecretString;
 use crate::common::TestServer;
 
 /// The admin token of the console tests' servers.
-const ADMIN: &str = "console-test-admin-token";
+pub(crate) const ADMIN: &str = "console-test-admin-token";
 
 /// A server with the admin token set and its ledger at the returned path.
 async fn console_server(
