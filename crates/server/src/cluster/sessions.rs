@@ -9,8 +9,8 @@
 //!   within that time.
 //!
 //! The snapshot is rewritten when the set of sessions changes (checked every
-//! [`CHECK_INTERVAL`]) and at least every [`REFRESH_INTERVAL`] (frame counts); a node that
-//! closes deletes both entries. Redis being away costs only the console's view of other nodes.
+//! [`CHECK_INTERVAL`] with [`Hub::sessions_version`], which copies nothing) and at least every
+//! [`REFRESH_INTERVAL`] (frame counts); a node that closes deletes both entries. Redis being away costs only the console's view of other nodes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -132,7 +132,7 @@ impl Writer {
     /// Writes on every change and every [`REFRESH_INTERVAL`] until `stop` (then deletes the
     /// snapshot) or `kill` (then leaves it to expire, as a crash would).
     pub(super) async fn run(mut self, stop: CancellationToken, kill: CancellationToken) {
-        let mut written: Option<(Vec<(String, i64)>, tokio::time::Instant)> = None;
+        let mut written: Option<((u64, usize), tokio::time::Instant)> = None;
         let mut tick = tokio::time::interval(CHECK_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -142,22 +142,20 @@ impl Writer {
                 () = stop.cancelled() => break,
                 _ = tick.tick() => {}
             }
-            let live = self.hub.live_sessions();
-            let ids: Vec<(String, i64)> = live
-                .iter()
-                .map(|s| (s.device_id.clone(), s.since))
-                .collect();
-            let due = written
-                .as_ref()
-                .is_none_or(|(previous, at)| *previous != ids || at.elapsed() >= REFRESH_INTERVAL);
+            // The version is read before the copy: a change in between is written next time.
+            let version = self.hub.sessions_version();
+            let due = written.as_ref().is_none_or(|(previous, at)| {
+                *previous != version || at.elapsed() >= REFRESH_INTERVAL
+            });
             if !due {
                 continue;
             }
+            let live = self.hub.live_sessions();
             match self
                 .write(&Snapshot::of(&self.node, unix_now(), &live))
                 .await
             {
-                Ok(()) => written = Some((ids, tokio::time::Instant::now())),
+                Ok(()) => written = Some((version, tokio::time::Instant::now())),
                 Err(e) => tracing::debug!(error = %e, "session snapshot not written"),
             }
         }

@@ -139,6 +139,18 @@ impl Hub {
         sessions.sort_by(|a, b| a.device_id.cmp(&b.device_id));
         sessions
     }
+
+    /// A value that changes whenever a session registers (the registrations so far) or leaves
+    /// (the sessions online): a cheap test of whether [`Hub::live_sessions`] lists other
+    /// sessions than before, without copying them.
+    #[must_use]
+    pub fn sessions_version(&self) -> (u64, usize) {
+        let tables = self.lock();
+        (
+            self.registrations.load(Ordering::SeqCst),
+            tables.online.len(),
+        )
+    }
 }
 
 #[cfg(test)]
@@ -156,6 +168,7 @@ mod tests {
         stats.frame_in();
         stats.frame_in();
         stats.frame_out();
+        let before = hub.sessions_version();
         let live = hub.live_sessions();
         assert_eq!(live.len(), 1);
         let s = &live[0];
@@ -165,7 +178,15 @@ mod tests {
         );
         assert_eq!((s.frames_in, s.frames_out, s.mailbox_frames), (2, 1, 0));
         assert!(s.is_session("s-a"));
+        // Counting frames is no change of the sessions; leaving and coming back are.
+        assert_eq!(hub.sessions_version(), before);
         hub.unregister("dev-a", "s-a");
         assert!(hub.live_sessions().is_empty());
+        let left = hub.sessions_version();
+        assert_ne!(left, before);
+        let (a, _a_rx) = Mailbox::new("s-a2", 4, None);
+        hub.register("dev-a", a.with_stats(stats));
+        assert_ne!(hub.sessions_version(), left);
+        assert_ne!(hub.sessions_version(), before);
     }
 }
