@@ -59,7 +59,10 @@ impl Deployment {
     }
 
     /// Three nodes `n1`..`n3` on one schema and one key prefix of the Redis at `redis_url`.
-    async fn start_on(redis_url: String, tweak: impl Fn(&mut commucat_server::Config)) -> Self {
+    pub(crate) async fn start_on(
+        redis_url: String,
+        tweak: impl Fn(&mut commucat_server::Config),
+    ) -> Self {
         let backend = StoreBackend::postgres()
             .await
             .expect("COMMUCAT_TEST_POSTGRES is set");
