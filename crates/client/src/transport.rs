@@ -341,7 +341,7 @@ pub enum ModeStream {
     /// [`ConnectMode::WebSocketH2`].
     WsH2(Box<WsStream<H2Io>>),
     /// [`ConnectMode::H3`].
-    H3(H3Stream),
+    H3(Box<H3Stream>),
 }
 
 /// Opens `/connect` to `addr` in `mode`.
@@ -377,7 +377,9 @@ pub async fn open_mode(
             let tls = tls_connect(None, addr, server_name, trust, b"h2").await?;
             ModeStream::WsH2(Box::new(ws::start_h2(tls, &authority, "/connect").await?))
         }
-        ConnectMode::H3 => ModeStream::H3(h3::open(addr, server_name, trust, "/connect").await?),
+        ConnectMode::H3 => ModeStream::H3(Box::new(
+            h3::open(addr, server_name, trust, "/connect").await?,
+        )),
     })
 }
 

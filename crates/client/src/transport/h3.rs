@@ -27,6 +27,14 @@ pub struct H3Connection {
     authority: String,
 }
 
+impl Drop for H3Connection {
+    /// Closes the QUIC connection: the h3 driver task holds it too and would otherwise keep
+    /// it (and its keep-alive PINGs) going.
+    fn drop(&mut self) {
+        self.quic.close(quinn::VarInt::from_u32(0), b"done");
+    }
+}
+
 impl std::fmt::Debug for H3Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("H3Connection")
