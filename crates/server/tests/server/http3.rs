@@ -196,3 +196,49 @@ async fn shutdown_ends_http3_sessions() {
     };
     tokio::join!(stopping, ended);
 }
+
+/// A QUIC connection with no request in progress for `bounds.idle_connection_timeout` is
+/// closed by the server (counted as an idle refusal); one carrying a session stays open.
+#[tokio::test]
+async fn idle_http3_connections_are_closed() {
+    let server = h3_server(|c| c.bounds.idle_connection_timeout = Duration::from_secs(1)).await;
+    let mut alice = h3_session(&server, "alice-i").await;
+    let idle = H3Connection::connect(server.addr, "localhost", &server.trust)
+        .await
+        .unwrap();
+    let closed = tokio::time::timeout(WAIT, idle.quic().closed())
+        .await
+        .expect("the idle connection is closed");
+    let reason = closed.to_string();
+    assert!(
+        !reason.contains("timed out"),
+        "closed by the server: {reason}"
+    );
+    server
+        .metric_becomes(
+            "commucat_bound_refusals_total{bound=\"idle_connection_timeout\"} ",
+            1,
+        )
+        .await;
+    // The session's connection is still in use.
+    let seq = alice
+        .send_control(
+            commucat_ccp::FrameType::Join,
+            3,
+            &serde_json::json!({"members": [], "relay": true}),
+        )
+        .await
+        .unwrap();
+    loop {
+        let frame = tokio::time::timeout(WAIT, alice.recv())
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("session open");
+        if frame.frame_type() == commucat_ccp::FrameType::Ack {
+            let ack: commucat_ccp::control::Ack = frame.parse_control().unwrap();
+            assert_eq!(ack.ack, u64::from(seq));
+            break;
+        }
+    }
+}
