@@ -1,11 +1,13 @@
 //! `/connect` transports as [`ByteStream`]s: HTTP/2 `POST` ([`H2Stream`], the deployed client's
-//! way), and every other connect mode through [`open_mode`].
+//! way), HTTP/3 `POST` ([`H3Stream`]), and every connect mode through [`open_mode`].
 
 mod h1;
+pub mod h3;
 mod text;
 mod ws;
 
 pub use h1::H1Stream;
+pub use h3::{H3Connection, H3Stream};
 pub use text::{TextFormat, TextStream};
 pub use ws::{H2Io, Message, WsStream};
 
@@ -286,18 +288,37 @@ pub enum ConnectMode {
     WebSocket,
     /// RFC 8441 WebSocket over HTTP/2 (extended CONNECT).
     WebSocketH2,
+    /// HTTP/3 (QUIC) `POST`, raw frame bytes both ways; the server needs `server.http3`.
+    H3,
 }
 
 impl ConnectMode {
     /// Every mode.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::H2Binary,
         Self::H1Chunked,
         Self::Sse,
         Self::Ndjson,
         Self::WebSocket,
         Self::WebSocketH2,
+        Self::H3,
     ];
+
+    /// Parses a mode name: `h2`, `h1`, `sse`, `ndjson`, `ws`, `ws-h2`, `h3` (or the variant
+    /// names in kebab case).
+    #[must_use]
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name.trim().to_ascii_lowercase().as_str() {
+            "h2" | "h2-binary" | "binary" => Self::H2Binary,
+            "h1" | "h1-chunked" => Self::H1Chunked,
+            "sse" => Self::Sse,
+            "ndjson" | "long-poll" => Self::Ndjson,
+            "ws" | "websocket" => Self::WebSocket,
+            "ws-h2" | "websocket-h2" => Self::WebSocketH2,
+            "h3" | "quic" | "http3" => Self::H3,
+            _ => return None,
+        })
+    }
 
     /// Whether frames can travel as Noise transport records (SSE and NDJSON need visible frames).
     #[must_use]
@@ -319,6 +340,8 @@ pub enum ModeStream {
     Ws(Box<WsStream<TlsStream<TcpStream>>>),
     /// [`ConnectMode::WebSocketH2`].
     WsH2(Box<WsStream<H2Io>>),
+    /// [`ConnectMode::H3`].
+    H3(Box<H3Stream>),
 }
 
 /// Opens `/connect` to `addr` in `mode`.
@@ -354,6 +377,9 @@ pub async fn open_mode(
             let tls = tls_connect(None, addr, server_name, trust, b"h2").await?;
             ModeStream::WsH2(Box::new(ws::start_h2(tls, &authority, "/connect").await?))
         }
+        ConnectMode::H3 => ModeStream::H3(Box::new(
+            h3::open(addr, server_name, trust, "/connect").await?,
+        )),
     })
 }
 
@@ -365,6 +391,7 @@ impl ByteStream for ModeStream {
             Self::Text(s) => s.read().await,
             Self::Ws(s) => s.read().await,
             Self::WsH2(s) => s.read().await,
+            Self::H3(s) => s.read().await,
         }
     }
 
@@ -375,6 +402,7 @@ impl ByteStream for ModeStream {
             Self::Text(s) => s.write(bytes).await,
             Self::Ws(s) => s.write(bytes).await,
             Self::WsH2(s) => s.write(bytes).await,
+            Self::H3(s) => s.write(bytes).await,
         }
     }
 }

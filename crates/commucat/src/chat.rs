@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use commucat_ccp::control::{Ack, Join};
 use commucat_ccp::{Frame, FrameType, Problem};
-use commucat_client::transport::{self, H2Stream};
+use commucat_client::transport::{self, ConnectMode};
 use commucat_client::{DeviceIdentity, HandshakeOptions, ServerParams, Session, TlsTrust};
 use commucat_keys::decode_hex32;
 use tokio::sync::mpsc;
@@ -64,6 +64,16 @@ pub(crate) struct ChatArgs {
     /// (stored in its file) if it has none; refuses to chat if the server does not accept it.
     #[arg(long)]
     pub(crate) pq: bool,
+    /// How to reach `/connect`: `h2` (HTTP/2 POST, the default), `h3` (HTTP/3 over QUIC; the
+    /// server needs `server.http3`), `h1`, `ws`, `ws-h2`, `sse` or `ndjson`.
+    #[arg(long, default_value = "h2", value_parser = parse_mode)]
+    pub(crate) mode: ConnectMode,
+}
+
+fn parse_mode(name: &str) -> Result<ConnectMode, String> {
+    ConnectMode::parse(name).ok_or_else(|| {
+        format!("unknown connect mode {name:?} (h2, h3, h1, ws, ws-h2, sse, ndjson)")
+    })
 }
 
 fn split_server(url: &str) -> Result<(String, u16)> {
@@ -173,8 +183,8 @@ pub(crate) fn run(args: &ChatArgs) -> Result<()> {
         } else {
             options
         };
-        let mut session =
-            commucat_client::connect(addr, &host, &trust, &identity, &params, &options).await?;
+        let stream = transport::open_mode(args.mode, addr, &host, &trust).await?;
+        let mut session = Session::handshake(stream, &identity, &params, &options).await?;
         if args.pq && !session.info().pq_hybrid() {
             bail!("the server did not accept pq-hybrid (classical session refused with --pq)");
         }
@@ -196,7 +206,11 @@ pub(crate) fn run(args: &ChatArgs) -> Result<()> {
     })
 }
 
-async fn converse(session: &mut Session<H2Stream>, me: &str, args: &ChatArgs) -> Result<()> {
+async fn converse<S: commucat_link::ByteStream>(
+    session: &mut Session<S>,
+    me: &str,
+    args: &ChatArgs,
+) -> Result<()> {
     let mut members = vec![me.to_owned()];
     members.extend(args.peers.iter().cloned());
     let join = Join {

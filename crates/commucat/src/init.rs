@@ -98,6 +98,8 @@ domain = {domain}
 data_dir = {data_dir}
 # How long shutdown waits for open connections to finish.
 shutdown_grace = {shutdown_grace}
+# Also serve HTTP/3 (QUIC) on UDP at the same port, advertised by Alt-Svc (open UDP too).
+http3 = {http3}
 
 [tls]
 # An operator certificate chain and key (PEM). Without them a development certificate is
@@ -178,6 +180,7 @@ format = {log_format}
         domain = toml_string(&s.domain),
         data_dir = path_string(data_dir),
         shutdown_grace = s.shutdown_grace.as_secs(),
+        http3 = s.http3,
         prologue = toml_string(&c.prologue),
         auto_approve = d.auto_approve,
         max_auto = d.max_auto_devices_per_user,

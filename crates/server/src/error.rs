@@ -54,6 +54,9 @@ pub enum ServerError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The HTTP/3 (QUIC) endpoint could not be set up.
+    #[error("HTTP/3 listener: {0}")]
+    Http3(#[from] crate::listener::h3::H3Error),
     /// A federation peer's delivery client could not be built (its `ca_file`).
     #[error(transparent)]
     Federation(#[from] crate::federation::delivery::ClientError),

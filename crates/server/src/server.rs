@@ -47,6 +47,8 @@ pub struct Server {
     tls: TlsIdentity,
     tls_config: Arc<rustls::ServerConfig>,
     listener: TcpListener,
+    /// The HTTP/3 listener's UDP socket (same port as `listener`), when `server.http3` is on.
+    udp: Option<std::net::UdpSocket>,
     local_addr: SocketAddr,
     store: OpenStore,
     presence: Arc<dyn Presence>,
@@ -302,12 +304,7 @@ impl Server {
         )
         .map_err(ServerError::PostQuantum)?;
         let addr = config.server.listen;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServerError::Bind { addr, source })?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|source| ServerError::Bind { addr, source })?;
+        let (listener, udp, local_addr) = bind_listeners(addr, config.server.http3).await?;
         Ok(Self {
             config,
             keys,
@@ -318,6 +315,7 @@ impl Server {
             tls,
             tls_config,
             listener,
+            udp,
             local_addr,
             store,
             presence,
@@ -397,6 +395,7 @@ impl Server {
             tls,
             tls_config,
             listener,
+            udp,
             local_addr,
             store,
             presence,
@@ -423,7 +422,8 @@ impl Server {
             noise_key_version = keyring.current_version,
             noise_keys_accepted = accepted,
             device_ca_public = %keys.device_ca.public_key_hex(),
-            "commucat listening (TLS 1.3; HTTP/2 and HTTP/1.1)"
+            http3 = udp.is_some(),
+            "commucat listening (TLS 1.3; HTTP/2 and HTTP/1.1; HTTP/3 when http3 is on)"
         );
         #[allow(
             clippy::disallowed_methods,
@@ -489,22 +489,54 @@ impl Server {
             connections_per_ip: crate::config::as_usize(config.bounds.connections_per_ip),
             idle_timeout: config.bounds.idle_connection_timeout,
         };
-        // The shutdown signal stops the listener and, at the same moment, every session; the
+        let quic = match udp {
+            Some(udp) => Some((quic_endpoint(udp, &tls, &limits, &config)?, router.clone())),
+            None => None,
+        };
+        let router = match &quic {
+            Some(_) => with_alt_svc(router.clone(), local_addr.port()),
+            None => router,
+        };
+        // The shutdown signal stops the listeners and, at the same moment, every session; the
         // drain deadline counts from then, alongside the connections' grace.
         let stopping = drain.clone();
+        let stop_quic = CancellationToken::new();
+        let stopping_quic = stop_quic.clone();
         let shutdown = async move {
             shutdown.await;
             stopping.stop();
+            stopping_quic.cancel();
+        };
+        let quic_serving = async {
+            if let Some((endpoint, router)) = quic {
+                crate::listener::h3::serve(
+                    endpoint,
+                    router,
+                    limits,
+                    Arc::clone(&metrics),
+                    stop_quic.cancelled(),
+                )
+                .await;
+            }
         };
         let sessions_done = async {
             drain.stopping().await;
             drain.finished(config.server.drain_deadline).await
         };
         let serving = async {
-            tokio::join!(
-                http::serve(listener, acceptor, router, limits, metrics, shutdown),
+            let (tcp, (), drained) = tokio::join!(
+                http::serve(
+                    listener,
+                    acceptor,
+                    router,
+                    limits,
+                    Arc::clone(&metrics),
+                    shutdown
+                ),
+                quic_serving,
                 sessions_done
-            )
+            );
+            (tcp, drained)
         };
         let ((), drained) = tokio::select! {
             biased;
@@ -564,6 +596,83 @@ impl Server {
             task,
         }
     }
+}
+
+/// Binds the TCP listener at `addr` and, with `http3`, a UDP socket on the same address and
+/// the TCP listener's actual port. When the configured port is 0 and that UDP port is taken,
+/// another TCP port is tried (a few times).
+async fn bind_listeners(
+    addr: SocketAddr,
+    http3: bool,
+) -> Result<(TcpListener, Option<std::net::UdpSocket>, SocketAddr), ServerError> {
+    const ATTEMPTS: usize = 16;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        if !http3 {
+            return Ok((listener, None, local_addr));
+        }
+        match std::net::UdpSocket::bind(local_addr) {
+            Ok(udp) => return Ok((listener, Some(udp), local_addr)),
+            Err(source)
+                if addr.port() == 0
+                    && attempt < ATTEMPTS
+                    && source.kind() == std::io::ErrorKind::AddrInUse => {}
+            Err(source) => {
+                return Err(ServerError::Bind {
+                    addr: local_addr,
+                    source,
+                });
+            }
+        }
+    }
+}
+
+/// The QUIC endpoint on `udp` with the server's certificate.
+fn quic_endpoint(
+    udp: std::net::UdpSocket,
+    tls: &TlsIdentity,
+    limits: &ListenLimits,
+    config: &Config,
+) -> Result<quinn::Endpoint, ServerError> {
+    use crate::listener::h3::H3Error;
+    let send_window = config.bounds.transport_buffer_bytes;
+    let server_config =
+        crate::listener::h3::server_config(tls.quic_server_config()?, limits, send_window)?;
+    udp.set_nonblocking(true).map_err(H3Error::Endpoint)?;
+    let endpoint = quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(server_config),
+        udp,
+        Arc::new(quinn::TokioRuntime),
+    )
+    .map_err(H3Error::Endpoint)?;
+    Ok(endpoint)
+}
+
+/// `router` with `Alt-Svc: h3=":<port>"` on every response: HTTP/3 is offered at the same
+/// port (for a day; clients re-learn it from any later response).
+fn with_alt_svc(router: axum::Router, port: u16) -> axum::Router {
+    let value = format!("h3=\":{port}\"; ma=86400");
+    let value = axum::http::HeaderValue::from_str(&value)
+        .unwrap_or_else(|_| axum::http::HeaderValue::from_static("clear"));
+    router.layer(axum::middleware::map_response(
+        move |mut response: axum::response::Response| {
+            let value = value.clone();
+            async move {
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::ALT_SVC, value);
+                response
+            }
+        },
+    ))
 }
 
 /// A server running on a background task.

@@ -178,7 +178,19 @@ impl TlsIdentity {
         config.max_early_data_size = 0;
         Ok(Arc::new(config))
     }
+
+    /// The rustls configuration of the HTTP/3 (QUIC) listener: the same certificate, provider
+    /// and TLS 1.3, ALPN `h3` only, no 0-RTT.
+    pub fn quic_server_config(&self) -> Result<rustls::ServerConfig, TlsError> {
+        let shared = self.server_config()?;
+        let mut config = rustls::ServerConfig::clone(&shared);
+        config.alpn_protocols = vec![ALPN_H3.to_vec()];
+        Ok(config)
+    }
 }
+
+/// ALPN of the HTTP/3 listener.
+pub const ALPN_H3: &[u8] = b"h3";
 
 fn read_required(path: &Path) -> Result<Zeroizing<Vec<u8>>, TlsError> {
     secrets::read_secret(path)?.ok_or_else(|| TlsError::BadPem {

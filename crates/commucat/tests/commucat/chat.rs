@@ -181,6 +181,67 @@ fn chat_sends_piped_lines_and_prints_what_arrives() {
     assert!(err.contains("connected as alice-1"), "{err}");
 }
 
+/// `--mode h3`: alice chats over HTTP/3 (the server has `server.http3` on) to bob on HTTP/2.
+#[test]
+fn chat_over_http3_reaches_a_peer_on_http2() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = InProcess::start(&dir.path().join("data"), |c| c.server.http3 = true);
+    let (url, ca) = (&server.url, &server.ca);
+    let bob = spawn_chat(
+        dir.path(),
+        url,
+        ca,
+        "bob.json",
+        &[
+            "--device-id",
+            "bob-3",
+            "--handle",
+            "bob",
+            "--peer",
+            "alice-3",
+        ],
+    );
+    let mut bob = Running(bob);
+    let mut bob_err = BufReader::new(bob.0.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("connected as bob-3") {
+        line.clear();
+        assert!(
+            bob_err.read_line(&mut line).unwrap() > 0,
+            "bob's chat ended"
+        );
+    }
+    let mut alice = spawn_chat(
+        dir.path(),
+        url,
+        ca,
+        "alice.json",
+        &[
+            "--device-id",
+            "alice-3",
+            "--handle",
+            "alice",
+            "--peer",
+            "bob-3",
+            "--mode",
+            "h3",
+        ],
+    );
+    let mut stdin = alice.stdin.take().unwrap();
+    stdin.write_all(b"over quic\n").unwrap();
+    drop(stdin);
+    let out = alice.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "alice: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut bob_out = BufReader::new(bob.0.stdout.take().unwrap());
+    let mut received = String::new();
+    assert!(bob_out.read_line(&mut received).unwrap() > 0);
+    assert_eq!(received.trim_end(), "[5] over quic");
+}
+
 #[test]
 fn a_user_added_offline_connects_where_unknown_devices_need_pairing() {
     let dir = tempfile::tempdir().unwrap();

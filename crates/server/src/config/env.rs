@@ -40,6 +40,10 @@ const SETTINGS: &[(&str, &str, Setter)] = &[
             Ok(())
         },
     ),
+    ("COMMUCAT_HTTP3", "server.http3", |c, n, r| {
+        c.server.http3 = boolean(n, r)?;
+        Ok(())
+    }),
     ("COMMUCAT_NOISE_PROLOGUE", "crypto.prologue", |c, _, raw| {
         raw.clone_into(&mut c.crypto.prologue);
         Ok(())

@@ -70,6 +70,7 @@ struct ServerSection {
     data_dir: Option<PathBuf>,
     shutdown_grace: Option<u64>,
     drain_deadline: Option<u64>,
+    http3: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -171,6 +172,7 @@ pub(super) fn apply(config: &mut Config, path: &Path, text: &str) -> Result<(), 
     set(&mut config.server.data_dir, server.data_dir.map(resolve));
     set_secs(&mut config.server.shutdown_grace, server.shutdown_grace);
     set_secs(&mut config.server.drain_deadline, server.drain_deadline);
+    set(&mut config.server.http3, server.http3);
 
     match (file.tls.cert, file.tls.key) {
         (Some(cert), Some(key)) => {

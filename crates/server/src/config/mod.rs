@@ -84,6 +84,7 @@ impl Default for Config {
                 data_dir: PathBuf::from("./commucat-data"),
                 shutdown_grace: Duration::from_secs(30),
                 drain_deadline: DEFAULT_DRAIN_DEADLINE,
+                http3: false,
             },
             tls: TlsSettings::default(),
             crypto: CryptoSettings {

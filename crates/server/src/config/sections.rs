@@ -66,6 +66,10 @@ pub struct ServerSettings {
     /// their devices before the store closes (`server.drain_deadline`,
     /// `COMMUCAT_DRAIN_DEADLINE`).
     pub drain_deadline: Duration,
+    /// Also serve HTTP/3 (QUIC) on UDP at the listen address's port, with the same
+    /// certificate, and advertise it with `Alt-Svc` (`server.http3`, `COMMUCAT_HTTP3`;
+    /// default off).
+    pub http3: bool,
 }
 
 /// `[tls]` section.

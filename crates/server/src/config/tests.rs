@@ -60,6 +60,7 @@ domain = "chat.example.org"
 data_dir = "state"
 shutdown_grace = 5
 drain_deadline = 12
+http3 = true
 
 [tls]
 cert = "/etc/ssl/chat.pem"
@@ -109,6 +110,8 @@ fn file_sets_every_section_and_resolves_relative_paths() {
     assert_eq!(c.server.data_dir, PathBuf::from("/etc/commucat/state"));
     assert_eq!(c.server.shutdown_grace, Duration::from_secs(5));
     assert_eq!(c.server.drain_deadline, Duration::from_secs(12));
+    assert!(c.server.http3);
+    assert!(!Config::default().server.http3, "HTTP/3 is opt-in");
     assert_eq!(
         c.tls.files,
         Some(TlsFiles {

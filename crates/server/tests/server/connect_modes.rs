@@ -15,8 +15,13 @@ use serde_json::json;
 
 use crate::common::TestServer as Running;
 
+/// A test server with HTTP/3 on (so every mode, `ConnectMode::H3` included, reaches it).
 async fn start(tweak: impl FnOnce(&mut Config)) -> Running {
-    Running::start(tweak).await
+    Running::start(|c| {
+        c.server.http3 = true;
+        tweak(c);
+    })
+    .await
 }
 
 async fn open(server: &Running, mode: ConnectMode) -> ModeStream {
@@ -83,6 +88,7 @@ macro_rules! per_mode {
             ndjson => Ndjson,
             websocket => WebSocket,
             websocket_h2 => WebSocketH2,
+            h3 => H3,
         );
     };
 }
@@ -258,6 +264,94 @@ async fn offline_replay(mode: ConnectMode) {
 }
 
 per_mode!(offline_replay);
+
+/// A call: CALL_OFFER from alice rings bob, his CALL_ANSWER reaches her, media frames travel
+/// both ways verbatim, and CALL_END from bob ends it for alice.
+async fn call_with_media(mode: ConnectMode) {
+    let server = start(|_| {}).await;
+    let mut alice = connect(
+        &server,
+        mode,
+        &DeviceIdentity::generate("alice-k"),
+        &HandshakeOptions::default(),
+    )
+    .await
+    .unwrap();
+    let mut bob = connect(
+        &server,
+        mode,
+        &DeviceIdentity::generate("bob-k"),
+        &encrypted_where_possible(mode),
+    )
+    .await
+    .unwrap();
+    join(&mut alice, 40).await;
+    join(&mut bob, 40).await;
+    let call = "call-modes-0001";
+    let offer = json!({
+        "call_id": call,
+        "from": "alice-k@chat.test",
+        "to": ["bob-k@chat.test"],
+        "media": {"audio": {"codec": "opus", "bitrate": 16000, "sample_rate": 48000,
+                            "channels": 1, "fec": true, "dtx": true},
+                  "mode": "full_duplex"},
+        "transport": {"prefer_relay": true, "udp_candidates": []},
+        "expires_at": 1_700_000_000_u64,
+        "metadata": {}
+    });
+    let seq = alice
+        .send_control(FrameType::CallOffer, 40, &offer)
+        .await
+        .unwrap();
+    let ack: Ack = recv_type(&mut alice, FrameType::Ack)
+        .await
+        .parse_control()
+        .unwrap();
+    assert_eq!(
+        (ack.ack, ack.call_id.as_deref()),
+        (u64::from(seq), Some(call))
+    );
+    let rung = recv_type(&mut bob, FrameType::CallOffer).await;
+    assert_eq!(rung.payload().as_ref(), serde_json::to_vec(&offer).unwrap());
+
+    let answer = json!({"call_id": call, "accept": true, "media": offer["media"], "metadata": {}});
+    bob.send_control(FrameType::CallAnswer, 40, &answer)
+        .await
+        .unwrap();
+    recv_type(&mut bob, FrameType::Ack).await;
+    let answered = recv_type(&mut alice, FrameType::CallAnswer).await;
+    assert_eq!(
+        answered.payload().as_ref(),
+        serde_json::to_vec(&answer).unwrap()
+    );
+
+    let opus = Bytes::from_static(&[0xfc, 0xff, 0xfe, 0x01, 0x02]);
+    alice
+        .send_bytes(FrameType::VoiceFrame, 40, opus.clone())
+        .await
+        .unwrap();
+    let voice = recv_type(&mut bob, FrameType::VoiceFrame).await;
+    assert_eq!(voice.payload(), &opus);
+    let vp8 = Bytes::from(vec![0x9d_u8; 3000]);
+    bob.send_bytes(FrameType::VideoFrame, 40, vp8.clone())
+        .await
+        .unwrap();
+    let video = recv_type(&mut alice, FrameType::VideoFrame).await;
+    assert_eq!(video.payload(), &vp8);
+
+    let end = json!({"call_id": call, "reason": "hangup", "metadata": {}});
+    bob.send_control(FrameType::CallEnd, 40, &end)
+        .await
+        .unwrap();
+    let ended = recv_type(&mut alice, FrameType::CallEnd).await;
+    assert_eq!(ended.payload().as_ref(), serde_json::to_vec(&end).unwrap());
+}
+
+per_mode!(call_with_media:
+    h2_binary => H2Binary,
+    websocket => WebSocket,
+    h3 => H3,
+);
 
 /// Garbage bytes before the handshake: an ERROR frame, then the end of the stream; a session in
 /// the same mode on the same server carries on.

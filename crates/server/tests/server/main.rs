@@ -28,6 +28,7 @@ mod console;
 mod device_rotation;
 mod federation;
 mod groups;
+mod http3;
 mod ledger;
 mod messaging;
 mod offline;

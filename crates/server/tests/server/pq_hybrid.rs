@@ -84,7 +84,7 @@ async fn security_stats(server: &TestServer) -> Value {
 /// Two devices with hybrid sessions join a channel and exchange messages both ways (one
 /// larger than a Noise message); the server counts two hybrid handshakes.
 async fn hybrid_conversation(mode: ConnectMode) {
-    let server = TestServer::start(|_| {}).await;
+    let server = TestServer::start(|c| c.server.http3 = mode == ConnectMode::H3).await;
     let alice_id = pq_identity("alice-pq");
     let bob_id = pq_identity("bob-pq");
     let mut alice = connect_pq(&server, mode, &alice_id).await;
@@ -143,6 +143,11 @@ mod hybrid_conversation {
     async fn websocket_h2() {
         super::hybrid_conversation(ConnectMode::WebSocketH2).await;
     }
+
+    #[tokio::test]
+    async fn h3() {
+        super::hybrid_conversation(ConnectMode::H3).await;
+    }
 }
 
 #[tokio::test]
@@ -157,7 +162,8 @@ async fn every_record_carrying_mode_is_covered() {
             &ConnectMode::H2Binary,
             &ConnectMode::H1Chunked,
             &ConnectMode::WebSocket,
-            &ConnectMode::WebSocketH2
+            &ConnectMode::WebSocketH2,
+            &ConnectMode::H3
         ],
         "a new record-carrying mode needs a hybrid_conversation test"
     );
