@@ -24,8 +24,8 @@ use redis::AsyncCommands;
 use serde_json::json;
 
 /// Three nodes of one deployment, and what they share.
-struct Deployment {
-    nodes: Vec<TestServer>,
+pub(crate) struct Deployment {
+    pub(crate) nodes: Vec<TestServer>,
     redis_url: String,
     prefix: String,
     /// Data directories of nodes 2 and 3 (copies of node 1's keys).
@@ -48,7 +48,7 @@ fn copy_tree(from: &Path, to: &Path) {
 
 impl Deployment {
     /// Three nodes `n1`..`n3` on one schema and one key prefix of `COMMUCAT_TEST_REDIS`.
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let redis_url = std::env::var("COMMUCAT_TEST_REDIS").expect("COMMUCAT_TEST_REDIS is set");
         Self::start_on(redis_url).await
     }
@@ -89,7 +89,7 @@ impl Deployment {
     }
 
     /// Node `n` (1-based, as the node ids).
-    fn node(&self, n: usize) -> &TestServer {
+    pub(crate) fn node(&self, n: usize) -> &TestServer {
         &self.nodes[n - 1]
     }
 
@@ -113,7 +113,7 @@ impl Deployment {
     }
 
     /// Stops every node and deletes the prefix's keys.
-    async fn finish(mut self) {
+    pub(crate) async fn finish(mut self) {
         for node in &mut self.nodes {
             node.stop().await;
         }
@@ -127,7 +127,7 @@ impl Deployment {
 }
 
 /// JOINs `channel` declaring `peers` as members too (the 1:1 and plain-group preamble).
-async fn join_with_peers(client: &mut Client, channel: u32, peers: &[&str]) {
+pub(crate) async fn join_with_peers(client: &mut Client, channel: u32, peers: &[&str]) {
     let mut members = vec![client.id.clone()];
     members.extend(peers.iter().map(|p| (*p).to_owned()));
     client

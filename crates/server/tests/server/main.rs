@@ -19,6 +19,8 @@ mod call_bounds;
 mod calls;
 mod channels;
 mod cluster;
+mod cluster_reconnect;
+mod cluster_rolling;
 mod connect;
 mod connect_modes;
 mod connect_traceparent;
