@@ -25,6 +25,16 @@ pub struct TargetArgs {
     /// Server address (must be a loopback address).
     #[arg(long, global = true, default_value = "127.0.0.1:8443")]
     pub addr: SocketAddr,
+    /// Several nodes of one deployment, comma-separated (loopback addresses): connection
+    /// number `i` goes to the `i mod N`-th (so the two devices of a relay pair land on different
+    /// nodes); replaces `--addr`. They must share keys and certificate.
+    #[arg(
+        long,
+        global = true,
+        value_delimiter = ',',
+        value_name = "ADDR,ADDR,..."
+    )]
+    pub target: Vec<SocketAddr>,
     /// TLS server name.
     #[arg(long, global = true, default_value = "localhost")]
     pub server_name: String,

@@ -19,8 +19,11 @@ pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Everything needed to open sessions on the server under test.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// Server address (loopback).
+    /// Server address (loopback); the first node when there are several.
     pub addr: SocketAddr,
+    /// Every node's address when the load is spread over several (`--target`); connection
+    /// number `i` goes to `nodes[i % nodes.len()]`. Empty: everything goes to `addr`.
+    pub nodes: Vec<SocketAddr>,
     /// TLS server name.
     pub server_name: String,
     /// TLS trust.
@@ -53,6 +56,7 @@ impl Target {
             .map_or(0, |d| d.as_nanos());
         Ok(Self {
             addr,
+            nodes: Vec::new(),
             server_name: "localhost".to_owned(),
             trust,
             params,
@@ -81,7 +85,16 @@ impl Target {
             ),
         };
         let placeholder = ServerParams::new(String::new(), [0; 32]);
-        let mut target = Self::new(args.addr, trust, placeholder)?;
+        let first = args.target.first().copied().unwrap_or(args.addr);
+        let mut target = Self::new(first, trust, placeholder)?;
+        if let Some(remote) = args.target.iter().find(|a| !a.ip().is_loopback()) {
+            bail!(
+                "{remote} is not a loopback address: commucat bench only loads the local machine"
+            );
+        }
+        if args.target.len() > 1 {
+            target.nodes.clone_from(&args.target);
+        }
         target.server_name.clone_from(&args.server_name);
         target.server_pid = args.server_pid;
         target.spread = target.spread && !args.no_spread;
@@ -188,7 +201,15 @@ impl Target {
             .map_err(|_| anyhow!("channel ids exhausted"))
     }
 
-    /// Opens `/connect` from source number `i` and runs the handshake.
+    /// The node connection number `i` goes to.
+    pub(crate) fn node(&self, i: usize) -> SocketAddr {
+        match self.nodes.len() {
+            0 => self.addr,
+            n => self.nodes.get(i % n).copied().unwrap_or(self.addr),
+        }
+    }
+
+    /// Opens `/connect` from source number `i` (to node `i mod N`) and runs the handshake.
     pub(crate) async fn connect(
         &self,
         i: usize,
@@ -198,7 +219,7 @@ impl Target {
         let attempt = async {
             let stream = transport::open_from(
                 self.source(i),
-                self.addr,
+                self.node(i),
                 &self.server_name,
                 &self.trust,
                 "/connect",

@@ -6,6 +6,9 @@
 //! CCP-1 frames, plain or as Noise transport records (`noise-transport`), optionally keyed from
 //! a post-quantum hybrid exchange (`pq-hybrid`: [`HandshakeOptions::with_pq_hybrid`]).
 //!
+//! [`ReconnectingSession`] reconnects by itself (backoff with jitter, over several node
+//! addresses), JOINs its channels again and resends unacknowledged frames.
+//!
 //! [`rotate_device_key`] replaces a device's key over REST with a proof by its current key.
 //!
 //! The handshake itself ([`handshake()`]) runs over any [`commucat_link::ByteStream`], so tests can
@@ -16,6 +19,7 @@
 mod error;
 pub mod handshake;
 mod profile;
+pub mod reconnect;
 pub mod rotate;
 mod session;
 pub mod tls;
@@ -25,6 +29,7 @@ pub use error::ClientError;
 pub use handshake::{
     DeviceIdentity, HandshakeOptions, PqDeviceKeys, ServerParams, SessionInfo, handshake,
 };
+pub use reconnect::{Backoff, ReconnectOptions, ReconnectingSession};
 pub use rotate::{RestTarget, RotatedKey, rotate_device_key};
 pub use session::{Session, connect};
 pub use tls::TlsTrust;

@@ -14,6 +14,7 @@ mod common;
 
 mod chat;
 mod cli;
+mod cluster;
 mod crash;
 mod doctor;
 mod sighup;

@@ -136,7 +136,7 @@ impl Deployment {
 }
 
 /// JOINs `channel` declaring `peers` as members too (the 1:1 and plain-group preamble).
-async fn join_with_peers(client: &mut Client, channel: u32, peers: &[&str]) {
+pub(crate) async fn join_with_peers(client: &mut Client, channel: u32, peers: &[&str]) {
     let mut members = vec![client.id.clone()];
     members.extend(peers.iter().map(|p| (*p).to_owned()));
     client

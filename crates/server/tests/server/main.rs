@@ -20,6 +20,8 @@ mod calls;
 mod channels;
 mod cluster;
 mod cluster_console;
+mod cluster_reconnect;
+mod cluster_rolling;
 mod connect;
 mod connect_modes;
 mod connect_traceparent;
