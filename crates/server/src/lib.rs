@@ -15,7 +15,8 @@
 //!    `ledger_throttle`.
 //! 2. Key material and files: [`keys`], [`profile`]; then [`ledger`] and [`tls`].
 //! 3. Counters and transport: `metrics`, then [`listener`] (TLS accept loop, the peer address
-//!    and activity attached to each request).
+//!    and activity attached to each request) and [`transport`] (the served outer transports,
+//!    ranked per client network).
 //! 4. Protocol: `router` (routing, presence, channels, calls), then [`federation`] (signed
 //!    events, peers, the outbox worker), then [`session`] (handshake and established sessions).
 //! 5. HTTP: `connect` (the `/connect` adapters, given a `ConnectService`), then `api` (REST
@@ -68,6 +69,7 @@ pub mod server;
 pub mod session;
 pub mod telemetry;
 pub mod tls;
+pub mod transport;
 
 #[cfg(test)]
 mod layering_tests;

@@ -131,6 +131,13 @@ pub fn sessions_with(
     }
     let metrics = Arc::clone(&messaging.hub.metrics);
     let shared = Arc::clone(&messaging.presence);
+    let transports = crate::transport::TransportManager::new(
+        crate::transport::ManagerSettings {
+            max_networks: config.transport.max_networks,
+            deflection_window: config.transport.deflection_window,
+        },
+        Arc::clone(&metrics),
+    );
     Sessions::new(
         Handshaker::new(Arc::new(settings), store)
             .with_ledger(ledger)
@@ -143,6 +150,7 @@ pub fn sessions_with(
         Arc::new(messaging),
         config.session.handshake_timeout,
         config.limits.max_frame_len,
+        transports,
     )
 }
 
@@ -425,6 +433,7 @@ impl Server {
             http3 = udp.is_some(),
             "commucat listening (TLS 1.3; HTTP/2 and HTTP/1.1; HTTP/3 when http3 is on)"
         );
+        report_reality(&config.transport);
         #[allow(
             clippy::disallowed_methods,
             reason = "the janitor holds nothing to drain; it is aborted once the sessions are done"
@@ -715,5 +724,18 @@ impl ServerHandle {
         // The task may already have ended; its result is reported below.
         let _ = self.stop.send(());
         self.task.await?
+    }
+}
+
+/// Logs what the configured REALITY material is (nothing when none is configured).
+fn report_reality(settings: &crate::config::TransportSettings) {
+    use crate::transport::reality::RealityMaterial;
+    let material = RealityMaterial::check(settings, crate::clock::unix_now());
+    match material {
+        RealityMaterial::NotConfigured => {}
+        RealityMaterial::Valid { current: true, .. } => {
+            tracing::info!("{}", material.describe());
+        }
+        _ => tracing::warn!("{}", material.describe()),
     }
 }

@@ -53,7 +53,43 @@ pub(super) fn checks(config: &Config) -> Vec<Check> {
         }
     };
     out.extend(tls(config, &cert, &key, generated));
+    out.push(reality(config));
     out
+}
+
+/// `[transport]` REALITY material: absent is fine; configured, it must be complete, parse and
+/// match its fingerprint (the server provides no REALITY transport either way, and says so).
+fn reality(config: &Config) -> Check {
+    use commucat_server::transport::reality::RealityMaterial;
+    let material = RealityMaterial::check(&config.transport, unix_now());
+    let found = material.describe();
+    match material {
+        RealityMaterial::NotConfigured | RealityMaterial::Valid { current: true, .. } => {
+            Check::ok("reality", found)
+        }
+        RealityMaterial::Incomplete { missing } => Check::warn(
+            "reality",
+            found,
+            format!("set {missing}, or remove the other REALITY setting"),
+        ),
+        RealityMaterial::Valid { .. } => Check::warn(
+            "reality",
+            found,
+            "renew the REALITY certificate and update transport.reality_fingerprint",
+        ),
+        RealityMaterial::Mismatch { actual, .. } => Check::fail(
+            "reality",
+            found,
+            format!(
+                "set transport.reality_fingerprint = \"{actual}\" if this is the intended certificate"
+            ),
+        ),
+        RealityMaterial::Unusable { .. } => Check::fail(
+            "reality",
+            found,
+            "point transport.reality_cert at a readable PEM certificate",
+        ),
+    }
 }
 
 fn mode(path: &Path) -> std::io::Result<u32> {

@@ -147,6 +147,10 @@ fn doctor_passes_a_served_set_up_and_names_what_is_broken() {
         "{lines:#?}"
     );
     assert!(
+        line(&lines, "reality").contains("not configured"),
+        "{lines:#?}"
+    );
+    assert!(
         line(&lines, "tls names").contains("localhost"),
         "{lines:#?}"
     );
@@ -269,4 +273,67 @@ fn doctor_reads_a_postgres_schema_without_migrating_it() {
         "{store}"
     );
     assert!(line(&lines, "store clock").starts_with("ok "), "{lines:#?}");
+}
+
+#[test]
+fn doctor_checks_the_seed_transport_section() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let pem = rcgen::CertificateParams::new(vec!["reality.example".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap()
+        .pem();
+    std::fs::create_dir_all(dir.path().join("certs")).unwrap();
+    std::fs::write(dir.path().join("certs/reality.pem"), &pem).unwrap();
+    let fingerprint = blake3::hash(pem.as_bytes()).to_hex().to_string();
+
+    // The seed's own section, with a fingerprint of another file: loads, and doctor fails it
+    // naming the fingerprint the file has.
+    let wrong = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    write_config(
+        dir.path(),
+        port,
+        &format!(
+            "[transport]\nreality_cert = \"certs/reality.pem\"\nreality_fingerprint = \"{wrong}\"\n"
+        ),
+    );
+    let (ok, lines, _) = doctor(dir.path());
+    assert!(!ok);
+    assert_eq!(line(&lines, "config").get(..3), Some("ok "), "{lines:#?}");
+    assert_fails(
+        &lines,
+        "reality",
+        &fingerprint,
+        "transport.reality_fingerprint",
+    );
+
+    // The matching fingerprint: valid material, and the line says REALITY is not served.
+    write_config(
+        dir.path(),
+        port,
+        &format!(
+            "[transport]\nreality_cert = \"certs/reality.pem\"\nreality_fingerprint = \"{fingerprint}\"\n"
+        ),
+    );
+    let (_, lines, _) = doctor(dir.path());
+    let reality = line(&lines, "reality");
+    assert!(reality.starts_with("ok "), "{reality}");
+    assert!(reality.contains("not advertised"), "{reality}");
+
+    // A fingerprint that is not 64 hex digits is a configuration error.
+    write_config(
+        dir.path(),
+        port,
+        "[transport]\nreality_fingerprint = \"abc\"\n",
+    );
+    let (ok, lines, _) = doctor(dir.path());
+    assert!(!ok);
+    assert_fails(
+        &lines,
+        "config",
+        "transport.reality_fingerprint",
+        "correct the setting",
+    );
 }

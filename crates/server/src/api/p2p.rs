@@ -9,17 +9,23 @@
 //!   server never saw generate their own).
 //! - `pq`: the server's long-term key bundle (see [`PqBundle`]) with an ML-DSA-65 signature
 //!   over it.
-//! - `transports`: the client's candidate paths, most preferred first, then this server's relay.
-//!   The server does not probe paths: `latency` and `throughput` are `"unmeasured"`.
+//! - `transports`: the client's candidate paths, most preferred first (the server does not probe
+//!   them: `latency` and `throughput` are `"unmeasured"`), then this server's relay over the
+//!   transport that ranks best for the caller's network ([`crate::transport`]), with the
+//!   average handshake time measured on it (`"unmeasured"` before any handshake completed on
+//!   it); `relay_transports` lists every transport the server serves in that order, with
+//!   their measured outcomes.
 //! - `multipath`: the FEC parameters the client asked for (or the seed's defaults) and the
 //!   primary path. The server performs no FEC, so there are no `sample_segments`.
 //! - `obfuscation`: every flag false; the server implements no REALITY, domain fronting,
 //!   protocol mimicry or Tor bridge.
 //! - `security`: the live [`crate::metrics::SecuritySnapshot`].
 
-use axum::Json;
+use std::net::IpAddr;
+
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::{Extension, Json};
 use commucat_keys::{OsRng, RngCore, x25519_public};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -28,7 +34,9 @@ use super::AppState;
 use super::auth::Authenticated;
 use super::problem::{Problem, parse_json};
 use crate::keys::pq::{KEM_ALGORITHM, PqError, PqKeys, SIGNATURE_ALGORITHM};
+use crate::listener::http::PeerAddr;
 use crate::metrics::SecuritySnapshot;
+use crate::transport::TransportStanding;
 
 /// Most candidate paths one request may carry.
 pub(crate) const MAX_PATHS: usize = 16;
@@ -171,6 +179,10 @@ pub(crate) struct Assist {
     pub multipath: MultipathAdvice,
     /// Obfuscation the server offers (none).
     pub obfuscation: ObfuscationAdvice,
+    /// Every transport the relay serves, best first for the caller's network, with measured
+    /// outcomes (not read by the deployed client).
+    #[schema(value_type = Vec<Object>)]
+    pub relay_transports: Vec<TransportStanding>,
     /// Security counters.
     pub security: SecuritySnapshot,
     /// Echo of the request's `peer_hint`.
@@ -197,12 +209,14 @@ pub(crate) struct NoiseAdvice {
 pub(crate) struct TransportAdvice {
     /// The candidate's id (`path-<n>` if it had none), or `relay`.
     pub path_id: String,
-    /// `direct` (the client's candidate, as given) or `tls-relay` (this server's `/connect`).
+    /// `direct` (the client's candidate, as given) or, for the relay, the id of the transport
+    /// that ranks best for the caller's network (`binary/h2`, `websocket/h1`, …).
     pub transport: &'static str,
     /// `none` for a direct path, `tls` for the relay (TLS 1.3 to this server, no mimicry).
     pub resistance: &'static str,
-    /// Always `unmeasured`.
-    pub latency: &'static str,
+    /// `unmeasured` for a direct path; for the relay, the average handshake time on its
+    /// transport (`"23 ms"`), or `unmeasured` before one completed.
+    pub latency: String,
     /// Always `unmeasured`.
     pub throughput: &'static str,
     /// The candidate's address, or the server's domain for the relay.
@@ -320,7 +334,7 @@ fn fresh_noise_material() -> (String, String) {
 }
 
 /// Builds the answer for `request` (validated) and counts it.
-fn assist(state: &AppState, request: AssistRequest) -> Assist {
+fn assist(state: &AppState, request: AssistRequest, client: Option<IpAddr>) -> Assist {
     let settings = &state.rest.p2p;
     let mut candidates: Vec<(usize, PathCandidate)> =
         request.paths.into_iter().enumerate().collect();
@@ -332,17 +346,22 @@ fn assist(state: &AppState, request: AssistRequest) -> Assist {
             path_id: path.id.unwrap_or_else(|| format!("path-{}", index + 1)),
             transport: "direct",
             resistance: "none",
-            latency: UNMEASURED,
+            latency: UNMEASURED.to_owned(),
             throughput: UNMEASURED,
             address: path.address,
             port: path.port,
         })
         .collect();
+    let relay_transports = state.sessions.transports().ranked(client);
+    let best = relay_transports.first();
     transports.push(TransportAdvice {
         path_id: RELAY_PATH_ID.to_owned(),
-        transport: "tls-relay",
+        transport: best.map_or(crate::transport::BINARY_H2, |t| t.id),
         resistance: "tls",
-        latency: UNMEASURED,
+        latency: best.and_then(|t| t.record.latency).map_or_else(
+            || UNMEASURED.to_owned(),
+            |l| format!("{} ms", l.as_millis()),
+        ),
         throughput: UNMEASURED,
         address: Some(settings.relay_address.clone()),
         port: Some(settings.relay_port),
@@ -379,6 +398,7 @@ fn assist(state: &AppState, request: AssistRequest) -> Assist {
             protocol_mimicry: false,
             tor_bridge: false,
         },
+        relay_transports,
         security: metrics.security(),
         peer_hint: request.peer_hint,
     }
@@ -402,9 +422,11 @@ fn assist(state: &AppState, request: AssistRequest) -> Assist {
 pub(crate) async fn handle(
     State(state): State<AppState>,
     _auth: Authenticated,
+    peer: Option<Extension<PeerAddr>>,
     body: Bytes,
 ) -> Result<Json<Assist>, Problem> {
     let request: AssistRequest = parse_json(&body)?;
     request.validate()?;
-    Ok(Json(assist(&state, request)))
+    let client = peer.map(|Extension(PeerAddr(addr))| addr.ip());
+    Ok(Json(assist(&state, request, client)))
 }

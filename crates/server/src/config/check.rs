@@ -12,6 +12,7 @@ impl Config {
     pub(super) fn check(&self, origins: &Origins) -> Result<(), ConfigError> {
         self.bounds.check(origins)?;
         self.federation.check(&self.server.domain)?;
+        self.transport.check(|key| origins.name(key).to_owned())?;
         let name = |key| origins.name(key);
         check_domain(name("server.domain"), &self.server.domain)?;
         if self.server.data_dir.as_os_str().is_empty() {

@@ -60,6 +60,23 @@ const SETTINGS: &[(&str, &str, Setter)] = &[
         c.log.format = super::LogFormat::parse(n, r)?;
         Ok(())
     }),
+    (
+        "COMMUCAT_REALITY_CERT",
+        "transport.reality_cert",
+        |c, _, raw| {
+            c.transport.reality_cert = (!raw.is_empty()).then(|| PathBuf::from(raw));
+            Ok(())
+        },
+    ),
+    (
+        "COMMUCAT_REALITY_FINGERPRINT",
+        "transport.reality_fingerprint",
+        |c, _, raw| {
+            let raw = raw.trim();
+            c.transport.reality_fingerprint = (!raw.is_empty()).then(|| raw.to_ascii_lowercase());
+            Ok(())
+        },
+    ),
     ("COMMUCAT_PQ_HYBRID", "crypto.pq_hybrid", |c, n, r| {
         c.crypto.pq_hybrid = boolean(n, r)?;
         Ok(())

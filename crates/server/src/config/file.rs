@@ -40,6 +40,8 @@ struct FileConfig {
     log: LogSection,
     #[serde(default)]
     federation: super::federation::FederationSection,
+    #[serde(default)]
+    transport: super::transport::TransportSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -247,6 +249,7 @@ pub(super) fn apply(config: &mut Config, path: &Path, text: &str) -> Result<(), 
 
     file.bounds.apply(&mut config.bounds);
     file.federation.apply(&mut config.federation, resolve)?;
+    file.transport.apply(&mut config.transport, resolve);
 
     let offline = file.offline;
     set_secs(&mut config.offline.ttl, offline.ttl);

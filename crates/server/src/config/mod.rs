@@ -14,6 +14,7 @@ mod env;
 mod federation;
 mod file;
 mod sections;
+mod transport;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -29,6 +30,7 @@ pub use sections::{
     PresenceSettings, RateLimitSettings, SecretString, ServerSettings, SessionSettings,
     StoreSettings, TlsFiles, TlsSettings, is_postgres_url,
 };
+pub use transport::TransportSettings;
 
 /// Largest accepted `limits.max_frame_len`: the CCP-1 wire limit.
 pub const MAX_FRAME_LEN_CEILING: usize = commucat_ccp::MAX_FRAME_LEN;
@@ -73,6 +75,8 @@ pub struct Config {
     pub log: LogSettings,
     /// `[federation]`: peer domains and the event exchange with them.
     pub federation: FederationSettings,
+    /// `[transport]`: outer-transport ranking and REALITY material.
+    pub transport: TransportSettings,
 }
 
 impl Default for Config {
@@ -132,6 +136,7 @@ impl Default for Config {
             bounds: BoundSettings::default(),
             log: LogSettings::default(),
             federation: FederationSettings::default(),
+            transport: TransportSettings::default(),
         }
     }
 }

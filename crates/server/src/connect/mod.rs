@@ -66,6 +66,9 @@ pub(crate) async fn connect(
             .get::<hyper::ext::Protocol>()
             .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"));
     let mode = mode::select(request.uri().query(), request.headers(), h2_websocket);
+    // The session's label names the transport: the mode and the HTTP version under it.
+    let transport =
+        crate::transport::transport_id(mode.label(), request.version() == Version::HTTP_2);
     let traceparent = request
         .headers()
         .get("traceparent")
@@ -108,7 +111,7 @@ pub(crate) async fn connect(
                         let _busy = busy;
                         let stream =
                             WsStream::spawn(socket, DOWNSTREAM_BUFFER, budget, settings.keepalive);
-                        sessions.serve(stream, remote, mode.label()).await;
+                        sessions.serve(stream, remote, transport).await;
                     }
                     .instrument(span),
                 )
@@ -133,7 +136,7 @@ pub(crate) async fn connect(
                 HttpBodyStream::new(request.into_body(), DOWNSTREAM_BUFFER, budget);
             let drain = sessions.drain().clone();
             drain.spawn(
-                async move { sessions.serve(stream, remote, mode.label()).await }.instrument(span),
+                async move { sessions.serve(stream, remote, transport).await }.instrument(span),
             );
             downstream
         }
@@ -153,7 +156,7 @@ pub(crate) async fn connect(
             );
             let drain = sessions.drain().clone();
             drain.spawn(
-                async move { sessions.serve(stream, remote, mode.label()).await }.instrument(span),
+                async move { sessions.serve(stream, remote, transport).await }.instrument(span),
             );
             downstream
         }

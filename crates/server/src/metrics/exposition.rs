@@ -239,6 +239,11 @@ impl Metrics {
             "Completed pq-hybrid handshakes (ML-KEM-768 exchange, ML-DSA-65 transcript signature).",
             self.pq_handshakes.clone(),
         );
+        r.register(
+            "commucat_security_censorship_deflections",
+            "Client networks that completed a handshake on one transport shortly after failing on another.",
+            self.censorship_deflections.clone(),
+        );
         r.register_collector(Box::new(Labeled {
             name: "commucat_bound_refusals",
             help: "Requests refused because they would exceed a [bounds] setting, by bound.",

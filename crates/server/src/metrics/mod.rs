@@ -4,8 +4,7 @@
 //!
 //! Each counter is one `prometheus-client` metric handle (an atomic add on the event's path);
 //! nothing is sampled, estimated or invented. Features the server does not implement
-//! (post-quantum handshakes, forward error correction, multipath sessions, censorship detection)
-//! have no event that could be counted: `/metrics` exports no series for them, and
+//! (forward error correction, multipath sessions) have no event that could be counted: `/metrics` exports no series for them, and
 //! [`SecuritySnapshot`], whose fields the deployed client requires, reports what is true of them
 //! (none happened).
 
@@ -158,6 +157,9 @@ pub struct Metrics {
     pub sender_mismatches: PerFrameType,
     /// Calls ended because nobody answered within `bounds.call_ring_timeout`.
     pub calls_unanswered: Counter,
+    /// Client networks that completed a handshake on one transport shortly after failing on
+    /// another (`crate::transport`).
+    pub censorship_deflections: Counter,
 }
 
 /// Decrements a gauge when dropped.
@@ -239,6 +241,11 @@ impl Metrics {
         if frames > 0 {
             self.frames_delivered.inc_by(frames);
         }
+    }
+
+    /// Counts one censorship deflection.
+    pub fn censorship_deflection(&self) {
+        self.censorship_deflections.inc();
     }
 
     /// Counts one `/api/p2p/assist` answer.

@@ -24,7 +24,9 @@ pub struct SecuritySnapshot {
     /// Paths per session: 1 once a session has been established (each runs over its one
     /// `/connect` stream), 0 before.
     pub average_paths: f64,
-    /// Not measured: the server detects no censorship and switches no transport: always 0.
+    /// Client networks that completed a handshake on one transport within
+    /// `transport.deflection_window` of a failed attempt on another (each failure matched
+    /// once; see `docs/transports.md`).
     pub censorship_deflections: u64,
 }
 
@@ -39,7 +41,7 @@ impl Metrics {
             fec_packets: 0,
             multipath_sessions: 0,
             average_paths: if sessions == 0 { 0.0 } else { 1.0 },
-            censorship_deflections: 0,
+            censorship_deflections: self.censorship_deflections.get(),
         }
     }
 }

@@ -84,7 +84,11 @@ fn counts_and_renders() {
     }
     // Only the checked frame types are sender-mismatch series.
     assert!(!text.contains("commucat_sender_mismatches_total{type=\"msg\"}"));
-    for unmeasured in ["fec_packets", "multipath", "average_paths", "censorship"] {
+    assert!(
+        text.lines()
+            .any(|l| l == "commucat_security_censorship_deflections_total 0")
+    );
+    for unmeasured in ["fec_packets", "multipath", "average_paths"] {
         assert!(!text.contains(unmeasured), "{unmeasured} exported:\n{text}");
     }
     assert!(!text.contains("# EOF"));

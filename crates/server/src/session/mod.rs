@@ -18,6 +18,7 @@ use std::time::Duration;
 use commucat_link::{ByteStream, Connection};
 
 use crate::router::Hub;
+use crate::transport::TransportManager;
 use drain::Drain;
 use established::Messaging;
 use handshake::Handshaker;
@@ -35,6 +36,7 @@ struct SessionsInner {
     handshake_timeout: Duration,
     max_frame_len: usize,
     drain: Drain,
+    transports: TransportManager,
 }
 
 impl Sessions {
@@ -45,6 +47,7 @@ impl Sessions {
         messaging: Arc<Messaging>,
         handshake_timeout: Duration,
         max_frame_len: usize,
+        transports: TransportManager,
     ) -> Self {
         Self {
             inner: Arc::new(SessionsInner {
@@ -53,8 +56,15 @@ impl Sessions {
                 handshake_timeout,
                 max_frame_len,
                 drain: Drain::new(),
+                transports,
             }),
         }
+    }
+
+    /// The transport manager: outcomes per transport and client network.
+    #[must_use]
+    pub fn transports(&self) -> &TransportManager {
+        &self.inner.transports
     }
 
     /// The routing tables.
@@ -96,7 +106,11 @@ impl Sessions {
             .handshaker
             .run_and_report(&mut conn, &remote, inner.handshake_timeout)
             .await;
-        metrics.handshake(outcome.is_ok(), started.elapsed());
+        let elapsed = started.elapsed();
+        metrics.handshake(outcome.is_ok(), elapsed);
+        if let Some(carried) = transport_outcome(&outcome) {
+            inner.transports.record(&remote, mode, carried, elapsed);
+        }
         if outcome.as_ref().is_ok_and(|e| e.pq_hybrid) {
             metrics.pq_handshake();
         }
@@ -112,5 +126,27 @@ impl Sessions {
             mode,
         )
         .await;
+    }
+}
+
+/// What a handshake's outcome says about the transport that carried it: `Some(true)` when the
+/// handshake completed, `Some(false)` when the link failed under it (closed, unreadable,
+/// undecodable bytes, or no answer in time: what a blocked or throttled path looks like), and
+/// `None` for a refusal the server decided (bad proof, revoked device, …), which the transport
+/// carried fine and which says nothing about it.
+fn transport_outcome(
+    outcome: &Result<handshake::Established, handshake::HandshakeFailure>,
+) -> Option<bool> {
+    use commucat_handshake::FailReason;
+    match outcome {
+        Ok(_) => Some(true),
+        Err(e) => matches!(
+            e.reason,
+            FailReason::ClientClosed
+                | FailReason::Read
+                | FailReason::Decode(_)
+                | FailReason::Timeout
+        )
+        .then_some(false),
     }
 }

@@ -128,6 +128,13 @@ where
         Arc::clone(&messaging),
         WAIT,
         commucat_ccp::MAX_FRAME_LEN,
+        crate::transport::TransportManager::new(
+            crate::transport::ManagerSettings {
+                max_networks: 16,
+                deflection_window: WAIT,
+            },
+            Arc::clone(&messaging.hub.metrics),
+        ),
     );
     let identity = DeviceIdentity::generate(device_id);
     let (client, _, _) = connect(&fx, &identity, &HandshakeOptions::default()).await;

@@ -94,17 +94,21 @@ async fn p2p_assist_answers_what_the_deployed_client_decodes() {
     )
     .unwrap();
 
-    // transports: by priority, then the relay; nothing measured.
+    // transports: by priority, then the relay; the candidates are not measured, the relay
+    // is offered over the transport alice's handshake completed on, with its time.
     let ids: Vec<&str> = assist
         .transports
         .iter()
         .map(|t| t.path_id.as_str())
         .collect();
     assert_eq!(ids, ["hint-a", "hint-b", "relay"]);
-    for t in &assist.transports {
+    for t in &assist.transports[..2] {
         assert_eq!(t.latency, "unmeasured");
         assert_eq!(t.throughput, "unmeasured");
     }
+    assert_eq!(assist.transports[2].transport, "binary/h2");
+    assert!(assist.transports[2].latency.ends_with(" ms"), "{body}");
+    assert_eq!(assist.transports[2].throughput, "unmeasured");
     assert_eq!(body["transports"][2]["port"], server.addr.port());
     assert_eq!(assist.multipath.fec_mtu, 1200);
     assert!((assist.multipath.fec_overhead - 0.18).abs() < 1e-6);

@@ -106,7 +106,6 @@ async fn readyz_and_metrics_count_real_events() {
     );
     for unmeasured in [
         "commucat_security_fec_packets",
-        "commucat_security_censorship_deflections",
         "commucat_security_multipath_sessions",
         "commucat_security_average_paths",
     ] {

@@ -19,6 +19,7 @@ mod outage;
 mod rate_limits;
 mod strictness;
 mod surface;
+mod transports;
 
 use devices::{
     pairing_errors_and_ttl_clamp, pairing_flow_as_the_deployed_client_does_it,
