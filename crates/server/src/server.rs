@@ -135,6 +135,7 @@ pub fn sessions_with(
         crate::transport::ManagerSettings {
             max_networks: config.transport.max_networks,
             deflection_window: config.transport.deflection_window,
+            http3: config.server.http3,
         },
         Arc::clone(&metrics),
     );

@@ -67,8 +67,12 @@ pub(crate) async fn connect(
             .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"));
     let mode = mode::select(request.uri().query(), request.headers(), h2_websocket);
     // The session's label names the transport: the mode and the HTTP version under it.
-    let transport =
-        crate::transport::transport_id(mode.label(), request.version() == Version::HTTP_2);
+    let version = match request.version() {
+        Version::HTTP_2 => crate::transport::HttpVersion::H2,
+        Version::HTTP_3 => crate::transport::HttpVersion::H3,
+        _ => crate::transport::HttpVersion::H1,
+    };
+    let transport = crate::transport::transport_id(mode.label(), version);
     let traceparent = request
         .headers()
         .get("traceparent")

@@ -132,6 +132,7 @@ where
             crate::transport::ManagerSettings {
                 max_networks: 16,
                 deflection_window: WAIT,
+                http3: false,
             },
             Arc::clone(&messaging.hub.metrics),
         ),

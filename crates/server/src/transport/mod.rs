@@ -112,12 +112,20 @@ pub const SSE_H1: &str = "sse/h1";
 pub const NDJSON_H2: &str = "long-poll/h2";
 /// NDJSON downstream over HTTP/1.1.
 pub const NDJSON_H1: &str = "long-poll/h1";
+/// Binary frames over HTTP/3 (QUIC).
+pub const BINARY_H3: &str = "binary/h3";
+/// Server-sent events downstream over HTTP/3.
+pub const SSE_H3: &str = "sse/h3";
+/// NDJSON downstream over HTTP/3.
+pub const NDJSON_H3: &str = "long-poll/h3";
 
-/// Every transport the listener serves, in the server's order of preference (used when
+/// Every transport the listeners can serve, in the server's order of preference (used when
 /// measurements do not separate them): duplex binary first, then WebSocket, then the text
-/// modes, HTTP/2 before HTTP/1.1.
-pub static CATALOG: [HttpConnect; 8] = [
+/// modes; HTTP/2 before HTTP/3 (UDP is more often blocked) before HTTP/1.1 for binary. The
+/// HTTP/3 ones are served, and listed, only with `server.http3` on ([`is_http3`]).
+pub static CATALOG: [HttpConnect; 11] = [
     http(BINARY_H2, "HTTP/2 over TLS 1.3 over TCP", true, 100),
+    http(BINARY_H3, "HTTP/3 over QUIC (TLS 1.3, UDP)", true, 100),
     http(
         WEBSOCKET_H2,
         "WebSocket over HTTP/2 (RFC 8441), TLS 1.3, TCP",
@@ -160,7 +168,25 @@ pub static CATALOG: [HttpConnect; 8] = [
         true,
         140,
     ),
+    http(
+        SSE_H3,
+        "server-sent events over HTTP/3 (QUIC, UDP)",
+        true,
+        140,
+    ),
+    http(
+        NDJSON_H3,
+        "NDJSON stream over HTTP/3 (QUIC, UDP)",
+        true,
+        140,
+    ),
 ];
+
+/// Whether transport `id` runs over HTTP/3.
+#[must_use]
+pub fn is_http3(id: &str) -> bool {
+    id.ends_with("/h3")
+}
 
 /// A transport's standing for one network, best first in [`TransportManager::ranked`].
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -187,6 +213,8 @@ pub struct ManagerSettings {
     pub max_networks: usize,
     /// How soon after a failure a success on another transport counts as a deflection.
     pub deflection_window: Duration,
+    /// Whether the HTTP/3 listener runs (`server.http3`): its transports are listed only then.
+    pub http3: bool,
 }
 
 /// Ranks the served transports per client network and counts deflections.
@@ -194,6 +222,7 @@ pub struct ManagerSettings {
 pub struct TransportManager {
     ranking: Arc<Mutex<Ranking>>,
     metrics: Arc<Metrics>,
+    http3: bool,
 }
 
 impl TransportManager {
@@ -207,6 +236,7 @@ impl TransportManager {
                 settings.deflection_window,
             ))),
             metrics,
+            http3: settings.http3,
         }
     }
 
@@ -247,7 +277,7 @@ impl TransportManager {
         order
             .into_iter()
             .filter_map(|i| {
-                let transport = CATALOG.get(i)?;
+                let transport = CATALOG.get(i).filter(|t| self.http3 || !is_http3(t.id()))?;
                 let own = local.as_ref().and_then(|l| l.get(i)).copied();
                 let measured_on_network =
                     own.is_some_and(|r| r.successes.saturating_add(r.failures) > 0);
@@ -279,18 +309,34 @@ pub fn parse_ip(remote: &str) -> Option<IpAddr> {
         .ok()
 }
 
-/// The transport id of a `/connect` mode (its label) over an HTTP version.
+/// The HTTP version under a `/connect` request, as far as transports differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpVersion {
+    /// HTTP/1.0 or HTTP/1.1.
+    H1,
+    /// HTTP/2.
+    H2,
+    /// HTTP/3.
+    H3,
+}
+
+/// The transport id of a `/connect` mode (its label) over an HTTP version. (WebSocket over
+/// HTTP/3 is not served: the HTTP/3 listener never selects it.)
 #[must_use]
-pub fn transport_id(mode_label: &str, http2: bool) -> &'static str {
-    match (mode_label, http2) {
-        ("binary", true) => BINARY_H2,
-        ("binary", false) => BINARY_H1,
-        ("websocket", true) => WEBSOCKET_H2,
-        ("websocket", false) => WEBSOCKET_H1,
-        ("sse", true) => SSE_H2,
-        ("sse", false) => SSE_H1,
-        (_, true) => NDJSON_H2,
-        (_, false) => NDJSON_H1,
+pub fn transport_id(mode_label: &str, version: HttpVersion) -> &'static str {
+    use HttpVersion::{H1, H2, H3};
+    match (mode_label, version) {
+        ("binary", H2) => BINARY_H2,
+        ("binary", H1) => BINARY_H1,
+        ("binary", H3) => BINARY_H3,
+        ("websocket", H2 | H3) => WEBSOCKET_H2,
+        ("websocket", H1) => WEBSOCKET_H1,
+        ("sse", H2) => SSE_H2,
+        ("sse", H1) => SSE_H1,
+        ("sse", H3) => SSE_H3,
+        (_, H2) => NDJSON_H2,
+        (_, H1) => NDJSON_H1,
+        (_, H3) => NDJSON_H3,
     }
 }
 
@@ -304,6 +350,7 @@ mod tests {
             ManagerSettings {
                 max_networks: 64,
                 deflection_window: Duration::from_secs(60),
+                http3: false,
             },
             Arc::clone(&metrics),
         );
@@ -317,10 +364,14 @@ mod tests {
         ids.dedup();
         assert_eq!(ids.len(), CATALOG.len());
         for mode in ["binary", "websocket", "sse", "long-poll"] {
-            for h2 in [true, false] {
-                assert!(TransportManager::index(transport_id(mode, h2)).is_some());
+            for version in [HttpVersion::H1, HttpVersion::H2, HttpVersion::H3] {
+                assert!(TransportManager::index(transport_id(mode, version)).is_some());
             }
         }
+        // HTTP/3 transports are listed only when the HTTP/3 listener runs.
+        let (m, _) = manager();
+        assert_eq!(m.ranked(None).len(), CATALOG.len() - 3);
+        assert!(m.ranked(None).iter().all(|t| !is_http3(t.id)));
     }
 
     #[test]
