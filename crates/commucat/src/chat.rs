@@ -64,6 +64,11 @@ pub(crate) struct ChatArgs {
     /// (stored in its file) if it has none; refuses to chat if the server does not accept it.
     #[arg(long)]
     pub(crate) pq: bool,
+    /// Wrap every frame in `adaptive-obf` packets (random padding, a decoy protocol snapshot and
+    /// a MAC inside the Noise records; see docs/obfuscation.md for what this does not hide).
+    /// Refuses to chat if the server does not accept it.
+    #[arg(long)]
+    pub(crate) obf: bool,
 }
 
 fn split_server(url: &str) -> Result<(String, u16)> {
@@ -173,21 +178,34 @@ pub(crate) fn run(args: &ChatArgs) -> Result<()> {
         } else {
             options
         };
+        let options = if args.obf {
+            options.with_adaptive_obf()
+        } else {
+            options
+        };
         let mut session =
             commucat_client::connect(addr, &host, &trust, &identity, &params, &options).await?;
         if args.pq && !session.info().pq_hybrid() {
             bail!("the server did not accept pq-hybrid (classical session refused with --pq)");
         }
+        if args.obf && !session.info().adaptive_obf() {
+            bail!("the server did not accept adaptive-obf (unwrapped session refused with --obf)");
+        }
         identity.adopt(session.info());
         identity.save(&args.identity)?;
         eprintln!(
-            "connected as {} (user {}) to {}; channel {}{}",
+            "connected as {} (user {}) to {}; channel {}{}{}",
             identity.device_id,
             session.info().user_id,
             params.domain,
             args.channel,
             if session.info().pq_hybrid() {
                 "; pq-hybrid session"
+            } else {
+                ""
+            },
+            if session.info().adaptive_obf() {
+                "; adaptive-obf"
             } else {
                 ""
             }

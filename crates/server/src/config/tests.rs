@@ -27,6 +27,8 @@ fn defaults_without_file_or_env() {
     assert_eq!(c.tls.files, None);
     assert_eq!(c.crypto.prologue, "commucat");
     assert!(c.crypto.pq_hybrid, "pq-hybrid is accepted by default");
+    assert!(c.crypto.adaptive_obf, "adaptive-obf is accepted by default");
+    assert_eq!(c.crypto.obf_max_padding, 64);
     assert!(c.devices.auto_approve);
     assert_eq!(c.devices.max_auto_devices_per_user, 5);
     assert_eq!(c.devices.pairing_ttl, Duration::from_secs(300));
@@ -68,6 +70,8 @@ key = "keys/chat.key"
 [crypto]
 prologue = "custom"
 pq_hybrid = false
+adaptive_obf = false
+obf_max_padding = 16
 
 [devices]
 auto_approve = false
@@ -118,6 +122,8 @@ fn file_sets_every_section_and_resolves_relative_paths() {
     );
     assert_eq!(c.crypto.prologue, "custom");
     assert!(!c.crypto.pq_hybrid);
+    assert!(!c.crypto.adaptive_obf);
+    assert_eq!(c.crypto.obf_max_padding, 16);
     assert!(!c.devices.auto_approve);
     assert_eq!(c.devices.max_auto_devices_per_user, 2);
     assert_eq!(c.devices.pairing_ttl, Duration::from_secs(600));

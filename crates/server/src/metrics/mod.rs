@@ -158,6 +158,11 @@ pub struct Metrics {
     pub sender_mismatches: PerFrameType,
     /// Calls ended because nobody answered within `bounds.call_ring_timeout`.
     pub calls_unanswered: Counter,
+    /// Completed handshakes whose session wraps frames in `adaptive-obf` packets.
+    pub obf_sessions: Counter,
+    /// `adaptive-obf` sessions ended because a wrapper failed its check
+    /// (`IntegrityCheckFailed`).
+    pub obf_integrity_failures: Counter,
 }
 
 /// Decrements a gauge when dropped.
@@ -211,6 +216,11 @@ impl Metrics {
         } else {
             self.handshakes_failed.inc();
         }
+    }
+
+    /// Counts a completed handshake of an `adaptive-obf` session.
+    pub fn obf_session(&self) {
+        self.obf_sessions.inc();
     }
 
     /// Counts a completed `pq-hybrid` handshake (also counted by [`Metrics::handshake`]).

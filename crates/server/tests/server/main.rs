@@ -29,6 +29,7 @@ mod federation;
 mod groups;
 mod ledger;
 mod messaging;
+mod obfuscation;
 mod offline;
 mod offline_group_commit;
 mod offline_quota;
