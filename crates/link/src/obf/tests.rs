@@ -198,7 +198,7 @@ fn refused_packets_do_not_advance_the_receiving_chain() {
     let (mut client, mut server) = pair(2);
     let json = client.wrap(&msg(1)).unwrap().encode().unwrap();
     let mut bad = json.clone();
-    if let Some(last) = bad.iter().rposition(|b| b.is_ascii_digit()) {
+    if let Some(last) = bad.iter().rposition(u8::is_ascii_digit) {
         bad[last] = if bad[last] == b'9' {
             b'8'
         } else {
@@ -212,9 +212,9 @@ fn refused_packets_do_not_advance_the_receiving_chain() {
 
 #[test]
 fn padding_stays_within_the_policy_bound_and_reaches_both_ends() {
-    for (bound, expected) in [(0u8, 0usize), (17, 17), (64, 64), (200, 64)] {
+    for (bound, expected) in [(0u8, 0u8), (17, 17), (64, 64), (200, 64)] {
         let policy = ObfPolicy::new(bound);
-        assert_eq!(policy.padding_bounds(), (expected as u8, expected as u8));
+        assert_eq!(policy.padding_bounds(), (expected, expected));
         let mut client = Obfuscator::new(&ROOT, Role::Client, policy, [9; 32], 1 << 20);
         let (mut min, mut max) = (usize::MAX, 0);
         for sequence in 1..=2000 {
@@ -224,7 +224,7 @@ fn padding_stays_within_the_policy_bound_and_reaches_both_ends() {
                 max = max.max(len);
             }
         }
-        assert_eq!((min, max), (0, expected), "bound {bound}");
+        assert_eq!((min, max), (0, usize::from(expected)), "bound {bound}");
     }
 }
 
