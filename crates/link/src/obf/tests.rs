@@ -267,3 +267,34 @@ fn the_root_depends_on_every_input() {
     );
     assert_eq!(*base, *derive_root(&[1; 32], &[2; 32], None).unwrap());
 }
+
+/// The wrapper's size against the frame's, for random payloads (figures quoted in
+/// `docs/obfuscation.md`; `cargo test -p commucat-link --lib wrapper_size -- --nocapture`).
+#[test]
+fn wrapper_size_stays_within_the_declared_bound() {
+    use rand::RngCore;
+    let (mut client, _) = pair(ROTATE_EVERY);
+    let mut rng = StdRng::seed_from_u64(3);
+    for len in [0usize, 16, 100, 1000, 10_000, 100_000] {
+        let (mut min, mut max, mut total) = (usize::MAX, 0usize, 0usize);
+        let runs = 200;
+        for sequence in 1..=runs {
+            let mut payload = vec![0u8; len];
+            rng.fill_bytes(&mut payload);
+            let frame = Frame::new(FrameType::Msg, 7, sequence, payload).unwrap();
+            let json = client.wrap(&frame).unwrap().encode().unwrap().len();
+            assert!(json <= max_packet_len(frame.encoded_len()));
+            min = min.min(json);
+            max = max.max(json);
+            total += json;
+        }
+        let frame_len = Frame::new(FrameType::Msg, 7, 1, vec![0u8; len])
+            .unwrap()
+            .encoded_len();
+        eprintln!(
+            "payload {len:>6} B: frame {frame_len:>6} B, wrapper min {min} / mean {} / max {} B",
+            total / runs as usize,
+            max
+        );
+    }
+}

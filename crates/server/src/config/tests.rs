@@ -292,6 +292,10 @@ fn invalid_values_name_the_file_key() {
         "limits.max_frame_len: must be between 4096 and 16777216 bytes (16 MiB), got 16777217"
     );
     assert_eq!(
+        error(Some("[crypto]\nobf_max_padding = 65\n"), &[]),
+        "crypto.obf_max_padding: must be at most 64 bytes"
+    );
+    assert_eq!(
         error(Some("[server]\ndrain_deadline = 0\n"), &[]),
         "server.drain_deadline: must be between 1 and 3600 seconds, got 0"
     );
@@ -345,6 +349,14 @@ fn invalid_values_name_the_env_var() {
     assert_eq!(
         error(None, &[("COMMUCAT_LISTEN", "x")]),
         "COMMUCAT_LISTEN: invalid socket address \"x\""
+    );
+    assert_eq!(
+        error(None, &[("COMMUCAT_OBF_MAX_PADDING", "65")]),
+        "COMMUCAT_OBF_MAX_PADDING: must be at most 64 bytes"
+    );
+    assert_eq!(
+        error(None, &[("COMMUCAT_ADAPTIVE_OBF", "maybe")]),
+        "COMMUCAT_ADAPTIVE_OBF: invalid boolean \"maybe\" (true/false, 1/0, yes/no, on/off)"
     );
     assert_eq!(
         error(None, &[("COMMUCAT_SESSION_TTL", "1h")]),
