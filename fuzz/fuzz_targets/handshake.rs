@@ -122,6 +122,7 @@ fuzz_target!(|data: &[u8]| {
         profile: &limits,
         identity: identity(),
         pq_hybrid: true,
+        adaptive_obf: true,
     };
     let device = DeviceKeyPair::from_seed(&[9; 32]);
     let pattern = if mode & 0x04 == 0 { HandshakePattern::Xk } else { HandshakePattern::Ik };

@@ -396,6 +396,7 @@ fn established(index: usize) -> Established {
         had_certificate: false,
         issued_certificate: false,
         pq_hybrid: false,
+        adaptive_obf: false,
     }
 }
 

@@ -6,6 +6,7 @@ use commucat_handshake::client::{
     ClientFailure, ClientHandshake, ClientParams, Input, Outgoing, Step,
 };
 use commucat_keys::{DEFAULT_PROLOGUE, DeviceCertificate, DeviceKeyPair, HandshakePattern};
+use commucat_link::obf::{ObfPolicy, Obfuscator, Role};
 use commucat_link::{ByteStream, Connection};
 use std::sync::Arc;
 
@@ -22,7 +23,9 @@ pub use commucat_handshake::client::SessionInfo;
 /// Capabilities: `noise-transport` requests Noise transport records after the handshake;
 /// `delivery-receipts` promises ACKs of received frames, so the server deletes replayed
 /// offline envelopes only once they are ACKed (see [`crate::Session::acknowledge`]).
-pub use commucat_handshake::{CAP_DELIVERY_RECEIPTS, CAP_NOISE_TRANSPORT, CAP_PQ_HYBRID};
+pub use commucat_handshake::{
+    CAP_ADAPTIVE_OBF, CAP_DELIVERY_RECEIPTS, CAP_NOISE_TRANSPORT, CAP_PQ_HYBRID,
+};
 
 /// Who the device is.
 #[derive(Debug, Clone)]
@@ -137,6 +140,17 @@ impl HandshakeOptions {
         self
     }
 
+    /// Requests `adaptive-obf` (and `noise-transport`, inside whose records it wraps every
+    /// frame in an `ObfuscatedPacket`: random padding, a decoy protocol snapshot and a MAC).
+    /// A server without it gives the plain-record session: check
+    /// [`SessionInfo::adaptive_obf`]. See `docs/obfuscation.md` for what it does not hide.
+    #[must_use]
+    pub fn with_adaptive_obf(mut self) -> Self {
+        self.request(CAP_NOISE_TRANSPORT);
+        self.request(CAP_ADAPTIVE_OBF);
+        self
+    }
+
     fn request(&mut self, capability: &str) {
         if !self.capabilities.iter().any(|c| c == capability) {
             self.capabilities.push(capability.to_owned());
@@ -211,6 +225,18 @@ pub async fn handshake<S: ByteStream>(
                     conn.codec_mut()
                         .enable_transport(transport)
                         .map_err(|e| ClientError::Link(e.into()))?;
+                }
+                if let Some(root) = &info.obf_root {
+                    let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+                    commucat_keys::RngCore::fill_bytes(&mut commucat_keys::OsRng, seed.as_mut());
+                    let max_frame_len = conn.codec_mut().max_frame_len();
+                    conn.codec_mut().enable_obfuscation(Obfuscator::new(
+                        root.as_bytes(),
+                        Role::Client,
+                        ObfPolicy::default(),
+                        *seed,
+                        max_frame_len,
+                    ));
                 }
                 return Ok(*info);
             }

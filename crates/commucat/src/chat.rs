@@ -64,6 +64,11 @@ pub(crate) struct ChatArgs {
     /// (stored in its file) if it has none; refuses to chat if the server does not accept it.
     #[arg(long)]
     pub(crate) pq: bool,
+    /// Wrap every frame in `adaptive-obf` packets (random padding, a decoy protocol snapshot and
+    /// a MAC inside the Noise records; see docs/obfuscation.md for what this does not hide).
+    /// Refuses to chat if the server does not accept it.
+    #[arg(long)]
+    pub(crate) obf: bool,
     /// How to reach `/connect`: `h2` (HTTP/2 POST, the default), `h3` (HTTP/3 over QUIC; the
     /// server needs `server.http3`), `h1`, `ws`, `ws-h2`, `sse` or `ndjson`.
     #[arg(long, default_value = "h2", value_parser = parse_mode)]
@@ -183,21 +188,34 @@ pub(crate) fn run(args: &ChatArgs) -> Result<()> {
         } else {
             options
         };
+        let options = if args.obf {
+            options.with_adaptive_obf()
+        } else {
+            options
+        };
         let stream = transport::open_mode(args.mode, addr, &host, &trust).await?;
         let mut session = Session::handshake(stream, &identity, &params, &options).await?;
         if args.pq && !session.info().pq_hybrid() {
             bail!("the server did not accept pq-hybrid (classical session refused with --pq)");
         }
+        if args.obf && !session.info().adaptive_obf() {
+            bail!("the server did not accept adaptive-obf (unwrapped session refused with --obf)");
+        }
         identity.adopt(session.info());
         identity.save(&args.identity)?;
         eprintln!(
-            "connected as {} (user {}) to {}; channel {}{}",
+            "connected as {} (user {}) to {}; channel {}{}{}",
             identity.device_id,
             session.info().user_id,
             params.domain,
             args.channel,
             if session.info().pq_hybrid() {
                 "; pq-hybrid session"
+            } else {
+                ""
+            },
+            if session.info().adaptive_obf() {
+                "; adaptive-obf"
             } else {
                 ""
             }

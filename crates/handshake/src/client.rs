@@ -16,7 +16,10 @@ use commucat_keys::{
 use rand_core::{CryptoRng, RngCore};
 
 use crate::pq::ClientExchange;
-use crate::{CAP_DELIVERY_RECEIPTS, CAP_NOISE_TRANSPORT, CAP_PQ_HYBRID};
+use crate::{
+    CAP_ADAPTIVE_OBF, CAP_DELIVERY_RECEIPTS, CAP_NOISE_TRANSPORT, CAP_PQ_HYBRID, ObfMaterial,
+    ObfRoot,
+};
 
 /// What the client brings to one handshake, borrowed.
 #[derive(Debug, Clone, Copy)]
@@ -66,6 +69,9 @@ pub struct SessionInfo {
     pub pairing_required: bool,
     /// Seconds between keepalives the server expects.
     pub keepalive_interval: Option<u64>,
+    /// The `adaptive-obf` root when the server accepted that capability: wrap every later
+    /// frame (`commucat_link::obf::Obfuscator`, role client).
+    pub obf_root: Option<ObfRoot>,
 }
 
 impl SessionInfo {
@@ -92,6 +98,14 @@ impl SessionInfo {
         self.accepted_capabilities
             .iter()
             .any(|c| c == CAP_PQ_HYBRID)
+    }
+
+    /// Whether frames are wrapped in `adaptive-obf` packets.
+    #[must_use]
+    pub fn adaptive_obf(&self) -> bool {
+        self.accepted_capabilities
+            .iter()
+            .any(|c| c == CAP_ADAPTIVE_OBF)
     }
 }
 
@@ -442,12 +456,28 @@ impl<'a, R: RngCore + CryptoRng> ClientHandshake<'a, R> {
                 "the ACK's accepted_capabilities disagree with message 2 on pq-hybrid",
             ));
         }
-        let transport = if let Some(exchange) = pq {
+        let obf_accepted = accepted.iter().any(|c| c == CAP_ADAPTIVE_OBF);
+        if obf_accepted && !accepted.iter().any(|c| c == CAP_NOISE_TRANSPORT) {
+            return Err(protocol(
+                "server accepted adaptive-obf without noise-transport",
+            ));
+        }
+        let mut noise = noise;
+        let obf = if obf_accepted {
             Some(
-                exchange
-                    .into_transport(noise)
-                    .map_err(|e| protocol(format!("transport: {e}")))?,
+                ObfMaterial::take(&mut noise)
+                    .map_err(|e| protocol(format!("adaptive-obf: {e}")))?,
             )
+        } else {
+            None
+        };
+        let mut hybrid_root = None;
+        let transport = if let Some(exchange) = pq {
+            let (transport, root) = exchange
+                .into_transport(noise)
+                .map_err(|e| protocol(format!("transport: {e}")))?;
+            hybrid_root = Some(root);
+            Some(transport)
         } else if accepted.iter().any(|c| c == CAP_NOISE_TRANSPORT) {
             Some(
                 noise
@@ -480,6 +510,10 @@ impl<'a, R: RngCore + CryptoRng> ClientHandshake<'a, R> {
             issued_certificate,
             pairing_required: ack.pairing_required,
             keepalive_interval: ack.keepalive_interval,
+            obf_root: obf
+                .map(|m| m.finish(hybrid_root.as_deref()))
+                .transpose()
+                .map_err(|e| protocol(format!("adaptive-obf: {e}")))?,
         };
         Ok((State::Done, Step::Established(Box::new(info), transport)))
     }

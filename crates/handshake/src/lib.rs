@@ -30,8 +30,56 @@ pub const CAP_DELIVERY_RECEIPTS: &str = "delivery-receipts";
 /// material. Accepted only together with [`CAP_NOISE_TRANSPORT`] and when the server enables it
 /// (`[crypto] pq_hybrid`); see `docs/pq-hybrid.md`.
 pub const CAP_PQ_HYBRID: &str = "pq-hybrid";
+/// Capability of `adaptive-obf` sessions: every frame after the ACK is wrapped in an
+/// `ObfuscatedPacket` inside the transport records (`commucat_link::obf`). Accepted only together
+/// with [`CAP_NOISE_TRANSPORT`] and when the server enables it (`[crypto] adaptive_obf`); see
+/// `docs/obfuscation.md`.
+pub const CAP_ADAPTIVE_OBF: &str = "adaptive-obf";
 /// Capabilities this server can honour in any configuration.
 pub const SUPPORTED_CAPABILITIES: &[&str] = &[CAP_NOISE_TRANSPORT, CAP_DELIVERY_RECEIPTS];
+
+/// The per-session `adaptive-obf` root (see `commucat_link::obf::derive_root`); zeroized on
+/// drop, never printed.
+#[derive(Clone)]
+pub struct ObfRoot(zeroize::Zeroizing<[u8; 32]>);
+
+impl ObfRoot {
+    /// The root bytes.
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for ObfRoot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ObfRoot(..)")
+    }
+}
+
+/// The classical half of the `adaptive-obf` root material, taken from the finished handshake
+/// before it becomes a transport (which consumes it).
+pub(crate) struct ObfMaterial {
+    classical: zeroize::Zeroizing<[u8; 32]>,
+    hash: [u8; 32],
+}
+
+impl ObfMaterial {
+    /// Takes the Noise split secret and the handshake hash of the finished `noise`.
+    pub(crate) fn take(noise: &mut commucat_keys::Handshake) -> Result<Self, String> {
+        Ok(Self {
+            classical: noise.split_secret().map_err(|e| e.to_string())?,
+            hash: noise.handshake_hash(),
+        })
+    }
+
+    /// The root, mixing in the hybrid root key of a `pq-hybrid` session.
+    pub(crate) fn finish(self, hybrid_root: Option<&[u8; 32]>) -> Result<ObfRoot, String> {
+        commucat_link::obf::derive_root(&self.classical, &self.hash, hybrid_root)
+            .map(ObfRoot)
+            .map_err(|e| e.to_string())
+    }
+}
 
 /// A fresh random id from `rng`: 64 lowercase hex characters from 32 random bytes (the format
 /// of the server's `registry::random_id`).

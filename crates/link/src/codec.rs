@@ -5,6 +5,8 @@ use bytes::BytesMut;
 use commucat_ccp::{CodecError, Frame, FrameDecoder};
 use commucat_keys::{NoiseError, Transport};
 
+use crate::obf::{ObfError, Obfuscator};
+
 /// Why a session's byte stream cannot continue.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StreamError {
@@ -14,6 +16,9 @@ pub enum StreamError {
     /// A Noise transport record failed (only with `noise-transport`).
     #[error(transparent)]
     Noise(#[from] NoiseError),
+    /// An `adaptive-obf` wrapper failed its check (only with `adaptive-obf`).
+    #[error(transparent)]
+    Obfuscation(#[from] ObfError),
 }
 
 /// Outgoing sequence numbers are exhausted: the peer must reconnect.
@@ -26,6 +31,9 @@ pub struct SequenceExhausted;
 pub struct SessionCodec {
     decoder: FrameDecoder,
     transport: Option<Transport>,
+    /// `adaptive-obf` wrapping (inside the transport records) and the decrypted bytes not yet
+    /// forming a whole packet.
+    obf: Option<(Obfuscator, BytesMut)>,
     /// Sequence number of the next frame the server sends.
     next_sequence: u32,
 }
@@ -37,8 +45,15 @@ impl SessionCodec {
         Self {
             decoder: FrameDecoder::with_max_frame_len(max_frame_len),
             transport: None,
+            obf: None,
             next_sequence: 1,
         }
+    }
+
+    /// The frame length limit.
+    #[must_use]
+    pub const fn max_frame_len(&self) -> usize {
+        self.decoder.max_frame_len()
     }
 
     /// Whether frames travel as Noise transport records.
@@ -52,9 +67,10 @@ impl SessionCodec {
     /// # Errors
     /// A record that fails to decrypt.
     pub fn feed(&mut self, bytes: &[u8]) -> Result<(), StreamError> {
-        match &mut self.transport {
-            Some(transport) => transport.open(bytes, self.decoder.buffer_mut())?,
-            None => self.decoder.extend(bytes),
+        match (&mut self.transport, &mut self.obf) {
+            (Some(transport), Some((_, plain))) => transport.open(bytes, plain)?,
+            (Some(transport), None) => transport.open(bytes, self.decoder.buffer_mut())?,
+            (None, _) => self.decoder.extend(bytes),
         }
         Ok(())
     }
@@ -62,15 +78,44 @@ impl SessionCodec {
     /// The next whole frame received, if any.
     ///
     /// # Errors
-    /// Malformed frame bytes (terminal).
-    pub fn next_frame(&mut self) -> Result<Option<Frame>, CodecError> {
-        self.decoder.next_frame()
+    /// Malformed frame bytes or, with `adaptive-obf`, a wrapper that fails its check
+    /// (terminal).
+    pub fn next_frame(&mut self) -> Result<Option<Frame>, StreamError> {
+        match &mut self.obf {
+            Some((obfuscator, plain)) => Ok(obfuscator.next_frame(plain)?),
+            None => Ok(self.decoder.next_frame()?),
+        }
     }
 
     /// Bytes received and not yet decoded.
     #[must_use]
     pub fn buffered(&self) -> usize {
-        self.decoder.buffered() + self.transport.as_ref().map_or(0, Transport::buffered)
+        self.decoder.buffered()
+            + self.transport.as_ref().map_or(0, Transport::buffered)
+            + self.obf.as_ref().map_or(0, |(_, plain)| plain.len())
+    }
+
+    /// Whether frames travel wrapped in `adaptive-obf` packets.
+    #[must_use]
+    pub const fn is_obfuscated(&self) -> bool {
+        self.obf.is_some()
+    }
+
+    /// The `adaptive-obf` state, when enabled (key epochs, for tests and metrics).
+    #[must_use]
+    pub const fn obfuscator(&self) -> Option<&Obfuscator> {
+        match &self.obf {
+            Some((obfuscator, _)) => Some(obfuscator),
+            None => None,
+        }
+    }
+
+    /// Wraps every later frame, both directions, in `adaptive-obf` packets inside the
+    /// transport records. Call right after [`SessionCodec::enable_transport`]: bytes already
+    /// decrypted but not decoded are packets and move to the packet buffer.
+    pub fn enable_obfuscation(&mut self, obfuscator: Obfuscator) {
+        let pending = self.decoder.buffer_mut().split();
+        self.obf = Some((obfuscator, pending));
     }
 
     /// Takes the next outgoing sequence number. Sequence numbers are strictly increasing for the
@@ -107,17 +152,33 @@ impl SessionCodec {
     /// Appends `frame`, plain or sealed, to `out`.
     ///
     /// # Errors
-    /// Noise encryption failure (nonce exhaustion).
+    /// Noise encryption failure (nonce exhaustion), or a frame too large to wrap.
     pub fn encode(&mut self, frame: &Frame, out: &mut BytesMut) -> Result<(), StreamError> {
         match &mut self.transport {
             Some(transport) => {
                 let mut plain = BytesMut::with_capacity(frame.encoded_len());
-                frame.encode(&mut plain);
+                match &mut self.obf {
+                    Some((obfuscator, _)) => obfuscator.wrap_into(frame, &mut plain)?,
+                    None => frame.encode(&mut plain),
+                }
                 transport.seal(&plain, out)?;
             }
             None => frame.encode(out),
         }
         Ok(())
+    }
+
+    /// Seals `plain` as transport records without framing or wrapping it (bytes the caller
+    /// has already framed, e.g. a hand-built `adaptive-obf` packet in a test of the peer's
+    /// checks) and appends them to `out`.
+    ///
+    /// # Errors
+    /// Not in transport mode, or encryption failure.
+    pub fn seal_plain(&mut self, plain: &[u8], out: &mut BytesMut) -> Result<(), StreamError> {
+        match &mut self.transport {
+            Some(transport) => Ok(transport.seal(plain, out)?),
+            None => Err(StreamError::Noise(NoiseError::NotFinished)),
+        }
     }
 
     /// Switches both directions to Noise transport records. Bytes already received but not yet

@@ -102,7 +102,7 @@ impl<S: ByteStream> Connection<S> {
     /// # Errors
     /// Malformed bytes.
     pub fn next_buffered(&mut self) -> Result<Option<Frame>, ConnError> {
-        Ok(self.codec.next_frame().map_err(StreamError::from)?)
+        Ok(self.codec.next_frame()?)
     }
 
     /// Reads one chunk from the stream into the codec. Returns `false` once the peer has

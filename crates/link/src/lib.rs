@@ -8,6 +8,7 @@
 //! - [`SessionCodec`]: sans-IO framing state (frame decoder, optional Noise transport records,
 //!   outgoing sequence numbers);
 //! - [`Connection`]: the two together, with `recv` / `send`;
+//! - [`obf`]: `adaptive-obf` packet wrapping, sans-IO;
 //! - [`memory`]: an in-memory stream pair for tests without sockets.
 
 #![forbid(unsafe_code)]
@@ -15,6 +16,7 @@
 mod codec;
 mod conn;
 pub mod memory;
+pub mod obf;
 
 pub use codec::{SequenceExhausted, SessionCodec, StreamError};
 pub use conn::{ByteStream, ConnError, Connection, SHARE_PAYLOAD_FROM};

@@ -239,6 +239,8 @@ fn settings(ca: &DeviceKeyPair) -> HandshakeSettings {
             &commucat_server::config::BoundSettings::default(),
         ),
         pq_hybrid: true,
+        adaptive_obf: true,
+        obf_max_padding: 64,
     }
 }
 

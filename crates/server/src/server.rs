@@ -118,6 +118,8 @@ pub fn sessions_with(
         clock_skew_secs: commucat_keys::DEFAULT_MAX_CLOCK_SKEW_SECS,
         profile: crate::profile::ProfileBounds::from_settings(&config.bounds),
         pq_hybrid: config.crypto.pq_hybrid,
+        adaptive_obf: config.crypto.adaptive_obf,
+        obf_max_padding: config.crypto.obf_max_padding,
     };
     let mut messaging = Messaging::new(
         Arc::clone(&store),

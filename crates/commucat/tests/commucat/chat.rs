@@ -369,3 +369,33 @@ fn chat_pq_runs_a_hybrid_session_and_keeps_the_device_pq_keys() {
     assert!(!success);
     assert!(err.contains("did not accept pq-hybrid"), "{err}");
 }
+
+#[test]
+fn chat_obf_runs_a_wrapped_session_and_refuses_a_server_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = InProcess::start(&dir.path().join("data"), |_| {});
+    let (success, err) = chat_once(spawn_chat(
+        dir.path(),
+        &server.url,
+        &server.ca,
+        "obf.json",
+        &["--device-id", "obf-1", "--obf"],
+    ));
+    assert!(success, "{err}");
+    assert!(err.contains("connected as obf-1"), "{err}");
+    assert!(err.contains("; adaptive-obf"), "{err}");
+
+    let off_dir = tempfile::tempdir().unwrap();
+    let off = InProcess::start(&off_dir.path().join("data"), |c| {
+        c.crypto.adaptive_obf = false;
+    });
+    let (success, err) = chat_once(spawn_chat(
+        dir.path(),
+        &off.url,
+        &off.ca,
+        "obf-2.json",
+        &["--device-id", "obf-2", "--obf"],
+    ));
+    assert!(!success);
+    assert!(err.contains("did not accept adaptive-obf"), "{err}");
+}

@@ -154,8 +154,12 @@ impl ServerExchange {
             })
     }
 
-    /// The transport of the finished handshake `noise`, keyed from the hybrid material.
-    pub(crate) fn into_transport(self, noise: Handshake) -> Result<Transport, HandshakeError> {
+    /// The transport of the finished handshake `noise`, keyed from the hybrid material, and the
+    /// hybrid root key (for `adaptive-obf`).
+    pub(crate) fn into_transport(
+        self,
+        noise: Handshake,
+    ) -> Result<(Transport, HybridRoot), HandshakeError> {
         hybrid_transport(noise, &self.shared, &self.salt, HybridRole::Encapsulator)
             .map_err(|e| HandshakeError::new(FailReason::CryptoInternal, e))
     }
@@ -220,19 +224,25 @@ impl ClientExchange {
     }
 
     /// The transport of the finished handshake `noise`, keyed from the hybrid material.
-    pub(crate) fn into_transport(self, noise: Handshake) -> Result<Transport, String> {
+    pub(crate) fn into_transport(
+        self,
+        noise: Handshake,
+    ) -> Result<(Transport, HybridRoot), String> {
         hybrid_transport(noise, &self.shared, &self.salt, HybridRole::Decapsulator)
     }
 }
 
+/// A `pq-hybrid` session's root key, kept for the `adaptive-obf` key schedule.
+pub(crate) type HybridRoot = zeroize::Zeroizing<[u8; 32]>;
+
 /// Splits the finished handshake, derives the hybrid session and keys its records with the
-/// first key of each chain.
+/// first key of each chain; also returns the hybrid root key.
 fn hybrid_transport(
     mut noise: Handshake,
     shared: &KemSharedSecret,
     salt: &[u8],
     role: HybridRole,
-) -> Result<Transport, String> {
+) -> Result<(Transport, HybridRoot), String> {
     let classical = noise.split_secret().map_err(|e| e.to_string())?;
     let mut session = HybridSession::derive(&classical, shared.as_bytes(), salt, role)
         .map_err(|e| e.to_string())?;
@@ -243,9 +253,11 @@ fn hybrid_transport(
         HybridRole::Decapsulator => (&sending, &receiving),
         HybridRole::Encapsulator => (&receiving, &sending),
     };
-    noise
+    let root = zeroize::Zeroizing::new(*session.root_key());
+    let transport = noise
         .into_transport_with_keys(client_egress.as_bytes(), server_egress.as_bytes())
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    Ok((transport, root))
 }
 
 /// A device's post-quantum keys: the ML-KEM-768 key pair whose public half is `kem_public`,
@@ -409,8 +421,12 @@ mod tests {
         let (client, server) = finished();
         let shared = KemSharedSecret::from_bytes(shared);
         (
-            hybrid_transport(client, &shared, &salt, HybridRole::Decapsulator).unwrap(),
-            hybrid_transport(server, &shared, &salt, HybridRole::Encapsulator).unwrap(),
+            hybrid_transport(client, &shared, &salt, HybridRole::Decapsulator)
+                .unwrap()
+                .0,
+            hybrid_transport(server, &shared, &salt, HybridRole::Encapsulator)
+                .unwrap()
+                .0,
         )
     }
 

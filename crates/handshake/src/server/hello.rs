@@ -9,7 +9,8 @@ use rand_core::{CryptoRng, RngCore};
 
 use super::{NoiseKey, ServerConfig};
 use crate::{
-    CAP_NOISE_TRANSPORT, CAP_PQ_HYBRID, FailReason, HandshakeError, SUPPORTED_CAPABILITIES,
+    CAP_ADAPTIVE_OBF, CAP_NOISE_TRANSPORT, CAP_PQ_HYBRID, FailReason, HandshakeError,
+    SUPPORTED_CAPABILITIES,
 };
 
 /// The server key message 1 was addressed to.
@@ -125,6 +126,13 @@ pub(crate) fn check_hello(
         } else {
             None
         };
+    // `adaptive-obf` wraps frames inside the transport records: it needs `noise-transport`.
+    if config.adaptive_obf
+        && hello.requests(CAP_ADAPTIVE_OBF)
+        && hello.requests(CAP_NOISE_TRANSPORT)
+    {
+        accepted_capabilities.push(CAP_ADAPTIVE_OBF.to_owned());
+    }
     Ok(CheckedHello {
         hello,
         version,

@@ -12,7 +12,7 @@ use super::{
     Answer, Established, Input, NewSession, Notice, Outgoing, Query, Registration, ServerConfig,
     Step, User,
 };
-use crate::{CAP_NOISE_TRANSPORT, FailReason, HandshakeError, Stage};
+use crate::{CAP_ADAPTIVE_OBF, CAP_NOISE_TRANSPORT, FailReason, HandshakeError, Stage};
 
 /// The server side of one handshake. See the [module documentation](super).
 pub struct ServerHandshake<'a, R> {
@@ -576,8 +576,24 @@ impl<'a, R: RngCore + CryptoRng> ServerHandshake<'a, R> {
             ..
         } = opened;
         let pq_hybrid = pq.is_some();
+        let mut noise = noise;
+        let obf = if checked
+            .accepted_capabilities
+            .iter()
+            .any(|c| c == CAP_ADAPTIVE_OBF)
+        {
+            Some(
+                crate::ObfMaterial::take(&mut noise)
+                    .map_err(|e| HandshakeError::new(FailReason::CryptoInternal, e))?,
+            )
+        } else {
+            None
+        };
+        let mut hybrid_root = None;
         let transport = if let Some(exchange) = pq {
-            Some(exchange.into_transport(noise)?)
+            let (transport, root) = exchange.into_transport(noise)?;
+            hybrid_root = Some(root);
+            Some(transport)
         } else if checked
             .accepted_capabilities
             .iter()
@@ -591,6 +607,10 @@ impl<'a, R: RngCore + CryptoRng> ServerHandshake<'a, R> {
         } else {
             None
         };
+        let obf_root = obf
+            .map(|material| material.finish(hybrid_root.as_deref()))
+            .transpose()
+            .map_err(|e| HandshakeError::new(FailReason::CryptoInternal, e))?;
         let established = Established {
             session_id,
             device_id: checked.hello.device_id,
@@ -605,6 +625,7 @@ impl<'a, R: RngCore + CryptoRng> ServerHandshake<'a, R> {
             noise_key_version: key.version,
             transport,
             pq_hybrid,
+            obf_root,
         };
         Ok((State::Done, Step::Established(Box::new(established))))
     }

@@ -101,6 +101,8 @@ pub struct ServerConfig<'a> {
     pub identity: IdentityRules,
     /// Accept `pq-hybrid` (with `noise-transport` and a valid `pq_bundle`).
     pub pq_hybrid: bool,
+    /// Accept `adaptive-obf` (with `noise-transport`).
+    pub adaptive_obf: bool,
 }
 
 /// The registry's rules for device ids and handles.
@@ -123,6 +125,7 @@ impl std::fmt::Debug for ServerConfig<'_> {
             .field("auto_approve", &self.auto_approve)
             .field("max_auto_devices_per_user", &self.max_auto_devices_per_user)
             .field("pq_hybrid", &self.pq_hybrid)
+            .field("adaptive_obf", &self.adaptive_obf)
             .finish_non_exhaustive()
     }
 }
@@ -371,4 +374,7 @@ pub struct Established {
     /// Whether the session is a `pq-hybrid` one (ML-KEM exchange done, transcript signature
     /// verified, records keyed from the hybrid material).
     pub pq_hybrid: bool,
+    /// The `adaptive-obf` root, when that capability was accepted: frames after the ACK are
+    /// wrapped (`commucat_link::obf::Obfuscator` with this root).
+    pub obf_root: Option<crate::ObfRoot>,
 }

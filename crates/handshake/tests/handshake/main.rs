@@ -1,5 +1,5 @@
 //! The handshake machines without I/O, in one test binary: the classical handshake (`pair`) and
-//! `pq-hybrid` sessions (`pq`).
+//! `pq-hybrid` sessions (`pq`), `adaptive-obf` negotiation (`obf`).
 
 #![allow(
     clippy::unwrap_used,
@@ -8,5 +8,6 @@
     clippy::indexing_slicing
 )]
 
+mod obf;
 mod pair;
 mod pq;

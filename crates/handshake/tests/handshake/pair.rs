@@ -30,6 +30,7 @@ pub(crate) struct World {
     pub(crate) now: i64,
     pub(crate) seed: u64,
     pub(crate) pq_hybrid: bool,
+    pub(crate) adaptive_obf: bool,
 }
 
 pub(crate) struct Client {
@@ -90,6 +91,7 @@ impl World {
             now: NOW,
             seed: 1,
             pq_hybrid: true,
+            adaptive_obf: true,
         }
     }
 
@@ -131,6 +133,7 @@ impl World {
             profile: &self.limits,
             identity: identity(),
             pq_hybrid: self.pq_hybrid,
+            adaptive_obf: self.adaptive_obf,
         };
         let params = ClientParams {
             device_id: &client.device_id,

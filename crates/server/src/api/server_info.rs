@@ -199,6 +199,12 @@ impl ServerInfo {
                             .pq_hybrid
                             .then_some(crate::session::handshake::CAP_PQ_HYBRID),
                     )
+                    .chain(
+                        config
+                            .crypto
+                            .adaptive_obf
+                            .then_some(crate::session::handshake::CAP_ADAPTIVE_OBF),
+                    )
                     .collect(),
                 connect_modes: crate::connect::mode::ConnectMode::ALL
                     .iter()
@@ -304,7 +310,12 @@ mod tests {
             .unwrap();
         assert_eq!(
             capabilities["handshake"],
-            serde_json::json!(["noise-transport", "delivery-receipts", "pq-hybrid"])
+            serde_json::json!([
+                "noise-transport",
+                "delivery-receipts",
+                "pq-hybrid",
+                "adaptive-obf"
+            ])
         );
         assert_eq!(
             capabilities["pairing_claim"],

@@ -39,6 +39,12 @@ impl Config {
                 "must be at most 1024 bytes",
             ));
         }
+        if self.crypto.obf_max_padding > commucat_link::obf::MAX_PADDING {
+            return Err(ConfigError::invalid(
+                name("crypto.obf_max_padding"),
+                "must be at most 64 bytes",
+            ));
+        }
         if let Some(grace) = self.crypto.noise_key_grace {
             check_secs(name("crypto.noise_key_grace"), grace, 0, MAX_DURATION_SECS)?;
         }

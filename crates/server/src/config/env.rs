@@ -81,6 +81,18 @@ const SETTINGS: &[(&str, &str, Setter)] = &[
         c.crypto.pq_hybrid = boolean(n, r)?;
         Ok(())
     }),
+    ("COMMUCAT_ADAPTIVE_OBF", "crypto.adaptive_obf", |c, n, r| {
+        c.crypto.adaptive_obf = boolean(n, r)?;
+        Ok(())
+    }),
+    (
+        "COMMUCAT_OBF_MAX_PADDING",
+        "crypto.obf_max_padding",
+        |c, n, r| {
+            c.crypto.obf_max_padding = integer(n, r)?;
+            Ok(())
+        },
+    ),
     ("COMMUCAT_LEDGER", "ledger.sink", |c, n, r| {
         c.ledger.sink = LedgerSink::parse(n, r)?;
         Ok(())

@@ -88,6 +88,8 @@ struct CryptoSection {
     prologue: Option<String>,
     noise_key_grace: Option<u64>,
     pq_hybrid: Option<bool>,
+    adaptive_obf: Option<bool>,
+    obf_max_padding: Option<u8>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -193,6 +195,11 @@ pub(super) fn apply(config: &mut Config, path: &Path, text: &str) -> Result<(), 
         config.crypto.noise_key_grace = Some(Duration::from_secs(grace));
     }
     set(&mut config.crypto.pq_hybrid, file.crypto.pq_hybrid);
+    set(&mut config.crypto.adaptive_obf, file.crypto.adaptive_obf);
+    set(
+        &mut config.crypto.obf_max_padding,
+        file.crypto.obf_max_padding,
+    );
 
     let ledger = file.ledger;
     if let Some(sink) = ledger.sink {

@@ -95,6 +95,8 @@ impl Default for Config {
                 prologue: "commucat".to_owned(),
                 noise_key_grace: None,
                 pq_hybrid: true,
+                adaptive_obf: true,
+                obf_max_padding: commucat_link::obf::MAX_PADDING,
             },
             devices: DeviceSettings {
                 auto_approve: true,

@@ -102,6 +102,14 @@ pub struct CryptoSettings {
     /// an ML-KEM-768 / ML-DSA-65 hybrid session; clients that do not ask are unaffected.
     /// `false`: such clients get the classical session and no `pq-hybrid` echo.
     pub pq_hybrid: bool,
+    /// Accept the `adaptive-obf` capability (`crypto.adaptive_obf`, `COMMUCAT_ADAPTIVE_OBF`;
+    /// default `true`): a client that asks for it (with `noise-transport`) gets every frame
+    /// wrapped in an `ObfuscatedPacket` inside the records; clients that do not ask are
+    /// unaffected. `false`: no `adaptive-obf` echo. See `docs/obfuscation.md`.
+    pub adaptive_obf: bool,
+    /// Largest random padding, bytes, on each side of a wrapped frame the server sends
+    /// (`crypto.obf_max_padding`, `COMMUCAT_OBF_MAX_PADDING`; 0..=64, default 64).
+    pub obf_max_padding: u8,
 }
 
 /// `[devices]` section.

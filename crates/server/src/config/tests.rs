@@ -27,6 +27,8 @@ fn defaults_without_file_or_env() {
     assert_eq!(c.tls.files, None);
     assert_eq!(c.crypto.prologue, "commucat");
     assert!(c.crypto.pq_hybrid, "pq-hybrid is accepted by default");
+    assert!(c.crypto.adaptive_obf, "adaptive-obf is accepted by default");
+    assert_eq!(c.crypto.obf_max_padding, 64);
     assert!(c.devices.auto_approve);
     assert_eq!(c.devices.max_auto_devices_per_user, 5);
     assert_eq!(c.devices.pairing_ttl, Duration::from_secs(300));
@@ -69,6 +71,8 @@ key = "keys/chat.key"
 [crypto]
 prologue = "custom"
 pq_hybrid = false
+adaptive_obf = false
+obf_max_padding = 16
 
 [devices]
 auto_approve = false
@@ -121,6 +125,8 @@ fn file_sets_every_section_and_resolves_relative_paths() {
     );
     assert_eq!(c.crypto.prologue, "custom");
     assert!(!c.crypto.pq_hybrid);
+    assert!(!c.crypto.adaptive_obf);
+    assert_eq!(c.crypto.obf_max_padding, 16);
     assert!(!c.devices.auto_approve);
     assert_eq!(c.devices.max_auto_devices_per_user, 2);
     assert_eq!(c.devices.pairing_ttl, Duration::from_secs(600));
@@ -289,6 +295,10 @@ fn invalid_values_name_the_file_key() {
         "limits.max_frame_len: must be between 4096 and 16777216 bytes (16 MiB), got 16777217"
     );
     assert_eq!(
+        error(Some("[crypto]\nobf_max_padding = 65\n"), &[]),
+        "crypto.obf_max_padding: must be at most 64 bytes"
+    );
+    assert_eq!(
         error(Some("[server]\ndrain_deadline = 0\n"), &[]),
         "server.drain_deadline: must be between 1 and 3600 seconds, got 0"
     );
@@ -342,6 +352,14 @@ fn invalid_values_name_the_env_var() {
     assert_eq!(
         error(None, &[("COMMUCAT_LISTEN", "x")]),
         "COMMUCAT_LISTEN: invalid socket address \"x\""
+    );
+    assert_eq!(
+        error(None, &[("COMMUCAT_OBF_MAX_PADDING", "65")]),
+        "COMMUCAT_OBF_MAX_PADDING: must be at most 64 bytes"
+    );
+    assert_eq!(
+        error(None, &[("COMMUCAT_ADAPTIVE_OBF", "maybe")]),
+        "COMMUCAT_ADAPTIVE_OBF: invalid boolean \"maybe\" (true/false, 1/0, yes/no, on/off)"
     );
     assert_eq!(
         error(None, &[("COMMUCAT_SESSION_TTL", "1h")]),

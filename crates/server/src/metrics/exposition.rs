@@ -265,6 +265,16 @@ impl Metrics {
             sender_checked,
         )));
         r.register(
+            "commucat_obf_sessions",
+            "Completed handshakes whose session wraps frames in adaptive-obf packets.",
+            self.obf_sessions.clone(),
+        );
+        r.register(
+            "commucat_obf_integrity_failures",
+            "adaptive-obf sessions ended because a wrapper failed its check (IntegrityCheckFailed).",
+            self.obf_integrity_failures.clone(),
+        );
+        r.register(
             "commucat_calls_unanswered",
             "Calls ended because nobody answered within bounds.call_ring_timeout",
             self.calls_unanswered.clone(),

@@ -160,6 +160,11 @@ pub struct Metrics {
     /// Client networks that completed a handshake on one transport shortly after failing on
     /// another (`crate::transport`).
     pub censorship_deflections: Counter,
+    /// Completed handshakes whose session wraps frames in `adaptive-obf` packets.
+    pub obf_sessions: Counter,
+    /// `adaptive-obf` sessions ended because a wrapper failed its check
+    /// (`IntegrityCheckFailed`).
+    pub obf_integrity_failures: Counter,
 }
 
 /// Decrements a gauge when dropped.
@@ -213,6 +218,11 @@ impl Metrics {
         } else {
             self.handshakes_failed.inc();
         }
+    }
+
+    /// Counts a completed handshake of an `adaptive-obf` session.
+    pub fn obf_session(&self) {
+        self.obf_sessions.inc();
     }
 
     /// Counts a completed `pq-hybrid` handshake (also counted by [`Metrics::handshake`]).

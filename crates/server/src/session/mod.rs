@@ -114,6 +114,9 @@ impl Sessions {
         if outcome.as_ref().is_ok_and(|e| e.pq_hybrid) {
             metrics.pq_handshake();
         }
+        if outcome.as_ref().is_ok_and(|e| e.adaptive_obf) {
+            metrics.obf_session();
+        }
         let Ok(established) = outcome else {
             return;
         };

@@ -67,6 +67,8 @@ pub(super) fn fixture_on(
             &crate::config::BoundSettings::default(),
         ),
         pq_hybrid: true,
+        adaptive_obf: true,
+        obf_max_padding: 64,
     };
     tweak(&mut settings);
     Fixture {

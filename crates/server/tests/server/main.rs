@@ -33,6 +33,7 @@ mod groups;
 mod http3;
 mod ledger;
 mod messaging;
+mod obfuscation;
 mod offline;
 mod offline_group_commit;
 mod offline_quota;

@@ -485,8 +485,33 @@ impl<S: ByteStream> SessionTask<S> {
                     // Malformed input: say why before closing, as far as the stream still carries it.
                     self.send_closing(&Problem::from(codec)).await;
                 }
+                if let ConnError::Stream(commucat_link::StreamError::Obfuscation(obf)) = error {
+                    self.integrity_failure(obf, remote).await;
+                }
             }
         }
+    }
+
+    /// An `adaptive-obf` wrapper failed: counted, logged, ledgered, and answered with the
+    /// terminal ERROR (`IntegrityCheckFailed`, or the codec's title for a malformed frame
+    /// inside an authentic wrapper).
+    async fn integrity_failure(&mut self, error: &commucat_link::obf::ObfError, remote: &str) {
+        if error.is_integrity() {
+            self.m.hub.metrics.obf_integrity_failures.inc();
+            tracing::warn!(device = %self.device_id, remote, %error, "adaptive-obf integrity check failed");
+            let device = self.device_id.clone();
+            let detail = error.to_string();
+            self.m.ledger.record("obfuscation", || {
+                serde_json::json!({
+                    "result": "failure",
+                    "title": commucat_link::obf::INTEGRITY_TITLE,
+                    "device": device,
+                    "remote_addr": remote,
+                    "detail": detail,
+                })
+            });
+        }
+        self.send_closing(&error.problem()).await;
     }
 
     /// Sends the closing ERROR, giving a client that does not read a bounded time to take it.

@@ -43,6 +43,7 @@ fn established(device: &str) -> Established {
         had_certificate: false,
         issued_certificate: false,
         pq_hybrid: false,
+        adaptive_obf: false,
     }
 }
 

@@ -6,8 +6,10 @@ use commucat_handshake::server::{
     Step,
 };
 use commucat_handshake::{HandshakeError, LinkFailure, Stage};
+use commucat_link::obf::{ObfPolicy, Obfuscator, Role};
 use commucat_link::{ByteStream, ConnError, Connection, StreamError};
-use rand_core::OsRng;
+use rand_core::{OsRng, RngCore};
+use zeroize::Zeroize;
 
 use super::store::{profile_field, user_record};
 use super::{Established, HandshakeFailure, Handshaker};
@@ -23,6 +25,8 @@ fn link_failure(error: &ConnError) -> LinkFailure {
             detail: codec.to_string(),
         },
         ConnError::Stream(StreamError::Noise(noise)) => LinkFailure::Noise(noise.to_string()),
+        // Wrappers start after the ACK; a handshake never sees one.
+        ConnError::Stream(StreamError::Obfuscation(obf)) => LinkFailure::Noise(obf.to_string()),
         ConnError::Io(io) => LinkFailure::Io(io.to_string()),
         ConnError::SequenceExhausted(_) => LinkFailure::SequenceExhausted,
         ConnError::Codec(codec) => LinkFailure::Codec(codec.to_string()),
@@ -52,6 +56,7 @@ impl Handshaker {
                 max_handle_len: MAX_HANDLE_LEN,
             },
             pq_hybrid: s.pq_hybrid,
+            adaptive_obf: s.adaptive_obf,
         }
     }
 
@@ -101,7 +106,9 @@ impl Handshaker {
                     let answer = self.answer(query).await;
                     machine.handle(Input::Answer(answer))
                 }
-                Step::Established(done) => return established(conn, *done),
+                Step::Established(done) => {
+                    return established(conn, *done, self.settings.obf_max_padding);
+                }
                 Step::Failed(failure) => return Err(failure),
             };
         }
@@ -182,6 +189,7 @@ impl Handshaker {
                         "pattern": established.pattern.label(),
                         "capabilities": established.accepted_capabilities,
                         "pq_hybrid": established.pq_hybrid,
+                        "adaptive_obf": established.adaptive_obf,
                     })
                 });
                 Ok(established)
@@ -207,10 +215,12 @@ impl Handshaker {
     }
 }
 
-/// Switches `conn` to Noise transport records when the session uses them.
+/// Switches `conn` to Noise transport records when the session uses them, and to
+/// `adaptive-obf` wrappers inside them when that was accepted.
 fn established<S: ByteStream>(
     conn: &mut Connection<S>,
     done: Done,
+    obf_max_padding: u8,
 ) -> Result<Established, HandshakeFailure> {
     if let Some(transport) = done.transport {
         conn.codec_mut().enable_transport(transport).map_err(|e| {
@@ -218,6 +228,20 @@ fn established<S: ByteStream>(
                 .at(Stage::Established)
                 .of_device(Some(&done.device_id))
         })?;
+    }
+    let adaptive_obf = done.obf_root.is_some();
+    if let Some(root) = &done.obf_root {
+        let mut rng_seed = [0u8; 32];
+        OsRng.fill_bytes(&mut rng_seed);
+        let max_frame_len = conn.codec_mut().max_frame_len();
+        conn.codec_mut().enable_obfuscation(Obfuscator::new(
+            root.as_bytes(),
+            Role::Server,
+            ObfPolicy::new(obf_max_padding),
+            rng_seed,
+            max_frame_len,
+        ));
+        rng_seed.zeroize();
     }
     Ok(Established {
         session_id: done.session_id,
@@ -232,6 +256,7 @@ fn established<S: ByteStream>(
         had_certificate: done.had_certificate,
         issued_certificate: done.issued_certificate,
         pq_hybrid: done.pq_hybrid,
+        adaptive_obf,
     })
 }
 

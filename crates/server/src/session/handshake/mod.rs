@@ -16,8 +16,8 @@ use commucat_store::{Store, UserRecord};
 
 pub use commucat_handshake::server::NoiseKey;
 pub use commucat_handshake::{
-    CAP_DELIVERY_RECEIPTS, CAP_NOISE_TRANSPORT, CAP_PQ_HYBRID, FailReason, SUPPORTED_CAPABILITIES,
-    Stage,
+    CAP_ADAPTIVE_OBF, CAP_DELIVERY_RECEIPTS, CAP_NOISE_TRANSPORT, CAP_PQ_HYBRID, FailReason,
+    SUPPORTED_CAPABILITIES, Stage,
 };
 pub use driver::report_failure;
 
@@ -62,6 +62,10 @@ pub struct HandshakeSettings {
     pub profile: ProfileBounds,
     /// Accept `pq-hybrid` (`crypto.pq_hybrid`).
     pub pq_hybrid: bool,
+    /// Accept `adaptive-obf` (`crypto.adaptive_obf`).
+    pub adaptive_obf: bool,
+    /// Padding bound of the wrappers the server sends (`crypto.obf_max_padding`).
+    pub obf_max_padding: u8,
 }
 
 /// What a successful handshake established.
@@ -91,6 +95,8 @@ pub struct Established {
     pub issued_certificate: bool,
     /// Whether the session is a `pq-hybrid` one (records keyed from the hybrid material).
     pub pq_hybrid: bool,
+    /// Whether frames are wrapped in `adaptive-obf` packets.
+    pub adaptive_obf: bool,
 }
 
 /// Runs handshakes against a device registry.
