@@ -576,8 +576,8 @@ impl<'a, R: RngCore + CryptoRng> ServerHandshake<'a, R> {
             ..
         } = opened;
         let pq_hybrid = pq.is_some();
-        let transport = if let Some(exchange) = pq {
-            Some(exchange.into_transport(noise)?)
+        let transport = if let (Some(exchange), Some(offer)) = (pq, checked.pq) {
+            Some(exchange.into_transport(noise, offer)?)
         } else if checked
             .accepted_capabilities
             .iter()

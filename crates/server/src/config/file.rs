@@ -85,6 +85,8 @@ struct CryptoSection {
     prologue: Option<String>,
     noise_key_grace: Option<u64>,
     pq_hybrid: Option<bool>,
+    pq_ratchet_messages: Option<u64>,
+    pq_ratchet_interval: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -189,6 +191,13 @@ pub(super) fn apply(config: &mut Config, path: &Path, text: &str) -> Result<(), 
         config.crypto.noise_key_grace = Some(Duration::from_secs(grace));
     }
     set(&mut config.crypto.pq_hybrid, file.crypto.pq_hybrid);
+    set(
+        &mut config.crypto.pq_ratchet_messages,
+        file.crypto.pq_ratchet_messages,
+    );
+    if let Some(interval) = file.crypto.pq_ratchet_interval {
+        config.crypto.pq_ratchet_interval = Duration::from_secs(interval);
+    }
 
     let ledger = file.ledger;
     if let Some(sink) = ledger.sink {

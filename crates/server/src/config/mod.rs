@@ -90,6 +90,8 @@ impl Default for Config {
                 prologue: "commucat".to_owned(),
                 noise_key_grace: None,
                 pq_hybrid: true,
+                pq_ratchet_messages: 10_000,
+                pq_ratchet_interval: Duration::from_secs(3600),
             },
             devices: DeviceSettings {
                 auto_approve: true,

@@ -98,6 +98,14 @@ pub struct CryptoSettings {
     /// an ML-KEM-768 / ML-DSA-65 hybrid session; clients that do not ask are unaffected.
     /// `false`: such clients get the classical session and no `pq-hybrid` echo.
     pub pq_hybrid: bool,
+    /// A `pq-hybrid` session takes a `HybridRatchet` step after this many frames under one
+    /// epoch's keys (`crypto.pq_ratchet_messages`, `COMMUCAT_PQ_RATCHET_MESSAGES`; default
+    /// 10000, 1..=2³²−1).
+    pub pq_ratchet_messages: u64,
+    /// … or after this long under one epoch's keys, whichever comes first
+    /// (`crypto.pq_ratchet_interval`, `COMMUCAT_PQ_RATCHET_INTERVAL`, seconds; default 3600,
+    /// 1..=86400).
+    pub pq_ratchet_interval: Duration,
 }
 
 /// `[devices]` section.
