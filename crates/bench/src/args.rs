@@ -125,6 +125,11 @@ pub struct HandshakeArgs {
     /// and then reconnects it, the returning-client case).
     #[arg(long)]
     pub fresh: bool,
+    /// Hybrid handshakes: every device has ML-KEM-768 / ML-DSA-65 keys and asks for
+    /// `pq-hybrid` (with `noise-transport`); a session the server did not make hybrid counts
+    /// as a failure.
+    #[arg(long)]
+    pub pq: bool,
 }
 
 /// `relay` options.
@@ -156,6 +161,10 @@ pub struct RelayArgs {
     /// Frames after the handshake.
     #[arg(long, value_enum, default_value_t = Transport::Plain)]
     pub transport: Transport,
+    /// Also run a `pq-hybrid` relay phase (records keyed from the hybrid material, the
+    /// server's ratchet schedule on) after the `--transport` phases, reported beside them.
+    #[arg(long)]
+    pub pq: bool,
     /// Address of a `commucat bench echo-server` (same certificate): measure the echo
     /// baseline with the same connections, sizes and load first, and report relay as % of it.
     #[arg(long)]

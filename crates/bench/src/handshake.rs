@@ -21,6 +21,8 @@ pub(crate) struct HandshakeReport {
     loops: usize,
     pattern: &'static str,
     fresh_devices: bool,
+    /// `pq-hybrid` handshakes (ML-KEM-768 encapsulation, ML-DSA-65 transcript signature).
+    pq_hybrid: bool,
     handshakes: u64,
     failures: u64,
     first_failure: Option<String>,
@@ -48,7 +50,7 @@ pub(crate) async fn run(
     // Returning devices register before the clock starts.
     let mut identities = Vec::with_capacity(loops);
     for i in 0..loops {
-        let identity = target.identity("h", i);
+        let identity = pq_keys(target.identity("h", i), args.pq)?;
         identities.push(if args.fresh {
             identity
         } else {
@@ -65,8 +67,12 @@ pub(crate) async fn run(
         let issued = Arc::clone(&issued);
         let bar = bar.clone();
         let count = args.count;
-        let options = options(args.ik, false);
-        let fresh = args.fresh;
+        let options = if args.pq {
+            options(args.ik, false).with_pq_hybrid()
+        } else {
+            options(args.ik, false)
+        };
+        let (fresh, pq) = (args.fresh, args.pq);
         tasks.spawn(async move {
             let mut result = LoopResult {
                 ok: 0,
@@ -81,10 +87,16 @@ pub(crate) async fn run(
                 }
                 let source = usize::try_from(n).unwrap_or(i);
                 if fresh {
-                    identity = target.identity(&format!("h{i}x"), source);
+                    identity = pq_keys(target.identity(&format!("h{i}x"), source), pq)?;
                 }
                 let began = Instant::now();
                 match target.connect(source, &identity, &options).await {
+                    Ok(session) if pq && !session.info().pq_hybrid() => {
+                        result.failures += 1;
+                        result.first_failure.get_or_insert_with(|| {
+                            "the server did not accept pq-hybrid".to_owned()
+                        });
+                    }
                     Ok(session) => {
                         result.latencies.record(began.elapsed());
                         result.ok += 1;
@@ -122,6 +134,7 @@ pub(crate) async fn run(
         loops,
         pattern: if args.ik { "IK" } else { "XK" },
         fresh_devices: args.fresh,
+        pq_hybrid: args.pq,
         handshakes: ok,
         failures,
         first_failure,
@@ -130,4 +143,15 @@ pub(crate) async fn run(
         latency: latencies.summary(),
         server_cpu_us_per_handshake: cpu.and_then(|cpu| per_event_us(cpu, ok)),
     })
+}
+
+/// `identity` with post-quantum keys when `pq`.
+fn pq_keys(
+    identity: commucat_client::DeviceIdentity,
+    pq: bool,
+) -> Result<commucat_client::DeviceIdentity> {
+    if pq {
+        return Ok(identity.with_pq_keys()?);
+    }
+    Ok(identity)
 }

@@ -34,8 +34,12 @@ pub(crate) struct RelayReport {
     echo: Option<PhaseReport>,
     plain: Option<PhaseReport>,
     noise: Option<PhaseReport>,
+    /// `pq-hybrid` sessions (with `--pq`).
+    hybrid: Option<PhaseReport>,
     plain_pct_of_echo: Option<f64>,
     noise_pct_of_echo: Option<f64>,
+    /// Hybrid msgs/s as % of classical `noise-transport` msgs/s (both phases run).
+    hybrid_pct_of_noise: Option<f64>,
 }
 
 /// One phase (echo, plain relay or noise-transport relay).
@@ -70,7 +74,11 @@ pub(crate) struct PhaseReport {
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Phase {
     Echo(SocketAddr),
-    Relay { noise: bool },
+    /// `pq`: `pq-hybrid` sessions (their records are `noise-transport` records).
+    Relay {
+        noise: bool,
+        pq: bool,
+    },
 }
 
 pub(crate) async fn run(target: &Target, args: &RelayArgs, progress: bool) -> Result<RelayReport> {
@@ -87,8 +95,10 @@ pub(crate) async fn run(target: &Target, args: &RelayArgs, progress: bool) -> Re
         echo: None,
         plain: None,
         noise: None,
+        hybrid: None,
         plain_pct_of_echo: None,
         noise_pct_of_echo: None,
+        hybrid_pct_of_noise: None,
     };
     if let Some(addr) = args.echo {
         report.echo = Some(
@@ -98,10 +108,28 @@ pub(crate) async fn run(target: &Target, args: &RelayArgs, progress: bool) -> Re
         );
     }
     if matches!(args.transport, Transport::Plain | Transport::Both) {
-        report.plain = Some(phase(target, args, Phase::Relay { noise: false }, progress).await?);
+        let relay = Phase::Relay {
+            noise: false,
+            pq: false,
+        };
+        report.plain = Some(phase(target, args, relay, progress).await?);
     }
     if matches!(args.transport, Transport::Noise | Transport::Both) {
-        report.noise = Some(phase(target, args, Phase::Relay { noise: true }, progress).await?);
+        let relay = Phase::Relay {
+            noise: true,
+            pq: false,
+        };
+        report.noise = Some(phase(target, args, relay, progress).await?);
+    }
+    if args.pq {
+        let relay = Phase::Relay {
+            noise: true,
+            pq: true,
+        };
+        report.hybrid = Some(phase(target, args, relay, progress).await?);
+    }
+    if let (Some(hybrid), Some(noise)) = (&report.hybrid, &report.noise) {
+        report.hybrid_pct_of_noise = report::percent(hybrid.msgs_per_s, noise.msgs_per_s);
     }
     if let Some(echo) = &report.echo {
         let pct = |p: &Option<PhaseReport>| {
@@ -132,12 +160,21 @@ pub(crate) async fn open(
                     (target.open_raw(addr, 2 * pair).await?, channel),
                     (target.open_raw(addr, 2 * pair + 1).await?, channel),
                 ]),
-                Phase::Relay { noise } => {
-                    let options = options(false, noise);
+                Phase::Relay { noise, pq } => {
+                    let mut options = options(false, noise);
                     // Each phase has its own devices (a device id keeps its key).
-                    let kind = if noise { "n" } else { "p" };
-                    let a_id = target.identity(&format!("{kind}a"), pair);
-                    let b_id = target.identity(&format!("{kind}b"), pair);
+                    let kind = match (noise, pq) {
+                        (_, true) => "h",
+                        (true, false) => "n",
+                        (false, false) => "p",
+                    };
+                    let mut a_id = target.identity(&format!("{kind}a"), pair);
+                    let mut b_id = target.identity(&format!("{kind}b"), pair);
+                    if pq {
+                        options = options.with_pq_hybrid();
+                        a_id = a_id.with_pq_keys()?;
+                        b_id = b_id.with_pq_keys()?;
+                    }
                     let b = target.connect(2 * pair + 1, &b_id, &options).await?;
                     let mut a = target
                         .connect(2 * pair, &a_id, &options)
@@ -181,8 +218,9 @@ async fn phase(
     };
     let label = match phase {
         Phase::Echo(_) => "echo",
-        Phase::Relay { noise: false } => "relay plain",
-        Phase::Relay { noise: true } => "relay noise",
+        Phase::Relay { pq: true, .. } => "relay hybrid",
+        Phase::Relay { noise: false, .. } => "relay plain",
+        Phase::Relay { noise: true, .. } => "relay noise",
     };
     let bar = report::progress(progress, 0, label);
     let clock = Clock::start();

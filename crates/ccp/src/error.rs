@@ -251,6 +251,8 @@ problem_kinds! {
     PqBundleInvalid => "Invalid PQ Bundle", 400, "invalid-pq-bundle";
     /// The client's ML-DSA-65 transcript signature of a `pq-hybrid` handshake is missing or does not verify.
     PqSignatureInvalid => "Invalid PQ Signature", 401, "invalid-pq-signature";
+    /// A `pq-hybrid` session's ratchet step is due and every one-time key its HELLO announced is spent: reconnect with fresh ones.
+    PqOneTimeKeysExhausted => "PQ One-Time Keys Exhausted", 409, "pq-one-time-keys-exhausted";
     /// Pairing claims refused after too many wrong guesses (per code, account or address).
     PairingAttemptsExceeded => "Too Many Pairing Attempts", 429, "pairing-attempts-exceeded";
     /// A storage backend the request needs is unavailable.

@@ -57,6 +57,14 @@ impl<S: ByteStream> Session<S> {
         &self.info
     }
 
+    /// `HybridRatchet` steps this `pq-hybrid` session has taken (`None` for other sessions).
+    /// The SDK applies the server's steps inside [`Session::recv`] and acknowledges them
+    /// before its next frame; they never surface as frames.
+    #[must_use]
+    pub fn pq_ratchet_epoch(&self) -> Option<u64> {
+        self.conn.codec().ratchet_epoch()
+    }
+
     /// Sends an opaque-payload frame (MSG, KEY_UPDATE, VOICE_FRAME, VIDEO_FRAME) and returns its
     /// sequence number.
     ///

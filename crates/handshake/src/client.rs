@@ -200,6 +200,9 @@ pub struct ClientHandshake<'a, R> {
     params: ClientParams<'a>,
     rng: R,
     state: State,
+    /// The one-time key pairs this HELLO announced (with `pq-hybrid`), for the session's
+    /// ratchet.
+    one_time: Option<commucat_keys::pq::OneTimeKeyPairs>,
 }
 
 impl<R> std::fmt::Debug for ClientHandshake<'_, R> {
@@ -243,6 +246,7 @@ impl<'a, R: RngCore + CryptoRng> ClientHandshake<'a, R> {
             params,
             rng,
             state: State::Start,
+            one_time: None,
         }
     }
 
@@ -262,6 +266,7 @@ impl<'a, R: RngCore + CryptoRng> ClientHandshake<'a, R> {
                 Ok((State::AwaitAck(noise, session, pq), Step::Recv))
             }
             (State::AwaitAck(noise, session, pq), Input::Frame { frame, now }) => {
+                let pq = pq.map(|exchange| (exchange, self.one_time.take()));
                 self.on_ack(noise, *session, pq, &frame, now)
             }
             _ => Err(protocol("handshake driver fed an input out of turn")),
@@ -309,7 +314,9 @@ impl<'a, R: RngCore + CryptoRng> ClientHandshake<'a, R> {
         let pq_bundle = if p.capabilities.iter().any(|c| c == CAP_PQ_HYBRID) {
             let keys =
                 p.pq.ok_or_else(|| config("pq-hybrid requested without the device's PQ keys"))?;
-            Some(keys.bundle())
+            let (bundle, one_time) = keys.fresh_bundle().map_err(config)?;
+            self.one_time = Some(one_time);
+            Some(bundle)
         } else {
             None
         };
@@ -412,7 +419,7 @@ impl<'a, R: RngCore + CryptoRng> ClientHandshake<'a, R> {
         &self,
         noise: Handshake,
         session: SessionPayload,
-        pq: Option<ClientExchange>,
+        pq: Option<(ClientExchange, Option<commucat_keys::pq::OneTimeKeyPairs>)>,
         frame: &Frame,
         now: i64,
     ) -> Next {
@@ -472,9 +479,10 @@ impl<'a, R: RngCore + CryptoRng> ClientHandshake<'a, R> {
             None
         };
         let mut hybrid_root = None;
-        let transport = if let Some(exchange) = pq {
+        let transport = if let Some((exchange, one_time)) = pq {
+            let one_time = one_time.ok_or_else(|| protocol("pq-hybrid without one-time keys"))?;
             let (transport, root) = exchange
-                .into_transport(noise)
+                .into_transport(noise, one_time)
                 .map_err(|e| protocol(format!("transport: {e}")))?;
             hybrid_root = Some(root);
             Some(transport)

@@ -329,6 +329,7 @@ impl Handshake {
         Ok(Transport {
             state,
             rx: BytesMut::new(),
+            ratchet: None,
         })
     }
 }
@@ -336,8 +337,10 @@ impl Handshake {
 /// Noise transport mode with the record layer.
 pub struct Transport {
     state: snow::TransportState,
-    /// Received bytes not yet forming a whole record.
+    /// Received bytes not yet opened.
     rx: BytesMut,
+    /// The `HybridRatchet` of a `pq-hybrid` session.
+    ratchet: Option<Box<crate::pq::LiveRatchet>>,
 }
 
 impl std::fmt::Debug for Transport {
@@ -381,33 +384,86 @@ impl Transport {
     /// [`NoiseError::RecordLength`] for an impossible record length, [`NoiseError::Decrypt`] for
     /// a record that fails authentication. Both are terminal for the session.
     pub fn open(&mut self, ciphertext: &[u8], plain_out: &mut BytesMut) -> Result<(), NoiseError> {
+        self.push(ciphertext);
+        while self.open_next(plain_out)? {}
+        Ok(())
+    }
+
+    /// Appends received ciphertext bytes without opening them (see [`Transport::open_next`]).
+    pub fn push(&mut self, ciphertext: &[u8]) {
         self.rx.extend_from_slice(ciphertext);
-        loop {
-            let (len, prefix) = match commucat_ccp::varint::decode(&self.rx) {
-                Ok(v) => v,
-                Err(commucat_ccp::varint::VarintError::Incomplete) => return Ok(()),
-                Err(commucat_ccp::varint::VarintError::Overflow) => {
-                    return Err(NoiseError::RecordLength(u64::MAX));
-                }
-            };
-            if len < TAG_LEN as u64 || len > MAX_MESSAGE_LEN as u64 {
-                return Err(NoiseError::RecordLength(len));
+    }
+
+    /// Opens the next whole record received, appending its plaintext to `plain_out`; `false`
+    /// when no whole record is buffered. Opening records one at a time lets the caller change
+    /// the receiving key between two records (a ratchet step).
+    ///
+    /// # Errors
+    /// As [`Transport::open`].
+    pub fn open_next(&mut self, plain_out: &mut BytesMut) -> Result<bool, NoiseError> {
+        let (len, prefix) = match commucat_ccp::varint::decode(&self.rx) {
+            Ok(v) => v,
+            Err(commucat_ccp::varint::VarintError::Incomplete) => return Ok(false),
+            Err(commucat_ccp::varint::VarintError::Overflow) => {
+                return Err(NoiseError::RecordLength(u64::MAX));
             }
-            // Lossless: len <= 65535.
-            let len = usize::try_from(len).unwrap_or(MAX_MESSAGE_LEN);
-            let Some(record) = self.rx.get(prefix..prefix + len) else {
-                return Ok(());
-            };
-            plain_out.reserve(len);
-            let mut body = plain_out.split_off(plain_out.len());
-            body.resize(len, 0);
-            let read = self
-                .state
-                .read_message(record, &mut body)
-                .map_err(|_| NoiseError::Decrypt)?;
-            body.truncate(read);
-            plain_out.unsplit(body);
-            self.rx.advance(prefix + len);
+        };
+        if len < TAG_LEN as u64 || len > MAX_MESSAGE_LEN as u64 {
+            return Err(NoiseError::RecordLength(len));
+        }
+        // Lossless: len <= 65535.
+        let len = usize::try_from(len).unwrap_or(MAX_MESSAGE_LEN);
+        let Some(record) = self.rx.get(prefix..prefix + len) else {
+            return Ok(false);
+        };
+        plain_out.reserve(len);
+        let mut body = plain_out.split_off(plain_out.len());
+        body.resize(len, 0);
+        let read = self
+            .state
+            .read_message(record, &mut body)
+            .map_err(|_| NoiseError::Decrypt)?;
+        body.truncate(read);
+        plain_out.unsplit(body);
+        self.rx.advance(prefix + len);
+        Ok(true)
+    }
+
+    /// Attaches the `HybridRatchet` of a `pq-hybrid` session.
+    #[must_use]
+    pub fn with_ratchet(mut self, ratchet: crate::pq::LiveRatchet) -> Self {
+        self.ratchet = Some(Box::new(ratchet));
+        self
+    }
+
+    /// The session's `HybridRatchet`, when it is a `pq-hybrid` one.
+    pub fn ratchet_mut(&mut self) -> Option<&mut crate::pq::LiveRatchet> {
+        self.ratchet.as_deref_mut()
+    }
+
+    /// The session's `HybridRatchet`, when it is a `pq-hybrid` one.
+    #[must_use]
+    pub fn ratchet(&self) -> Option<&crate::pq::LiveRatchet> {
+        self.ratchet.as_deref()
+    }
+
+    /// Replaces the key of the records this side sends from now on (the cipher's key is
+    /// overwritten in place; the nonce counter continues).
+    pub fn rekey_sending(&mut self, key: &[u8; 32]) {
+        if self.state.is_initiator() {
+            self.state.rekey_initiator_manually(key);
+        } else {
+            self.state.rekey_responder_manually(key);
+        }
+    }
+
+    /// Replaces the key of the records this side opens from now on (records already buffered
+    /// and not yet opened are opened under it).
+    pub fn rekey_receiving(&mut self, key: &[u8; 32]) {
+        if self.state.is_initiator() {
+            self.state.rekey_responder_manually(key);
+        } else {
+            self.state.rekey_initiator_manually(key);
         }
     }
 

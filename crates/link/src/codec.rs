@@ -1,11 +1,16 @@
 //! The per-session framing state, sans-IO: frame decoding, optional Noise transport records, and
 //! the server's outgoing sequence counter.
 
-use bytes::BytesMut;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
 use commucat_ccp::{CodecError, Frame, FrameDecoder};
+use commucat_keys::pq::{MessageKey, PqError};
 use commucat_keys::{NoiseError, Transport};
 
 use crate::obf::{ObfError, Obfuscator};
+
+use crate::ratchet::{self, RatchetError, RatchetPolicy, Schedule};
 
 /// Why a session's byte stream cannot continue.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -19,6 +24,9 @@ pub enum StreamError {
     /// An `adaptive-obf` wrapper failed its check (only with `adaptive-obf`).
     #[error(transparent)]
     Obfuscation(#[from] ObfError),
+    /// A `pq-hybrid` ratchet step failed (only with `pq-hybrid`).
+    #[error(transparent)]
+    Ratchet(#[from] RatchetError),
 }
 
 /// Outgoing sequence numbers are exhausted: the peer must reconnect.
@@ -36,6 +44,38 @@ pub struct SessionCodec {
     obf: Option<(Obfuscator, BytesMut)>,
     /// Sequence number of the next frame the server sends.
     next_sequence: u32,
+    /// Records sealed by the codec itself (a ratchet acknowledgement) not yet handed out;
+    /// they go before anything sealed later.
+    outgoing: BytesMut,
+    /// When the server starts ratchet steps (`pq-hybrid`, server side).
+    schedule: Option<Schedule>,
+    /// The receiving key of a step sent and not yet acknowledged, with its epoch.
+    pending: Option<(u64, MessageKey)>,
+}
+
+/// Appends `frame` to `plain` as it travels inside the records: wrapped in an `adaptive-obf`
+/// packet when that is on, encoded as is otherwise.
+fn encode_plain(
+    obf: &mut Option<(Obfuscator, BytesMut)>,
+    frame: &Frame,
+    plain: &mut BytesMut,
+) -> Result<(), StreamError> {
+    match obf {
+        Some((obfuscator, _)) => obfuscator.wrap_into(frame, plain)?,
+        None => frame.encode(plain),
+    }
+    Ok(())
+}
+
+/// Takes `next` as a sequence number (see [`SessionCodec::next_sequence`]).
+fn take_sequence(next: &mut u32) -> Result<u32, SequenceExhausted> {
+    let sequence = *next;
+    if sequence == 0 {
+        return Err(SequenceExhausted);
+    }
+    // Wrapping to 0 marks exhaustion: 0 is never handed out after the start.
+    *next = sequence.wrapping_add(1);
+    Ok(sequence)
 }
 
 impl SessionCodec {
@@ -47,6 +87,9 @@ impl SessionCodec {
             transport: None,
             obf: None,
             next_sequence: 1,
+            outgoing: BytesMut::new(),
+            schedule: None,
+            pending: None,
         }
     }
 
@@ -62,29 +105,223 @@ impl SessionCodec {
         self.transport.is_some()
     }
 
-    /// Feeds received bytes (records in transport mode, frame bytes otherwise).
+    /// Feeds received bytes (records in transport mode, frame bytes otherwise). Records are
+    /// opened by [`SessionCodec::next_frame`], one at a time.
     ///
     /// # Errors
-    /// A record that fails to decrypt.
+    /// None today; kept for stream errors on input.
     pub fn feed(&mut self, bytes: &[u8]) -> Result<(), StreamError> {
-        match (&mut self.transport, &mut self.obf) {
-            (Some(transport), Some((_, plain))) => transport.open(bytes, plain)?,
-            (Some(transport), None) => transport.open(bytes, self.decoder.buffer_mut())?,
-            (None, _) => self.decoder.extend(bytes),
+        match &mut self.transport {
+            Some(transport) => transport.push(bytes),
+            None => self.decoder.extend(bytes),
         }
         Ok(())
     }
 
-    /// The next whole frame received, if any.
+    /// The next whole frame received, if any. In transport mode records are opened one at a
+    /// time, only when no whole frame is buffered, so a ratchet message (which ends its
+    /// record) switches the receiving key before the next record is opened. Ratchet messages
+    /// are consumed here; they are never returned.
     ///
     /// # Errors
-    /// Malformed frame bytes or, with `adaptive-obf`, a wrapper that fails its check
-    /// (terminal).
+    /// Malformed frame bytes, a record that fails to decrypt, a failed ratchet step or, with
+    /// `adaptive-obf`, a wrapper that fails its check (all terminal).
     pub fn next_frame(&mut self) -> Result<Option<Frame>, StreamError> {
-        match &mut self.obf {
-            Some((obfuscator, plain)) => Ok(obfuscator.next_frame(plain)?),
-            None => Ok(self.decoder.next_frame()?),
+        loop {
+            let (frame, buffered) = match &mut self.obf {
+                Some((obfuscator, plain)) => (obfuscator.next_frame(plain)?, plain.len()),
+                None => (self.decoder.next_frame()?, self.decoder.buffered()),
+            };
+            if let Some(frame) = frame {
+                if self.is_hybrid() && ratchet::is_signal(&frame) {
+                    if buffered > 0 {
+                        return Err(RatchetError::NotAtRecordEnd.into());
+                    }
+                    self.on_signal(&frame)?;
+                    continue;
+                }
+                self.count_frame();
+                return Ok(Some(frame));
+            }
+            let Some(transport) = &mut self.transport else {
+                return Ok(None);
+            };
+            let target = match &mut self.obf {
+                Some((_, plain)) => plain,
+                None => self.decoder.buffer_mut(),
+            };
+            if !transport.open_next(target)? {
+                return Ok(None);
+            }
         }
+    }
+
+    /// Whether the session is a `pq-hybrid` one (its transport has a ratchet).
+    #[must_use]
+    pub fn is_hybrid(&self) -> bool {
+        self.transport
+            .as_ref()
+            .is_some_and(|t| t.ratchet().is_some())
+    }
+
+    /// Ratchet steps taken, in a `pq-hybrid` session.
+    #[must_use]
+    pub fn ratchet_epoch(&self) -> Option<u64> {
+        self.transport
+            .as_ref()
+            .and_then(Transport::ratchet)
+            .map(commucat_keys::pq::LiveRatchet::epoch)
+    }
+
+    /// One-time keys not yet spent, in a `pq-hybrid` session.
+    #[must_use]
+    pub fn one_time_keys_left(&self) -> Option<usize> {
+        self.transport
+            .as_ref()
+            .and_then(Transport::ratchet)
+            .map(commucat_keys::pq::LiveRatchet::remaining)
+    }
+
+    /// Starts the server's ratchet schedule (`pq-hybrid` server side only; otherwise nothing
+    /// happens and `false` is returned).
+    pub fn schedule_ratchet(&mut self, policy: RatchetPolicy, now: Instant) -> bool {
+        let server = self
+            .transport
+            .as_ref()
+            .and_then(Transport::ratchet)
+            .is_some_and(commucat_keys::pq::LiveRatchet::is_encapsulator);
+        if server {
+            self.schedule = Some(Schedule::new(policy, now));
+        }
+        server
+    }
+
+    /// Whether the schedule calls for a step now (none is waiting for its acknowledgement).
+    #[must_use]
+    pub fn ratchet_due(&self, now: Instant) -> bool {
+        self.pending.is_none() && self.schedule.as_ref().is_some_and(|s| s.due(now))
+    }
+
+    /// When the schedule's interval runs out, unless a step is waiting for its
+    /// acknowledgement.
+    #[must_use]
+    pub fn ratchet_deadline(&self) -> Option<Instant> {
+        if self.pending.is_some() {
+            return None;
+        }
+        self.schedule.as_ref().and_then(Schedule::deadline)
+    }
+
+    /// Server side of a step: spends the next one-time key, appends the step message (with
+    /// `sequence`) sealed under the current sending key to `out`, and switches the sending
+    /// key; the receiving key switches when the client's acknowledgement is read.
+    ///
+    /// # Errors
+    /// [`RatchetError::Exhausted`] when every one-time key is spent (nothing changed),
+    /// [`RatchetError::Pending`], [`RatchetError::NotHybrid`], or a failed encapsulation.
+    pub fn start_ratchet(
+        &mut self,
+        sequence: u32,
+        now: Instant,
+        out: &mut BytesMut,
+    ) -> Result<(), StreamError> {
+        if self.pending.is_some() {
+            return Err(RatchetError::Pending.into());
+        }
+        let transport = self.transport.as_mut().ok_or(RatchetError::NotHybrid)?;
+        let live = transport.ratchet_mut().ok_or(RatchetError::NotHybrid)?;
+        let (step, keys) = live.step().map_err(|e| match e {
+            PqError::OneTimeKeysExhausted => RatchetError::Exhausted,
+            other => RatchetError::Crypto(other),
+        })?;
+        let epoch = live.epoch();
+        let frame = ratchet::step_frame(epoch, &step, sequence)?;
+        out.extend_from_slice(&self.outgoing.split());
+        let mut plain = BytesMut::with_capacity(frame.encoded_len());
+        encode_plain(&mut self.obf, &frame, &mut plain)?;
+        transport.seal(&plain, out)?;
+        transport.rekey_sending(keys.sending.as_bytes());
+        self.pending = Some((epoch, keys.receiving));
+        if let Some(schedule) = &mut self.schedule {
+            schedule.restart(now);
+        }
+        Ok(())
+    }
+
+    /// A copy of the records the codec sealed itself (a ratchet acknowledgement) that must be
+    /// written before anything else ([`SessionCodec::encode`] also puts them first); call
+    /// [`SessionCodec::outgoing_written`] once they are written.
+    #[must_use]
+    pub fn outgoing(&self) -> Option<Bytes> {
+        if self.outgoing.is_empty() {
+            return None;
+        }
+        Some(Bytes::copy_from_slice(&self.outgoing))
+    }
+
+    /// The records of [`SessionCodec::outgoing`] have been written.
+    pub fn outgoing_written(&mut self) {
+        self.outgoing.clear();
+    }
+
+    /// The transport, for tests that seal records by hand.
+    #[cfg(test)]
+    #[allow(clippy::expect_used)]
+    pub(crate) fn transport_mut_for_tests(&mut self) -> &mut Transport {
+        self.transport.as_mut().expect("transport mode")
+    }
+
+    fn count_frame(&mut self) {
+        if let Some(schedule) = &mut self.schedule {
+            schedule.frames = schedule.frames.saturating_add(1);
+        }
+    }
+
+    /// A ratchet message read under the old receiving key.
+    fn on_signal(&mut self, frame: &Frame) -> Result<(), StreamError> {
+        let Self {
+            transport,
+            next_sequence,
+            outgoing,
+            pending,
+            obf,
+            ..
+        } = self;
+        let transport = transport.as_mut().ok_or(RatchetError::NotHybrid)?;
+        let live = transport.ratchet_mut().ok_or(RatchetError::NotHybrid)?;
+        if live.is_encapsulator() {
+            let epoch = ratchet::parse_ack(frame)?;
+            let Some((expected, key)) = pending.take() else {
+                return Err(
+                    RatchetError::Message("pq-ratchet-ack without a step".to_owned()).into(),
+                );
+            };
+            if epoch != expected {
+                return Err(RatchetError::Message(format!(
+                    "pq-ratchet-ack for epoch {epoch}; the step sent was epoch {expected}"
+                ))
+                .into());
+            }
+            transport.rekey_receiving(key.as_bytes());
+            return Ok(());
+        }
+        let (epoch, step) = ratchet::parse_step(frame)?;
+        if Some(epoch) != live.epoch().checked_add(1) {
+            return Err(RatchetError::Message(format!(
+                "pq-ratchet for epoch {epoch}; this session is at epoch {}",
+                live.epoch()
+            ))
+            .into());
+        }
+        let sequence = take_sequence(next_sequence).map_err(|_| RatchetError::SequenceExhausted)?;
+        let keys = live.apply(&step).map_err(RatchetError::Crypto)?;
+        transport.rekey_receiving(keys.receiving.as_bytes());
+        let ack = ratchet::ack_frame(epoch, sequence)?;
+        let mut plain = BytesMut::with_capacity(ack.encoded_len());
+        encode_plain(obf, &ack, &mut plain)?;
+        transport.seal(&plain, outgoing)?;
+        transport.rekey_sending(keys.sending.as_bytes());
+        Ok(())
     }
 
     /// Bytes received and not yet decoded.
@@ -124,13 +361,7 @@ impl SessionCodec {
     /// # Errors
     /// [`SequenceExhausted`] once `u32::MAX` has been handed out.
     pub fn next_sequence(&mut self) -> Result<u32, SequenceExhausted> {
-        let sequence = self.next_sequence;
-        if sequence == 0 {
-            return Err(SequenceExhausted);
-        }
-        // Wrapping to 0 marks exhaustion: 0 is never handed out after the start.
-        self.next_sequence = sequence.wrapping_add(1);
-        Ok(sequence)
+        take_sequence(&mut self.next_sequence)
     }
 
     /// Skips outgoing sequence numbers so that the next one is `next`. Only moves forward (a
@@ -154,13 +385,12 @@ impl SessionCodec {
     /// # Errors
     /// Noise encryption failure (nonce exhaustion), or a frame too large to wrap.
     pub fn encode(&mut self, frame: &Frame, out: &mut BytesMut) -> Result<(), StreamError> {
+        self.count_frame();
         match &mut self.transport {
             Some(transport) => {
+                out.extend_from_slice(&self.outgoing.split());
                 let mut plain = BytesMut::with_capacity(frame.encoded_len());
-                match &mut self.obf {
-                    Some((obfuscator, _)) => obfuscator.wrap_into(frame, &mut plain)?,
-                    None => frame.encode(&mut plain),
-                }
+                encode_plain(&mut self.obf, frame, &mut plain)?;
                 transport.seal(&plain, out)?;
             }
             None => frame.encode(out),
@@ -182,14 +412,14 @@ impl SessionCodec {
     }
 
     /// Switches both directions to Noise transport records. Bytes already received but not yet
-    /// decoded arrived after the handshake's last message and are records: they are decrypted
-    /// now.
+    /// decoded arrived after the handshake's last message and are records: they are opened
+    /// with the next frames.
     ///
     /// # Errors
-    /// A pending record that fails to decrypt.
+    /// None today; kept for stream errors on the switch.
     pub fn enable_transport(&mut self, mut transport: Transport) -> Result<(), StreamError> {
         let pending = self.decoder.buffer_mut().split();
-        transport.open(&pending, self.decoder.buffer_mut())?;
+        transport.push(&pending);
         self.transport = Some(transport);
         Ok(())
     }

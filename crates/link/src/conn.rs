@@ -81,6 +81,12 @@ impl<S: ByteStream> Connection<S> {
         &mut self.codec
     }
 
+    /// The codec, read-only.
+    #[must_use]
+    pub const fn codec(&self) -> &SessionCodec {
+        &self.codec
+    }
+
     /// The next frame; `Ok(None)` when the peer finished sending on a frame boundary.
     ///
     /// # Errors
@@ -88,6 +94,8 @@ impl<S: ByteStream> Connection<S> {
     /// or an I/O failure.
     pub async fn recv(&mut self) -> Result<Option<Frame>, ConnError> {
         loop {
+            // Before reading on, so a frame taken below is never lost to a cancelled write.
+            self.flush_pending().await?;
             if let Some(frame) = self.next_buffered()? {
                 return Ok(Some(frame));
             }
@@ -103,6 +111,37 @@ impl<S: ByteStream> Connection<S> {
     /// Malformed bytes.
     pub fn next_buffered(&mut self) -> Result<Option<Frame>, ConnError> {
         Ok(self.codec.next_frame()?)
+    }
+
+    /// Writes the records the codec sealed itself (a ratchet acknowledgement), if any.
+    /// [`Connection::recv`] and [`Connection::send`] do it on their own; callers that read
+    /// with [`Connection::fill`] and [`Connection::next_buffered`] call this after reading.
+    ///
+    /// # Errors
+    /// I/O failure.
+    pub async fn flush_pending(&mut self) -> Result<(), ConnError> {
+        if let Some(bytes) = self.codec.outgoing() {
+            self.stream.write(bytes).await?;
+            self.codec.outgoing_written();
+        }
+        Ok(())
+    }
+
+    /// Server side of a `pq-hybrid` ratchet step: sends the step message with `sequence` and
+    /// switches the sending key (see [`SessionCodec::start_ratchet`]).
+    ///
+    /// # Errors
+    /// Every one-time key spent ([`crate::RatchetError::Exhausted`]), a step already waiting,
+    /// not a `pq-hybrid` session, I/O failure.
+    pub async fn ratchet(
+        &mut self,
+        sequence: u32,
+        now: std::time::Instant,
+    ) -> Result<(), ConnError> {
+        let mut out = BytesMut::new();
+        self.codec.start_ratchet(sequence, now, &mut out)?;
+        self.stream.write(out.freeze()).await?;
+        Ok(())
     }
 
     /// Reads one chunk from the stream into the codec. Returns `false` once the peer has

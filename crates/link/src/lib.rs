@@ -17,6 +17,10 @@ mod codec;
 mod conn;
 pub mod memory;
 pub mod obf;
+pub mod ratchet;
+#[cfg(test)]
+mod ratchet_tests;
 
 pub use codec::{SequenceExhausted, SessionCodec, StreamError};
 pub use conn::{ByteStream, ConnError, Connection, SHARE_PAYLOAD_FROM};
+pub use ratchet::{RatchetError, RatchetPolicy};

@@ -42,6 +42,47 @@ async fn handshake_scenario_counts_handshakes() {
     assert_eq!(r["pattern"], "IK");
 }
 
+/// `--pq`: hybrid handshakes (a classical session would count as a failure) and a hybrid relay
+/// phase beside the classical `noise-transport` one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pq_handshakes_and_hybrid_relay() {
+    let _shared = MEMORY.read().await;
+    let s = server().await;
+    let r = run(
+        &s.target,
+        &["handshake", "--loops", "2", "--count", "4", "--pq"],
+    )
+    .await;
+    assert_eq!(r["pq_hybrid"], true);
+    assert_eq!(num(&r, "handshakes"), 4.0);
+    assert_eq!(num(&r, "failures"), 0.0);
+    assert!(num(&r, "server_cpu_us_per_handshake") > 0.0);
+    let r = run(
+        &s.target,
+        &[
+            "relay",
+            "--pairs",
+            "1",
+            "--size",
+            "100",
+            "--duration",
+            "30",
+            "--count",
+            "100",
+            "--transport",
+            "noise",
+            "--pq",
+        ],
+    )
+    .await;
+    for phase in ["noise", "hybrid"] {
+        assert_eq!(num(&r, &format!("{phase}.sent")), 200.0, "{phase}");
+        assert_nothing_lost(&r, phase);
+    }
+    assert!(num(&r, "hybrid_pct_of_noise") > 0.0);
+    assert!(r["plain"].is_null());
+}
+
 /// A fixture on the echo's stack serving `router` on the server's certificate; stops when the
 /// sender is dropped or sent to.
 async fn fixture(

@@ -18,7 +18,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use commucat_ccp::control::{PqBundle, PqContext};
 use commucat_keys::pq::{
     HybridRole, HybridSession, HybridTranscript, KemKeyPair, KemPublicKey, KemSharedSecret,
-    SignaturePublicKey, SigningKeyPair, encode_bundle, validate_bundle,
+    LiveRatchet, OneTimeKeyPairs, OneTimePublicKeys, SignaturePublicKey, SigningKeyPair,
+    encode_bundle, validate_bundle,
 };
 use commucat_keys::{Handshake, Transport};
 use rand_core::{CryptoRng, RngCore};
@@ -62,6 +63,8 @@ impl TranscriptParts<'_> {
 pub(crate) struct Offer {
     kem_public: KemPublicKey,
     signature_public: SignaturePublicKey,
+    /// The announced one-time keys, spent by the session's ratchet steps.
+    one_time_keys: Vec<KemPublicKey>,
 }
 
 impl std::fmt::Debug for Offer {
@@ -81,6 +84,7 @@ impl Offer {
         Ok(Self {
             kem_public: valid.kem_public,
             signature_public: valid.signature_public,
+            one_time_keys: valid.one_time_keys,
         })
     }
 }
@@ -154,13 +158,15 @@ impl ServerExchange {
             })
     }
 
-    /// The transport of the finished handshake `noise`, keyed from the hybrid material, and the
-    /// hybrid root key (for `adaptive-obf`).
+    /// The transport of the finished handshake `noise`, keyed from the hybrid material, with
+    /// the ratchet that spends `offer`'s one-time keys.
     pub(crate) fn into_transport(
         self,
         noise: Handshake,
+        offer: Offer,
     ) -> Result<(Transport, HybridRoot), HandshakeError> {
-        hybrid_transport(noise, &self.shared, &self.salt, HybridRole::Encapsulator)
+        let one_time = OneTimePublicKeys::new(offer.one_time_keys);
+        hybrid_transport(noise, &self.shared, &self.salt, Ratchet::Server(one_time))
             .map_err(|e| HandshakeError::new(FailReason::CryptoInternal, e))
     }
 }
@@ -223,26 +229,41 @@ impl ClientExchange {
             .map_err(|e| e.to_string())
     }
 
-    /// The transport of the finished handshake `noise`, keyed from the hybrid material.
+    /// The transport of the finished handshake `noise`, keyed from the hybrid material, with
+    /// the ratchet that spends `one_time` (the key pairs announced in this HELLO).
     pub(crate) fn into_transport(
         self,
         noise: Handshake,
+        one_time: OneTimeKeyPairs,
     ) -> Result<(Transport, HybridRoot), String> {
-        hybrid_transport(noise, &self.shared, &self.salt, HybridRole::Decapsulator)
+        hybrid_transport(noise, &self.shared, &self.salt, Ratchet::Client(one_time))
     }
 }
 
 /// A `pq-hybrid` session's root key, kept for the `adaptive-obf` key schedule.
 pub(crate) type HybridRoot = zeroize::Zeroizing<[u8; 32]>;
 
-/// Splits the finished handshake, derives the hybrid session and keys its records with the
-/// first key of each chain; also returns the hybrid root key.
+/// The one-time keys of a session's ratchet, by side.
+pub(crate) enum Ratchet {
+    /// The peer's announced public keys (the server encapsulates).
+    Server(OneTimePublicKeys),
+    /// This device's key pairs (the client decapsulates).
+    Client(OneTimeKeyPairs),
+}
+
+/// Splits the finished handshake, derives the hybrid session, keys its records with the
+/// first key of each chain and attaches the session's ratchet (the classical secret of every
+/// ratchet step is the same `Split()` output as the handshake's).
 fn hybrid_transport(
     mut noise: Handshake,
     shared: &KemSharedSecret,
     salt: &[u8],
-    role: HybridRole,
+    ratchet: Ratchet,
 ) -> Result<(Transport, HybridRoot), String> {
+    let role = match ratchet {
+        Ratchet::Server(_) => HybridRole::Encapsulator,
+        Ratchet::Client(_) => HybridRole::Decapsulator,
+    };
     let classical = noise.split_secret().map_err(|e| e.to_string())?;
     let mut session = HybridSession::derive(&classical, shared.as_bytes(), salt, role)
         .map_err(|e| e.to_string())?;
@@ -257,7 +278,11 @@ fn hybrid_transport(
     let transport = noise
         .into_transport_with_keys(client_egress.as_bytes(), server_egress.as_bytes())
         .map_err(|e| e.to_string())?;
-    Ok((transport, root))
+    let live = match ratchet {
+        Ratchet::Server(keys) => LiveRatchet::encapsulator(session, classical, keys),
+        Ratchet::Client(keys) => LiveRatchet::decapsulator(session, classical, keys),
+    };
+    Ok((transport.with_ratchet(live), root))
 }
 
 /// A device's post-quantum keys: the ML-KEM-768 key pair whose public half is `kem_public`,
@@ -364,7 +389,29 @@ impl DeviceKeys {
         self.signing.public().as_bytes()
     }
 
-    /// HELLO's `pq_bundle`.
+    /// How many one-time keys a HELLO of this device announces.
+    #[must_use]
+    pub fn one_time_count(&self) -> usize {
+        self.one_time.len()
+    }
+
+    /// HELLO's `pq_bundle` with fresh one-time keys (as many as [`DeviceKeys::one_time_count`]),
+    /// returned beside it: a session spends only the keys its own HELLO announced, so no
+    /// one-time key is ever offered to two sessions.
+    ///
+    /// # Errors
+    /// Key generation failed.
+    pub fn fresh_bundle(&self) -> Result<(PqBundle, OneTimeKeyPairs), String> {
+        let one_time = OneTimeKeyPairs::generate(self.one_time.len()).map_err(|e| e.to_string())?;
+        let bundle = encode_bundle(
+            self.kem.public(),
+            self.signing.public(),
+            one_time.public_keys(),
+        );
+        Ok((bundle, one_time))
+    }
+
+    /// HELLO's `pq_bundle` with the stored one-time keys.
     #[must_use]
     pub fn bundle(&self) -> PqBundle {
         encode_bundle(
@@ -421,12 +468,22 @@ mod tests {
         let (client, server) = finished();
         let shared = KemSharedSecret::from_bytes(shared);
         (
-            hybrid_transport(client, &shared, &salt, HybridRole::Decapsulator)
-                .unwrap()
-                .0,
-            hybrid_transport(server, &shared, &salt, HybridRole::Encapsulator)
-                .unwrap()
-                .0,
+            hybrid_transport(
+                client,
+                &shared,
+                &salt,
+                Ratchet::Client(OneTimeKeyPairs::new(Vec::new())),
+            )
+            .unwrap()
+            .0,
+            hybrid_transport(
+                server,
+                &shared,
+                &salt,
+                Ratchet::Server(OneTimePublicKeys::new(Vec::new())),
+            )
+            .unwrap()
+            .0,
         )
     }
 

@@ -590,8 +590,8 @@ impl<'a, R: RngCore + CryptoRng> ServerHandshake<'a, R> {
             None
         };
         let mut hybrid_root = None;
-        let transport = if let Some(exchange) = pq {
-            let (transport, root) = exchange.into_transport(noise)?;
+        let transport = if let (Some(exchange), Some(offer)) = (pq, checked.pq) {
+            let (transport, root) = exchange.into_transport(noise, offer)?;
             hybrid_root = Some(root);
             Some(transport)
         } else if checked

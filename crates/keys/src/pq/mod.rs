@@ -16,6 +16,7 @@
 pub mod bundle;
 pub mod dsa;
 pub mod kem;
+pub mod live;
 pub mod one_time;
 pub mod session;
 pub mod transcript;
@@ -28,6 +29,7 @@ pub use kem::{
     KEM_CIPHERTEXT_LEN, KEM_PUBLIC_LEN, KEM_SECRET_LEN, KEM_SHARED_LEN, KemKeyPair, KemPublicKey,
     KemSharedSecret,
 };
+pub use live::{LiveRatchet, RecordKeys};
 pub use one_time::{OneTimeKeyPairs, OneTimePublicKeys, RatchetStep};
 pub use session::{
     CLASSICAL_LEN, HybridRole, HybridSession, MessageKey, RATCHET_LABEL, SESSION_KEY_LEN,
@@ -126,6 +128,10 @@ pub enum PqError {
         /// The index named.
         index: u32,
     },
+    /// A ratchet operation of the other side (only the encapsulator starts steps, only the
+    /// decapsulator applies them).
+    #[error("ratchet operation of the other side")]
+    RatchetRole,
     /// A transcript part exceeds `u32::MAX` bytes or items.
     #[error("transcript part too long")]
     TranscriptTooLong,

@@ -45,6 +45,19 @@ impl Config {
                 "must be at most 64 bytes",
             ));
         }
+        let messages = self.crypto.pq_ratchet_messages;
+        if !(1..=u64::from(u32::MAX)).contains(&messages) {
+            return Err(ConfigError::invalid(
+                name("crypto.pq_ratchet_messages"),
+                format!("must be between 1 and 4294967295, got {messages}"),
+            ));
+        }
+        check_secs(
+            name("crypto.pq_ratchet_interval"),
+            self.crypto.pq_ratchet_interval,
+            1,
+            86_400,
+        )?;
         if let Some(grace) = self.crypto.noise_key_grace {
             check_secs(name("crypto.noise_key_grace"), grace, 0, MAX_DURATION_SECS)?;
         }

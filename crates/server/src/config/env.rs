@@ -93,6 +93,22 @@ const SETTINGS: &[(&str, &str, Setter)] = &[
             Ok(())
         },
     ),
+    (
+        "COMMUCAT_PQ_RATCHET_MESSAGES",
+        "crypto.pq_ratchet_messages",
+        |c, n, r| {
+            c.crypto.pq_ratchet_messages = integer(n, r)?;
+            Ok(())
+        },
+    ),
+    (
+        "COMMUCAT_PQ_RATCHET_INTERVAL",
+        "crypto.pq_ratchet_interval",
+        |c, n, r| {
+            c.crypto.pq_ratchet_interval = secs(n, r)?;
+            Ok(())
+        },
+    ),
     ("COMMUCAT_LEDGER", "ledger.sink", |c, n, r| {
         c.ledger.sink = LedgerSink::parse(n, r)?;
         Ok(())

@@ -90,6 +90,8 @@ struct CryptoSection {
     pq_hybrid: Option<bool>,
     adaptive_obf: Option<bool>,
     obf_max_padding: Option<u8>,
+    pq_ratchet_messages: Option<u64>,
+    pq_ratchet_interval: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -200,6 +202,13 @@ pub(super) fn apply(config: &mut Config, path: &Path, text: &str) -> Result<(), 
         &mut config.crypto.obf_max_padding,
         file.crypto.obf_max_padding,
     );
+    set(
+        &mut config.crypto.pq_ratchet_messages,
+        file.crypto.pq_ratchet_messages,
+    );
+    if let Some(interval) = file.crypto.pq_ratchet_interval {
+        config.crypto.pq_ratchet_interval = Duration::from_secs(interval);
+    }
 
     let ledger = file.ledger;
     if let Some(sink) = ledger.sink {

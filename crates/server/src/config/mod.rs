@@ -97,6 +97,8 @@ impl Default for Config {
                 pq_hybrid: true,
                 adaptive_obf: true,
                 obf_max_padding: commucat_link::obf::MAX_PADDING,
+                pq_ratchet_messages: 10_000,
+                pq_ratchet_interval: Duration::from_secs(3600),
             },
             devices: DeviceSettings {
                 auto_approve: true,

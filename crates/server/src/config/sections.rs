@@ -110,6 +110,14 @@ pub struct CryptoSettings {
     /// Largest random padding, bytes, on each side of a wrapped frame the server sends
     /// (`crypto.obf_max_padding`, `COMMUCAT_OBF_MAX_PADDING`; 0..=64, default 64).
     pub obf_max_padding: u8,
+    /// A `pq-hybrid` session takes a `HybridRatchet` step after this many frames under one
+    /// epoch's keys (`crypto.pq_ratchet_messages`, `COMMUCAT_PQ_RATCHET_MESSAGES`; default
+    /// 10000, 1..=2³²−1).
+    pub pq_ratchet_messages: u64,
+    /// … or after this long under one epoch's keys, whichever comes first
+    /// (`crypto.pq_ratchet_interval`, `COMMUCAT_PQ_RATCHET_INTERVAL`, seconds; default 3600,
+    /// 1..=86400).
+    pub pq_ratchet_interval: Duration,
 }
 
 /// `[devices]` section.

@@ -40,6 +40,7 @@ mod offline_quota;
 mod outage;
 mod pairing;
 mod pq_hybrid;
+mod pq_ratchet;
 mod presence;
 mod profile_bounds;
 mod rest;

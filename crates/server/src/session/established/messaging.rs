@@ -38,6 +38,9 @@ pub struct MessagingSettings {
     pub domain: String,
     /// What one device or session may make the server hold (`[bounds]`).
     pub bounds: BoundSettings,
+    /// When a `pq-hybrid` session takes a ratchet step (`crypto.pq_ratchet_messages`,
+    /// `crypto.pq_ratchet_interval`).
+    pub pq_ratchet: commucat_link::RatchetPolicy,
 }
 
 impl MessagingSettings {
@@ -58,6 +61,10 @@ impl MessagingSettings {
                 .unwrap_or_else(|| format!("node-{}", &crate::registry::random_id()[..16])),
             domain: config.server.domain.clone(),
             bounds: config.bounds.clone(),
+            pq_ratchet: commucat_link::RatchetPolicy {
+                messages: config.crypto.pq_ratchet_messages,
+                interval: config.crypto.pq_ratchet_interval,
+            },
         }
     }
 }

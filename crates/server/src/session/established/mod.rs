@@ -21,6 +21,7 @@ mod federated;
 mod groups;
 mod messaging;
 mod presence;
+mod ratchet;
 mod replay;
 mod reply;
 mod sender;
@@ -156,6 +157,10 @@ pub async fn run<S: ByteStream>(
         messaging.settings.bounds.unconfirmed_frames,
         messaging.settings.bounds.unconfirmed_bytes,
     );
+    let mut conn = conn;
+    // A `pq-hybrid` session re-keys on the server's schedule (see `ratchet`).
+    conn.codec_mut()
+        .schedule_ratchet(messaging.settings.pq_ratchet, std::time::Instant::now());
     let mut task = SessionTask {
         conn,
         m: messaging,
@@ -214,6 +219,14 @@ impl<S: ByteStream> SessionTask<S> {
                     Err(e) => return End::Conn(e),
                 }
             }
+            if let Err(end) = self.ratchet_if_due().await {
+                return end;
+            }
+            let ratchet_deadline = self
+                .conn
+                .codec_mut()
+                .ratchet_deadline()
+                .map(tokio::time::Instant::from_std);
             let (presence_deadline, ring_deadline) = (self.presence_deadline, self.ring_deadline);
             let step = tokio::select! {
                 filled = self.conn.fill() => match filled {
@@ -238,6 +251,7 @@ impl<S: ByteStream> SessionTask<S> {
                 }
                 () = presence::expiry(presence_deadline) => self.expire_presence().await,
                 () = presence::expiry(ring_deadline) => self.expire_rings().await,
+                () = presence::expiry(ratchet_deadline) => self.ratchet_if_due().await,
                 _ = refresh.tick() => self.refresh_session().await,
                 _ = route_refresh.tick() => {
                     // On its own task: a slow registry never holds up this session's frames.

@@ -27,6 +27,9 @@ fn link_failure(error: &ConnError) -> LinkFailure {
         ConnError::Stream(StreamError::Noise(noise)) => LinkFailure::Noise(noise.to_string()),
         // Wrappers start after the ACK; a handshake never sees one.
         ConnError::Stream(StreamError::Obfuscation(obf)) => LinkFailure::Noise(obf.to_string()),
+        // A record-layer failure like a record that does not open (no ratchet runs before
+        // the session is established).
+        ConnError::Stream(StreamError::Ratchet(ratchet)) => LinkFailure::Noise(ratchet.to_string()),
         ConnError::Io(io) => LinkFailure::Io(io.to_string()),
         ConnError::SequenceExhausted(_) => LinkFailure::SequenceExhausted,
         ConnError::Codec(codec) => LinkFailure::Codec(codec.to_string()),
