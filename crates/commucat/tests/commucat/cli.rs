@@ -71,12 +71,13 @@ fn offline_commands_work_on_the_configured_store_and_keys() {
 
     let out = ok(d, &with(&["migrate"]));
     assert!(
-        out.contains("schema up to date, 5 migrations applied"),
+        out.contains("schema up to date, 6 migrations applied"),
         "{out}"
     );
     assert!(out.contains("identity"), "{out}");
     assert!(out.contains("4  queue usage"), "{out}");
     assert!(out.contains("5  federation"), "{out}");
+    assert!(out.contains("16  federation peers"), "{out}");
 
     let out = ok(
         d,
