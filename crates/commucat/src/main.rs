@@ -5,6 +5,7 @@ mod context;
 mod devices;
 mod doctor;
 mod federation;
+mod federation_peers;
 mod init;
 mod keys;
 mod migrate;

@@ -283,16 +283,35 @@ impl Server {
         let keys = ServerKeys::load_or_generate(&config.server.data_dir)?;
         let federation_key = crate::keys::federation::load_or_generate(&config.server.data_dir)?;
         let federation_public = federation_key.public_key();
-        let federation = Arc::new(Federation::new(
-            &config.server.domain,
-            federation_key,
-            config.federation.clone(),
-        ));
         let pq = Arc::new(PqKeys::load_or_generate(&config.server.data_dir)?);
         let keyring = NoiseKeyring::load(&config.server.data_dir, keys.noise.clone())?;
         let tls = TlsIdentity::load_or_generate(&config)?;
         let tls_config = tls.server_config()?;
         let store = OpenStore::open(&config).await?;
+        // The peer registry in the store, merged with the configured peers.
+        let peer_rows =
+            store
+                .shared()
+                .federation_peers()
+                .await
+                .map_err(|source| ServerError::Store {
+                    location: "federation_peer".to_owned(),
+                    source,
+                })?;
+        let federation_settings = crate::federation::registry::merge(
+            &config.federation,
+            &peer_rows,
+            &config.server.domain,
+        )?;
+        let federation_rotation = crate::keys::federation::load_rotation(
+            &config.server.data_dir,
+            &federation_key,
+            crate::clock::unix_now(),
+        )?;
+        let federation = Arc::new(
+            Federation::new(&config.server.domain, federation_key, federation_settings)
+                .with_rotation(federation_rotation),
+        );
         let presence = presence_registry(&config).await?;
         let cluster = cluster_link(&config).await?;
         let ledger = Ledger::start(&config.ledger, &config.server.data_dir)?;
@@ -309,6 +328,7 @@ impl Server {
                     federation.domain(),
                     config.federation.enabled,
                     &federation_public,
+                    federation.rotation(),
                 ),
             },
             crate::clock::unix_now(),

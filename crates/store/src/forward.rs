@@ -326,6 +326,23 @@ macro_rules! impl_store {
             async fn release_key(&self, scope: &str, key: &str) -> $crate::Result<()> {
                 federation::release_key(&self.pool, scope, key).await
             }
+
+            async fn federation_peers(&self) -> $crate::Result<Vec<$crate::FederationPeer>> {
+                federation::peers(&self.pool).await
+            }
+
+            async fn put_federation_peer(&self, peer: $crate::FederationPeer) -> $crate::Result<()> {
+                federation::put_peer(&self.pool, peer).await
+            }
+
+            async fn set_federation_peer_status(
+                &self,
+                domain: &str,
+                status: &str,
+                at: i64,
+            ) -> $crate::Result<bool> {
+                federation::set_peer_status(&self.pool, domain, status, at).await
+            }
         }
     };
 }

@@ -28,11 +28,11 @@ mod sqlite;
 pub use error::{Result, StoreError};
 pub use group_commit::GroupCommitSettings;
 pub use model::{
-    DeviceKeyEvent, DeviceRecord, DeviceStatus, EnqueueOutcome, FriendRecord, GroupMember,
-    GroupRecord, GroupRole, IdempotencyKey, InboxOffset, KeyRotation, NewDeviceRegistration,
-    NewEnvelope, NewOutboxEvent, OutboxEvent, OutboxPush, OutboxStats, PairingRecord, QueueLimits,
-    QueueUsage, QueuedEnvelope, QuotaLimit, RedeemOutcome, Refusal, RotateOutcome, SessionRecord,
-    UsageScope, UserRecord, UserToCreate,
+    DeviceKeyEvent, DeviceRecord, DeviceStatus, EnqueueOutcome, FederationPeer, FriendRecord,
+    GroupMember, GroupRecord, GroupRole, IdempotencyKey, InboxOffset, KeyRotation,
+    NewDeviceRegistration, NewEnvelope, NewOutboxEvent, OutboxEvent, OutboxPush, OutboxStats,
+    PEER_STATUSES, PairingRecord, QueueLimits, QueueUsage, QueuedEnvelope, QuotaLimit,
+    RedeemOutcome, Refusal, RotateOutcome, SessionRecord, UsageScope, UserRecord, UserToCreate,
 };
 pub use postgres::{MAX_SCHEMA_LEN, PostgresSettings, PostgresStore, valid_schema_name};
 pub use schema::{
@@ -307,4 +307,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Forgets an idempotency key (the work it guarded failed and may be retried).
     async fn release_key(&self, scope: &str, key: &str) -> Result<()>;
+
+    /// Every peer of the federation registry, by domain.
+    async fn federation_peers(&self) -> Result<Vec<FederationPeer>>;
+
+    /// Records `peer` in the registry, replacing the row of its domain. A status other than
+    /// [`PEER_STATUSES`], an empty domain or endpoint → [`StoreError::Invalid`].
+    async fn put_federation_peer(&self, peer: FederationPeer) -> Result<()>;
+
+    /// Sets the status of the registry row of `domain` at `at`; returns whether it exists.
+    async fn set_federation_peer_status(&self, domain: &str, status: &str, at: i64)
+    -> Result<bool>;
 }

@@ -592,6 +592,26 @@ pub struct OutboxEvent {
     pub last_error: Option<String>,
 }
 
+/// A peer domain recorded in the federation registry (`federation_peer`).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct FederationPeer {
+    /// The peer's domain (lowercase).
+    pub domain: String,
+    /// Its `https://` base URL.
+    pub endpoint: String,
+    /// Its pinned Ed25519 federation key, hex; `None` while none is pinned.
+    pub public_key: Option<String>,
+    /// `active`, `pending` or `blocked`.
+    pub status: String,
+    /// A certificate bundle to trust for it instead of the system roots.
+    pub ca_file: Option<String>,
+    /// When the row last changed, unix seconds.
+    pub updated_at: i64,
+}
+
+/// The statuses a registry row may have.
+pub const PEER_STATUSES: [&str; 3] = ["active", "pending", "blocked"];
+
 /// The outbox of one peer, for operators.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxStats {

@@ -450,3 +450,25 @@ pub(crate) fn check_outbox_event(event: &crate::model::NewOutboxEvent) -> Result
     }
     Ok(())
 }
+
+/// Checks a registry row before it is written.
+pub(crate) fn check_peer(peer: &crate::model::FederationPeer) -> Result<(), StoreError> {
+    check_peer_status(&peer.status)?;
+    if peer.domain.is_empty() || peer.endpoint.is_empty() {
+        return Err(StoreError::Invalid(
+            "a federation peer needs a domain and an endpoint".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a registry status.
+pub(crate) fn check_peer_status(status: &str) -> Result<(), StoreError> {
+    if crate::model::PEER_STATUSES.contains(&status) {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!(
+            "federation peer status {status:?} is not one of active, pending, blocked"
+        )))
+    }
+}

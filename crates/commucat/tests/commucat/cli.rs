@@ -71,12 +71,13 @@ fn offline_commands_work_on_the_configured_store_and_keys() {
 
     let out = ok(d, &with(&["migrate"]));
     assert!(
-        out.contains("schema up to date, 5 migrations applied"),
+        out.contains("schema up to date, 6 migrations applied"),
         "{out}"
     );
     assert!(out.contains("identity"), "{out}");
     assert!(out.contains("4  queue usage"), "{out}");
     assert!(out.contains("5  federation"), "{out}");
+    assert!(out.contains("16  federation peers"), "{out}");
 
     let out = ok(
         d,
@@ -258,6 +259,30 @@ fn federation_shows_the_key_the_peers_and_the_outbox() {
     let pair =
         commucat_keys::DeviceKeyPair::from_seed(&commucat_keys::decode_hex32(seed.trim()).unwrap());
     assert_eq!(key.trim(), format!("a.test  {}", pair.public_key_hex()));
+    // Rotation: a new key; the old one is named with the end of its grace period.
+    let rotated = ok(
+        dir.path(),
+        &[
+            &["federation", "key", "rotate", "--grace", "600"][..],
+            &config,
+        ]
+        .concat(),
+    );
+    let new_key = ok(dir.path(), &[&["federation", "key"][..], &config].concat());
+    assert_ne!(new_key, key);
+    assert!(rotated.starts_with(&new_key), "{rotated}");
+    assert!(
+        rotated.contains(&format!(
+            "the previous key {} stays valid for peers until ",
+            pair.public_key_hex()
+        )),
+        "{rotated}"
+    );
+    assert!(
+        dir.path()
+            .join("data/keys/federation.rotation.json")
+            .exists()
+    );
 
     let peers = ok(
         dir.path(),
@@ -268,7 +293,9 @@ fn federation_shows_the_key_the_peers_and_the_outbox() {
         "{peers}"
     );
     assert!(
-        peers.contains(&format!("b.test  active   https://b.test:8443  {peer_key}")),
+        peers.contains(&format!(
+            "b.test  active   https://b.test:8443  {peer_key}  (config)"
+        )),
         "{peers}"
     );
     assert!(
@@ -318,4 +345,112 @@ fn federation_shows_the_key_the_peers_and_the_outbox() {
         outbox.contains("last error connection refused (at "),
         "{outbox}"
     );
+}
+
+/// The value of `key=` in a log line of `serve`.
+fn log_field<'l>(line: &'l str, key: &str) -> &'l str {
+    line.split_whitespace()
+        .find_map(|word| word.strip_prefix(key)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("no {key}= in {line}"))
+}
+
+#[test]
+fn federation_peers_are_added_from_a_served_peer_blocked_and_unblocked() {
+    let a = tempfile::tempdir().unwrap();
+    std::fs::write(
+        a.path().join("commucat.toml"),
+        "[server]\ndomain = \"a.test\"\nlisten = \"127.0.0.1:0\"\ndata_dir = \"data\"\n\
+         [federation]\nenabled = true\n",
+    )
+    .unwrap();
+    let config = ["--config", "commucat.toml"];
+    let (_server, stderr) = serve(a.path());
+    let mut listening = None;
+    let mut lines = BufReader::new(stderr).lines();
+    for line in lines.by_ref() {
+        let line = strip_ansi(&line.unwrap());
+        if line.contains("commucat listening") {
+            listening = Some(line);
+            break;
+        }
+    }
+    // Keep reading so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    let listening = listening.expect("serve never reported listening");
+    let addr: std::net::SocketAddr = log_field(&listening, "listen").parse().unwrap();
+    let cert = a.path().join(log_field(&listening, "cert"));
+    let a_key = ok(a.path(), &[&["federation", "key"][..], &config].concat());
+    let a_key = a_key.trim().strip_prefix("a.test  ").unwrap().to_owned();
+
+    // b.test's operator registers a.test: its key is fetched from the served well-known
+    // document over TLS verified with a.test's certificate, and pinned.
+    let b = tempfile::tempdir().unwrap();
+    std::fs::write(
+        b.path().join("commucat.toml"),
+        "[server]\ndomain = \"b.test\"\ndata_dir = \"data\"\n[federation]\nenabled = true\n",
+    )
+    .unwrap();
+    std::fs::copy(&cert, b.path().join("a.pem")).unwrap();
+    let endpoint = format!("https://127.0.0.1:{}", addr.port());
+    fn with<'a>(args: &[&'a str], config: &[&'a str]) -> Vec<&'a str> {
+        [&["federation", "peers"][..], args, config].concat()
+    }
+    let added = ok(
+        b.path(),
+        &with(
+            &[
+                "add",
+                "a.test",
+                "--endpoint",
+                &endpoint,
+                "--ca-file",
+                "a.pem",
+            ],
+            &config,
+        ),
+    );
+    assert!(
+        added.contains(&format!("fetched {a_key} from {endpoint}")),
+        "{added}"
+    );
+    let listed = ok(b.path(), &with(&["list"], &config));
+    assert!(
+        listed.contains(&format!("a.test  active   {endpoint}  {a_key}  (registry)")),
+        "{listed}"
+    );
+    // Without the certificate the TLS is not trusted: nothing is pinned.
+    let error = failing(
+        b.path(),
+        &with(&["add", "x.test", "--endpoint", &endpoint], &config),
+    );
+    assert!(error.contains("fetching the peer's key"), "{error}");
+    // The document must name the domain being added.
+    let error = failing(
+        b.path(),
+        &with(
+            &[
+                "add",
+                "c.test",
+                "--endpoint",
+                &endpoint,
+                "--ca-file",
+                "a.pem",
+            ],
+            &config,
+        ),
+    );
+    assert!(error.contains("publishes the key of \"a.test\""), "{error}");
+
+    ok(b.path(), &with(&["block", "a.test"], &config));
+    let listed = ok(b.path(), &with(&[], &config));
+    assert!(listed.contains("a.test  blocked  "), "{listed}");
+    ok(b.path(), &with(&["unblock", "a.test"], &config));
+    let listed = ok(b.path(), &with(&["list"], &config));
+    assert!(listed.contains("a.test  active   "), "{listed}");
+    assert!(
+        listed.starts_with("federation enabled for b.test: 1 peers"),
+        "{listed}"
+    );
+    let error = failing(b.path(), &with(&["block", "z.test"], &config));
+    assert!(error.contains("not a peer"), "{error}");
 }

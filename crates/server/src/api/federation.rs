@@ -18,9 +18,9 @@ use commucat_store::{DeviceStatus, IdempotencyKey};
 
 use super::AppState;
 use crate::clock::{secs, unix_nanos_now, unix_now};
-use crate::federation::friend_request;
 use crate::federation::inbound::{self, Checked, Refusal};
 use crate::federation::{Counters, Federation};
+use crate::federation::{discovery, friend_request};
 use crate::problem::Problem;
 use crate::router::relay::queueable;
 
@@ -41,7 +41,14 @@ pub(crate) async fn events(State(state): State<AppState>, body: Bytes) -> Respon
         .into_response();
     };
     let max_frame_len = state.connect.max_frame_len;
-    let checked = match inbound::check(&federation, &body, unix_nanos_now(), max_frame_len) {
+    let mut result = inbound::check(&federation, &body, unix_nanos_now(), max_frame_len);
+    if let Err(refusal) = &result
+        && let Some(origin) = rotated(&federation, refusal).await
+    {
+        tracing::debug!(peer = %origin, "checking the event again with the peer's new key");
+        result = inbound::check(&federation, &body, unix_nanos_now(), max_frame_len);
+    }
+    let checked = match result {
         Ok(checked) => checked,
         Err(refusal) => return refuse(&state, &federation, &refusal),
     };
@@ -49,6 +56,17 @@ pub(crate) async fn events(State(state): State<AppState>, body: Bytes) -> Respon
         return limited;
     }
     deliver(&state, &federation, checked).await
+}
+
+/// After a signature refusal from a configured origin: whether that peer has rotated its key
+/// to one this server now accepts ([`discovery::refresh`], throttled per peer); the origin if
+/// so, and the event should be checked again.
+async fn rotated(federation: &Federation, refusal: &Refusal) -> Option<String> {
+    if refusal.title != "InvalidSignature" {
+        return None;
+    }
+    let origin = refusal.origin.clone()?;
+    (discovery::refresh(federation, &origin).await == discovery::Refresh::Learned).then_some(origin)
 }
 
 /// The 429 answer when `origin` is over its rate (one token taken otherwise).
@@ -84,7 +102,13 @@ pub(crate) async fn friend_request(State(state): State<AppState>, body: Bytes) -
         )
         .into_response();
     };
-    let checked = match friend_request::check(&federation, &body) {
+    let mut result = friend_request::check(&federation, &body);
+    if let Err(refusal) = &result
+        && rotated(&federation, refusal).await.is_some()
+    {
+        result = friend_request::check(&federation, &body);
+    }
+    let checked = match result {
         Ok(checked) => checked,
         Err(refusal) => return refuse(&state, &federation, &refusal),
     };

@@ -71,25 +71,26 @@ pub(crate) async fn exposition(
     format: Format,
 ) -> Result<String, std::fmt::Error> {
     let hub = state.sessions.hub();
-    let mut text = hub.metrics.encode(
+    let federation = state.sessions.messaging().federation.clone();
+    let outbox = match &federation {
+        Some(_) => state
+            .store()
+            .outbox_stats(crate::clock::unix_now())
+            .await
+            .ok(),
+        None => None,
+    };
+    hub.metrics.encode_with(
         format,
         hub.gauges(),
         LedgerCounts::of(&state.sessions.messaging().ledger),
         &crate::session::established::SENDER_CHECKED,
-    )?;
-    // Federation series are written by hand in the Prometheus text format; an OpenMetrics
-    // scrape does not carry them.
-    if format == Format::Prometheus
-        && let Some(federation) = &state.sessions.messaging().federation
-    {
-        let outbox = state
-            .store()
-            .outbox_stats(crate::clock::unix_now())
-            .await
-            .ok();
-        text.push_str(&federation.counters.render(outbox.as_deref()));
-    }
-    Ok(text)
+        |registry| {
+            if let Some(federation) = &federation {
+                federation.counters.register(registry, outbox.as_deref());
+            }
+        },
+    )
 }
 
 /// `GET /api/security-stats` → 200 [`SecuritySnapshot`].

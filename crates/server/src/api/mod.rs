@@ -4,6 +4,7 @@ pub(crate) mod auth;
 pub(crate) mod body_timeout;
 pub(crate) mod devices;
 pub(crate) mod federation;
+pub(crate) mod friend_requests;
 pub(crate) mod friends;
 pub(crate) mod health;
 pub(crate) mod metrics;
@@ -181,6 +182,7 @@ pub(crate) fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .route("/api/pair/claim", post(pairing::claim))
         .route("/api/pairing/claim", post(pairing::claim))
         .route("/api/friends", get(friends::list).put(friends::replace))
+        .route("/api/friends/requests", post(friend_requests::send))
         .fallback(problem::not_found)
         .method_not_allowed_fallback(problem::method_not_allowed)
         .layer(middleware::from_fn_with_state(

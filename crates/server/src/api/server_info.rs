@@ -62,6 +62,10 @@ pub struct FederationInfo {
     pub signature: &'static str,
     /// Where peers post events.
     pub events_path: &'static str,
+    /// The last rotation of the key, during its grace period: the previous key, until when
+    /// peers still accept it, and its signature over `public_key`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<crate::keys::federation::Rotation>,
 }
 
 /// `post_quantum` object.
@@ -216,9 +220,15 @@ impl ServerInfo {
         }
     }
 
-    /// This body publishing the federation key `public` of `domain`.
+    /// This body publishing the federation key `public` of `domain` (and its last `rotation`).
     #[must_use]
-    pub fn with_federation(self, domain: &str, enabled: bool, public: &[u8; 32]) -> Self {
+    pub fn with_federation(
+        self,
+        domain: &str,
+        enabled: bool,
+        public: &[u8; 32],
+        rotation: Option<&crate::keys::federation::Rotation>,
+    ) -> Self {
         Self {
             federation: Some(FederationInfo {
                 domain: domain.to_owned(),
@@ -226,6 +236,7 @@ impl ServerInfo {
                 public_key: hex::encode(public),
                 signature: "ed25519(blake3)",
                 events_path: "/federation/events",
+                rotation: rotation.cloned(),
             }),
             ..self
         }

@@ -180,7 +180,7 @@ impl FederationSection {
 
 impl FederationSettings {
     /// Checks the values; `domain` is this server's own.
-    pub(super) fn check(&self, domain: &str) -> Result<(), ConfigError> {
+    pub fn check(&self, domain: &str) -> Result<(), ConfigError> {
         let bad = |key: &str, message: String| Err(ConfigError::invalid(key, message));
         if !(1..=1_000_000).contains(&self.outbox_per_peer) {
             return bad(

@@ -93,7 +93,7 @@ pub(crate) async fn page_handler(
                     .as_ref()
                     .map_or_else(|| "none pinned".to_owned(), fingerprint),
                 format!("<span class=\"peer-{status}\">{status}</span>"),
-                "static (configuration)".to_owned(),
+                "configuration or registry".to_owned(),
                 by_peer
                     .get(c.domain.as_str())
                     .map_or(0, |s| s.depth)

@@ -80,30 +80,7 @@ pub fn workers(
             continue;
         }
         let domain = peer.config.domain.clone();
-        let fail = |reason: String| ClientError {
-            domain: domain.clone(),
-            reason,
-        };
-        let mut builder = reqwest::Client::builder()
-            .https_only(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(REQUEST_TIMEOUT)
-            .connect_timeout(Duration::from_secs(10))
-            .pool_idle_timeout(Duration::from_secs(90));
-        if let Some(path) = &peer.config.ca_file {
-            let pem = std::fs::read(path)
-                .map_err(|e| fail(format!("ca_file {}: {e}", path.display())))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| fail(format!("ca_file {}: {e}", path.display())))?;
-            if certs.is_empty() {
-                return Err(fail(format!(
-                    "ca_file {} holds no certificate",
-                    path.display()
-                )));
-            }
-            builder = builder.tls_certs_only(certs);
-        }
-        let client = builder.build().map_err(|e| fail(e.to_string()))?;
+        let client = client(&peer.config)?;
         let Some(wake) = federation.wake_handle(&domain) else {
             continue;
         };
@@ -118,6 +95,38 @@ pub fn workers(
         });
     }
     Ok(workers)
+}
+
+/// The HTTPS client for `peer`: verified TLS (the system roots, or only the peer's
+/// `ca_file`), no redirects, bounded timeouts, connections kept for reuse.
+///
+/// # Errors
+/// The `ca_file` cannot be read or holds no certificate, or the client cannot be built.
+pub fn client(peer: &crate::config::PeerConfig) -> Result<reqwest::Client, ClientError> {
+    let fail = |reason: String| ClientError {
+        domain: peer.domain.clone(),
+        reason,
+    };
+    let mut builder = reqwest::Client::builder()
+        .https_only(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(REQUEST_TIMEOUT)
+        .connect_timeout(Duration::from_secs(10))
+        .pool_idle_timeout(Duration::from_secs(90));
+    if let Some(path) = &peer.ca_file {
+        let pem =
+            std::fs::read(path).map_err(|e| fail(format!("ca_file {}: {e}", path.display())))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| fail(format!("ca_file {}: {e}", path.display())))?;
+        if certs.is_empty() {
+            return Err(fail(format!(
+                "ca_file {} holds no certificate",
+                path.display()
+            )));
+        }
+        builder = builder.tls_certs_only(certs);
+    }
+    builder.build().map_err(|e| fail(e.to_string()))
 }
 
 /// What one delivery attempt came to.
@@ -182,6 +191,9 @@ impl Worker {
                 match self.attempt(&event).await {
                     Attempt::Delivered => {
                         Counters::bump(&self.federation.counters.sent);
+                        if let Some(seconds) = age_seconds(&event.body) {
+                            self.federation.counters.delivered_after(seconds);
+                        }
                         self.finish(&event).await;
                         backoff.remove(&channel);
                         progressed = true;
@@ -294,6 +306,24 @@ fn unix_at(at: Instant) -> i64 {
             .unwrap_or(i64::MAX)
             .saturating_add(1),
     )
+}
+
+/// The signed `created_at` of an event body, as seconds before now; `None` if the body does
+/// not carry one (the outbox holds only bodies this server signed, so it always does).
+fn age_seconds(body: &[u8]) -> Option<f64> {
+    #[derive(serde::Deserialize)]
+    struct Created {
+        created_at: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct Body {
+        event: Created,
+    }
+    let body: Body = serde_json::from_slice(body).ok()?;
+    let created = super::event::created_at_nanos(&body.event.created_at)?;
+    #[allow(clippy::cast_precision_loss)]
+    let seconds = crate::clock::unix_nanos_now().saturating_sub(created) as f64 / 1e9;
+    Some(seconds)
 }
 
 /// `text` cut to [`MAX_ERROR_LEN`] bytes (at a character boundary).

@@ -139,32 +139,39 @@ pub fn check(federation: &Federation, body: &[u8]) -> Result<CheckedRequest, Ref
             format!("{origin:?} is not a peer of {}", federation.domain()),
         )));
     };
-    let key = match (peer.config.status, peer.key) {
-        (PeerStatus::Blocked, _) => {
+    match peer.config.status {
+        PeerStatus::Blocked => {
             return Err(with_origin(refuse(
                 403,
                 "PeerBlocked",
                 format!("peer {origin} is blocked"),
             )));
         }
-        (PeerStatus::Active, Some(key)) => key,
-        _ => {
+        PeerStatus::Pending => {
             return Err(with_origin(refuse(
                 403,
                 "PeerPending",
                 format!("no key is pinned for {origin}"),
             )));
         }
-    };
+        PeerStatus::Active => {}
+    }
+    let keys = federation.accepted_keys(&origin, crate::clock::unix_now());
+    if keys.is_empty() {
+        return Err(with_origin(refuse(
+            403,
+            "PeerPending",
+            format!("no key is pinned for {origin}"),
+        )));
+    }
     let signature: Option<[u8; 64]> = hex::decode(request.signature.trim())
         .ok()
         .and_then(|bytes| bytes.try_into().ok());
+    let message = signed_bytes(&request);
     let verified = signature.is_some_and(|signature| {
-        key.verify_strict(
-            &signed_bytes(&request),
-            &ed25519_dalek::Signature::from_bytes(&signature),
-        )
-        .is_ok()
+        let signature = ed25519_dalek::Signature::from_bytes(&signature);
+        keys.iter()
+            .any(|key| key.verify_strict(&message, &signature).is_ok())
     });
     if !verified {
         return Err(with_origin(refuse(

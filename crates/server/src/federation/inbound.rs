@@ -5,7 +5,8 @@
 //!
 //! Order, and why: the body must parse (400 `InvalidRequest`); the origin must be a peer that
 //! is not blocked or pending (403 `UnknownPeer` / `PeerBlocked` / `PeerPending`); the digest
-//! and signature must verify with the origin's pinned key (403 `InvalidSignature`) — before
+//! and signature must verify with a key accepted from the origin (its pinned key, or after a
+//! rotation the new key and the previous one in its grace period; 403 `InvalidSignature`) — before
 //! anything else is believed; the scope must be this domain (400 `InvalidScope`); `created_at`
 //! must be within the replay window (400 `StaleEvent`) so the remembered event ids bound
 //! replays; then the payload (400 `InvalidPayload`), its target's domain (400
@@ -116,13 +117,22 @@ pub fn check(
             .from(&origin));
         }
     }
-    let Some(key) = peer.key else {
+    let keys = federation.accepted_keys(&origin, now_nanos.div_euclid(1_000_000_000));
+    if keys.is_empty() {
         return Err(
             Refusal::new(403, "PeerPending", format!("no key is pinned for {origin}"))
                 .from(&origin),
         );
-    };
-    event::verify(&signed, &key).map_err(|e| {
+    }
+    // Any accepted key: after a rotation, the new one and the previous one in its grace period.
+    let mut verified = Err(event::VerifyError::BadSignature);
+    for key in &keys {
+        verified = event::verify(&signed, key);
+        if verified.is_ok() {
+            break;
+        }
+    }
+    verified.map_err(|e| {
         Refusal::new(403, "InvalidSignature", format!("event from {origin}: {e}")).from(&origin)
     })?;
     let scope = signed.event.scope.to_ascii_lowercase();

@@ -8,103 +8,25 @@
 //! and the sessions (remote members of a channel) use it.
 
 pub mod delivery;
+pub mod discovery;
 pub mod event;
 pub mod friend_request;
 pub mod inbound;
 pub mod limiter;
+pub mod metrics;
 pub mod outbound;
+pub mod pins;
+pub mod registry;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use commucat_keys::{DeviceKeyPair, VerifyingKey};
 use tokio::sync::Notify;
 
 use crate::config::{FederationSettings, PeerConfig, PeerStatus};
-
-/// Counters of the federation traffic (`commucat_federation_*`).
-#[derive(Debug, Default)]
-pub struct Counters {
-    /// Events delivered to a peer (2xx answer).
-    pub sent: AtomicU64,
-    /// Inbound events accepted and delivered locally.
-    pub received: AtomicU64,
-    /// Inbound events refused (any problem answer).
-    pub refused: AtomicU64,
-    /// Inbound events already seen (answered `duplicate`).
-    pub duplicates: AtomicU64,
-    /// Outbound events a peer refused for good, dropped from the outbox.
-    pub dropped: AtomicU64,
-    /// Failed delivery attempts (retried).
-    pub retries: AtomicU64,
-}
-
-impl Counters {
-    /// Adds one to `counter`.
-    pub fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// The counters in the Prometheus text format, with the outbox depth per peer when
-    /// `outbox` could be read.
-    #[must_use]
-    pub fn render(&self, outbox: Option<&[commucat_store::OutboxStats]>) -> String {
-        use std::fmt::Write as _;
-        let mut text = String::new();
-        for (name, help, counter) in [
-            (
-                "events_sent",
-                "Events delivered to peer domains.",
-                &self.sent,
-            ),
-            (
-                "events_received",
-                "Events from peer domains delivered here.",
-                &self.received,
-            ),
-            (
-                "events_refused",
-                "Events from peer domains refused.",
-                &self.refused,
-            ),
-            (
-                "events_duplicate",
-                "Events from peer domains seen before.",
-                &self.duplicates,
-            ),
-            (
-                "events_dropped",
-                "Outbound events a peer refused for good.",
-                &self.dropped,
-            ),
-            (
-                "delivery_retries",
-                "Failed deliveries to peer domains (retried).",
-                &self.retries,
-            ),
-        ] {
-            // Writing to a String cannot fail.
-            let _ = write!(
-                text,
-                "# HELP commucat_federation_{name}_total {help}\n# TYPE commucat_federation_{name}_total counter\ncommucat_federation_{name}_total {}\n",
-                counter.load(Ordering::Relaxed)
-            );
-        }
-        // A family without samples is left out (nothing queued for any peer).
-        if let Some(outbox) = outbox.filter(|o| !o.is_empty()) {
-            text.push_str("# HELP commucat_federation_outbox_depth Events waiting for a peer.\n# TYPE commucat_federation_outbox_depth gauge\n");
-            for peer in outbox {
-                let _ = writeln!(
-                    text,
-                    "commucat_federation_outbox_depth{{peer=\"{}\"}} {}",
-                    peer.peer, peer.depth
-                );
-            }
-        }
-        text
-    }
-}
+pub use metrics::Counters;
 
 /// Inbound refusal records written to the ledger per second at most.
 pub const RECORDS_PER_SECOND: u32 = 50;
@@ -129,6 +51,8 @@ pub struct Federation {
     /// When this node's delivery worker of each peer next retries (unix seconds, 0: none
     /// waiting); one entry per configured peer.
     next_attempt: HashMap<String, AtomicI64>,
+    pins: pins::Pins,
+    rotation: Option<crate::keys::federation::Rotation>,
     /// Traffic counters.
     pub counters: Counters,
     /// Budget of refusal records in the ledger.
@@ -182,9 +106,38 @@ impl Federation {
             peers,
             wake,
             next_attempt,
+            pins: pins::Pins::default(),
+            rotation: None,
             counters: Counters::default(),
             records: crate::ledger_throttle::Throttle::new(RECORDS_PER_SECOND),
         }
+    }
+
+    /// This state publishing `rotation`, the last rotation of this domain's key (during its
+    /// grace period).
+    #[must_use]
+    pub fn with_rotation(self, rotation: Option<crate::keys::federation::Rotation>) -> Self {
+        Self { rotation, ..self }
+    }
+
+    /// The last rotation of this domain's key, while its grace period lasts.
+    #[must_use]
+    pub fn rotation(&self) -> Option<&crate::keys::federation::Rotation> {
+        self.rotation.as_ref()
+    }
+
+    /// The keys learned from peers' rotations.
+    #[must_use]
+    pub fn pins(&self) -> &pins::Pins {
+        &self.pins
+    }
+
+    /// The keys an event from `domain` may be signed with at `now` (unix seconds): the pinned
+    /// key, or after the peer rotated, its new key and the previous one until its grace ends.
+    #[must_use]
+    pub fn accepted_keys(&self, domain: &str, now: i64) -> Vec<VerifyingKey> {
+        let configured = self.peers.get(domain).and_then(|p| p.key);
+        self.pins.accepted(domain, configured, now)
     }
 
     /// Whether federation is switched on (`federation.enabled`).

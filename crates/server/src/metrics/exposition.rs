@@ -113,7 +113,24 @@ impl Metrics {
         ledger: LedgerCounts,
         sender_checked: &[FrameType],
     ) -> Result<String, std::fmt::Error> {
-        let registry = self.registry(gauges, ledger, sender_checked);
+        self.encode_with(format, gauges, ledger, sender_checked, |_| {})
+    }
+
+    /// [`Metrics::encode`] with more families: `extra` registers them after the server's own
+    /// (federation's, read at scrape time).
+    ///
+    /// # Errors
+    /// The encoder failed (it writes to a string; only a malformed metric makes it fail).
+    pub fn encode_with(
+        &self,
+        format: Format,
+        gauges: Gauges,
+        ledger: LedgerCounts,
+        sender_checked: &[FrameType],
+        extra: impl FnOnce(&mut Registry),
+    ) -> Result<String, std::fmt::Error> {
+        let mut registry = self.registry(gauges, ledger, sender_checked);
+        extra(&mut registry);
         let mut out = String::new();
         match format {
             Format::Prometheus => {

@@ -322,4 +322,23 @@ impl Store for RacingStore {
     async fn release_key(&self, scope: &str, key: &str) -> Result<()> {
         self.inner.release_key(scope, key).await
     }
+
+    async fn federation_peers(&self) -> Result<Vec<commucat_store::FederationPeer>> {
+        self.inner.federation_peers().await
+    }
+
+    async fn put_federation_peer(&self, peer: commucat_store::FederationPeer) -> Result<()> {
+        self.inner.put_federation_peer(peer).await
+    }
+
+    async fn set_federation_peer_status(
+        &self,
+        domain: &str,
+        status: &str,
+        at: i64,
+    ) -> Result<bool> {
+        self.inner
+            .set_federation_peer_status(domain, status, at)
+            .await
+    }
 }

@@ -150,3 +150,52 @@ pub(super) async fn release_key(pool: &PgPool, scope: &str, key: &str) -> Result
         .map_err(map_err)?;
     Ok(())
 }
+
+pub(super) async fn peers(pool: &PgPool) -> Result<Vec<crate::model::FederationPeer>> {
+    sqlx::query_as::<_, crate::model::FederationPeer>(
+        "SELECT domain, endpoint, public_key, status, ca_file, updated_at
+         FROM federation_peer ORDER BY domain",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(map_err)
+}
+
+pub(super) async fn put_peer(pool: &PgPool, peer: crate::model::FederationPeer) -> Result<()> {
+    crate::rows::check_peer(&peer)?;
+    sqlx::query(
+        "INSERT INTO federation_peer (domain, endpoint, public_key, status, ca_file, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (domain) DO UPDATE SET endpoint = excluded.endpoint,
+             public_key = excluded.public_key, status = excluded.status,
+             ca_file = excluded.ca_file, updated_at = excluded.updated_at",
+    )
+    .bind(&peer.domain)
+    .bind(&peer.endpoint)
+    .bind(&peer.public_key)
+    .bind(&peer.status)
+    .bind(&peer.ca_file)
+    .bind(peer.updated_at)
+    .execute(pool)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+pub(super) async fn set_peer_status(
+    pool: &PgPool,
+    domain: &str,
+    status: &str,
+    at: i64,
+) -> Result<bool> {
+    crate::rows::check_peer_status(status)?;
+    let done =
+        sqlx::query("UPDATE federation_peer SET status = $2, updated_at = $3 WHERE domain = $1")
+            .bind(domain)
+            .bind(status)
+            .bind(at)
+            .execute(pool)
+            .await
+            .map_err(map_err)?;
+    Ok(done.rows_affected() > 0)
+}

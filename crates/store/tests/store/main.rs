@@ -85,6 +85,7 @@ suite_tests!(
     outbox_expiry_frees_room_and_purges,
     outbox_bound_holds_under_concurrency,
     claimed_keys_are_once_per_window,
+    peer_registry_adds_replaces_and_blocks,
     migrations_are_listed,
     register_new_user_and_device,
     unknown_rows_are_absent,

@@ -239,7 +239,7 @@ async fn the_federation_page_shows_peers_and_the_outbox_in_chromium() {
         "none pinned",
         "c.test",
         "blocked",
-        "static (configuration)",
+        "configuration or registry",
     ] {
         assert!(peers.contains(expected), "{expected}: {peers}");
     }

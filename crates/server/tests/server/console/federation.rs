@@ -95,7 +95,7 @@ async fn the_federation_page_lists_peers_and_the_outbox_of_an_unreachable_peer()
         "{active:?}"
     );
     assert!(active[3].contains(">active<"), "{active:?}");
-    assert_eq!(active[4], "static (configuration)");
+    assert_eq!(active[4], "configuration or registry");
     let pending = row_of(&html, "peers", "p.test");
     assert_eq!(pending[2], "none pinned");
     assert!(pending[3].contains(">pending<"), "{pending:?}");

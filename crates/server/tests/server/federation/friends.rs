@@ -101,3 +101,67 @@ async fn a_friend_request_reaches_the_user_once() {
     bob.expect_quiet(std::time::Duration::from_millis(300))
         .await;
 }
+
+/// `POST /api/friends/requests` on `server` as `bearer` (none: unauthenticated).
+async fn send_request(server: &TestServer, bearer: Option<&str>, body: &Value) -> (u16, Value) {
+    let mut request = server
+        .http()
+        .post(format!(
+            "https://localhost:{}/api/friends/requests",
+            server.addr.port()
+        ))
+        .json(body);
+    if let Some(bearer) = bearer {
+        request = request.bearer_auth(bearer);
+    }
+    let response = request.send().await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_local_user_sends_a_friend_request_to_a_peer_domain() {
+    let d = super::Domains::start(
+        common::StoreBackend::Sqlite,
+        common::StoreBackend::Sqlite,
+        |_| {},
+        |_| {},
+    )
+    .await;
+    let alice = d.a.connect("alice").await;
+    let mut bob = d.b.connect("bob").await;
+    let bearer = crate::rest::token(&alice);
+    let (status, answer) = send_request(
+        &d.a,
+        Some(&bearer),
+        &json!({"to": "bob@b.test", "message": "hello from a.test"}),
+    )
+    .await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["status"], "accepted");
+    assert_eq!(answer["from"], "alice@a.test");
+    // Signed with a.test's key, checked by b.test, shown to bob as the deployed client expects.
+    let notice = common::json_of(&bob.recv_on(FrameType::GroupEvent, 0).await);
+    assert_eq!(notice["type"], "friend_request");
+    assert_eq!(notice["from"], "alice@a.test");
+    assert_eq!(notice["federated"], true);
+    assert_eq!(notice["message"], "hello from a.test");
+    assert_eq!(notice["request_id"], answer["request_id"]);
+
+    for (to, status, detail) in [
+        ("nobody@b.test", 502, "UnknownUser"),
+        ("carol@x.test", 404, "x.test is not a peer"),
+        ("bob@a.test", 400, "handle@domain of a peer domain"),
+        ("bob", 400, "handle@domain of a peer domain"),
+    ] {
+        let (got, answer) = send_request(&d.a, Some(&bearer), &json!({"to": to})).await;
+        assert_eq!(got, status, "{to}: {answer}");
+        assert!(
+            answer["detail"].as_str().unwrap().contains(detail),
+            "{to}: {answer}"
+        );
+    }
+    let (got, _) = send_request(&d.a, None, &json!({"to": "bob@b.test"})).await;
+    assert_eq!(got, 401);
+    bob.expect_quiet(std::time::Duration::from_millis(300))
+        .await;
+}

@@ -9,6 +9,7 @@ mod friends;
 mod messages;
 mod outbox;
 mod refusals;
+mod rotation;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

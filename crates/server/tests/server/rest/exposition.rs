@@ -1,6 +1,6 @@
 //! `/metrics` checked line by line against the text formats it claims: Prometheus text 0.0.4
 //! by default and OpenMetrics 1.0 when the scraper asks for it, with every family the server
-//! has always exported.
+//! has always exported (federation's included).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
@@ -37,17 +37,21 @@ pub(crate) const FAMILIES: &[(&str, &str)] = &[
     ("commucat_relay_latency_seconds", "histogram"),
 ];
 
-/// Federation's families, written by hand after the registry's in the Prometheus text format
-/// only (an OpenMetrics scrape does not carry them; docs/federation.md). The outbox depth has a
+/// Federation's families, registered with the others (both formats). The outbox depth has a
 /// sample per peer with queued events, so it is absent while nothing is queued.
-const FEDERATION_FAMILIES: &[(&str, &str)] = &[
+pub(crate) const FEDERATION_FAMILIES: &[(&str, &str)] = &[
     ("commucat_federation_events_sent_total", "counter"),
     ("commucat_federation_events_received_total", "counter"),
     ("commucat_federation_events_refused_total", "counter"),
     ("commucat_federation_events_duplicate_total", "counter"),
     ("commucat_federation_events_dropped_total", "counter"),
     ("commucat_federation_delivery_retries_total", "counter"),
+    ("commucat_federation_delivery_latency_seconds", "histogram"),
 ];
+
+/// The outbox depth per peer: exported only while events are queued.
+pub(crate) const FEDERATION_OUTBOX_DEPTH: (&str, &str) =
+    ("commucat_federation_outbox_depth", "gauge");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Flavour {
@@ -332,6 +336,7 @@ async fn metrics_parse_strictly_in_both_text_formats() {
     let om_names: BTreeSet<String> = om_families.keys().cloned().collect();
     let expected: BTreeSet<String> = FAMILIES
         .iter()
+        .chain(FEDERATION_FAMILIES)
         .map(|(name, _)| name.strip_suffix("_total").unwrap_or(name).to_owned())
         .collect();
     assert_eq!(om_names, expected, "\n{om}");

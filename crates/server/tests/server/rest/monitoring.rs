@@ -4,7 +4,16 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use super::exposition::FAMILIES;
+use super::exposition::{FAMILIES, FEDERATION_FAMILIES, FEDERATION_OUTBOX_DEPTH};
+
+/// Every family `/metrics` can export.
+fn all_families() -> impl Iterator<Item = (&'static str, &'static str)> {
+    FAMILIES
+        .iter()
+        .chain(FEDERATION_FAMILIES)
+        .copied()
+        .chain([FEDERATION_OUTBOX_DEPTH])
+}
 
 fn doc(name: &str) -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -30,7 +39,7 @@ fn referenced(text: &str) -> BTreeSet<String> {
 
 /// The exported family `series` belongs to, if any.
 fn family_of(series: &str) -> Option<&'static str> {
-    FAMILIES.iter().find_map(|&(name, kind)| {
+    all_families().find_map(|(name, kind)| {
         let matches = series == name
             || (kind == "histogram"
                 && ["_bucket", "_sum", "_count"]
@@ -62,7 +71,7 @@ fn dashboard_and_alerts_reference_only_exported_metrics() {
         }
     }
     let charted = check_all_exported("the dashboard", &referenced(&exprs));
-    let all: BTreeSet<&str> = FAMILIES.iter().map(|(name, _)| *name).collect();
+    let all: BTreeSet<&str> = all_families().map(|(name, _)| name).collect();
     assert_eq!(charted, all, "families the dashboard does not chart");
 
     let alerts = doc("alerts.yml");

@@ -162,3 +162,61 @@ pub(crate) async fn claimed_keys_are_once_per_window(store: Arc<dyn Store>) {
     assert!(store.claim_key(key(3_000), 2_000).await.unwrap());
     assert_eq!(store.purge_expired_idempotency(3_000).await.unwrap(), 1);
 }
+
+fn registry_peer(domain: &str, status: &str) -> commucat_store::FederationPeer {
+    commucat_store::FederationPeer {
+        domain: domain.to_owned(),
+        endpoint: format!("https://{domain}:8443"),
+        public_key: Some("ab".repeat(32)),
+        status: status.to_owned(),
+        ca_file: None,
+        updated_at: 1_000,
+    }
+}
+
+pub(crate) async fn peer_registry_adds_replaces_and_blocks(store: Arc<dyn Store>) {
+    assert!(store.federation_peers().await.unwrap().is_empty());
+    store
+        .put_federation_peer(registry_peer("c.test", "active"))
+        .await
+        .unwrap();
+    store
+        .put_federation_peer(registry_peer("b.test", "pending"))
+        .await
+        .unwrap();
+    // Replacing the row of a domain.
+    let mut b = registry_peer("b.test", "active");
+    b.ca_file = Some("/etc/b.pem".to_owned());
+    b.public_key = None;
+    store.put_federation_peer(b.clone()).await.unwrap();
+    let peers = store.federation_peers().await.unwrap();
+    assert_eq!(peers, vec![b, registry_peer("c.test", "active")]);
+    assert!(
+        store
+            .set_federation_peer_status("c.test", "blocked", 2_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .set_federation_peer_status("x.test", "blocked", 2_000)
+            .await
+            .unwrap()
+    );
+    let c = &store.federation_peers().await.unwrap()[1];
+    assert_eq!((c.status.as_str(), c.updated_at), ("blocked", 2_000));
+    // Invalid statuses and rows are refused before anything is written.
+    assert!(matches!(
+        store
+            .set_federation_peer_status("c.test", "trusted", 2_000)
+            .await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        store
+            .put_federation_peer(registry_peer("d.test", "friendly"))
+            .await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert_eq!(store.federation_peers().await.unwrap().len(), 2);
+}
