@@ -16,7 +16,7 @@ use commucat_keys::{
 use rand_core::{CryptoRng, RngCore};
 
 use crate::pq::ClientExchange;
-use crate::{CAP_DELIVERY_RECEIPTS, CAP_NOISE_TRANSPORT, CAP_PQ_HYBRID};
+use crate::{CAP_DELIVERY_RECEIPTS, CAP_FEC, CAP_NOISE_TRANSPORT, CAP_PQ_HYBRID};
 
 /// What the client brings to one handshake, borrowed.
 #[derive(Debug, Clone, Copy)]
@@ -83,6 +83,12 @@ impl SessionInfo {
         self.accepted_capabilities
             .iter()
             .any(|c| c == CAP_NOISE_TRANSPORT)
+    }
+
+    /// Whether frames now travel as FEC symbols (`fec`).
+    #[must_use]
+    pub fn fec(&self) -> bool {
+        self.accepted_capabilities.iter().any(|c| c == CAP_FEC)
     }
 
     /// Whether the session is a `pq-hybrid` one: its records are keyed from the hybrid

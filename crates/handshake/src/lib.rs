@@ -30,8 +30,12 @@ pub const CAP_DELIVERY_RECEIPTS: &str = "delivery-receipts";
 /// material. Accepted only together with [`CAP_NOISE_TRANSPORT`] and when the server enables it
 /// (`[crypto] pq_hybrid`); see `docs/pq-hybrid.md`.
 pub const CAP_PQ_HYBRID: &str = "pq-hybrid";
+/// Capability of sessions whose post-handshake frames travel as RaptorQ FEC symbols (default
+/// parameters: 1,152-byte symbols, 35 % repair); see `docs/multipath.md`. Not available in the
+/// text connect modes.
+pub const CAP_FEC: &str = "fec";
 /// Capabilities this server can honour in any configuration.
-pub const SUPPORTED_CAPABILITIES: &[&str] = &[CAP_NOISE_TRANSPORT, CAP_DELIVERY_RECEIPTS];
+pub const SUPPORTED_CAPABILITIES: &[&str] = &[CAP_NOISE_TRANSPORT, CAP_DELIVERY_RECEIPTS, CAP_FEC];
 
 /// A fresh random id from `rng`: 64 lowercase hex characters from 32 random bytes (the format
 /// of the server's `registry::random_id`).

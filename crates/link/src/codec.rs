@@ -1,9 +1,14 @@
 //! The per-session framing state, sans-IO: frame decoding, optional Noise transport records, and
 //! the server's outgoing sequence counter.
 
+use std::time::Instant;
+
 use bytes::BytesMut;
 use commucat_ccp::{CodecError, Frame, FrameDecoder};
+use commucat_fec::FecParams;
 use commucat_keys::{NoiseError, Transport};
+
+use crate::fec::{FecCounters, FecError, FecLink};
 
 /// Why a session's byte stream cannot continue.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -14,6 +19,9 @@ pub enum StreamError {
     /// A Noise transport record failed (only with `noise-transport`).
     #[error(transparent)]
     Noise(#[from] NoiseError),
+    /// FEC framing failed (only with `fec`).
+    #[error(transparent)]
+    Fec(#[from] FecError),
 }
 
 /// Outgoing sequence numbers are exhausted: the peer must reconnect.
@@ -26,6 +34,8 @@ pub struct SequenceExhausted;
 pub struct SessionCodec {
     decoder: FrameDecoder,
     transport: Option<Transport>,
+    fec: Option<Box<FecLink>>,
+    max_frame_len: usize,
     /// Sequence number of the next frame the server sends.
     next_sequence: u32,
 }
@@ -37,6 +47,8 @@ impl SessionCodec {
         Self {
             decoder: FrameDecoder::with_max_frame_len(max_frame_len),
             transport: None,
+            fec: None,
+            max_frame_len,
             next_sequence: 1,
         }
     }
@@ -47,15 +59,64 @@ impl SessionCodec {
         self.transport.is_some()
     }
 
-    /// Feeds received bytes (records in transport mode, frame bytes otherwise).
+    /// Whether frames travel as FEC symbols.
+    #[must_use]
+    pub const fn is_fec(&self) -> bool {
+        self.fec.is_some()
+    }
+
+    /// FEC counters (zero without `fec`).
+    #[must_use]
+    pub fn fec_counters(&self) -> FecCounters {
+        self.fec.as_ref().map(|f| f.counters()).unwrap_or_default()
+    }
+
+    /// FEC symbols generated since the last call (for a `fec_packets` counter; 0 without `fec`).
+    pub fn take_fec_symbols_sent(&mut self) -> u64 {
+        self.fec.as_mut().map_or(0, |f| f.take_unreported())
+    }
+
+    /// Feeds received bytes (records in transport mode, frame bytes otherwise) at the current
+    /// time (see [`SessionCodec::feed_at`]).
     ///
     /// # Errors
-    /// A record that fails to decrypt.
+    /// A record that fails to decrypt; a malformed FEC symbol.
     pub fn feed(&mut self, bytes: &[u8]) -> Result<(), StreamError> {
-        match &mut self.transport {
-            Some(transport) => transport.open(bytes, self.decoder.buffer_mut())?,
-            None => self.decoder.extend(bytes),
+        self.feed_at(Instant::now(), bytes)
+    }
+
+    /// Feeds received bytes at `now` (FEC reassembly expiry is measured against it).
+    ///
+    /// # Errors
+    /// A record that fails to decrypt; a malformed FEC symbol.
+    pub fn feed_at(&mut self, now: Instant, bytes: &[u8]) -> Result<(), StreamError> {
+        match (&mut self.transport, &mut self.fec) {
+            (Some(transport), Some(fec)) => {
+                transport.open(bytes, fec.units_mut())?;
+                fec.drain(now, self.decoder.buffer_mut())?;
+            }
+            (None, Some(fec)) => {
+                fec.units_mut().extend_from_slice(bytes);
+                fec.drain(now, self.decoder.buffer_mut())?;
+            }
+            (Some(transport), None) => transport.open(bytes, self.decoder.buffer_mut())?,
+            (None, None) => self.decoder.extend(bytes),
         }
+        Ok(())
+    }
+
+    /// Switches both directions to FEC framing (after [`SessionCodec::enable_transport`] when
+    /// both are negotiated). Frame bytes received but not yet decoded arrived after the
+    /// handshake's last message and are FEC units: they are reassembled now.
+    ///
+    /// # Errors
+    /// Unusable parameters, or a pending unit that is malformed.
+    pub fn enable_fec(&mut self, params: FecParams) -> Result<(), StreamError> {
+        let mut fec = Box::new(FecLink::new(params, self.max_frame_len)?);
+        let pending = self.decoder.buffer_mut().split();
+        fec.units_mut().extend_from_slice(&pending);
+        fec.drain(Instant::now(), self.decoder.buffer_mut())?;
+        self.fec = Some(fec);
         Ok(())
     }
 
@@ -70,7 +131,9 @@ impl SessionCodec {
     /// Bytes received and not yet decoded.
     #[must_use]
     pub fn buffered(&self) -> usize {
-        self.decoder.buffered() + self.transport.as_ref().map_or(0, Transport::buffered)
+        self.decoder.buffered()
+            + self.transport.as_ref().map_or(0, Transport::buffered)
+            + self.fec.as_ref().map_or(0, |f| f.buffered())
     }
 
     /// Takes the next outgoing sequence number. Sequence numbers are strictly increasing for the
@@ -107,8 +170,19 @@ impl SessionCodec {
     /// Appends `frame`, plain or sealed, to `out`.
     ///
     /// # Errors
-    /// Noise encryption failure (nonce exhaustion).
+    /// Noise encryption failure (nonce exhaustion); FEC encoding failure.
     pub fn encode(&mut self, frame: &Frame, out: &mut BytesMut) -> Result<(), StreamError> {
+        if let Some(fec) = &mut self.fec {
+            let mut plain = BytesMut::with_capacity(frame.encoded_len());
+            frame.encode(&mut plain);
+            let mut units = BytesMut::new();
+            fec.encode(&plain, &mut units)?;
+            match &mut self.transport {
+                Some(transport) => transport.seal(&units, out)?,
+                None => out.extend_from_slice(&units),
+            }
+            return Ok(());
+        }
         match &mut self.transport {
             Some(transport) => {
                 let mut plain = BytesMut::with_capacity(frame.encoded_len());

@@ -8,13 +8,17 @@
 //! - [`SessionCodec`]: sans-IO framing state (frame decoder, optional Noise transport records,
 //!   outgoing sequence numbers);
 //! - [`Connection`]: the two together, with `recv` / `send`;
+//! - FEC framing ([`SessionCodec::enable_fec`], capability `fec`): frames as RaptorQ symbols;
 //! - [`memory`]: an in-memory stream pair for tests without sockets.
 
 #![forbid(unsafe_code)]
 
 mod codec;
 mod conn;
+mod fec;
 pub mod memory;
 
 pub use codec::{SequenceExhausted, SessionCodec, StreamError};
+pub use commucat_fec::FecParams;
 pub use conn::{ByteStream, ConnError, Connection, SHARE_PAYLOAD_FROM};
+pub use fec::{FecCounters, FecError};

@@ -304,7 +304,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             capabilities["handshake"],
-            serde_json::json!(["noise-transport", "delivery-receipts", "pq-hybrid"])
+            serde_json::json!(["noise-transport", "delivery-receipts", "fec", "pq-hybrid"])
         );
         assert_eq!(
             capabilities["pairing_claim"],

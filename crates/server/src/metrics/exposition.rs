@@ -239,6 +239,11 @@ impl Metrics {
             "Completed pq-hybrid handshakes (ML-KEM-768 exchange, ML-DSA-65 transcript signature).",
             self.pq_handshakes.clone(),
         );
+        r.register(
+            "commucat_security_fec_packets",
+            "FEC symbols (source and repair) generated for sessions that negotiated fec.",
+            self.fec_packets.clone(),
+        );
         r.register_collector(Box::new(Labeled {
             name: "commucat_bound_refusals",
             help: "Requests refused because they would exceed a [bounds] setting, by bound.",

@@ -23,6 +23,10 @@ fn link_failure(error: &ConnError) -> LinkFailure {
             detail: codec.to_string(),
         },
         ConnError::Stream(StreamError::Noise(noise)) => LinkFailure::Noise(noise.to_string()),
+        ConnError::Stream(StreamError::Fec(fec)) => LinkFailure::Decode {
+            kind: commucat_ccp::ProblemKind::UnexpectedFrame,
+            detail: fec.to_string(),
+        },
         ConnError::Io(io) => LinkFailure::Io(io.to_string()),
         ConnError::SequenceExhausted(_) => LinkFailure::SequenceExhausted,
         ConnError::Codec(codec) => LinkFailure::Codec(codec.to_string()),
@@ -207,17 +211,29 @@ impl Handshaker {
     }
 }
 
-/// Switches `conn` to Noise transport records when the session uses them.
+/// Switches `conn` to Noise transport records and FEC framing when the session uses them.
 fn established<S: ByteStream>(
     conn: &mut Connection<S>,
     done: Done,
 ) -> Result<Established, HandshakeFailure> {
+    let failed = |e| {
+        HandshakeError::from_link(link_failure(&ConnError::Stream(e)))
+            .at(Stage::Established)
+            .of_device(Some(&done.device_id))
+    };
     if let Some(transport) = done.transport {
-        conn.codec_mut().enable_transport(transport).map_err(|e| {
-            HandshakeError::from_link(link_failure(&ConnError::Stream(e)))
-                .at(Stage::Established)
-                .of_device(Some(&done.device_id))
-        })?;
+        conn.codec_mut()
+            .enable_transport(transport)
+            .map_err(failed)?;
+    }
+    if done
+        .accepted_capabilities
+        .iter()
+        .any(|c| c == super::CAP_FEC)
+    {
+        conn.codec_mut()
+            .enable_fec(commucat_link::FecParams::default())
+            .map_err(failed)?;
     }
     Ok(Established {
         session_id: done.session_id,
