@@ -4,7 +4,11 @@
 //!
 //! Run: `cargo bench -p commucat-fec --bench fec`
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation
+)]
 
 use std::hint::black_box;
 use std::time::Instant;
