@@ -11,7 +11,7 @@
 #
 #   FUZZ_SECONDS=60     seconds per target
 #   FUZZ_TARGETS="a b"  only these targets (default: every target `cargo fuzz list` prints:
-#                       decoder, control_json, session, handshake, obf_unwrap)
+#                       decoder, control_json, session, handshake, obf_unwrap, fec_symbol)
 #   FUZZ_TARGET_DIR     build directory
 set -euo pipefail
 cd "$(dirname "$0")/.."

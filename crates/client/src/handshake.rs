@@ -24,7 +24,7 @@ pub use commucat_handshake::client::SessionInfo;
 /// `delivery-receipts` promises ACKs of received frames, so the server deletes replayed
 /// offline envelopes only once they are ACKed (see [`crate::Session::acknowledge`]).
 pub use commucat_handshake::{
-    CAP_ADAPTIVE_OBF, CAP_DELIVERY_RECEIPTS, CAP_NOISE_TRANSPORT, CAP_PQ_HYBRID,
+    CAP_ADAPTIVE_OBF, CAP_DELIVERY_RECEIPTS, CAP_FEC, CAP_NOISE_TRANSPORT, CAP_PQ_HYBRID,
 };
 
 /// Who the device is.
@@ -165,6 +165,15 @@ impl HandshakeOptions {
         self
     }
 
+    /// Requests `fec`: after the handshake every frame, both ways, travels as RaptorQ source
+    /// and repair symbols (1,152-byte symbols, 35 % repair). Check [`SessionInfo::fec`] for
+    /// whether the server accepted it.
+    #[must_use]
+    pub fn with_fec(mut self) -> Self {
+        self.request(CAP_FEC);
+        self
+    }
+
     /// Uses the given pattern.
     #[must_use]
     pub fn with_pattern(mut self, pattern: HandshakePattern) -> Self {
@@ -237,6 +246,11 @@ pub async fn handshake<S: ByteStream>(
                         *seed,
                         max_frame_len,
                     ));
+                }
+                if info.fec() {
+                    conn.codec_mut()
+                        .enable_fec(commucat_link::FecParams::default())
+                        .map_err(|e| ClientError::Link(e.into()))?;
                 }
                 return Ok(*info);
             }

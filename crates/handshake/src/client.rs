@@ -17,8 +17,8 @@ use rand_core::{CryptoRng, RngCore};
 
 use crate::pq::ClientExchange;
 use crate::{
-    CAP_ADAPTIVE_OBF, CAP_DELIVERY_RECEIPTS, CAP_NOISE_TRANSPORT, CAP_PQ_HYBRID, ObfMaterial,
-    ObfRoot,
+    CAP_ADAPTIVE_OBF, CAP_DELIVERY_RECEIPTS, CAP_FEC, CAP_NOISE_TRANSPORT, CAP_PQ_HYBRID,
+    ObfMaterial, ObfRoot,
 };
 
 /// What the client brings to one handshake, borrowed.
@@ -89,6 +89,12 @@ impl SessionInfo {
         self.accepted_capabilities
             .iter()
             .any(|c| c == CAP_NOISE_TRANSPORT)
+    }
+
+    /// Whether frames now travel as FEC symbols (`fec`).
+    #[must_use]
+    pub fn fec(&self) -> bool {
+        self.accepted_capabilities.iter().any(|c| c == CAP_FEC)
     }
 
     /// Whether the session is a `pq-hybrid` one: its records are keyed from the hybrid

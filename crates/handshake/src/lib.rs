@@ -35,8 +35,12 @@ pub const CAP_PQ_HYBRID: &str = "pq-hybrid";
 /// with [`CAP_NOISE_TRANSPORT`] and when the server enables it (`[crypto] adaptive_obf`); see
 /// `docs/obfuscation.md`.
 pub const CAP_ADAPTIVE_OBF: &str = "adaptive-obf";
+/// Capability of sessions whose post-handshake frames travel as RaptorQ FEC symbols (default
+/// parameters: 1,152-byte symbols, 35 % repair); see `docs/multipath.md`. Not available in the
+/// text connect modes.
+pub const CAP_FEC: &str = "fec";
 /// Capabilities this server can honour in any configuration.
-pub const SUPPORTED_CAPABILITIES: &[&str] = &[CAP_NOISE_TRANSPORT, CAP_DELIVERY_RECEIPTS];
+pub const SUPPORTED_CAPABILITIES: &[&str] = &[CAP_NOISE_TRANSPORT, CAP_DELIVERY_RECEIPTS, CAP_FEC];
 
 /// The per-session `adaptive-obf` root (see `commucat_link::obf::derive_root`); zeroized on
 /// drop, never printed.

@@ -5,12 +5,15 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use commucat_ccp::{CodecError, Frame, FrameDecoder};
+use commucat_fec::FecParams;
 use commucat_keys::pq::{MessageKey, PqError};
 use commucat_keys::{NoiseError, Transport};
 
 use crate::obf::{ObfError, Obfuscator};
 
 use crate::ratchet::{self, RatchetError, RatchetPolicy, Schedule};
+
+use crate::fec::{FecCounters, FecError, FecLink};
 
 /// Why a session's byte stream cannot continue.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -27,6 +30,9 @@ pub enum StreamError {
     /// A `pq-hybrid` ratchet step failed (only with `pq-hybrid`).
     #[error(transparent)]
     Ratchet(#[from] RatchetError),
+    /// FEC framing failed (only with `fec`).
+    #[error(transparent)]
+    Fec(#[from] FecError),
 }
 
 /// Outgoing sequence numbers are exhausted: the peer must reconnect.
@@ -42,6 +48,10 @@ pub struct SessionCodec {
     /// `adaptive-obf` wrapping (inside the transport records) and the decrypted bytes not yet
     /// forming a whole packet.
     obf: Option<(Obfuscator, BytesMut)>,
+    fec: Option<Box<FecLink>>,
+    max_frame_len: usize,
+    /// When bytes were last fed (FEC reassembly expiry while records are opened).
+    last_feed: Instant,
     /// Sequence number of the next frame the server sends.
     next_sequence: u32,
     /// Records sealed by the codec itself (a ratchet acknowledgement) not yet handed out;
@@ -86,6 +96,9 @@ impl SessionCodec {
             decoder: FrameDecoder::with_max_frame_len(max_frame_len),
             transport: None,
             obf: None,
+            fec: None,
+            max_frame_len,
+            last_feed: Instant::now(),
             next_sequence: 1,
             outgoing: BytesMut::new(),
             schedule: None,
@@ -105,16 +118,62 @@ impl SessionCodec {
         self.transport.is_some()
     }
 
-    /// Feeds received bytes (records in transport mode, frame bytes otherwise). Records are
-    /// opened by [`SessionCodec::next_frame`], one at a time.
+    /// Whether frames travel as FEC symbols.
+    #[must_use]
+    pub const fn is_fec(&self) -> bool {
+        self.fec.is_some()
+    }
+
+    /// FEC counters (zero without `fec`).
+    #[must_use]
+    pub fn fec_counters(&self) -> FecCounters {
+        self.fec.as_ref().map(|f| f.counters()).unwrap_or_default()
+    }
+
+    /// FEC symbols generated since the last call (for a `fec_packets` counter; 0 without `fec`).
+    pub fn take_fec_symbols_sent(&mut self) -> u64 {
+        self.fec.as_mut().map_or(0, |f| f.take_unreported())
+    }
+
+    /// Feeds received bytes (records in transport mode, frame bytes otherwise) at the current
+    /// time (see [`SessionCodec::feed_at`]). Records are opened by
+    /// [`SessionCodec::next_frame`], one at a time.
     ///
     /// # Errors
-    /// None today; kept for stream errors on input.
+    /// A malformed FEC symbol (without transport records; records are opened later).
     pub fn feed(&mut self, bytes: &[u8]) -> Result<(), StreamError> {
-        match &mut self.transport {
-            Some(transport) => transport.push(bytes),
-            None => self.decoder.extend(bytes),
+        self.feed_at(Instant::now(), bytes)
+    }
+
+    /// Feeds received bytes at `now` (FEC reassembly expiry is measured against it).
+    ///
+    /// # Errors
+    /// A malformed FEC symbol (without transport records; records are opened later).
+    pub fn feed_at(&mut self, now: Instant, bytes: &[u8]) -> Result<(), StreamError> {
+        self.last_feed = now;
+        match (&mut self.transport, &mut self.fec) {
+            (Some(transport), _) => transport.push(bytes),
+            (None, Some(fec)) => {
+                fec.units_mut().extend_from_slice(bytes);
+                fec.drain(now, self.decoder.buffer_mut())?;
+            }
+            (None, None) => self.decoder.extend(bytes),
         }
+        Ok(())
+    }
+
+    /// Switches both directions to FEC framing (after [`SessionCodec::enable_transport`] when
+    /// both are negotiated). Frame bytes received but not yet decoded arrived after the
+    /// handshake's last message and are FEC units: they are reassembled now.
+    ///
+    /// # Errors
+    /// Unusable parameters, or a pending unit that is malformed.
+    pub fn enable_fec(&mut self, params: FecParams) -> Result<(), StreamError> {
+        let mut fec = Box::new(FecLink::new(params, self.max_frame_len)?);
+        let pending = self.decoder.buffer_mut().split();
+        fec.units_mut().extend_from_slice(&pending);
+        fec.drain(Instant::now(), self.decoder.buffer_mut())?;
+        self.fec = Some(fec);
         Ok(())
     }
 
@@ -146,12 +205,23 @@ impl SessionCodec {
             let Some(transport) = &mut self.transport else {
                 return Ok(None);
             };
-            let target = match &mut self.obf {
-                Some((_, plain)) => plain,
-                None => self.decoder.buffer_mut(),
-            };
-            if !transport.open_next(target)? {
-                return Ok(None);
+            match (&mut self.fec, &mut self.obf) {
+                (Some(fec), _) => {
+                    if !transport.open_next(fec.units_mut())? {
+                        return Ok(None);
+                    }
+                    fec.drain(self.last_feed, self.decoder.buffer_mut())?;
+                }
+                (None, Some((_, plain))) => {
+                    if !transport.open_next(plain)? {
+                        return Ok(None);
+                    }
+                }
+                (None, None) => {
+                    if !transport.open_next(self.decoder.buffer_mut())? {
+                        return Ok(None);
+                    }
+                }
             }
         }
     }
@@ -330,6 +400,7 @@ impl SessionCodec {
         self.decoder.buffered()
             + self.transport.as_ref().map_or(0, Transport::buffered)
             + self.obf.as_ref().map_or(0, |(_, plain)| plain.len())
+            + self.fec.as_ref().map_or(0, |f| f.buffered())
     }
 
     /// Whether frames travel wrapped in `adaptive-obf` packets.
@@ -383,9 +454,21 @@ impl SessionCodec {
     /// Appends `frame`, plain or sealed, to `out`.
     ///
     /// # Errors
-    /// Noise encryption failure (nonce exhaustion), or a frame too large to wrap.
+    /// Noise encryption failure (nonce exhaustion), a frame too large to wrap, FEC encoding
+    /// failure.
     pub fn encode(&mut self, frame: &Frame, out: &mut BytesMut) -> Result<(), StreamError> {
         self.count_frame();
+        if let Some(fec) = &mut self.fec {
+            let mut plain = BytesMut::with_capacity(frame.encoded_len());
+            frame.encode(&mut plain);
+            let mut units = BytesMut::new();
+            fec.encode(&plain, &mut units)?;
+            match &mut self.transport {
+                Some(transport) => transport.seal(&units, out)?,
+                None => out.extend_from_slice(&units),
+            }
+            return Ok(());
+        }
         match &mut self.transport {
             Some(transport) => {
                 out.extend_from_slice(&self.outgoing.split());

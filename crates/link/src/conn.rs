@@ -183,7 +183,10 @@ impl<S: ByteStream> Connection<S> {
     /// # Errors
     /// I/O or encryption failure.
     pub async fn send(&mut self, frame: &Frame) -> Result<(), ConnError> {
-        if !self.codec.is_encrypted() && frame.payload().len() >= SHARE_PAYLOAD_FROM {
+        if !self.codec.is_encrypted()
+            && !self.codec.is_fec()
+            && frame.payload().len() >= SHARE_PAYLOAD_FROM
+        {
             let mut header = BytesMut::with_capacity(16);
             frame.encode_header(&mut header);
             self.stream

@@ -9,12 +9,14 @@
 //!   outgoing sequence numbers);
 //! - [`Connection`]: the two together, with `recv` / `send`;
 //! - [`obf`]: `adaptive-obf` packet wrapping, sans-IO;
+//! - FEC framing ([`SessionCodec::enable_fec`], capability `fec`): frames as RaptorQ symbols;
 //! - [`memory`]: an in-memory stream pair for tests without sockets.
 
 #![forbid(unsafe_code)]
 
 mod codec;
 mod conn;
+mod fec;
 pub mod memory;
 pub mod obf;
 pub mod ratchet;
@@ -22,5 +24,7 @@ pub mod ratchet;
 mod ratchet_tests;
 
 pub use codec::{SequenceExhausted, SessionCodec, StreamError};
+pub use commucat_fec::FecParams;
 pub use conn::{ByteStream, ConnError, Connection, SHARE_PAYLOAD_FROM};
+pub use fec::{FecCounters, FecError};
 pub use ratchet::{RatchetError, RatchetPolicy};

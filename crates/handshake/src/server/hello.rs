@@ -9,7 +9,7 @@ use rand_core::{CryptoRng, RngCore};
 
 use super::{NoiseKey, ServerConfig};
 use crate::{
-    CAP_ADAPTIVE_OBF, CAP_NOISE_TRANSPORT, CAP_PQ_HYBRID, FailReason, HandshakeError,
+    CAP_ADAPTIVE_OBF, CAP_FEC, CAP_NOISE_TRANSPORT, CAP_PQ_HYBRID, FailReason, HandshakeError,
     SUPPORTED_CAPABILITIES,
 };
 
@@ -132,6 +132,12 @@ pub(crate) fn check_hello(
         && hello.requests(CAP_NOISE_TRANSPORT)
     {
         accepted_capabilities.push(CAP_ADAPTIVE_OBF.to_owned());
+    }
+    // `fec` replaces the record stream's framing; it is not combined with the capabilities
+    // that work inside the records (the ratchet's key switch, obfuscation wrappers): a client
+    // that asks for several gets those and no `fec` (a capability not echoed is never used).
+    if pq.is_some() || accepted_capabilities.iter().any(|c| c == CAP_ADAPTIVE_OBF) {
+        accepted_capabilities.retain(|c| c != CAP_FEC);
     }
     Ok(CheckedHello {
         hello,

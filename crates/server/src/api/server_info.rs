@@ -324,6 +324,7 @@ mod tests {
             serde_json::json!([
                 "noise-transport",
                 "delivery-receipts",
+                "fec",
                 "pq-hybrid",
                 "adaptive-obf"
             ])

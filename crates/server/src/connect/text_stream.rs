@@ -19,8 +19,8 @@ use super::budget::{ByteBudget, Reserved};
 use super::http_body::read_body;
 use super::{ndjson, sse};
 
-/// Capability the text modes cannot carry.
-const CAP_NOISE_TRANSPORT: &str = "noise-transport";
+/// Capabilities the text modes cannot carry (both change the byte stream under the frames).
+const BYTE_LEVEL_CAPABILITIES: [&str; 2] = ["noise-transport", "fec"];
 /// Keepalive cadence before the handshake has completed (wire-compat §2.2).
 const PRE_HANDSHAKE_KEEPALIVE: Duration = Duration::from_secs(25);
 
@@ -140,10 +140,12 @@ impl TextStream {
         tx.send(down).await.map_err(|_| closed())
     }
 
-    /// Refuses a HELLO that asks for Noise transport records: ERROR frame, then end of stream.
-    async fn refuse_noise_transport(&mut self) -> io::Result<Option<Bytes>> {
-        let problem = Problem::new(ProblemKind::UnexpectedFrame)
-            .with_detail("noise-transport needs the binary or websocket connect mode");
+    /// Refuses a HELLO that asks for Noise transport records or FEC framing: ERROR frame, then
+    /// end of stream.
+    async fn refuse_capability(&mut self, capability: &str) -> io::Result<Option<Bytes>> {
+        let problem = Problem::new(ProblemKind::UnexpectedFrame).with_detail(format!(
+            "{capability} needs the binary or websocket connect mode"
+        ));
         let mut text = Vec::new();
         if let Ok(frame) = problem.to_frame(0, 1) {
             self.encoding.encode(&frame, &mut text);
@@ -160,14 +162,20 @@ impl TextStream {
     }
 }
 
-fn asks_noise_transport(frame: &Frame) -> bool {
-    frame.frame_type() == FrameType::Hello
-        && frame
-            .parse_control::<serde_json::Value>()
-            .ok()
-            .and_then(|v| v.get("capabilities").cloned())
-            .and_then(|c| c.as_array().cloned())
-            .is_some_and(|caps| caps.iter().any(|c| c.as_str() == Some(CAP_NOISE_TRANSPORT)))
+/// The first capability a HELLO asks for that the text modes cannot carry.
+fn byte_level_capability(frame: &Frame) -> Option<&'static str> {
+    if frame.frame_type() != FrameType::Hello {
+        return None;
+    }
+    let caps = frame
+        .parse_control::<serde_json::Value>()
+        .ok()?
+        .get("capabilities")?
+        .as_array()?
+        .clone();
+    BYTE_LEVEL_CAPABILITIES
+        .into_iter()
+        .find(|cap| caps.iter().any(|c| c.as_str() == Some(cap)))
 }
 
 impl ByteStream for TextStream {
@@ -182,8 +190,8 @@ impl ByteStream for TextStream {
                 Ok(None) => {}
                 Ok(Some(frame)) => {
                     self.hello = None;
-                    if asks_noise_transport(&frame) {
-                        return self.refuse_noise_transport().await;
+                    if let Some(capability) = byte_level_capability(&frame) {
+                        return self.refuse_capability(capability).await;
                     }
                 }
                 // Malformed: the session's own decoder reports it.

@@ -261,6 +261,11 @@ impl Metrics {
             "Client networks that completed a handshake on one transport shortly after failing on another.",
             self.censorship_deflections.clone(),
         );
+        r.register(
+            "commucat_security_fec_packets",
+            "FEC symbols (source and repair) generated for sessions that negotiated fec.",
+            self.fec_packets.clone(),
+        );
         r.register_collector(Box::new(Labeled {
             name: "commucat_bound_refusals",
             help: "Requests refused because they would exceed a [bounds] setting, by bound.",

@@ -116,6 +116,8 @@ pub struct Metrics {
     /// Completed handshakes that established a `pq-hybrid` session (ML-KEM-768 exchange and
     /// ML-DSA-65 transcript signature verified); a subset of `handshakes_ok`.
     pub pq_handshakes: Counter,
+    /// FEC symbols (source and repair) the server generated for sessions that negotiated `fec`.
+    pub fec_packets: Counter,
     /// Established sessions started.
     pub sessions_opened: Counter,
     /// Established sessions running now.

@@ -15,8 +15,7 @@ pub struct SecuritySnapshot {
     /// Completed handshakes that established a `pq-hybrid` session (hybrid ML-KEM-768 key
     /// exchange, ML-DSA-65 transcript signature verified).
     pub pq_handshakes: u64,
-    /// Not measured: the server implements no forward error correction and sends no FEC
-    /// packets: always 0.
+    /// FEC symbols (source and repair) the server generated for sessions that negotiated `fec`.
     pub fec_packets: u64,
     /// Not measured: every session runs over its one `/connect` stream; no session is
     /// multipath: always 0. (`/api/p2p/assist` answers are advice and are not counted here.)
@@ -38,7 +37,7 @@ impl Metrics {
         SecuritySnapshot {
             noise_handshakes: self.handshakes_ok.get(),
             pq_handshakes: self.pq_handshakes.get(),
-            fec_packets: 0,
+            fec_packets: self.fec_packets.get(),
             multipath_sessions: 0,
             average_paths: if sessions == 0 { 0.0 } else { 1.0 },
             censorship_deflections: self.censorship_deflections.get(),

@@ -18,6 +18,7 @@ fn sample() -> Metrics {
     m.bound_refusals.count(Bound::ChannelMembers);
     m.sender_mismatches.count(FrameType::CallOffer);
     m.calls_unanswered.inc();
+    m.fec_packets.inc_by(27);
     {
         let _a = m.session_started();
         let _b = m.session_started();
@@ -65,6 +66,7 @@ fn counts_and_renders() {
         "commucat_ledger_records_dropped_total 2",
         "commucat_security_noise_handshakes_total 2",
         "commucat_security_pq_handshakes_total 1",
+        "commucat_security_fec_packets_total 27",
         "commucat_p2p_assists_total 2",
         "# TYPE commucat_handshake_duration_seconds histogram",
         "commucat_handshake_duration_seconds_bucket{le=\"0.0025\"} 0",
@@ -88,7 +90,7 @@ fn counts_and_renders() {
         text.lines()
             .any(|l| l == "commucat_security_censorship_deflections_total 0")
     );
-    for unmeasured in ["fec_packets", "multipath", "average_paths"] {
+    for unmeasured in ["multipath", "average_paths"] {
         assert!(!text.contains(unmeasured), "{unmeasured} exported:\n{text}");
     }
     assert!(!text.contains("# EOF"));
@@ -97,10 +99,11 @@ fn counts_and_renders() {
         (
             security.noise_handshakes,
             security.pq_handshakes,
+            security.fec_packets,
             security.multipath_sessions,
             security.average_paths
         ),
-        (2, 1, 0, 1.0)
+        (2, 1, 27, 0, 1.0)
     );
 }
 

@@ -28,6 +28,7 @@ mod connect_traceparent;
 mod connection_bounds;
 mod console;
 mod device_rotation;
+mod fec;
 mod federation;
 mod groups;
 mod http3;

@@ -310,6 +310,10 @@ impl<S: ByteStream> SessionTask<S> {
             }
         };
         if sent.is_ok() {
+            let fec = self.conn.codec_mut().take_fec_symbols_sent();
+            if fec > 0 {
+                self.m.hub.metrics.fec_packets.inc_by(fec);
+            }
             self.m.hub.metrics.frames_out.count(frame.frame_type());
             self.stats.frame_out();
         }
@@ -495,9 +499,19 @@ impl<S: ByteStream> SessionTask<S> {
             }
             End::Conn(error) => {
                 tracing::info!(device = %device, remote, %error, requeued, "session connection failed");
-                if let ConnError::Stream(commucat_link::StreamError::Codec(codec)) = error {
-                    // Malformed input: say why before closing, as far as the stream still carries it.
-                    self.send_closing(&Problem::from(codec)).await;
+                match error {
+                    ConnError::Stream(commucat_link::StreamError::Codec(codec)) => {
+                        // Malformed input: say why before closing, as far as the stream still
+                        // carries it.
+                        self.send_closing(&Problem::from(codec)).await;
+                    }
+                    ConnError::Stream(commucat_link::StreamError::Fec(fec)) => {
+                        // A malformed FEC unit or symbol: the same, as an FEC-encoded ERROR.
+                        let problem = Problem::new(commucat_ccp::ProblemKind::UnexpectedFrame)
+                            .with_detail(fec.to_string());
+                        self.send_closing(&problem).await;
+                    }
+                    _ => {}
                 }
                 if let ConnError::Stream(commucat_link::StreamError::Obfuscation(obf)) = error {
                     self.integrity_failure(obf, remote).await;

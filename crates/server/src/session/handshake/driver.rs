@@ -30,6 +30,10 @@ fn link_failure(error: &ConnError) -> LinkFailure {
         // A record-layer failure like a record that does not open (no ratchet runs before
         // the session is established).
         ConnError::Stream(StreamError::Ratchet(ratchet)) => LinkFailure::Noise(ratchet.to_string()),
+        ConnError::Stream(StreamError::Fec(fec)) => LinkFailure::Decode {
+            kind: commucat_ccp::ProblemKind::UnexpectedFrame,
+            detail: fec.to_string(),
+        },
         ConnError::Io(io) => LinkFailure::Io(io.to_string()),
         ConnError::SequenceExhausted(_) => LinkFailure::SequenceExhausted,
         ConnError::Codec(codec) => LinkFailure::Codec(codec.to_string()),
@@ -218,19 +222,31 @@ impl Handshaker {
     }
 }
 
-/// Switches `conn` to Noise transport records when the session uses them, and to
-/// `adaptive-obf` wrappers inside them when that was accepted.
+/// Switches `conn` to Noise transport records and FEC framing when the session uses them, and
+/// to `adaptive-obf` wrappers inside the records when that was accepted.
 fn established<S: ByteStream>(
     conn: &mut Connection<S>,
     done: Done,
     obf_max_padding: u8,
 ) -> Result<Established, HandshakeFailure> {
+    let failed = |e| {
+        HandshakeError::from_link(link_failure(&ConnError::Stream(e)))
+            .at(Stage::Established)
+            .of_device(Some(&done.device_id))
+    };
     if let Some(transport) = done.transport {
-        conn.codec_mut().enable_transport(transport).map_err(|e| {
-            HandshakeError::from_link(link_failure(&ConnError::Stream(e)))
-                .at(Stage::Established)
-                .of_device(Some(&done.device_id))
-        })?;
+        conn.codec_mut()
+            .enable_transport(transport)
+            .map_err(failed)?;
+    }
+    if done
+        .accepted_capabilities
+        .iter()
+        .any(|c| c == super::CAP_FEC)
+    {
+        conn.codec_mut()
+            .enable_fec(commucat_link::FecParams::default())
+            .map_err(failed)?;
     }
     let adaptive_obf = done.obf_root.is_some();
     if let Some(root) = &done.obf_root {

@@ -16,8 +16,8 @@ use commucat_store::{Store, UserRecord};
 
 pub use commucat_handshake::server::NoiseKey;
 pub use commucat_handshake::{
-    CAP_ADAPTIVE_OBF, CAP_DELIVERY_RECEIPTS, CAP_NOISE_TRANSPORT, CAP_PQ_HYBRID, FailReason,
-    SUPPORTED_CAPABILITIES, Stage,
+    CAP_ADAPTIVE_OBF, CAP_DELIVERY_RECEIPTS, CAP_FEC, CAP_NOISE_TRANSPORT, CAP_PQ_HYBRID,
+    FailReason, SUPPORTED_CAPABILITIES, Stage,
 };
 pub use driver::report_failure;
 

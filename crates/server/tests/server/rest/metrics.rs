@@ -104,8 +104,12 @@ async fn readyz_and_metrics_count_real_events() {
         metric(&rest, "commucat_security_pq_handshakes_total ").await,
         0
     );
+    // No session asked for `fec`: no FEC symbol generated (sessions with it: `fec.rs`).
+    assert_eq!(
+        metric(&rest, "commucat_security_fec_packets_total ").await,
+        0
+    );
     for unmeasured in [
-        "commucat_security_fec_packets",
         "commucat_security_multipath_sessions",
         "commucat_security_average_paths",
     ] {
