@@ -4,7 +4,7 @@
 
 use commucat_ccp::{Frame, FrameType};
 use commucat_handshake::pq::DeviceKeys;
-use commucat_handshake::{CAP_ADAPTIVE_OBF, CAP_NOISE_TRANSPORT, CAP_PQ_HYBRID};
+use commucat_handshake::{CAP_ADAPTIVE_OBF, CAP_FEC, CAP_NOISE_TRANSPORT, CAP_PQ_HYBRID};
 use commucat_keys::HandshakePattern;
 use commucat_link::obf::{ObfPolicy, Obfuscator, Role};
 
@@ -110,4 +110,32 @@ fn without_noise_transport_it_is_not_accepted() {
     let (server, info) = established(&outcome);
     assert!(!info.adaptive_obf() && !info.encrypted());
     assert!(server.accepted_capabilities.is_empty() && server.obf_root.is_none());
+}
+
+/// `fec` replaces the framing of the record stream, so it is never echoed beside the
+/// capabilities that work inside the records; alone (with `noise-transport`) it is.
+#[test]
+fn fec_is_not_echoed_beside_adaptive_obf_or_pq_hybrid() {
+    let mut world = World::new();
+    let mut client = world.client("phone", 1);
+    client.capabilities = caps(&[CAP_NOISE_TRANSPORT, CAP_FEC, CAP_ADAPTIVE_OBF]);
+    let outcome = world.run(&client);
+    let (server, info) = established(&outcome);
+    assert!(info.adaptive_obf() && !info.fec());
+    assert!(!server.accepted_capabilities.contains(&CAP_FEC.to_owned()));
+
+    let mut client = world.client("tablet", 2);
+    client.capabilities = caps(&[CAP_NOISE_TRANSPORT, CAP_FEC, CAP_PQ_HYBRID]);
+    client.pq = Some(DeviceKeys::generate(2).unwrap());
+    let outcome = world.run(&client);
+    let (server, info) = established(&outcome);
+    assert!(info.pq_hybrid() && !info.fec());
+    assert!(!server.accepted_capabilities.contains(&CAP_FEC.to_owned()));
+
+    let mut client = world.client("laptop", 3);
+    client.capabilities = caps(&[CAP_NOISE_TRANSPORT, CAP_FEC]);
+    let outcome = world.run(&client);
+    let (server, info) = established(&outcome);
+    assert!(info.fec() && info.encrypted());
+    assert!(server.accepted_capabilities.contains(&CAP_FEC.to_owned()));
 }

@@ -61,7 +61,7 @@ async fn join(session: &mut Session<ModeStream>, channel: u32) {
 
 /// Alice and Bob, both wrapped, join a channel and exchange a small and a large message.
 async fn wrapped_conversation(mode: ConnectMode, options: HandshakeOptions, pq: bool) {
-    let server = TestServer::start(|_| {}).await;
+    let server = TestServer::start(|c| c.server.http3 = mode == ConnectMode::H3).await;
     let identity = |name: &str| {
         let id = DeviceIdentity::generate(name);
         if pq { id.with_pq_keys().unwrap() } else { id }
@@ -133,6 +133,11 @@ mod wrapped_conversation {
     }
 
     #[tokio::test]
+    async fn h3() {
+        super::wrapped_conversation(ConnectMode::H3, obf(), false).await;
+    }
+
+    #[tokio::test]
     async fn h2_binary_with_pq_hybrid() {
         let options = obf().with_pq_hybrid();
         super::wrapped_conversation(ConnectMode::H2Binary, options, true).await;
@@ -151,7 +156,8 @@ async fn every_record_carrying_mode_is_covered() {
             &ConnectMode::H2Binary,
             &ConnectMode::H1Chunked,
             &ConnectMode::WebSocket,
-            &ConnectMode::WebSocketH2
+            &ConnectMode::WebSocketH2,
+            &ConnectMode::H3
         ],
         "a new record-carrying mode needs a wrapped_conversation test"
     );

@@ -57,7 +57,11 @@ async fn join(session: &mut Session<ModeStream>, channel: u32) {
 /// Two clients exchange messages both ways while the server re-keys every 4 frames: both
 /// sessions take steps and every message arrives intact, across steps in both directions.
 async fn steps_under_traffic(mode: ConnectMode) {
-    let server = TestServer::start(|c| c.crypto.pq_ratchet_messages = 4).await;
+    let server = TestServer::start(|c| {
+        c.crypto.pq_ratchet_messages = 4;
+        c.server.http3 = mode == ConnectMode::H3;
+    })
+    .await;
     let mut alice = connect_pq(&server, mode, "alice-ratchet").await;
     let mut bob = connect_pq(&server, mode, "bob-ratchet").await;
     join(&mut alice, 9).await;
@@ -101,6 +105,11 @@ mod steps_under_traffic {
     async fn websocket_h2() {
         super::steps_under_traffic(ConnectMode::WebSocketH2).await;
     }
+
+    #[tokio::test]
+    async fn h3() {
+        super::steps_under_traffic(ConnectMode::H3).await;
+    }
 }
 
 #[tokio::test]
@@ -111,7 +120,7 @@ async fn every_record_carrying_mode_is_covered() {
         .collect();
     assert_eq!(
         carrying.len(),
-        4,
+        5,
         "a new record-carrying mode needs a steps_under_traffic test"
     );
 }

@@ -30,6 +30,8 @@ pub(crate) const FAMILIES: &[(&str, &str)] = &[
     ("commucat_security_pq_handshakes_total", "counter"),
     ("commucat_security_censorship_deflections_total", "counter"),
     ("commucat_security_fec_packets_total", "counter"),
+    ("commucat_obf_sessions_total", "counter"),
+    ("commucat_obf_integrity_failures_total", "counter"),
     ("commucat_bound_refusals_total", "counter"),
     ("commucat_requeue_lost_total", "counter"),
     ("commucat_sender_mismatches_total", "counter"),
