@@ -1,57 +1,55 @@
-//! Inbound events per peer: a token bucket holding one minute's budget, refilled evenly. Keys
-//! are configured peer domains only (checked before a token is taken), so the table is bounded
-//! by the peer list.
+//! Inbound events per peer: GCRA (the `governor` crate, as the REST limits) with one minute's
+//! budget as the burst, replenished evenly. Keys are configured peer domains only (checked
+//! before a token is taken), so the table is bounded by the peer list.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::Instant;
+use std::num::NonZeroU32;
 
-/// A per-peer token bucket.
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::HashMapStateStore;
+use governor::{Quota, RateLimiter};
+
+type Gcra<C> =
+    RateLimiter<String, HashMapStateStore<String>, C, NoOpMiddleware<<C as Clock>::Instant>>;
+
+/// A GCRA limiter keyed by peer domain.
 #[derive(Debug)]
-pub struct PeerLimiter {
-    /// Bucket size (`None`: unlimited).
-    capacity: Option<f64>,
-    /// Tokens per second.
-    rate: f64,
-    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+pub struct PeerLimiter<C: Clock = DefaultClock> {
+    /// `None`: unlimited.
+    gcra: Option<Gcra<C>>,
 }
 
 impl PeerLimiter {
     /// `per_minute` events per peer and minute (0: unlimited).
     #[must_use]
     pub fn per_minute(per_minute: u32) -> Self {
+        Self::with_clock(per_minute, DefaultClock::default())
+    }
+}
+
+impl<C: Clock> PeerLimiter<C> {
+    /// As [`PeerLimiter::per_minute`], on `clock`.
+    #[must_use]
+    pub fn with_clock(per_minute: u32, clock: C) -> Self {
         Self {
-            capacity: (per_minute > 0).then_some(f64::from(per_minute)),
-            rate: f64::from(per_minute) / 60.0,
-            buckets: Mutex::new(HashMap::new()),
+            gcra: NonZeroU32::new(per_minute).map(|n| {
+                RateLimiter::new(Quota::per_minute(n), HashMapStateStore::default(), clock)
+            }),
         }
     }
 
-    /// Takes a token for `peer` at `now`.
+    /// Takes a token for `peer`.
     ///
     /// # Errors
     /// No token: whole seconds until one is back (at least 1).
-    pub fn check(&self, peer: &str, now: Instant) -> Result<(), u64> {
-        let Some(capacity) = self.capacity else {
+    pub fn check(&self, peer: &str) -> Result<(), u64> {
+        let Some(gcra) = &self.gcra else {
             return Ok(());
         };
-        let mut buckets = self
-            .buckets
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (tokens, updated) = buckets.entry(peer.to_owned()).or_insert((capacity, now));
-        let elapsed = now.saturating_duration_since(*updated).as_secs_f64();
-        *tokens = (*tokens + elapsed * self.rate).min(capacity);
-        *updated = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            Ok(())
-        } else {
-            // At most a minute: the bucket refills in that time.
-            let wait =
-                std::time::Duration::from_secs_f64(((1.0 - *tokens) / self.rate).clamp(0.0, 59.0));
-            Err(wait.as_secs() + 1)
-        }
+        gcra.check_key(&peer.to_owned()).map_err(|not_until| {
+            let wait = not_until.wait_time_from(gcra.clock().now());
+            (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+        })
     }
 }
 
@@ -59,17 +57,21 @@ impl PeerLimiter {
 mod tests {
     use std::time::Duration;
 
+    use governor::clock::FakeRelativeClock;
+
     use super::*;
 
     #[test]
     fn each_peer_has_its_own_budget_refilled_over_time() {
-        let limiter = PeerLimiter::per_minute(2);
-        let t = Instant::now();
-        assert!(limiter.check("b.test", t).is_ok());
-        assert!(limiter.check("b.test", t).is_ok());
-        assert!(limiter.check("b.test", t).is_err());
-        assert!(limiter.check("c.test", t).is_ok());
-        assert!(limiter.check("b.test", t + Duration::from_secs(31)).is_ok());
-        assert!(PeerLimiter::per_minute(0).check("b.test", t).is_ok());
+        let clock = FakeRelativeClock::default();
+        let limiter = PeerLimiter::with_clock(2, clock.clone());
+        assert!(limiter.check("b.test").is_ok());
+        assert!(limiter.check("b.test").is_ok());
+        // One event every 30 s: the next is admitted in 30 s.
+        assert_eq!(limiter.check("b.test"), Err(30));
+        assert!(limiter.check("c.test").is_ok());
+        clock.advance(Duration::from_secs(31));
+        assert!(limiter.check("b.test").is_ok());
+        assert!(PeerLimiter::per_minute(0).check("b.test").is_ok());
     }
 }
