@@ -201,10 +201,14 @@ async fn progress(acked: &Mutex<Vec<String>>, more: usize) {
     }
 }
 
-// Fails today: ACKed MSGs are lost (see docs/cluster.md, "What is not done"). Kept, ignored
-// with the reason, as the reproduction; run it with `--ignored`.
+// The reproduction of a loss: a receiver busy with its receipts starved its mailbox, so the
+// sender's live MSGs on the shared node sat there unwritten (docs/cluster.md, "The
+// rolling-restart loss").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails: ACKed MSGs lost for a local recipient after the sender moves under load (issue 15)"]
+#[cfg_attr(
+    not(all(commucat_test_postgres, commucat_test_redis)),
+    ignore = "needs COMMUCAT_TEST_POSTGRES and COMMUCAT_TEST_REDIS"
+)]
 async fn a_rolling_restart_of_every_node_under_load_loses_no_acknowledged_frame() {
     let mut cluster = Deployment::start().await;
     let ids = ["alice-rr", "bob-rr", "carol-rr"];

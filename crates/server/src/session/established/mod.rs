@@ -45,6 +45,9 @@ use super::handshake::Established;
 use crate::config::Bound;
 use crate::router::{Delivery, Envelope, Mailbox, MailboxReceiver, OverflowSignal, SessionStats};
 
+/// Mailbox deliveries a session acts on between two inbound frames.
+pub const MAILBOX_BURST: usize = 32;
+
 /// How long the server keeps trying to deliver a closing ERROR to a client that does not read.
 pub const CLOSING_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -207,8 +210,13 @@ impl<S: ByteStream> SessionTask<S> {
         );
         route_refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            // Handle everything already received before waiting again.
+            // Handle everything already received before waiting again; between two inbound
+            // frames, what waits in the mailbox is written too, so a client that keeps sending
+            // (receipts, MSGs) never starves the frames relayed to it.
             loop {
+                if let Err(end) = self.drain_mailbox(mailbox).await {
+                    return end;
+                }
                 match self.conn.next_buffered() {
                     Ok(Some(frame)) => {
                         if let Err(end) = self.inbound(frame).await {
@@ -235,10 +243,7 @@ impl<S: ByteStream> SessionTask<S> {
                     Err(e) => Err(End::Conn(e)),
                 },
                 delivery = mailbox.recv() => match delivery {
-                    Some(Delivery::Frame(envelope)) => self.forward(envelope).await,
-                    Some(Delivery::Replay) => self.replay().await,
-                    Some(Delivery::Close(problem)) => Err(End::Problem(problem)),
-                    Some(Delivery::Moved) => Err(End::Moved),
+                    Some(delivery) => self.delivered(delivery).await,
                     // Every sender is gone: the hub dropped this session, for a newer one or
                     // because it did not keep up.
                     None if overflow.is_raised() => {
@@ -265,6 +270,32 @@ impl<S: ByteStream> SessionTask<S> {
                 return end;
             }
         }
+    }
+
+    /// Acts on one delivery from the mailbox.
+    async fn delivered(&mut self, delivery: Delivery) -> Result<(), End> {
+        match delivery {
+            Delivery::Frame(envelope) => self.forward(envelope).await,
+            Delivery::Replay => self.replay().await,
+            Delivery::Close(problem) => Err(End::Problem(problem)),
+            Delivery::Moved => Err(End::Moved),
+        }
+    }
+
+    /// Acts on up to [`MAILBOX_BURST`] deliveries already waiting in the mailbox, without
+    /// waiting for more. Called between inbound frames: `tokio::select!` alone let a client
+    /// that kept the connection busy (a receipt for every frame, each costing store round
+    /// trips) starve the mailbox, so frames relayed to it waited there unwritten until the
+    /// session ended — and were lost if it never ended cleanly.
+    async fn drain_mailbox(&mut self, mailbox: &mut MailboxReceiver) -> Result<(), End> {
+        for _ in 0..MAILBOX_BURST {
+            match mailbox.try_recv() {
+                Ok(delivery) => self.delivered(delivery).await?,
+                // Empty, or closed (the `select!` sees the end and says why).
+                Err(_) => return Ok(()),
+            }
+        }
+        Ok(())
     }
 
     /// Moves the stored session's expiry to now + TTL (one indexed UPDATE), so the session id
