@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use commucat_ccp::FrameType;
 use commucat_ccp::control::{Ack, Join};
-use commucat_ccp::{Frame, FrameType};
-use commucat_client::transport::{ConnectMode, Message, ModeStream, open_mode};
+use commucat_client::transport::{ConnectMode, Message, ModeStream};
 use commucat_client::{ClientError, DeviceIdentity, HandshakeOptions, Session};
 use commucat_link::{ByteStream, Connection};
 use commucat_server::Config;
@@ -14,6 +14,7 @@ use futures_util::SinkExt;
 use serde_json::json;
 
 use crate::common::TestServer as Running;
+use crate::common::modes::{join, open, recv_type};
 
 /// A test server with HTTP/3 on (so every mode, `ConnectMode::H3` included, reaches it).
 async fn start(tweak: impl FnOnce(&mut Config)) -> Running {
@@ -24,12 +25,6 @@ async fn start(tweak: impl FnOnce(&mut Config)) -> Running {
     .await
 }
 
-async fn open(server: &Running, mode: ConnectMode) -> ModeStream {
-    open_mode(mode, server.addr, "localhost", &server.trust)
-        .await
-        .unwrap()
-}
-
 async fn connect(
     server: &Running,
     mode: ConnectMode,
@@ -37,35 +32,6 @@ async fn connect(
     options: &HandshakeOptions,
 ) -> Result<Session<ModeStream>, ClientError> {
     Session::handshake(open(server, mode).await, identity, &server.params, options).await
-}
-
-async fn recv_type(session: &mut Session<ModeStream>, frame_type: FrameType) -> Frame {
-    loop {
-        let frame = tokio::time::timeout(Duration::from_secs(10), session.recv())
-            .await
-            .expect("frame within 10 s")
-            .unwrap()
-            .expect("stream open");
-        if frame.frame_type() == frame_type {
-            return frame;
-        }
-    }
-}
-
-async fn join(session: &mut Session<ModeStream>, channel: u32) {
-    let seq = session
-        .send_control(
-            FrameType::Join,
-            channel,
-            &json!({"members": [], "relay": true}),
-        )
-        .await
-        .unwrap();
-    let ack: Ack = recv_type(session, FrameType::Ack)
-        .await
-        .parse_control()
-        .unwrap();
-    assert_eq!(ack.ack, u64::from(seq));
 }
 
 /// Generates one `#[tokio::test]` per connect mode calling `$body(mode)`.

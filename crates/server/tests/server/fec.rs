@@ -5,13 +5,13 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use commucat_ccp::control::Ack;
-use commucat_ccp::{Frame, FrameType};
+use commucat_ccp::FrameType;
 use commucat_client::transport::{ConnectMode, ModeStream, open_mode};
 use commucat_client::{DeviceIdentity, HandshakeOptions, Session};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::common::TestServer;
+use crate::common::modes::{join, recv_type, security_stats};
 
 async fn connect(
     server: &TestServer,
@@ -24,50 +24,6 @@ async fn connect(
         .unwrap();
     let identity = DeviceIdentity::generate(device_id);
     Session::handshake(stream, &identity, &server.params, options).await
-}
-
-async fn recv_type(session: &mut Session<ModeStream>, frame_type: FrameType) -> Frame {
-    loop {
-        let frame = tokio::time::timeout(Duration::from_secs(10), session.recv())
-            .await
-            .expect("frame within 10 s")
-            .unwrap()
-            .expect("stream open");
-        if frame.frame_type() == frame_type {
-            return frame;
-        }
-    }
-}
-
-async fn join(session: &mut Session<ModeStream>, channel: u32) {
-    let seq = session
-        .send_control(
-            FrameType::Join,
-            channel,
-            &json!({"members": [], "relay": true}),
-        )
-        .await
-        .unwrap();
-    let ack: Ack = recv_type(session, FrameType::Ack)
-        .await
-        .parse_control()
-        .unwrap();
-    assert_eq!(ack.ack, u64::from(seq));
-}
-
-async fn security_stats(server: &TestServer) -> Value {
-    server
-        .http()
-        .get(format!(
-            "https://localhost:{}/api/security-stats",
-            server.addr.port()
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
 }
 
 /// The server's FEC symbol counter once it is non-zero (it is incremented right after a write,

@@ -3,17 +3,14 @@
 //! with it off gives plain records; a wrapper with a bad MAC ends the session with an ERROR
 //! titled `IntegrityCheckFailed`, counted and ledgered.
 
-use std::time::Duration;
-
 use bytes::{Bytes, BytesMut};
-use commucat_ccp::control::Ack;
 use commucat_ccp::{Frame, FrameType, Problem};
 use commucat_client::transport::{ConnectMode, ModeStream, open_mode};
 use commucat_client::{DeviceIdentity, HandshakeOptions, Session};
 use commucat_link::ByteStream;
 use commucat_link::obf::{ObfPolicy, Obfuscator, Role};
-use serde_json::json;
 
+use crate::common::modes::{join, recv_type};
 use crate::common::{TestServer, ledger_records};
 
 async fn connect(
@@ -28,35 +25,6 @@ async fn connect(
     Session::handshake(stream, identity, &server.params, options)
         .await
         .unwrap()
-}
-
-async fn recv_type(session: &mut Session<ModeStream>, frame_type: FrameType) -> Frame {
-    loop {
-        let frame = tokio::time::timeout(Duration::from_secs(10), session.recv())
-            .await
-            .expect("frame within 10 s")
-            .unwrap()
-            .expect("stream open");
-        if frame.frame_type() == frame_type {
-            return frame;
-        }
-    }
-}
-
-async fn join(session: &mut Session<ModeStream>, channel: u32) {
-    let seq = session
-        .send_control(
-            FrameType::Join,
-            channel,
-            &json!({"members": [], "relay": true}),
-        )
-        .await
-        .unwrap();
-    let ack: Ack = recv_type(session, FrameType::Ack)
-        .await
-        .parse_control()
-        .unwrap();
-    assert_eq!(ack.ack, u64::from(seq));
 }
 
 /// Alice and Bob, both wrapped, join a channel and exchange a small and a large message.

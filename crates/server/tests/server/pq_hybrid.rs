@@ -6,21 +6,15 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use commucat_ccp::control::Ack;
 use commucat_ccp::{Frame, FrameType, Problem, ProblemKind};
-use commucat_client::transport::{ConnectMode, ModeStream, open_mode};
+use commucat_client::transport::{ConnectMode, ModeStream};
 use commucat_client::{DeviceIdentity, HandshakeOptions, Session};
 use commucat_handshake::client::{ClientHandshake, ClientParams, Input, Outgoing, Step};
 use commucat_link::Connection;
 use serde_json::{Value, json};
 
+use crate::common::modes::{join, open, recv_type, security_stats};
 use crate::common::{TestServer, ledger_records};
-
-async fn open(server: &TestServer, mode: ConnectMode) -> ModeStream {
-    open_mode(mode, server.addr, "localhost", &server.trust)
-        .await
-        .unwrap()
-}
 
 fn pq_identity(device_id: &str) -> DeviceIdentity {
     DeviceIdentity::generate(device_id).with_pq_keys().unwrap()
@@ -33,50 +27,6 @@ async fn connect_pq(
 ) -> Session<ModeStream> {
     let options = HandshakeOptions::default().with_pq_hybrid();
     Session::handshake(open(server, mode).await, identity, &server.params, &options)
-        .await
-        .unwrap()
-}
-
-async fn recv_type(session: &mut Session<ModeStream>, frame_type: FrameType) -> Frame {
-    loop {
-        let frame = tokio::time::timeout(Duration::from_secs(10), session.recv())
-            .await
-            .expect("frame within 10 s")
-            .unwrap()
-            .expect("stream open");
-        if frame.frame_type() == frame_type {
-            return frame;
-        }
-    }
-}
-
-async fn join(session: &mut Session<ModeStream>, channel: u32) {
-    let seq = session
-        .send_control(
-            FrameType::Join,
-            channel,
-            &json!({"members": [], "relay": true}),
-        )
-        .await
-        .unwrap();
-    let ack: Ack = recv_type(session, FrameType::Ack)
-        .await
-        .parse_control()
-        .unwrap();
-    assert_eq!(ack.ack, u64::from(seq));
-}
-
-async fn security_stats(server: &TestServer) -> Value {
-    server
-        .http()
-        .get(format!(
-            "https://localhost:{}/api/security-stats",
-            server.addr.port()
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
         .await
         .unwrap()
 }

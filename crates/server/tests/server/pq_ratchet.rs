@@ -11,6 +11,7 @@ use commucat_client::{DeviceIdentity, HandshakeOptions, Session};
 use serde_json::json;
 
 use crate::common::TestServer;
+use crate::common::modes::{join, recv_type};
 
 async fn connect_pq(server: &TestServer, mode: ConnectMode, device: &str) -> Session<ModeStream> {
     let identity = DeviceIdentity::generate(device).with_pq_keys().unwrap();
@@ -24,34 +25,6 @@ async fn connect_pq(server: &TestServer, mode: ConnectMode, device: &str) -> Ses
     assert!(session.info().pq_hybrid());
     assert_eq!(session.pq_ratchet_epoch(), Some(0));
     session
-}
-
-async fn recv_type(
-    session: &mut Session<ModeStream>,
-    frame_type: FrameType,
-) -> commucat_ccp::Frame {
-    loop {
-        let frame = tokio::time::timeout(Duration::from_secs(10), session.recv())
-            .await
-            .expect("frame within 10 s")
-            .unwrap()
-            .expect("stream open");
-        if frame.frame_type() == frame_type {
-            return frame;
-        }
-    }
-}
-
-async fn join(session: &mut Session<ModeStream>, channel: u32) {
-    session
-        .send_control(
-            FrameType::Join,
-            channel,
-            &json!({"members": [], "relay": true}),
-        )
-        .await
-        .unwrap();
-    recv_type(session, FrameType::Ack).await;
 }
 
 /// Two clients exchange messages both ways while the server re-keys every 4 frames: both

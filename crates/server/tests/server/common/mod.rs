@@ -15,6 +15,7 @@
 
 mod client;
 pub mod deployed;
+pub mod modes;
 pub mod poll;
 pub mod rest;
 mod tap;
