@@ -271,28 +271,20 @@ impl TransportManager {
     #[must_use]
     pub fn ranked(&self, client: Option<IpAddr>) -> Vec<TransportStanding> {
         let ranking = self.ranking.lock().unwrap_or_else(PoisonError::into_inner);
-        let network = client.map(NetworkKey::of);
-        let local = network.map(|n| ranking.records(n));
-        let order = ranking.ranked(network);
-        order
+        ranking
+            .ranked(client.map(NetworkKey::of))
             .into_iter()
-            .filter_map(|i| {
-                let transport = CATALOG.get(i).filter(|t| self.http3 || !is_http3(t.id()))?;
-                let own = local.as_ref().and_then(|l| l.get(i)).copied();
-                let measured_on_network =
-                    own.is_some_and(|r| r.successes.saturating_add(r.failures) > 0);
-                let record = if measured_on_network {
-                    own.unwrap_or_default()
-                } else {
-                    ranking.totals().get(i).copied().unwrap_or_default()
-                };
+            .filter_map(|ranked| {
+                let transport = CATALOG
+                    .get(ranked.index)
+                    .filter(|t| self.http3 || !is_http3(t.id()))?;
                 Some(TransportStanding {
                     id: transport.id(),
                     carrier: transport.carrier(),
                     resistance: transport.resistance(),
                     performance: transport.performance(),
-                    record,
-                    measured_on_network,
+                    record: ranked.record,
+                    measured_on_network: ranked.measured_on_network,
                 })
             })
             .collect()

@@ -115,7 +115,6 @@ struct NetworkStats {
 /// The statistics of every recently seen network, bounded by an LRU.
 #[derive(Debug)]
 pub struct Ranking {
-    transports: usize,
     networks: LruCache<NetworkKey, NetworkStats>,
     totals: Vec<TransportRecord>,
     window: Duration,
@@ -140,7 +139,6 @@ impl Ranking {
     #[must_use]
     pub fn new(transports: usize, max_networks: usize, window: Duration) -> Self {
         Self {
-            transports,
             networks: LruCache::new(max_networks.max(1)),
             totals: vec![TransportRecord::default(); transports],
             window,
@@ -168,13 +166,13 @@ impl Ranking {
         elapsed: Duration,
         now: Instant,
     ) -> Recorded {
-        if transport >= self.transports {
+        if transport >= self.totals.len() {
             return Recorded::Plain;
         }
         if let Some(total) = self.totals.get_mut(transport) {
             total.record(ok, elapsed);
         }
-        let transports = self.transports;
+        let transports = self.totals.len();
         let stats = match self.networks.get_mut(&network) {
             Some(stats) => stats,
             None => {
@@ -224,42 +222,52 @@ impl Ranking {
         }
     }
 
+    #[cfg(test)]
     /// The record of each transport for `network` (all zero for an unknown network).
     #[must_use]
     pub fn records(&self, network: NetworkKey) -> Vec<TransportRecord> {
         self.networks.peek(&network).map_or_else(
-            || vec![TransportRecord::default(); self.transports],
+            || vec![TransportRecord::default(); self.totals.len()],
             |s| s.records.clone(),
         )
     }
 
+    #[cfg(test)]
     /// The record of each transport over every network since start.
     #[must_use]
     pub fn totals(&self) -> &[TransportRecord] {
         &self.totals
     }
 
-    /// Catalog indices ordered best first for `network`: by success score on that network
-    /// (falling back to the totals where the network has no attempts on a transport; on the
+    /// The transports ordered best first for `network`: by success score on that network
+    /// (judged on the totals where the network has no attempts on a transport, and on the
     /// totals alone for `None`), then by average handshake time, then by the catalog's own
-    /// order (its preference).
+    /// order (its preference). Each comes with the record it was judged on.
     #[must_use]
-    pub fn ranked(&self, network: Option<NetworkKey>) -> Vec<usize> {
-        let local = network.map_or_else(
-            || vec![TransportRecord::default(); self.transports],
-            |n| self.records(n),
-        );
-        let pick = |i: usize| -> TransportRecord {
-            let own = local.get(i).copied().unwrap_or_default();
-            if own.successes + own.failures > 0 {
-                own
-            } else {
-                self.totals.get(i).copied().unwrap_or_default()
-            }
-        };
-        let mut order: Vec<usize> = (0..self.transports).collect();
-        order.sort_by(|&a, &b| {
-            let (ra, rb) = (pick(a), pick(b));
+    pub fn ranked(&self, network: Option<NetworkKey>) -> Vec<Ranked> {
+        let local = network.and_then(|n| self.networks.peek(&n));
+        let mut order: Vec<Ranked> = self
+            .totals
+            .iter()
+            .enumerate()
+            .map(|(index, total)| {
+                let own = local.and_then(|stats| stats.records.get(index)).copied();
+                match own.filter(|r| r.successes.saturating_add(r.failures) > 0) {
+                    Some(record) => Ranked {
+                        index,
+                        record,
+                        measured_on_network: true,
+                    },
+                    None => Ranked {
+                        index,
+                        record: *total,
+                        measured_on_network: false,
+                    },
+                }
+            })
+            .collect();
+        order.sort_by(|a, b| {
+            let (ra, rb) = (a.record, b.record);
             rb.success_score()
                 .total_cmp(&ra.success_score())
                 .then_with(|| match (ra.latency, rb.latency) {
@@ -268,10 +276,21 @@ impl Ranking {
                     (None, Some(_)) => std::cmp::Ordering::Greater,
                     (None, None) => std::cmp::Ordering::Equal,
                 })
-                .then_with(|| a.cmp(&b))
+                .then_with(|| a.index.cmp(&b.index))
         });
         order
     }
+}
+
+/// One transport's place in [`Ranking::ranked`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ranked {
+    /// Catalog index.
+    pub index: usize,
+    /// The record it was judged on.
+    pub record: TransportRecord,
+    /// Whether `record` is the network's own (false: the totals over every network).
+    pub measured_on_network: bool,
 }
 
 #[cfg(test)]
@@ -283,6 +302,10 @@ mod tests {
     }
 
     const MS: Duration = Duration::from_millis(1);
+
+    fn order(r: &Ranking, last: u8) -> Vec<usize> {
+        r.ranked(Some(net(last))).iter().map(|t| t.index).collect()
+    }
 
     #[test]
     fn networks_truncate_addresses() {
@@ -362,21 +385,21 @@ mod tests {
         let t0 = Instant::now();
         let mut r = Ranking::new(3, 16, Duration::from_secs(60));
         // Untried everywhere: catalog order.
-        assert_eq!(r.ranked(Some(net(1))), vec![0, 1, 2]);
+        assert_eq!(order(&r, 1), vec![0, 1, 2]);
         // Transport 0 fails on network 1, transport 2 succeeds there.
         for _ in 0..5 {
             r.record(net(1), 0, false, MS, t0);
             r.record(net(1), 2, true, 30 * MS, t0);
         }
-        assert_eq!(r.ranked(Some(net(1)))[0], 2);
-        assert_eq!(r.ranked(Some(net(1)))[2], 0);
+        assert_eq!(order(&r, 1)[0], 2);
+        assert_eq!(order(&r, 1)[2], 0);
         // Another network with no history of its own falls back to the totals.
-        assert_eq!(r.ranked(Some(net(9)))[0], 2);
+        assert_eq!(order(&r, 9)[0], 2);
         // Equal success: the faster transport first.
         let mut r = Ranking::new(2, 16, Duration::from_secs(60));
         r.record(net(1), 0, true, 50 * MS, t0);
         r.record(net(1), 1, true, 5 * MS, t0);
-        assert_eq!(r.ranked(Some(net(1))), vec![1, 0]);
+        assert_eq!(order(&r, 1), vec![1, 0]);
     }
 
     #[test]
