@@ -461,11 +461,14 @@ impl SessionCodec {
         if let Some(fec) = &mut self.fec {
             let mut plain = BytesMut::with_capacity(frame.encoded_len());
             frame.encode(&mut plain);
-            let mut units = BytesMut::new();
-            fec.encode(&plain, &mut units)?;
             match &mut self.transport {
-                Some(transport) => transport.seal(&units, out)?,
-                None => out.extend_from_slice(&units),
+                Some(transport) => {
+                    let mut units = BytesMut::new();
+                    fec.encode(&plain, &mut units)?;
+                    transport.seal(&units, out)?;
+                }
+                // Plain units go straight to the output, without a staging copy.
+                None => fec.encode(&plain, out)?,
             }
             return Ok(());
         }
