@@ -107,10 +107,12 @@ impl Sessions {
             .run_and_report(&mut conn, &remote, inner.handshake_timeout)
             .await;
         let elapsed = started.elapsed();
-        metrics.handshake(outcome.is_ok(), elapsed);
+        // Recorded before the handshake counters, so a reader who sees the counter move sees
+        // the transport outcome too.
         if let Some(carried) = transport_outcome(&outcome) {
             inner.transports.record(&remote, mode, carried, elapsed);
         }
+        metrics.handshake(outcome.is_ok(), elapsed);
         if outcome.as_ref().is_ok_and(|e| e.pq_hybrid) {
             metrics.pq_handshake();
         }

@@ -76,8 +76,12 @@ async fn a_failed_transport_then_another_is_a_deflection_and_reranks_the_relay()
     assert_eq!(last["id"], "binary/h1", "{body}");
     assert_eq!(last["record"]["failures"], 1);
 
-    // A second success on the same transport is not another deflection.
+    // Another success from the network, its failure already answered, is not another
+    // deflection (the outcome is recorded before the handshake counter moves).
     let again = server.connect("deflector-2").await;
+    server
+        .metric_becomes("commucat_handshakes_total{result=\"ok\"} ", 2)
+        .await;
     drop(again);
     drop(session);
     let stats = rest
